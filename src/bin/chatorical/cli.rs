@@ -1,0 +1,63 @@
+//! The command line: `chatorical <command>`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use chatorical::config::LogFormat;
+
+use crate::cmd;
+
+/// Multi-tenant support chat: a website widget on one side, a Telegram forum topic
+/// per conversation on the other.
+#[derive(Debug, Parser)]
+#[command(name = "chatorical", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by all commands.
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Configuration file (else $CHATORICAL_CONFIG, ./chatorical.toml, /etc/chatorical/chatorical.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Database URL (sqlite://PATH or postgres://…); overrides the file and environment.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Data directory for the embedded database and generated keys.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API, the widget socket, the widget script and the demo page.
+    Serve(cmd::serve::ServeArgs),
+    /// Apply pending database migrations.
+    Migrate(cmd::migrate::MigrateArgs),
+    /// Create, list and show tenants.
+    #[command(subcommand)]
+    Tenants(cmd::tenants::TenantsCommand),
+    /// Issue, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(cmd::keys::KeysCommand),
+    /// Check or print configuration.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
+    /// Write man pages for every command (used to keep man/ current).
+    #[command(hide = true)]
+    Man(cmd::man::ManArgs),
+}

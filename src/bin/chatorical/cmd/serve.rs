@@ -1,0 +1,66 @@
+//! `chatorical serve`.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use chatorical::app::Application;
+
+use crate::cli::Global;
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+/// Serve until SIGTERM or Ctrl-C.
+pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let loaded = super::load(g, args.listen)?;
+    let settings = loaded.settings;
+    chatorical::telemetry::init(settings.log.format, &settings.log.filter);
+    if let Some(file) = &loaded.file {
+        tracing::info!(file = %file.display(), "configuration file");
+    }
+    let app = Application::build(settings).await?;
+    let url = app.state().public_url.clone();
+    tracing::info!(addr = %app.local_addr(), backend = ?app.state().db.backend(), "listening");
+    if app
+        .state()
+        .demo_widget_key
+        .read()
+        .map(|k| k.is_some())
+        .unwrap_or(false)
+    {
+        eprintln!("chatorical is running: open {url}/ for the demo chat (Ctrl-C to stop)");
+    } else {
+        eprintln!("chatorical is running on {url} (Ctrl-C to stop)");
+    }
+    app.run_until_stopped(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

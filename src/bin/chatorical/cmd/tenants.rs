@@ -1,0 +1,110 @@
+//! `chatorical tenants create|list|show`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use chatorical::tenancy::{self, Tenant};
+
+use crate::cli::Global;
+use crate::output;
+
+/// Tenant commands.
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Create a tenant (prints its widget key).
+    Create {
+        /// URL-safe unique name: 2-40 of a-z, 0-9, '-'.
+        #[arg(long)]
+        slug: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Origin allowed to embed the widget, e.g. https://shop.example (repeatable).
+        #[arg(long = "origin", value_name = "URL")]
+        origins: Vec<String>,
+    },
+    /// List tenants.
+    List,
+    /// Show one tenant.
+    Show {
+        /// The tenant's slug.
+        slug: String,
+    },
+}
+
+/// Run a tenant command.
+pub async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
+    let (_, db) = super::open(g).await?;
+    match cmd {
+        TenantsCommand::Create {
+            slug,
+            name,
+            origins,
+        } => {
+            let t = tenancy::create_tenant(&db, &slug, &name, &origins).await?;
+            if g.json {
+                output::json(&t)?;
+            } else {
+                println!("{}", detail(&t));
+            }
+        }
+        TenantsCommand::List => {
+            let list = tenancy::list_tenants(&db).await?;
+            if g.json {
+                output::json(&list)?;
+            } else {
+                let mut t =
+                    output::table(&["slug", "name", "widget key", "allowed origins", "created"]);
+                for x in &list {
+                    t.add_row(vec![
+                        x.slug.clone(),
+                        x.name.clone(),
+                        x.widget_key.clone(),
+                        origins(x),
+                        x.created_at.clone(),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        TenantsCommand::Show { slug } => {
+            let t = tenancy::tenant_by_slug(&db, &slug).await?;
+            if g.json {
+                output::json(&t)?;
+            } else {
+                println!("{}", detail(&t));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn origins(t: &Tenant) -> String {
+    let list: Vec<&str> = t
+        .settings
+        .allowed_origins
+        .iter()
+        .map(|o| o.as_str())
+        .collect();
+    if list.is_empty() {
+        "-".into()
+    } else {
+        list.join("\n")
+    }
+}
+
+fn detail(t: &Tenant) -> comfy_table::Table {
+    let mut table = output::table(&["field", "value"]);
+    table.add_row(vec!["id".to_string(), t.id.clone()]);
+    table.add_row(vec!["slug".to_string(), t.slug.clone()]);
+    table.add_row(vec!["name".to_string(), t.name.clone()]);
+    table.add_row(vec!["widget key".to_string(), t.widget_key.clone()]);
+    table.add_row(vec!["allowed origins".to_string(), origins(t)]);
+    table.add_row(vec![
+        "default locale".to_string(),
+        t.settings.default_locale.clone(),
+    ]);
+    table.add_row(vec!["created".to_string(), t.created_at.clone()]);
+    table
+}

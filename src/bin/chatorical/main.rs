@@ -1,0 +1,44 @@
+//! `chatorical`: parse the command line, load settings, start telemetry, dispatch.
+
+mod cli;
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = cli.global;
+    match cli.command {
+        Command::Serve(args) => cmd::serve::run(&g, args).await,
+        Command::Migrate(args) => cmd::migrate::run(&g, args).await,
+        Command::Tenants(c) => cmd::tenants::run(&g, c).await,
+        Command::Keys(c) => cmd::keys::run(&g, c).await,
+        Command::Config(c) => cmd::config::run(&g, c),
+        Command::Man(args) => cmd::man::run(args),
+    }
+}

@@ -1,0 +1,242 @@
+//! The application: build from settings (bind, connect, migrate), then run until a
+//! shutdown signal — which the caller passes in, so tests can drive it.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::chat::Chat;
+use crate::config::{DatabaseUrl, Settings};
+use crate::db::Db;
+use crate::domain::random_base62;
+use crate::error::{Error, ErrorCode, Result};
+use crate::http::{self, AppState, Metrics, OriginCache};
+use crate::realtime::{Hub, LocalHub, WsTokenSigner};
+use crate::tenancy::{self, SettingsPatch};
+
+/// A bound, connected, migrated server, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    addr: SocketAddr,
+}
+
+/// Open the configured database, migrating when the settings say so (always on SQLite).
+/// PostgreSQL with pending migrations and `auto_migrate = false` is an error.
+pub async fn open_database(settings: &Settings) -> Result<Db> {
+    let url = settings.database_url()?;
+    let db = Db::connect(
+        &url,
+        settings.database.max_connections,
+        settings.database.busy_timeout_ms,
+    )
+    .await?;
+    let migrate = matches!(url, DatabaseUrl::Sqlite(_)) || settings.database.auto_migrate;
+    if migrate {
+        let applied = db.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(count = applied.len(), "applied migrations");
+        }
+    } else {
+        let pending = db.pending_migrations().await?;
+        if !pending.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "{} pending migration(s); run `chatorical migrate` or set database.auto_migrate = true",
+                    pending.len()
+                ),
+            ));
+        }
+    }
+    Ok(db)
+}
+
+/// The WebSocket token secret: configured, or generated once in the data dir.
+fn token_secret(settings: &Settings) -> Result<Vec<u8>> {
+    if let Some(s) = &settings.server.token_secret {
+        return Ok(s.expose().as_bytes().to_vec());
+    }
+    let dir = &settings.server.data_dir;
+    let path = dir.join("ws_token.secret");
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && existing.trim().len() >= 32
+    {
+        return Ok(existing.trim().as_bytes().to_vec());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::new(
+            ErrorCode::InvalidConfig,
+            format!("cannot create {}: {e}", dir.display()),
+        )
+    })?;
+    let secret = random_base62(48);
+    write_private(&path, &secret)?;
+    Ok(secret.into_bytes())
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        Error::new(
+            ErrorCode::InvalidConfig,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })?;
+    f.write_all(contents.as_bytes()).map_err(|e| {
+        Error::new(
+            ErrorCode::InvalidConfig,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })
+}
+
+impl Application {
+    /// Bind the listener, open (and migrate) the database, set up the demo tenant.
+    pub async fn build(settings: Settings) -> Result<Self> {
+        settings.validate()?;
+        let db = open_database(&settings).await?;
+        let listener = TcpListener::bind(settings.listen_addr()?)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidConfig,
+                    format!("cannot listen on {}: {e}", settings.server.listen),
+                )
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::internal(e.to_string()))?;
+        let public_url: Arc<str> = settings.public_url(addr).into();
+        let signer = WsTokenSigner::new(&token_secret(&settings)?);
+        let hub: Arc<dyn Hub> = Arc::new(LocalHub::new());
+        let chat = Chat::new(db.clone(), hub, signer, settings.ws.token_ttl_secs);
+        let state = AppState {
+            db,
+            chat,
+            settings: Arc::new(settings),
+            shutdown: CancellationToken::new(),
+            origins: OriginCache::default(),
+            metrics: Arc::new(Metrics::default()),
+            public_url,
+            demo_widget_key: Arc::new(RwLock::new(None)),
+        };
+        if state.settings.demo.enabled && state.settings.is_embedded() {
+            let key = ensure_demo_tenant(&state, addr).await?;
+            if let Ok(mut slot) = state.demo_widget_key.write() {
+                *slot = Some(key);
+            }
+        }
+        Ok(Application {
+            listener,
+            state,
+            addr,
+        })
+    }
+
+    /// The bound address (port 0 in tests becomes a real port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Shared state (database, hub, settings).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serve until `shutdown` resolves: then stop accepting, close sockets with 1001,
+    /// and wait up to `server.shutdown_grace_secs` for in-flight requests.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let state = self.state.clone();
+        let cancel = state.shutdown.clone();
+        let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
+        let router = http::router(state);
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.cancel();
+        });
+        let signal = cancel.clone();
+        let server = axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move { signal.cancelled().await });
+        let server = tokio::spawn(async move { server.await });
+        cancel.cancelled().await;
+        match tokio::time::timeout(grace, server).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(Error::internal(format!("server error: {e}"))),
+            Ok(Err(e)) => Err(Error::internal(format!("server task: {e}"))),
+            Err(_) => {
+                tracing::warn!(
+                    grace_secs = grace.as_secs(),
+                    "in-flight requests did not finish in time"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Create the `demo` tenant on first start, and make sure its allowed origins include
+/// this server's own origin. Returns its widget key.
+async fn ensure_demo_tenant(state: &AppState, addr: SocketAddr) -> Result<String> {
+    let mut origins = vec![state.public_url.to_string()];
+    if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+        origins.push(format!("http://127.0.0.1:{}", addr.port()));
+    }
+    let tenant = match tenancy::tenant_by_slug(&state.db, "demo").await {
+        Ok(t) => t,
+        Err(e) if e.code == ErrorCode::NotFound => {
+            match tenancy::create_tenant(&state.db, "demo", "Demo", &origins).await {
+                Ok(t) => t,
+                Err(e) if e.code == ErrorCode::Conflict => {
+                    tenancy::tenant_by_slug(&state.db, "demo").await?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    let mut wanted: Vec<String> = tenant
+        .settings
+        .allowed_origins
+        .iter()
+        .map(|o| o.as_str().to_string())
+        .collect();
+    let before = wanted.len();
+    for o in origins {
+        if !wanted.contains(&o) {
+            wanted.push(o);
+        }
+    }
+    if wanted.len() != before {
+        let patch = SettingsPatch {
+            allowed_origins: Some(wanted),
+            ..Default::default()
+        };
+        tenancy::update_settings(&state.db, &tenant.id, patch).await?;
+    }
+    Ok(tenant.widget_key)
+}

@@ -1,0 +1,492 @@
+//! Visitor chat: sessions, conversations and messages, shared by the HTTP API and
+//! the socket. Every function acts for one tenant.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::db::{
+    Db,
+    models::{ConversationRow, MessageRow, VisitorRow},
+    repo,
+};
+use crate::domain::{VisitorToken, new_id, now_ms, rfc3339};
+use crate::error::{Error, ErrorCode, Result};
+use crate::realtime::{Hub, ServerFrame, WsClaims, WsTokenSigner};
+use crate::tenancy::Tenant;
+use crate::transaction;
+
+/// Longest message text, in characters.
+pub const MAX_TEXT_CHARS: usize = 8000;
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Visitor → agents.
+    Inbound,
+    /// Agents → visitor.
+    Outbound,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// A message as the API and the socket show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct MessageView {
+    /// Opaque id.
+    pub id: String,
+    /// Conversation id.
+    pub conversation_id: String,
+    /// Dense per-conversation sequence number, from 1.
+    pub seq: i64,
+    /// `inbound` (visitor → agents) or `outbound` (agents → visitor).
+    pub direction: Direction,
+    /// Agent display name; `null` for the visitor.
+    pub author: Option<String>,
+    /// Text.
+    pub text: String,
+    /// The sender's idempotency id.
+    pub client_msg_id: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, if edited.
+    pub edited_at: Option<String>,
+}
+
+impl From<MessageRow> for MessageView {
+    fn from(r: MessageRow) -> Self {
+        MessageView {
+            id: r.id,
+            conversation_id: r.conversation_id,
+            seq: r.seq,
+            direction: if r.direction == "outbound" {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            },
+            author: r.author,
+            text: r.body,
+            client_msg_id: r.client_msg_id,
+            created_at: rfc3339(r.created_at),
+            edited_at: r.edited_at.map(rfc3339),
+        }
+    }
+}
+
+/// A conversation as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct ConversationView {
+    /// Opaque id.
+    pub id: String,
+    /// The visitor's id.
+    pub visitor_id: String,
+    /// `open` or `closed`.
+    pub status: String,
+    /// Highest message seq.
+    pub last_seq: i64,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, last activity.
+    pub updated_at: String,
+    /// RFC 3339, if closed.
+    pub closed_at: Option<String>,
+}
+
+impl From<ConversationRow> for ConversationView {
+    fn from(r: ConversationRow) -> Self {
+        ConversationView {
+            id: r.id,
+            visitor_id: r.visitor_id,
+            status: r.status,
+            last_seq: r.last_seq,
+            created_at: rfc3339(r.created_at),
+            updated_at: rfc3339(r.updated_at),
+            closed_at: r.closed_at.map(rfc3339),
+        }
+    }
+}
+
+/// What a widget gets when it starts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Session {
+    /// Long-lived visitor token; keep it (localStorage) and send it back next time.
+    pub visitor_token: String,
+    /// Short-lived token for `GET /v1/ws?token=`.
+    pub ws_token: String,
+    /// RFC 3339 expiry of `ws_token`.
+    pub ws_token_expires_at: String,
+    /// The visitor's open conversation, if there is one.
+    pub conversation_id: Option<String>,
+}
+
+/// A conversation with a fresh socket token for it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpenedConversation {
+    /// The conversation.
+    #[serde(flatten)]
+    pub conversation: ConversationView,
+    /// Token for `GET /v1/ws?token=` bound to this conversation.
+    pub ws_token: String,
+    /// RFC 3339 expiry of `ws_token`.
+    pub ws_token_expires_at: String,
+}
+
+/// A page of history.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct History {
+    /// Messages with `seq > since`, in seq order.
+    pub messages: Vec<MessageView>,
+    /// The conversation's highest seq.
+    pub last_seq: i64,
+}
+
+/// The chat use cases, over a database and a hub.
+#[derive(Clone)]
+pub struct Chat {
+    db: Db,
+    hub: Arc<dyn Hub>,
+    signer: WsTokenSigner,
+    ws_ttl_ms: i64,
+}
+
+/// A visitor authenticated by their token.
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    /// Visitor id.
+    pub id: String,
+    /// Tenant id.
+    pub tenant_id: String,
+}
+
+fn check_client_msg_id(id: &str) -> Result<()> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::validation(
+            "client_msg_id",
+            "client_msg_id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '_'",
+        ))
+    }
+}
+
+fn check_text(text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(Error::validation("text", "text must not be empty"));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(Error::validation(
+            "text",
+            format!("text must be at most {MAX_TEXT_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl Chat {
+    /// Chat over `db`, publishing to `hub`.
+    pub fn new(db: Db, hub: Arc<dyn Hub>, signer: WsTokenSigner, ws_ttl_secs: u64) -> Self {
+        Chat {
+            db,
+            hub,
+            signer,
+            ws_ttl_ms: i64::try_from(ws_ttl_secs)
+                .unwrap_or(300)
+                .saturating_mul(1000),
+        }
+    }
+
+    /// The hub frames go to.
+    pub fn hub(&self) -> &Arc<dyn Hub> {
+        &self.hub
+    }
+
+    /// The token signer.
+    pub fn signer(&self) -> &WsTokenSigner {
+        &self.signer
+    }
+
+    fn ws_token(
+        &self,
+        tenant_id: &str,
+        visitor_id: &str,
+        conversation_id: Option<&str>,
+    ) -> (String, String) {
+        let exp = now_ms() + self.ws_ttl_ms;
+        let claims = WsClaims {
+            t: tenant_id.to_string(),
+            v: visitor_id.to_string(),
+            c: conversation_id.unwrap_or("").to_string(),
+            exp,
+        };
+        (self.signer.sign(&claims), rfc3339(exp))
+    }
+
+    /// Start (or resume) a widget session for `tenant`. An unknown, malformed or other
+    /// tenant's visitor token silently yields a new visitor.
+    pub async fn start_session(
+        &self,
+        tenant: &Tenant,
+        visitor_token: Option<&str>,
+        locale: Option<&str>,
+    ) -> Result<Session> {
+        let locale = locale.filter(|l| {
+            (2..=16).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+        let now = now_ms();
+        let mut pc = self.db.conn().await?;
+        let mut conn = pc.as_conn();
+        let existing = match visitor_token.and_then(VisitorToken::parse) {
+            Some(t) => repo::visitors::by_token_hash(&mut conn, &tenant.id, &t.hash())
+                .await?
+                .map(|v| (v, t)),
+            None => None,
+        };
+        let (visitor, token) = match existing {
+            Some((v, t)) => {
+                repo::visitors::touch(&mut conn, &tenant.id, &v.id, locale, now).await?;
+                (v, t)
+            }
+            None => {
+                let token = VisitorToken::generate();
+                let row = VisitorRow {
+                    id: new_id("vis"),
+                    tenant_id: tenant.id.clone(),
+                    token_hash: token.hash(),
+                    locale: locale.map(str::to_string),
+                    created_at: now,
+                    last_seen_at: now,
+                };
+                repo::visitors::insert(&mut conn, &row).await?;
+                (row, token)
+            }
+        };
+        let conversation =
+            repo::conversations::open_for_visitor(&mut conn, &tenant.id, &visitor.id).await?;
+        let conversation_id = conversation.map(|c| c.id);
+        let (ws_token, ws_token_expires_at) =
+            self.ws_token(&tenant.id, &visitor.id, conversation_id.as_deref());
+        Ok(Session {
+            visitor_token: token.expose().to_string(),
+            ws_token,
+            ws_token_expires_at,
+            conversation_id,
+        })
+    }
+
+    /// The visitor a bearer token belongs to.
+    pub async fn authenticate_visitor(&self, token: &str) -> Result<Visitor> {
+        let token = VisitorToken::parse(token)
+            .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
+        let mut pc = self.db.conn().await?;
+        let v = repo::visitors::by_token_hash_any(&mut pc.as_conn(), &token.hash())
+            .await?
+            .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
+        Ok(Visitor {
+            id: v.id,
+            tenant_id: v.tenant_id,
+        })
+    }
+
+    /// The visitor's open conversation, created if none.
+    pub async fn open_conversation(&self, visitor: &Visitor) -> Result<(OpenedConversation, bool)> {
+        let mut pc = self.db.conn().await?;
+        let (row, created) = repo::conversations::open_or_create(
+            &mut pc.as_conn(),
+            &visitor.tenant_id,
+            &visitor.id,
+            now_ms(),
+        )
+        .await?;
+        let (ws_token, ws_token_expires_at) =
+            self.ws_token(&visitor.tenant_id, &visitor.id, Some(&row.id));
+        Ok((
+            OpenedConversation {
+                conversation: row.into(),
+                ws_token,
+                ws_token_expires_at,
+            },
+            created,
+        ))
+    }
+
+    /// A conversation of the tenant; with `Some(visitor)` only that visitor's.
+    pub async fn conversation(
+        &self,
+        tenant_id: &str,
+        visitor_id: Option<&str>,
+        id: &str,
+    ) -> Result<ConversationView> {
+        let mut pc = self.db.conn().await?;
+        let row = repo::conversations::get(&mut pc.as_conn(), tenant_id, id)
+            .await?
+            .filter(|c| visitor_id.is_none_or(|v| c.visitor_id == v))
+            .ok_or_else(|| Error::not_found("conversation"))?;
+        Ok(row.into())
+    }
+
+    /// The tenant's conversations.
+    pub async fn list_conversations(
+        &self,
+        tenant_id: &str,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ConversationView>> {
+        if let Some(s) = status
+            && s != "open"
+            && s != "closed"
+        {
+            return Err(Error::validation("status", "status must be open or closed"));
+        }
+        let mut pc = self.db.conn().await?;
+        Ok(
+            repo::conversations::list(&mut pc.as_conn(), tenant_id, status, limit.clamp(1, 500))
+                .await?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+        )
+    }
+
+    /// Messages after `since`, at most `limit` (1–500).
+    pub async fn history(
+        &self,
+        tenant_id: &str,
+        visitor_id: Option<&str>,
+        conversation_id: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<History> {
+        let conv = self
+            .conversation(tenant_id, visitor_id, conversation_id)
+            .await?;
+        let mut pc = self.db.conn().await?;
+        let rows = repo::messages::since(
+            &mut pc.as_conn(),
+            tenant_id,
+            conversation_id,
+            since.max(0),
+            limit.clamp(1, 500),
+        )
+        .await?;
+        Ok(History {
+            messages: rows.into_iter().map(Into::into).collect(),
+            last_seq: conv.last_seq,
+        })
+    }
+
+    /// Store a message and publish it. The same `client_msg_id` again returns the
+    /// stored message and `false`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn post_message(
+        &self,
+        tenant_id: &str,
+        visitor_id: Option<&str>,
+        conversation_id: &str,
+        direction: Direction,
+        author: Option<&str>,
+        text: &str,
+        client_msg_id: Option<&str>,
+    ) -> Result<(MessageView, bool)> {
+        check_text(text)?;
+        let client_msg_id = match client_msg_id {
+            Some(id) => {
+                check_client_msg_id(id)?;
+                id.to_string()
+            }
+            None => new_id("srv"),
+        };
+        // Ownership first: another visitor's (or tenant's) conversation is not found.
+        self.conversation(tenant_id, visitor_id, conversation_id)
+            .await?;
+        let mut pc = self.db.conn().await?;
+        let mut conn = pc.as_conn();
+        if let Some(existing) =
+            repo::messages::by_client_msg_id(&mut conn, tenant_id, conversation_id, &client_msg_id)
+                .await?
+        {
+            return Ok((existing.into(), false));
+        }
+        let now = now_ms();
+        let row = MessageRow {
+            id: new_id("msg"),
+            tenant_id: tenant_id.to_string(),
+            conversation_id: conversation_id.to_string(),
+            seq: 0,
+            direction: direction.as_str().to_string(),
+            author: author.map(str::to_string),
+            body: text.to_string(),
+            client_msg_id: Some(client_msg_id.clone()),
+            created_at: now,
+            edited_at: None,
+        };
+        let stored = transaction!(&mut conn, |tx| {
+            let seq = repo::conversations::next_seq(tx, tenant_id, conversation_id, now)
+                .await?
+                .ok_or_else(|| {
+                    Error::new(ErrorCode::ConversationClosed, "the conversation is closed")
+                })?;
+            let row = MessageRow { seq, ..row };
+            repo::messages::insert(tx, &row).await?;
+            Ok(row)
+        });
+        let row = match stored {
+            Ok(row) => row,
+            // A concurrent send with the same client_msg_id won the race.
+            Err(e) if e.code == ErrorCode::Conflict => {
+                return repo::messages::by_client_msg_id(
+                    &mut conn,
+                    tenant_id,
+                    conversation_id,
+                    &client_msg_id,
+                )
+                .await?
+                .map(|m| (m.into(), false))
+                .ok_or(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let view = MessageView::from(row);
+        self.hub.publish(
+            conversation_id,
+            ServerFrame::Message {
+                message: view.clone(),
+            }
+            .to_json(),
+        );
+        Ok((view, true))
+    }
+
+    /// Close a conversation and tell its sockets.
+    pub async fn close(&self, tenant_id: &str, conversation_id: &str) -> Result<ConversationView> {
+        let mut pc = self.db.conn().await?;
+        let mut conn = pc.as_conn();
+        let closed =
+            repo::conversations::close(&mut conn, tenant_id, conversation_id, now_ms()).await?;
+        let row = repo::conversations::get(&mut conn, tenant_id, conversation_id)
+            .await?
+            .ok_or_else(|| Error::not_found("conversation"))?;
+        if closed {
+            self.hub.publish(
+                conversation_id,
+                ServerFrame::ConversationClosed {
+                    conversation_id: conversation_id.to_string(),
+                }
+                .to_json(),
+            );
+        }
+        Ok(row.into())
+    }
+}

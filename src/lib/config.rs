@@ -1,0 +1,728 @@
+//! Settings: defaults < TOML file < `CHATORICAL_*` environment < command-line flags.
+//!
+//! The file is `--config PATH`, else `$CHATORICAL_CONFIG`, else `./chatorical.toml`,
+//! else `/etc/chatorical/chatorical.toml` (the first that exists; an explicitly named
+//! file must exist). Environment keys use `__` for nesting: `CHATORICAL_DATABASE__URL`.
+//! Unknown keys and bad values are errors that name the key. Secrets print as `***`.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+use toml::Value;
+
+use crate::error::{Error, ErrorCode, Result};
+
+/// A secret string: never printed (Debug and Serialize show `***`).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret value itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured on a terminal.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// All settings of a chatorical process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[derive(Default)]
+pub struct Settings {
+    /// HTTP server.
+    pub server: ServerSettings,
+    /// Database.
+    pub database: DatabaseSettings,
+    /// WebSocket limits and timers.
+    pub ws: WsSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// The demo tenant of the embedded default.
+    pub demo: DemoSettings,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub listen: String,
+    /// Public base URL (used in links); derived from `listen` when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Directory for the embedded database and generated keys.
+    pub data_dir: PathBuf,
+    /// Secret used to sign WebSocket tokens; generated in the data dir when unset.
+    /// Every node of one deployment must share it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<Secret>,
+    /// Seconds to wait for in-flight requests on shutdown.
+    pub shutdown_grace_secs: u64,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Database settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` or `postgres://…`; unset means `sqlite://<data_dir>/chatorical.db`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// Pool size.
+    pub max_connections: usize,
+    /// Run pending migrations on start (PostgreSQL; SQLite always migrates).
+    pub auto_migrate: bool,
+    /// Milliseconds SQLite waits for a lock before failing.
+    pub busy_timeout_ms: u64,
+}
+
+/// WebSocket settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsSettings {
+    /// Lifetime of a ws_token in seconds.
+    pub token_ttl_secs: u64,
+    /// Seconds between server pings.
+    pub ping_interval_secs: u64,
+    /// A socket silent this long (no frame, no pong) is closed.
+    pub idle_timeout_secs: u64,
+    /// Frames queued per socket before the socket is dropped as too slow.
+    pub send_queue: usize,
+    /// Largest accepted client message, in bytes (larger closes with 1009).
+    pub max_message_bytes: usize,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+    /// Filter in `RUST_LOG` syntax.
+    pub filter: String,
+}
+
+/// Demo tenant settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoSettings {
+    /// Create the `demo` tenant on first start of the embedded default and serve the demo page.
+    pub enabled: bool,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            data_dir: PathBuf::from("chatorical-data"),
+            token_secret: None,
+            shutdown_grace_secs: 10,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            url: None,
+            max_connections: 16,
+            auto_migrate: false,
+            busy_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Default for WsSettings {
+    fn default() -> Self {
+        WsSettings {
+            token_ttl_secs: 300,
+            ping_interval_secs: 20,
+            idle_timeout_secs: 60,
+            send_queue: 64,
+            max_message_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Pretty,
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Default for DemoSettings {
+    fn default() -> Self {
+        DemoSettings { enabled: true }
+    }
+}
+
+/// One line of documentation per settings key, used for the generated example file.
+/// A test checks that every key has an entry.
+pub const KEY_DOCS: &[(&str, &str)] = &[
+    ("server.listen", "Address to listen on."),
+    (
+        "server.public_url",
+        "Public base URL used in links; derived from `listen` when unset.",
+    ),
+    (
+        "server.data_dir",
+        "Directory for the embedded SQLite database and generated keys.",
+    ),
+    (
+        "server.token_secret",
+        "Secret that signs WebSocket tokens; generated in data_dir when unset. All nodes must share it.",
+    ),
+    (
+        "server.shutdown_grace_secs",
+        "Seconds to wait for in-flight requests on shutdown.",
+    ),
+    (
+        "server.max_body_bytes",
+        "Largest accepted request body, in bytes.",
+    ),
+    (
+        "database.url",
+        "sqlite://PATH or postgres://USER@HOST/DB; unset means sqlite://<data_dir>/chatorical.db.",
+    ),
+    ("database.max_connections", "Connection pool size."),
+    (
+        "database.auto_migrate",
+        "Run pending migrations on start (PostgreSQL; SQLite always migrates).",
+    ),
+    (
+        "database.busy_timeout_ms",
+        "Milliseconds SQLite waits for a lock before failing.",
+    ),
+    ("ws.token_ttl_secs", "Lifetime of a ws_token, in seconds."),
+    ("ws.ping_interval_secs", "Seconds between server pings."),
+    (
+        "ws.idle_timeout_secs",
+        "A socket silent this long is closed.",
+    ),
+    (
+        "ws.send_queue",
+        "Frames queued per socket before a slow reader is dropped.",
+    ),
+    (
+        "ws.max_message_bytes",
+        "Largest accepted client message; larger closes the socket with 1009.",
+    ),
+    ("log.format", "pretty or json."),
+    (
+        "log.filter",
+        "Log filter in RUST_LOG syntax, e.g. \"info,chatorical=debug\".",
+    ),
+    (
+        "demo.enabled",
+        "Create the demo tenant on first start of the embedded default and serve the demo page at /.",
+    ),
+];
+
+/// Optional keys that have no default value but are documented in the example.
+const OPTIONAL_KEYS: &[(&str, &str)] = &[
+    ("server.public_url", "\"https://chat.example.com\""),
+    (
+        "server.token_secret",
+        "\"change-me-to-32-random-characters\"",
+    ),
+    (
+        "database.url",
+        "\"postgres://postgres@127.0.0.1:5432/chatorical\"",
+    ),
+];
+
+/// Values set on the command line, the highest layer.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// Where the settings came from, for `config check`.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The effective settings.
+    pub settings: Settings,
+    /// The file that was read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// Which database backend a URL selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// SQLite at a file path.
+    Sqlite(PathBuf),
+    /// PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parse a URL; the scheme picks the backend, anything else is an error.
+    pub fn parse(url: &str) -> Result<Self> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(config_error("database.url", "sqlite:// needs a file path"));
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(url.to_string()))
+        } else {
+            let scheme = url.split("://").next().unwrap_or("");
+            Err(config_error(
+                "database.url",
+                format!("unknown database scheme `{scheme}` (use sqlite:// or postgres://)"),
+            ))
+        }
+    }
+}
+
+impl Settings {
+    /// Load settings from all layers.
+    pub fn load(config_path: Option<&Path>, overrides: &Overrides) -> Result<Loaded> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(config_path, &env, overrides)
+    }
+
+    /// Load settings with an explicit environment (testable).
+    pub fn load_from(
+        config_path: Option<&Path>,
+        env: &[(String, String)],
+        overrides: &Overrides,
+    ) -> Result<Loaded> {
+        let mut tree = Value::try_from(Settings::default())
+            .map_err(|e| Error::internal(format!("serialize defaults: {e}")))?;
+
+        let env_config = env
+            .iter()
+            .find(|(k, _)| k == "CHATORICAL_CONFIG")
+            .map(|(_, v)| PathBuf::from(v));
+        let file = match config_path.map(Path::to_path_buf).or(env_config) {
+            Some(path) => Some(path),
+            None => ["chatorical.toml", "/etc/chatorical/chatorical.toml"]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists()),
+        };
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidConfig,
+                    format!("cannot read config file {}: {e}", path.display()),
+                )
+            })?;
+            let file_tree: Value = toml::from_str(&text).map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidConfig,
+                    format!("{}: {}", path.display(), e.message()),
+                )
+            })?;
+            merge(&mut tree, file_tree);
+        }
+
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix("CHATORICAL_") else {
+                continue;
+            };
+            if rest == "CONFIG" {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            let v = env_value(&tree, &path, value);
+            set_path(&mut tree, &path, v);
+        }
+
+        if let Some(listen) = &overrides.listen {
+            set_path(
+                &mut tree,
+                &["server".into(), "listen".into()],
+                Value::String(listen.clone()),
+            );
+        }
+        if let Some(url) = &overrides.database_url {
+            set_path(
+                &mut tree,
+                &["database".into(), "url".into()],
+                Value::String(url.clone()),
+            );
+        }
+        if let Some(dir) = &overrides.data_dir {
+            set_path(
+                &mut tree,
+                &["server".into(), "data_dir".into()],
+                Value::String(dir.display().to_string()),
+            );
+        }
+        if let Some(format) = overrides.log_format {
+            let s = match format {
+                LogFormat::Pretty => "pretty",
+                LogFormat::Json => "json",
+            };
+            set_path(
+                &mut tree,
+                &["log".into(), "format".into()],
+                Value::String(s.into()),
+            );
+        }
+
+        let settings: Settings = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let key = e.path().to_string();
+            Error::new(
+                ErrorCode::InvalidConfig,
+                format!("invalid setting `{key}`: {}", e.inner()),
+            )
+            .with_details(serde_json::json!({ "key": key }))
+        })?;
+        settings.validate()?;
+        Ok(Loaded { settings, file })
+    }
+
+    /// Check values that parse but make no sense.
+    pub fn validate(&self) -> Result<()> {
+        self.listen_addr()?;
+        self.database_url()?;
+        if let Some(url) = &self.server.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(config_error(
+                "server.public_url",
+                "must start with http:// or https://",
+            ));
+        }
+        if let Some(secret) = &self.server.token_secret
+            && secret.expose().len() < 32
+        {
+            return Err(config_error(
+                "server.token_secret",
+                "must be at least 32 characters",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(config_error(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.ws.send_queue == 0 {
+            return Err(config_error("ws.send_queue", "must be at least 1"));
+        }
+        if self.ws.max_message_bytes < 1024 {
+            return Err(config_error(
+                "ws.max_message_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.ws.token_ttl_secs == 0 || self.ws.idle_timeout_secs == 0 {
+            return Err(config_error("ws.token_ttl_secs", "timers must be positive"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
+            .map_err(|e| config_error("log.filter", e.to_string()))?;
+        Ok(())
+    }
+
+    /// The socket address to listen on.
+    pub fn listen_addr(&self) -> Result<SocketAddr> {
+        self.server.listen.parse().map_err(|_| {
+            config_error(
+                "server.listen",
+                format!("`{}` is not HOST:PORT", self.server.listen),
+            )
+        })
+    }
+
+    /// The database to use: the configured URL, or the embedded SQLite file.
+    pub fn database_url(&self) -> Result<DatabaseUrl> {
+        match &self.database.url {
+            Some(url) => DatabaseUrl::parse(url.expose()),
+            None => Ok(DatabaseUrl::Sqlite(
+                self.server.data_dir.join("chatorical.db"),
+            )),
+        }
+    }
+
+    /// Whether this is the embedded default (SQLite).
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.database_url(), Ok(DatabaseUrl::Sqlite(_)))
+    }
+
+    /// The public base URL, without a trailing slash.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.server.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The documented example configuration file (`config/chatorical.example.toml`).
+    pub fn example_toml() -> String {
+        let defaults =
+            Value::try_from(Settings::default()).unwrap_or(Value::Table(Default::default()));
+        let mut out = String::from(
+            "# chatorical configuration: every key with its default.\n\
+             # Generated by `chatorical config example`; do not edit by hand.\n\
+             # Layers: defaults < this file < CHATORICAL_<SECTION>__<KEY> environment < flags.\n",
+        );
+        let Value::Table(sections) = defaults else {
+            return out;
+        };
+        for (section, body) in sections {
+            out.push_str(&format!("\n[{section}]\n"));
+            let Value::Table(keys) = body else { continue };
+            let mut names: Vec<String> = keys.keys().cloned().collect();
+            for (k, _) in OPTIONAL_KEYS {
+                if let Some(name) = k.strip_prefix(&format!("{section}.")) {
+                    names.push(name.to_string());
+                }
+            }
+            let order: Vec<&str> = KEY_DOCS
+                .iter()
+                .filter_map(|(k, _)| k.strip_prefix(&format!("{section}.")))
+                .collect();
+            names.sort_by_key(|n| order.iter().position(|o| o == n).unwrap_or(usize::MAX));
+            for name in names {
+                let full = format!("{section}.{name}");
+                let doc = KEY_DOCS
+                    .iter()
+                    .find(|(k, _)| *k == full)
+                    .map(|(_, d)| *d)
+                    .unwrap_or("");
+                out.push_str(&format!("# {doc}\n"));
+                match keys.get(&name) {
+                    Some(v) => out.push_str(&format!("{name} = {v}\n")),
+                    None => {
+                        let example = OPTIONAL_KEYS
+                            .iter()
+                            .find(|(k, _)| *k == full)
+                            .map(|(_, v)| *v)
+                            .unwrap_or("\"\"");
+                        out.push_str(&format!("# {name} = {example}\n"));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn config_error(key: &str, message: impl Into<String>) -> Error {
+    let message = message.into();
+    Error::new(
+        ErrorCode::InvalidConfig,
+        format!("invalid setting `{key}`: {message}"),
+    )
+    .with_details(serde_json::json!({ "key": key }))
+}
+
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Table(b), Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+fn set_path(tree: &mut Value, path: &[String], value: Value) {
+    let mut cur = tree;
+    for (i, part) in path.iter().enumerate() {
+        let Value::Table(table) = cur else { return };
+        if i == path.len() - 1 {
+            table.insert(part.clone(), value);
+            return;
+        }
+        cur = table
+            .entry(part.clone())
+            .or_insert_with(|| Value::Table(Default::default()));
+    }
+}
+
+/// Interpret an environment string by the type of the default at that key.
+fn env_value(tree: &Value, path: &[String], raw: &str) -> Value {
+    let mut cur = Some(tree);
+    for part in path {
+        cur = cur.and_then(|v| v.get(part));
+    }
+    match cur {
+        Some(Value::Integer(_)) => raw
+            .parse::<i64>()
+            .map(Value::Integer)
+            .unwrap_or_else(|_| Value::String(raw.into())),
+        Some(Value::Boolean(_)) => match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Value::Boolean(true),
+            "false" | "0" | "no" => Value::Boolean(false),
+            _ => Value::String(raw.into()),
+        },
+        Some(Value::Float(_)) => raw
+            .parse::<f64>()
+            .map(Value::Float)
+            .unwrap_or_else(|_| Value::String(raw.into())),
+        Some(Value::Array(_)) => Value::Array(
+            raw.split(',')
+                .map(|s| Value::String(s.trim().to_string()))
+                .filter(|v| v.as_str() != Some(""))
+                .collect(),
+        ),
+        _ => Value::String(raw.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_overrides_defaults_and_nests_with_double_underscore() {
+        let loaded = Settings::load_from(
+            None,
+            &env(&[
+                ("CHATORICAL_DATABASE__MAX_CONNECTIONS", "3"),
+                ("CHATORICAL_SERVER__LISTEN", "0.0.0.0:9000"),
+            ]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(loaded.settings.database.max_connections, 3);
+        assert_eq!(loaded.settings.server.listen, "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn flags_beat_environment() {
+        let over = Overrides {
+            listen: Some("127.0.0.1:1".into()),
+            ..Default::default()
+        };
+        let loaded = Settings::load_from(
+            None,
+            &env(&[("CHATORICAL_SERVER__LISTEN", "0.0.0.0:9000")]),
+            &over,
+        )
+        .expect("valid");
+        assert_eq!(loaded.settings.server.listen, "127.0.0.1:1");
+    }
+
+    #[test]
+    fn unknown_env_key_is_an_error_naming_it() {
+        let err = Settings::load_from(
+            None,
+            &env(&[("CHATORICAL_DATABASE__URLL", "x")]),
+            &Overrides::default(),
+        )
+        .expect_err("unknown key");
+        assert!(err.message.contains("urll"), "{}", err.message);
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let err = Settings::load_from(
+            None,
+            &env(&[("CHATORICAL_WS__SEND_QUEUE", "many")]),
+            &Overrides::default(),
+        )
+        .expect_err("bad value");
+        assert!(err.message.contains("ws.send_queue"), "{}", err.message);
+    }
+
+    #[test]
+    fn unknown_database_scheme_is_an_error() {
+        let err = DatabaseUrl::parse("mysql://x").expect_err("unknown scheme");
+        assert!(err.message.contains("mysql"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_and_toml() {
+        let mut s = Settings::default();
+        s.database.url = Some(Secret::new("postgres://user:hunter2@db/x"));
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!s.to_redacted_toml().contains("hunter2"));
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let text = Settings::example_toml();
+        let parsed: Value = toml::from_str(&text).expect("example parses");
+        let defaults = Value::try_from(Settings::default()).expect("serialize");
+        assert_eq!(parsed, defaults, "example must hold exactly the defaults");
+        for (section, body) in defaults.as_table().expect("table") {
+            for key in body.as_table().expect("table").keys() {
+                let full = format!("{section}.{key}");
+                assert!(
+                    KEY_DOCS.iter().any(|(k, _)| *k == full),
+                    "{full} has no doc line"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod drift {
+    #[test]
+    fn example_file_matches_settings() {
+        let committed = include_str!("../../config/chatorical.example.toml");
+        assert_eq!(
+            committed,
+            super::Settings::example_toml(),
+            "config/chatorical.example.toml drifted: run `chatorical config example > config/chatorical.example.toml`"
+        );
+    }
+}

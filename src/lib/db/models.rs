@@ -1,0 +1,119 @@
+//! Rows as stored. Domain meaning (parsed settings, scopes) is added by the repos.
+
+use diesel::prelude::*;
+
+use super::schema::{api_keys, conversations, messages, tenants, visitors};
+
+/// A tenant row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = tenants)]
+pub struct TenantRow {
+    /// Opaque id (`tn_…`).
+    pub id: String,
+    /// URL-safe unique name.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Public widget key (`wk_…`).
+    pub widget_key: String,
+    /// Settings as JSON text.
+    pub settings: String,
+    /// Created, epoch ms.
+    pub created_at: i64,
+    /// Last changed, epoch ms.
+    pub updated_at: i64,
+}
+
+/// An API key row (never the key itself).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKeyRow {
+    /// Opaque id (`key_…`).
+    pub id: String,
+    /// Owning tenant; `None` for platform keys.
+    pub tenant_id: Option<String>,
+    /// Label.
+    pub name: String,
+    /// SHA-256 hex of the key.
+    pub key_hash: String,
+    /// First 12 characters of the key.
+    pub prefix: String,
+    /// Last 4 characters of the key.
+    pub last4: String,
+    /// Space-separated scopes.
+    pub scopes: String,
+    /// Issued, epoch ms.
+    pub created_at: i64,
+    /// Expiry, epoch ms.
+    pub expires_at: Option<i64>,
+    /// Revocation time, epoch ms.
+    pub revoked_at: Option<i64>,
+    /// Last use (debounced), epoch ms.
+    pub last_used_at: Option<i64>,
+}
+
+/// A visitor row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = visitors)]
+pub struct VisitorRow {
+    /// Opaque id (`vis_…`).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// SHA-256 hex of the visitor token.
+    pub token_hash: String,
+    /// Preferred locale, if told.
+    pub locale: Option<String>,
+    /// Created, epoch ms.
+    pub created_at: i64,
+    /// Last session, epoch ms.
+    pub last_seen_at: i64,
+}
+
+/// A conversation row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = conversations)]
+pub struct ConversationRow {
+    /// Opaque id (`cv_…`).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// The visitor who started it.
+    pub visitor_id: String,
+    /// `open` or `closed`.
+    pub status: String,
+    /// Highest message seq.
+    pub last_seq: i64,
+    /// Created, epoch ms.
+    pub created_at: i64,
+    /// Last activity, epoch ms.
+    pub updated_at: i64,
+    /// Closed, epoch ms.
+    pub closed_at: Option<i64>,
+}
+
+/// A message row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = messages)]
+pub struct MessageRow {
+    /// Opaque id (`msg_…`).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Conversation.
+    pub conversation_id: String,
+    /// Dense per-conversation sequence number, from 1.
+    pub seq: i64,
+    /// `inbound` (visitor → agents) or `outbound` (agents → visitor).
+    pub direction: String,
+    /// Author display name (agents); `None` for the visitor.
+    pub author: Option<String>,
+    /// Text.
+    pub body: String,
+    /// Client-chosen idempotency id.
+    pub client_msg_id: Option<String>,
+    /// Created, epoch ms.
+    pub created_at: i64,
+    /// Last edit, epoch ms.
+    pub edited_at: Option<i64>,
+}

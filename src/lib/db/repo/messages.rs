@@ -1,0 +1,54 @@
+//! Messages.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::db::{Conn, models::MessageRow, schema::messages};
+use crate::error::Result;
+use crate::on_conn;
+
+/// Insert a message whose seq was taken with `conversations::next_seq` in the same
+/// transaction.
+pub async fn insert(conn: &mut Conn<'_>, row: &MessageRow) -> Result<()> {
+    on_conn!(conn, |c| diesel::insert_into(messages::table)
+        .values(row)
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// The message a client already sent with this `client_msg_id`.
+pub async fn by_client_msg_id(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    conversation_id: &str,
+    client_msg_id: &str,
+) -> Result<Option<MessageRow>> {
+    Ok(on_conn!(conn, |c| messages::table
+        .filter(messages::tenant_id.eq(tenant_id))
+        .filter(messages::conversation_id.eq(conversation_id))
+        .filter(messages::client_msg_id.eq(client_msg_id))
+        .select(MessageRow::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// Messages with `seq > since`, in seq order, at most `limit`.
+pub async fn since(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    conversation_id: &str,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<MessageRow>> {
+    Ok(on_conn!(conn, |c| messages::table
+        .filter(messages::tenant_id.eq(tenant_id))
+        .filter(messages::conversation_id.eq(conversation_id))
+        .filter(messages::seq.gt(since))
+        .order(messages::seq.asc())
+        .limit(limit)
+        .select(MessageRow::as_select())
+        .load(c)
+        .await)?)
+}

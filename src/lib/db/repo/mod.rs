@@ -1,0 +1,8 @@
+//! Repository functions, one file per aggregate. Each takes the tenant it acts for
+//! (except lookups by a secret that identifies the tenant) and a [`Conn`](super::Conn).
+
+pub mod api_keys;
+pub mod conversations;
+pub mod messages;
+pub mod tenants;
+pub mod visitors;

@@ -1,0 +1,70 @@
+//! Tenants.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::db::{Conn, models::TenantRow, schema::tenants};
+use crate::error::Result;
+use crate::on_conn;
+
+/// Insert a tenant.
+pub async fn insert(conn: &mut Conn<'_>, row: &TenantRow) -> Result<()> {
+    on_conn!(conn, |c| diesel::insert_into(tenants::table)
+        .values(row)
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// Find by slug.
+pub async fn by_slug(conn: &mut Conn<'_>, slug: &str) -> Result<Option<TenantRow>> {
+    Ok(on_conn!(conn, |c| tenants::table
+        .filter(tenants::slug.eq(slug))
+        .select(TenantRow::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// Find by id.
+pub async fn by_id(conn: &mut Conn<'_>, id: &str) -> Result<Option<TenantRow>> {
+    Ok(on_conn!(conn, |c| tenants::table
+        .find(id)
+        .select(TenantRow::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// Find by public widget key.
+pub async fn by_widget_key(conn: &mut Conn<'_>, widget_key: &str) -> Result<Option<TenantRow>> {
+    Ok(on_conn!(conn, |c| tenants::table
+        .filter(tenants::widget_key.eq(widget_key))
+        .select(TenantRow::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// All tenants, by slug.
+pub async fn list(conn: &mut Conn<'_>) -> Result<Vec<TenantRow>> {
+    Ok(on_conn!(conn, |c| tenants::table
+        .order(tenants::slug.asc())
+        .select(TenantRow::as_select())
+        .load(c)
+        .await)?)
+}
+
+/// Replace a tenant's settings JSON.
+pub async fn update_settings(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    settings: &str,
+    now: i64,
+) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(tenants::table.find(tenant_id))
+        .set((tenants::settings.eq(settings), tenants::updated_at.eq(now)))
+        .execute(c)
+        .await)?;
+    Ok(n == 1)
+}

@@ -1,0 +1,76 @@
+//! The one schema both backends share (migrations/postgres and migrations/sqlite
+//! create the same tables with each dialect's types).
+
+diesel::table! {
+    tenants (id) {
+        id -> Text,
+        slug -> Text,
+        name -> Text,
+        widget_key -> Text,
+        settings -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        tenant_id -> Nullable<Text>,
+        name -> Text,
+        key_hash -> Text,
+        prefix -> Text,
+        last4 -> Text,
+        scopes -> Text,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    visitors (id) {
+        id -> Text,
+        tenant_id -> Text,
+        token_hash -> Text,
+        locale -> Nullable<Text>,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    conversations (id) {
+        id -> Text,
+        tenant_id -> Text,
+        visitor_id -> Text,
+        status -> Text,
+        last_seq -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        closed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Text,
+        tenant_id -> Text,
+        conversation_id -> Text,
+        seq -> BigInt,
+        direction -> Text,
+        author -> Nullable<Text>,
+        body -> Text,
+        client_msg_id -> Nullable<Text>,
+        created_at -> BigInt,
+        edited_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(api_keys -> tenants (tenant_id));
+diesel::joinable!(visitors -> tenants (tenant_id));
+diesel::joinable!(conversations -> visitors (visitor_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+
+diesel::allow_tables_to_appear_in_same_query!(tenants, api_keys, visitors, conversations, messages);

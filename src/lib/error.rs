@@ -1,0 +1,176 @@
+//! One error type for the library, with stable machine-readable codes.
+//!
+//! Every failure that can reach an API client carries an [`ErrorCode`]; the HTTP
+//! layer turns an [`Error`] into `{"error":{"code","message","details"}}` and never
+//! shows the cause of an internal failure to the client (it is logged instead).
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Stable error codes: part of the public contract, never renamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request body, query or path failed validation.
+    ValidationFailed,
+    /// The body was not valid JSON or did not have the expected shape.
+    InvalidJson,
+    /// Missing, malformed, unknown, revoked or expired credentials.
+    Unauthorized,
+    /// Valid credentials without the scope the call needs.
+    Forbidden,
+    /// The request `Origin` is not an allowed origin of the tenant.
+    OriginNotAllowed,
+    /// Nothing with that id exists for the caller (also used for other tenants' ids).
+    NotFound,
+    /// The request conflicts with the current state (e.g. duplicate slug).
+    Conflict,
+    /// The conversation is closed and takes no more messages.
+    ConversationClosed,
+    /// Too many requests; retry after `details.retry_after` seconds.
+    RateLimited,
+    /// The body is larger than allowed.
+    PayloadTooLarge,
+    /// Configuration is invalid.
+    InvalidConfig,
+    /// A dependency (database) is unreachable; retry later.
+    Unavailable,
+    /// Anything else; details are in the server log, never in the response.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The snake_case code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ValidationFailed => "validation_failed",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::OriginNotAllowed => "origin_not_allowed",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::ConversationClosed => "conversation_closed",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::InvalidConfig => "invalid_config",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The library's error: a code, a message safe to show, optional details, and
+/// (for internal failures) a cause that is only logged.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Error {
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable message, safe to show to the caller.
+    pub message: String,
+    /// Structured details (field names, retry_after...), safe to show.
+    pub details: Option<Value>,
+    /// The underlying cause; logged, never sent to API clients.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Shorthand result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error with a code and a caller-safe message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+            details: None,
+            source: None,
+        }
+    }
+
+    /// Attach structured details.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// Attach a cause (kept out of responses).
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// A validation error naming the offending field.
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::ValidationFailed, message)
+            .with_details(serde_json::json!({ "field": field }))
+    }
+
+    /// Not found, with the kind of thing that was looked for.
+    pub fn not_found(what: &str) -> Self {
+        Error::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    /// Missing or bad credentials.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::Unauthorized, message)
+    }
+
+    /// An internal failure; `context` is logged, the client sees a generic message.
+    pub fn internal(context: impl Into<String>) -> Self {
+        let context = context.into();
+        Error::new(ErrorCode::Internal, "internal error").with_source(Internal(context))
+    }
+
+    /// Whether this is an internal failure (logged at error level).
+    pub fn is_internal(&self) -> bool {
+        matches!(self.code, ErrorCode::Internal | ErrorCode::Unavailable)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Internal(String);
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error as D};
+        match &e {
+            D::NotFound => Error::not_found("record").with_source(e),
+            D::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                Error::new(ErrorCode::Conflict, "already exists").with_source(e)
+            }
+            D::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                Error::new(ErrorCode::Unavailable, "database unavailable").with_source(e)
+            }
+            _ => Error::new(ErrorCode::Internal, "internal error").with_source(e),
+        }
+    }
+}
+
+impl From<diesel::ConnectionError> for Error {
+    fn from(e: diesel::ConnectionError) -> Self {
+        Error::new(ErrorCode::Unavailable, "database unavailable").with_source(e)
+    }
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {
+    fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        Error::new(ErrorCode::Unavailable, "database unavailable").with_source(e)
+    }
+}
+
+/// True when a diesel error is a unique-constraint violation.
+pub fn is_unique_violation(e: &Error) -> bool {
+    e.code == ErrorCode::Conflict
+}

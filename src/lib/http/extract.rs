@@ -1,0 +1,151 @@
+//! Extractors whose rejections use the API's error envelope, and the callers'
+//! credentials: admin keys and visitor tokens.
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, OptionalFromRequestParts},
+    http::{HeaderMap, header, request::Parts},
+};
+
+use crate::domain::Scope;
+use crate::error::{Error, ErrorCode};
+use crate::tenancy::{self, Principal, Tenant};
+
+use super::{AppState, error::ApiError};
+
+/// `axum::Json` with the API's error format on rejection.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Query` with the API's error format on rejection.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// `axum::extract::Path` with the API's error format on rejection.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// The `Origin` header, if the request has one.
+pub fn origin(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+}
+
+/// An admin caller, authenticated by `Authorization: Bearer chk_…`.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Principal);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = bearer(&parts.headers)
+            .ok_or_else(|| Error::unauthorized("missing Authorization: Bearer <API key>"))?;
+        let principal = tenancy::authenticate(&state.db, key).await?;
+        tracing::Span::current().record("key", principal.key_id.as_str());
+        if let Some(t) = &principal.tenant_id {
+            tracing::Span::current().record("tenant", t.as_str());
+        }
+        Ok(Admin(principal))
+    }
+}
+
+impl Admin {
+    /// Require a scope.
+    pub fn require(&self, scope: &Scope) -> Result<(), ApiError> {
+        self.0.require(scope).map_err(ApiError)
+    }
+
+    /// The tenant this call acts for: a tenant key's own tenant, or for a platform
+    /// key the tenant named by the `Chatorical-Tenant: <slug>` header.
+    pub async fn tenant(&self, state: &AppState, headers: &HeaderMap) -> Result<Tenant, ApiError> {
+        match &self.0.tenant_id {
+            Some(id) => Ok(tenancy::tenant_by_id(&state.db, id).await?),
+            None => {
+                let slug = headers
+                    .get("chatorical-tenant")
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorCode::Forbidden,
+                            "a platform key must name the tenant in the Chatorical-Tenant header",
+                        )
+                    })?;
+                let tenant = tenancy::tenant_by_slug(&state.db, slug).await?;
+                tracing::Span::current().record("tenant", tenant.id.as_str());
+                Ok(tenant)
+            }
+        }
+    }
+}
+
+/// A widget visitor, authenticated by `Authorization: Bearer vt_…`. A request from a
+/// browser origin that is not one of the tenant's allowed origins is refused.
+#[derive(Debug, Clone)]
+pub struct VisitorAuth(pub crate::chat::Visitor);
+
+impl FromRequestParts<AppState> for VisitorAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers)
+            .ok_or_else(|| Error::unauthorized("missing Authorization: Bearer <visitor token>"))?;
+        let visitor = state.chat.authenticate_visitor(token).await?;
+        tracing::Span::current().record("tenant", visitor.tenant_id.as_str());
+        if let Some(o) = origin(&parts.headers) {
+            let tenant = tenancy::tenant_by_id(&state.db, &visitor.tenant_id).await?;
+            check_origin(&tenant, o)?;
+        }
+        Ok(VisitorAuth(visitor))
+    }
+}
+
+impl OptionalFromRequestParts<AppState> for VisitorAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if bearer(&parts.headers).is_none() {
+            return Ok(None);
+        }
+        <VisitorAuth as FromRequestParts<AppState>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}
+
+/// `origin_not_allowed` unless `origin` is exactly one of the tenant's allowed origins.
+pub fn check_origin(tenant: &Tenant, origin: &str) -> Result<(), Error> {
+    if tenant.settings.allows_origin(origin) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorCode::OriginNotAllowed,
+            "this origin is not allowed for the tenant",
+        ))
+    }
+}

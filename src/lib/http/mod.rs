@@ -1,0 +1,248 @@
+//! HTTP: the router, its state, extractors, errors, CORS and the socket.
+
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod ws;
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex, RwLock, atomic::AtomicI64},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderValue, Method, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::chat::Chat;
+use crate::config::Settings;
+use crate::db::Db;
+use crate::error::{Error, ErrorCode};
+use crate::tenancy;
+
+use self::error::ApiError;
+
+/// Counters read by `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Sockets open on this node.
+    pub sockets_open: AtomicI64,
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// Chat use cases (with the hub).
+    pub chat: Chat,
+    /// Effective settings.
+    pub settings: Arc<Settings>,
+    /// Cancelled when the server shuts down; sockets close with 1001.
+    pub shutdown: CancellationToken,
+    /// All tenants' allowed origins, for CORS preflights.
+    pub origins: OriginCache,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Public base URL, no trailing slash.
+    pub public_url: Arc<str>,
+    /// Widget key of the demo tenant, when the demo is on.
+    pub demo_widget_key: Arc<RwLock<Option<String>>>,
+}
+
+/// A short-lived cache of the union of all tenants' allowed origins.
+#[derive(Clone, Default)]
+pub struct OriginCache {
+    inner: Arc<Mutex<Option<CachedOrigins>>>,
+}
+
+/// When the set was loaded, and the set.
+type CachedOrigins = (Instant, Arc<HashSet<String>>);
+
+impl OriginCache {
+    const TTL: Duration = Duration::from_secs(5);
+
+    /// Forget the cached set (after a settings change on this node).
+    pub fn invalidate(&self) {
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Whether any tenant allows `origin`.
+    pub async fn any_allows(&self, db: &Db, origin: &str) -> bool {
+        let cached = self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let set = match cached {
+            Some((at, set)) if at.elapsed() < Self::TTL => set,
+            _ => {
+                let Ok(tenants) = tenancy::list_tenants(db).await else {
+                    return false;
+                };
+                let set: Arc<HashSet<String>> = Arc::new(
+                    tenants
+                        .iter()
+                        .flat_map(|t| {
+                            t.settings
+                                .allowed_origins
+                                .iter()
+                                .map(|o| o.as_str().to_string())
+                        })
+                        .collect(),
+                );
+                *self.inner.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), set.clone()));
+                set
+            }
+        };
+        set.contains(origin)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "chatorical", description = "Multi-tenant support chat: website widget ↔ Telegram forum topics."),
+    modifiers(&SecuritySchemes),
+    components(schemas(error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("chk_…")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "visitor_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("vt_…")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The documented routes and the OpenAPI document generated from them.
+pub fn documented(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let widget =
+        routes::widget::router().layer(middleware::from_fn_with_state(state.clone(), widget_cors));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(widget)
+        .merge(routes::admin::router())
+        .merge(routes::ops::router())
+        .routes(routes!(ws::ws_upgrade))
+        .split_for_parts()
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = documented(&state);
+    let openapi = Arc::new(openapi);
+    let max_body = state.settings.server.max_body_bytes;
+    api.route("/openapi.json", get(move || {
+        let doc = openapi.clone();
+        async move { axum::Json(doc.as_ref().clone()) }
+    }))
+    .route("/widget.js", get(routes::ops::widget_js))
+    .route("/", get(routes::ops::demo_page))
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(DefaultBodyLimit::max(max_body))
+    .layer(
+        TraceLayer::new_for_http()
+            .make_span_with(|req: &Request| {
+                // The route template, never the raw URI: query strings carry tokens.
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "unmatched".into());
+                tracing::info_span!("request", method = %req.method(), route = %route, tenant = tracing::field::Empty, key = tracing::field::Empty)
+            })
+            .on_request(())
+            .on_response(|resp: &Response, latency: Duration, _span: &tracing::Span| {
+                tracing::info!(status = resp.status().as_u16(), latency_ms = latency.as_millis() as u64, "response");
+            }),
+    )
+    .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError(Error::new(ErrorCode::NotFound, "no such route"))
+}
+
+async fn method_not_allowed() -> Response {
+    let mut r = ApiError(Error::new(
+        ErrorCode::ValidationFailed,
+        "method not allowed",
+    ))
+    .into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+/// CORS for widget routes: an origin gets CORS headers when some tenant allows it;
+/// handlers then check the exact tenant (`origin_not_allowed`).
+async fn widget_cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let allowed = match &origin {
+        Some(o) => state.origins.any_allows(&state.db, o).await,
+        None => false,
+    };
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut resp = if preflight {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
+    let h = resp.headers_mut();
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let (true, Some(o)) = (allowed, origin) {
+        if let Ok(v) = HeaderValue::from_str(&o) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        }
+        if preflight {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("authorization, content-type"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+        }
+    }
+    resp
+}

@@ -1,0 +1,387 @@
+//! Admin endpoints (API keys): tenants, keys, settings, conversations, agent replies.
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::chat::{ConversationView, Direction, History, MessageView};
+use crate::domain::{
+    Scope,
+    ScopeAccess::{Read, Write},
+};
+use crate::error::{Error, ErrorCode};
+use crate::http::{
+    AppState,
+    error::{ApiResult, ErrorBody},
+    extract::{Admin, Json, Path, Query},
+};
+use crate::tenancy::{self, ApiKeyInfo, IssuedKey, SettingsPatch, Tenant, TenantSettings};
+
+/// Admin routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_tenant, list_tenants))
+        .routes(routes!(issue_key, list_keys))
+        .routes(routes!(revoke_key))
+        .routes(routes!(get_settings, patch_settings))
+        .routes(routes!(list_conversations))
+        .routes(routes!(get_conversation))
+        .routes(routes!(close_conversation))
+        .routes(routes!(reply, conversation_messages))
+}
+
+fn platform_only(admin: &Admin) -> Result<(), Error> {
+    if admin.0.tenant_id.is_some() {
+        return Err(Error::new(
+            ErrorCode::Forbidden,
+            "this call needs a platform key",
+        ));
+    }
+    Ok(())
+}
+
+/// Body of `POST /v1/admin/tenants`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// URL-safe unique name (2–40 of a-z, 0-9, '-').
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Origins allowed to embed the widget.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+/// Create a tenant (platform keys with `tenants:write`).
+#[utoipa::path(post, path = "/v1/admin/tenants", tag = "admin", security(("api_key" = [])), request_body = CreateTenant,
+    responses((status = 201, body = Tenant), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_tenant(
+    State(state): State<AppState>,
+    admin: Admin,
+    Json(req): Json<CreateTenant>,
+) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    admin.require(&Scope::new("tenants", Write))?;
+    platform_only(&admin)?;
+    let t = tenancy::create_tenant(&state.db, &req.slug, &req.name, &req.allowed_origins).await?;
+    state.origins.invalidate();
+    Ok((StatusCode::CREATED, Json(t)))
+}
+
+/// A list of tenants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantList {
+    /// Tenants by slug.
+    pub tenants: Vec<Tenant>,
+}
+
+/// List tenants (platform keys with `tenants:read`).
+#[utoipa::path(get, path = "/v1/admin/tenants", tag = "admin", security(("api_key" = [])), responses((status = 200, body = TenantList)))]
+async fn list_tenants(State(state): State<AppState>, admin: Admin) -> ApiResult<Json<TenantList>> {
+    admin.require(&Scope::new("tenants", Read))?;
+    platform_only(&admin)?;
+    Ok(Json(TenantList {
+        tenants: tenancy::list_tenants(&state.db).await?,
+    }))
+}
+
+/// Body of `POST /v1/admin/keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueKey {
+    /// Scopes such as `conversations:read`.
+    pub scopes: Vec<String>,
+    /// Label.
+    pub name: Option<String>,
+    /// Lifetime such as `30d` or `12h`; none means no expiry.
+    pub expires_in: Option<String>,
+    /// Platform keys: the tenant (slug) to issue for; omit for a platform key.
+    pub tenant: Option<String>,
+}
+
+/// Issue an API key (`keys:write`). The key is in the response once and never again.
+/// A tenant key can only grant scopes it holds itself.
+#[utoipa::path(post, path = "/v1/admin/keys", tag = "admin", security(("api_key" = [])), request_body = IssueKey,
+    responses((status = 201, body = IssuedKey), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn issue_key(
+    State(state): State<AppState>,
+    admin: Admin,
+    Json(req): Json<IssueKey>,
+) -> ApiResult<(StatusCode, Json<IssuedKey>)> {
+    admin.require(&Scope::new("keys", Write))?;
+    let expires_in = req
+        .expires_in
+        .as_deref()
+        .map(|s| {
+            humantime::parse_duration(s)
+                .map_err(|e| Error::validation("expires_in", format!("`{s}`: {e}")))
+        })
+        .transpose()?;
+    let tenant = match (&admin.0.tenant_id, &req.tenant) {
+        (Some(own), None) => Some(tenancy::tenant_by_id(&state.db, own).await?),
+        (Some(own), Some(slug)) => {
+            let t = tenancy::tenant_by_slug(&state.db, slug).await?;
+            if &t.id != own {
+                return Err(Error::not_found("tenant").into());
+            }
+            Some(t)
+        }
+        (None, Some(slug)) => Some(tenancy::tenant_by_slug(&state.db, slug).await?),
+        (None, None) => None,
+    };
+    if admin.0.tenant_id.is_some() {
+        for s in &req.scopes {
+            let scope = Scope::parse(s)?;
+            if !admin.0.scopes.grants(&scope) {
+                return Err(Error::new(
+                    ErrorCode::Forbidden,
+                    format!("cannot grant `{scope}`: this key does not hold it"),
+                )
+                .into());
+            }
+        }
+    }
+    let issued = tenancy::issue_key(
+        &state.db,
+        tenant.as_ref(),
+        &req.scopes,
+        req.name.as_deref(),
+        expires_in,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+/// A list of keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    /// Keys, newest first.
+    pub keys: Vec<ApiKeyInfo>,
+}
+
+/// Key list filter.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct KeyFilter {
+    /// Platform keys: only this tenant's keys (slug).
+    pub tenant: Option<String>,
+}
+
+/// List keys (`keys:read`): a tenant key sees its tenant's keys, a platform key all.
+#[utoipa::path(get, path = "/v1/admin/keys", tag = "admin", security(("api_key" = [])), params(KeyFilter), responses((status = 200, body = KeyList)))]
+async fn list_keys(
+    State(state): State<AppState>,
+    admin: Admin,
+    Query(f): Query<KeyFilter>,
+) -> ApiResult<Json<KeyList>> {
+    admin.require(&Scope::new("keys", Read))?;
+    let tenant = match (&admin.0.tenant_id, f.tenant) {
+        (Some(own), _) => Some(tenancy::tenant_by_id(&state.db, own).await?),
+        (None, Some(slug)) => Some(tenancy::tenant_by_slug(&state.db, &slug).await?),
+        (None, None) => None,
+    };
+    Ok(Json(KeyList {
+        keys: tenancy::list_keys(&state.db, tenant.as_ref()).await?,
+    }))
+}
+
+/// Revoke a key (`keys:write`). Another tenant's key id is not found.
+#[utoipa::path(delete, path = "/v1/admin/keys/{id}", tag = "admin", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Key id")), responses((status = 200, body = ApiKeyInfo), (status = 404, body = ErrorBody)))]
+async fn revoke_key(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiKeyInfo>> {
+    admin.require(&Scope::new("keys", Write))?;
+    let tenant = match &admin.0.tenant_id {
+        Some(own) => Some(tenancy::tenant_by_id(&state.db, own).await?),
+        None => None,
+    };
+    Ok(Json(
+        tenancy::revoke_key(&state.db, tenant.as_ref(), &id).await?,
+    ))
+}
+
+/// The tenant's settings (`settings:read`).
+#[utoipa::path(get, path = "/v1/admin/settings", tag = "admin", security(("api_key" = [])), responses((status = 200, body = Tenant)))]
+async fn get_settings(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+) -> ApiResult<Json<Tenant>> {
+    admin.require(&Scope::new("settings", Read))?;
+    Ok(Json(admin.tenant(&state, &headers).await?))
+}
+
+/// Change the tenant's settings (`settings:write`); absent fields stay as they are.
+#[utoipa::path(patch, path = "/v1/admin/settings", tag = "admin", security(("api_key" = [])), request_body = SettingsPatch,
+    responses((status = 200, body = TenantSettings), (status = 422, body = ErrorBody)))]
+async fn patch_settings(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Json(patch): Json<SettingsPatch>,
+) -> ApiResult<Json<TenantSettings>> {
+    admin.require(&Scope::new("settings", Write))?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    let settings = tenancy::update_settings(&state.db, &tenant.id, patch).await?;
+    state.origins.invalidate();
+    Ok(Json(settings))
+}
+
+/// Conversation list filter.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ConversationFilter {
+    /// `open` or `closed`.
+    pub status: Option<String>,
+    /// At most this many (1–500, default 50).
+    pub limit: Option<i64>,
+}
+
+/// A list of conversations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationList {
+    /// Most recently active first.
+    pub conversations: Vec<ConversationView>,
+}
+
+/// The tenant's conversations (`conversations:read`).
+#[utoipa::path(get, path = "/v1/admin/conversations", tag = "admin", security(("api_key" = [])), params(ConversationFilter),
+    responses((status = 200, body = ConversationList)))]
+async fn list_conversations(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Query(f): Query<ConversationFilter>,
+) -> ApiResult<Json<ConversationList>> {
+    admin.require(&Scope::new("conversations", Read))?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    let conversations = state
+        .chat
+        .list_conversations(&tenant.id, f.status.as_deref(), f.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(ConversationList { conversations }))
+}
+
+/// One conversation (`conversations:read`).
+#[utoipa::path(get, path = "/v1/admin/conversations/{id}", tag = "admin", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Conversation id")), responses((status = 200, body = ConversationView), (status = 404, body = ErrorBody)))]
+async fn get_conversation(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ConversationView>> {
+    admin.require(&Scope::new("conversations", Read))?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    Ok(Json(state.chat.conversation(&tenant.id, None, &id).await?))
+}
+
+/// Close a conversation (`conversations:write`); closing twice is harmless.
+#[utoipa::path(post, path = "/v1/admin/conversations/{id}/close", tag = "admin", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Conversation id")), responses((status = 200, body = ConversationView), (status = 404, body = ErrorBody)))]
+async fn close_conversation(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ConversationView>> {
+    admin.require(&Scope::new("conversations", Write))?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    Ok(Json(state.chat.close(&tenant.id, &id).await?))
+}
+
+/// Body of an agent reply.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentReply {
+    /// Message text.
+    pub text: String,
+    /// Agent display name shown to the visitor.
+    pub author: Option<String>,
+    /// Idempotency id; retrying with the same id stores the reply once.
+    pub client_msg_id: Option<String>,
+}
+
+/// Reply as an agent (`conversations:write`): stored as outbound and pushed live to the visitor's sockets.
+#[utoipa::path(post, path = "/v1/admin/conversations/{id}/messages", tag = "admin", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Conversation id")), request_body = AgentReply,
+    responses((status = 201, body = MessageView), (status = 200, body = MessageView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn reply(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<AgentReply>,
+) -> ApiResult<(StatusCode, Json<MessageView>)> {
+    admin.require(&Scope::new("conversations", Write))?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    let author = req
+        .author
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .unwrap_or("Support");
+    if author.chars().count() > 80 {
+        return Err(Error::validation("author", "author must be at most 80 characters").into());
+    }
+    let (msg, created) = state
+        .chat
+        .post_message(
+            &tenant.id,
+            None,
+            &id,
+            Direction::Outbound,
+            Some(author),
+            &req.text,
+            req.client_msg_id.as_deref(),
+        )
+        .await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(msg),
+    ))
+}
+
+/// History parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AdminHistory {
+    /// Messages with seq greater than this.
+    pub since: Option<i64>,
+    /// At most this many (1–500, default 100).
+    pub limit: Option<i64>,
+}
+
+/// A conversation's messages (`conversations:read`).
+#[utoipa::path(get, path = "/v1/admin/conversations/{id}/messages", tag = "admin", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Conversation id"), AdminHistory), responses((status = 200, body = History), (status = 404, body = ErrorBody)))]
+async fn conversation_messages(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<AdminHistory>,
+) -> ApiResult<Json<History>> {
+    admin.require(&Scope::new("conversations", Read))?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    Ok(Json(
+        state
+            .chat
+            .history(
+                &tenant.id,
+                None,
+                &id,
+                q.since.unwrap_or(0),
+                q.limit.unwrap_or(100),
+            )
+            .await?,
+    ))
+}

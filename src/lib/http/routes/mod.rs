@@ -1,0 +1,5 @@
+//! Routes by resource.
+
+pub mod admin;
+pub mod ops;
+pub mod widget;

@@ -1,0 +1,155 @@
+//! Widget (visitor) endpoints: session, conversation, messages, history.
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::chat::{Direction, History, MessageView, OpenedConversation, Session};
+use crate::db::repo;
+use crate::error::Error;
+use crate::http::{
+    AppState,
+    error::{ApiResult, ErrorBody},
+    extract::{Json, Path, Query, VisitorAuth, check_origin, origin},
+};
+use crate::tenancy::Tenant;
+
+/// Routes for the widget.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_session))
+        .routes(routes!(open_conversation))
+        .routes(routes!(send_message, list_messages))
+}
+
+/// Body of `POST /v1/widget/session`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// The tenant's public widget key (`wk_…`).
+    pub widget_key: String,
+    /// The token from an earlier session, to resume as the same visitor.
+    pub visitor_token: Option<String>,
+    /// Browser locale, e.g. `de-AT`.
+    pub locale: Option<String>,
+}
+
+/// Start or resume a visitor session.
+#[utoipa::path(post, path = "/v1/widget/session", tag = "widget", request_body = SessionRequest,
+    responses((status = 200, body = Session), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn create_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<SessionRequest>,
+) -> ApiResult<Json<Session>> {
+    let tenant = {
+        let mut pc = state.db.conn().await?;
+        let row = repo::tenants::by_widget_key(&mut pc.as_conn(), &req.widget_key)
+            .await?
+            .ok_or_else(|| Error::unauthorized("unknown widget key"))?;
+        Tenant::from_row(row)?
+    };
+    tracing::Span::current().record("tenant", tenant.id.as_str());
+    if let Some(o) = origin(&headers) {
+        check_origin(&tenant, o)?;
+    }
+    let session = state
+        .chat
+        .start_session(&tenant, req.visitor_token.as_deref(), req.locale.as_deref())
+        .await?;
+    Ok(Json(session))
+}
+
+/// The visitor's open conversation; created (201) if there is none (200 otherwise).
+#[utoipa::path(post, path = "/v1/conversations", tag = "widget", security(("visitor_token" = [])),
+    responses((status = 201, body = OpenedConversation), (status = 200, body = OpenedConversation), (status = 401, body = ErrorBody)))]
+async fn open_conversation(
+    State(state): State<AppState>,
+    VisitorAuth(visitor): VisitorAuth,
+) -> ApiResult<(StatusCode, Json<OpenedConversation>)> {
+    let (conv, created) = state.chat.open_conversation(&visitor).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(conv)))
+}
+
+/// Body of `POST /v1/conversations/{id}/messages`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// Client-chosen id; sending the same id again returns the stored message.
+    pub client_msg_id: String,
+    /// Message text (1–8000 characters).
+    pub text: String,
+}
+
+/// Send a message as the visitor. 201 when stored, 200 when this `client_msg_id` was already stored.
+#[utoipa::path(post, path = "/v1/conversations/{id}/messages", tag = "widget", security(("visitor_token" = [])),
+    params(("id" = String, Path, description = "Conversation id")), request_body = SendRequest,
+    responses((status = 201, body = MessageView), (status = 200, body = MessageView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn send_message(
+    State(state): State<AppState>,
+    VisitorAuth(visitor): VisitorAuth,
+    Path(id): Path<String>,
+    Json(req): Json<SendRequest>,
+) -> ApiResult<(StatusCode, Json<MessageView>)> {
+    let (msg, created) = state
+        .chat
+        .post_message(
+            &visitor.tenant_id,
+            Some(&visitor.id),
+            &id,
+            Direction::Inbound,
+            None,
+            &req.text,
+            Some(&req.client_msg_id),
+        )
+        .await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(msg),
+    ))
+}
+
+/// Backfill parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct HistoryParams {
+    /// Return messages with `seq` greater than this (default 0).
+    pub since: Option<i64>,
+    /// At most this many (1–500, default 100).
+    pub limit: Option<i64>,
+}
+
+/// Messages after `since`, in seq order.
+#[utoipa::path(get, path = "/v1/conversations/{id}/messages", tag = "widget", security(("visitor_token" = [])),
+    params(("id" = String, Path, description = "Conversation id"), HistoryParams),
+    responses((status = 200, body = History), (status = 404, body = ErrorBody)))]
+async fn list_messages(
+    State(state): State<AppState>,
+    VisitorAuth(visitor): VisitorAuth,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryParams>,
+) -> ApiResult<Json<History>> {
+    let h = state
+        .chat
+        .history(
+            &visitor.tenant_id,
+            Some(&visitor.id),
+            &id,
+            q.since.unwrap_or(0),
+            q.limit.unwrap_or(100),
+        )
+        .await?;
+    Ok(Json(h))
+}

@@ -1,0 +1,355 @@
+//! The widget socket: `GET /v1/ws?token=WS_TOKEN`.
+//!
+//! The token (signed, short-lived) names tenant, visitor and conversation; the
+//! `Origin` must be exactly one of the tenant's allowed origins. Buffers are small
+//! (4 KiB read) so idle sockets cost little; messages over the limit close with 1009.
+//! Outgoing frames wait in the hub's bounded per-socket queue: a reader that stops
+//! reading is dropped instead of slowing anyone else.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{
+        State, WebSocketUpgrade,
+        ws::{CloseFrame, Message, WebSocket, rejection::WebSocketUpgradeRejection},
+    },
+    http::HeaderMap,
+    response::Response,
+};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::chat::{Direction, Visitor};
+use crate::domain::now_ms;
+use crate::error::{Error, ErrorCode};
+use crate::http::{
+    AppState,
+    error::{ApiError, ApiResult, ErrorBody},
+    extract::{Query, check_origin, origin},
+};
+use crate::realtime::{ClientFrame, ServerFrame, Subscription, WsClaims};
+use crate::tenancy;
+
+/// Close codes used by the server.
+pub mod close_code {
+    /// Normal closure (idle timeout).
+    pub const NORMAL: u16 = 1000;
+    /// Server going away (shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// Policy violation (e.g. binary frames).
+    pub const POLICY: u16 = 1008;
+    /// Message too big.
+    pub const TOO_BIG: u16 = 1009;
+    /// Try again later: the socket fell behind and was dropped.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+/// Socket parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct WsParams {
+    /// The `ws_token` from a session or conversation response.
+    pub token: String,
+}
+
+/// Open the widget socket.
+#[utoipa::path(get, path = "/v1/ws", tag = "widget", params(WsParams),
+    responses((status = 101, description = "Switching protocols"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn ws_upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<WsParams>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let claims = state.chat.signer().verify(&params.token, now_ms())?;
+    tracing::Span::current().record("tenant", claims.t.as_str());
+    let tenant = tenancy::tenant_by_id(&state.db, &claims.t)
+        .await
+        .map_err(|_| Error::unauthorized("invalid or expired ws token"))?;
+    let origin = origin(&headers)
+        .ok_or_else(|| Error::new(ErrorCode::OriginNotAllowed, "an Origin header is required"))?;
+    check_origin(&tenant, origin)?;
+    let visitor = Visitor {
+        id: claims.v.clone(),
+        tenant_id: claims.t.clone(),
+    };
+    let mut last_seq = 0;
+    if !claims.c.is_empty() {
+        last_seq = state
+            .chat
+            .conversation(&visitor.tenant_id, Some(&visitor.id), &claims.c)
+            .await?
+            .last_seq;
+    }
+    let upgrade =
+        upgrade.map_err(|e| ApiError(Error::new(ErrorCode::ValidationFailed, e.to_string())))?;
+    let ws = &state.settings.ws;
+    let max = ws.max_message_bytes;
+    Ok(upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move {
+            SocketSession::new(state, visitor, claims, last_seq)
+                .run(socket)
+                .await;
+        }))
+}
+
+/// Per-socket flood control: a token bucket of client frames.
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    const BURST: f64 = 20.0;
+    const PER_SEC: f64 = 5.0;
+
+    fn new() -> Self {
+        Bucket {
+            tokens: Self::BURST,
+            last: Instant::now(),
+        }
+    }
+
+    /// `Ok` if a frame may pass; `Err(seconds)` to wait otherwise.
+    fn take(&mut self) -> Result<(), u64> {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * Self::PER_SEC)
+            .min(Self::BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - self.tokens) / Self::PER_SEC).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+struct SocketSession {
+    state: AppState,
+    visitor: Visitor,
+    conversation_id: Option<String>,
+    last_seq: i64,
+    sub: Option<Subscription>,
+    bucket: Bucket,
+}
+
+enum Flow {
+    Continue,
+    Close(u16, &'static str),
+}
+
+async fn next_frame(sub: &mut Option<Subscription>) -> Option<Arc<str>> {
+    match sub {
+        Some(s) => s.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl SocketSession {
+    fn new(state: AppState, visitor: Visitor, claims: WsClaims, last_seq: i64) -> Self {
+        let conversation_id = (!claims.c.is_empty()).then_some(claims.c);
+        SocketSession {
+            state,
+            visitor,
+            conversation_id,
+            last_seq,
+            sub: None,
+            bucket: Bucket::new(),
+        }
+    }
+
+    fn subscribe(&mut self) {
+        if let Some(c) = &self.conversation_id {
+            self.sub = Some(
+                self.state
+                    .chat
+                    .hub()
+                    .subscribe(c, self.state.settings.ws.send_queue),
+            );
+        }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        let ws = self.state.settings.ws.clone();
+        let shutdown = self.state.shutdown.clone();
+        self.subscribe();
+        self.state
+            .metrics
+            .sockets_open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let hello = ServerFrame::Hello {
+            conversation_id: self.conversation_id.clone(),
+            last_seq: self.last_seq,
+        };
+        let send_timeout = Duration::from_secs(10);
+        let mut ping = tokio::time::interval(Duration::from_secs(ws.ping_interval_secs.max(1)));
+        ping.tick().await;
+        let idle = Duration::from_secs(ws.idle_timeout_secs);
+        let mut last_heard = Instant::now();
+
+        let mut outcome = match send(&mut socket, hello.to_json(), send_timeout).await {
+            Ok(()) => None,
+            Err(()) => Some(None),
+        };
+        while outcome.is_none() {
+            tokio::select! {
+                _ = shutdown.cancelled() => outcome = Some(Some((close_code::GOING_AWAY, "server shutting down"))),
+                frame = next_frame(&mut self.sub) => match frame {
+                    Some(f) => {
+                        if send(&mut socket, f, send_timeout).await.is_err() {
+                            outcome = Some(None);
+                        }
+                    }
+                    None => {
+                        let lagged = self.sub.as_ref().is_some_and(Subscription::lagged);
+                        outcome = Some(Some(if lagged {
+                            (close_code::TRY_AGAIN_LATER, "too slow: reconnect and backfill")
+                        } else {
+                            (close_code::GOING_AWAY, "subscription ended")
+                        }));
+                    }
+                },
+                msg = socket.recv() => {
+                    last_heard = Instant::now();
+                    outcome = match msg {
+                        None | Some(Ok(Message::Close(_))) => Some(None),
+                        Some(Err(e)) => Some(too_big(e).then_some((close_code::TOO_BIG, "message too big"))),
+                        Some(Ok(Message::Text(text))) => match self.on_text(&mut socket, text.as_str()).await {
+                            Flow::Continue => None,
+                            Flow::Close(code, why) => Some(Some((code, why))),
+                        },
+                        Some(Ok(Message::Binary(_))) => Some(Some((close_code::POLICY, "binary frames are not supported"))),
+                        Some(Ok(_)) => None,
+                    };
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() >= idle {
+                        outcome = Some(Some((close_code::NORMAL, "idle timeout")));
+                    } else if tokio::time::timeout(send_timeout, socket.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
+                        outcome = Some(None);
+                    }
+                }
+            }
+        }
+        if let Some(Some((code, reason))) = outcome {
+            let frame = Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }));
+            let _ = tokio::time::timeout(Duration::from_secs(2), socket.send(frame)).await;
+        }
+        self.state
+            .metrics
+            .sockets_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn on_text(&mut self, socket: &mut WebSocket, text: &str) -> Flow {
+        let frame: ClientFrame = match serde_json::from_str(text) {
+            Ok(f) => f,
+            Err(_) => {
+                let f = ServerFrame::Error {
+                    code: "invalid_frame".into(),
+                    message: "frames are JSON objects with a known `type`".into(),
+                };
+                return reply(socket, f).await;
+            }
+        };
+        if let Err(retry_after) = self.bucket.take() {
+            return reply(
+                socket,
+                ServerFrame::Limit {
+                    code: "rate_limited".into(),
+                    retry_after,
+                },
+            )
+            .await;
+        }
+        match frame {
+            ClientFrame::Ping => reply(socket, ServerFrame::Pong).await,
+            ClientFrame::Typing | ClientFrame::Read { .. } => Flow::Continue,
+            ClientFrame::Send {
+                client_msg_id,
+                text,
+            } => {
+                let chat = self.state.chat.clone();
+                if self.conversation_id.is_none() {
+                    match chat.open_conversation(&self.visitor).await {
+                        Ok((conv, _)) => {
+                            self.conversation_id = Some(conv.conversation.id);
+                            self.subscribe();
+                        }
+                        Err(e) => return reply(socket, error_frame(&e)).await,
+                    }
+                }
+                let Some(conv) = self.conversation_id.clone() else {
+                    return Flow::Continue;
+                };
+                let result = chat
+                    .post_message(
+                        &self.visitor.tenant_id,
+                        Some(&self.visitor.id),
+                        &conv,
+                        Direction::Inbound,
+                        None,
+                        &text,
+                        Some(&client_msg_id),
+                    )
+                    .await;
+                match result {
+                    Ok((message, _)) => {
+                        reply(
+                            socket,
+                            ServerFrame::Ack {
+                                client_msg_id,
+                                message,
+                            },
+                        )
+                        .await
+                    }
+                    Err(e) => reply(socket, error_frame(&e)).await,
+                }
+            }
+        }
+    }
+}
+
+fn error_frame(e: &Error) -> ServerFrame {
+    if e.is_internal() {
+        tracing::error!(code = %e.code, cause = ?e.source.as_ref().map(ToString::to_string), "socket frame failed");
+    }
+    ServerFrame::Error {
+        code: e.code.as_str().into(),
+        message: e.message.clone(),
+    }
+}
+
+async fn reply(socket: &mut WebSocket, frame: ServerFrame) -> Flow {
+    match send(socket, frame.to_json(), Duration::from_secs(10)).await {
+        Ok(()) => Flow::Continue,
+        Err(()) => Flow::Close(close_code::GOING_AWAY, "send failed"),
+    }
+}
+
+async fn send(socket: &mut WebSocket, frame: Arc<str>, timeout: Duration) -> Result<(), ()> {
+    match tokio::time::timeout(timeout, socket.send(Message::Text((&*frame).into()))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// Whether a read error is the size limit (answered with close code 1009).
+fn too_big(e: axum::Error) -> bool {
+    matches!(
+        e.into_inner().downcast::<tungstenite::Error>().map(|b| *b),
+        Ok(tungstenite::Error::Capacity(_))
+    )
+}

@@ -1,0 +1,34 @@
+//! chatorical: multi-tenant support chat.
+//!
+//! Companies (tenants) embed a small script on their website; visitors chat from that
+//! widget; answers come back live over a WebSocket. One binary is the server and the
+//! operators' toolkit; this library is everything but the command-line parsing.
+//!
+//! # Layout
+//! - [`config`]: [`config::Settings`], layered defaults < TOML file < `CHATORICAL_*` env < flags.
+//! - [`error`]: one [`error::Error`] with stable [`error::ErrorCode`]s.
+//! - [`domain`]: newtypes parsed at the edge (API keys, scopes, slugs, origins, tokens).
+//! - [`db`]: one schema over PostgreSQL and SQLite; repository functions in `db::repo`
+//!   written once and compiled per backend by [`on_conn!`] and [`transaction!`].
+//! - [`tenancy`]: tenants, their settings, API keys and who is calling.
+//! - [`chat`]: sessions, conversations and messages (the use cases behind HTTP and the socket).
+//! - [`realtime`]: the [`realtime::Hub`] fan-out, socket frames and ws tokens.
+//! - [`http`]: the axum router, extractors, the error envelope and the widget socket.
+//! - [`app`]: [`app::Application`] — bind, connect, migrate, serve until a shutdown signal.
+//! - [`telemetry`]: logging setup.
+//!
+//! A message from the widget: `http::routes::widget` (or `http::ws`) →
+//! [`chat::Chat::post_message`] stores it with the next `seq` in one transaction →
+//! publishes a `message` frame on the hub → every socket subscribed to the
+//! conversation receives it. Agent replies take the same path from the admin API.
+
+pub mod app;
+pub mod chat;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod realtime;
+pub mod telemetry;
+pub mod tenancy;

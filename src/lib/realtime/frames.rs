@@ -1,0 +1,122 @@
+//! The JSON frames of the widget socket. Every frame is an object with a `type`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chat::MessageView;
+
+/// Server → client.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// First frame: where the conversation stands (`null` until one is started).
+    Hello {
+        /// The bound conversation, if any.
+        conversation_id: Option<String>,
+        /// Highest seq stored; backfill anything above what the client has.
+        last_seq: i64,
+    },
+    /// A new message (either direction).
+    Message {
+        /// The message.
+        message: MessageView,
+    },
+    /// A message's text changed.
+    MessageEdited {
+        /// The message after the edit.
+        message: MessageView,
+    },
+    /// The client's `send` was stored (or had been stored before).
+    Ack {
+        /// The id the client chose.
+        client_msg_id: String,
+        /// The stored message.
+        message: MessageView,
+    },
+    /// Someone is typing.
+    Typing {
+        /// `agent` or `visitor`.
+        from: String,
+    },
+    /// Whether agents are online.
+    Presence {
+        /// Agents seen recently.
+        agents_online: bool,
+    },
+    /// The conversation was closed.
+    ConversationClosed {
+        /// Which conversation.
+        conversation_id: String,
+    },
+    /// A rate limit was hit; wait `retry_after` seconds.
+    Limit {
+        /// Stable code.
+        code: String,
+        /// Seconds.
+        retry_after: u64,
+    },
+    /// A frame could not be handled.
+    Error {
+        /// Stable code.
+        code: String,
+        /// Human-readable.
+        message: String,
+    },
+    /// Answer to a client `ping`.
+    Pong,
+}
+
+impl ServerFrame {
+    /// Serialize once for fan-out.
+    pub fn to_json(&self) -> std::sync::Arc<str> {
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| {
+                "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"\"}".into()
+            })
+            .into()
+    }
+}
+
+/// Client → server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Send a message (idempotent by `client_msg_id`).
+    Send {
+        /// Client-chosen id, unique per conversation.
+        client_msg_id: String,
+        /// Message text.
+        text: String,
+    },
+    /// The visitor is typing.
+    Typing,
+    /// The visitor has read up to `seq`.
+    Read {
+        /// Highest seq read.
+        seq: i64,
+    },
+    /// Keep-alive; answered with `pong`.
+    Ping,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_a_type_field() {
+        let v: serde_json::Value =
+            serde_json::from_str(&ServerFrame::Pong.to_json()).expect("json");
+        assert_eq!(v["type"], "pong");
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"send","client_msg_id":"a","text":"hi"}"#)
+                .expect("parse");
+        assert_eq!(
+            f,
+            ClientFrame::Send {
+                client_msg_id: "a".into(),
+                text: "hi".into()
+            }
+        );
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
+    }
+}

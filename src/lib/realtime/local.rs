@@ -1,0 +1,157 @@
+//! The in-process hub (embedded default and single-node deployments).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
+
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use super::{Hub, Subscription};
+
+struct Subscriber {
+    id: u64,
+    tx: mpsc::Sender<Arc<str>>,
+    lagged: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Inner {
+    topics: Mutex<HashMap<String, Vec<Subscriber>>>,
+    next_id: AtomicU64,
+    count: AtomicU64,
+}
+
+/// Fan-out within one process.
+#[derive(Clone, Default)]
+pub struct LocalHub {
+    inner: Arc<Inner>,
+}
+
+impl LocalHub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+struct Guard {
+    inner: Arc<Inner>,
+    topic: String,
+    id: u64,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let mut topics = self.inner.topics.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(subs) = topics.get_mut(&self.topic) {
+            let before = subs.len();
+            subs.retain(|s| s.id != self.id);
+            if subs.len() < before {
+                self.inner.count.fetch_sub(1, Ordering::Relaxed);
+            }
+            if subs.is_empty() {
+                topics.remove(&self.topic);
+            }
+        }
+    }
+}
+
+impl Hub for LocalHub {
+    fn publish(&self, conversation_id: &str, frame: Arc<str>) {
+        let mut topics = self.inner.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(subs) = topics.get_mut(conversation_id) else {
+            return;
+        };
+        let before = subs.len();
+        subs.retain(|s| match s.tx.try_send(frame.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                // Too slow: drop the sender so the socket task sees the end and closes.
+                s.lagged.store(true, Ordering::Relaxed);
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
+        });
+        let removed = before - subs.len();
+        if removed > 0 {
+            self.inner
+                .count
+                .fetch_sub(removed as u64, Ordering::Relaxed);
+        }
+        if subs.is_empty() {
+            topics.remove(conversation_id);
+        }
+    }
+
+    fn subscribe(&self, conversation_id: &str, capacity: usize) -> Subscription {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let lagged = Arc::new(AtomicBool::new(false));
+        self.inner
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(conversation_id.to_string())
+            .or_default()
+            .push(Subscriber {
+                id,
+                tx,
+                lagged: lagged.clone(),
+            });
+        self.inner.count.fetch_add(1, Ordering::Relaxed);
+        let guard = Guard {
+            inner: self.inner.clone(),
+            topic: conversation_id.to_string(),
+            id,
+        };
+        Subscription::new(rx, lagged, Box::new(guard))
+    }
+
+    fn subscriber_count(&self) -> usize {
+        self.inner.count.load(Ordering::Relaxed) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn slow_subscriber_is_dropped_while_others_keep_receiving() {
+        let hub = LocalHub::new();
+        let slow = hub.subscribe("cv_1", 4);
+        let mut fast = hub.subscribe("cv_1", 4);
+        for i in 0..20 {
+            hub.publish("cv_1", Arc::from(format!("{i}")));
+            let got = fast.rx.recv().await.expect("fast keeps receiving");
+            assert_eq!(&*got, format!("{i}"));
+        }
+        assert!(slow.lagged(), "slow subscriber marked lagged");
+        assert!(!fast.lagged());
+        assert_eq!(hub.subscriber_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn dropping_a_subscription_unsubscribes() {
+        let hub = LocalHub::new();
+        let a = hub.subscribe("cv_1", 4);
+        let _b = hub.subscribe("cv_2", 4);
+        assert_eq!(hub.subscriber_count(), 2);
+        drop(a);
+        assert_eq!(hub.subscriber_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn frames_go_only_to_their_conversation() {
+        let hub = LocalHub::new();
+        let mut a = hub.subscribe("cv_a", 4);
+        let mut b = hub.subscribe("cv_b", 4);
+        hub.publish("cv_a", Arc::from("x"));
+        assert_eq!(&*a.rx.recv().await.expect("a"), "x");
+        assert!(b.rx.try_recv().is_err());
+    }
+}

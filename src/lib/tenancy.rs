@@ -1,0 +1,439 @@
+//! Tenants and API keys: creating tenants, issuing and checking scoped keys.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::db::{
+    Db,
+    models::{ApiKeyRow, TenantRow},
+    repo,
+};
+use crate::domain::{
+    ApiKeySecret, Origin, Scope, Scopes, TenantSlug, new_id, now_ms, random_base62, rfc3339,
+};
+use crate::error::{Error, ErrorCode, Result};
+
+/// Per-tenant settings, stored as JSON on the tenant.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantSettings {
+    /// Exact origins allowed to embed the widget and open sockets (`https://shop.example`).
+    #[schema(value_type = Vec<String>)]
+    pub allowed_origins: Vec<Origin>,
+    /// Feature flags.
+    pub flags: BTreeMap<String, bool>,
+    /// Locale used when the visitor's is unknown.
+    pub default_locale: String,
+    /// Days to keep closed conversations (none = forever).
+    pub retention_days: Option<u32>,
+    /// Widget accent colour (`#rrggbb`).
+    pub accent_color: String,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        TenantSettings {
+            allowed_origins: Vec::new(),
+            flags: BTreeMap::new(),
+            default_locale: "en".into(),
+            retention_days: None,
+            accent_color: "#2f6feb".into(),
+        }
+    }
+}
+
+/// A partial settings update (`PATCH /v1/admin/settings`): absent fields stay.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    /// Replace the allowed origins.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Set (true/false) individual flags.
+    pub flags: Option<BTreeMap<String, bool>>,
+    /// Default locale.
+    pub default_locale: Option<String>,
+    /// Retention in days; `0` clears it.
+    pub retention_days: Option<u32>,
+    /// Accent colour `#rrggbb`.
+    pub accent_color: Option<String>,
+}
+
+impl TenantSettings {
+    /// Apply a patch, validating every field.
+    pub fn apply(&mut self, patch: SettingsPatch) -> Result<()> {
+        if let Some(origins) = patch.allowed_origins {
+            self.allowed_origins = parse_origins(&origins)?;
+        }
+        if let Some(flags) = patch.flags {
+            for (k, v) in flags {
+                if k.is_empty() || k.len() > 64 {
+                    return Err(Error::validation("flags", "flag names are 1-64 characters"));
+                }
+                self.flags.insert(k, v);
+            }
+        }
+        if let Some(locale) = patch.default_locale {
+            let ok = (2..=16).contains(&locale.len())
+                && locale
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !ok {
+                return Err(Error::validation(
+                    "default_locale",
+                    "locale must look like en or de-AT",
+                ));
+            }
+            self.default_locale = locale;
+        }
+        if let Some(days) = patch.retention_days {
+            self.retention_days = (days > 0).then_some(days);
+        }
+        if let Some(color) = patch.accent_color {
+            let ok = color.len() == 7
+                && color.starts_with('#')
+                && color[1..].bytes().all(|b| b.is_ascii_hexdigit());
+            if !ok {
+                return Err(Error::validation(
+                    "accent_color",
+                    "colour must look like #2f6feb",
+                ));
+            }
+            self.accent_color = color;
+        }
+        Ok(())
+    }
+
+    /// Whether `origin` (as sent by a browser) is exactly one of the allowed origins.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        // Compare the raw header byte-for-byte with the normalised list: a browser
+        // sends origins in canonical lower-case form.
+        self.allowed_origins.iter().any(|o| o.as_str() == origin)
+    }
+}
+
+/// Parse a list of origins, naming the bad one.
+pub fn parse_origins(items: &[String]) -> Result<Vec<Origin>> {
+    let mut out = Vec::new();
+    for item in items {
+        let o = Origin::parse(item).map_err(|e| Error::validation("allowed_origins", e.message))?;
+        if !out.contains(&o) {
+            out.push(o);
+        }
+    }
+    Ok(out)
+}
+
+/// A tenant with parsed settings.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Tenant {
+    /// Opaque id.
+    pub id: String,
+    /// Unique slug.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Public widget key (`wk_…`), safe to embed in pages.
+    pub widget_key: String,
+    /// Settings.
+    pub settings: TenantSettings,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl Tenant {
+    /// Parse a stored row.
+    pub fn from_row(row: TenantRow) -> Result<Self> {
+        let settings: TenantSettings = serde_json::from_str(&row.settings).map_err(|e| {
+            Error::internal(format!("tenant {} has unreadable settings: {e}", row.id))
+        })?;
+        Ok(Tenant {
+            id: row.id,
+            slug: row.slug,
+            name: row.name,
+            widget_key: row.widget_key,
+            settings,
+            created_at: rfc3339(row.created_at),
+        })
+    }
+}
+
+/// Create a tenant with a fresh widget key.
+pub async fn create_tenant(db: &Db, slug: &str, name: &str, origins: &[String]) -> Result<Tenant> {
+    let slug = TenantSlug::parse(slug)?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 120 {
+        return Err(Error::validation("name", "name must be 1-120 characters"));
+    }
+    let settings = TenantSettings {
+        allowed_origins: parse_origins(origins)?,
+        ..Default::default()
+    };
+    let now = now_ms();
+    let row = TenantRow {
+        id: new_id("tn"),
+        slug: slug.as_str().to_string(),
+        name: name.to_string(),
+        widget_key: format!("wk_{}", random_base62(24)),
+        settings: serde_json::to_string(&settings).map_err(|e| Error::internal(e.to_string()))?,
+        created_at: now,
+        updated_at: now,
+    };
+    let mut pc = db.conn().await?;
+    match repo::tenants::insert(&mut pc.as_conn(), &row).await {
+        Ok(()) => Tenant::from_row(row),
+        Err(e) if e.code == ErrorCode::Conflict => Err(Error::new(
+            ErrorCode::Conflict,
+            format!("a tenant with slug `{}` already exists", slug.as_str()),
+        )
+        .with_details(serde_json::json!({ "field": "slug" }))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Find a tenant by slug, or `not_found`.
+pub async fn tenant_by_slug(db: &Db, slug: &str) -> Result<Tenant> {
+    let mut pc = db.conn().await?;
+    repo::tenants::by_slug(&mut pc.as_conn(), slug)
+        .await?
+        .ok_or_else(|| Error::not_found("tenant"))
+        .and_then(Tenant::from_row)
+}
+
+/// Find a tenant by id, or `not_found`.
+pub async fn tenant_by_id(db: &Db, id: &str) -> Result<Tenant> {
+    let mut pc = db.conn().await?;
+    repo::tenants::by_id(&mut pc.as_conn(), id)
+        .await?
+        .ok_or_else(|| Error::not_found("tenant"))
+        .and_then(Tenant::from_row)
+}
+
+/// All tenants.
+pub async fn list_tenants(db: &Db) -> Result<Vec<Tenant>> {
+    let mut pc = db.conn().await?;
+    repo::tenants::list(&mut pc.as_conn())
+        .await?
+        .into_iter()
+        .map(Tenant::from_row)
+        .collect()
+}
+
+/// Apply a settings patch to a tenant.
+pub async fn update_settings(
+    db: &Db,
+    tenant_id: &str,
+    patch: SettingsPatch,
+) -> Result<TenantSettings> {
+    let mut tenant = tenant_by_id(db, tenant_id).await?;
+    tenant.settings.apply(patch)?;
+    let json =
+        serde_json::to_string(&tenant.settings).map_err(|e| Error::internal(e.to_string()))?;
+    let mut pc = db.conn().await?;
+    repo::tenants::update_settings(&mut pc.as_conn(), tenant_id, &json, now_ms()).await?;
+    Ok(tenant.settings)
+}
+
+/// An API key as shown in listings (never the key itself).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiKeyInfo {
+    /// Opaque id, used to revoke.
+    pub id: String,
+    /// Owning tenant's slug; `null` for platform keys.
+    pub tenant: Option<String>,
+    /// Label.
+    pub name: String,
+    /// Recognisable start of the key.
+    pub prefix: String,
+    /// Recognisable end of the key.
+    pub last4: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, if it expires.
+    pub expires_at: Option<String>,
+    /// RFC 3339, if revoked.
+    pub revoked_at: Option<String>,
+    /// RFC 3339, last use (updated at most once a minute).
+    pub last_used_at: Option<String>,
+}
+
+impl ApiKeyInfo {
+    fn from_row(row: ApiKeyRow, tenant_slug: Option<String>) -> Self {
+        ApiKeyInfo {
+            id: row.id,
+            tenant: tenant_slug,
+            name: row.name,
+            prefix: row.prefix,
+            last4: row.last4,
+            scopes: Scopes::from_stored(&row.scopes).names(),
+            created_at: rfc3339(row.created_at),
+            expires_at: row.expires_at.map(rfc3339),
+            revoked_at: row.revoked_at.map(rfc3339),
+            last_used_at: row.last_used_at.map(rfc3339),
+        }
+    }
+}
+
+/// A freshly issued key: the only time the plaintext exists outside the caller.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IssuedKey {
+    /// The key's metadata.
+    #[serde(flatten)]
+    pub info: ApiKeyInfo,
+    /// The key itself, shown once.
+    pub key: String,
+}
+
+/// Issue a key for a tenant (`Some(slug)`) or the platform (`None`).
+pub async fn issue_key(
+    db: &Db,
+    tenant: Option<&Tenant>,
+    scopes: &[String],
+    name: Option<&str>,
+    expires_in: Option<std::time::Duration>,
+) -> Result<IssuedKey> {
+    let scopes = Scopes::parse_list(scopes)?;
+    if tenant.is_some() && scopes.grants(&Scope::new("tenants", crate::domain::ScopeAccess::Read)) {
+        return Err(Error::validation(
+            "scopes",
+            "tenants:* scopes are for platform keys only",
+        ));
+    }
+    let name = name.unwrap_or("").trim();
+    if name.chars().count() > 80 {
+        return Err(Error::validation(
+            "name",
+            "name must be at most 80 characters",
+        ));
+    }
+    let now = now_ms();
+    let expires_at = match expires_in {
+        Some(d) if d.is_zero() => {
+            return Err(Error::validation(
+                "expires_in",
+                "expiry must be in the future",
+            ));
+        }
+        Some(d) => Some(now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))),
+        None => None,
+    };
+    let secret = ApiKeySecret::generate();
+    let row = ApiKeyRow {
+        id: new_id("key"),
+        tenant_id: tenant.map(|t| t.id.clone()),
+        name: name.to_string(),
+        key_hash: secret.hash(),
+        prefix: secret.prefix(),
+        last4: secret.last4(),
+        scopes: scopes.to_stored(),
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    let mut pc = db.conn().await?;
+    repo::api_keys::insert(&mut pc.as_conn(), &row).await?;
+    Ok(IssuedKey {
+        info: ApiKeyInfo::from_row(row, tenant.map(|t| t.slug.clone())),
+        key: secret.expose().to_string(),
+    })
+}
+
+/// List keys: a tenant's (`Some`) or all (`None`).
+pub async fn list_keys(db: &Db, tenant: Option<&Tenant>) -> Result<Vec<ApiKeyInfo>> {
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    let rows = repo::api_keys::list(&mut conn, tenant.map(|t| t.id.as_str())).await?;
+    let mut slugs: BTreeMap<String, String> = BTreeMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let slug = match &row.tenant_id {
+            None => None,
+            Some(id) => {
+                if !slugs.contains_key(id) {
+                    let slug = repo::tenants::by_id(&mut conn, id)
+                        .await?
+                        .map(|t| t.slug)
+                        .unwrap_or_default();
+                    slugs.insert(id.clone(), slug);
+                }
+                slugs.get(id).cloned()
+            }
+        };
+        out.push(ApiKeyInfo::from_row(row, slug));
+    }
+    Ok(out)
+}
+
+/// Revoke a key; with `Some(tenant)` only that tenant's keys. `not_found` otherwise.
+pub async fn revoke_key(db: &Db, tenant: Option<&Tenant>, id: &str) -> Result<ApiKeyInfo> {
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    let tenant_id = tenant.map(|t| t.id.as_str());
+    if !repo::api_keys::revoke(&mut conn, tenant_id, id, now_ms()).await? {
+        return Err(Error::not_found("key"));
+    }
+    let row = repo::api_keys::get(&mut conn, tenant_id, id)
+        .await?
+        .ok_or_else(|| Error::not_found("key"))?;
+    let slug = match &row.tenant_id {
+        Some(t) => repo::tenants::by_id(&mut conn, t).await?.map(|t| t.slug),
+        None => None,
+    };
+    Ok(ApiKeyInfo::from_row(row, slug))
+}
+
+/// Who is calling an admin endpoint.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The key's id.
+    pub key_id: String,
+    /// The tenant the key belongs to; `None` for platform keys.
+    pub tenant_id: Option<String>,
+    /// Granted scopes.
+    pub scopes: Scopes,
+}
+
+impl Principal {
+    /// `forbidden` unless a scope grants `needed`.
+    pub fn require(&self, needed: &Scope) -> Result<()> {
+        if self.scopes.grants(needed) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorCode::Forbidden,
+                format!("this key lacks the `{needed}` scope"),
+            )
+            .with_details(serde_json::json!({ "required_scope": needed.to_string() })))
+        }
+    }
+}
+
+/// Check a presented bearer key. The checksum is verified before any database access.
+pub async fn authenticate(db: &Db, presented: &str) -> Result<Principal> {
+    let secret = ApiKeySecret::parse(presented).map_err(|e| Error::unauthorized(e.to_string()))?;
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    let row = repo::api_keys::by_hash(&mut conn, &secret.hash())
+        .await?
+        .ok_or_else(|| Error::unauthorized("unknown API key"))?;
+    let now = now_ms();
+    if row.revoked_at.is_some() {
+        return Err(Error::unauthorized("API key revoked"));
+    }
+    if row.expires_at.is_some_and(|e| e <= now) {
+        return Err(Error::unauthorized("API key expired"));
+    }
+    const DEBOUNCE_MS: i64 = 60_000;
+    if row.last_used_at.is_none_or(|t| t < now - DEBOUNCE_MS) {
+        repo::api_keys::touch(&mut conn, &row.id, now, DEBOUNCE_MS).await?;
+    }
+    Ok(Principal {
+        key_id: row.id,
+        tenant_id: row.tenant_id,
+        scopes: Scopes::from_stored(&row.scopes),
+    })
+}
