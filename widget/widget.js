@@ -1,1 +1,1166 @@
-// placeholder
+/*!
+ * chatorical widget – embeddable support chat.
+ *
+ *   <script src="https://SERVER/widget.js?v=HASH" data-widget-key="wk_xxx" async></script>
+ *
+ * Optional attributes: data-server (base URL override), data-accent (colour).
+ * Plain ES2019, no dependencies, talks only to the chatorical server.
+ * Test hooks: window.chatorical = { open(), close(), send(text), state() }.
+ */
+(function () {
+  'use strict';
+
+  // Loaded twice (e.g. two embed lines): keep the first instance, or the two would
+  // fight over the same localStorage outbox and render two launchers.
+  if (window.chatorical && window.chatorical.__chatorical) return;
+
+  // ---------------------------------------------------------------------------
+  // Constants
+  // ---------------------------------------------------------------------------
+
+  var MAX_TEXT = 8000;              // server limit, in Unicode characters
+  var PAGE = 200;                   // history page size
+  var PING_MS = 25000;              // keeps the server's 60 s idle timeout away
+  var DEAD_MS = 60000;              // nothing heard for this long: the socket is dead
+  var HELLO_TIMEOUT_MS = 15000;     // handshake + hello must arrive within this
+  var ACK_TIMEOUT_MS = 15000;       // no reply to a send: resend (server dedups)
+  var HTTP_TIMEOUT_MS = 15000;      // a hung request must not block reconnecting
+  var BACKOFF_MIN = 500;
+  var BACKOFF_MAX = 15000;
+  var STABLE_MS = 10000;            // a socket up this long resets the backoff
+  var READ_THROTTLE_MS = 2000;      // read receipts cost rate-limit tokens
+  var TYPING_THROTTLE_MS = 4000;
+  var AGENT_TYPING_MS = 5000;
+  var CLOSED_TEXT = 'This conversation was closed. Send a message to start a new one.';
+  var ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+  // ---------------------------------------------------------------------------
+  // Configuration from our own <script> tag
+  // ---------------------------------------------------------------------------
+
+  function findScript() {
+    // currentScript is null when we run from a callback; the last matching tag is
+    // then the best guess (embeds put us at the end of the page).
+    var scripts = document.getElementsByTagName('script');
+    for (var i = scripts.length - 1; i >= 0; i--) {
+      if ((scripts[i].src || '').indexOf('widget.js') !== -1) return scripts[i];
+    }
+    return null;
+  }
+
+  var script = document.currentScript || findScript();
+  if (!script) return;
+  var widgetKey = (script.getAttribute('data-widget-key') || '').trim();
+  if (!widgetKey) {
+    console.warn('[chatorical] the widget <script> tag needs a data-widget-key attribute');
+    return;
+  }
+  var base;
+  try {
+    var override = script.getAttribute('data-server');
+    base = override ? new URL(override, location.href).href.replace(/\/+$/, '') : new URL(script.src, location.href).origin;
+  } catch (e) {
+    console.warn('[chatorical] cannot work out the server URL');
+    return;
+  }
+  var wsBase = base.replace(/^http/i, 'ws'); // http→ws, https→wss
+  var accent = script.getAttribute('data-accent');
+
+  // ---------------------------------------------------------------------------
+  // Storage: localStorage with an in-memory fallback (it throws when blocked,
+  // e.g. third-party storage partitioning or private modes).
+  // ---------------------------------------------------------------------------
+
+  var KEY_VISITOR = 'chatorical:' + widgetKey + ':visitor';
+  var KEY_OUTBOX = 'chatorical:' + widgetKey + ':outbox';
+  var KEY_SEEN = 'chatorical:' + widgetKey + ':seen';
+  var mem = Object.create(null);
+
+  function sget(k) {
+    if (k in mem) return mem[k];
+    try { return window.localStorage.getItem(k); } catch (e) { return null; }
+  }
+  function sset(k, v) {
+    try {
+      if (v === null) window.localStorage.removeItem(k); else window.localStorage.setItem(k, v);
+      delete mem[k];
+    } catch (e) {
+      mem[k] = v;
+    }
+  }
+
+  function validEntry(e) {
+    return !!e && typeof e.client_msg_id === 'string' && ID_RE.test(e.client_msg_id) &&
+      typeof e.text === 'string' && e.text.trim() !== '';
+  }
+  function readOutbox() {
+    try {
+      var v = JSON.parse(sget(KEY_OUTBOX) || '[]');
+      return Array.isArray(v) ? v.filter(validEntry) : [];
+    } catch (e) {
+      return [];
+    }
+  }
+  // Read-modify-write on every change so another tab's entries are not clobbered.
+  function outboxAdd(entry) {
+    var list = readOutbox();
+    if (!list.some(function (e) { return e.client_msg_id === entry.client_msg_id; })) list.push(entry);
+    sset(KEY_OUTBOX, JSON.stringify(list));
+  }
+  function outboxRemove(id) {
+    var list = readOutbox();
+    var next = list.filter(function (e) { return e.client_msg_id !== id; });
+    if (next.length !== list.length) sset(KEY_OUTBOX, next.length ? JSON.stringify(next) : null);
+  }
+
+  // ---------------------------------------------------------------------------
+  // State
+  // ---------------------------------------------------------------------------
+
+  var visitorToken = sget(KEY_VISITOR);
+  var conversationId = null; // the open conversation, null if none (or it was closed)
+  var viewConvId = null;     // conversation whose messages are displayed
+  var lastSeq = 0;           // every seq <= lastSeq is known: the backfill cursor
+  var stored = [];           // stored messages of viewConvId, sorted by seq
+  var byId = new Map();
+  var pending = [];          // visitor messages not acked yet, in send order
+  var seenSeq = 0;           // highest seq seen with the panel open (unread badge)
+
+  var socket = null;
+  var ready = false;         // socket open and hello received
+  var socketConvId = null;   // conversation the socket is bound to
+  var needsNew = false;      // the socket's conversation was closed
+  var connecting = false;
+  var stopped = false;       // page is being hidden/unloaded
+  var fatal = false;         // misconfiguration (unknown key, origin): stop retrying
+  var troubled = false;      // a connection was lost or failed since the last hello
+  var attempt = 0;
+  var reconnectTimer = 0;
+  var helloTimer = 0;
+  var pingTimer = 0;
+  var lastFrameAt = 0;
+  var readyAt = 0;
+
+  var inflightId = null;     // one send at a time: keeps order and pins error replies
+  var inflightTimer = 0;
+  var limitedUntil = 0;
+  var limitTimer = 0;
+  var holdUntil = 0;         // back-off after a transient send error
+  var pumpTimer = 0;
+
+  var lastReadSent = 0;
+  var lastReadAt = 0;
+  var readTimer = 0;
+  var lastTypingAt = 0;
+  var agentTyping = false;
+  var agentTypingTimer = 0;
+  var agentsOnline = null;
+
+  var isOpen = false;
+  var notices = new Map();   // kind -> text
+  var forceScroll = false;
+  var ui = null;
+
+  // ---------------------------------------------------------------------------
+  // Small helpers
+  // ---------------------------------------------------------------------------
+
+  function newId() {
+    var c = window.crypto;
+    try {
+      if (c && typeof c.randomUUID === 'function') return c.randomUUID(); // only in secure contexts
+    } catch (e) { /* fall through */ }
+    var bytes = new Uint8Array(16);
+    if (c && typeof c.getRandomValues === 'function') c.getRandomValues(bytes);
+    else for (var i = 0; i < 16; i++) bytes[i] = Math.floor(Math.random() * 256);
+    var s = 'c';
+    for (var j = 0; j < 16; j++) s += (bytes[j] < 16 ? '0' : '') + bytes[j].toString(16);
+    return s;
+  }
+
+  function pad(n) { return (n < 10 ? '0' : '') + n; }
+  function hhmm(iso) {
+    var d = new Date(iso);
+    return isNaN(d.getTime()) ? '' : pad(d.getHours()) + ':' + pad(d.getMinutes());
+  }
+  function charCount(s) { return Array.from(s).length; } // the server counts code points
+
+  function setVisitorToken(t) {
+    visitorToken = t || null;
+    sset(KEY_VISITOR, visitorToken);
+  }
+
+  // ---------------------------------------------------------------------------
+  // HTTP
+  // ---------------------------------------------------------------------------
+
+  async function api(method, path, body, auth) {
+    var headers = { Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (auth) headers.Authorization = 'Bearer ' + visitorToken;
+    var ctrl = typeof AbortController === 'function' ? new AbortController() : null;
+    var timer = ctrl ? setTimeout(function () { ctrl.abort(); }, HTTP_TIMEOUT_MS) : 0;
+    var res;
+    var data = null;
+    try {
+      res = await fetch(base + path, {
+        method: method,
+        headers: headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        mode: 'cors',
+        credentials: 'omit', // identity is the bearer token, never cookies
+        cache: 'no-store',
+        signal: ctrl ? ctrl.signal : undefined
+      });
+      try { data = await res.json(); } catch (e) { data = null; }
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!res.ok) {
+      var e = (data && data.error) || {};
+      var err = new Error(e.message || ('HTTP ' + res.status));
+      err.status = res.status;
+      err.code = e.code || '';
+      err.retryAfter = (e.details && Number(e.details.retry_after)) || 0;
+      throw err;
+    }
+    return data;
+  }
+
+  // ---------------------------------------------------------------------------
+  // Message store
+  // ---------------------------------------------------------------------------
+
+  function topSeq() { return stored.length ? stored[stored.length - 1].seq : 0; }
+
+  function loadSeen(cid) {
+    try {
+      var v = JSON.parse(sget(KEY_SEEN) || 'null');
+      return v && v.c === cid && typeof v.s === 'number' ? v.s : 0;
+    } catch (e) {
+      return 0;
+    }
+  }
+  function markSeen() {
+    if (!isOpen || !viewConvId) return;
+    var top = topSeq();
+    if (top > seenSeq) {
+      seenSeq = top;
+      sset(KEY_SEEN, JSON.stringify({ c: viewConvId, s: seenSeq }));
+    }
+  }
+  function unreadCount() {
+    if (isOpen) return 0;
+    var n = 0;
+    for (var i = 0; i < stored.length; i++) {
+      if (stored[i].direction === 'outbound' && stored[i].seq > seenSeq) n++;
+    }
+    return n;
+  }
+
+  // A new conversation replaces the displayed one: seqs restart at 1, so the two
+  // can't share one seq-ordered list. Pending messages stay (they go to the new one).
+  function switchView(cid) {
+    viewConvId = cid;
+    stored = [];
+    byId.clear();
+    lastSeq = 0;
+    lastReadSent = 0;
+    seenSeq = loadSeen(cid);
+    notices.delete('closed');
+    scheduleRender();
+  }
+
+  function resolvePending(cid) {
+    for (var i = 0; i < pending.length; i++) {
+      if (pending[i].client_msg_id === cid) { pending.splice(i, 1); break; }
+    }
+    outboxRemove(cid);
+    if (inflightId === cid) clearInflight();
+  }
+
+  // Insert (or update) a stored message; returns true if it was new.
+  function insertStored(m) {
+    if (!m || !m.id || typeof m.seq !== 'number') return false;
+    if (m.conversation_id !== viewConvId) {
+      if (m.conversation_id && m.conversation_id === conversationId) switchView(conversationId);
+      else return false; // stale frame from a conversation we left
+    }
+    // The stored copy replaces the pending one (dedupe by client_msg_id).
+    if (m.direction === 'inbound' && m.client_msg_id) resolvePending(m.client_msg_id);
+    var existing = byId.get(m.id);
+    if (existing) {
+      // Seen already (ack + broadcast, overlapping backfills): only edits matter.
+      if (m.text !== existing.text || (m.edited_at || null) !== existing.edited_at) {
+        existing.text = m.text;
+        existing.edited_at = m.edited_at || null;
+        scheduleRender();
+      }
+      return false;
+    }
+    var msg = {
+      id: m.id,
+      conversation_id: m.conversation_id,
+      seq: m.seq,
+      direction: m.direction === 'outbound' ? 'outbound' : 'inbound',
+      author: m.author || null,
+      text: typeof m.text === 'string' ? m.text : '',
+      client_msg_id: m.client_msg_id || null,
+      created_at: m.created_at || null,
+      edited_at: m.edited_at || null,
+      pending: false
+    };
+    var i = stored.length;
+    while (i > 0 && stored[i - 1].seq > msg.seq) i--; // mostly appends: scan from the end
+    if (i > 0 && stored[i - 1].seq === msg.seq) {
+      byId.delete(stored[i - 1].id);
+      stored[i - 1] = msg;
+      i--;
+    } else {
+      stored.splice(i, 0, msg);
+    }
+    byId.set(msg.id, msg);
+    // Advance the contiguous cursor over any run this message completes.
+    for (var j = i; j < stored.length && stored[j].seq <= lastSeq + 1; j++) {
+      if (stored[j].seq > lastSeq) lastSeq = stored[j].seq;
+    }
+    scheduleRender();
+    return true;
+  }
+
+  // A stored message from the socket (or an ack).
+  function onStored(m) {
+    if (!m) return;
+    var added = insertStored(m);
+    if (added && m.direction === 'outbound') setAgentTyping(false);
+    // A hole below this seq (a frame we missed): fetch it.
+    if (m.conversation_id === viewConvId && m.seq > lastSeq) bgBackfill();
+    if (added) maybeSendRead();
+  }
+
+  // ---------------------------------------------------------------------------
+  // History / backfill
+  // ---------------------------------------------------------------------------
+
+  var backfilling = null;
+  var backfillAgain = false;
+  var backfillFailures = 0;
+
+  function backfill() {
+    if (backfilling) { backfillAgain = true; return backfilling; }
+    backfilling = (async function () {
+      try {
+        do {
+          backfillAgain = false;
+          await fetchHistory();
+        } while (backfillAgain);
+        backfillFailures = 0;
+      } finally {
+        backfilling = null;
+      }
+    })();
+    return backfilling;
+  }
+
+  async function fetchHistory() {
+    var cid = viewConvId;
+    if (!cid || !visitorToken) return;
+    var since = lastSeq;
+    for (var guard = 0; guard < 1000; guard++) {
+      var h = await api('GET', '/v1/conversations/' + encodeURIComponent(cid) + '/messages?since=' + since + '&limit=' + PAGE, undefined, true);
+      if (cid !== viewConvId) return; // the view moved to another conversation meanwhile
+      var list = h && Array.isArray(h.messages) ? h.messages : [];
+      for (var i = 0; i < list.length; i++) {
+        insertStored(list[i]);
+        if (list[i].seq > since) since = list[i].seq;
+      }
+      if (list.length < PAGE || (h && typeof h.last_seq === 'number' && since >= h.last_seq)) break;
+    }
+    maybeSendRead();
+  }
+
+  // Backfill without awaiting (socket handlers); retry a few times on failure.
+  function bgBackfill() {
+    backfill().catch(function () {
+      backfillFailures++;
+      if (backfillFailures <= 3) setTimeout(function () { if (ready) bgBackfill(); }, 2000 * backfillFailures);
+    });
+  }
+
+  // ---------------------------------------------------------------------------
+  // Connection
+  // ---------------------------------------------------------------------------
+
+  function hasSendable() {
+    return pending.some(function (p) { return !p.failed; });
+  }
+
+  function connect() {
+    if (stopped || fatal || connecting) return;
+    // Open a fresh conversation only when the current one is closed and there is
+    // something to send; otherwise a plain session (which reflects the server's
+    // view of the open conversation) is the way (re)connects go.
+    var fresh = needsNew && hasSendable() && !!visitorToken;
+    if (socket && !fresh) return;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = 0;
+    connecting = true;
+    renderStatus();
+    (fresh ? startNewConversation() : startSession())
+      .then(function (token) {
+        connecting = false;
+        if (!stopped) openSocket(token);
+      }, function (err) {
+        connecting = false;
+        onConnectError(err);
+      })
+      .then(renderStatus);
+  }
+
+  async function startSession() {
+    var body = { widget_key: widgetKey };
+    if (visitorToken) body.visitor_token = visitorToken; // resume the same visitor
+    if (navigator.language) body.locale = navigator.language;
+    var s;
+    try {
+      s = await api('POST', '/v1/widget/session', body, false);
+    } catch (e) {
+      e.session = true;
+      throw e;
+    }
+    if (!s || !s.ws_token || !s.visitor_token) throw new Error('unexpected session response');
+    setVisitorToken(s.visitor_token);
+    var cid = s.conversation_id || null;
+    // We had a conversation and the server has no open one: it was closed meanwhile.
+    if (!cid && conversationId) {
+      notices.set('closed', CLOSED_TEXT);
+      scheduleRender();
+    }
+    conversationId = cid;
+    needsNew = false; // the next socket is bound to the open conversation (or none)
+    if (cid && cid !== viewConvId) {
+      // First sight of this conversation: load its history before going live.
+      switchView(cid);
+      await backfill();
+    }
+    return s.ws_token;
+  }
+
+  async function startNewConversation() {
+    var c = await api('POST', '/v1/conversations', undefined, true);
+    if (!c || !c.id || !c.ws_token) throw new Error('unexpected conversation response');
+    closeSocket(); // deliberately: it is bound to the closed conversation
+    needsNew = false;
+    conversationId = c.id;
+    if (c.id !== viewConvId) switchView(c.id);
+    if ((c.last_seq || 0) > lastSeq) await backfill();
+    return c.ws_token;
+  }
+
+  function onConnectError(err) {
+    var status = err && err.status;
+    if (err && err.session && (status === 401 || status === 403)) {
+      // Unknown widget key or a page origin the tenant doesn't allow: retrying
+      // can't help. The server's message names the problem; it holds no secrets.
+      fatal = true;
+      console.warn('[chatorical] chat disabled: ' + (err.code || status) + ': ' + err.message);
+      renderStatus();
+      return;
+    }
+    scheduleReconnect(err && err.retryAfter ? err.retryAfter * 1000 : 0);
+  }
+
+  function scheduleReconnect(minDelay) {
+    troubled = true;
+    renderStatus();
+    if (stopped || fatal || reconnectTimer) return;
+    var exp = Math.min(BACKOFF_MAX, BACKOFF_MIN * Math.pow(2, attempt));
+    attempt++;
+    // Jitter spreads reconnects so a server restart isn't met by a thundering herd.
+    var delay = Math.min(BACKOFF_MAX, exp * (0.8 + Math.random() * 0.4));
+    if (minDelay) delay = Math.max(delay, minDelay);
+    reconnectTimer = setTimeout(function () {
+      reconnectTimer = 0;
+      connect();
+    }, delay);
+  }
+
+  function reconnectNow() {
+    if (socket || connecting || stopped || fatal) return;
+    attempt = 0;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = 0;
+    connect();
+  }
+
+  function openSocket(token) {
+    var ws;
+    try {
+      ws = new WebSocket(wsBase + '/v1/ws?token=' + encodeURIComponent(token));
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    socket = ws;
+    ready = false;
+    lastFrameAt = Date.now();
+    ws.onmessage = function (ev) { if (ws === socket) onFrame(ev.data); };
+    ws.onclose = function () { if (ws === socket) onSocketLost(); };
+    ws.onerror = function () { /* onclose follows; nothing to add */ };
+    clearTimeout(helloTimer);
+    helloTimer = setTimeout(function () { if (ws === socket && !ready) dropSocket(); }, HELLO_TIMEOUT_MS);
+    renderStatus();
+  }
+
+  function teardownSocket() {
+    socket = null;
+    ready = false;
+    socketConvId = null;
+    clearTimeout(helloTimer);
+    clearInterval(pingTimer);
+    clearInflight(); // whatever was in flight is resent on the next socket
+    renderStatus();
+  }
+
+  // Unexpected loss: reconnect with backoff.
+  function onSocketLost() {
+    var stable = ready && Date.now() - readyAt > STABLE_MS;
+    teardownSocket();
+    if (stable) attempt = 0; // a flapping socket keeps backing off, a healthy one doesn't
+    scheduleReconnect();
+  }
+
+  // We give up on a socket that looks dead; counts as unexpected.
+  function dropSocket() {
+    var ws = socket;
+    if (!ws) return;
+    onSocketLost();
+    try { ws.close(); } catch (e) { /* already closing */ }
+  }
+
+  // Deliberate close: no reconnect (handlers ignore sockets that aren't current).
+  function closeSocket() {
+    var ws = socket;
+    if (!ws) return;
+    teardownSocket();
+    try { ws.close(1000); } catch (e) { /* already closing */ }
+  }
+
+  function sendFrame(obj) {
+    if (!socket || socket.readyState !== 1) return false;
+    try {
+      socket.send(JSON.stringify(obj));
+      return true;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  function startPing() {
+    clearInterval(pingTimer);
+    pingTimer = setInterval(function () {
+      if (!ready) return;
+      // Half-open TCP never fires onclose; silence past DEAD_MS means it's gone.
+      if (Date.now() - lastFrameAt > DEAD_MS) { dropSocket(); return; }
+      sendFrame({ type: 'ping' });
+    }, PING_MS);
+  }
+
+  // ---------------------------------------------------------------------------
+  // Server frames
+  // ---------------------------------------------------------------------------
+
+  function onFrame(raw) {
+    lastFrameAt = Date.now();
+    var f;
+    try { f = JSON.parse(raw); } catch (e) { return; }
+    if (!f || typeof f.type !== 'string') return;
+    switch (f.type) {
+      case 'hello': onHello(f); break;
+      case 'message': onStored(f.message); break;
+      case 'message_edited': onStored(f.message); break; // insertStored updates in place
+      case 'ack': onAck(f); break;
+      case 'typing': if (f.from === 'agent') setAgentTyping(true); break;
+      case 'presence': agentsOnline = !!f.agents_online; scheduleRender(); break;
+      case 'conversation_closed': onClosed(f.conversation_id || null); break;
+      case 'limit': onLimit(f); break;
+      case 'error': onError(f); break;
+      default: break; // pong, and frames newer than this script
+    }
+  }
+
+  function onHello(f) {
+    clearTimeout(helloTimer);
+    ready = true;
+    readyAt = Date.now();
+    troubled = false;
+    socketConvId = f.conversation_id || null;
+    if (socketConvId) {
+      conversationId = socketConvId;
+      if (socketConvId !== viewConvId) switchView(socketConvId);
+      // Messages stored while we were away (or between history and socket).
+      if ((f.last_seq || 0) > lastSeq) bgBackfill();
+    }
+    startPing();
+    renderStatus();
+    pump();
+    maybeSendRead();
+  }
+
+  function onAck(f) {
+    var m = f.message;
+    // The first send on an unbound socket created the conversation.
+    if (m && m.conversation_id && !socketConvId) {
+      socketConvId = m.conversation_id;
+      conversationId = m.conversation_id;
+    }
+    if (f.client_msg_id) resolvePending(f.client_msg_id);
+    onStored(m);
+    pump();
+  }
+
+  function onClosed(cid) {
+    if (cid && cid !== socketConvId && cid !== conversationId) return;
+    if (!cid || cid === conversationId) conversationId = null;
+    needsNew = true;
+    notices.set('closed', CLOSED_TEXT);
+    scheduleRender();
+    pump(); // if messages are already waiting, start the new conversation now
+  }
+
+  function onLimit(f) {
+    var secs = Math.max(1, Math.ceil(Number(f.retry_after) || 1));
+    // We can't tell which frame was refused, so forget the in-flight send; it is
+    // resent once the limit passes (the server dedups by client_msg_id).
+    clearInflight();
+    limitedUntil = Math.max(limitedUntil, Date.now() + secs * 1000);
+    tickLimit();
+  }
+
+  function tickLimit() {
+    clearTimeout(limitTimer);
+    var left = limitedUntil - Date.now();
+    if (left <= 0) {
+      limitedUntil = 0;
+      notices.delete('limit');
+      scheduleRender();
+      pump();
+      return;
+    }
+    notices.set('limit', 'You\'re sending too fast – try again in ' + Math.ceil(left / 1000) + ' s');
+    scheduleRender();
+    limitTimer = setTimeout(tickLimit, left % 1000 || 1000);
+  }
+
+  // Error frames carry no client_msg_id; with one send in flight at a time (and
+  // only sends able to produce errors) the in-flight one is the culprit.
+  function onError(f) {
+    var id = inflightId;
+    clearInflight();
+    var code = f.code || '';
+    if (code === 'conversation_closed') {
+      onClosed(socketConvId);
+      return;
+    }
+    var p = id && pending.find(function (x) { return x.client_msg_id === id; });
+    if (!p) return;
+    p.tries = (p.tries || 0) + 1;
+    if (code === 'validation_failed' || code === 'payload_too_large' || code === 'invalid_json' || p.tries >= 5) {
+      failPending(p, f.message || 'not sent');
+    } else if (code === 'unauthorized' || code === 'forbidden' || code === 'not_found' || code === 'origin_not_allowed') {
+      dropSocket(); // a fresh session sorts out identity and conversation
+    } else {
+      holdUntil = Date.now() + 2000 * p.tries; // transient (internal, unavailable…)
+      pump();
+    }
+  }
+
+  function failPending(p, reason) {
+    p.failed = reason;
+    outboxRemove(p.client_msg_id); // don't resend it forever after reloads
+    scheduleRender();
+    pump();
+  }
+
+  // ---------------------------------------------------------------------------
+  // Outbox
+  // ---------------------------------------------------------------------------
+
+  function clearInflight() {
+    inflightId = null;
+    clearTimeout(inflightTimer);
+  }
+
+  // Send the oldest unacked message if the socket can take it.
+  function pump() {
+    if (needsNew) {
+      if (hasSendable() && !inflightId) connect();
+      return;
+    }
+    if (!ready || inflightId) return;
+    var wait = Math.max(limitedUntil, holdUntil) - Date.now();
+    if (wait > 0) {
+      clearTimeout(pumpTimer);
+      pumpTimer = setTimeout(pump, wait);
+      return;
+    }
+    var next = pending.find(function (p) { return !p.failed; });
+    if (!next) return;
+    if (!sendFrame({ type: 'send', client_msg_id: next.client_msg_id, text: next.text })) return;
+    inflightId = next.client_msg_id;
+    clearTimeout(inflightTimer);
+    inflightTimer = setTimeout(function () {
+      if (inflightId === next.client_msg_id) { inflightId = null; pump(); }
+    }, ACK_TIMEOUT_MS);
+  }
+
+  function makePending(e) {
+    return {
+      id: null,
+      conversation_id: null,
+      seq: null,
+      direction: 'inbound',
+      author: null,
+      text: e.text,
+      client_msg_id: e.client_msg_id,
+      created_at: e.created_at || new Date().toISOString(),
+      edited_at: null,
+      pending: true,
+      failed: null,
+      tries: 0
+    };
+  }
+
+  // Queue a visitor message; returns its client_msg_id, or null if not accepted.
+  function queueMessage(text) {
+    text = String(text === undefined || text === null ? '' : text).trim();
+    if (!text) return null;
+    if (charCount(text) > MAX_TEXT) {
+      notices.set('error', 'Messages can be at most ' + MAX_TEXT + ' characters.');
+      scheduleRender();
+      return null;
+    }
+    notices.delete('error');
+    var entry = { client_msg_id: newId(), text: text, created_at: new Date().toISOString() };
+    outboxAdd(entry); // survives a reload while offline
+    pending.push(makePending(entry));
+    forceScroll = true;
+    scheduleRender();
+    if (!socket && !connecting && !reconnectTimer) connect();
+    pump();
+    return entry.client_msg_id;
+  }
+
+  function retryFailed(id) {
+    var p = pending.find(function (x) { return x.client_msg_id === id; });
+    if (!p) return;
+    p.failed = null;
+    p.tries = 0;
+    outboxAdd({ client_msg_id: p.client_msg_id, text: p.text, created_at: p.created_at });
+    scheduleRender();
+    if (!socket && !connecting && !reconnectTimer) connect();
+    pump();
+  }
+
+  // ---------------------------------------------------------------------------
+  // Read receipts, typing
+  // ---------------------------------------------------------------------------
+
+  function maybeSendRead() {
+    markSeen();
+    if (!isOpen || !ready || !socketConvId || socketConvId !== viewConvId) return;
+    if (topSeq() <= lastReadSent || readTimer) return;
+    var wait = Math.max(0, lastReadAt + READ_THROTTLE_MS - Date.now());
+    readTimer = setTimeout(function () {
+      readTimer = 0;
+      if (!isOpen || !ready || socketConvId !== viewConvId) return;
+      var seq = topSeq();
+      if (seq > lastReadSent && sendFrame({ type: 'read', seq: seq })) {
+        lastReadSent = seq;
+        lastReadAt = Date.now();
+      }
+    }, wait);
+  }
+
+  function onInputTyping() {
+    if (!ready || !socketConvId || !ui || !ui.input.value.trim()) return;
+    if (Date.now() - lastTypingAt < TYPING_THROTTLE_MS) return;
+    if (sendFrame({ type: 'typing' })) lastTypingAt = Date.now();
+  }
+
+  function setAgentTyping(on) {
+    clearTimeout(agentTypingTimer);
+    agentTyping = on;
+    // Agents' clients send typing repeatedly; without a refresh, hide it.
+    if (on) agentTypingTimer = setTimeout(function () { setAgentTyping(false); }, AGENT_TYPING_MS);
+    scheduleRender();
+  }
+
+  // ---------------------------------------------------------------------------
+  // UI
+  // ---------------------------------------------------------------------------
+
+  var CSS = [
+    ':host{all:initial}',
+    '[hidden]{display:none!important}',
+    '.root{all:initial;--a:var(--accent,#2f6feb);display:flex;flex-direction:column;align-items:flex-end;gap:12px;',
+    'font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1f2328}',
+    '.root *,.root *::before,.root *::after{box-sizing:border-box}',
+    '.sr{position:absolute;width:1px;height:1px;margin:-1px;padding:0;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap;border:0}',
+    'button{font:inherit;cursor:pointer}',
+    'button:focus-visible,textarea:focus-visible{outline:2px solid var(--a);outline-offset:2px}',
+    '.launcher{position:relative;width:56px;height:56px;border-radius:50%;border:0;background:var(--a);color:#fff;font-weight:600;',
+    'box-shadow:0 4px 14px rgba(0,0,0,.22);display:flex;align-items:center;justify-content:center}',
+    '.launcher:hover{filter:brightness(1.08)}',
+    '.badge{position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;padding:0 5px;border-radius:10px;background:#d1242f;',
+    'color:#fff;font-size:12px;font-weight:700;line-height:20px;text-align:center;box-shadow:0 0 0 2px #fff}',
+    '.panel{width:340px;height:480px;max-width:calc(100vw - 32px);max-height:calc(100vh - 104px);background:#fff;border-radius:12px;',
+    'box-shadow:0 8px 30px rgba(0,0,0,.25);display:flex;flex-direction:column;overflow:hidden}',
+    '@media (max-width:480px){.panel{position:fixed;top:0;right:0;bottom:0;left:0;width:100vw;height:100vh;height:100dvh;',
+    'max-width:none;max-height:none;border-radius:0;z-index:1}}',
+    '.head{display:flex;align-items:center;gap:8px;padding:12px 12px 12px 16px;background:var(--a);color:#fff}',
+    '.titles{flex:1;min-width:0}',
+    '.title{margin:0;font-size:16px;font-weight:600;line-height:1.3}',
+    '.presence{margin:0;font-size:12px;opacity:.9}',
+    '.close{width:32px;height:32px;border:0;border-radius:6px;background:transparent;color:#fff;font-size:22px;line-height:1}',
+    '.close:hover{background:rgba(255,255,255,.15)}',
+    '.close:focus-visible{outline-color:#fff}',
+    '.status{margin:0;padding:4px 16px;font-size:12px;background:#fff8c5;color:#6a5300}',
+    '.list{flex:1;margin:0;padding:12px;list-style:none;overflow-y:auto;overscroll-behavior:contain;display:flex;flex-direction:column;gap:8px}',
+    '.list:empty::before{content:"Hi! Ask us anything \\2013  we usually reply within a few minutes.";margin:auto 12px;color:#59636e;text-align:center}',
+    '.msg{display:flex;flex-direction:column;max-width:80%}',
+    '.msg.in{align-self:flex-end;align-items:flex-end}',
+    '.msg.out{align-self:flex-start;align-items:flex-start}',
+    '.author{margin:0 4px 2px;font-size:11px;color:#59636e}',
+    '.bubble{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word}',
+    '.in .bubble{background:var(--a);color:#fff;border-bottom-right-radius:4px}',
+    '.out .bubble{background:#eef1f4;color:#1f2328;border-bottom-left-radius:4px}',
+    '.meta{margin:2px 4px 0;font-size:11px;color:#6e7781}',
+    '.pending{opacity:.6}',
+    '.failed{opacity:1}',
+    '.failed .bubble{background:#fff;color:#1f2328;border:1px solid #d1242f}',
+    '.failed .meta{color:#d1242f}',
+    '.retry{margin-left:6px;padding:0;border:0;background:none;color:inherit;font-size:11px;text-decoration:underline}',
+    '.typing{margin:0;padding:0 16px 6px;font-size:12px;font-style:italic;color:#59636e}',
+    '.notices p{margin:0;padding:6px 16px;font-size:12px;background:#fff1e5;color:#953800;border-top:1px solid #ffd8b5}',
+    '.form{display:flex;align-items:flex-end;gap:8px;padding:10px;border-top:1px solid #d0d7de;background:#fff}',
+    'textarea{flex:1;min-height:38px;max-height:120px;margin:0;padding:8px 10px;resize:none;border:1px solid #d0d7de;border-radius:8px;',
+    'font:inherit;color:#1f2328;background:#fff}',
+    'textarea:focus{outline:2px solid var(--a);outline-offset:-1px;border-color:transparent}',
+    '.send{height:38px;padding:0 14px;border:0;border-radius:8px;background:var(--a);color:#fff;font-weight:600}',
+    '.send:disabled{opacity:.5;cursor:not-allowed}',
+    '@media (prefers-reduced-motion:no-preference){.launcher,.send{transition:filter .15s,opacity .15s}}'
+  ].join('');
+
+  var HTML =
+    '<div class="root">' +
+      '<section class="panel" id="panel" role="dialog" aria-label="Chat with us" data-testid="chatorical-panel" hidden>' +
+        '<header class="head">' +
+          '<div class="titles"><h2 class="title">Chat with us</h2><p class="presence" hidden></p></div>' +
+          '<button type="button" class="close" aria-label="Close chat" data-testid="chatorical-close">\u00d7</button>' +
+        '</header>' +
+        '<p class="status" role="status" data-testid="chatorical-status" hidden></p>' +
+        '<ul class="list" role="log" aria-live="polite" aria-label="Messages" data-testid="chatorical-messages"></ul>' +
+        '<p class="typing" aria-live="polite" hidden>Support is typing\u2026</p>' +
+        '<div class="notices" role="status" aria-live="polite" data-testid="chatorical-notice"></div>' +
+        '<form class="form" novalidate>' +
+          '<label class="sr" for="input">Message</label>' +
+          '<textarea id="input" rows="1" maxlength="' + MAX_TEXT + '" placeholder="Type your message\u2026" autocomplete="off" data-testid="chatorical-input"></textarea>' +
+          '<button type="submit" class="send" data-testid="chatorical-send">Send</button>' +
+        '</form>' +
+      '</section>' +
+      '<button type="button" class="launcher" aria-label="Open chat" aria-expanded="false" aria-controls="panel" data-testid="chatorical-launcher">' +
+        '<span aria-hidden="true">Chat</span>' +
+        '<span class="badge" aria-hidden="true" data-testid="chatorical-badge" hidden>0</span>' +
+      '</button>' +
+    '</div>';
+
+  function buildUI() {
+    if (ui) return;
+    // A custom element name, so host rules for div/section etc. don't match it;
+    // inline !important beats anything the host stylesheet says about the rest.
+    var host = document.createElement('chatorical-widget');
+    host.setAttribute('style',
+      'position:fixed!important;right:16px!important;bottom:16px!important;left:auto!important;top:auto!important;' +
+      'z-index:2147483000!important;display:block!important;margin:0!important;padding:0!important;border:0!important;' +
+      'width:auto!important;height:auto!important;transform:none!important;');
+    if (accent) host.style.setProperty('--accent', accent);
+    var root = host.attachShadow({ mode: 'open' });
+    root.innerHTML = '<style>' + CSS + '</style>' + HTML; // static markup only; user text goes in via textContent
+    var q = function (sel) { return root.querySelector(sel); };
+    ui = {
+      host: host,
+      panel: q('.panel'),
+      launcher: q('.launcher'),
+      badge: q('.badge'),
+      close: q('.close'),
+      status: q('.status'),
+      presence: q('.presence'),
+      list: q('.list'),
+      typing: q('.typing'),
+      notices: q('.notices'),
+      form: q('.form'),
+      input: q('textarea'),
+      send: q('.send'),
+      nodes: new Map(),  // message key -> <li>
+      sigs: new WeakMap() // <li> -> what it currently shows
+    };
+
+    ui.launcher.addEventListener('click', function () { setOpen(!isOpen, true); });
+    ui.close.addEventListener('click', function () { setOpen(false, true); });
+    ui.form.addEventListener('submit', function (e) { e.preventDefault(); submit(); });
+    ui.input.addEventListener('keydown', function (e) {
+      // isComposing/229: Enter that confirms an IME composition must not send.
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+        e.preventDefault();
+        submit();
+      }
+    });
+    ui.input.addEventListener('input', function () { autosize(); onInputTyping(); });
+    ui.panel.addEventListener('keydown', function (e) {
+      if (e.key === 'Escape') { e.preventDefault(); setOpen(false, true); }
+    });
+    ui.list.addEventListener('click', function (e) {
+      var t = e.target;
+      if (t && t.classList && t.classList.contains('retry')) retryFailed(t.getAttribute('data-id'));
+    });
+    // Key events are composed and reach the host page retargeted to our host
+    // element, where site shortcuts (e.g. "/" to search) would steal keystrokes.
+    ['keydown', 'keyup', 'keypress'].forEach(function (type) {
+      ui.panel.addEventListener(type, function (e) { e.stopPropagation(); });
+    });
+
+    document.body.appendChild(host);
+    render();
+  }
+
+  function autosize() {
+    var t = ui.input;
+    t.style.height = 'auto';
+    t.style.height = Math.min(t.scrollHeight + 2, 120) + 'px';
+  }
+
+  function submit() {
+    // While rate limited the text stays in the box; the button is disabled too.
+    if (Date.now() < limitedUntil) return;
+    if (queueMessage(ui.input.value)) {
+      ui.input.value = '';
+      autosize();
+    }
+  }
+
+  function setOpen(open, fromUser) {
+    open = !!open;
+    if (open === isOpen) return;
+    isOpen = open;
+    if (open) {
+      forceScroll = true;
+      markSeen(); // resets the unread badge
+      maybeSendRead();
+    }
+    if (ui) {
+      render();
+      if (open) {
+        try { ui.input.focus({ preventScroll: true }); } catch (e) { ui.input.focus(); }
+      } else if (fromUser) {
+        ui.launcher.focus();
+      }
+    }
+  }
+
+  var renderQueued = false;
+  // Coalesce a burst of changes (a history page, say) into one DOM update.
+  function scheduleRender() {
+    if (renderQueued) return;
+    renderQueued = true;
+    Promise.resolve().then(function () {
+      renderQueued = false;
+      render();
+    });
+  }
+
+  function renderStatus() {
+    if (!ui) return;
+    var text = '';
+    if (fatal) text = 'Chat is unavailable right now.';
+    else if (ready) text = '';
+    else if (troubled) text = 'offline \u2013 reconnecting';
+    else text = 'connecting\u2026';
+    if (ui.status.textContent !== text) ui.status.textContent = text;
+    ui.status.hidden = !text;
+  }
+
+  function render() {
+    if (!ui) return;
+    markSeen();
+    var list = ui.list;
+    var nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+    var items = stored.concat(pending);
+    var keep = new Set();
+    var prev = null;
+    for (var i = 0; i < items.length; i++) {
+      var m = items[i];
+      var key = m.pending ? 'p:' + m.client_msg_id : 'm:' + m.id;
+      keep.add(key);
+      var el = ui.nodes.get(key);
+      if (!el) {
+        el = document.createElement('li');
+        el.setAttribute('data-testid', 'chatorical-message');
+        ui.nodes.set(key, el);
+      }
+      updateItem(el, m);
+      var want = prev ? prev.nextSibling : list.firstChild;
+      if (want !== el) list.insertBefore(el, want);
+      prev = el;
+    }
+    ui.nodes.forEach(function (node, k) {
+      if (!keep.has(k)) {
+        node.remove();
+        ui.nodes.delete(k);
+      }
+    });
+    if (forceScroll || nearBottom) list.scrollTop = list.scrollHeight;
+    forceScroll = false;
+
+    ui.panel.hidden = !isOpen;
+    ui.launcher.setAttribute('aria-expanded', String(isOpen));
+    var unread = unreadCount();
+    ui.badge.hidden = unread === 0;
+    ui.badge.textContent = unread > 99 ? '99+' : String(unread);
+    ui.launcher.setAttribute('aria-label', (isOpen ? 'Close chat' : 'Open chat') + (unread ? ' (' + unread + ' unread)' : ''));
+
+    ui.typing.hidden = !agentTyping;
+    ui.presence.hidden = agentsOnline === null;
+    ui.presence.textContent = agentsOnline ? 'We\'re online' : 'We\'ll reply as soon as we can';
+
+    var noticeText = Array.from(notices.values());
+    var nsig = noticeText.join('\n');
+    if (ui.sigs.get(ui.notices) !== nsig) {
+      ui.sigs.set(ui.notices, nsig);
+      ui.notices.textContent = '';
+      noticeText.forEach(function (t) {
+        var p = document.createElement('p');
+        p.textContent = t;
+        ui.notices.appendChild(p);
+      });
+    }
+    ui.send.disabled = Date.now() < limitedUntil;
+    renderStatus();
+  }
+
+  function updateItem(el, m) {
+    var sig = [m.text, m.edited_at, m.pending, m.failed, m.author, m.created_at, m.seq, m.direction].join('\u0001');
+    if (ui.sigs.get(el) === sig) return;
+    ui.sigs.set(el, sig);
+    var out = m.direction === 'outbound';
+    el.className = 'msg ' + (out ? 'out' : 'in') + (m.pending ? ' pending' : '') + (m.failed ? ' failed' : '');
+    el.setAttribute('data-direction', m.direction);
+    if (m.pending) {
+      el.removeAttribute('data-seq');
+      el.setAttribute('data-pending', 'true');
+    } else {
+      el.setAttribute('data-seq', String(m.seq));
+      el.removeAttribute('data-pending');
+    }
+    el.textContent = '';
+    if (out) {
+      var a = document.createElement('div');
+      a.className = 'author';
+      a.textContent = m.author || 'Support';
+      el.appendChild(a);
+    }
+    var b = document.createElement('div');
+    b.className = 'bubble';
+    b.textContent = m.text;
+    el.appendChild(b);
+    var meta = document.createElement('div');
+    meta.className = 'meta';
+    var time = document.createElement('time');
+    time.textContent = hhmm(m.created_at);
+    if (m.created_at) time.setAttribute('datetime', m.created_at);
+    meta.appendChild(time);
+    var extra = m.failed ? ' \u00b7 not sent: ' + m.failed : m.pending ? ' \u00b7 sending\u2026' : m.edited_at ? ' \u00b7 edited' : '';
+    if (extra) meta.appendChild(document.createTextNode(extra));
+    if (m.failed) {
+      var r = document.createElement('button');
+      r.type = 'button';
+      r.className = 'retry';
+      r.setAttribute('data-id', m.client_msg_id);
+      r.textContent = 'Retry';
+      meta.appendChild(r);
+    }
+    el.appendChild(meta);
+  }
+
+  // ---------------------------------------------------------------------------
+  // Page lifecycle
+  // ---------------------------------------------------------------------------
+
+  window.addEventListener('online', reconnectNow);
+  document.addEventListener('visibilitychange', function () {
+    if (document.visibilityState === 'visible') reconnectNow();
+  });
+  // Leaving the page: close on purpose so the close isn't taken for a failure.
+  window.addEventListener('pagehide', function () {
+    stopped = true;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = 0;
+    closeSocket();
+  });
+  // Back from the back/forward cache: pick up where we left off.
+  window.addEventListener('pageshow', function (e) {
+    if (!e.persisted) return;
+    stopped = false;
+    reconnectNow();
+  });
+
+  // ---------------------------------------------------------------------------
+  // Public API (tests and host pages)
+  // ---------------------------------------------------------------------------
+
+  window.chatorical = {
+    __chatorical: true,
+    open: function () { setOpen(true, false); },
+    close: function () { setOpen(false, false); },
+    send: function (text) { return queueMessage(text); },
+    state: function () {
+      return {
+        connected: ready,
+        conversationId: conversationId,
+        lastSeq: lastSeq,
+        open: isOpen,
+        unread: unreadCount(),
+        messages: stored.concat(pending).map(function (m) {
+          return {
+            id: m.id,
+            conversation_id: m.conversation_id,
+            seq: m.seq,
+            direction: m.direction,
+            author: m.author,
+            text: m.text,
+            client_msg_id: m.client_msg_id,
+            created_at: m.created_at,
+            edited_at: m.edited_at,
+            pending: !!m.pending,
+            failed: m.failed || null
+          };
+        })
+      };
+    }
+  };
+
+  // ---------------------------------------------------------------------------
+  // Start
+  // ---------------------------------------------------------------------------
+
+  // Messages queued before a reload are shown (and sent) again.
+  readOutbox().forEach(function (e) {
+    if (!pending.some(function (p) { return p.client_msg_id === e.client_msg_id; })) pending.push(makePending(e));
+  });
+
+  // An async script in <head> can run before <body> exists.
+  if (document.body) buildUI();
+  else document.addEventListener('DOMContentLoaded', buildUI, { once: true });
+
+  connect();
+})();

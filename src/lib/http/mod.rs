@@ -144,11 +144,9 @@ impl Modify for SecuritySchemes {
 }
 
 /// The documented routes and the OpenAPI document generated from them.
-pub fn documented(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let widget =
-        routes::widget::router().layer(middleware::from_fn_with_state(state.clone(), widget_cors));
+pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(widget)
+        .merge(routes::widget::router())
         .merge(routes::admin::router())
         .merge(routes::ops::router())
         .routes(routes!(ws::ws_upgrade))
@@ -157,7 +155,7 @@ pub fn documented(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenA
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = documented(&state);
+    let (api, openapi) = documented();
     let openapi = Arc::new(openapi);
     let max_body = state.settings.server.max_body_bytes;
     api.route("/openapi.json", get(move || {
@@ -169,6 +167,7 @@ pub fn router(state: AppState) -> Router {
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(DefaultBodyLimit::max(max_body))
+    .layer(middleware::from_fn_with_state(state.clone(), widget_cors))
     .layer(
         TraceLayer::new_for_http()
             .make_span_with(|req: &Request| {
@@ -202,9 +201,16 @@ async fn method_not_allowed() -> Response {
     r
 }
 
+/// Paths the widget calls from other origins.
+const WIDGET_PATHS: &[&str] = &["/v1/widget/", "/v1/conversations", "/v1/i18n/"];
+
 /// CORS for widget routes: an origin gets CORS headers when some tenant allows it;
-/// handlers then check the exact tenant (`origin_not_allowed`).
+/// handlers then check the exact tenant (`origin_not_allowed`). Runs before routing
+/// so that preflights are answered for every widget route.
 async fn widget_cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !WIDGET_PATHS.iter().any(|p| req.uri().path().starts_with(p)) {
+        return next.run(req).await;
+    }
     let origin = req
         .headers()
         .get(header::ORIGIN)

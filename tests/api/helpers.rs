@@ -1,0 +1,413 @@
+//! `spawn_app()` and request helpers shared by the API tests.
+
+use std::{net::SocketAddr, time::Duration};
+
+use chatorical::{
+    app::Application,
+    config::{Secret, Settings},
+    http::AppState,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::{Client, Method, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
+};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Run the same test body on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("CHATORICAL_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A throwaway PostgreSQL database, dropped when the test ends.
+struct PgDatabase {
+    name: String,
+}
+
+impl PgDatabase {
+    async fn create() -> (Self, String) {
+        let admin = pg_admin_url();
+        let name = format!("chatorical_t_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = AsyncPgConnection::establish(&admin)
+            .await
+            .expect("PostgreSQL at CHATORICAL_TEST_PG_URL");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .expect("url has a database");
+        let url = format!("{base}/{name}");
+        (PgDatabase { name }, url)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Best effort, on a thread of its own: Drop cannot await.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&pg_admin_url()).await {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A running server on port 0 with its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub http: Client,
+    pub state: AppState,
+    pub platform_key: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+/// A tenant made through the API, with a key holding every tenant scope.
+#[derive(Debug, Clone)]
+pub struct TenantFixture {
+    pub id: String,
+    pub slug: String,
+    pub widget_key: String,
+    pub key: String,
+    pub origin: String,
+}
+
+/// A visitor with an open conversation.
+#[derive(Debug, Clone)]
+pub struct VisitorFixture {
+    pub token: String,
+    pub ws_token: String,
+    pub conversation_id: String,
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".into();
+    settings.server.data_dir = dir.path().to_path_buf();
+    settings.server.shutdown_grace_secs = 2;
+    settings.demo.enabled = false;
+    settings.log.filter = "off".into();
+    settings.database.max_connections = 8;
+    let pg = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let (db, url) = PgDatabase::create().await;
+            settings.database.url = Some(Secret::new(url));
+            settings.database.auto_migrate = true;
+            Some(db)
+        }
+    };
+    tweak(&mut settings);
+    let app = Application::build(settings).await.expect("app builds");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = app
+            .run_until_stopped(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    let platform = chatorical::tenancy::issue_key(
+        &state.db,
+        None,
+        &[
+            "tenants:write".into(),
+            "keys:write".into(),
+            "settings:write".into(),
+            "conversations:write".into(),
+        ],
+        Some("test platform"),
+        None,
+    )
+    .await
+    .expect("platform key");
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        http: Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
+        state,
+        platform_key: platform.key,
+        stop: Some(tx),
+        server: Some(server),
+        _dir: dir,
+        _pg: pg,
+    }
+}
+
+impl TestApp {
+    /// Send a request with an optional bearer and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Like [`call`], returning status and JSON body.
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let resp = self.call(method, path, bearer, body).await;
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    /// Create a tenant through the API, and a key for it with every tenant scope.
+    pub async fn tenant(&self, slug: &str) -> TenantFixture {
+        let origin = format!("https://{slug}.example");
+        let (status, t) = self
+            .json(
+                Method::POST,
+                "/v1/admin/tenants",
+                Some(&self.platform_key),
+                Some(json!({"slug": slug, "name": slug, "allowed_origins": [origin]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{t}");
+        let (status, k) = self
+            .json(
+                Method::POST,
+                "/v1/admin/keys",
+                Some(&self.platform_key),
+                Some(json!({"tenant": slug, "scopes": ["keys:write", "settings:write", "conversations:write"], "name": "all"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{k}");
+        TenantFixture {
+            id: t["id"].as_str().expect("id").into(),
+            slug: slug.into(),
+            widget_key: t["widget_key"].as_str().expect("widget_key").into(),
+            key: k["key"].as_str().expect("key").into(),
+            origin,
+        }
+    }
+
+    /// Issue a tenant key with the given scopes (via the platform key).
+    pub async fn key(&self, tenant: &TenantFixture, scopes: &[&str]) -> (String, String) {
+        let (status, k) = self
+            .json(
+                Method::POST,
+                "/v1/admin/keys",
+                Some(&self.platform_key),
+                Some(json!({"tenant": tenant.slug, "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{k}");
+        (
+            k["id"].as_str().expect("id").into(),
+            k["key"].as_str().expect("key").into(),
+        )
+    }
+
+    /// A new visitor of `tenant` with an open conversation.
+    pub async fn visitor(&self, tenant: &TenantFixture) -> VisitorFixture {
+        let (status, s) = self
+            .json(
+                Method::POST,
+                "/v1/widget/session",
+                None,
+                Some(json!({"widget_key": tenant.widget_key})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{s}");
+        let token = s["visitor_token"]
+            .as_str()
+            .expect("visitor_token")
+            .to_string();
+        let (status, c) = self
+            .json(Method::POST, "/v1/conversations", Some(&token), None)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{c}");
+        VisitorFixture {
+            token,
+            ws_token: c["ws_token"].as_str().expect("ws_token").into(),
+            conversation_id: c["id"].as_str().expect("id").into(),
+        }
+    }
+
+    /// Post a visitor message; returns status and body.
+    pub async fn send(
+        &self,
+        v: &VisitorFixture,
+        client_msg_id: &str,
+        text: &str,
+    ) -> (StatusCode, Value) {
+        self.json(
+            Method::POST,
+            &format!("/v1/conversations/{}/messages", v.conversation_id),
+            Some(&v.token),
+            Some(json!({"client_msg_id": client_msg_id, "text": text})),
+        )
+        .await
+    }
+
+    /// Post an agent reply through the admin API.
+    pub async fn reply(
+        &self,
+        t: &TenantFixture,
+        conversation_id: &str,
+        text: &str,
+    ) -> (StatusCode, Value) {
+        self.json(
+            Method::POST,
+            &format!("/v1/admin/conversations/{conversation_id}/messages"),
+            Some(&t.key),
+            Some(json!({"text": text, "author": "Ana"})),
+        )
+        .await
+    }
+
+    /// Open the widget socket with an optional `Origin`.
+    pub async fn ws(&self, token: &str, origin: Option<&str>) -> Result<Ws, tungstenite::Error> {
+        let mut req = format!("ws://{}/v1/ws?token={token}", self.addr).into_client_request()?;
+        if let Some(o) = origin {
+            req.headers_mut()
+                .insert("origin", HeaderValue::from_str(o).expect("header"));
+        }
+        tokio_tungstenite::connect_async(req)
+            .await
+            .map(|(ws, _)| ws)
+    }
+
+    /// Stop the server (as SIGTERM would) and wait for it.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The HTTP status a refused socket upgrade answered with.
+pub fn refused_status(e: &tungstenite::Error) -> Option<u16> {
+    match e {
+        tungstenite::Error::Http(resp) => Some(resp.status().as_u16()),
+        _ => None,
+    }
+}
+
+/// Next JSON text frame (skipping pings), within 5 s.
+pub async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("socket open")
+            .expect("frame");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON frame"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// Read frames until one of `kind` arrives.
+pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let v = next_json(ws).await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
+
+/// Send a JSON frame.
+pub async fn send_json(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into()))
+        .await
+        .expect("send frame");
+}
+
+/// The error code of an error envelope.
+pub fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no code>")
+}
