@@ -266,9 +266,15 @@ impl Db {
                 let mut harness = AsyncMigrationHarness::new($conn);
                 let result = tokio::task::block_in_place(|| {
                     if apply {
-                        harness
-                            .run_pending_migrations($migrations)
-                            .map(|list| list.iter().map(ToString::to_string).collect::<Vec<_>>())
+                        // Report names (as the dry run does), not bare versions.
+                        let names = harness.pending_migrations($migrations).map(|list| {
+                            list.iter()
+                                .map(|m| m.name().to_string())
+                                .collect::<Vec<_>>()
+                        });
+                        names.and_then(|names| {
+                            harness.run_pending_migrations($migrations).map(|_| names)
+                        })
                     } else {
                         harness.pending_migrations($migrations).map(|list| {
                             list.iter()

@@ -1,0 +1,13 @@
+//! Integration tests of the `chatorical` binary, run the way operators run it.
+//!
+//! Every test gets its own data directory (and, on PostgreSQL, its own database), runs
+//! with an empty environment and from inside that directory, so tests run in parallel and
+//! never pick up a `./chatorical.toml` or `CHATORICAL_*` variables of the caller.
+
+mod support;
+
+mod config;
+mod drift;
+mod keys;
+mod migrate;
+mod tenants;

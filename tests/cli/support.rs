@@ -1,0 +1,284 @@
+//! Running the binary against a throwaway SQLite data dir or PostgreSQL database.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+};
+
+use assert_cmd::Command;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: `<data_dir>/chatorical.db`.
+    Sqlite,
+    /// A fresh database on the server at `TEST_PG_URL`.
+    Postgres,
+}
+
+/// Run the same test body (`fn name(backend: Backend)`) on SQLite and on PostgreSQL, as
+/// the tests `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::support::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name($crate::support::Backend::Postgres)
+            }
+        }
+    )*};
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Run one SQL statement with `psql` on `url`; returns stdout (unaligned, tuples only).
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+        .output()
+        .expect("psql runs (is the PostgreSQL client installed?)");
+    assert!(
+        out.status.success(),
+        "psql {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("psql output is UTF-8")
+}
+
+/// A database of its own on the test server, dropped (best effort) with the guard.
+pub struct PgDatabase {
+    name: String,
+    /// URL of the database itself.
+    pub url: String,
+}
+
+impl PgDatabase {
+    fn create() -> Self {
+        let admin = pg_admin_url();
+        let name = format!("chatorical_cli_{}", uuid::Uuid::new_v4().simple());
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let (base, _) = admin
+            .rsplit_once('/')
+            .expect("TEST_PG_URL ends with /DATABASE");
+        let url = format!("{base}/{name}");
+        PgDatabase { name, url }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args(["-X", "-q", &pg_admin_url(), "-c"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .output();
+    }
+}
+
+/// What a finished command left behind.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+            stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+        }
+    }
+}
+
+/// One isolated installation: a temp dir (data dir and working dir) and, on
+/// PostgreSQL, a database of its own.
+pub struct Cli {
+    /// The backend this installation runs on.
+    pub backend: Backend,
+    dir: TempDir,
+    pg: Option<PgDatabase>,
+}
+
+impl Cli {
+    /// A ready installation: on PostgreSQL `chatorical migrate` has run (SQLite migrates
+    /// by itself on every command).
+    pub fn new(backend: Backend) -> Self {
+        let cli = Cli::unmigrated(backend);
+        if backend == Backend::Postgres {
+            cli.ok(&["migrate"]);
+        }
+        cli
+    }
+
+    /// A fresh installation nothing has run against yet.
+    pub fn unmigrated(backend: Backend) -> Self {
+        Cli {
+            backend,
+            dir: TempDir::new().expect("create a temp dir"),
+            pg: (backend == Backend::Postgres).then(PgDatabase::create),
+        }
+    }
+
+    /// The data directory (`--data-dir`).
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `chatorical` with an empty environment, run from the data dir, with only
+    /// `--data-dir` (and `--database-url` on PostgreSQL) given.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::cargo_bin("chatorical").expect("the chatorical binary is built");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .current_dir(self.dir.path())
+            .arg("--data-dir")
+            .arg(self.dir.path());
+        if let Some(db) = &self.pg {
+            cmd.args(["--database-url", &db.url]);
+        }
+        cmd
+    }
+
+    /// Run with `args` and the given extra environment.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command();
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run chatorical").into()
+    }
+
+    /// Run with `args`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// Run with `args`, insist on success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let run = self.run(args);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "`chatorical {}` failed on {:?}\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            self.backend,
+            run.stdout,
+            run.stderr
+        );
+        run.stdout
+    }
+
+    /// Run with `args --json`, insist on success, parse stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+        let stdout = self.ok(&args);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "`chatorical {}` printed no JSON ({e}):\n{stdout}",
+                args.join(" ")
+            )
+        })
+    }
+
+    /// Run with `args` and `env`, insist on a runtime error: exit code 1, nothing on
+    /// stdout, an `error: ` line on stderr. Returns stderr.
+    pub fn fails_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let run = self.run_env(args, env);
+        assert_eq!(
+            run.code,
+            Some(1),
+            "`chatorical {}` should fail with exit code 1 on {:?}\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            self.backend,
+            run.stdout,
+            run.stderr
+        );
+        assert_eq!(run.stdout, "", "an error prints nothing on stdout");
+        assert!(
+            run.stderr.starts_with("error: "),
+            "stderr should start with `error: `: {}",
+            run.stderr
+        );
+        run.stderr
+    }
+
+    /// Run with `args`, insist on a runtime error (see [`Cli::fails_env`]).
+    pub fn fails(&self, args: &[&str]) -> String {
+        self.fails_env(args, &[])
+    }
+
+    /// Run with `args`, insist on a usage error (exit code 2, as clap reports it).
+    pub fn usage_error(&self, args: &[&str]) -> String {
+        let run = self.run(args);
+        assert_eq!(
+            run.code,
+            Some(2),
+            "`chatorical {}` should be a usage error\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        );
+        assert_eq!(run.stdout, "", "a usage error prints nothing on stdout");
+        run.stderr
+    }
+
+    /// Everything the database holds on disk (SQLite: the database file and its WAL,
+    /// SHM and journal files) or in `api_keys` (PostgreSQL), as text.
+    pub fn stored_data(&self) -> String {
+        match &self.pg {
+            Some(db) => psql(&db.url, "SELECT * FROM api_keys"),
+            None => {
+                let db = self.data_dir().join("chatorical.db");
+                assert!(db.exists(), "{} exists", db.display());
+                let mut bytes = Vec::new();
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    let mut path = db.clone().into_os_string();
+                    path.push(suffix);
+                    if let Ok(b) = std::fs::read(PathBuf::from(path)) {
+                        bytes.extend(b);
+                    }
+                }
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        }
+    }
+}
+
+/// A string field of a JSON object.
+pub fn str_field<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("`{field}` is a string in {v:#}"))
+}
+
+/// The elements of a JSON array.
+pub fn array(v: &Value) -> &[Value] {
+    v.as_array()
+        .unwrap_or_else(|| panic!("expected an array, got {v:#}"))
+}
+
+/// An RFC 3339 timestamp field as a system time.
+pub fn time_field(v: &Value, field: &str) -> std::time::SystemTime {
+    let s = str_field(v, field);
+    humantime::parse_rfc3339(s).unwrap_or_else(|e| panic!("`{field}` = {s:?} is not RFC 3339: {e}"))
+}
