@@ -42,7 +42,7 @@ macro_rules! on_both_backends {
 }
 
 fn pg_admin_url() -> String {
-    std::env::var("CHATORICAL_TEST_PG_URL")
+    std::env::var("TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
@@ -57,7 +57,7 @@ impl PgDatabase {
         let name = format!("chatorical_t_{}", uuid::Uuid::new_v4().simple());
         let mut conn = AsyncPgConnection::establish(&admin)
             .await
-            .expect("PostgreSQL at CHATORICAL_TEST_PG_URL");
+            .expect("PostgreSQL at TEST_PG_URL");
         diesel::sql_query(format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await
