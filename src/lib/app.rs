@@ -14,11 +14,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chat::Chat;
 use crate::config::{DatabaseUrl, Settings};
+use crate::crypto::MasterKey;
 use crate::db::Db;
 use crate::domain::random_base62;
 use crate::error::{Error, ErrorCode, Result};
 use crate::http::{self, AppState, Metrics, OriginCache};
+use crate::outbox::{Wakeup, budget::Budgets, worker::Worker};
 use crate::realtime::{Hub, LocalHub, WsTokenSigner};
+use crate::telegram::{Bots, delivery::TelegramDelivery, webhook::WebhookCounters};
 use crate::tenancy::{self, SettingsPatch};
 
 /// A bound, connected, migrated server, ready to run.
@@ -26,6 +29,39 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     addr: SocketAddr,
+    worker: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Load the master key, creating it on first start when it does not exist.
+pub fn load_master_key(settings: &Settings) -> Result<MasterKey> {
+    let path = settings.master_key_path();
+    let existed = path.exists();
+    let key = MasterKey::load_or_create(&path)?;
+    if !existed {
+        tracing::warn!(path = %path.display(), "created a new master key; back it up — secrets cannot be read without it");
+    }
+    Ok(key)
+}
+
+/// Start an outbox worker on the application's shutdown signal.
+fn spawn_worker(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let delivery = Arc::new(TelegramDelivery::new(
+        state.db.clone(),
+        state.bots.clone(),
+        state.settings.worker.clone(),
+    ));
+    let url = state
+        .settings
+        .database_url()
+        .unwrap_or(DatabaseUrl::Sqlite(Default::default()));
+    let worker = Arc::new(Worker::new(
+        state.db.clone(),
+        state.settings.worker.clone(),
+        delivery,
+        state.wake.clone(),
+        &url,
+    ));
+    tokio::spawn(worker.run(state.shutdown.clone()))
 }
 
 /// Open the configured database, migrating when the settings say so (always on SQLite).
@@ -82,7 +118,7 @@ fn token_secret(settings: &Settings) -> Result<Vec<u8>> {
     Ok(secret.into_bytes())
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -124,10 +160,23 @@ impl Application {
         let public_url: Arc<str> = settings.public_url(addr).into();
         let signer = WsTokenSigner::new(&token_secret(&settings)?);
         let hub: Arc<dyn Hub> = Arc::new(LocalHub::new());
-        let chat = Chat::new(db.clone(), hub, signer, settings.ws.token_ttl_secs);
+        let wake = Wakeup::default();
+        let chat = Chat::new(
+            db.clone(),
+            hub,
+            signer,
+            settings.ws.token_ttl_secs,
+            wake.clone(),
+        );
+        let key = Arc::new(load_master_key(&settings)?);
+        let bots = Arc::new(Bots::new(&settings.telegram, key)?);
         let state = AppState {
             db,
             chat,
+            bots,
+            wake,
+            webhook: Arc::new(WebhookCounters::default()),
+            webhook_limits: Arc::new(Budgets::new()),
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
             origins: OriginCache::default(),
@@ -141,10 +190,12 @@ impl Application {
                 *slot = Some(key);
             }
         }
+        let worker = state.settings.worker.embedded.then(|| spawn_worker(&state));
         Ok(Application {
             listener,
             state,
             addr,
+            worker,
         })
     }
 
@@ -183,6 +234,9 @@ impl Application {
             .with_graceful_shutdown(async move { signal.cancelled().await });
         let server = tokio::spawn(async move { server.await });
         cancel.cancelled().await;
+        if let Some(worker) = self.worker {
+            let _ = tokio::time::timeout(grace, worker).await;
+        }
         match tokio::time::timeout(grace, server).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(Error::internal(format!("server error: {e}"))),

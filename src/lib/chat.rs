@@ -7,12 +7,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::{
-    Db,
+    Conn, Db,
     models::{ConversationRow, MessageRow, VisitorRow},
     repo,
 };
 use crate::domain::{VisitorToken, new_id, now_ms, rfc3339};
 use crate::error::{Error, ErrorCode, Result};
+use crate::outbox::{self, Wakeup};
 use crate::realtime::{Hub, ServerFrame, WsClaims, WsTokenSigner};
 use crate::tenancy::Tenant;
 use crate::transaction;
@@ -156,6 +157,7 @@ pub struct Chat {
     hub: Arc<dyn Hub>,
     signer: WsTokenSigner,
     ws_ttl_ms: i64,
+    wake: Wakeup,
 }
 
 /// A visitor authenticated by their token.
@@ -197,11 +199,18 @@ fn check_text(text: &str) -> Result<()> {
 
 impl Chat {
     /// Chat over `db`, publishing to `hub`.
-    pub fn new(db: Db, hub: Arc<dyn Hub>, signer: WsTokenSigner, ws_ttl_secs: u64) -> Self {
+    pub fn new(
+        db: Db,
+        hub: Arc<dyn Hub>,
+        signer: WsTokenSigner,
+        ws_ttl_secs: u64,
+        wake: Wakeup,
+    ) -> Self {
         Chat {
             db,
             hub,
             signer,
+            wake,
             ws_ttl_ms: i64::try_from(ws_ttl_secs)
                 .unwrap_or(300)
                 .saturating_mul(1000),
@@ -241,7 +250,10 @@ impl Chat {
         tenant: &Tenant,
         visitor_token: Option<&str>,
         locale: Option<&str>,
+        page_url: Option<&str>,
     ) -> Result<Session> {
+        let page_url = page_url
+            .filter(|u| (u.starts_with("https://") || u.starts_with("http://")) && u.len() <= 2000);
         let locale = locale.filter(|l| {
             (2..=16).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
@@ -256,7 +268,7 @@ impl Chat {
         };
         let (visitor, token) = match existing {
             Some((v, t)) => {
-                repo::visitors::touch(&mut conn, &tenant.id, &v.id, locale, now).await?;
+                repo::visitors::touch(&mut conn, &tenant.id, &v.id, locale, page_url, now).await?;
                 (v, t)
             }
             None => {
@@ -268,6 +280,7 @@ impl Chat {
                     locale: locale.map(str::to_string),
                     created_at: now,
                     last_seen_at: now,
+                    page_url: page_url.map(str::to_string),
                 };
                 repo::visitors::insert(&mut conn, &row).await?;
                 (row, token)
@@ -431,15 +444,13 @@ impl Chat {
             client_msg_id: Some(client_msg_id.clone()),
             created_at: now,
             edited_at: None,
+            telegram_message_id: None,
         };
         let stored = transaction!(&mut conn, |tx| {
-            let seq = repo::conversations::next_seq(tx, tenant_id, conversation_id, now)
-                .await?
-                .ok_or_else(|| {
-                    Error::new(ErrorCode::ConversationClosed, "the conversation is closed")
-                })?;
-            let row = MessageRow { seq, ..row };
-            repo::messages::insert(tx, &row).await?;
+            let row = insert_message(tx, row, now).await?;
+            if direction == Direction::Inbound {
+                enqueue_for_telegram(tx, &row, now).await?;
+            }
             Ok(row)
         });
         let row = match stored {
@@ -458,23 +469,63 @@ impl Chat {
             }
             Err(e) => return Err(e),
         };
+        self.wake.wake();
+        Ok((self.publish_message(row), true))
+    }
+
+    /// Tell the conversation's sockets about a stored message.
+    pub fn publish_message(&self, row: MessageRow) -> MessageView {
         let view = MessageView::from(row);
-        self.hub.publish(
-            conversation_id,
-            ServerFrame::Message {
-                message: view.clone(),
-            }
-            .to_json(),
-        );
-        Ok((view, true))
+        let frame = ServerFrame::Message {
+            message: view.clone(),
+        }
+        .to_json();
+        self.hub.publish(&view.conversation_id, frame);
+        view
+    }
+
+    /// Tell the conversation's sockets about an edited message.
+    pub fn publish_edit(&self, row: MessageRow) -> MessageView {
+        let view = MessageView::from(row);
+        let frame = ServerFrame::MessageEdited {
+            message: view.clone(),
+        }
+        .to_json();
+        self.hub.publish(&view.conversation_id, frame);
+        view
     }
 
     /// Close a conversation and tell its sockets.
     pub async fn close(&self, tenant_id: &str, conversation_id: &str) -> Result<ConversationView> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
-        let closed =
-            repo::conversations::close(&mut conn, tenant_id, conversation_id, now_ms()).await?;
+        let now = now_ms();
+        let closed = transaction!(&mut conn, |tx| {
+            let closed = repo::conversations::close(tx, tenant_id, conversation_id, now).await?;
+            if closed
+                && let Some(cfg) = repo::telegram::get(tx, tenant_id)
+                    .await?
+                    .filter(|c| c.enabled)
+            {
+                let payload = serde_json::json!({ "conversation_id": conversation_id });
+                let key = format!("conv_close_{conversation_id}");
+                let lane = outbox::telegram_lane(tenant_id, cfg.group_chat_id);
+                outbox::enqueue(
+                    tx,
+                    tenant_id,
+                    outbox::KIND_TELEGRAM_CLOSE_TOPIC,
+                    &key,
+                    &lane,
+                    &payload,
+                    now,
+                )
+                .await?;
+            }
+            Ok(closed)
+        })?;
+        if closed {
+            self.wake.wake();
+        }
         let row = repo::conversations::get(&mut conn, tenant_id, conversation_id)
             .await?
             .ok_or_else(|| Error::not_found("conversation"))?;
@@ -489,4 +540,41 @@ impl Chat {
         }
         Ok(row.into())
     }
+}
+
+/// Store a message with the conversation's next seq. Call inside a transaction;
+/// `row.seq` is ignored. `conversation_closed` when the conversation is not open.
+pub async fn insert_message(tx: &mut Conn<'_>, row: MessageRow, now: i64) -> Result<MessageRow> {
+    let seq = repo::conversations::next_seq(tx, &row.tenant_id, &row.conversation_id, now)
+        .await?
+        .ok_or_else(|| Error::new(ErrorCode::ConversationClosed, "the conversation is closed"))?;
+    let row = MessageRow { seq, ..row };
+    repo::messages::insert(tx, &row).await?;
+    Ok(row)
+}
+
+/// Queue a visitor message for its Telegram topic, when the tenant has Telegram on.
+/// Call in the transaction that stored the message.
+pub async fn enqueue_for_telegram(tx: &mut Conn<'_>, row: &MessageRow, now: i64) -> Result<()> {
+    let Some(cfg) = repo::telegram::get(tx, &row.tenant_id)
+        .await?
+        .filter(|c| c.enabled)
+    else {
+        return Ok(());
+    };
+    let payload =
+        serde_json::json!({ "conversation_id": row.conversation_id, "message_id": row.id });
+    let key = format!("conv_msg_out_{}", row.id);
+    let lane = outbox::telegram_lane(&row.tenant_id, cfg.group_chat_id);
+    outbox::enqueue(
+        tx,
+        &row.tenant_id,
+        outbox::KIND_TELEGRAM_MESSAGE,
+        &key,
+        &lane,
+        &payload,
+        now,
+    )
+    .await?;
+    Ok(())
 }

@@ -69,6 +69,90 @@ pub struct Settings {
     pub log: LogSettings,
     /// The demo tenant of the embedded default.
     pub demo: DemoSettings,
+    /// Telegram Bot API client.
+    pub telegram: TelegramSettings,
+    /// Outbox delivery worker.
+    pub worker: WorkerSettings,
+    /// Secrets at rest.
+    pub secrets: SecretsSettings,
+}
+
+/// Telegram client settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramSettings {
+    /// Bot API base URL (a local Bot API server or a test fake can stand in).
+    pub api_url: String,
+    /// Seconds before a Bot API request counts as timed out (and is retried).
+    pub request_timeout_secs: u64,
+    /// Webhook requests accepted per tenant per second (the rest get 429).
+    pub webhook_per_sec: u32,
+}
+
+impl Default for TelegramSettings {
+    fn default() -> Self {
+        TelegramSettings {
+            api_url: "https://api.telegram.org".into(),
+            request_timeout_secs: 15,
+            webhook_per_sec: 50,
+        }
+    }
+}
+
+/// Outbox worker settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Run a worker inside `serve`.
+    pub embedded: bool,
+    /// Deliveries in flight at once per worker.
+    pub concurrency: usize,
+    /// Seconds a claimed item stays leased; a crashed worker's items are due again after this.
+    pub lease_secs: u64,
+    /// Attempts (other than 429 waits) before an item is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds (doubles each attempt, with jitter).
+    pub backoff_base_ms: u64,
+    /// Longest retry delay in seconds.
+    pub backoff_max_secs: u64,
+    /// Longest `retry_after` honoured from a 429, in seconds.
+    pub max_retry_after_secs: u64,
+    /// Fallback poll interval in milliseconds when no wake-up arrives.
+    pub poll_interval_ms: u64,
+    /// Requests per second per bot (Telegram allows about 30).
+    pub per_bot_per_sec: u32,
+    /// Messages per second per chat (Telegram allows about 1).
+    pub per_chat_per_sec: u32,
+    /// Messages per minute per group (Telegram allows about 20).
+    pub per_group_per_min: u32,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            embedded: true,
+            concurrency: 32,
+            lease_secs: 30,
+            max_attempts: 8,
+            backoff_base_ms: 500,
+            backoff_max_secs: 300,
+            max_retry_after_secs: 3600,
+            poll_interval_ms: 1000,
+            per_bot_per_sec: 30,
+            per_chat_per_sec: 1,
+            per_group_per_min: 20,
+        }
+    }
+}
+
+/// Secrets-at-rest settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsSettings {
+    /// age identity file; unset means `<data_dir>/master.key` (created on first start) on
+    /// the embedded default and `/etc/chatorical/master.key` with PostgreSQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// HTTP server settings.
@@ -252,6 +336,66 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "demo.enabled",
         "Create the demo tenant on first start of the embedded default and serve the demo page at /.",
     ),
+    (
+        "telegram.api_url",
+        "Bot API base URL; point it at a local Bot API server if you run one.",
+    ),
+    (
+        "telegram.request_timeout_secs",
+        "Seconds before a Bot API request counts as timed out (then it is retried).",
+    ),
+    (
+        "telegram.webhook_per_sec",
+        "Webhook requests accepted per tenant per second; the rest get 429.",
+    ),
+    (
+        "worker.embedded",
+        "Run an outbox worker inside `serve` (run `chatorical worker` for more).",
+    ),
+    (
+        "worker.concurrency",
+        "Deliveries in flight at once per worker.",
+    ),
+    (
+        "worker.lease_secs",
+        "Seconds a claimed item stays leased; a crashed worker's items are due again after this.",
+    ),
+    (
+        "worker.max_attempts",
+        "Attempts (429 waits not counted) before an item is dead-lettered.",
+    ),
+    (
+        "worker.backoff_base_ms",
+        "First retry delay in ms; doubles per attempt, with jitter.",
+    ),
+    (
+        "worker.backoff_max_secs",
+        "Longest retry delay, in seconds.",
+    ),
+    (
+        "worker.max_retry_after_secs",
+        "Longest retry_after honoured from a Telegram 429, in seconds.",
+    ),
+    (
+        "worker.poll_interval_ms",
+        "Fallback poll interval when no wake-up arrives, in ms.",
+    ),
+    (
+        "worker.per_bot_per_sec",
+        "Requests per second per bot (Telegram allows about 30).",
+    ),
+    (
+        "worker.per_chat_per_sec",
+        "Messages per second per chat (Telegram allows about 1).",
+    ),
+    (
+        "worker.per_group_per_min",
+        "Messages per minute per group (Telegram allows about 20).",
+    ),
+    (
+        "secrets.master_key_file",
+        "age identity file; unset: <data_dir>/master.key (embedded, created on first start) or /etc/chatorical/master.key.",
+    ),
 ];
 
 /// Optional keys that have no default value but are documented in the example.
@@ -265,6 +409,7 @@ const OPTIONAL_KEYS: &[(&str, &str)] = &[
         "database.url",
         "\"postgres://postgres@127.0.0.1:5432/chatorical\"",
     ),
+    ("secrets.master_key_file", "\"/etc/chatorical/master.key\""),
 ];
 
 /// Values set on the command line, the highest layer.
@@ -456,6 +601,29 @@ impl Settings {
         if self.ws.token_ttl_secs == 0 || self.ws.idle_timeout_secs == 0 {
             return Err(config_error("ws.token_ttl_secs", "timers must be positive"));
         }
+        if !(self.telegram.api_url.starts_with("http://")
+            || self.telegram.api_url.starts_with("https://"))
+        {
+            return Err(config_error(
+                "telegram.api_url",
+                "must start with http:// or https://",
+            ));
+        }
+        if self.worker.concurrency == 0
+            || self.worker.lease_secs == 0
+            || self.worker.max_attempts == 0
+        {
+            return Err(config_error(
+                "worker",
+                "concurrency, lease_secs and max_attempts must be at least 1",
+            ));
+        }
+        if self.worker.per_bot_per_sec == 0
+            || self.worker.per_chat_per_sec == 0
+            || self.worker.per_group_per_min == 0
+        {
+            return Err(config_error("worker", "rate budgets must be at least 1"));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| config_error("log.filter", e.to_string()))?;
         Ok(())
@@ -478,6 +646,15 @@ impl Settings {
             None => Ok(DatabaseUrl::Sqlite(
                 self.server.data_dir.join("chatorical.db"),
             )),
+        }
+    }
+
+    /// The master key file: configured, or the default for this deployment kind.
+    pub fn master_key_path(&self) -> PathBuf {
+        match &self.secrets.master_key_file {
+            Some(p) => p.clone(),
+            None if self.is_embedded() => self.server.data_dir.join("master.key"),
+            None => PathBuf::from("/etc/chatorical/master.key"),
         }
     }
 

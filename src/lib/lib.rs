@@ -25,10 +25,13 @@
 pub mod app;
 pub mod chat;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod outbox;
 pub mod realtime;
+pub mod telegram;
 pub mod telemetry;
 pub mod tenancy;

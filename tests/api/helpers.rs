@@ -141,6 +141,13 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     settings.demo.enabled = false;
     settings.log.filter = "off".into();
     settings.database.max_connections = 8;
+    settings.secrets.master_key_file = Some(dir.path().join("master.key"));
+    // Nothing is throttled by the budgets unless a test says so.
+    settings.worker.per_chat_per_sec = 10_000;
+    settings.worker.per_group_per_min = 1_000_000;
+    settings.worker.per_bot_per_sec = 10_000;
+    settings.worker.backoff_base_ms = 50;
+    settings.worker.backoff_max_secs = 1;
     let pg = match backend {
         Backend::Sqlite => None,
         Backend::Postgres => {
@@ -170,12 +177,15 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
             "keys:write".into(),
             "settings:write".into(),
             "conversations:write".into(),
+            "telegram:write".into(),
+            "outbox:write".into(),
+            "outbox:reveal".into(),
         ],
         Some("test platform"),
         None,
     )
     .await
-    .expect("platform key");
+    .unwrap_or_else(|e| panic!("platform key: {e:?}"));
     TestApp {
         addr,
         base: format!("http://{addr}"),
@@ -247,7 +257,7 @@ impl TestApp {
                 Method::POST,
                 "/v1/admin/keys",
                 Some(&self.platform_key),
-                Some(json!({"tenant": slug, "scopes": ["keys:write", "settings:write", "conversations:write"], "name": "all"})),
+                Some(json!({"tenant": slug, "scopes": ["keys:write", "settings:write", "conversations:write", "telegram:write", "outbox:write", "outbox:reveal"], "name": "all"})),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{k}");

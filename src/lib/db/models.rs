@@ -2,7 +2,9 @@
 
 use diesel::prelude::*;
 
-use super::schema::{api_keys, conversations, messages, tenants, visitors};
+use super::schema::{
+    api_keys, conversations, messages, outbox, telegram_configs, tenants, visitors,
+};
 
 /// A tenant row.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -68,6 +70,8 @@ pub struct VisitorRow {
     pub created_at: i64,
     /// Last session, epoch ms.
     pub last_seen_at: i64,
+    /// The page the widget was last opened on.
+    pub page_url: Option<String>,
 }
 
 /// A conversation row.
@@ -90,6 +94,10 @@ pub struct ConversationRow {
     pub updated_at: i64,
     /// Closed, epoch ms.
     pub closed_at: Option<i64>,
+    /// The conversation's forum topic, once created.
+    pub telegram_topic_id: Option<i64>,
+    /// Whether the topic was closed (closeForumTopic) with the conversation.
+    pub telegram_topic_closed: bool,
 }
 
 /// A message row.
@@ -116,4 +124,70 @@ pub struct MessageRow {
     pub created_at: i64,
     /// Last edit, epoch ms.
     pub edited_at: Option<i64>,
+    /// The Telegram message carrying it (either direction).
+    pub telegram_message_id: Option<i64>,
+}
+
+/// A tenant's Telegram connection (secrets sealed with the master key).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = telegram_configs)]
+pub struct TelegramConfigRow {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Bot token, sealed for (tenant, "bot_token").
+    pub bot_token_enc: String,
+    /// Webhook secret, sealed for (tenant, "webhook_secret").
+    pub webhook_secret_enc: String,
+    /// The bot's user id (from getMe).
+    pub bot_id: i64,
+    /// The bot's username.
+    pub bot_username: String,
+    /// The forum supergroup.
+    pub group_chat_id: i64,
+    /// Topic used when the bot may not create topics.
+    pub default_topic_id: Option<i64>,
+    /// Whether the bot may create topics (checked at setup).
+    pub can_manage_topics: bool,
+    /// Delivery and webhook switched on.
+    pub enabled: bool,
+    /// Created, epoch ms.
+    pub created_at: i64,
+    /// Last changed, epoch ms.
+    pub updated_at: i64,
+}
+
+/// A durable outbox item.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = outbox)]
+pub struct OutboxRow {
+    /// Opaque, time-ordered id (`ob_…`): order within a lane.
+    pub id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// What to do, e.g. `telegram.send_message`.
+    pub kind: String,
+    /// Unique per tenant; enqueueing the same key again is a no-op.
+    pub idempotency_key: String,
+    /// Items of one lane are delivered one at a time, in order (e.g. one Telegram chat).
+    pub lane: String,
+    /// JSON payload.
+    pub payload: String,
+    /// queued | in_flight | delivered | dead.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: i32,
+    /// Not before, epoch ms.
+    pub next_attempt_at: i64,
+    /// Lease expiry while in flight, epoch ms.
+    pub lease_until: Option<i64>,
+    /// Which worker holds the lease.
+    pub leased_by: Option<String>,
+    /// Last failure, for people.
+    pub last_error: Option<String>,
+    /// Enqueued, epoch ms.
+    pub created_at: i64,
+    /// Last change, epoch ms.
+    pub updated_at: i64,
+    /// Delivered, epoch ms.
+    pub delivered_at: Option<i64>,
 }

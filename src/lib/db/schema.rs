@@ -37,6 +37,7 @@ diesel::table! {
         locale -> Nullable<Text>,
         created_at -> BigInt,
         last_seen_at -> BigInt,
+        page_url -> Nullable<Text>,
     }
 }
 
@@ -50,6 +51,8 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         closed_at -> Nullable<BigInt>,
+        telegram_topic_id -> Nullable<BigInt>,
+        telegram_topic_closed -> Bool,
     }
 }
 
@@ -65,6 +68,51 @@ diesel::table! {
         client_msg_id -> Nullable<Text>,
         created_at -> BigInt,
         edited_at -> Nullable<BigInt>,
+        telegram_message_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    telegram_configs (tenant_id) {
+        tenant_id -> Text,
+        bot_token_enc -> Text,
+        webhook_secret_enc -> Text,
+        bot_id -> BigInt,
+        bot_username -> Text,
+        group_chat_id -> BigInt,
+        default_topic_id -> Nullable<BigInt>,
+        can_manage_topics -> Bool,
+        enabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    telegram_updates (tenant_id, update_id) {
+        tenant_id -> Text,
+        update_id -> BigInt,
+        received_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        tenant_id -> Text,
+        kind -> Text,
+        idempotency_key -> Text,
+        lane -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> BigInt,
+        lease_until -> Nullable<BigInt>,
+        leased_by -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        delivered_at -> Nullable<BigInt>,
     }
 }
 
@@ -73,4 +121,13 @@ diesel::joinable!(visitors -> tenants (tenant_id));
 diesel::joinable!(conversations -> visitors (visitor_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 
-diesel::allow_tables_to_appear_in_same_query!(tenants, api_keys, visitors, conversations, messages);
+diesel::allow_tables_to_appear_in_same_query!(
+    tenants,
+    api_keys,
+    visitors,
+    conversations,
+    messages,
+    telegram_configs,
+    telegram_updates,
+    outbox
+);

@@ -49,6 +49,14 @@ pub struct AppState {
     pub db: Db,
     /// Chat use cases (with the hub).
     pub chat: Chat,
+    /// Telegram bots per tenant (and the master key).
+    pub bots: Arc<crate::telegram::Bots>,
+    /// Wakes outbox workers in this process.
+    pub wake: crate::outbox::Wakeup,
+    /// Telegram webhook outcomes.
+    pub webhook: Arc<crate::telegram::webhook::WebhookCounters>,
+    /// Per-tenant webhook rate limits.
+    pub webhook_limits: Arc<crate::outbox::budget::Budgets>,
     /// Effective settings.
     pub settings: Arc<Settings>,
     /// Cancelled when the server shuts down; sockets close with 1001.
@@ -148,6 +156,8 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::widget::router())
         .merge(routes::admin::router())
+        .merge(routes::telegram::router())
+        .merge(routes::outbox::router())
         .merge(routes::ops::router())
         .routes(routes!(ws::ws_upgrade))
         .split_for_parts()

@@ -45,6 +45,8 @@ pub async fn open_or_create(
         created_at: now,
         updated_at: now,
         closed_at: None,
+        telegram_topic_id: None,
+        telegram_topic_closed: false,
     };
     let inserted = on_conn!(conn, |c| diesel::insert_into(conversations::table)
         .values(&row)
@@ -131,4 +133,83 @@ pub async fn next_seq(
         .get_result::<i64>(c)
         .await
         .optional())?)
+}
+
+/// Record the conversation's forum topic, unless one is already recorded.
+/// Returns whether this call recorded it.
+pub async fn set_topic(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    id: &str,
+    topic_id: i64,
+) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(conversations::table)
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::id.eq(id))
+        .filter(conversations::telegram_topic_id.is_null())
+        .set((
+            conversations::telegram_topic_id.eq(topic_id),
+            conversations::telegram_topic_closed.eq(false)
+        ))
+        .execute(c)
+        .await)?;
+    Ok(n == 1)
+}
+
+/// Forget a topic Telegram says is gone, so the next delivery creates a new one.
+pub async fn clear_topic(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    id: &str,
+    topic_id: i64,
+) -> Result<()> {
+    on_conn!(conn, |c| diesel::update(conversations::table)
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::id.eq(id))
+        .filter(conversations::telegram_topic_id.eq(topic_id))
+        .set(conversations::telegram_topic_id.eq(None::<i64>))
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// Mark the topic closed or open.
+pub async fn set_topic_closed(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    id: &str,
+    closed: bool,
+) -> Result<()> {
+    on_conn!(conn, |c| diesel::update(conversations::table)
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::id.eq(id))
+        .set(conversations::telegram_topic_closed.eq(closed))
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// The conversation that owns a forum topic.
+pub async fn by_topic(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    topic_id: i64,
+) -> Result<Option<ConversationRow>> {
+    Ok(on_conn!(conn, |c| conversations::table
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::telegram_topic_id.eq(topic_id))
+        .select(ConversationRow::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// Number of conversations with a topic (tests and status).
+pub async fn count_with_topic(conn: &mut Conn<'_>, tenant_id: &str) -> Result<i64> {
+    Ok(on_conn!(conn, |c| conversations::table
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::telegram_topic_id.is_not_null())
+        .count()
+        .get_result::<i64>(c)
+        .await)?)
 }

@@ -52,3 +52,50 @@ pub async fn since(
         .load(c)
         .await)?)
 }
+
+/// One message of the tenant.
+pub async fn get(conn: &mut Conn<'_>, tenant_id: &str, id: &str) -> Result<Option<MessageRow>> {
+    Ok(on_conn!(conn, |c| messages::table
+        .filter(messages::tenant_id.eq(tenant_id))
+        .filter(messages::id.eq(id))
+        .select(MessageRow::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// Remember which Telegram message carries ours.
+pub async fn set_telegram_id(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    id: &str,
+    telegram_message_id: i64,
+) -> Result<()> {
+    on_conn!(conn, |c| diesel::update(messages::table)
+        .filter(messages::tenant_id.eq(tenant_id))
+        .filter(messages::id.eq(id))
+        .set(messages::telegram_message_id.eq(telegram_message_id))
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// Change the text of the message a Telegram message carries; the updated row.
+pub async fn edit_by_telegram_id(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    conversation_id: &str,
+    telegram_message_id: i64,
+    body: &str,
+    now: i64,
+) -> Result<Option<MessageRow>> {
+    Ok(on_conn!(conn, |c| diesel::update(messages::table)
+        .filter(messages::tenant_id.eq(tenant_id))
+        .filter(messages::conversation_id.eq(conversation_id))
+        .filter(messages::telegram_message_id.eq(telegram_message_id))
+        .set((messages::body.eq(body), messages::edited_at.eq(now)))
+        .returning(MessageRow::as_returning())
+        .get_result(c)
+        .await
+        .optional())?)
+}

@@ -4,5 +4,7 @@
 pub mod api_keys;
 pub mod conversations;
 pub mod messages;
+pub mod outbox;
+pub mod telegram;
 pub mod tenants;
 pub mod visitors;

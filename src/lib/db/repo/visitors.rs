@@ -55,32 +55,27 @@ pub async fn get(conn: &mut Conn<'_>, tenant_id: &str, id: &str) -> Result<Optio
         .optional())?)
 }
 
-/// Record a new session (and a locale if one was sent).
+/// Record a new session (and locale and page when sent).
 pub async fn touch(
     conn: &mut Conn<'_>,
     tenant_id: &str,
     id: &str,
     locale: Option<&str>,
+    page_url: Option<&str>,
     now: i64,
 ) -> Result<()> {
     on_conn!(conn, |c| {
         let target = visitors::table
             .filter(visitors::tenant_id.eq(tenant_id))
             .filter(visitors::id.eq(id));
-        match locale {
-            Some(l) => {
-                diesel::update(target)
-                    .set((visitors::last_seen_at.eq(now), visitors::locale.eq(l)))
-                    .execute(c)
-                    .await
-            }
-            None => {
-                diesel::update(target)
-                    .set(visitors::last_seen_at.eq(now))
-                    .execute(c)
-                    .await
-            }
-        }
+        diesel::update(target)
+            .set((
+                visitors::last_seen_at.eq(now),
+                locale.map(|l| visitors::locale.eq(l)),
+                page_url.map(|p| visitors::page_url.eq(p)),
+            ))
+            .execute(c)
+            .await
     })?;
     Ok(())
 }

@@ -2,4 +2,6 @@
 
 pub mod admin;
 pub mod ops;
+pub mod outbox;
+pub mod telegram;
 pub mod widget;

@@ -36,6 +36,8 @@ pub struct SessionRequest {
     pub visitor_token: Option<String>,
     /// Browser locale, e.g. `de-AT`.
     pub locale: Option<String>,
+    /// The page the widget is on (shown to agents).
+    pub page_url: Option<String>,
 }
 
 /// Start or resume a visitor session.
@@ -59,7 +61,12 @@ async fn create_session(
     }
     let session = state
         .chat
-        .start_session(&tenant, req.visitor_token.as_deref(), req.locale.as_deref())
+        .start_session(
+            &tenant,
+            req.visitor_token.as_deref(),
+            req.locale.as_deref(),
+            req.page_url.as_deref(),
+        )
         .await?;
     Ok(Json(session))
 }

@@ -1,0 +1,56 @@
+-- Telegram bridge: per-tenant bot config, topic per conversation, webhook update
+-- dedup, and the durable outbox.
+
+CREATE TABLE telegram_configs (
+    tenant_id           TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+    bot_token_enc       TEXT NOT NULL,
+    webhook_secret_enc  TEXT NOT NULL,
+    bot_id              BIGINT NOT NULL,
+    bot_username        TEXT NOT NULL,
+    group_chat_id       BIGINT NOT NULL,
+    default_topic_id    BIGINT,
+    can_manage_topics   BOOLEAN NOT NULL,
+    enabled             BOOLEAN NOT NULL,
+    created_at          BIGINT NOT NULL,
+    updated_at          BIGINT NOT NULL
+);
+
+ALTER TABLE conversations ADD COLUMN telegram_topic_id BIGINT;
+ALTER TABLE conversations ADD COLUMN telegram_topic_closed BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE UNIQUE INDEX conversations_telegram_topic ON conversations (tenant_id, telegram_topic_id)
+    WHERE telegram_topic_id IS NOT NULL;
+
+ALTER TABLE messages ADD COLUMN telegram_message_id BIGINT;
+ALTER TABLE visitors ADD COLUMN page_url TEXT;
+CREATE INDEX messages_telegram ON messages (tenant_id, telegram_message_id)
+    WHERE telegram_message_id IS NOT NULL;
+
+-- Deduplicates webhook deliveries by (tenant, update_id); never "greater than last seen".
+CREATE TABLE telegram_updates (
+    tenant_id    TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    update_id    BIGINT NOT NULL,
+    received_at  BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, update_id)
+);
+
+CREATE TABLE outbox (
+    id               TEXT PRIMARY KEY,
+    tenant_id        TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    kind             TEXT NOT NULL,
+    idempotency_key  TEXT NOT NULL,
+    lane             TEXT NOT NULL,
+    payload          TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('queued', 'in_flight', 'delivered', 'dead')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  BIGINT NOT NULL,
+    lease_until      BIGINT,
+    leased_by        TEXT,
+    last_error       TEXT,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL,
+    delivered_at     BIGINT,
+    UNIQUE (tenant_id, idempotency_key)
+);
+-- Pending items per lane in order (the head of each lane is what gets claimed).
+CREATE INDEX outbox_pending ON outbox (lane, id) WHERE status IN ('queued', 'in_flight');
+CREATE INDEX outbox_tenant_status ON outbox (tenant_id, status, id);

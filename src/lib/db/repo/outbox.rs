@@ -1,0 +1,220 @@
+//! The durable outbox: enqueue, claim the head of each lane under a lease, finish.
+
+use diesel::dsl::min;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::db::{Conn, models::OutboxRow, schema::outbox};
+use crate::error::Result;
+use crate::on_conn;
+
+/// Insert an item; a second item with the same (tenant, idempotency key) is ignored.
+/// Returns whether this call inserted it.
+pub async fn enqueue(conn: &mut Conn<'_>, row: &OutboxRow) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::insert_into(outbox::table)
+        .values(row)
+        .on_conflict((outbox::tenant_id, outbox::idempotency_key))
+        .do_nothing()
+        .execute(c)
+        .await)?;
+    Ok(n == 1)
+}
+
+/// The oldest pending item id of each lane (at most `limit` lanes).
+pub async fn lane_heads(conn: &mut Conn<'_>, limit: i64) -> Result<Vec<(String, Option<String>)>> {
+    Ok(on_conn!(conn, |c| outbox::table
+        .filter(outbox::status.eq_any(["queued", "in_flight"]))
+        .group_by(outbox::lane)
+        .select((outbox::lane, min(outbox::id)))
+        .limit(limit)
+        .load::<(String, Option<String>)>(c)
+        .await)?)
+}
+
+/// Lease the given items if they are due (queued and past `next_attempt_at`, or in
+/// flight with an expired lease). The conditional update is atomic per row, so
+/// concurrent workers never lease the same item twice.
+pub async fn claim(
+    conn: &mut Conn<'_>,
+    ids: &[String],
+    worker: &str,
+    now: i64,
+    lease_until: i64,
+) -> Result<Vec<OutboxRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_conn!(conn, |c| diesel::update(outbox::table)
+        .filter(outbox::id.eq_any(ids))
+        .filter(
+            outbox::status
+                .eq("queued")
+                .and(outbox::next_attempt_at.le(now))
+                .or(outbox::status
+                    .eq("in_flight")
+                    .and(outbox::lease_until.lt(now))),
+        )
+        .set((
+            outbox::status.eq("in_flight"),
+            outbox::lease_until.eq(lease_until),
+            outbox::leased_by.eq(worker),
+            outbox::attempts.eq(outbox::attempts + 1),
+            outbox::updated_at.eq(now),
+        ))
+        .returning(OutboxRow::as_returning())
+        .get_results(c)
+        .await)?)
+}
+
+/// Mark a leased item delivered. `false` if this worker no longer holds the lease.
+pub async fn mark_delivered(conn: &mut Conn<'_>, id: &str, worker: &str, now: i64) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(outbox::table)
+        .filter(outbox::id.eq(id))
+        .filter(outbox::leased_by.eq(worker))
+        .filter(outbox::status.eq("in_flight"))
+        .set((
+            outbox::status.eq("delivered"),
+            outbox::delivered_at.eq(now),
+            outbox::lease_until.eq(None::<i64>),
+            outbox::last_error.eq(None::<String>),
+            outbox::updated_at.eq(now),
+        ))
+        .execute(c)
+        .await)?;
+    Ok(n == 1)
+}
+
+/// Put a leased item back for another attempt at `next_attempt_at`.
+/// `refund_attempt` leaves the attempt uncounted (a 429 wait is not a failure).
+pub async fn mark_retry(
+    conn: &mut Conn<'_>,
+    id: &str,
+    worker: &str,
+    next_attempt_at: i64,
+    error: &str,
+    refund_attempt: bool,
+    now: i64,
+) -> Result<bool> {
+    let refund = i32::from(refund_attempt);
+    let n = on_conn!(conn, |c| diesel::update(outbox::table)
+        .filter(outbox::id.eq(id))
+        .filter(outbox::leased_by.eq(worker))
+        .filter(outbox::status.eq("in_flight"))
+        .set((
+            outbox::status.eq("queued"),
+            outbox::next_attempt_at.eq(next_attempt_at),
+            outbox::lease_until.eq(None::<i64>),
+            outbox::last_error.eq(error),
+            outbox::attempts.eq(outbox::attempts - refund),
+            outbox::updated_at.eq(now),
+        ))
+        .execute(c)
+        .await)?;
+    Ok(n == 1)
+}
+
+/// Dead-letter a leased item with its error.
+pub async fn mark_dead(
+    conn: &mut Conn<'_>,
+    id: &str,
+    worker: &str,
+    error: &str,
+    now: i64,
+) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(outbox::table)
+        .filter(outbox::id.eq(id))
+        .filter(outbox::leased_by.eq(worker))
+        .filter(outbox::status.eq("in_flight"))
+        .set((
+            outbox::status.eq("dead"),
+            outbox::lease_until.eq(None::<i64>),
+            outbox::last_error.eq(error),
+            outbox::updated_at.eq(now),
+        ))
+        .execute(c)
+        .await)?;
+    Ok(n == 1)
+}
+
+/// Give back every lease a worker holds (graceful shutdown): due again at once.
+pub async fn release_all(conn: &mut Conn<'_>, worker: &str, now: i64) -> Result<usize> {
+    Ok(on_conn!(conn, |c| diesel::update(outbox::table)
+        .filter(outbox::leased_by.eq(worker))
+        .filter(outbox::status.eq("in_flight"))
+        .set((
+            outbox::status.eq("queued"),
+            outbox::lease_until.eq(None::<i64>),
+            outbox::next_attempt_at.eq(now),
+            outbox::attempts.eq(outbox::attempts - 1),
+            outbox::updated_at.eq(now),
+        ))
+        .execute(c)
+        .await)?)
+}
+
+/// Dead item back to the queue (operator retry). Returns whether it was dead.
+pub async fn retry_dead(conn: &mut Conn<'_>, tenant_id: &str, id: &str, now: i64) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(outbox::table)
+        .filter(outbox::tenant_id.eq(tenant_id))
+        .filter(outbox::id.eq(id))
+        .filter(outbox::status.eq("dead"))
+        .set((
+            outbox::status.eq("queued"),
+            outbox::attempts.eq(0),
+            outbox::next_attempt_at.eq(now),
+            outbox::updated_at.eq(now),
+        ))
+        .execute(c)
+        .await)?;
+    Ok(n == 1)
+}
+
+/// One item of the tenant.
+pub async fn get(conn: &mut Conn<'_>, tenant_id: &str, id: &str) -> Result<Option<OutboxRow>> {
+    Ok(on_conn!(conn, |c| outbox::table
+        .filter(outbox::tenant_id.eq(tenant_id))
+        .filter(outbox::id.eq(id))
+        .select(OutboxRow::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// The tenant's items, newest first, optionally by status.
+pub async fn list(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<Vec<OutboxRow>> {
+    Ok(on_conn!(conn, |c| {
+        let mut q = outbox::table
+            .filter(outbox::tenant_id.eq(tenant_id))
+            .select(OutboxRow::as_select())
+            .order(outbox::id.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(s) = status {
+            q = q.filter(outbox::status.eq(s));
+        }
+        q.load(c).await
+    })?)
+}
+
+/// Earliest `next_attempt_at` of queued items (to sleep until), if any.
+pub async fn next_due(conn: &mut Conn<'_>) -> Result<Option<i64>> {
+    Ok(on_conn!(conn, |c| outbox::table
+        .filter(outbox::status.eq("queued"))
+        .select(min(outbox::next_attempt_at))
+        .first::<Option<i64>>(c)
+        .await)?)
+}
+
+/// Count of items by status (all tenants), for metrics and tests.
+pub async fn count_by_status(conn: &mut Conn<'_>, status: &str) -> Result<i64> {
+    Ok(on_conn!(conn, |c| outbox::table
+        .filter(outbox::status.eq(status))
+        .count()
+        .get_result::<i64>(c)
+        .await)?)
+}

@@ -1,0 +1,197 @@
+//! Operators' view of the outbox: list (redacted), enqueue, retry dead items.
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::db::repo;
+use crate::domain::{
+    Scope,
+    ScopeAccess::{Read, Reveal, Write},
+    now_ms,
+};
+use crate::error::{Error, ErrorCode};
+use crate::http::{
+    AppState,
+    error::{ApiResult, ErrorBody},
+    extract::{Admin, Json, Path, Query},
+};
+use crate::outbox::{self, KIND_TELEGRAM_TEXT, OutboxItemView};
+use crate::transaction;
+
+/// Outbox routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, enqueue))
+        .routes(routes!(retry))
+}
+
+/// Outbox filter.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct OutboxFilter {
+    /// queued | in_flight | delivered | dead.
+    pub status: Option<String>,
+    /// At most this many (1–500, default 100).
+    pub limit: Option<i64>,
+    /// Show payload texts (needs `outbox:reveal`).
+    pub reveal: Option<bool>,
+}
+
+/// A list of outbox items.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutboxList {
+    /// Newest first.
+    pub items: Vec<OutboxItemView>,
+}
+
+/// The tenant's outbox (`outbox:read`); payload texts are `***` unless `reveal=true` with `outbox:reveal`.
+#[utoipa::path(get, path = "/v1/admin/outbox", tag = "outbox", security(("api_key" = [])), params(OutboxFilter),
+    responses((status = 200, body = OutboxList), (status = 403, body = ErrorBody)))]
+async fn list(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Query(f): Query<OutboxFilter>,
+) -> ApiResult<Json<OutboxList>> {
+    admin.require(&Scope::new("outbox", Read))?;
+    let reveal = f.reveal.unwrap_or(false);
+    if reveal {
+        admin.require(&Scope::new("outbox", Reveal))?;
+    }
+    if let Some(s) = &f.status
+        && !["queued", "in_flight", "delivered", "dead"].contains(&s.as_str())
+    {
+        return Err(Error::validation(
+            "status",
+            "status must be queued, in_flight, delivered or dead",
+        )
+        .into());
+    }
+    let tenant = admin.tenant(&state, &headers).await?;
+    let mut pc = state.db.conn().await?;
+    let rows = repo::outbox::list(
+        &mut pc.as_conn(),
+        &tenant.id,
+        f.status.as_deref(),
+        f.limit.unwrap_or(100).clamp(1, 500),
+    )
+    .await?;
+    Ok(Json(OutboxList {
+        items: rows
+            .into_iter()
+            .map(|r| OutboxItemView::from_row(r, reveal))
+            .collect(),
+    }))
+}
+
+/// Body of `POST /v1/admin/outbox`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueText {
+    /// Text to post in the tenant's Telegram group.
+    pub text: String,
+    /// Topic to post in (default: the tenant's default topic, else General).
+    pub topic_id: Option<i64>,
+    /// Idempotency key; the same key again enqueues nothing.
+    pub idempotency_key: String,
+}
+
+/// Enqueued (or already there).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Enqueued {
+    /// False when the idempotency key was used before.
+    pub enqueued: bool,
+}
+
+/// Enqueue a text for the tenant's Telegram group (`outbox:write`).
+#[utoipa::path(post, path = "/v1/admin/outbox", tag = "outbox", security(("api_key" = [])), request_body = EnqueueText,
+    responses((status = 201, body = Enqueued), (status = 200, body = Enqueued), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn enqueue(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Json(req): Json<EnqueueText>,
+) -> ApiResult<(StatusCode, Json<Enqueued>)> {
+    admin.require(&Scope::new("outbox", Write))?;
+    if req.text.trim().is_empty() || req.text.chars().count() > 4096 {
+        return Err(Error::validation("text", "text must be 1-4096 characters").into());
+    }
+    if req.idempotency_key.is_empty() || req.idempotency_key.len() > 128 {
+        return Err(Error::validation(
+            "idempotency_key",
+            "idempotency_key must be 1-128 characters",
+        )
+        .into());
+    }
+    let tenant = admin.tenant(&state, &headers).await?;
+    let mut pc = state.db.conn().await?;
+    let mut conn = pc.as_conn();
+    let now = now_ms();
+    let tenant_id = tenant.id.clone();
+    let inserted = transaction!(&mut conn, |tx| {
+        let cfg = repo::telegram::get(tx, &tenant_id).await?.ok_or_else(|| {
+            Error::new(
+                ErrorCode::Conflict,
+                "connect Telegram first (PUT /v1/admin/telegram)",
+            )
+        })?;
+        let payload = serde_json::json!({ "text": req.text, "topic_id": req.topic_id });
+        let lane = outbox::telegram_lane(&tenant_id, cfg.group_chat_id);
+        outbox::enqueue(
+            tx,
+            &tenant_id,
+            KIND_TELEGRAM_TEXT,
+            &format!("api_{}", req.idempotency_key),
+            &lane,
+            &payload,
+            now,
+        )
+        .await
+    })?;
+    if inserted {
+        state.wake.wake();
+    }
+    Ok((
+        if inserted {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(Enqueued { enqueued: inserted }),
+    ))
+}
+
+/// Put a dead item back in the queue (`outbox:write`).
+#[utoipa::path(post, path = "/v1/admin/outbox/{id}/retry", tag = "outbox", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Outbox item id")), responses((status = 200, body = OutboxItemView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn retry(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OutboxItemView>> {
+    admin.require(&Scope::new("outbox", Write))?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    let mut pc = state.db.conn().await?;
+    let mut conn = pc.as_conn();
+    let row = repo::outbox::get(&mut conn, &tenant.id, &id)
+        .await?
+        .ok_or_else(|| Error::not_found("outbox item"))?;
+    if row.status != "dead" {
+        return Err(Error::new(
+            ErrorCode::Conflict,
+            format!("only dead items can be retried; this one is {}", row.status),
+        )
+        .into());
+    }
+    repo::outbox::retry_dead(&mut conn, &tenant.id, &id, now_ms()).await?;
+    state.wake.wake();
+    let row = repo::outbox::get(&mut conn, &tenant.id, &id)
+        .await?
+        .ok_or_else(|| Error::not_found("outbox item"))?;
+    Ok(Json(OutboxItemView::from_row(row, false)))
+}

@@ -1,0 +1,186 @@
+//! Telegram: the tenant's connection (admin) and the webhook (Telegram).
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::db::repo;
+use crate::domain::{
+    Scope,
+    ScopeAccess::{Read, Write},
+};
+use crate::error::{Error, ErrorCode};
+use crate::http::{
+    AppState,
+    error::{ApiResult, ErrorBody},
+    extract::{Admin, Json, Path},
+};
+use crate::outbox::budget::Rate;
+use crate::telegram::{
+    setup::{self, TelegramStatus},
+    webhook,
+};
+
+/// Telegram routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(connect, status, disconnect))
+        .routes(routes!(receive_update))
+}
+
+/// Body of `PUT /v1/admin/telegram`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectTelegram {
+    /// The bot token from @BotFather (stored encrypted; never shown again).
+    pub bot_token: String,
+    /// The forum supergroup's chat id (e.g. -1001234567890).
+    pub group_chat_id: i64,
+    /// Topic used when the bot may not create topics.
+    pub default_topic_id: Option<i64>,
+}
+
+/// Connect the tenant's bot and forum group (`telegram:write`): checks the bot with
+/// getMe, the group is a forum where the bot may manage topics, and registers the webhook.
+#[utoipa::path(put, path = "/v1/admin/telegram", tag = "telegram", security(("api_key" = [])), request_body = ConnectTelegram,
+    responses((status = 200, body = TelegramStatus), (status = 422, body = ErrorBody)))]
+async fn connect(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Json(req): Json<ConnectTelegram>,
+) -> ApiResult<Json<TelegramStatus>> {
+    admin.require(&Scope::new("telegram", Write))?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    let status = setup::connect(
+        &state.db,
+        &state.bots,
+        &tenant,
+        &state.public_url,
+        &req.bot_token,
+        req.group_chat_id,
+        req.default_topic_id,
+    )
+    .await?;
+    Ok(Json(status))
+}
+
+/// The tenant's Telegram connection, secrets redacted (`telegram:read`).
+#[utoipa::path(get, path = "/v1/admin/telegram", tag = "telegram", security(("api_key" = [])),
+    responses((status = 200, body = TelegramStatus), (status = 404, body = ErrorBody)))]
+async fn status(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+) -> ApiResult<Json<TelegramStatus>> {
+    admin.require(&Scope::new("telegram", Read))?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    let mut pc = state.db.conn().await?;
+    let cfg = repo::telegram::get(&mut pc.as_conn(), &tenant.id)
+        .await?
+        .ok_or_else(|| Error::not_found("telegram connection"))?;
+    Ok(Json(setup::status(
+        &state.bots,
+        &cfg,
+        &state.public_url,
+        &tenant.slug,
+    )))
+}
+
+/// Disconnected.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Disconnected {
+    /// Always true.
+    pub disconnected: bool,
+}
+
+/// Disconnect Telegram (`telegram:write`): deleteWebhook, then forget the bot.
+#[utoipa::path(delete, path = "/v1/admin/telegram", tag = "telegram", security(("api_key" = [])),
+    responses((status = 200, body = Disconnected), (status = 404, body = ErrorBody)))]
+async fn disconnect(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+) -> ApiResult<Json<Disconnected>> {
+    admin.require(&Scope::new("telegram", Write))?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    setup::disconnect(&state.db, &state.bots, &tenant).await?;
+    Ok(Json(Disconnected { disconnected: true }))
+}
+
+/// Accepted update.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAck {
+    /// stored | edited | duplicate | ignored.
+    pub outcome: String,
+}
+
+/// Telegram's webhook for a tenant. Header `X-Telegram-Bot-Api-Secret-Token` must be
+/// the secret registered at setup; 2xx only after the update is committed.
+#[utoipa::path(post, path = "/v1/telegram/webhook/{tenant_slug}", tag = "telegram",
+    params(("tenant_slug" = String, Path, description = "Tenant slug"), ("X-Telegram-Bot-Api-Secret-Token" = String, Header, description = "Webhook secret")),
+    request_body(content = Object, description = "A Telegram Update"),
+    responses((status = 200, body = WebhookAck), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn receive_update(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<WebhookAck>)> {
+    let per_sec = f64::from(state.settings.telegram.webhook_per_sec.max(1));
+    let key = format!("webhook:{slug}");
+    if let Err(wait) = state.webhook_limits.try_take(&[(
+        key.as_str(),
+        Rate {
+            per_sec,
+            burst: per_sec,
+        },
+    )]) {
+        state
+            .webhook
+            .rate_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let retry_after = wait.as_secs().max(1);
+        return Err(Error::new(ErrorCode::RateLimited, "too many webhook calls")
+            .with_details(serde_json::json!({ "retry_after": retry_after }))
+            .into());
+    }
+    let secret = headers
+        .get("x-telegram-bot-api-secret-token")
+        .and_then(|v| v.to_str().ok());
+    let handled = webhook::handle(
+        &state.db,
+        &state.chat,
+        state.bots.key(),
+        &state.webhook,
+        &slug,
+        secret,
+        &body,
+    )
+    .await
+    .map_err(|e| {
+        // Database trouble must be a 5xx so that Telegram retries.
+        if e.code == ErrorCode::Internal {
+            Error::new(ErrorCode::Unavailable, "try again").with_source(e)
+        } else {
+            e
+        }
+    })?;
+    let outcome = match handled {
+        webhook::Handled::Stored => "stored",
+        webhook::Handled::Edited => "edited",
+        webhook::Handled::Duplicate => "duplicate",
+        webhook::Handled::Ignored => "ignored",
+    };
+    Ok((
+        StatusCode::OK,
+        Json(WebhookAck {
+            outcome: outcome.into(),
+        }),
+    ))
+}

@@ -1,0 +1,217 @@
+//! The durable outbox: work that must reach another system (Telegram) is written in
+//! the same transaction as the change that caused it, then delivered by workers with
+//! leases, retries and rate budgets.
+//!
+//! Items of one *lane* (one Telegram chat) are delivered one at a time in order; a
+//! lane that waits (429, backoff, budget) holds up nobody else. Any number of workers
+//! can run side by side: claiming is a conditional update that only one wins.
+
+pub mod budget;
+pub mod worker;
+
+use std::{sync::Arc, time::Duration};
+
+use diesel_async::RunQueryDsl;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Notify;
+use utoipa::ToSchema;
+
+use crate::db::{Conn, models::OutboxRow, repo};
+use crate::domain::{new_id, rfc3339};
+use crate::error::Result;
+
+/// Deliver a stored visitor message into its conversation's forum topic.
+pub const KIND_TELEGRAM_MESSAGE: &str = "telegram.send_message";
+/// Close a conversation's forum topic.
+pub const KIND_TELEGRAM_CLOSE_TOPIC: &str = "telegram.close_topic";
+/// Send an operator's text into the group (optionally into a topic).
+pub const KIND_TELEGRAM_TEXT: &str = "telegram.send_text";
+
+/// The PostgreSQL notification channel workers listen on.
+pub const NOTIFY_CHANNEL: &str = "chatorical_outbox";
+
+/// The lane of a tenant's Telegram group: one chat, one ordered queue.
+pub fn telegram_lane(tenant_id: &str, chat_id: i64) -> String {
+    format!("tg:{tenant_id}:{chat_id}")
+}
+
+/// Wakes workers in this process when something was enqueued (other processes are
+/// woken by PostgreSQL NOTIFY, or by their fallback poll).
+#[derive(Clone, Default)]
+pub struct Wakeup {
+    notify: Arc<Notify>,
+}
+
+impl Wakeup {
+    /// Wake every waiting worker (and the next one to wait).
+    pub fn wake(&self) {
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+
+    /// Wait for a wake-up.
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+}
+
+/// Enqueue an item inside the caller's transaction. Enqueueing the same
+/// `idempotency_key` again is a no-op; returns whether this call added it.
+pub async fn enqueue(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    kind: &str,
+    idempotency_key: &str,
+    lane: &str,
+    payload: &Value,
+    now: i64,
+) -> Result<bool> {
+    let row = OutboxRow {
+        id: new_id("ob"),
+        tenant_id: tenant_id.to_string(),
+        kind: kind.to_string(),
+        idempotency_key: idempotency_key.to_string(),
+        lane: lane.to_string(),
+        payload: payload.to_string(),
+        status: "queued".into(),
+        attempts: 0,
+        next_attempt_at: now,
+        lease_until: None,
+        leased_by: None,
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+        delivered_at: None,
+    };
+    let inserted = repo::outbox::enqueue(conn, &row).await?;
+    if inserted && let Conn::Pg(c) = conn {
+        // Delivered to listeners when the transaction commits.
+        diesel::sql_query(format!("NOTIFY {NOTIFY_CHANNEL}"))
+            .execute(&mut **c)
+            .await?;
+    }
+    Ok(inserted)
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Done.
+    Delivered,
+    /// Try again after `after`. `counts` is false for waits that are not failures
+    /// (a 429's retry_after), which never dead-letter an item.
+    Retry {
+        /// Delay before the next attempt.
+        after: Duration,
+        /// What went wrong.
+        error: String,
+        /// Whether this attempt counts towards `max_attempts`.
+        counts: bool,
+    },
+    /// Permanent failure: dead-letter with the error, visible to the tenant.
+    Dead {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Exponential backoff with full jitter: a random delay in
+/// `[cap/2, cap]` where `cap = min(base * 2^(attempt-1), max)`.
+pub fn backoff(attempt: i32, base_ms: u64, max_secs: u64) -> Duration {
+    let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let cap_ms = base_ms
+        .saturating_mul(1u64 << exp)
+        .min(max_secs.saturating_mul(1000))
+        .max(1);
+    let ms = rand::rng().random_range(cap_ms / 2..=cap_ms);
+    Duration::from_millis(ms)
+}
+
+/// An outbox item as operators see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OutboxItemView {
+    /// Opaque id.
+    pub id: String,
+    /// What it does.
+    pub kind: String,
+    /// Idempotency key.
+    pub idempotency_key: String,
+    /// queued | in_flight | delivered | dead.
+    pub status: String,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// RFC 3339, next attempt.
+    pub next_attempt_at: String,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, if delivered.
+    pub delivered_at: Option<String>,
+    /// Payload; texts are `***` unless revealed.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+impl OutboxItemView {
+    /// A view of a row; `reveal` shows texts in the payload.
+    pub fn from_row(row: OutboxRow, reveal: bool) -> Self {
+        let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
+        OutboxItemView {
+            id: row.id,
+            kind: row.kind,
+            idempotency_key: row.idempotency_key,
+            status: row.status,
+            attempts: row.attempts,
+            next_attempt_at: rfc3339(row.next_attempt_at),
+            last_error: row.last_error,
+            created_at: rfc3339(row.created_at),
+            delivered_at: row.delivered_at.map(rfc3339),
+            payload: if reveal { payload } else { redact(payload) },
+        }
+    }
+}
+
+/// Keep ids, hide everything else.
+pub fn redact(v: Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let keep = k.ends_with("_id") || k == "kind";
+                    (k, if keep { v } else { Value::String("***".into()) })
+                })
+                .collect(),
+        ),
+        _ => Value::String("***".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..40 {
+            let d = backoff(attempt, 500, 300);
+            assert!(d <= Duration::from_secs(300));
+            let cap = (500u64 << (attempt - 1).min(30)).min(300_000);
+            assert!(
+                d >= Duration::from_millis(cap / 2),
+                "attempt {attempt}: {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn redaction_keeps_ids_only() {
+        let v = serde_json::json!({"conversation_id": "cv_1", "text": "secret", "topic_id": 5});
+        let r = redact(v);
+        assert_eq!(r["conversation_id"], "cv_1");
+        assert_eq!(r["topic_id"], 5);
+        assert_eq!(r["text"], "***");
+    }
+}

@@ -1,0 +1,277 @@
+//! The worker loop: claim due lane heads under a lease, deliver them concurrently,
+//! record the outcome; wake on enqueue (in-process signal or PostgreSQL NOTIFY) with
+//! a fallback poll. On shutdown it stops claiming, lets deliveries finish and gives
+//! back any lease it still holds.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use futures_util::StreamExt;
+use tokio::{sync::Semaphore, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Outcome, Wakeup,
+    budget::{Budgets, Rate},
+};
+use crate::config::{DatabaseUrl, WorkerSettings};
+use crate::db::{Db, models::OutboxRow, repo};
+use crate::domain::{new_id, now_ms};
+use crate::error::Result;
+
+/// Something that can deliver an outbox item.
+pub trait Deliver: Send + Sync + 'static {
+    /// Attempt one delivery.
+    fn deliver(&self, item: &OutboxRow) -> impl Future<Output = Outcome> + Send;
+}
+
+/// One worker; run several (threads or processes) side by side.
+pub struct Worker<D: Deliver> {
+    id: String,
+    db: Db,
+    settings: WorkerSettings,
+    delivery: Arc<D>,
+    wake: Wakeup,
+    budgets: Budgets,
+    listen_url: Option<String>,
+}
+
+impl<D: Deliver> Worker<D> {
+    /// A worker over `db` delivering with `delivery`, woken by `wake`.
+    pub fn new(
+        db: Db,
+        settings: WorkerSettings,
+        delivery: Arc<D>,
+        wake: Wakeup,
+        database: &DatabaseUrl,
+    ) -> Self {
+        let listen_url = match database {
+            DatabaseUrl::Postgres(u) => Some(u.clone()),
+            DatabaseUrl::Sqlite(_) => None,
+        };
+        Worker {
+            id: new_id("wk"),
+            db,
+            settings,
+            delivery,
+            wake,
+            budgets: Budgets::new(),
+            listen_url,
+        }
+    }
+
+    /// This worker's id (recorded as `leased_by`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn rates(&self, lane: &str) -> Vec<(String, Rate)> {
+        // Lanes look like `tg:<tenant>:<chat>`; the bot budget is per tenant.
+        let mut parts = lane.splitn(3, ':');
+        let (_, tenant, chat) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        let s = &self.settings;
+        vec![
+            (
+                format!("bot:{tenant}"),
+                Rate {
+                    per_sec: f64::from(s.per_bot_per_sec),
+                    burst: f64::from(s.per_bot_per_sec),
+                },
+            ),
+            (
+                format!("chat:{tenant}:{chat}"),
+                Rate {
+                    per_sec: f64::from(s.per_chat_per_sec),
+                    burst: f64::from(s.per_chat_per_sec).max(1.0),
+                },
+            ),
+            (
+                format!("group:{tenant}:{chat}"),
+                Rate {
+                    per_sec: f64::from(s.per_group_per_min) / 60.0,
+                    burst: f64::from(s.per_group_per_min),
+                },
+            ),
+        ]
+    }
+
+    /// Claim up to `limit` due lane heads that the budgets allow. Returns the items
+    /// and how long until a budget-blocked lane could go.
+    async fn claim(&self, limit: usize) -> Result<(Vec<OutboxRow>, Option<Duration>)> {
+        if limit == 0 {
+            return Ok((Vec::new(), None));
+        }
+        let mut pc = self.db.conn().await?;
+        let mut conn = pc.as_conn();
+        let heads = repo::outbox::lane_heads(&mut conn, 512).await?;
+        let now = now_ms();
+        let mut ids = Vec::new();
+        let mut budget_wait: Option<Duration> = None;
+        for (lane, head) in heads {
+            let Some(id) = head else { continue };
+            if ids.len() >= limit {
+                break;
+            }
+            let rates = self.rates(&lane);
+            let wants: Vec<(&str, Rate)> = rates.iter().map(|(k, r)| (k.as_str(), *r)).collect();
+            // Budgets are only charged for heads that are due; a lane waiting on a 429
+            // or backoff keeps its tokens.
+            match self.budgets.try_take(&wants) {
+                Ok(()) => ids.push(id),
+                Err(wait) => budget_wait = Some(budget_wait.map_or(wait, |w| w.min(wait))),
+            }
+        }
+        let lease_until = now + i64::try_from(self.settings.lease_secs).unwrap_or(30) * 1000;
+        let claimed = repo::outbox::claim(&mut conn, &ids, &self.id, now, lease_until).await?;
+        Ok((claimed, budget_wait))
+    }
+
+    async fn finish(&self, item: &OutboxRow, outcome: Outcome) -> Result<()> {
+        let mut pc = self.db.conn().await?;
+        let mut conn = pc.as_conn();
+        let now = now_ms();
+        match outcome {
+            Outcome::Delivered => {
+                repo::outbox::mark_delivered(&mut conn, &item.id, &self.id, now).await?;
+            }
+            Outcome::Retry {
+                after,
+                error,
+                counts,
+            } => {
+                let max = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
+                if counts && item.attempts >= max {
+                    let error = format!("gave up after {} attempts: {error}", item.attempts);
+                    tracing::warn!(item = %item.id, %error, "outbox item dead-lettered");
+                    repo::outbox::mark_dead(&mut conn, &item.id, &self.id, &error, now).await?;
+                } else {
+                    let at = now + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 4);
+                    repo::outbox::mark_retry(
+                        &mut conn, &item.id, &self.id, at, &error, !counts, now,
+                    )
+                    .await?;
+                }
+            }
+            Outcome::Dead { error } => {
+                tracing::warn!(item = %item.id, %error, "outbox item dead-lettered");
+                repo::outbox::mark_dead(&mut conn, &item.id, &self.id, &error, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run until `shutdown` is cancelled.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        if let Some(url) = self.listen_url.clone() {
+            tokio::spawn(listen_for_notifications(
+                url,
+                self.wake.clone(),
+                shutdown.clone(),
+            ));
+        }
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
+        tracing::info!(worker = %self.id, "outbox worker started");
+        while !shutdown.is_cancelled() {
+            while tasks.try_join_next().is_some() {}
+            let (claimed, budget_wait) = match self.claim(permits.available_permits()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(worker = %self.id, error = %e, "outbox claim failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(poll) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            let got_any = !claimed.is_empty();
+            for item in claimed {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let me = self.clone();
+                tasks.spawn(async move {
+                    let outcome = me.delivery.deliver(&item).await;
+                    if let Err(e) = me.finish(&item, outcome).await {
+                        // The lease runs out and another attempt follows.
+                        tracing::warn!(item = %item.id, error = %e, "could not record outbox outcome");
+                    }
+                    drop(permit);
+                });
+            }
+            if got_any {
+                continue;
+            }
+            let mut wait = poll;
+            if let Some(w) = budget_wait {
+                wait = wait.min(w.max(Duration::from_millis(5)));
+            }
+            if let Ok(mut pc) = self.db.conn().await
+                && let Ok(Some(due)) = repo::outbox::next_due(&mut pc.as_conn()).await
+            {
+                let ms = u64::try_from((due - now_ms()).max(1)).unwrap_or(1);
+                wait = wait.min(Duration::from_millis(ms));
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+        // Let deliveries in flight finish, within the lease; then give back leases.
+        let drain = Duration::from_secs(self.settings.lease_secs.clamp(1, 10));
+        let _ =
+            tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+        tasks.abort_all();
+        if let Ok(mut pc) = self.db.conn().await {
+            match repo::outbox::release_all(&mut pc.as_conn(), &self.id, now_ms()).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(worker = %self.id, released = n, "released leases")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(worker = %self.id, error = %e, "could not release leases"),
+            }
+        }
+        tracing::info!(worker = %self.id, "outbox worker stopped");
+    }
+}
+
+/// LISTEN on the outbox channel and turn notifications into wake-ups; reconnects.
+async fn listen_for_notifications(url: String, wake: Wakeup, shutdown: CancellationToken) {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    while !shutdown.is_cancelled() {
+        let conn = AsyncPgConnection::establish(&url).await;
+        let Ok(mut conn) = conn else {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                _ = shutdown.cancelled() => return,
+            }
+        };
+        if diesel::sql_query(format!("LISTEN {}", super::NOTIFY_CHANNEL))
+            .execute(&mut conn)
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        // Anything enqueued while we were not listening is picked up by this wake.
+        wake.wake();
+        let mut stream = Box::pin(conn.notifications_stream());
+        loop {
+            tokio::select! {
+                n = stream.next() => match n {
+                    Some(Ok(_)) => wake.wake(),
+                    _ => break,
+                },
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

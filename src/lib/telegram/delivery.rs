@@ -1,0 +1,354 @@
+//! Delivering outbox items to Telegram: a topic per conversation (created on the
+//! first delivery, re-created when Telegram says it is gone), visitor messages into
+//! it, topics closed with their conversations.
+
+use std::{sync::Arc, time::Duration};
+
+use serde::Deserialize;
+use teloxide::{
+    Bot, RequestError,
+    payloads::SendMessageSetters,
+    prelude::Requester,
+    types::{ChatId, MessageId, ThreadId},
+};
+
+use super::{Bots, classify, is_no_topic_rights, is_thread_gone};
+use crate::config::WorkerSettings;
+use crate::db::{
+    Db,
+    models::{ConversationRow, OutboxRow, TelegramConfigRow},
+    repo,
+};
+use crate::outbox::{
+    self, KIND_TELEGRAM_CLOSE_TOPIC, KIND_TELEGRAM_MESSAGE, KIND_TELEGRAM_TEXT, Outcome,
+    worker::Deliver,
+};
+
+/// Delivers outbox items with each tenant's bot.
+pub struct TelegramDelivery {
+    db: Db,
+    bots: Arc<Bots>,
+    settings: WorkerSettings,
+}
+
+#[derive(Deserialize)]
+struct MessagePayload {
+    conversation_id: String,
+    message_id: String,
+}
+
+#[derive(Deserialize)]
+struct ClosePayload {
+    conversation_id: String,
+}
+
+#[derive(Deserialize)]
+struct TextPayload {
+    text: String,
+    topic_id: Option<i64>,
+}
+
+/// A failed step: either a Bot API error or an outcome decided already.
+enum Step {
+    Api(RequestError),
+    Done(Outcome),
+}
+
+impl From<crate::error::Error> for Step {
+    fn from(e: crate::error::Error) -> Self {
+        // Our database failed mid-delivery: try again later.
+        Step::Done(Outcome::Retry {
+            after: Duration::from_secs(2),
+            error: e.to_string(),
+            counts: true,
+        })
+    }
+}
+
+impl TelegramDelivery {
+    /// Delivery over `db` with `bots`.
+    pub fn new(db: Db, bots: Arc<Bots>, settings: WorkerSettings) -> Self {
+        TelegramDelivery { db, bots, settings }
+    }
+
+    fn outcome_of(&self, err: &RequestError, attempts: i32) -> Outcome {
+        let backoff = outbox::backoff(
+            attempts,
+            self.settings.backoff_base_ms,
+            self.settings.backoff_max_secs,
+        );
+        classify(
+            err,
+            Duration::from_secs(self.settings.max_retry_after_secs),
+            backoff,
+        )
+    }
+
+    async fn run(&self, item: &OutboxRow) -> Result<(), Step> {
+        let mut pc = self.db.conn().await?;
+        let mut conn = pc.as_conn();
+        let Some(cfg) = repo::telegram::get(&mut conn, &item.tenant_id).await? else {
+            return Err(Step::Done(Outcome::Dead {
+                error: "Telegram is not connected for this tenant".into(),
+            }));
+        };
+        if !cfg.enabled {
+            return Err(Step::Done(Outcome::Retry {
+                after: Duration::from_secs(60),
+                error: "Telegram is paused".into(),
+                counts: false,
+            }));
+        }
+        drop(pc);
+        let bot = self.bots.for_tenant(&cfg).map_err(|_| {
+            Step::Done(Outcome::Dead {
+                error: "the stored bot token cannot be decrypted for this tenant".into(),
+            })
+        })?;
+        let bad_payload = || {
+            Step::Done(Outcome::Dead {
+                error: "unreadable payload".into(),
+            })
+        };
+        match item.kind.as_str() {
+            KIND_TELEGRAM_MESSAGE => {
+                let p: MessagePayload =
+                    serde_json::from_str(&item.payload).map_err(|_| bad_payload())?;
+                self.send_visitor_message(&bot, &cfg, &p).await
+            }
+            KIND_TELEGRAM_CLOSE_TOPIC => {
+                let p: ClosePayload =
+                    serde_json::from_str(&item.payload).map_err(|_| bad_payload())?;
+                self.close_topic(&bot, &cfg, &p.conversation_id).await
+            }
+            KIND_TELEGRAM_TEXT => {
+                let p: TextPayload =
+                    serde_json::from_str(&item.payload).map_err(|_| bad_payload())?;
+                let mut req = bot.send_message(ChatId(cfg.group_chat_id), p.text);
+                if let Some(t) = p.topic_id.or(cfg.default_topic_id) {
+                    req = req.message_thread_id(thread(t));
+                }
+                req.await.map(|_| ()).map_err(Step::Api)
+            }
+            other => Err(Step::Done(Outcome::Dead {
+                error: format!("unknown outbox kind `{other}`"),
+            })),
+        }
+    }
+
+    async fn send_visitor_message(
+        &self,
+        bot: &Bot,
+        cfg: &TelegramConfigRow,
+        p: &MessagePayload,
+    ) -> Result<(), Step> {
+        let mut pc = self.db.conn().await?;
+        let mut conn = pc.as_conn();
+        let gone = || {
+            Step::Done(Outcome::Dead {
+                error: "the message or conversation no longer exists".into(),
+            })
+        };
+        let message = repo::messages::get(&mut conn, &cfg.tenant_id, &p.message_id)
+            .await?
+            .ok_or_else(gone)?;
+        let conv = repo::conversations::get(&mut conn, &cfg.tenant_id, &p.conversation_id)
+            .await?
+            .ok_or_else(gone)?;
+        drop(pc);
+        let mut topic = self.ensure_topic(bot, cfg, &conv).await?;
+        let mut recreated = false;
+        loop {
+            let mut req = bot.send_message(ChatId(cfg.group_chat_id), message.body.clone());
+            if let Some(t) = topic {
+                req = req.message_thread_id(thread(t));
+            }
+            match req.await {
+                Ok(sent) => {
+                    let mut pc = self.db.conn().await?;
+                    repo::messages::set_telegram_id(
+                        &mut pc.as_conn(),
+                        &cfg.tenant_id,
+                        &message.id,
+                        i64::from(sent.id.0),
+                    )
+                    .await?;
+                    return Ok(());
+                }
+                Err(e) if is_thread_gone(&e) && !recreated && topic.is_some() => {
+                    // The topic was deleted in Telegram: forget it and open a new one.
+                    let old = topic.unwrap_or_default();
+                    tracing::info!(tenant = %cfg.tenant_id, conversation = %conv.id, "forum topic gone; re-creating");
+                    let mut pc = self.db.conn().await?;
+                    repo::conversations::clear_topic(
+                        &mut pc.as_conn(),
+                        &cfg.tenant_id,
+                        &conv.id,
+                        old,
+                    )
+                    .await?;
+                    let fresh =
+                        repo::conversations::get(&mut pc.as_conn(), &cfg.tenant_id, &conv.id)
+                            .await?
+                            .ok_or_else(gone)?;
+                    drop(pc);
+                    topic = self.ensure_topic(bot, cfg, &fresh).await?;
+                    recreated = true;
+                }
+                Err(e) => return Err(Step::Api(e)),
+            }
+        }
+    }
+
+    /// The conversation's topic: the recorded one, a newly created one (with an
+    /// opening card), or the tenant's default topic when the bot may not create topics.
+    async fn ensure_topic(
+        &self,
+        bot: &Bot,
+        cfg: &TelegramConfigRow,
+        conv: &ConversationRow,
+    ) -> Result<Option<i64>, Step> {
+        if let Some(t) = conv.telegram_topic_id {
+            if conv.telegram_topic_closed {
+                match bot
+                    .reopen_forum_topic(ChatId(cfg.group_chat_id), thread(t))
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e)
+                        if e.to_string()
+                            .to_ascii_lowercase()
+                            .contains("topic_not_modified") => {}
+                    Err(e) if is_thread_gone(&e) => return Ok(Some(t)),
+                    Err(e) => return Err(Step::Api(e)),
+                }
+                let mut pc = self.db.conn().await?;
+                repo::conversations::set_topic_closed(
+                    &mut pc.as_conn(),
+                    &cfg.tenant_id,
+                    &conv.id,
+                    false,
+                )
+                .await?;
+            }
+            return Ok(Some(t));
+        }
+        if !cfg.can_manage_topics {
+            return Ok(cfg.default_topic_id);
+        }
+        let mut pc = self.db.conn().await?;
+        let visitor =
+            repo::visitors::get(&mut pc.as_conn(), &cfg.tenant_id, &conv.visitor_id).await?;
+        drop(pc);
+        let name = topic_name(&conv.id, &conv.visitor_id);
+        let created = match bot
+            .create_forum_topic(ChatId(cfg.group_chat_id), name)
+            .await
+        {
+            Ok(t) => i64::from(t.thread_id.0.0),
+            Err(e) if is_no_topic_rights(&e) => {
+                tracing::warn!(tenant = %cfg.tenant_id, "bot may not create topics; using the default topic");
+                return Ok(cfg.default_topic_id);
+            }
+            Err(e) => return Err(Step::Api(e)),
+        };
+        let mut pc = self.db.conn().await?;
+        let recorded =
+            repo::conversations::set_topic(&mut pc.as_conn(), &cfg.tenant_id, &conv.id, created)
+                .await?;
+        if !recorded {
+            // Only after a lost lease: another delivery recorded a topic first; use it.
+            let conv =
+                repo::conversations::get(&mut pc.as_conn(), &cfg.tenant_id, &conv.id).await?;
+            return Ok(conv.and_then(|c| c.telegram_topic_id).or(Some(created)));
+        }
+        drop(pc);
+        let card = opening_card(conv, visitor.as_ref());
+        if let Err(e) = bot
+            .send_message(ChatId(cfg.group_chat_id), card)
+            .message_thread_id(thread(created))
+            .await
+        {
+            // The card is a courtesy; the message itself still goes out.
+            tracing::warn!(tenant = %cfg.tenant_id, error = %super::setup::short(&e), "opening card not sent");
+        }
+        Ok(Some(created))
+    }
+
+    async fn close_topic(
+        &self,
+        bot: &Bot,
+        cfg: &TelegramConfigRow,
+        conversation_id: &str,
+    ) -> Result<(), Step> {
+        let mut pc = self.db.conn().await?;
+        let conv =
+            repo::conversations::get(&mut pc.as_conn(), &cfg.tenant_id, conversation_id).await?;
+        drop(pc);
+        let Some(topic) = conv.and_then(|c| c.telegram_topic_id) else {
+            return Ok(());
+        };
+        match bot
+            .close_forum_topic(ChatId(cfg.group_chat_id), thread(topic))
+            .await
+        {
+            Ok(_) => {}
+            Err(e)
+                if is_thread_gone(&e)
+                    || e.to_string()
+                        .to_ascii_lowercase()
+                        .contains("topic_not_modified") => {}
+            Err(e) => return Err(Step::Api(e)),
+        }
+        let mut pc = self.db.conn().await?;
+        repo::conversations::set_topic_closed(
+            &mut pc.as_conn(),
+            &cfg.tenant_id,
+            conversation_id,
+            true,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+impl Deliver for TelegramDelivery {
+    async fn deliver(&self, item: &OutboxRow) -> Outcome {
+        match self.run(item).await {
+            Ok(()) => Outcome::Delivered,
+            Err(Step::Done(o)) => o,
+            Err(Step::Api(e)) => self.outcome_of(&e, item.attempts),
+        }
+    }
+}
+
+fn thread(id: i64) -> ThreadId {
+    ThreadId(MessageId(i32::try_from(id).unwrap_or(i32::MAX)))
+}
+
+fn short_id(id: &str) -> &str {
+    let n = id.len();
+    &id[n.saturating_sub(6)..]
+}
+
+/// `Visitor 3f2a1b · cv 9c0d11`: recognisable, and unique per conversation.
+pub fn topic_name(conversation_id: &str, visitor_id: &str) -> String {
+    format!(
+        "Visitor {} · cv {}",
+        short_id(visitor_id),
+        short_id(conversation_id)
+    )
+}
+
+fn opening_card(conv: &ConversationRow, visitor: Option<&crate::db::models::VisitorRow>) -> String {
+    let page = visitor
+        .and_then(|v| v.page_url.as_deref())
+        .unwrap_or("unknown");
+    let locale = visitor
+        .and_then(|v| v.locale.as_deref())
+        .unwrap_or("unknown");
+    format!(
+        "New conversation {}\nVisitor: {}\nPage: {page}\nLocale: {locale}\nIdentity: not verified\n\nReply in this topic to answer the visitor.",
+        conv.id, conv.visitor_id
+    )
+}

@@ -1,0 +1,183 @@
+//! The Telegram bridge: a tenant's bot and forum group, a topic per conversation,
+//! delivery of visitor messages (an outbox [`Deliver`](crate::outbox::worker::Deliver)
+//! implementation) and the webhook that brings agents' answers back.
+
+pub mod delivery;
+pub mod setup;
+pub mod webhook;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use teloxide::{Bot, RequestError};
+
+use crate::config::TelegramSettings;
+use crate::crypto::MasterKey;
+use crate::db::models::TelegramConfigRow;
+use crate::error::{Error, ErrorCode, Result};
+use crate::outbox::Outcome;
+
+/// Field names the sealed secrets are bound to.
+pub const FIELD_BOT_TOKEN: &str = "telegram.bot_token";
+/// Field name of the sealed webhook secret.
+pub const FIELD_WEBHOOK_SECRET: &str = "telegram.webhook_secret";
+
+/// Builds (and caches) one teloxide [`Bot`] per tenant, pointed at the configured
+/// Bot API URL.
+pub struct Bots {
+    api_url: reqwest::Url,
+    client: reqwest::Client,
+    key: Arc<MasterKey>,
+    cache: Mutex<HashMap<String, (String, Bot)>>,
+}
+
+impl Bots {
+    /// Bots for `settings.api_url`, decrypting tokens with `key`.
+    pub fn new(settings: &TelegramSettings, key: Arc<MasterKey>) -> Result<Self> {
+        let api_url = reqwest::Url::parse(&settings.api_url).map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidConfig,
+                format!("invalid setting `telegram.api_url`: {e}"),
+            )
+        })?;
+        let client = teloxide::net::default_reqwest_settings()
+            .timeout(Duration::from_secs(settings.request_timeout_secs.max(1)))
+            .build()
+            .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("telegram client: {e}")))?;
+        Ok(Bots {
+            api_url,
+            client,
+            key,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &Arc<MasterKey> {
+        &self.key
+    }
+
+    /// A bot for a plaintext token (setup, before anything is stored).
+    pub fn for_token(&self, token: &str) -> Bot {
+        Bot::with_client(token, self.client.clone()).set_api_url(self.api_url.clone())
+    }
+
+    /// The tenant's bot; the token is decrypted once per stored ciphertext.
+    pub fn for_tenant(&self, cfg: &TelegramConfigRow) -> Result<Bot> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((enc, bot)) = cache.get(&cfg.tenant_id)
+            && *enc == cfg.bot_token_enc
+        {
+            return Ok(bot.clone());
+        }
+        let token = self
+            .key
+            .open(&cfg.tenant_id, FIELD_BOT_TOKEN, &cfg.bot_token_enc)?;
+        let bot = self.for_token(&token);
+        cache.insert(
+            cfg.tenant_id.clone(),
+            (cfg.bot_token_enc.clone(), bot.clone()),
+        );
+        Ok(bot)
+    }
+}
+
+/// What a Bot API error means for a delivery.
+pub fn classify(err: &RequestError, retry_after_cap: Duration, backoff: Duration) -> Outcome {
+    match err {
+        RequestError::RetryAfter(secs) => Outcome::Retry {
+            after: secs
+                .duration()
+                .min(retry_after_cap)
+                .max(Duration::from_secs(1)),
+            error: format!("429 Too Many Requests: retry after {}", secs.seconds()),
+            counts: false,
+        },
+        RequestError::Api(api) => {
+            let text = api.to_string();
+            if is_permanent(&text) {
+                Outcome::Dead { error: text }
+            } else {
+                Outcome::Retry {
+                    after: backoff,
+                    error: text,
+                    counts: true,
+                }
+            }
+        }
+        RequestError::MigrateToChatId(id) => Outcome::Dead {
+            error: format!(
+                "the group became supergroup {id}; connect Telegram again with the new id"
+            ),
+        },
+        RequestError::Network(e) => Outcome::Retry {
+            after: backoff,
+            error: if e.is_timeout() {
+                "request timed out".into()
+            } else {
+                "network error".into()
+            },
+            counts: true,
+        },
+        RequestError::InvalidJson { .. } => Outcome::Retry {
+            after: backoff,
+            error: "unreadable answer from Telegram".into(),
+            counts: true,
+        },
+        RequestError::Io(_) => Outcome::Retry {
+            after: backoff,
+            error: "I/O error".into(),
+            counts: true,
+        },
+    }
+}
+
+/// 400/401/403-class answers: retrying cannot help.
+fn is_permanent(description: &str) -> bool {
+    let d = description.to_ascii_lowercase();
+    d.starts_with("bad request")
+        || d.starts_with("forbidden")
+        || d.starts_with("unauthorized")
+        || d.contains("not found")
+        || d.contains("bot was kicked")
+        || d.contains("bot was blocked")
+        || d.contains("not enough rights")
+}
+
+/// Whether an error says the forum topic no longer exists.
+pub fn is_thread_gone(err: &RequestError) -> bool {
+    match err {
+        RequestError::Api(api) => {
+            let d = api.to_string().to_ascii_lowercase();
+            d.contains("thread not found")
+                || d.contains("topic_deleted")
+                || d.contains("topic deleted")
+                || d.contains("topic_id_invalid")
+        }
+        _ => false,
+    }
+}
+
+/// Whether an error says the bot may not create topics.
+pub fn is_no_topic_rights(err: &RequestError) -> bool {
+    match err {
+        RequestError::Api(api) => {
+            let d = api.to_string().to_ascii_lowercase();
+            d.contains("not enough rights")
+                || d.contains("not a forum")
+                || d.contains("chat_not_modified")
+        }
+        _ => false,
+    }
+}
+
+/// Show a bot token as `123456:***`.
+pub fn redact_token(token: &str) -> String {
+    match token.split_once(':') {
+        Some((id, _)) => format!("{id}:***"),
+        None => "***".into(),
+    }
+}

@@ -1,0 +1,198 @@
+//! Connecting a tenant's bot and forum group: validate with the Bot API, register
+//! the webhook with a fresh secret, store the secrets sealed.
+
+use serde::Serialize;
+use teloxide::{
+    prelude::Requester,
+    types::{AllowedUpdate, ChatFullInfoKind, ChatFullInfoPublicKind, ChatId, ChatMemberKind},
+};
+use utoipa::ToSchema;
+
+use super::{Bots, FIELD_BOT_TOKEN, FIELD_WEBHOOK_SECRET, redact_token};
+use crate::db::{Db, models::TelegramConfigRow, repo};
+use crate::domain::{now_ms, random_base62};
+use crate::error::{Error, ErrorCode, Result};
+use crate::tenancy::Tenant;
+
+/// A tenant's Telegram connection as shown to people (secrets redacted).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TelegramStatus {
+    /// The bot's user id.
+    pub bot_id: i64,
+    /// The bot's username.
+    pub bot_username: String,
+    /// `123456:***`.
+    pub bot_token: String,
+    /// The forum supergroup.
+    pub group_chat_id: i64,
+    /// Topic used when the bot may not create topics.
+    pub default_topic_id: Option<i64>,
+    /// Whether the bot may create topics.
+    pub can_manage_topics: bool,
+    /// Delivery and webhook on.
+    pub enabled: bool,
+    /// Where Telegram sends updates.
+    pub webhook_url: String,
+}
+
+/// The webhook URL of a tenant.
+pub fn webhook_url(public_url: &str, slug: &str) -> String {
+    format!(
+        "{}/v1/telegram/webhook/{slug}",
+        public_url.trim_end_matches('/')
+    )
+}
+
+/// Status of a stored connection.
+pub fn status(
+    bots: &Bots,
+    cfg: &TelegramConfigRow,
+    public_url: &str,
+    slug: &str,
+) -> TelegramStatus {
+    let token = bots
+        .key()
+        .open(&cfg.tenant_id, FIELD_BOT_TOKEN, &cfg.bot_token_enc)
+        .map(|t| redact_token(&t))
+        .unwrap_or_else(|_| "(cannot decrypt)".into());
+    TelegramStatus {
+        bot_id: cfg.bot_id,
+        bot_username: cfg.bot_username.clone(),
+        bot_token: token,
+        group_chat_id: cfg.group_chat_id,
+        default_topic_id: cfg.default_topic_id,
+        can_manage_topics: cfg.can_manage_topics,
+        enabled: cfg.enabled,
+        webhook_url: webhook_url(public_url, slug),
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> Error {
+    Error::validation(field, message)
+}
+
+/// Validate the bot and group with Telegram, register the webhook, store the connection.
+pub async fn connect(
+    db: &Db,
+    bots: &Bots,
+    tenant: &Tenant,
+    public_url: &str,
+    bot_token: &str,
+    group_chat_id: i64,
+    default_topic_id: Option<i64>,
+) -> Result<TelegramStatus> {
+    let bot_token = bot_token.trim();
+    let (id_part, secret_part) = bot_token.split_once(':').unwrap_or(("", ""));
+    if id_part.is_empty() || !id_part.bytes().all(|b| b.is_ascii_digit()) || secret_part.len() < 10
+    {
+        return Err(invalid(
+            "bot_token",
+            "bot_token must look like 123456:ABC-DEF… (from @BotFather)",
+        ));
+    }
+    let bot = bots.for_token(bot_token);
+    let me = bot.get_me().await.map_err(|e| {
+        invalid(
+            "bot_token",
+            format!("Telegram refused the bot token: {}", short(&e)),
+        )
+    })?;
+    let chat = bot.get_chat(ChatId(group_chat_id)).await.map_err(|e| {
+        invalid(
+            "group_chat_id",
+            format!("the bot cannot see group {group_chat_id}: {}", short(&e)),
+        )
+    })?;
+    let is_forum = match &chat.kind {
+        ChatFullInfoKind::Public(p) => {
+            matches!(&p.kind, ChatFullInfoPublicKind::Supergroup(s) if s.is_forum)
+        }
+        _ => false,
+    };
+    if !is_forum {
+        return Err(invalid(
+            "group_chat_id",
+            "the group is not a forum: enable Topics in the group settings",
+        ));
+    }
+    let member = bot
+        .get_chat_member(ChatId(group_chat_id), me.id)
+        .await
+        .map_err(|e| {
+            invalid(
+                "group_chat_id",
+                format!("cannot read the bot's rights in the group: {}", short(&e)),
+            )
+        })?;
+    let can_manage_topics = match &member.kind {
+        ChatMemberKind::Owner(_) => true,
+        ChatMemberKind::Administrator(a) => a.can_manage_topics,
+        _ => false,
+    };
+    if !member.kind.is_present() {
+        return Err(invalid(
+            "group_chat_id",
+            "the bot is not a member of the group",
+        ));
+    }
+    if !can_manage_topics && default_topic_id.is_none() {
+        return Err(invalid(
+            "default_topic_id",
+            "the bot may not create topics: make it an admin with Manage Topics, or give a default_topic_id",
+        ));
+    }
+    let secret = random_base62(48);
+    let url = webhook_url(public_url, &tenant.slug);
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("webhook url {url}: {e}")))?;
+    {
+        use teloxide::payloads::SetWebhookSetters;
+        bot.set_webhook(parsed)
+            .secret_token(secret.clone())
+            .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::EditedMessage])
+            .await
+            .map_err(|e| invalid("bot_token", format!("setWebhook failed: {}", short(&e))))?;
+    }
+    let now = now_ms();
+    let row = TelegramConfigRow {
+        tenant_id: tenant.id.clone(),
+        bot_token_enc: bots.key().seal(&tenant.id, FIELD_BOT_TOKEN, bot_token)?,
+        webhook_secret_enc: bots.key().seal(&tenant.id, FIELD_WEBHOOK_SECRET, &secret)?,
+        bot_id: i64::try_from(me.id.0).unwrap_or(i64::MAX),
+        bot_username: me.username.clone().unwrap_or_default(),
+        group_chat_id,
+        default_topic_id,
+        can_manage_topics,
+        enabled: true,
+        created_at: now,
+        updated_at: now,
+    };
+    let mut pc = db.conn().await?;
+    repo::telegram::upsert(&mut pc.as_conn(), &row).await?;
+    Ok(status(bots, &row, public_url, &tenant.slug))
+}
+
+/// Remove the connection and the webhook (the webhook removal is best effort).
+pub async fn disconnect(db: &Db, bots: &Bots, tenant: &Tenant) -> Result<()> {
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    let cfg = repo::telegram::get(&mut conn, &tenant.id)
+        .await?
+        .ok_or_else(|| Error::not_found("telegram connection"))?;
+    if let Ok(bot) = bots.for_tenant(&cfg)
+        && let Err(e) = bot.delete_webhook().await
+    {
+        tracing::warn!(tenant = %tenant.id, error = %short(&e), "deleteWebhook failed");
+    }
+    repo::telegram::delete(&mut conn, &tenant.id).await?;
+    Ok(())
+}
+
+/// An error's text without anything secret (teloxide errors never carry the token,
+/// but network errors can carry the request URL, which does).
+pub fn short(e: &teloxide::RequestError) -> String {
+    match e {
+        teloxide::RequestError::Network(_) => "network error".into(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,196 @@
+//! `POST /v1/telegram/webhook/{tenant_slug}`: agents' answers from the forum topics.
+//!
+//! The secret header is compared in constant time; updates are deduplicated by
+//! `(tenant, update_id)` in the same transaction that stores the message, so a 2xx is
+//! only ever sent after commit and a retried update is stored once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use subtle::ConstantTimeEq;
+use teloxide::types::{Message, Update, UpdateKind};
+
+use super::FIELD_WEBHOOK_SECRET;
+use crate::chat::{Chat, insert_message};
+use crate::crypto::MasterKey;
+use crate::db::{Db, models::MessageRow, repo};
+use crate::domain::{new_id, now_ms};
+use crate::error::{Error, ErrorCode, Result};
+use crate::transaction;
+
+/// Webhook outcomes, for metrics.
+#[derive(Debug, Default)]
+pub struct WebhookCounters {
+    /// Stored (or edited) an agent message.
+    pub ok: AtomicU64,
+    /// Unknown tenant, missing or wrong secret.
+    pub unauthorized: AtomicU64,
+    /// An update id seen before.
+    pub duplicate: AtomicU64,
+    /// Acknowledged and ignored (service messages, other chats, the bot itself…).
+    pub ignored: AtomicU64,
+    /// Not a Telegram update.
+    pub parse_error: AtomicU64,
+    /// Over the per-tenant rate.
+    pub rate_limited: AtomicU64,
+}
+
+impl WebhookCounters {
+    /// `(outcome, count)` pairs.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("ok", self.ok.load(Ordering::Relaxed)),
+            ("unauthorized", self.unauthorized.load(Ordering::Relaxed)),
+            ("duplicate", self.duplicate.load(Ordering::Relaxed)),
+            ("ignored", self.ignored.load(Ordering::Relaxed)),
+            ("parse_error", self.parse_error.load(Ordering::Relaxed)),
+            ("rate_limited", self.rate_limited.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+/// What happened to an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Stored a new agent message.
+    Stored,
+    /// Applied an edit.
+    Edited,
+    /// Seen before.
+    Duplicate,
+    /// Nothing to do.
+    Ignored,
+}
+
+enum Effect {
+    New(MessageRow),
+    Edit(MessageRow),
+    Nothing,
+}
+
+/// Handle one webhook request. `Err` with `unauthorized` for a bad tenant/secret,
+/// `invalid_json` for a body that is not an update; database trouble is an error too
+/// (Telegram then retries).
+pub async fn handle(
+    db: &Db,
+    chat: &Chat,
+    key: &MasterKey,
+    counters: &WebhookCounters,
+    slug: &str,
+    secret: Option<&str>,
+    body: &[u8],
+) -> Result<Handled> {
+    let unauthorized = || {
+        counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+        Error::unauthorized("unknown tenant or wrong secret")
+    };
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    let tenant = repo::tenants::by_slug(&mut conn, slug)
+        .await?
+        .ok_or_else(unauthorized)?;
+    let cfg = repo::telegram::get(&mut conn, &tenant.id)
+        .await?
+        .ok_or_else(unauthorized)?;
+    let expected = key
+        .open(&tenant.id, FIELD_WEBHOOK_SECRET, &cfg.webhook_secret_enc)
+        .map_err(|_| unauthorized())?;
+    let presented = secret.ok_or_else(unauthorized)?;
+    if !bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) {
+        return Err(unauthorized());
+    }
+    let update: Update = serde_json::from_slice(body).map_err(|_| {
+        counters.parse_error.fetch_add(1, Ordering::Relaxed);
+        Error::new(ErrorCode::InvalidJson, "not a Telegram update")
+    })?;
+    if !cfg.enabled {
+        counters.ignored.fetch_add(1, Ordering::Relaxed);
+        return Ok(Handled::Ignored);
+    }
+    let update_id = i64::from(update.id.0);
+    let now = now_ms();
+    let tenant_id = tenant.id.clone();
+    let effect = transaction!(&mut conn, |tx| {
+        if !repo::telegram::record_update(tx, &tenant_id, update_id, now).await? {
+            return Ok(None);
+        }
+        let (msg, edited) = match &update.kind {
+            UpdateKind::Message(m) => (m, false),
+            UpdateKind::EditedMessage(m) => (m, true),
+            _ => return Ok(Some(Effect::Nothing)),
+        };
+        let Some((topic, text, author)) = agent_text(msg, cfg.group_chat_id, cfg.bot_id) else {
+            return Ok(Some(Effect::Nothing));
+        };
+        let Some(conv) = repo::conversations::by_topic(tx, &tenant_id, topic).await? else {
+            return Ok(Some(Effect::Nothing));
+        };
+        let telegram_id = i64::from(msg.id.0);
+        if edited {
+            let row = repo::messages::edit_by_telegram_id(
+                tx,
+                &tenant_id,
+                &conv.id,
+                telegram_id,
+                &text,
+                now,
+            )
+            .await?;
+            return Ok(Some(row.map_or(Effect::Nothing, Effect::Edit)));
+        }
+        if conv.status != "open" {
+            return Ok(Some(Effect::Nothing));
+        }
+        let row = MessageRow {
+            id: new_id("msg"),
+            tenant_id: tenant_id.clone(),
+            conversation_id: conv.id.clone(),
+            seq: 0,
+            direction: "outbound".into(),
+            author: Some(author),
+            body: text,
+            client_msg_id: Some(format!("tg_{telegram_id}")),
+            created_at: now,
+            edited_at: None,
+            telegram_message_id: Some(telegram_id),
+        };
+        Ok(Some(Effect::New(insert_message(tx, row, now).await?)))
+    })?;
+    Ok(match effect {
+        None => {
+            counters.duplicate.fetch_add(1, Ordering::Relaxed);
+            Handled::Duplicate
+        }
+        Some(Effect::New(row)) => {
+            counters.ok.fetch_add(1, Ordering::Relaxed);
+            chat.publish_message(row);
+            Handled::Stored
+        }
+        Some(Effect::Edit(row)) => {
+            counters.ok.fetch_add(1, Ordering::Relaxed);
+            chat.publish_edit(row);
+            Handled::Edited
+        }
+        Some(Effect::Nothing) => {
+            counters.ignored.fetch_add(1, Ordering::Relaxed);
+            Handled::Ignored
+        }
+    })
+}
+
+/// `(topic, text, author)` of a human's text message in a topic of the tenant's group.
+fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64) -> Option<(i64, String, String)> {
+    if msg.chat.id.0 != group_chat_id {
+        return None;
+    }
+    let from = msg.from.as_ref()?;
+    if from.is_bot || i64::try_from(from.id.0).ok() == Some(bot_id) {
+        return None;
+    }
+    let text = msg.text()?.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let topic = msg.thread_id.map(|t| i64::from(t.0.0))?;
+    let text: String = text.chars().take(crate::chat::MAX_TEXT_CHARS).collect();
+    Some((topic, text, from.full_name()))
+}
