@@ -421,3 +421,94 @@ pub async fn send_json(ws: &mut Ws, v: Value) {
 pub fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("<no code>")
 }
+
+/// A tenant connected to a fake Telegram: its bot, its forum group, its app.
+pub struct TelegramFixture {
+    pub app: TestApp,
+    pub fake: crate::fake_telegram::FakeTelegram,
+    pub tenant: TenantFixture,
+    pub token: String,
+    pub bot_id: u64,
+    pub group: i64,
+}
+
+/// Bot token of the n-th fake bot.
+pub fn bot_token(n: u64) -> String {
+    format!("{n}:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA{n}")
+}
+
+/// Register a bot and a forum group with the fake (bot is an admin that may manage topics).
+pub fn fake_bot_and_group(
+    fake: &crate::fake_telegram::FakeTelegram,
+    bot_id: u64,
+    group: i64,
+) -> String {
+    let token = bot_token(bot_id);
+    fake.add_bot(&token, bot_id, &format!("bot{bot_id}"));
+    fake.add_group(group, "Support", true);
+    fake.set_member(bot_id, group, "administrator", true);
+    token
+}
+
+/// Connect `tenant` to the fake through the admin API.
+pub async fn connect_telegram(
+    app: &TestApp,
+    tenant: &TenantFixture,
+    token: &str,
+    group: i64,
+) -> Value {
+    let (status, body) = app
+        .json(
+            Method::PUT,
+            "/v1/admin/telegram",
+            Some(&tenant.key),
+            Some(json!({"bot_token": token, "group_chat_id": group})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// An app talking to a fake Telegram, with tenant `acme` connected.
+pub async fn spawn_with_telegram(
+    backend: Backend,
+    tweak: impl FnOnce(&mut Settings),
+) -> TelegramFixture {
+    let fake = crate::fake_telegram::FakeTelegram::start().await;
+    let api_url = fake.api_url();
+    let app = spawn_app_with(backend, |s| {
+        s.telegram.api_url = api_url;
+        s.telegram.request_timeout_secs = 3;
+        tweak(s);
+    })
+    .await;
+    let tenant = app.tenant("acme").await;
+    let token = fake_bot_and_group(&fake, 111, -100111);
+    connect_telegram(&app, &tenant, &token, -100111).await;
+    TelegramFixture {
+        app,
+        fake,
+        tenant,
+        token,
+        bot_id: 111,
+        group: -100111,
+    }
+}
+
+/// Poll until `check` holds (or panic after `secs`).
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

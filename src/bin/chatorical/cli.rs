@@ -46,6 +46,8 @@ pub struct Global {
 pub enum Command {
     /// Run the HTTP API, the widget socket, the widget script and the demo page.
     Serve(cmd::serve::ServeArgs),
+    /// Deliver outbox items to Telegram (run any number beside `serve`).
+    Worker(cmd::worker::WorkerArgs),
     /// Apply pending database migrations.
     Migrate(cmd::migrate::MigrateArgs),
     /// Create, list and show tenants.
@@ -54,6 +56,12 @@ pub enum Command {
     /// Issue, list and revoke API keys.
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),
+    /// Connect a tenant's Telegram bot and forum group.
+    #[command(subcommand)]
+    Telegram(cmd::telegram::TelegramCommand),
+    /// Inspect and retry outbox items.
+    #[command(subcommand)]
+    Outbox(cmd::outbox::OutboxCommand),
     /// Check or print configuration.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),

@@ -35,7 +35,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = cli.global;
     match cli.command {
         Command::Serve(args) => cmd::serve::run(&g, args).await,
+        Command::Worker(args) => cmd::worker::run(&g, args).await,
         Command::Migrate(args) => cmd::migrate::run(&g, args).await,
+        Command::Telegram(c) => cmd::telegram::run(&g, c).await,
+        Command::Outbox(c) => cmd::outbox::run(&g, c).await,
         Command::Tenants(c) => cmd::tenants::run(&g, c).await,
         Command::Keys(c) => cmd::keys::run(&g, c).await,
         Command::Config(c) => cmd::config::run(&g, c),

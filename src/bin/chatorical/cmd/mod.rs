@@ -4,8 +4,11 @@ pub mod config;
 pub mod keys;
 pub mod man;
 pub mod migrate;
+pub mod outbox;
 pub mod serve;
+pub mod telegram;
 pub mod tenants;
+pub mod worker;
 
 use chatorical::config::{Loaded, Overrides, Settings};
 
@@ -39,5 +42,36 @@ fn quiet_filter(configured: &str) -> String {
         "warn".into()
     } else {
         configured.into()
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// The public URL operators' commands use for links (webhook URLs).
+pub fn public_url(settings: &Settings) -> String {
+    match &settings.server.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => format!("http://{}", settings.server.listen),
     }
 }

@@ -38,29 +38,7 @@ pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         eprintln!("chatorical is running on {url} (Ctrl-C to stop)");
     }
-    app.run_until_stopped(shutdown_signal()).await?;
+    app.run_until_stopped(super::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down");
 }

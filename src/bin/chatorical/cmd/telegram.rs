@@ -1,0 +1,127 @@
+//! `chatorical telegram setup|status|disconnect`.
+
+use std::{io::Read, path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::Subcommand;
+
+use chatorical::{
+    app::load_master_key,
+    db::repo,
+    error::Error,
+    telegram::{Bots, setup},
+    tenancy,
+};
+
+use crate::cli::Global;
+use crate::output;
+
+/// Telegram commands.
+#[derive(Debug, Subcommand)]
+pub enum TelegramCommand {
+    /// Connect a tenant's bot and forum group (validates with Telegram, registers the webhook).
+    Setup {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// File holding the bot token (`-` reads standard input); never pass it as an argument.
+        #[arg(long, value_name = "FILE")]
+        bot_token_file: PathBuf,
+        /// The forum supergroup's chat id (e.g. -1001234567890).
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+        group: i64,
+        /// Topic to use when the bot may not create topics.
+        #[arg(long, value_name = "ID")]
+        default_topic: Option<i64>,
+    },
+    /// Show a tenant's Telegram connection (token redacted).
+    Status {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Disconnect (deleteWebhook and forget the bot).
+    Disconnect {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+/// Run a telegram command.
+pub async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<ExitCode> {
+    let (settings, db) = super::open(g).await?;
+    let bots = Bots::new(&settings.telegram, Arc::new(load_master_key(&settings)?))?;
+    let public_url = super::public_url(&settings);
+    match cmd {
+        TelegramCommand::Setup {
+            tenant,
+            bot_token_file,
+            group,
+            default_topic,
+        } => {
+            let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
+            let token = if bot_token_file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s)?;
+                s
+            } else {
+                std::fs::read_to_string(&bot_token_file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", bot_token_file.display()))?
+            };
+            let status = setup::connect(
+                &db,
+                &bots,
+                &tenant,
+                &public_url,
+                token.trim(),
+                group,
+                default_topic,
+            )
+            .await?;
+            print_status(g, &status)?;
+        }
+        TelegramCommand::Status { tenant } => {
+            let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
+            let mut pc = db.conn().await?;
+            let cfg = repo::telegram::get(&mut pc.as_conn(), &tenant.id)
+                .await?
+                .ok_or_else(|| Error::not_found("telegram connection"))?;
+            print_status(g, &setup::status(&bots, &cfg, &public_url, &tenant.slug))?;
+        }
+        TelegramCommand::Disconnect { tenant } => {
+            let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
+            setup::disconnect(&db, &bots, &tenant).await?;
+            if g.json {
+                output::json(&serde_json::json!({ "disconnected": true }))?;
+            } else {
+                println!("Telegram disconnected for {}", tenant.slug);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_status(g: &Global, s: &setup::TelegramStatus) -> anyhow::Result<()> {
+    if g.json {
+        return output::json(s);
+    }
+    let mut t = output::table(&["field", "value"]);
+    t.add_row(vec![
+        "bot".to_string(),
+        format!("@{} ({})", s.bot_username, s.bot_id),
+    ]);
+    t.add_row(vec!["bot token".to_string(), s.bot_token.clone()]);
+    t.add_row(vec!["group".to_string(), s.group_chat_id.to_string()]);
+    t.add_row(vec![
+        "default topic".to_string(),
+        s.default_topic_id.map_or("-".into(), |t| t.to_string()),
+    ]);
+    t.add_row(vec![
+        "can manage topics".to_string(),
+        s.can_manage_topics.to_string(),
+    ]);
+    t.add_row(vec!["enabled".to_string(), s.enabled.to_string()]);
+    t.add_row(vec!["webhook".to_string(), s.webhook_url.clone()]);
+    println!("{t}");
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! `chatorical worker`: outbox workers without the HTTP server.
+
+use std::{process::ExitCode, sync::Arc};
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use chatorical::{
+    app::load_master_key,
+    outbox::{Wakeup, worker::Worker},
+    telegram::{Bots, delivery::TelegramDelivery},
+};
+
+use crate::cli::Global;
+
+/// Arguments of `worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Workers to run in this process.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+}
+
+/// Deliver outbox items until SIGTERM; then finish or release what is in flight.
+pub async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let loaded = super::load(g, None)?;
+    let settings = loaded.settings;
+    chatorical::telemetry::init(settings.log.format, &settings.log.filter);
+    let db = chatorical::app::open_database(&settings).await?;
+    let key = Arc::new(load_master_key(&settings)?);
+    let bots = Arc::new(Bots::new(&settings.telegram, key)?);
+    let shutdown = CancellationToken::new();
+    let url = settings.database_url()?;
+    let wake = Wakeup::default();
+    let mut handles = Vec::new();
+    for _ in 0..args.workers.max(1) {
+        let delivery = Arc::new(TelegramDelivery::new(
+            db.clone(),
+            bots.clone(),
+            settings.worker.clone(),
+        ));
+        let worker = Arc::new(Worker::new(
+            db.clone(),
+            settings.worker.clone(),
+            delivery,
+            wake.clone(),
+            &url,
+        ));
+        handles.push(tokio::spawn(worker.run(shutdown.clone())));
+    }
+    eprintln!(
+        "chatorical worker running ({} worker(s); Ctrl-C to stop)",
+        handles.len()
+    );
+    super::shutdown_signal().await;
+    shutdown.cancel();
+    for h in handles {
+        let _ = h.await;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,495 @@
+//! The Telegram bridge against a fake Bot API: setup, a topic per conversation,
+//! retries, dead letters, and agents' answers back to the visitor.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chatorical::{
+    outbox::{Wakeup, worker::Worker},
+    telegram::delivery::TelegramDelivery,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::fake_telegram::{Failure, topic_text_update};
+use crate::helpers::{
+    Backend, TelegramFixture, code, connect_telegram, eventually, fake_bot_and_group, next_of,
+    spawn_with_telegram,
+};
+use crate::on_both_backends;
+
+on_both_backends!(
+    setup_validates_the_bot_and_registers_the_webhook,
+    visitor_message_opens_a_topic_and_agent_reply_reaches_the_socket,
+    two_workers_and_a_hundred_conversations_make_a_hundred_topics,
+    retry_after_pauses_only_that_chat_and_keeps_order,
+    forbidden_is_dead_lettered_and_can_be_retried,
+    server_error_is_retried_then_delivered,
+    deleted_topic_is_recreated,
+    closing_the_conversation_closes_the_topic,
+    sealed_token_moved_to_another_tenant_is_refused,
+);
+
+async fn setup_validates_the_bot_and_registers_the_webhook(b: Backend) {
+    let t = spawn_with_telegram(b, |_| {}).await;
+    let hook = t.fake.webhook(&t.token).expect("webhook registered");
+    assert_eq!(hook.url, format!("{}/v1/telegram/webhook/acme", t.app.base));
+    let secret = hook.secret_token.expect("secret token");
+    assert!(
+        secret.len() >= 32
+            && secret
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    );
+    assert_eq!(
+        hook.allowed_updates,
+        Some(vec!["message".to_string(), "edited_message".to_string()])
+    );
+    let (status, shown) = t
+        .app
+        .json(Method::GET, "/v1/admin/telegram", Some(&t.tenant.key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["bot_token"], "111:***");
+    assert_eq!(shown["group_chat_id"], t.group);
+    assert_eq!(shown["can_manage_topics"], true);
+    assert!(!shown.to_string().contains(&t.token), "token never shown");
+    assert!(!shown.to_string().contains(&secret), "secret never shown");
+
+    // Wrong token, non-forum group, bot without rights and no default topic: refused.
+    let other = t.app.tenant("other").await;
+    let (status, body) = t
+        .app
+        .json(
+            Method::PUT,
+            "/v1/admin/telegram",
+            Some(&other.key),
+            Some(json!({"bot_token": "999:BBBBBBBBBBBBBBBBBBBB", "group_chat_id": t.group})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        "{body}"
+    );
+    assert_eq!(body["error"]["details"]["field"], "bot_token");
+    let token2 = fake_bot_and_group(&t.fake, 222, -100222);
+    t.fake.add_group(-100223, "Plain group", false);
+    t.fake.set_member(222, -100223, "administrator", true);
+    let (_, body) = t
+        .app
+        .json(
+            Method::PUT,
+            "/v1/admin/telegram",
+            Some(&other.key),
+            Some(json!({"bot_token": token2, "group_chat_id": -100223})),
+        )
+        .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a forum"),
+        "{body}"
+    );
+    t.fake.set_member(222, -100222, "member", false);
+    let (_, body) = t
+        .app
+        .json(
+            Method::PUT,
+            "/v1/admin/telegram",
+            Some(&other.key),
+            Some(json!({"bot_token": token2, "group_chat_id": -100222})),
+        )
+        .await;
+    assert_eq!(
+        body["error"]["details"]["field"], "default_topic_id",
+        "{body}"
+    );
+    let (status, _) = t
+        .app
+        .json(Method::GET, "/v1/admin/telegram", Some(&other.key), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nothing stored for the refused tenant"
+    );
+    // Disconnect removes the webhook.
+    let (status, _) = t
+        .app
+        .json(
+            Method::DELETE,
+            "/v1/admin/telegram",
+            Some(&t.tenant.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(t.fake.webhook(&t.token).is_none_or(|h| h.url.is_empty()));
+}
+
+async fn visitor_message_opens_a_topic_and_agent_reply_reaches_the_socket(b: Backend) {
+    let t = spawn_with_telegram(b, |_| {}).await;
+    let v = t.app.visitor(&t.tenant).await;
+    let mut ws = t
+        .app
+        .ws(&v.ws_token, Some(&t.tenant.origin))
+        .await
+        .expect("socket");
+    next_of(&mut ws, "hello").await;
+    t.app.send(&v, "m1", "Where is my order?").await;
+    let sent = t
+        .fake
+        .wait_for_calls("sendmessage", 2, Duration::from_secs(10))
+        .await;
+    let topics = t.fake.calls_of("createforumtopic");
+    assert_eq!(topics.len(), 1);
+    let thread = sent[1].thread_id().expect("into the topic");
+    assert_eq!(
+        sent[0].thread_id(),
+        Some(thread),
+        "the opening card goes into the topic too"
+    );
+    assert!(
+        sent[0].text().unwrap_or("").contains(&v.conversation_id),
+        "card names the conversation"
+    );
+    assert_eq!(sent[1].text(), Some("Where is my order?"));
+
+    // An agent answers in the topic: the visitor's socket gets it.
+    let hook = t.fake.webhook(&t.token).expect("webhook");
+    let update = topic_text_update(1, t.group, thread, 9001, 555, "Ana", "It ships today.");
+    let status = t
+        .fake
+        .deliver_update(&t.token, &update)
+        .await
+        .expect("delivered");
+    assert_eq!(status, StatusCode::OK, "{}", hook.url);
+    let frame = next_of(&mut ws, "message").await;
+    let frame = if frame["message"]["direction"] == "inbound" {
+        next_of(&mut ws, "message").await
+    } else {
+        frame
+    };
+    assert_eq!(frame["message"]["text"], "It ships today.");
+    assert_eq!(frame["message"]["author"], "Ana");
+    assert_eq!(frame["message"]["direction"], "outbound");
+
+    // The next visitor message reuses the topic.
+    t.app.send(&v, "m2", "Thanks!").await;
+    let sent = t
+        .fake
+        .wait_for_calls("sendmessage", 3, Duration::from_secs(10))
+        .await;
+    assert_eq!(sent[2].thread_id(), Some(thread));
+    assert_eq!(t.fake.calls_of("createforumtopic").len(), 1);
+}
+
+async fn two_workers_and_a_hundred_conversations_make_a_hundred_topics(b: Backend) {
+    let t = spawn_with_telegram(b, |_| {}).await;
+    // A second worker beside the one inside `serve`.
+    let state = &t.app.state;
+    let delivery = Arc::new(TelegramDelivery::new(
+        state.db.clone(),
+        state.bots.clone(),
+        state.settings.worker.clone(),
+    ));
+    let url = state.settings.database_url().expect("url");
+    let second = Arc::new(Worker::new(
+        state.db.clone(),
+        state.settings.worker.clone(),
+        delivery,
+        Wakeup::default(),
+        &url,
+    ));
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(second.run(stop.clone()));
+
+    let visitors = futures_util::future::join_all((0..100).map(|_| t.app.visitor(&t.tenant))).await;
+    let sends = visitors.iter().enumerate().map(|(i, v)| {
+        let app = &t.app;
+        async move { app.send(v, "first", &format!("hello {i}")).await }
+    });
+    futures_util::future::join_all(sends).await;
+    // 100 cards + 100 messages.
+    t.fake
+        .wait_for_calls("sendmessage", 200, Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        t.fake.calls_of("createforumtopic").len(),
+        100,
+        "exactly one topic per conversation"
+    );
+    let mut texts: BTreeMap<String, usize> = BTreeMap::new();
+    for c in t.fake.calls_of("sendmessage") {
+        if let Some(text) = c.text().filter(|x| x.starts_with("hello ")) {
+            *texts.entry(text.to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(texts.len(), 100);
+    assert!(texts.values().all(|n| *n == 1), "no duplicate sends");
+    stop.cancel();
+    let _ = handle.await;
+}
+
+async fn retry_after_pauses_only_that_chat_and_keeps_order(b: Backend) {
+    let t = spawn_with_telegram(b, |_| {}).await;
+    // A second tenant on another bot and group keeps flowing.
+    let other = t.app.tenant("other").await;
+    let token2 = fake_bot_and_group(&t.fake, 222, -100222);
+    connect_telegram(&t.app, &other, &token2, -100222).await;
+
+    let v = t.app.visitor(&t.tenant).await;
+    t.app.send(&v, "a0", "first").await;
+    t.fake
+        .wait_for_calls("sendmessage", 2, Duration::from_secs(10))
+        .await;
+    t.fake
+        .fail_next("sendmessage", Some(t.group), Failure::RetryAfter(2));
+    let throttled_at = Instant::now();
+    t.app.send(&v, "a1", "second").await;
+    t.app.send(&v, "a2", "third").await;
+    let w = t.app.visitor(&other).await;
+    t.app.send(&w, "b1", "other tenant").await;
+    let other_calls = t
+        .fake
+        .wait_for_calls("sendmessage", 5, Duration::from_secs(10))
+        .await;
+    let other_sent = other_calls
+        .iter()
+        .find(|c| c.text() == Some("other tenant"))
+        .expect("other tenant delivered");
+    assert!(
+        other_sent.at.duration_since(throttled_at) < Duration::from_millis(1500),
+        "other tenants are not held up"
+    );
+    let all = t
+        .fake
+        .wait_for_calls("sendmessage", 7, Duration::from_secs(15))
+        .await;
+    let acme: Vec<_> = all
+        .iter()
+        .filter(|c| c.chat_id() == Some(t.group))
+        .collect();
+    let refused = acme
+        .iter()
+        .position(|c| c.text() == Some("second"))
+        .expect("attempted");
+    for c in &acme[refused + 1..] {
+        assert!(
+            c.at.duration_since(acme[refused].at) >= Duration::from_secs(2),
+            "nothing to that chat during retry_after"
+        );
+    }
+    let order: Vec<&str> = acme
+        .iter()
+        .filter_map(|c| c.text())
+        .filter(|x| ["first", "second", "third"].contains(x))
+        .collect();
+    assert_eq!(
+        order,
+        vec!["first", "second", "second", "third"],
+        "order kept; the throttled one retried first"
+    );
+}
+
+async fn forbidden_is_dead_lettered_and_can_be_retried(b: Backend) {
+    let t = spawn_with_telegram(b, |_| {}).await;
+    let v = t.app.visitor(&t.tenant).await;
+    t.fake
+        .fail_always("sendmessage", Some(t.group), Failure::Forbidden);
+    t.app.send(&v, "x", "kicked?").await;
+    let app = &t.app;
+    let key = t.tenant.key.clone();
+    eventually(10, "dead letter", || {
+        let key = key.clone();
+        async move {
+            let (_, list) = app
+                .json(
+                    Method::GET,
+                    "/v1/admin/outbox?status=dead",
+                    Some(&key),
+                    None,
+                )
+                .await;
+            list["items"].as_array().is_some_and(|i| i.len() == 1)
+        }
+    })
+    .await;
+    let (_, list) = app
+        .json(
+            Method::GET,
+            "/v1/admin/outbox?status=dead",
+            Some(&key),
+            None,
+        )
+        .await;
+    let item = &list["items"][0];
+    assert!(
+        item["last_error"].as_str().unwrap_or("").contains("kicked"),
+        "{item}"
+    );
+    assert_eq!(item["attempts"], 1, "403 dead-letters at once");
+    assert_eq!(
+        item["payload"]["message_id"]
+            .as_str()
+            .map(|s| s.starts_with("msg_")),
+        Some(true)
+    );
+    t.fake.clear_failures();
+    let id = item["id"].as_str().expect("id");
+    let (status, retried) = app
+        .json(
+            Method::POST,
+            &format!("/v1/admin/outbox/{id}/retry"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{retried}");
+    eventually(10, "delivered after retry", || async {
+        t.fake
+            .calls_of("sendmessage")
+            .iter()
+            .any(|c| c.text() == Some("kicked?") && c.thread_id().is_some())
+            && t.fake
+                .sent_messages(t.group)
+                .iter()
+                .any(|m| m.text == "kicked?")
+    })
+    .await;
+}
+
+async fn server_error_is_retried_then_delivered(b: Backend) {
+    let t = spawn_with_telegram(b, |_| {}).await;
+    let v = t.app.visitor(&t.tenant).await;
+    t.app.send(&v, "x", "warm-up").await;
+    t.fake
+        .wait_for_calls("sendmessage", 2, Duration::from_secs(10))
+        .await;
+    t.fake
+        .fail_next("sendmessage", Some(t.group), Failure::ServerError);
+    t.app.send(&v, "y", "after a 500").await;
+    // teloxide itself waits 10 s after a 5xx before reporting it.
+    eventually(30, "delivered after the 500", || async {
+        t.fake
+            .sent_messages(t.group)
+            .iter()
+            .any(|m| m.text == "after a 500")
+    })
+    .await;
+    let attempts = t
+        .fake
+        .calls_of("sendmessage")
+        .iter()
+        .filter(|c| c.text() == Some("after a 500"))
+        .count();
+    assert_eq!(attempts, 2);
+}
+
+async fn deleted_topic_is_recreated(b: Backend) {
+    let t = spawn_with_telegram(b, |_| {}).await;
+    let v = t.app.visitor(&t.tenant).await;
+    t.app.send(&v, "1", "one").await;
+    let sent = t
+        .fake
+        .wait_for_calls("sendmessage", 2, Duration::from_secs(10))
+        .await;
+    let old = sent[1].thread_id().expect("thread");
+    t.fake.delete_thread(t.group, old);
+    t.app.send(&v, "2", "two").await;
+    eventually(10, "delivered into a new topic", || async {
+        t.fake
+            .sent_messages(t.group)
+            .iter()
+            .any(|m| m.text == "two" && m.thread_id.is_some_and(|th| th != old))
+    })
+    .await;
+    assert_eq!(t.fake.calls_of("createforumtopic").len(), 2);
+}
+
+async fn closing_the_conversation_closes_the_topic(b: Backend) {
+    let t = spawn_with_telegram(b, |_| {}).await;
+    let v = t.app.visitor(&t.tenant).await;
+    t.app.send(&v, "1", "bye soon").await;
+    let sent = t
+        .fake
+        .wait_for_calls("sendmessage", 2, Duration::from_secs(10))
+        .await;
+    let thread = sent[1].thread_id().expect("thread");
+    let (status, _) = t
+        .app
+        .json(
+            Method::POST,
+            &format!("/v1/admin/conversations/{}/close", v.conversation_id),
+            Some(&t.tenant.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let closes = t
+        .fake
+        .wait_for_calls("closeforumtopic", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(closes[0].thread_id(), Some(thread));
+    eventually(5, "topic closed", || async {
+        t.fake.topic(t.group, thread).is_some_and(|tp| tp.closed)
+    })
+    .await;
+}
+
+async fn sealed_token_moved_to_another_tenant_is_refused(b: Backend) {
+    let t: TelegramFixture = spawn_with_telegram(b, |_| {}).await;
+    let other = t.app.tenant("other").await;
+    let token2 = fake_bot_and_group(&t.fake, 222, -100222);
+    connect_telegram(&t.app, &other, &token2, -100222).await;
+    // Copy acme's sealed token into other's row.
+    let mut pc = t.app.state.db.conn().await.expect("conn");
+    let mut conn = pc.as_conn();
+    let acme = chatorical::db::repo::telegram::get(&mut conn, &t.tenant.id)
+        .await
+        .expect("q")
+        .expect("acme");
+    let mut victim = chatorical::db::repo::telegram::get(&mut conn, &other.id)
+        .await
+        .expect("q")
+        .expect("other");
+    victim.bot_token_enc = acme.bot_token_enc.clone();
+    chatorical::db::repo::telegram::upsert(&mut conn, &victim)
+        .await
+        .expect("upsert");
+    drop(pc);
+    let w = t.app.visitor(&other).await;
+    t.app
+        .send(&w, "x", "should not go out with acme's bot")
+        .await;
+    let app = &t.app;
+    eventually(10, "dead letter", || async {
+        let (_, list) = app
+            .json(
+                Method::GET,
+                "/v1/admin/outbox?status=dead",
+                Some(&other.key),
+                None,
+            )
+            .await;
+        list["items"].as_array().is_some_and(|i| i.len() == 1)
+    })
+    .await;
+    assert!(
+        t.fake
+            .calls()
+            .iter()
+            .all(|c| c.token != t.token || c.text() != Some("should not go out with acme's bot"))
+    );
+    let (_, shown) = app
+        .json(Method::GET, "/v1/admin/telegram", Some(&other.key), None)
+        .await;
+    assert_eq!(shown["bot_token"], "(cannot decrypt)");
+}
