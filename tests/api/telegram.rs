@@ -56,6 +56,7 @@ async fn setup_validates_the_bot_and_registers_the_webhook(b: Backend) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(shown["bot_token"], "111:***");
     assert_eq!(shown["group_chat_id"], t.group);
+    assert_eq!(shown["bot_id"], t.bot_id);
     assert_eq!(shown["can_manage_topics"], true);
     assert!(!shown.to_string().contains(&t.token), "token never shown");
     assert!(!shown.to_string().contains(&secret), "secret never shown");
