@@ -421,6 +421,10 @@
     var body = { widget_key: widgetKey };
     if (visitorToken) body.visitor_token = visitorToken; // resume the same visitor
     if (navigator.language) body.locale = navigator.language;
+    // Shown to agents on the topic's opening card; query and fragment stay private.
+    if (location.protocol === 'https:' || location.protocol === 'http:') {
+      body.page_url = location.origin + location.pathname;
+    }
     var s;
     try {
       s = await api('POST', '/v1/widget/session', body, false);

@@ -32,6 +32,7 @@ on_both_backends!(
     deleted_topic_is_recreated,
     closing_the_conversation_closes_the_topic,
     sealed_token_moved_to_another_tenant_is_refused,
+    validate_passes_for_a_connected_tenant_and_names_failures,
 );
 
 async fn setup_validates_the_bot_and_registers_the_webhook(b: Backend) {
@@ -493,4 +494,81 @@ async fn sealed_token_moved_to_another_tenant_is_refused(b: Backend) {
         .json(Method::GET, "/v1/admin/telegram", Some(&other.key), None)
         .await;
     assert_eq!(shown["bot_token"], "(cannot decrypt)");
+}
+
+async fn validate_passes_for_a_connected_tenant_and_names_failures(b: Backend) {
+    use chatorical::telegram::validate::validate;
+    let t = spawn_with_telegram(b, |_| {}).await;
+    let state = &t.app.state;
+    let tenant = chatorical::tenancy::tenant_by_slug(&state.db, "acme")
+        .await
+        .expect("tenant");
+    let checks = validate(
+        &state.db,
+        &state.bots,
+        &tenant,
+        &t.app.base,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
+    let names: Vec<&str> = checks.iter().map(|c| c.check.as_str()).collect();
+    for expected in [
+        "widget isolation",
+        "bot reachable",
+        "forum group",
+        "bot is group admin",
+        "webhook registered",
+        "webhook secret",
+        "round trip",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert!(
+        t.fake
+            .sent_messages(t.group)
+            .iter()
+            .any(|m| m.text.contains("chatorical check")),
+        "test message delivered"
+    );
+
+    // Break things: the bot loses its rights, the webhook points elsewhere, another tenant shares the origin.
+    t.fake.set_member(t.bot_id, t.group, "member", false);
+    let (status, _) = t
+        .app
+        .json(
+            Method::POST,
+            "/v1/admin/tenants",
+            Some(&t.app.platform_key),
+            Some(json!({"slug": "copycat", "name": "c", "allowed_origins": [t.tenant.origin]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let checks = validate(
+        &state.db,
+        &state.bots,
+        &tenant,
+        "http://127.0.0.1:9",
+        Duration::from_secs(2),
+    )
+    .await;
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.check.as_str())
+        .collect();
+    for expected in [
+        "widget isolation",
+        "bot is group admin",
+        "webhook registered",
+        "webhook secret",
+    ] {
+        assert!(
+            failed.contains(&expected),
+            "{expected} should fail: {checks:#?}"
+        );
+    }
 }

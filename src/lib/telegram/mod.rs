@@ -4,6 +4,7 @@
 
 pub mod delivery;
 pub mod setup;
+pub mod validate;
 pub mod webhook;
 
 use std::{

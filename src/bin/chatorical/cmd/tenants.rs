@@ -31,12 +31,56 @@ pub enum TenantsCommand {
         /// The tenant's slug.
         slug: String,
     },
+    /// Check a tenant end to end: bot, forum group, webhook, widget isolation, a test
+    /// message through the outbox (needs a running server or worker). Exit 1 on any failure.
+    Validate {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// Seconds to wait for the test message to be delivered.
+        #[arg(long, default_value_t = 20)]
+        wait: u64,
+    },
 }
 
 /// Run a tenant command.
 pub async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
-    let (_, db) = super::open(g).await?;
+    let (settings, db) = super::open(g).await?;
     match cmd {
+        TenantsCommand::Validate { tenant, wait } => {
+            let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
+            let key = std::sync::Arc::new(chatorical::app::load_master_key(&settings)?);
+            let bots = chatorical::telegram::Bots::new(&settings.telegram, key)?;
+            let checks = chatorical::telegram::validate::validate(
+                &db,
+                &bots,
+                &tenant,
+                &super::public_url(&settings),
+                std::time::Duration::from_secs(wait),
+            )
+            .await;
+            let all_ok = checks.iter().all(|c| c.ok);
+            if g.json {
+                output::json(
+                    &serde_json::json!({ "tenant": tenant.slug, "ok": all_ok, "checks": checks }),
+                )?;
+            } else {
+                let mut t = output::table(&["check", "result", "detail"]);
+                for c in &checks {
+                    t.add_row(vec![
+                        c.check.clone(),
+                        if c.ok { "pass".into() } else { "FAIL".into() },
+                        c.detail.clone(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            return Ok(if all_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
         TenantsCommand::Create {
             slug,
             name,
