@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::chat::Chat;
+use crate::cluster::Cluster;
 use crate::config::{DatabaseUrl, Settings};
 use crate::crypto::MasterKey;
 use crate::db::Db;
@@ -159,6 +160,7 @@ impl Application {
             .map_err(|e| Error::internal(e.to_string()))?;
         let public_url: Arc<str> = settings.public_url(addr).into();
         let signer = WsTokenSigner::new(&token_secret(&settings)?);
+        let cluster = Cluster::connect(&settings.redis)?;
         let hub: Arc<dyn Hub> = Arc::new(LocalHub::new());
         let wake = Wakeup::default();
         let chat = Chat::new(
@@ -176,6 +178,7 @@ impl Application {
             bots,
             wake,
             webhook: Arc::new(WebhookCounters::default()),
+            cluster: cluster.clone(),
             webhook_limits: Arc::new(Budgets::new()),
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),

@@ -75,6 +75,71 @@ pub struct Settings {
     pub worker: WorkerSettings,
     /// Secrets at rest.
     pub secrets: SecretsSettings,
+    /// Redis: fan-out, limits, counters and presence across nodes.
+    pub redis: RedisSettings,
+    /// Rate limits.
+    pub limits: LimitSettings,
+    /// Agent presence.
+    pub presence: PresenceSettings,
+}
+
+/// Redis settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://HOST:PORT/DB`; unset means everything stays in this process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// When Redis is unreachable, let rate-limited calls through (true) or refuse them (false).
+    pub limits_fail_open: bool,
+    /// Prefix of every Redis key and channel, to share one Redis between deployments.
+    pub key_prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: None,
+            limits_fail_open: true,
+            key_prefix: "chatorical".into(),
+        }
+    }
+}
+
+/// Rate limits (per minute unless named otherwise).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Widget sessions started per client IP per minute.
+    pub sessions_per_ip_per_min: u32,
+    /// Widget sessions started per tenant per minute.
+    pub sessions_per_tenant_per_min: u32,
+    /// Messages a visitor may send per minute.
+    pub messages_per_visitor_per_min: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            sessions_per_ip_per_min: 30,
+            sessions_per_tenant_per_min: 3000,
+            messages_per_visitor_per_min: 30,
+        }
+    }
+}
+
+/// Presence settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceSettings {
+    /// Agents count as online for this long after their last activity, in seconds.
+    pub window_secs: u64,
+}
+
+impl Default for PresenceSettings {
+    fn default() -> Self {
+        PresenceSettings { window_secs: 300 }
+    }
 }
 
 /// Telegram client settings.
@@ -393,6 +458,31 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "Messages per minute per group (Telegram allows about 20).",
     ),
     (
+        "redis.url",
+        "redis://HOST:PORT/DB; unset keeps fan-out, limits, counters and presence in this process.",
+    ),
+    (
+        "redis.limits_fail_open",
+        "When Redis is unreachable, let rate-limited calls through (true) or refuse them (false).",
+    ),
+    ("redis.key_prefix", "Prefix of every Redis key and channel."),
+    (
+        "limits.sessions_per_ip_per_min",
+        "Widget sessions started per client IP per minute.",
+    ),
+    (
+        "limits.sessions_per_tenant_per_min",
+        "Widget sessions started per tenant per minute.",
+    ),
+    (
+        "limits.messages_per_visitor_per_min",
+        "Messages a visitor may send per minute.",
+    ),
+    (
+        "presence.window_secs",
+        "Agents count as online this long after their last activity, in seconds.",
+    ),
+    (
         "secrets.master_key_file",
         "age identity file; unset: <data_dir>/master.key (embedded, created on first start) or /etc/chatorical/master.key.",
     ),
@@ -410,6 +500,7 @@ const OPTIONAL_KEYS: &[(&str, &str)] = &[
         "\"postgres://postgres@127.0.0.1:5432/chatorical\"",
     ),
     ("secrets.master_key_file", "\"/etc/chatorical/master.key\""),
+    ("redis.url", "\"redis://127.0.0.1:6379/0\""),
 ];
 
 /// Values set on the command line, the highest layer.
@@ -600,6 +691,20 @@ impl Settings {
         }
         if self.ws.token_ttl_secs == 0 || self.ws.idle_timeout_secs == 0 {
             return Err(config_error("ws.token_ttl_secs", "timers must be positive"));
+        }
+        if let Some(url) = &self.redis.url
+            && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
+        {
+            return Err(config_error(
+                "redis.url",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        if self.limits.sessions_per_ip_per_min == 0
+            || self.limits.sessions_per_tenant_per_min == 0
+            || self.limits.messages_per_visitor_per_min == 0
+        {
+            return Err(config_error("limits", "limits must be at least 1"));
         }
         if !(self.telegram.api_url.starts_with("http://")
             || self.telegram.api_url.starts_with("https://"))

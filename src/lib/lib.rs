@@ -24,6 +24,7 @@
 
 pub mod app;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -55,6 +55,8 @@ pub struct AppState {
     pub wake: crate::outbox::Wakeup,
     /// Telegram webhook outcomes.
     pub webhook: Arc<crate::telegram::webhook::WebhookCounters>,
+    /// The deployment's Redis, when configured.
+    pub cluster: Option<crate::cluster::Cluster>,
     /// Per-tenant webhook rate limits.
     pub webhook_limits: Arc<crate::outbox::budget::Budgets>,
     /// Effective settings.

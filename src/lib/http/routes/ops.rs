@@ -54,8 +54,14 @@ async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let db = tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping()).await;
-    let ok = matches!(db, Ok(Ok(())));
-    let checks = serde_json::json!({ "database": if ok { "ok" } else { "unavailable" } });
+    let db_ok = matches!(db, Ok(Ok(())));
+    let mut checks = serde_json::json!({ "database": if db_ok { "ok" } else { "unavailable" } });
+    let mut ok = db_ok;
+    if let Some(cluster) = &state.cluster {
+        let redis_ok = cluster.ping().await;
+        checks["redis"] = serde_json::json!(if redis_ok { "ok" } else { "unavailable" });
+        ok &= redis_ok;
+    }
     if ok {
         (
             StatusCode::OK,
