@@ -20,10 +20,13 @@ use crate::db::Db;
 use crate::domain::random_base62;
 use crate::error::{Error, ErrorCode, Result};
 use crate::http::{self, AppState, Metrics, OriginCache};
-use crate::outbox::{Wakeup, budget::Budgets, worker::Worker};
-use crate::realtime::{Hub, LocalHub, WsTokenSigner};
+use crate::limits::Limiter;
+use crate::outbox::{Wakeup, worker::Worker};
+use crate::presence::Presence;
+use crate::realtime::{Hub, LocalHub, RedisHub, WsTokenSigner};
 use crate::telegram::{Bots, delivery::TelegramDelivery, webhook::WebhookCounters};
 use crate::tenancy::{self, SettingsPatch};
+use crate::usage::Usage;
 
 /// A bound, connected, migrated server, ready to run.
 pub struct Application {
@@ -46,11 +49,14 @@ pub fn load_master_key(settings: &Settings) -> Result<MasterKey> {
 
 /// Start an outbox worker on the application's shutdown signal.
 fn spawn_worker(state: &AppState) -> tokio::task::JoinHandle<()> {
-    let delivery = Arc::new(TelegramDelivery::new(
-        state.db.clone(),
-        state.bots.clone(),
-        state.settings.worker.clone(),
-    ));
+    let delivery = Arc::new(
+        TelegramDelivery::new(
+            state.db.clone(),
+            state.bots.clone(),
+            state.settings.worker.clone(),
+        )
+        .with_usage(state.usage.clone()),
+    );
     let url = state
         .settings
         .database_url()
@@ -146,6 +152,7 @@ impl Application {
     /// Bind the listener, open (and migrate) the database, set up the demo tenant.
     pub async fn build(settings: Settings) -> Result<Self> {
         settings.validate()?;
+        crate::metrics::install();
         let db = open_database(&settings).await?;
         let listener = TcpListener::bind(settings.listen_addr()?)
             .await
@@ -161,15 +168,20 @@ impl Application {
         let public_url: Arc<str> = settings.public_url(addr).into();
         let signer = WsTokenSigner::new(&token_secret(&settings)?);
         let cluster = Cluster::connect(&settings.redis)?;
-        let hub: Arc<dyn Hub> = Arc::new(LocalHub::new());
+        let hub: Arc<dyn Hub> = match &cluster {
+            Some(c) => Arc::new(RedisHub::start(c.clone())),
+            None => Arc::new(LocalHub::new()),
+        };
         let wake = Wakeup::default();
+        let usage = Usage::new(db.clone(), cluster.clone());
         let chat = Chat::new(
             db.clone(),
             hub,
             signer,
             settings.ws.token_ttl_secs,
             wake.clone(),
-        );
+        )
+        .with_usage(usage.clone());
         let key = Arc::new(load_master_key(&settings)?);
         let bots = Arc::new(Bots::new(&settings.telegram, key)?);
         let state = AppState {
@@ -179,7 +191,12 @@ impl Application {
             wake,
             webhook: Arc::new(WebhookCounters::default()),
             cluster: cluster.clone(),
-            webhook_limits: Arc::new(Budgets::new()),
+            limiter: Arc::new(Limiter::new(&settings, cluster.clone())),
+            presence: Arc::new(Presence::new(
+                cluster.clone(),
+                Duration::from_secs(settings.presence.window_secs),
+            )),
+            usage,
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
             origins: OriginCache::default(),
@@ -226,6 +243,8 @@ impl Application {
         let state = self.state.clone();
         let cancel = state.shutdown.clone();
         let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
+        let usage = state.usage.clone();
+        let summarizer = tokio::spawn(usage.clone().run_summarizer(cancel.clone()));
         let router = http::router(state);
         let stop = cancel.clone();
         tokio::spawn(async move {
@@ -233,6 +252,9 @@ impl Application {
             stop.cancel();
         });
         let signal = cancel.clone();
+        // The client address is the TCP peer (per-IP session limits); proxy headers
+        // are not honoured.
+        let router = router.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move { signal.cancelled().await });
         let server = tokio::spawn(async move { server.await });
@@ -240,7 +262,15 @@ impl Application {
         if let Some(worker) = self.worker {
             let _ = tokio::time::timeout(grace, worker).await;
         }
-        match tokio::time::timeout(grace, server).await {
+        let served = tokio::time::timeout(grace, server).await;
+        // Store what the last requests counted; with Redis, summarize once more.
+        let _ = summarizer.await;
+        match tokio::time::timeout(grace, usage.summarize()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "last usage summary failed"),
+            Err(_) => tracing::warn!("last usage summary timed out"),
+        }
+        match served {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(Error::internal(format!("server error: {e}"))),
             Ok(Err(e)) => Err(Error::internal(format!("server task: {e}"))),

@@ -14,9 +14,10 @@ use crate::db::{
 use crate::domain::{VisitorToken, new_id, now_ms, rfc3339};
 use crate::error::{Error, ErrorCode, Result};
 use crate::outbox::{self, Wakeup};
-use crate::realtime::{Hub, ServerFrame, WsClaims, WsTokenSigner};
+use crate::realtime::{Hub, HubEvent, ServerFrame, WsClaims, WsTokenSigner};
 use crate::tenancy::Tenant;
 use crate::transaction;
+use crate::usage::{Metric, Usage};
 
 /// Longest message text, in characters.
 pub const MAX_TEXT_CHARS: usize = 8000;
@@ -158,6 +159,7 @@ pub struct Chat {
     signer: WsTokenSigner,
     ws_ttl_ms: i64,
     wake: Wakeup,
+    usage: Usage,
 }
 
 /// A visitor authenticated by their token.
@@ -207,6 +209,7 @@ impl Chat {
         wake: Wakeup,
     ) -> Self {
         Chat {
+            usage: Usage::new(db.clone(), None),
             db,
             hub,
             signer,
@@ -215,6 +218,17 @@ impl Chat {
                 .unwrap_or(300)
                 .saturating_mul(1000),
         }
+    }
+
+    /// Count usage with `usage` (by default counts go straight to the database).
+    pub fn with_usage(mut self, usage: Usage) -> Self {
+        self.usage = usage;
+        self
+    }
+
+    /// The usage counters.
+    pub fn usage(&self) -> &Usage {
+        &self.usage
     }
 
     /// The hub frames go to.
@@ -323,6 +337,10 @@ impl Chat {
             now_ms(),
         )
         .await?;
+        if created {
+            self.usage
+                .record(&visitor.tenant_id, Metric::ConversationsStarted, 1);
+        }
         let (ws_token, ws_token_expires_at) =
             self.ws_token(&visitor.tenant_id, &visitor.id, Some(&row.id));
         Ok((
@@ -470,17 +488,28 @@ impl Chat {
             Err(e) => return Err(e),
         };
         self.wake.wake();
+        let metric = match direction {
+            Direction::Inbound => Metric::MessagesInbound,
+            Direction::Outbound => Metric::MessagesOutbound,
+        };
+        self.usage.record(tenant_id, metric, 1);
         Ok((self.publish_message(row), true))
     }
 
     /// Tell the conversation's sockets about a stored message.
     pub fn publish_message(&self, row: MessageRow) -> MessageView {
+        metrics::counter!("chatorical_messages_stored_total", "direction" => if row.direction == "outbound" { "outbound" } else { "inbound" })
+            .increment(1);
         let view = MessageView::from(row);
         let frame = ServerFrame::Message {
             message: view.clone(),
         }
         .to_json();
-        self.hub.publish(&view.conversation_id, frame);
+        let event = HubEvent {
+            seq: Some(view.seq),
+            frame,
+        };
+        self.hub.publish(&view.conversation_id, event);
         view
     }
 
@@ -491,7 +520,8 @@ impl Chat {
             message: view.clone(),
         }
         .to_json();
-        self.hub.publish(&view.conversation_id, frame);
+        self.hub
+            .publish(&view.conversation_id, HubEvent::other(frame));
         view
     }
 
@@ -532,10 +562,12 @@ impl Chat {
         if closed {
             self.hub.publish(
                 conversation_id,
-                ServerFrame::ConversationClosed {
-                    conversation_id: conversation_id.to_string(),
-                }
-                .to_json(),
+                HubEvent::other(
+                    ServerFrame::ConversationClosed {
+                        conversation_id: conversation_id.to_string(),
+                    }
+                    .to_json(),
+                ),
             );
         }
         Ok(row.into())

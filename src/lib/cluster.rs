@@ -34,7 +34,7 @@ impl Cluster {
         let client = redis::Client::open(url.expose()).map_err(|e| {
             Error::new(
                 ErrorCode::InvalidConfig,
-                format!("invalid setting `redis.url`: {}", format!("{:?}", e.kind())),
+                format!("invalid setting `redis.url`: {:?}", e.kind()),
             )
         })?;
         let config = ConnectionManagerConfig::new()
@@ -42,13 +42,8 @@ impl Cluster {
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|e| {
-                Error::new(
-                    ErrorCode::InvalidConfig,
-                    format!("redis: {}", format!("{:?}", e.kind())),
-                )
-            })?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("redis: {:?}", e.kind())))?;
         Ok(Some(Cluster {
             client,
             conn,

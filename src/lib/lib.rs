@@ -15,6 +15,8 @@
 //! - [`realtime`]: the [`realtime::Hub`] fan-out, socket frames and ws tokens.
 //! - [`http`]: the axum router, extractors, the error envelope and the widget socket.
 //! - [`app`]: [`app::Application`] — bind, connect, migrate, serve until a shutdown signal.
+//! - [`limits`]: rate limits (GCRA in Redis, or in this process).
+//! - [`usage`]: per-tenant daily usage counters and their summary.
 //! - [`telemetry`]: logging setup.
 //!
 //! A message from the widget: `http::routes::widget` (or `http::ws`) →
@@ -31,8 +33,12 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod limits;
+pub mod metrics;
 pub mod outbox;
+pub mod presence;
 pub mod realtime;
 pub mod telegram;
 pub mod telemetry;
 pub mod tenancy;
+pub mod usage;

@@ -142,10 +142,16 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     settings.log.filter = "off".into();
     settings.database.max_connections = 8;
     settings.secrets.master_key_file = Some(dir.path().join("master.key"));
+    // Shared by every node of a test deployment (ws tokens verify on any node).
+    settings.server.token_secret = Some(Secret::new("test-token-secret-0123456789abcdefghijkl"));
     // Nothing is throttled by the budgets unless a test says so.
     settings.worker.per_chat_per_sec = 10_000;
     settings.worker.per_group_per_min = 1_000_000;
     settings.worker.per_bot_per_sec = 10_000;
+    // Nor by the rate limits (tests/api/limits.rs sets its own).
+    settings.limits.sessions_per_ip_per_min = 1_000_000;
+    settings.limits.sessions_per_tenant_per_min = 1_000_000;
+    settings.limits.messages_per_visitor_per_min = 1_000_000;
     settings.worker.backoff_base_ms = 50;
     settings.worker.backoff_max_secs = 1;
     let pg = match backend {

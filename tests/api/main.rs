@@ -1,12 +1,16 @@
 //! API tests: a real server on port 0 per test, every test on SQLite and PostgreSQL.
 
+mod cluster;
 #[path = "../support/fake_telegram.rs"]
 mod fake_telegram;
 mod helpers;
 
 mod isolation;
 mod keys;
+mod limits;
 mod ops;
 mod telegram;
+mod telegram_webhook;
+mod usage;
 mod websocket;
 mod widget_chat;

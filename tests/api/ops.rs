@@ -205,3 +205,29 @@ async fn duplicate_slug_is_a_conflict(b: Backend) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["details"]["field"], "slug");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expose_requests_sockets_messages_and_outbox() {
+    let app = crate::helpers::spawn_app(Backend::Sqlite).await;
+    let t = app.tenant("acme").await;
+    let v = app.visitor(&t).await;
+    app.send(&v, "m", "counted").await;
+    let _ws = app.ws(&v.ws_token, Some(&t.origin)).await.expect("socket");
+    let resp = app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.expect("text");
+    for name in [
+        "chatorical_http_requests_total",
+        "chatorical_http_request_duration_seconds_bucket",
+        "route=\"/v1/conversations/{id}/messages\"",
+        "chatorical_messages_stored_total",
+        "chatorical_sockets_open",
+        "chatorical_outbox_items",
+        "chatorical_webhook_updates_total",
+        "chatorical_rate_limit_rejections_total",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+    assert!(!text.contains(&t.id), "no tenant labels");
+    assert!(!text.contains(&v.conversation_id), "no raw paths");
+}

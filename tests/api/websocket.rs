@@ -200,8 +200,11 @@ async fn slow_reader_is_dropped_while_others_keep_receiving(b: Backend) {
         let frame: Arc<str> = json!({"type": "typing", "from": "agent", "n": i, "pad": payload})
             .to_string()
             .into();
-        hub.publish(&v.conversation_id, frame);
-        let got = next_json(&mut fast).await;
+        hub.publish(
+            &v.conversation_id,
+            chatorical::realtime::HubEvent::other(frame),
+        );
+        let got = next_of(&mut fast, "typing").await;
         assert_eq!(got["n"], i, "the fast reader gets every frame in order");
         if dropped_at.is_none() && hub.subscriber_count() == 1 {
             dropped_at = Some(i);

@@ -11,3 +11,4 @@ mod drift;
 mod keys;
 mod migrate;
 mod tenants;
+mod usage;

@@ -25,13 +25,17 @@ ALTER TABLE visitors ADD COLUMN page_url TEXT;
 CREATE INDEX messages_telegram ON messages (tenant_id, telegram_message_id)
     WHERE telegram_message_id IS NOT NULL;
 
--- Deduplicates webhook deliveries by (tenant, update_id); never "greater than last seen".
+-- Deduplicates webhook deliveries by (tenant, bot, update_id) — update ids are
+-- counted per bot — never by "greater than last seen". Pruned after Telegram's
+-- 24-hour retry horizon.
 CREATE TABLE telegram_updates (
     tenant_id    TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    bot_id       INTEGER NOT NULL,
     update_id    INTEGER NOT NULL,
     received_at  INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, update_id)
+    PRIMARY KEY (tenant_id, bot_id, update_id)
 );
+CREATE INDEX telegram_updates_received ON telegram_updates (received_at);
 
 CREATE TABLE outbox (
     id               TEXT PRIMARY KEY,

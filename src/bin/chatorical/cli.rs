@@ -62,6 +62,9 @@ pub enum Command {
     /// Inspect and retry outbox items.
     #[command(subcommand)]
     Outbox(cmd::outbox::OutboxCommand),
+    /// Per-tenant daily usage: summarize the counters, show a tenant's days.
+    #[command(subcommand)]
+    Usage(cmd::usage::UsageCommand),
     /// Check or print configuration.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),

@@ -41,6 +41,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Outbox(c) => cmd::outbox::run(&g, c).await,
         Command::Tenants(c) => cmd::tenants::run(&g, c).await,
         Command::Keys(c) => cmd::keys::run(&g, c).await,
+        Command::Usage(c) => cmd::usage::run(&g, c).await,
         Command::Config(c) => cmd::config::run(&g, c),
         Command::Man(args) => cmd::man::run(args),
     }

@@ -144,7 +144,8 @@ macro_rules! transaction {
 /// SQLite pragmas set on every connection.
 fn sqlite_pragmas(busy_timeout_ms: u64) -> String {
     format!(
-        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy_timeout_ms}; \
+        // busy_timeout first: the others may need to wait for a lock.
+        "PRAGMA busy_timeout = {busy_timeout_ms}; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
          PRAGMA synchronous = FULL;"
     )
 }

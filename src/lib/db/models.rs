@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use super::schema::{
-    api_keys, conversations, messages, outbox, telegram_configs, tenants, visitors,
+    api_keys, conversations, messages, outbox, telegram_configs, tenants, usage_daily, visitors,
 };
 
 /// A tenant row.
@@ -190,4 +190,18 @@ pub struct OutboxRow {
     pub updated_at: i64,
     /// Delivered, epoch ms.
     pub delivered_at: Option<i64>,
+}
+
+/// One tenant's count of one metric on one day.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = usage_daily)]
+pub struct UsageRow {
+    /// Tenant.
+    pub tenant_id: String,
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Metric name, e.g. `messages_inbound`.
+    pub metric: String,
+    /// The count.
+    pub count: i64,
 }

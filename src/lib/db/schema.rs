@@ -89,8 +89,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    telegram_updates (tenant_id, update_id) {
+    telegram_updates (tenant_id, bot_id, update_id) {
         tenant_id -> Text,
+        bot_id -> BigInt,
         update_id -> BigInt,
         received_at -> BigInt,
     }
@@ -116,6 +117,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    usage_daily (tenant_id, day, metric) {
+        tenant_id -> Text,
+        day -> Text,
+        metric -> Text,
+        count -> BigInt,
+    }
+}
+
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(visitors -> tenants (tenant_id));
 diesel::joinable!(conversations -> visitors (visitor_id));
@@ -129,5 +139,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     messages,
     telegram_configs,
     telegram_updates,
-    outbox
+    outbox,
+    usage_daily
 );

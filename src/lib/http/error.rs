@@ -3,7 +3,7 @@
 use axum::{
     Json,
     extract::rejection::{JsonRejection, PathRejection, QueryRejection},
-    http::StatusCode,
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
@@ -64,6 +64,10 @@ impl IntoResponse for ApiError {
             let cause = e.source.as_ref().map(|s| s.to_string()).unwrap_or_default();
             tracing::error!(code = %e.code, cause = %cause, "request failed");
         }
+        // `rate_limited` also says when to come back in the standard header.
+        let retry_after = (e.code == ErrorCode::RateLimited)
+            .then(|| e.details.as_ref()?.get("retry_after")?.as_u64())
+            .flatten();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: e.code.as_str().to_string(),
@@ -71,7 +75,12 @@ impl IntoResponse for ApiError {
                 details: e.details.unwrap_or_else(|| serde_json::json!({})),
             },
         };
-        (status_of(e.code), Json(body)).into_response()
+        let mut resp = (status_of(e.code), Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
     }
 }
 

@@ -55,10 +55,14 @@ pub struct AppState {
     pub wake: crate::outbox::Wakeup,
     /// Telegram webhook outcomes.
     pub webhook: Arc<crate::telegram::webhook::WebhookCounters>,
+    /// Whether agents are online, per tenant.
+    pub presence: Arc<crate::presence::Presence>,
     /// The deployment's Redis, when configured.
     pub cluster: Option<crate::cluster::Cluster>,
-    /// Per-tenant webhook rate limits.
-    pub webhook_limits: Arc<crate::outbox::budget::Budgets>,
+    /// Rate limits (sessions, visitor messages, webhook calls).
+    pub limiter: Arc<crate::limits::Limiter>,
+    /// Per-tenant daily usage counters.
+    pub usage: crate::usage::Usage,
     /// Effective settings.
     pub settings: Arc<Settings>,
     /// Cancelled when the server shuts down; sockets close with 1001.
@@ -160,6 +164,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::admin::router())
         .merge(routes::telegram::router())
         .merge(routes::outbox::router())
+        .merge(routes::usage::router())
         .merge(routes::ops::router())
         .routes(routes!(ws::ws_upgrade))
         .split_for_parts()
@@ -175,9 +180,11 @@ pub fn router(state: AppState) -> Router {
         async move { axum::Json(doc.as_ref().clone()) }
     }))
     .route("/widget.js", get(routes::ops::widget_js))
+    .route("/metrics", get(crate::metrics::render))
     .route("/", get(routes::ops::demo_page))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
+    .layer(middleware::from_fn(crate::metrics::track_http))
     .layer(DefaultBodyLimit::max(max_body))
     .layer(middleware::from_fn_with_state(state.clone(), widget_cors))
     .layer(

@@ -30,7 +30,8 @@ use crate::http::{
     error::{ApiError, ApiResult, ErrorBody},
     extract::{Query, check_origin, origin},
 };
-use crate::realtime::{ClientFrame, ServerFrame, Subscription, WsClaims};
+use crate::limits::{Limit, retry_after_secs};
+use crate::realtime::{ClientFrame, Delivery, HubEvent, ServerFrame, Subscription, WsClaims};
 use crate::tenancy;
 
 /// Close codes used by the server.
@@ -139,6 +140,8 @@ struct SocketSession {
     last_seq: i64,
     sub: Option<Subscription>,
     bucket: Bucket,
+    /// The agents' presence last told to this client.
+    agents_online: Option<bool>,
 }
 
 enum Flow {
@@ -146,7 +149,7 @@ enum Flow {
     Close(u16, &'static str),
 }
 
-async fn next_frame(sub: &mut Option<Subscription>) -> Option<Arc<str>> {
+async fn next_delivery(sub: &mut Option<Subscription>) -> Option<Delivery> {
     match sub {
         Some(s) => s.rx.recv().await,
         None => std::future::pending().await,
@@ -163,6 +166,7 @@ impl SocketSession {
             last_seq,
             sub: None,
             bucket: Bucket::new(),
+            agents_online: None,
         }
     }
 
@@ -177,10 +181,93 @@ impl SocketSession {
         }
     }
 
+    /// Send a `presence` frame when the agents' presence changed since the last one.
+    async fn refresh_presence(&mut self, socket: &mut WebSocket) -> Result<(), ()> {
+        let online = self.state.presence.online(&self.visitor.tenant_id).await;
+        if self.agents_online == Some(online) {
+            return Ok(());
+        }
+        self.agents_online = Some(online);
+        send(
+            socket,
+            ServerFrame::Presence {
+                agents_online: online,
+            }
+            .to_json(),
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
+    /// Forward a hub event. Message events carry their seq: one already sent is
+    /// skipped, and a gap is filled from the database first.
+    async fn forward(&mut self, socket: &mut WebSocket, event: HubEvent) -> Result<(), ()> {
+        let Some(seq) = event.seq else {
+            return send(socket, event.frame, Duration::from_secs(10)).await;
+        };
+        if seq <= self.last_seq {
+            return Ok(());
+        }
+        if seq > self.last_seq + 1 {
+            self.backfill(socket).await?;
+            if seq <= self.last_seq {
+                return Ok(());
+            }
+        }
+        send(socket, event.frame, Duration::from_secs(10)).await?;
+        self.last_seq = seq;
+        Ok(())
+    }
+
+    /// Send every stored message after `last_seq` (after a gap or a Redis outage).
+    async fn backfill(&mut self, socket: &mut WebSocket) -> Result<(), ()> {
+        let Some(conv) = self.conversation_id.clone() else {
+            return Ok(());
+        };
+        loop {
+            let page = self
+                .state
+                .chat
+                .history(
+                    &self.visitor.tenant_id,
+                    Some(&self.visitor.id),
+                    &conv,
+                    self.last_seq,
+                    500,
+                )
+                .await
+                .map_err(|_| ())?;
+            let n = page.messages.len();
+            for message in page.messages {
+                let seq = message.seq;
+                send(
+                    socket,
+                    ServerFrame::Message { message }.to_json(),
+                    Duration::from_secs(10),
+                )
+                .await?;
+                self.last_seq = seq;
+            }
+            if n < 500 {
+                return Ok(());
+            }
+        }
+    }
+
     async fn run(mut self, mut socket: WebSocket) {
         let ws = self.state.settings.ws.clone();
         let shutdown = self.state.shutdown.clone();
         self.subscribe();
+        // Read the position after subscribing, so nothing falls in between.
+        if let Some(conv) = self.conversation_id.clone()
+            && let Ok(c) = self
+                .state
+                .chat
+                .conversation(&self.visitor.tenant_id, Some(&self.visitor.id), &conv)
+                .await
+        {
+            self.last_seq = c.last_seq;
+        }
         self.state
             .metrics
             .sockets_open
@@ -199,12 +286,20 @@ impl SocketSession {
             Ok(()) => None,
             Err(()) => Some(None),
         };
+        if outcome.is_none() && self.refresh_presence(&mut socket).await.is_err() {
+            outcome = Some(None);
+        }
         while outcome.is_none() {
             tokio::select! {
                 _ = shutdown.cancelled() => outcome = Some(Some((close_code::GOING_AWAY, "server shutting down"))),
-                frame = next_frame(&mut self.sub) => match frame {
-                    Some(f) => {
-                        if send(&mut socket, f, send_timeout).await.is_err() {
+                delivery = next_delivery(&mut self.sub) => match delivery {
+                    Some(Delivery::Event(event)) => {
+                        if self.forward(&mut socket, event).await.is_err() {
+                            outcome = Some(None);
+                        }
+                    }
+                    Some(Delivery::Resync) => {
+                        if self.backfill(&mut socket).await.is_err() {
                             outcome = Some(None);
                         }
                     }
@@ -231,7 +326,9 @@ impl SocketSession {
                     };
                 }
                 _ = ping.tick() => {
-                    if last_heard.elapsed() >= idle {
+                    if self.refresh_presence(&mut socket).await.is_err() {
+                        outcome = Some(None);
+                    } else if last_heard.elapsed() >= idle {
                         outcome = Some(Some((close_code::NORMAL, "idle timeout")));
                     } else if tokio::time::timeout(send_timeout, socket.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
                         outcome = Some(None);
@@ -253,6 +350,7 @@ impl SocketSession {
     }
 
     async fn on_text(&mut self, socket: &mut WebSocket, text: &str) -> Flow {
+        metrics::counter!("chatorical_ws_frames_total", "direction" => "in").increment(1);
         let frame: ClientFrame = match serde_json::from_str(text) {
             Ok(f) => f,
             Err(_) => {
@@ -280,6 +378,15 @@ impl SocketSession {
                 client_msg_id,
                 text,
             } => {
+                // The visitor's message budget is shared with HTTP sends (and nodes).
+                let limit = Limit::MessagesPerVisitor;
+                if let Err(wait) = self.state.limiter.check(limit, &self.visitor.id).await {
+                    let frame = ServerFrame::Limit {
+                        code: "rate_limited".into(),
+                        retry_after: retry_after_secs(wait),
+                    };
+                    return reply(socket, frame).await;
+                }
                 let chat = self.state.chat.clone();
                 if self.conversation_id.is_none() {
                     match chat.open_conversation(&self.visitor).await {
@@ -340,6 +447,7 @@ async fn reply(socket: &mut WebSocket, frame: ServerFrame) -> Flow {
 }
 
 async fn send(socket: &mut WebSocket, frame: Arc<str>, timeout: Duration) -> Result<(), ()> {
+    metrics::counter!("chatorical_ws_frames_total", "direction" => "out").increment(1);
     match tokio::time::timeout(timeout, socket.send(Message::Text((&*frame).into()))).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),

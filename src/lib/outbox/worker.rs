@@ -33,6 +33,8 @@ pub struct Worker<D: Deliver> {
     wake: Wakeup,
     budgets: Budgets,
     listen_url: Option<String>,
+    /// Items this worker is delivering right now (never re-claimed by itself).
+    in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl<D: Deliver> Worker<D> {
@@ -56,6 +58,7 @@ impl<D: Deliver> Worker<D> {
             wake,
             budgets: Budgets::new(),
             listen_url,
+            in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -110,8 +113,16 @@ impl<D: Deliver> Worker<D> {
         let now = now_ms();
         let mut ids = Vec::new();
         let mut budget_wait: Option<Duration> = None;
+        let mine: std::collections::HashSet<String> = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (lane, head) in heads {
             let Some(id) = head else { continue };
+            if mine.contains(&id) {
+                continue;
+            }
             if ids.len() >= limit {
                 break;
             }
@@ -129,10 +140,44 @@ impl<D: Deliver> Worker<D> {
         Ok((claimed, budget_wait))
     }
 
+    /// Forget webhook update ids older than two days (Telegram retries for one).
+    async fn prune(&self) {
+        if let Ok(mut pc) = self.db.conn().await {
+            let before = now_ms() - 2 * 24 * 3600 * 1000;
+            if let Err(e) = repo::telegram::prune_updates(&mut pc.as_conn(), before).await {
+                tracing::warn!(error = %e, "could not prune webhook update ids");
+            }
+        }
+    }
+
+    /// Extend the item's lease every third of the lease time; never returns.
+    async fn keep_leased(&self, id: &str) -> std::convert::Infallible {
+        let lease_ms = i64::try_from(self.settings.lease_secs).unwrap_or(30) * 1000;
+        let every = Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1000).max(100));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Ok(mut pc) = self.db.conn().await {
+                let until = now_ms() + lease_ms;
+                if let Err(e) =
+                    repo::outbox::extend_lease(&mut pc.as_conn(), id, &self.id, until).await
+                {
+                    tracing::warn!(item = %id, error = %e, "could not extend lease");
+                }
+            }
+        }
+    }
+
     async fn finish(&self, item: &OutboxRow, outcome: Outcome) -> Result<()> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
         let now = now_ms();
+        let label = match &outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::Retry { counts: false, .. } => "throttled",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Dead { .. } => "dead",
+        };
+        metrics::counter!("chatorical_outbox_attempts_total", "outcome" => label).increment(1);
         match outcome {
             Outcome::Delivered => {
                 repo::outbox::mark_delivered(&mut conn, &item.id, &self.id, now).await?;
@@ -176,8 +221,13 @@ impl<D: Deliver> Worker<D> {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
         tracing::info!(worker = %self.id, "outbox worker started");
+        let mut last_prune: Option<std::time::Instant> = None;
         while !shutdown.is_cancelled() {
             while tasks.try_join_next().is_some() {}
+            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                last_prune = Some(std::time::Instant::now());
+                self.prune().await;
+            }
             let (claimed, budget_wait) = match self.claim(permits.available_permits()).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -195,12 +245,21 @@ impl<D: Deliver> Worker<D> {
                     break;
                 };
                 let me = self.clone();
+                me.in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(item.id.clone());
                 tasks.spawn(async move {
-                    let outcome = me.delivery.deliver(&item).await;
+                    // Keep the lease alive while the delivery runs (slow Bot API calls).
+                    let outcome = tokio::select! {
+                        o = me.delivery.deliver(&item) => o,
+                        never = me.keep_leased(&item.id) => match never {},
+                    };
                     if let Err(e) = me.finish(&item, outcome).await {
                         // The lease runs out and another attempt follows.
                         tracing::warn!(item = %item.id, error = %e, "could not record outbox outcome");
                     }
+                    me.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&item.id);
                     drop(permit);
                 });
             }

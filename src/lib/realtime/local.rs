@@ -10,11 +10,11 @@ use std::{
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::{Hub, Subscription};
+use super::{Delivery, Hub, HubEvent, Subscription};
 
 struct Subscriber {
     id: u64,
-    tx: mpsc::Sender<Arc<str>>,
+    tx: mpsc::Sender<Delivery>,
     lagged: Arc<AtomicBool>,
 }
 
@@ -35,6 +35,56 @@ impl LocalHub {
     /// An empty hub.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn deliver(&self, conversation_id: &str, delivery: Delivery) {
+        let mut topics = self.inner.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(subs) = topics.get_mut(conversation_id) else {
+            return;
+        };
+        let before = subs.len();
+        subs.retain(|s| match s.tx.try_send(delivery.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                // Too slow: drop the sender so the socket task sees the end and closes.
+                s.lagged.store(true, Ordering::Relaxed);
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
+        });
+        let removed = before - subs.len();
+        if removed > 0 {
+            self.inner
+                .count
+                .fetch_sub(removed as u64, Ordering::Relaxed);
+        }
+        if subs.is_empty() {
+            topics.remove(conversation_id);
+        }
+    }
+
+    /// Tell every subscriber on this node to catch up from the database.
+    pub fn resync_all(&self) {
+        let ids: Vec<String> = self.conversations();
+        for id in ids {
+            self.deliver(&id, Delivery::Resync);
+        }
+    }
+
+    /// Tell one conversation's subscribers on this node to catch up from the database.
+    pub fn resync_one(&self, conversation_id: &str) {
+        self.deliver(conversation_id, Delivery::Resync);
+    }
+
+    /// Conversations with at least one subscriber on this node.
+    pub fn conversations(&self) -> Vec<String> {
+        self.inner
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 }
 
@@ -61,30 +111,8 @@ impl Drop for Guard {
 }
 
 impl Hub for LocalHub {
-    fn publish(&self, conversation_id: &str, frame: Arc<str>) {
-        let mut topics = self.inner.topics.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(subs) = topics.get_mut(conversation_id) else {
-            return;
-        };
-        let before = subs.len();
-        subs.retain(|s| match s.tx.try_send(frame.clone()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                // Too slow: drop the sender so the socket task sees the end and closes.
-                s.lagged.store(true, Ordering::Relaxed);
-                false
-            }
-            Err(TrySendError::Closed(_)) => false,
-        });
-        let removed = before - subs.len();
-        if removed > 0 {
-            self.inner
-                .count
-                .fetch_sub(removed as u64, Ordering::Relaxed);
-        }
-        if subs.is_empty() {
-            topics.remove(conversation_id);
-        }
+    fn publish(&self, conversation_id: &str, event: HubEvent) {
+        self.deliver(conversation_id, Delivery::Event(event));
     }
 
     fn subscribe(&self, conversation_id: &str, capacity: usize) -> Subscription {
@@ -126,9 +154,12 @@ mod tests {
         let slow = hub.subscribe("cv_1", 4);
         let mut fast = hub.subscribe("cv_1", 4);
         for i in 0..20 {
-            hub.publish("cv_1", Arc::from(format!("{i}")));
+            hub.publish("cv_1", HubEvent::other(Arc::from(format!("{i}"))));
             let got = fast.rx.recv().await.expect("fast keeps receiving");
-            assert_eq!(&*got, format!("{i}"));
+            assert_eq!(
+                got,
+                Delivery::Event(HubEvent::other(Arc::from(format!("{i}"))))
+            );
         }
         assert!(slow.lagged(), "slow subscriber marked lagged");
         assert!(!fast.lagged());
@@ -150,8 +181,14 @@ mod tests {
         let hub = LocalHub::new();
         let mut a = hub.subscribe("cv_a", 4);
         let mut b = hub.subscribe("cv_b", 4);
-        hub.publish("cv_a", Arc::from("x"));
-        assert_eq!(&*a.rx.recv().await.expect("a"), "x");
+        hub.publish("cv_a", HubEvent::other(Arc::from("x")));
+        assert_eq!(
+            a.rx.recv().await.expect("a"),
+            Delivery::Event(HubEvent::other(Arc::from("x")))
+        );
         assert!(b.rx.try_recv().is_err());
+        hub.resync_all();
+        assert_eq!(a.rx.recv().await.expect("a"), Delivery::Resync);
+        assert_eq!(b.rx.recv().await.expect("b"), Delivery::Resync);
     }
 }

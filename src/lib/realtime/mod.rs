@@ -1,12 +1,19 @@
 //! Realtime fan-out: the [`Hub`] that carries events to sockets, the frames they
 //! carry, and the short-lived tokens that open a socket.
+//!
+//! Two hubs: [`LocalHub`] (one process) and [`RedisHub`] (many nodes). Either way the
+//! database is the source of truth: an event carries the message `seq`, and a socket
+//! that sees a gap — or is told to [`Delivery::Resync`] after Redis came back — reads
+//! what it missed from the database.
 
 mod frames;
 mod local;
+mod redis_hub;
 mod token;
 
 pub use frames::{ClientFrame, ServerFrame};
 pub use local::LocalHub;
+pub use redis_hub::RedisHub;
 pub use token::{WsClaims, WsTokenSigner};
 
 use std::sync::{
@@ -16,15 +23,39 @@ use std::sync::{
 
 use tokio::sync::mpsc;
 
-/// Carries serialized frames to every socket subscribed to a conversation.
+/// One event for a conversation: a serialized frame, and for new messages their seq.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubEvent {
+    /// The seq of a new message (`message` frames); `None` for everything else.
+    pub seq: Option<i64>,
+    /// The JSON frame, serialized once for every socket.
+    pub frame: Arc<str>,
+}
+
+impl HubEvent {
+    /// A frame that is not a new message.
+    pub fn other(frame: Arc<str>) -> Self {
+        HubEvent { seq: None, frame }
+    }
+}
+
+/// What a subscriber receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// An event.
+    Event(HubEvent),
+    /// Events may have been missed (the Redis link was down): read from the database.
+    Resync,
+}
+
+/// Carries events to every socket subscribed to a conversation.
 ///
-/// The database is the source of truth; a hub is only transport. Each subscription
-/// has a bounded queue: a subscriber that falls behind is dropped (its
-/// [`Subscription::lagged`] turns true), never allowed to slow the others.
+/// Each subscription has a bounded queue: a subscriber that falls behind is dropped
+/// (its [`Subscription::lagged`] turns true), never allowed to slow the others.
 pub trait Hub: Send + Sync + 'static {
-    /// Deliver `frame` to the conversation's subscribers on every node.
-    fn publish(&self, conversation_id: &str, frame: Arc<str>);
-    /// Subscribe to a conversation with a queue of `capacity` frames.
+    /// Deliver `event` to the conversation's subscribers on every node.
+    fn publish(&self, conversation_id: &str, event: HubEvent);
+    /// Subscribe to a conversation with a queue of `capacity` deliveries.
     fn subscribe(&self, conversation_id: &str, capacity: usize) -> Subscription;
     /// Number of live subscriptions on this node.
     fn subscriber_count(&self) -> usize;
@@ -32,15 +63,15 @@ pub trait Hub: Send + Sync + 'static {
 
 /// A live subscription; dropping it unsubscribes.
 pub struct Subscription {
-    /// Frames for this subscriber.
-    pub rx: mpsc::Receiver<Arc<str>>,
+    /// Deliveries for this subscriber.
+    pub rx: mpsc::Receiver<Delivery>,
     lagged: Arc<AtomicBool>,
     _guard: Box<dyn Send + Sync>,
 }
 
 impl Subscription {
     pub(crate) fn new(
-        rx: mpsc::Receiver<Arc<str>>,
+        rx: mpsc::Receiver<Delivery>,
         lagged: Arc<AtomicBool>,
         guard: Box<dyn Send + Sync>,
     ) -> Self {

@@ -23,12 +23,14 @@ use crate::outbox::{
     self, KIND_TELEGRAM_CLOSE_TOPIC, KIND_TELEGRAM_MESSAGE, KIND_TELEGRAM_TEXT, Outcome,
     worker::Deliver,
 };
+use crate::usage::{Metric, Usage};
 
 /// Delivers outbox items with each tenant's bot.
 pub struct TelegramDelivery {
     db: Db,
     bots: Arc<Bots>,
     settings: WorkerSettings,
+    usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
@@ -68,7 +70,18 @@ impl From<crate::error::Error> for Step {
 impl TelegramDelivery {
     /// Delivery over `db` with `bots`.
     pub fn new(db: Db, bots: Arc<Bots>, settings: WorkerSettings) -> Self {
-        TelegramDelivery { db, bots, settings }
+        TelegramDelivery {
+            db,
+            bots,
+            settings,
+            usage: None,
+        }
+    }
+
+    /// Count created topics in `usage`.
+    pub fn with_usage(mut self, usage: Usage) -> Self {
+        self.usage = Some(usage);
+        self
     }
 
     fn outcome_of(&self, err: &RequestError, attempts: i32) -> Outcome {
@@ -263,6 +276,9 @@ impl TelegramDelivery {
             return Ok(conv.and_then(|c| c.telegram_topic_id).or(Some(created)));
         }
         drop(pc);
+        if let Some(usage) = &self.usage {
+            usage.record(&cfg.tenant_id, Metric::TopicsCreated, 1);
+        }
         let card = opening_card(conv, visitor.as_ref());
         if let Err(e) = bot
             .send_message(ChatId(cfg.group_chat_id), card)

@@ -13,6 +13,7 @@ use crate::db::{Db, models::TelegramConfigRow, repo};
 use crate::domain::{now_ms, random_base62};
 use crate::error::{Error, ErrorCode, Result};
 use crate::tenancy::Tenant;
+use crate::transaction;
 
 /// A tenant's Telegram connection as shown to people (secrets redacted).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -168,7 +169,19 @@ pub async fn connect(
         updated_at: now,
     };
     let mut pc = db.conn().await?;
-    repo::telegram::upsert(&mut pc.as_conn(), &row).await?;
+    let mut conn = pc.as_conn();
+    let previous = repo::telegram::get(&mut conn, &tenant.id).await?;
+    let tenant_id = tenant.id.clone();
+    transaction!(&mut conn, |tx| {
+        // Thread ids are per group: after a group change the old topics mean nothing.
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.group_chat_id != row.group_chat_id)
+        {
+            repo::conversations::clear_all_topics(tx, &tenant_id).await?;
+        }
+        repo::telegram::upsert(tx, &row).await
+    })?;
     Ok(status(bots, &row, public_url, &tenant.slug))
 }
 

@@ -16,6 +16,7 @@ use crate::db::{Db, models::MessageRow, repo};
 use crate::domain::{new_id, now_ms};
 use crate::error::{Error, ErrorCode, Result};
 use crate::transaction;
+use crate::usage::Metric;
 
 /// Webhook outcomes, for metrics.
 #[derive(Debug, Default)]
@@ -67,18 +68,27 @@ enum Effect {
     Nothing,
 }
 
-/// Handle one webhook request. `Err` with `unauthorized` for a bad tenant/secret,
-/// `invalid_json` for a body that is not an update; database trouble is an error too
-/// (Telegram then retries).
-pub async fn handle(
+/// An authenticated webhook call: the tenant and its Telegram connection.
+pub struct Authenticated {
+    tenant_id: String,
+    cfg: crate::db::models::TelegramConfigRow,
+}
+
+impl Authenticated {
+    /// The tenant the call is for.
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+}
+
+/// Check the tenant and the secret header (constant time). `unauthorized` otherwise.
+pub async fn authenticate(
     db: &Db,
-    chat: &Chat,
     key: &MasterKey,
     counters: &WebhookCounters,
     slug: &str,
     secret: Option<&str>,
-    body: &[u8],
-) -> Result<Handled> {
+) -> Result<Authenticated> {
     let unauthorized = || {
         counters.unauthorized.fetch_add(1, Ordering::Relaxed);
         Error::unauthorized("unknown tenant or wrong secret")
@@ -91,13 +101,32 @@ pub async fn handle(
     let cfg = repo::telegram::get(&mut conn, &tenant.id)
         .await?
         .ok_or_else(unauthorized)?;
+    // A secret we cannot decrypt is our fault (the master key), not the caller's.
     let expected = key
         .open(&tenant.id, FIELD_WEBHOOK_SECRET, &cfg.webhook_secret_enc)
-        .map_err(|_| unauthorized())?;
+        .map_err(|_| Error::internal("webhook secret cannot be decrypted"))?;
     let presented = secret.ok_or_else(unauthorized)?;
     if !bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) {
         return Err(unauthorized());
     }
+    Ok(Authenticated {
+        tenant_id: tenant.id,
+        cfg,
+    })
+}
+
+/// Handle one authenticated update: `invalid_json` for a body that is not an update;
+/// database trouble is an error too (Telegram then retries).
+pub async fn process(
+    db: &Db,
+    chat: &Chat,
+    counters: &WebhookCounters,
+    auth: Authenticated,
+    body: &[u8],
+) -> Result<Handled> {
+    let Authenticated { tenant_id, cfg } = auth;
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
     let update: Update = serde_json::from_slice(body).map_err(|_| {
         counters.parse_error.fetch_add(1, Ordering::Relaxed);
         Error::new(ErrorCode::InvalidJson, "not a Telegram update")
@@ -108,9 +137,8 @@ pub async fn handle(
     }
     let update_id = i64::from(update.id.0);
     let now = now_ms();
-    let tenant_id = tenant.id.clone();
     let effect = transaction!(&mut conn, |tx| {
-        if !repo::telegram::record_update(tx, &tenant_id, update_id, now).await? {
+        if !repo::telegram::record_update(tx, &tenant_id, cfg.bot_id, update_id, now).await? {
             return Ok(None);
         }
         let (msg, edited) = match &update.kind {
@@ -153,7 +181,12 @@ pub async fn handle(
             edited_at: None,
             telegram_message_id: Some(telegram_id),
         };
-        Ok(Some(Effect::New(insert_message(tx, row, now).await?)))
+        match insert_message(tx, row, now).await {
+            Ok(row) => Ok(Some(Effect::New(row))),
+            // Closed between the check and the insert: acknowledged, not stored.
+            Err(e) if e.code == ErrorCode::ConversationClosed => Ok(Some(Effect::Nothing)),
+            Err(e) => Err(e),
+        }
     })?;
     Ok(match effect {
         None => {
@@ -162,6 +195,8 @@ pub async fn handle(
         }
         Some(Effect::New(row)) => {
             counters.ok.fetch_add(1, Ordering::Relaxed);
+            chat.usage()
+                .record(&row.tenant_id, Metric::MessagesOutbound, 1);
             chat.publish_message(row);
             Handled::Stored
         }
@@ -193,4 +228,18 @@ fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64) -> Option<(i64, St
     let topic = msg.thread_id.map(|t| i64::from(t.0.0))?;
     let text: String = text.chars().take(crate::chat::MAX_TEXT_CHARS).collect();
     Some((topic, text, from.full_name()))
+}
+
+/// Authenticate and process in one call (tests and tools).
+pub async fn handle(
+    db: &Db,
+    chat: &Chat,
+    key: &MasterKey,
+    counters: &WebhookCounters,
+    slug: &str,
+    secret: Option<&str>,
+    body: &[u8],
+) -> Result<Handled> {
+    let auth = authenticate(db, key, counters, slug, secret).await?;
+    process(db, chat, counters, auth, body).await
 }

@@ -25,6 +25,7 @@ pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(file = %file.display(), "configuration file");
     }
     let app = Application::build(settings).await?;
+    let stop = super::shutdown_signal();
     let url = app.state().public_url.clone();
     tracing::info!(addr = %app.local_addr(), backend = ?app.state().db.backend(), "listening");
     if app
@@ -38,7 +39,7 @@ pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         eprintln!("chatorical is running on {url} (Ctrl-C to stop)");
     }
-    app.run_until_stopped(super::shutdown_signal()).await?;
+    app.run_until_stopped(stop).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

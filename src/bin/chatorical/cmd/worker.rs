@@ -7,8 +7,10 @@ use tokio_util::sync::CancellationToken;
 
 use chatorical::{
     app::load_master_key,
+    cluster::Cluster,
     outbox::{Wakeup, worker::Worker},
     telegram::{Bots, delivery::TelegramDelivery},
+    usage::Usage,
 };
 
 use crate::cli::Global;
@@ -32,13 +34,15 @@ pub async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let url = settings.database_url()?;
     let wake = Wakeup::default();
+    // Counts topics it creates, and folds the Redis usage counters every minute.
+    let usage = Usage::new(db.clone(), Cluster::connect(&settings.redis)?);
+    let summarizer = tokio::spawn(usage.clone().run_summarizer(shutdown.clone()));
     let mut handles = Vec::new();
     for _ in 0..args.workers.max(1) {
-        let delivery = Arc::new(TelegramDelivery::new(
-            db.clone(),
-            bots.clone(),
-            settings.worker.clone(),
-        ));
+        let delivery = Arc::new(
+            TelegramDelivery::new(db.clone(), bots.clone(), settings.worker.clone())
+                .with_usage(usage.clone()),
+        );
         let worker = Arc::new(Worker::new(
             db.clone(),
             settings.worker.clone(),
@@ -48,14 +52,19 @@ pub async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         ));
         handles.push(tokio::spawn(worker.run(shutdown.clone())));
     }
+    let stop = super::shutdown_signal();
     eprintln!(
         "chatorical worker running ({} worker(s); Ctrl-C to stop)",
         handles.len()
     );
-    super::shutdown_signal().await;
+    stop.await;
     shutdown.cancel();
     for h in handles {
         let _ = h.await;
+    }
+    let _ = summarizer.await;
+    if let Err(e) = usage.summarize().await {
+        tracing::warn!(error = %e, "last usage summary failed");
     }
     Ok(ExitCode::SUCCESS)
 }

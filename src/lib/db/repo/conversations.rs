@@ -213,3 +213,13 @@ pub async fn count_with_topic(conn: &mut Conn<'_>, tenant_id: &str) -> Result<i6
         .get_result::<i64>(c)
         .await)?)
 }
+
+/// Forget every topic of the tenant (the forum group changed; topics are re-created).
+pub async fn clear_all_topics(conn: &mut Conn<'_>, tenant_id: &str) -> Result<usize> {
+    Ok(on_conn!(conn, |c| diesel::update(conversations::table)
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::telegram_topic_id.is_not_null())
+        .set(conversations::telegram_topic_id.eq(None::<i64>))
+        .execute(c)
+        .await)?)
+}

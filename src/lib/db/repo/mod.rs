@@ -7,4 +7,5 @@ pub mod messages;
 pub mod outbox;
 pub mod telegram;
 pub mod tenants;
+pub mod usage;
 pub mod visitors;

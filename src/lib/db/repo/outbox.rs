@@ -218,3 +218,29 @@ pub async fn count_by_status(conn: &mut Conn<'_>, status: &str) -> Result<i64> {
         .get_result::<i64>(c)
         .await)?)
 }
+
+/// Creation time of the oldest item not yet delivered or dead, if any.
+pub async fn oldest_pending(conn: &mut Conn<'_>) -> Result<Option<i64>> {
+    Ok(on_conn!(conn, |c| outbox::table
+        .filter(outbox::status.eq_any(["queued", "in_flight"]))
+        .select(min(outbox::created_at))
+        .first::<Option<i64>>(c)
+        .await)?)
+}
+
+/// Extend the lease of an item this worker is still delivering.
+pub async fn extend_lease(
+    conn: &mut Conn<'_>,
+    id: &str,
+    worker: &str,
+    lease_until: i64,
+) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(outbox::table)
+        .filter(outbox::id.eq(id))
+        .filter(outbox::leased_by.eq(worker))
+        .filter(outbox::status.eq("in_flight"))
+        .set(outbox::lease_until.eq(lease_until))
+        .execute(c)
+        .await)?;
+    Ok(n == 1)
+}

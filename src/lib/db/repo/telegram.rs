@@ -72,16 +72,18 @@ pub async fn set_enabled(
     Ok(n == 1)
 }
 
-/// Record an update id; `false` when it was seen before (a duplicate delivery).
+/// Record an update id of a bot; `false` when it was seen before (a duplicate delivery).
 pub async fn record_update(
     conn: &mut Conn<'_>,
     tenant_id: &str,
+    bot_id: i64,
     update_id: i64,
     now: i64,
 ) -> Result<bool> {
     let n = on_conn!(conn, |c| diesel::insert_into(telegram_updates::table)
         .values((
             telegram_updates::tenant_id.eq(tenant_id),
+            telegram_updates::bot_id.eq(bot_id),
             telegram_updates::update_id.eq(update_id),
             telegram_updates::received_at.eq(now),
         ))
@@ -89,4 +91,13 @@ pub async fn record_update(
         .execute(c)
         .await)?;
     Ok(n == 1)
+}
+
+/// Forget update ids received before `before` (Telegram retries for 24 hours at most).
+pub async fn prune_updates(conn: &mut Conn<'_>, before: i64) -> Result<usize> {
+    Ok(on_conn!(conn, |c| diesel::delete(
+        telegram_updates::table.filter(telegram_updates::received_at.lt(before))
+    )
+    .execute(c)
+    .await)?)
 }

@@ -341,6 +341,7 @@ async fn reply(
             req.client_msg_id.as_deref(),
         )
         .await?;
+    state.presence.touch(&tenant.id).await;
     Ok((
         if created {
             StatusCode::CREATED

@@ -4,4 +4,5 @@ pub mod admin;
 pub mod ops;
 pub mod outbox;
 pub mod telegram;
+pub mod usage;
 pub mod widget;

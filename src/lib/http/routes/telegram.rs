@@ -20,7 +20,7 @@ use crate::http::{
     error::{ApiResult, ErrorBody},
     extract::{Admin, Json, Path},
 };
-use crate::outbox::budget::Rate;
+use crate::limits::{Limit, rate_limited};
 use crate::telegram::{
     setup::{self, TelegramStatus},
     webhook,
@@ -132,45 +132,41 @@ async fn receive_update(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<WebhookAck>)> {
-    let per_sec = f64::from(state.settings.telegram.webhook_per_sec.max(1));
-    let key = format!("webhook:{slug}");
-    if let Err(wait) = state.webhook_limits.try_take(&[(
-        key.as_str(),
-        Rate {
-            per_sec,
-            burst: per_sec,
-        },
-    )]) {
-        state
-            .webhook
-            .rate_limited
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let retry_after = wait.as_secs().max(1);
-        return Err(Error::new(ErrorCode::RateLimited, "too many webhook calls")
-            .with_details(serde_json::json!({ "retry_after": retry_after }))
-            .into());
-    }
     let secret = headers
         .get("x-telegram-bot-api-secret-token")
         .and_then(|v| v.to_str().ok());
-    let handled = webhook::handle(
-        &state.db,
-        &state.chat,
-        state.bots.key(),
-        &state.webhook,
-        &slug,
-        secret,
-        &body,
-    )
-    .await
-    .map_err(|e| {
+    let unavailable = |e: Error| {
         // Database trouble must be a 5xx so that Telegram retries.
         if e.code == ErrorCode::Internal {
             Error::new(ErrorCode::Unavailable, "try again").with_source(e)
         } else {
             e
         }
-    })?;
+    };
+    let auth = webhook::authenticate(&state.db, state.bots.key(), &state.webhook, &slug, secret)
+        .await
+        .map_err(unavailable)?;
+    // Limited after authentication: strangers who know a slug cannot use up the
+    // tenant's budget and delay its agents' answers.
+    if let Err(wait) = state
+        .limiter
+        .check(Limit::WebhookPerTenant, auth.tenant_id())
+        .await
+    {
+        state
+            .webhook
+            .rate_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(rate_limited(wait, "too many webhook calls").into());
+    }
+    let tenant_id = auth.tenant_id().to_string();
+    let handled = webhook::process(&state.db, &state.chat, &state.webhook, auth, &body)
+        .await
+        .map_err(unavailable)?;
+    if matches!(handled, webhook::Handled::Stored | webhook::Handled::Edited) {
+        // An agent answered in the group.
+        state.presence.touch(&tenant_id).await;
+    }
     let outcome = match handled {
         webhook::Handled::Stored => "stored",
         webhook::Handled::Edited => "edited",

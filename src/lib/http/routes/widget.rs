@@ -1,7 +1,9 @@
 //! Widget (visitor) endpoints: session, conversation, messages, history.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::{
-    extract::State,
+    extract::{ConnectInfo, State},
     http::{HeaderMap, StatusCode},
 };
 use serde::Deserialize;
@@ -16,6 +18,7 @@ use crate::http::{
     error::{ApiResult, ErrorBody},
     extract::{Json, Path, Query, VisitorAuth, check_origin, origin},
 };
+use crate::limits::{Limit, rate_limited};
 use crate::tenancy::Tenant;
 
 /// Routes for the widget.
@@ -40,14 +43,40 @@ pub struct SessionRequest {
     pub page_url: Option<String>,
 }
 
-/// Start or resume a visitor session.
+/// The rate-limit key of a client address: an IPv4 address, or the /64 an IPv6 address
+/// is in (one subscriber usually holds a whole /64).
+fn client_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+/// Start or resume a visitor session. Limited per client IP
+/// (`limits.sessions_per_ip_per_min`) and per tenant (`limits.sessions_per_tenant_per_min`);
+/// over either: 429 `rate_limited` with `retry_after`.
+///
+/// The client IP is the TCP peer address: proxy headers (`X-Forwarded-For`, `Forwarded`)
+/// are not honoured yet, so behind a reverse proxy every visitor shares the proxy's budget.
 #[utoipa::path(post, path = "/v1/widget/session", tag = "widget", request_body = SessionRequest,
-    responses((status = 200, body = Session), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Session), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn create_session(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Json(req): Json<SessionRequest>,
 ) -> ApiResult<Json<Session>> {
+    // Per IP first: it also covers unknown widget keys, before any database work.
+    if let Err(wait) = state
+        .limiter
+        .check(Limit::SessionsPerIp, &client_key(peer.ip()))
+        .await
+    {
+        return Err(rate_limited(wait, "too many sessions from this address").into());
+    }
     let tenant = {
         let mut pc = state.db.conn().await?;
         let row = repo::tenants::by_widget_key(&mut pc.as_conn(), &req.widget_key)
@@ -58,6 +87,13 @@ async fn create_session(
     tracing::Span::current().record("tenant", tenant.id.as_str());
     if let Some(o) = origin(&headers) {
         check_origin(&tenant, o)?;
+    }
+    if let Err(wait) = state
+        .limiter
+        .check(Limit::SessionsPerTenant, &tenant.id)
+        .await
+    {
+        return Err(rate_limited(wait, "too many sessions for this tenant").into());
     }
     let session = state
         .chat
@@ -98,15 +134,24 @@ pub struct SendRequest {
 }
 
 /// Send a message as the visitor. 201 when stored, 200 when this `client_msg_id` was already stored.
+/// Limited per visitor (`limits.messages_per_visitor_per_min`, shared with the socket):
+/// over it, 429 `rate_limited` with `retry_after` and nothing is stored.
 #[utoipa::path(post, path = "/v1/conversations/{id}/messages", tag = "widget", security(("visitor_token" = [])),
     params(("id" = String, Path, description = "Conversation id")), request_body = SendRequest,
-    responses((status = 201, body = MessageView), (status = 200, body = MessageView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = MessageView), (status = 200, body = MessageView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn send_message(
     State(state): State<AppState>,
     VisitorAuth(visitor): VisitorAuth,
     Path(id): Path<String>,
     Json(req): Json<SendRequest>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
+    if let Err(wait) = state
+        .limiter
+        .check(Limit::MessagesPerVisitor, &visitor.id)
+        .await
+    {
+        return Err(rate_limited(wait, "too many messages").into());
+    }
     let (msg, created) = state
         .chat
         .post_message(

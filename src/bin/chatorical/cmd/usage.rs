@@ -1,0 +1,79 @@
+//! `chatorical usage summarize|show`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use chatorical::{cluster::Cluster, tenancy, usage};
+
+use crate::cli::Global;
+use crate::output;
+
+/// Usage commands.
+#[derive(Debug, Subcommand)]
+pub enum UsageCommand {
+    /// Fold the Redis counters into the database now (`serve` and `worker` do it every
+    /// minute; without Redis the counts are in the database already).
+    Summarize,
+    /// A tenant's usage per UTC day: conversations started, messages in and out,
+    /// Telegram topics created.
+    Show {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The last this many days, today included (1-366).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=366))]
+        days: u32,
+    },
+}
+
+/// Run a usage command.
+pub async fn run(g: &Global, cmd: UsageCommand) -> anyhow::Result<ExitCode> {
+    let (settings, db) = super::open(g).await?;
+    match cmd {
+        UsageCommand::Summarize => {
+            let cluster = Cluster::connect(&settings.redis)?;
+            let rows = usage::summarize(&db, cluster.as_ref()).await?;
+            if g.json {
+                output::json(&serde_json::json!({
+                    "redis": cluster.is_some(),
+                    "rows": rows,
+                }))?;
+            } else if cluster.is_some() {
+                println!("{rows} row(s) written to usage_daily");
+            } else {
+                println!("no Redis configured: counts are in the database already");
+            }
+        }
+        UsageCommand::Show { tenant, days } => {
+            let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
+            let report = usage::show(&db, &tenant.id, days).await?;
+            if g.json {
+                output::json(&report)?;
+            } else {
+                let mut t = output::table(&[
+                    "day",
+                    "conversations",
+                    "messages in",
+                    "messages out",
+                    "topics",
+                ]);
+                let row = |label: String, c: &usage::UsageCounts| {
+                    vec![
+                        label,
+                        c.conversations_started.to_string(),
+                        c.messages_inbound.to_string(),
+                        c.messages_outbound.to_string(),
+                        c.topics_created.to_string(),
+                    ]
+                };
+                for d in &report.days {
+                    t.add_row(row(d.day.clone(), &d.counts));
+                }
+                t.add_row(row("total".into(), &report.totals));
+                println!("{t}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

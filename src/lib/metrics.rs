@@ -1,0 +1,104 @@
+//! Prometheus metrics: counters and histograms recorded where things happen, gauges
+//! read from the database and the process when `/metrics` is scraped.
+//!
+//! Tenant ids never become labels (their number is unbounded); routes are the
+//! matched templates, never raw paths.
+
+use std::{sync::OnceLock, time::Instant};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::db::repo;
+use crate::domain::now_ms;
+use crate::http::AppState;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Install the process-wide recorder (once; later calls reuse it).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+                .ok()
+                .and_then(|b| b.install_recorder().ok())
+        })
+        .clone()
+}
+
+/// Middleware: requests by route, method and status, with a latency histogram.
+pub async fn track_http(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("chatorical_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("chatorical_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub async fn render(State(state): State<AppState>) -> Response {
+    let Some(handle) = install() else {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable",
+        )
+            .into_response();
+    };
+    refresh_gauges(&state).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
+async fn refresh_gauges(state: &AppState) {
+    metrics::gauge!("chatorical_sockets_open").set(
+        state
+            .metrics
+            .sockets_open
+            .load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
+    metrics::gauge!("chatorical_hub_subscribers").set(state.chat.hub().subscriber_count() as f64);
+    for (outcome, n) in state.webhook.snapshot() {
+        metrics::counter!("chatorical_webhook_updates_total", "outcome" => outcome).absolute(n);
+    }
+    for (limit, n) in state.limiter.snapshot() {
+        metrics::counter!("chatorical_rate_limit_rejections_total", "limit" => limit).absolute(n);
+    }
+    metrics::counter!("chatorical_rate_limit_redis_errors_total")
+        .absolute(state.limiter.redis_errors());
+    if let Ok(mut pc) = state.db.conn().await {
+        let mut conn = pc.as_conn();
+        for status in ["queued", "in_flight", "delivered", "dead"] {
+            if let Ok(n) = repo::outbox::count_by_status(&mut conn, status).await {
+                metrics::gauge!("chatorical_outbox_items", "status" => status).set(n as f64);
+            }
+        }
+        if let Ok(Some(oldest)) = repo::outbox::oldest_pending(&mut conn).await {
+            metrics::gauge!("chatorical_outbox_oldest_pending_seconds")
+                .set(((now_ms() - oldest).max(0) as f64) / 1000.0);
+        } else {
+            metrics::gauge!("chatorical_outbox_oldest_pending_seconds").set(0.0);
+        }
+    }
+}

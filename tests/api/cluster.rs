@@ -1,0 +1,250 @@
+//! Several nodes on PostgreSQL + Redis behave as one: fan-out across nodes, and a
+//! Redis outage loses nothing and shows nothing twice.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use chatorical::config::Secret;
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::{Backend, TestApp, Ws, next_json, next_of, spawn_app_with};
+
+/// A redis-server of the test's own (never the shared one), on a free port.
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut r = OwnRedis { port, child: None };
+        r.restart();
+        r
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("own redis-server did not start");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn shared_redis() -> String {
+    "redis://127.0.0.1:6379/0".into()
+}
+
+/// Two nodes on one PostgreSQL database and one Redis (prefix unique to the test).
+async fn two_nodes(redis_url: String) -> (TestApp, TestApp) {
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let url = redis_url.clone();
+    let p = prefix.clone();
+    let a = spawn_app_with(Backend::Postgres, move |s| {
+        s.redis.url = Some(Secret::new(url));
+        s.redis.key_prefix = p;
+    })
+    .await;
+    let db_url = a.state.settings.database.url.clone();
+    let key_file = a.state.settings.secrets.master_key_file.clone();
+    let b = spawn_app_with(Backend::Postgres, move |s| {
+        s.redis.url = Some(Secret::new(redis_url));
+        s.redis.key_prefix = prefix;
+        s.database.url = db_url;
+        s.secrets.master_key_file = key_file;
+    })
+    .await;
+    (a, b)
+}
+
+/// Collect `message` frames until seqs 1..=n have arrived; panics on a duplicate
+/// or an out-of-order seq.
+async fn collect_in_order(ws: &mut Ws, n: i64, within: Duration) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut texts = Vec::new();
+    let mut last = 0;
+    while last < n {
+        let frame = tokio::time::timeout_at(deadline, next_json(ws))
+            .await
+            .unwrap_or_else(|_| panic!("only {last} of {n} messages arrived"));
+        if frame["type"] != "message" {
+            continue;
+        }
+        let seq = frame["message"]["seq"].as_i64().expect("seq");
+        assert_eq!(
+            seq,
+            last + 1,
+            "every message exactly once, in seq order (got {seq} after {last})"
+        );
+        last = seq;
+        texts.push(frame["message"]["text"].as_str().unwrap_or("").to_string());
+    }
+    texts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reply_posted_to_one_node_reaches_a_socket_on_the_other() {
+    let (a, b) = two_nodes(shared_redis()).await;
+    let t = a.tenant("acme").await;
+    let v = a.visitor(&t).await;
+    let mut ws = a
+        .ws(&v.ws_token, Some(&t.origin))
+        .await
+        .expect("socket on node A");
+    next_of(&mut ws, "hello").await;
+    // Give the node's Redis subscription a moment (a missed event is backfilled anyway).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _) = b.reply(&t, &v.conversation_id, "from node B").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = a.reply(&t, &v.conversation_id, "from node A").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let texts = collect_in_order(&mut ws, 2, Duration::from_secs(10)).await;
+    assert_eq!(texts, vec!["from node B", "from node A"]);
+    // A visitor message sent through node B also reaches the socket on node A.
+    let (status, _) = b.send(&v, "vb", "visitor via B").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let texts = collect_in_order_from(&mut ws, 3, Duration::from_secs(10)).await;
+    assert_eq!(texts, vec!["visitor via B"]);
+}
+
+async fn collect_in_order_from(ws: &mut Ws, seq: i64, within: Duration) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, next_json(ws))
+            .await
+            .expect("message in time");
+        if frame["type"] == "message" {
+            assert_eq!(frame["message"]["seq"], seq);
+            return vec![frame["message"]["text"].as_str().unwrap_or("").to_string()];
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_loses_nothing_and_shows_nothing_twice() {
+    let mut redis = OwnRedis::start();
+    let (a, b) = two_nodes(redis.url()).await;
+    let t = a.tenant("acme").await;
+    let v = a.visitor(&t).await;
+    let mut ws = a
+        .ws(&v.ws_token, Some(&t.origin))
+        .await
+        .expect("socket on node A");
+    next_of(&mut ws, "hello").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let text = format!("before {i}");
+        let (status, _) = node.reply(&t, &v.conversation_id, &text).await;
+        assert_eq!(status, StatusCode::CREATED);
+        expected.push(text);
+    }
+    redis.stop();
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &b } else { &a };
+        let text = format!("during {i}");
+        let (status, body) = node.reply(&t, &v.conversation_id, &text).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "sends commit while Redis is down: {body}"
+        );
+        expected.push(text);
+    }
+    let (status, ready) = a.json(Method::GET, "/readyz", None, None).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "readyz reports Redis down: {ready}"
+    );
+    redis.restart();
+    for i in 0..5 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let text = format!("after {i}");
+        // The first calls may still see the old link; they commit either way.
+        let (status, _) = node.reply(&t, &v.conversation_id, &text).await;
+        assert_eq!(status, StatusCode::CREATED);
+        expected.push(text);
+    }
+    let got = collect_in_order(&mut ws, expected.len() as i64, Duration::from_secs(30)).await;
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_crosses_nodes() {
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let p = prefix.clone();
+    let a = spawn_app_with(Backend::Postgres, move |s| {
+        s.redis.url = Some(Secret::new(shared_redis()));
+        s.redis.key_prefix = p;
+        s.ws.ping_interval_secs = 1;
+    })
+    .await;
+    let db_url = a.state.settings.database.url.clone();
+    let key_file = a.state.settings.secrets.master_key_file.clone();
+    let b = spawn_app_with(Backend::Postgres, move |s| {
+        s.redis.url = Some(Secret::new(shared_redis()));
+        s.redis.key_prefix = prefix;
+        s.database.url = db_url;
+        s.secrets.master_key_file = key_file;
+    })
+    .await;
+    let t = a.tenant("acme").await;
+    let v = a.visitor(&t).await;
+    let mut ws = a
+        .ws(&v.ws_token, Some(&t.origin))
+        .await
+        .expect("socket on node A");
+    next_of(&mut ws, "hello").await;
+    let first = next_of(&mut ws, "presence").await;
+    assert_eq!(first["agents_online"], false, "nobody answered yet");
+    let (status, _) = b.reply(&t, &v.conversation_id, "an agent on node B").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let online = tokio::time::timeout(Duration::from_secs(6), next_of(&mut ws, "presence"))
+        .await
+        .expect("presence pushed");
+    assert_eq!(online["agents_online"], true);
+}

@@ -1,0 +1,478 @@
+//! Rate limits: sessions per IP and per tenant, messages per visitor (HTTP and socket),
+//! webhook calls per tenant; in this process and on Redis; Redis down (fail open or
+//! closed); two nodes sharing one budget.
+
+use std::time::Duration;
+
+use chatorical::{
+    cluster::Cluster,
+    config::{RedisSettings, Secret, Settings},
+    limits::{Limit, Limiter, Rate, Rates},
+};
+use reqwest::{Method, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, code, next_of, send_json, spawn_app_with};
+use crate::on_both_backends;
+
+on_both_backends!(
+    sessions_per_ip_in_process,
+    sessions_per_ip_on_redis,
+    sessions_per_tenant_in_process,
+    sessions_per_tenant_on_redis,
+    messages_per_visitor_over_http_in_process,
+    messages_per_visitor_over_http_on_redis,
+    messages_per_visitor_over_the_socket_in_process,
+    messages_per_visitor_over_the_socket_on_redis,
+    webhook_calls_per_tenant_in_process,
+    webhook_calls_per_tenant_on_redis,
+    redis_down_fails_open_by_default,
+    redis_down_fails_closed_when_configured,
+    two_nodes_on_one_redis_share_the_budget,
+);
+
+const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+/// A key prefix of its own, so that parallel tests never share a budget.
+fn unique_prefix() -> String {
+    format!("chatorical_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+fn use_redis(s: &mut Settings, prefix: &str) {
+    s.redis.url = Some(Secret::new(REDIS_URL));
+    s.redis.key_prefix = prefix.to_string();
+}
+
+/// A command connection to the test Redis.
+async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(REDIS_URL)
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis at 127.0.0.1:6379")
+}
+
+/// Keys under `prefix` (to prove the budget lived in Redis).
+async fn redis_keys(prefix: &str) -> Vec<String> {
+    let mut c = redis().await;
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut c)
+        .await
+        .expect("KEYS")
+}
+
+async fn start_session(app: &TestApp, widget_key: &str) -> (StatusCode, Option<u64>, Value) {
+    let resp = app
+        .call(
+            Method::POST,
+            "/v1/widget/session",
+            None,
+            Some(json!({ "widget_key": widget_key })),
+        )
+        .await;
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body: Value = resp.json().await.expect("JSON body");
+    (status, retry_after, body)
+}
+
+/// A 429 `rate_limited` with `details.retry_after` ≥ 1 and the same `Retry-After`.
+fn assert_rate_limited(status: StatusCode, retry_after: Option<u64>, body: &Value) {
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(code(body), "rate_limited", "{body}");
+    let secs = body["error"]["details"]["retry_after"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("details.retry_after in {body}"));
+    assert!(secs >= 1, "{body}");
+    assert_eq!(
+        retry_after,
+        Some(secs),
+        "Retry-After header matches the body"
+    );
+}
+
+async fn sessions_per_ip(b: Backend, prefix: Option<String>) {
+    let app = spawn_app_with(b, |s| {
+        s.limits.sessions_per_ip_per_min = 3;
+        if let Some(p) = &prefix {
+            use_redis(s, p);
+        }
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    let other = app.tenant("other").await;
+    for _ in 0..3 {
+        let (status, _, body) = start_session(&app, &t.widget_key).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // The fourth from this address in the minute, whichever tenant it is for.
+    let (status, retry_after, body) = start_session(&app, &other.widget_key).await;
+    assert_rate_limited(status, retry_after, &body);
+    // 3 per minute: the next one is allowed in 20 s.
+    assert_eq!(retry_after, Some(20));
+    // Unknown widget keys count too (the check comes before the lookup).
+    let (status, retry_after, body) = start_session(&app, "wk_nope").await;
+    assert_rate_limited(status, retry_after, &body);
+    assert_eq!(app.state.limiter.rejected(Limit::SessionsPerIp), 2);
+    if let Some(p) = &prefix {
+        let keys = redis_keys(p).await;
+        assert!(
+            keys.iter().any(|k| k.contains("sessions_per_ip")),
+            "{keys:?}"
+        );
+    }
+}
+
+async fn sessions_per_ip_in_process(b: Backend) {
+    sessions_per_ip(b, None).await;
+}
+
+async fn sessions_per_ip_on_redis(b: Backend) {
+    sessions_per_ip(b, Some(unique_prefix())).await;
+}
+
+async fn sessions_per_tenant(b: Backend, prefix: Option<String>) {
+    let app = spawn_app_with(b, |s| {
+        s.limits.sessions_per_tenant_per_min = 2;
+        if let Some(p) = &prefix {
+            use_redis(s, p);
+        }
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    let other = app.tenant("other").await;
+    for _ in 0..2 {
+        let (status, _, body) = start_session(&app, &t.widget_key).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, retry_after, body) = start_session(&app, &t.widget_key).await;
+    assert_rate_limited(status, retry_after, &body);
+    let (status, _, body) = start_session(&app, &other.widget_key).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "another tenant has its own budget: {body}"
+    );
+    assert_eq!(app.state.limiter.rejected(Limit::SessionsPerTenant), 1);
+}
+
+async fn sessions_per_tenant_in_process(b: Backend) {
+    sessions_per_tenant(b, None).await;
+}
+
+async fn sessions_per_tenant_on_redis(b: Backend) {
+    sessions_per_tenant(b, Some(unique_prefix())).await;
+}
+
+/// The visitor's messages, through the admin API.
+async fn stored(app: &TestApp, key: &str, conversation_id: &str) -> Vec<Value> {
+    let (status, h) = app
+        .json(
+            Method::GET,
+            &format!("/v1/admin/conversations/{conversation_id}/messages"),
+            Some(key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{h}");
+    h["messages"].as_array().expect("messages").clone()
+}
+
+async fn messages_over_http(b: Backend, prefix: Option<String>) {
+    let app = spawn_app_with(b, |s| {
+        s.limits.messages_per_visitor_per_min = 3;
+        if let Some(p) = &prefix {
+            use_redis(s, p);
+        }
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    let v = app.visitor(&t).await;
+    let other = app.visitor(&t).await;
+    for i in 0..3 {
+        let (status, body) = app.send(&v, &format!("m{i}"), "hello").await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let resp = app
+        .call(
+            Method::POST,
+            &format!("/v1/conversations/{}/messages", v.conversation_id),
+            Some(&v.token),
+            Some(json!({"client_msg_id": "m3", "text": "one too many"})),
+        )
+        .await;
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse().ok());
+    let body: Value = resp.json().await.expect("JSON");
+    assert_rate_limited(status, retry_after, &body);
+    assert_eq!(stored(&app, &t.key, &v.conversation_id).await.len(), 3);
+    let (status, body) = app.send(&other, "x", "my own budget").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(app.state.limiter.rejected(Limit::MessagesPerVisitor), 1);
+}
+
+async fn messages_per_visitor_over_http_in_process(b: Backend) {
+    messages_over_http(b, None).await;
+}
+
+async fn messages_per_visitor_over_http_on_redis(b: Backend) {
+    messages_over_http(b, Some(unique_prefix())).await;
+}
+
+async fn messages_over_the_socket(b: Backend, prefix: Option<String>) {
+    let app = spawn_app_with(b, |s| {
+        s.limits.messages_per_visitor_per_min = 2;
+        if let Some(p) = &prefix {
+            use_redis(s, p);
+        }
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    let v = app.visitor(&t).await;
+    let mut ws = app.ws(&v.ws_token, Some(&t.origin)).await.expect("open");
+    next_of(&mut ws, "hello").await;
+    for i in 0..2 {
+        send_json(
+            &mut ws,
+            json!({"type": "send", "client_msg_id": format!("s{i}"), "text": "hi"}),
+        )
+        .await;
+        let ack = next_of(&mut ws, "ack").await;
+        assert_eq!(ack["client_msg_id"], format!("s{i}"));
+    }
+    send_json(
+        &mut ws,
+        json!({"type": "send", "client_msg_id": "s2", "text": "one too many"}),
+    )
+    .await;
+    let limit = next_of(&mut ws, "limit").await;
+    assert_eq!(limit["code"], "rate_limited", "{limit}");
+    assert!(
+        limit["retry_after"].as_u64().is_some_and(|s| s >= 1),
+        "{limit}"
+    );
+    // The socket stays open and answers; nothing beyond the limit was stored.
+    send_json(&mut ws, json!({"type": "ping"})).await;
+    next_of(&mut ws, "pong").await;
+    let messages = stored(&app, &t.key, &v.conversation_id).await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    // The budget is the visitor's, whichever way they send.
+    let (status, body) = app.send(&v, "h1", "over HTTP").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(stored(&app, &t.key, &v.conversation_id).await.len(), 2);
+}
+
+async fn messages_per_visitor_over_the_socket_in_process(b: Backend) {
+    messages_over_the_socket(b, None).await;
+}
+
+async fn messages_per_visitor_over_the_socket_on_redis(b: Backend) {
+    messages_over_the_socket(b, Some(unique_prefix())).await;
+}
+
+async fn post_webhook(
+    app: &TestApp,
+    slug: &str,
+    secret: Option<&str>,
+    update_id: u32,
+) -> (StatusCode, Option<u64>, Value) {
+    let mut req = app
+        .http
+        .post(format!("{}/v1/telegram/webhook/{slug}", app.base))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"update_id": {update_id}}}"#));
+    if let Some(s) = secret {
+        req = req.header("X-Telegram-Bot-Api-Secret-Token", s);
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body: Value = resp.json().await.expect("JSON body");
+    (status, retry_after, body)
+}
+
+async fn webhook_calls(b: Backend, prefix: Option<String>) {
+    let t = crate::helpers::spawn_with_telegram(b, |s| {
+        s.telegram.webhook_per_sec = 2;
+        if let Some(p) = &prefix {
+            use_redis(s, p);
+        }
+    })
+    .await;
+    let app = &t.app;
+    let secret = t
+        .fake
+        .webhook(&t.token)
+        .and_then(|h| h.secret_token)
+        .expect("secret");
+    let before = app.state.limiter.rejected(Limit::WebhookPerTenant);
+    // Strangers without the secret are refused (401) and never spend the tenant's
+    // budget: the limit applies after authentication.
+    let answers =
+        futures_util::future::join_all((0..8).map(|i| post_webhook(app, "acme", None, i))).await;
+    for (status, _, body) in answers {
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    assert_eq!(
+        app.state.limiter.rejected(Limit::WebhookPerTenant),
+        before,
+        "nothing charged"
+    );
+    // Telegram itself, eight at once: the burst passes, the rest get 429.
+    let answers = futures_util::future::join_all(
+        (0..8).map(|i| post_webhook(app, "acme", Some(&secret), 100 + i)),
+    )
+    .await;
+    let mut limited = 0;
+    for (status, retry_after, body) in answers {
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_rate_limited(status, retry_after, &body);
+            limited += 1;
+        } else {
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    // 2 per second, bursting to 2: the burst and perhaps one more get through.
+    assert!(limited >= 5, "{limited} of 8 limited");
+    assert_eq!(
+        app.state.limiter.rejected(Limit::WebhookPerTenant) - before,
+        limited
+    );
+}
+
+async fn webhook_calls_per_tenant_in_process(b: Backend) {
+    webhook_calls(b, None).await;
+}
+
+async fn webhook_calls_per_tenant_on_redis(b: Backend) {
+    webhook_calls(b, Some(unique_prefix())).await;
+}
+
+/// Nothing listens on port 1.
+const DEAD_REDIS: &str = "redis://127.0.0.1:1/0";
+
+async fn redis_down_fails_open_by_default(b: Backend) {
+    let app = spawn_app_with(b, |s| {
+        s.redis.url = Some(Secret::new(DEAD_REDIS));
+        s.limits.sessions_per_ip_per_min = 1;
+    })
+    .await;
+    assert!(app.state.settings.redis.limits_fail_open, "the default");
+    let t = app.tenant("acme").await;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let (status, _, body) = start_session(&app, &t.widget_key).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a dead Redis costs at most its timeout"
+        );
+    }
+    assert!(app.state.limiter.redis_errors() >= 3);
+    assert_eq!(app.state.limiter.rejected(Limit::SessionsPerIp), 0);
+}
+
+async fn redis_down_fails_closed_when_configured(b: Backend) {
+    let app = spawn_app_with(b, |s| {
+        s.redis.url = Some(Secret::new(DEAD_REDIS));
+        s.redis.limits_fail_open = false;
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    let (status, retry_after, body) = start_session(&app, &t.widget_key).await;
+    assert_rate_limited(status, retry_after, &body);
+    assert_eq!(retry_after, Some(1));
+    assert!(app.state.limiter.redis_errors() >= 1);
+    assert_eq!(app.state.limiter.rejected(Limit::SessionsPerIp), 1);
+}
+
+/// Two servers on one database and one Redis prefix: one budget per IP between them.
+async fn two_nodes_on_one_redis_share_the_budget(b: Backend) {
+    let prefix = unique_prefix();
+    let a = spawn_app_with(b, |s| {
+        s.limits.sessions_per_ip_per_min = 4;
+        use_redis(s, &prefix);
+    })
+    .await;
+    let database_url = a.state.settings.database.url.clone();
+    let data_dir = a.state.settings.server.data_dir.clone();
+    let key_file = a.state.settings.secrets.master_key_file.clone();
+    let node_b = spawn_app_with(b, |s| {
+        s.limits.sessions_per_ip_per_min = 4;
+        use_redis(s, &prefix);
+        s.database.url = database_url;
+        s.server.data_dir = data_dir;
+        s.secrets.master_key_file = key_file;
+    })
+    .await;
+    let t = a.tenant("acme").await;
+    for node in [&a, &node_b, &a, &node_b] {
+        let (status, _, body) = start_session(node, &t.widget_key).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    for node in [&a, &node_b] {
+        let (status, retry_after, body) = start_session(node, &t.widget_key).await;
+        assert_rate_limited(status, retry_after, &body);
+    }
+}
+
+/// Two limiters (two processes, as far as Redis can tell) on one prefix share the
+/// budget; another prefix has its own.
+#[tokio::test]
+async fn limiters_on_one_redis_prefix_share_the_budget() {
+    let prefix = unique_prefix();
+    let settings = |prefix: &str| RedisSettings {
+        url: Some(Secret::new(REDIS_URL)),
+        key_prefix: prefix.to_string(),
+        ..RedisSettings::default()
+    };
+    let rate = Rate::per_minute(3);
+    let rates = Rates {
+        sessions_per_ip: rate,
+        sessions_per_tenant: rate,
+        messages_per_visitor: rate,
+        webhook_per_tenant: rate,
+    };
+    let limiter = |prefix: &str| {
+        let cluster = Cluster::connect(&settings(prefix)).expect("cluster");
+        assert!(cluster.is_some());
+        Limiter::with_rates(rates, cluster, false)
+    };
+    let one = limiter(&prefix);
+    let two = limiter(&prefix);
+    let elsewhere = limiter(&unique_prefix());
+    assert!(one.check(Limit::MessagesPerVisitor, "vis_1").await.is_ok());
+    assert!(two.check(Limit::MessagesPerVisitor, "vis_1").await.is_ok());
+    assert!(one.check(Limit::MessagesPerVisitor, "vis_1").await.is_ok());
+    let wait = two
+        .check(Limit::MessagesPerVisitor, "vis_1")
+        .await
+        .expect_err("the shared budget is spent");
+    assert!(
+        wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
+        "{wait:?}"
+    );
+    assert!(one.check(Limit::MessagesPerVisitor, "vis_1").await.is_err());
+    assert!(one.check(Limit::MessagesPerVisitor, "vis_2").await.is_ok());
+    assert!(
+        elsewhere
+            .check(Limit::MessagesPerVisitor, "vis_1")
+            .await
+            .is_ok()
+    );
+    assert_eq!(one.redis_errors() + two.redis_errors(), 0);
+    assert_eq!(two.rejected(Limit::MessagesPerVisitor), 1);
+}
