@@ -533,9 +533,7 @@ impl Chat {
         let closed = transaction!(&mut conn, |tx| {
             let closed = repo::conversations::close(tx, tenant_id, conversation_id, now).await?;
             if closed
-                && let Some(cfg) = repo::telegram::get(tx, tenant_id)
-                    .await?
-                    .filter(|c| c.enabled)
+                && let Some(cfg) = repo::telegram::get(tx, tenant_id).await?
             {
                 let payload = serde_json::json!({ "conversation_id": conversation_id });
                 let key = format!("conv_close_{conversation_id}");
@@ -585,13 +583,11 @@ pub async fn insert_message(tx: &mut Conn<'_>, row: MessageRow, now: i64) -> Res
     Ok(row)
 }
 
-/// Queue a visitor message for its Telegram topic, when the tenant has Telegram on.
+/// Queue a visitor message for its Telegram topic, when the tenant has Telegram connected.
 /// Call in the transaction that stored the message.
 pub async fn enqueue_for_telegram(tx: &mut Conn<'_>, row: &MessageRow, now: i64) -> Result<()> {
-    let Some(cfg) = repo::telegram::get(tx, &row.tenant_id)
-        .await?
-        .filter(|c| c.enabled)
-    else {
+    // Queued even while Telegram is paused: delivery resumes with the tenant.
+    let Some(cfg) = repo::telegram::get(tx, &row.tenant_id).await? else {
         return Ok(());
     };
     let payload =

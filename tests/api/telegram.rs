@@ -572,3 +572,47 @@ async fn validate_passes_for_a_connected_tenant_and_names_failures(b: Backend) {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_telegram_holds_delivery_until_resumed() {
+    let t = spawn_with_telegram(Backend::Sqlite, |_| {}).await;
+    let (status, s) = t
+        .app
+        .json(
+            Method::PATCH,
+            "/v1/admin/telegram",
+            Some(&t.tenant.key),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(
+        (status, s["enabled"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{s}"
+    );
+    let v = t.app.visitor(&t.tenant).await;
+    t.app.send(&v, "p1", "while paused").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        t.fake.calls_of("sendmessage").is_empty(),
+        "nothing sent while paused"
+    );
+    let (status, _) = t
+        .app
+        .json(
+            Method::PATCH,
+            "/v1/admin/telegram",
+            Some(&t.tenant.key),
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Resuming makes the waiting item due at once.
+    eventually(10, "delivered after resuming", || async {
+        t.fake
+            .sent_messages(t.group)
+            .iter()
+            .any(|m| m.text == "while paused")
+    })
+    .await;
+}

@@ -39,6 +39,18 @@ pub enum TelegramCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// Pause delivery and ignore webhook updates (items wait in the outbox).
+    Disable {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Resume after `disable`.
+    Enable {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
     /// Disconnect (deleteWebhook and forget the bot).
     Disconnect {
         /// Tenant slug.
@@ -88,6 +100,12 @@ pub async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<ExitCode> {
                 .ok_or_else(|| Error::not_found("telegram connection"))?;
             print_status(g, &setup::status(&bots, &cfg, &public_url, &tenant.slug))?;
         }
+        TelegramCommand::Disable { tenant } => {
+            switch(g, &db, &bots, &public_url, &tenant, false).await?
+        }
+        TelegramCommand::Enable { tenant } => {
+            switch(g, &db, &bots, &public_url, &tenant, true).await?
+        }
         TelegramCommand::Disconnect { tenant } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
             setup::disconnect(&db, &bots, &tenant).await?;
@@ -124,4 +142,31 @@ fn print_status(g: &Global, s: &setup::TelegramStatus) -> anyhow::Result<()> {
     t.add_row(vec!["webhook".to_string(), s.webhook_url.clone()]);
     println!("{t}");
     Ok(())
+}
+
+/// Pause or resume a tenant's Telegram delivery and webhook.
+async fn switch(
+    g: &Global,
+    db: &chatorical::db::Db,
+    bots: &Bots,
+    public_url: &str,
+    slug: &str,
+    enabled: bool,
+) -> anyhow::Result<()> {
+    let tenant = tenancy::tenant_by_slug(db, slug).await?;
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    if !repo::telegram::set_enabled(&mut conn, &tenant.id, enabled, chatorical::domain::now_ms())
+        .await?
+    {
+        return Err(Error::not_found("telegram connection").into());
+    }
+    if enabled {
+        // A running worker picks these up at its next poll.
+        repo::outbox::make_due(&mut conn, &tenant.id, chatorical::domain::now_ms()).await?;
+    }
+    let cfg = repo::telegram::get(&mut conn, &tenant.id)
+        .await?
+        .ok_or_else(|| Error::not_found("telegram connection"))?;
+    print_status(g, &setup::status(bots, &cfg, public_url, &tenant.slug))
 }

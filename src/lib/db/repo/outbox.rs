@@ -244,3 +244,14 @@ pub async fn extend_lease(
         .await)?;
     Ok(n == 1)
 }
+
+/// Make a tenant's waiting items due now (Telegram resumed after a pause).
+pub async fn make_due(conn: &mut Conn<'_>, tenant_id: &str, now: i64) -> Result<usize> {
+    Ok(on_conn!(conn, |c| diesel::update(outbox::table)
+        .filter(outbox::tenant_id.eq(tenant_id))
+        .filter(outbox::status.eq("queued"))
+        .filter(outbox::next_attempt_at.gt(now))
+        .set(outbox::next_attempt_at.eq(now))
+        .execute(c)
+        .await)?)
+}

@@ -29,7 +29,7 @@ use crate::telegram::{
 /// Telegram routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(connect, status, disconnect))
+        .routes(routes!(connect, status, disconnect, toggle))
         .routes(routes!(receive_update))
 }
 
@@ -111,6 +111,47 @@ async fn disconnect(
     let tenant = admin.tenant(&state, &headers).await?;
     setup::disconnect(&state.db, &state.bots, &tenant).await?;
     Ok(Json(Disconnected { disconnected: true }))
+}
+
+/// Body of `PATCH /v1/admin/telegram`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToggleTelegram {
+    /// false pauses delivery (items wait) and acknowledges-and-ignores webhook updates.
+    pub enabled: bool,
+}
+
+/// Pause or resume Telegram for the tenant (`telegram:write`).
+#[utoipa::path(patch, path = "/v1/admin/telegram", tag = "telegram", security(("api_key" = [])), request_body = ToggleTelegram,
+    responses((status = 200, body = TelegramStatus), (status = 404, body = ErrorBody)))]
+async fn toggle(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Json(req): Json<ToggleTelegram>,
+) -> ApiResult<Json<TelegramStatus>> {
+    admin.require(&Scope::new("telegram", Write))?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    let mut pc = state.db.conn().await?;
+    let mut conn = pc.as_conn();
+    if !repo::telegram::set_enabled(&mut conn, &tenant.id, req.enabled, crate::domain::now_ms())
+        .await?
+    {
+        return Err(Error::not_found("telegram connection").into());
+    }
+    if req.enabled {
+        repo::outbox::make_due(&mut conn, &tenant.id, crate::domain::now_ms()).await?;
+        state.wake.wake();
+    }
+    let cfg = repo::telegram::get(&mut conn, &tenant.id)
+        .await?
+        .ok_or_else(|| Error::not_found("telegram connection"))?;
+    Ok(Json(setup::status(
+        &state.bots,
+        &cfg,
+        &state.public_url,
+        &tenant.slug,
+    )))
 }
 
 /// Accepted update.
