@@ -220,7 +220,7 @@ async fn two_workers_and_a_hundred_conversations_make_a_hundred_topics(b: Backen
     futures_util::future::join_all(sends).await;
     // 100 cards + 100 messages.
     t.fake
-        .wait_for_calls("sendmessage", 200, Duration::from_secs(60))
+        .wait_for_calls("sendmessage", 200, Duration::from_secs(120))
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
