@@ -248,3 +248,68 @@ async fn presence_crosses_nodes() {
         .expect("presence pushed");
     assert_eq!(online["agents_online"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_answer_through_one_node_reaches_a_socket_on_the_other() {
+    use crate::fake_telegram::{FakeTelegram, topic_text_update};
+    let fake = FakeTelegram::start().await;
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let (api, p) = (fake.api_url(), prefix.clone());
+    let a = spawn_app_with(Backend::Postgres, move |s| {
+        s.redis.url = Some(Secret::new(shared_redis()));
+        s.redis.key_prefix = p;
+        s.telegram.api_url = api;
+    })
+    .await;
+    let db_url = a.state.settings.database.url.clone();
+    let key_file = a.state.settings.secrets.master_key_file.clone();
+    let api = fake.api_url();
+    let b = spawn_app_with(Backend::Postgres, move |s| {
+        s.redis.url = Some(Secret::new(shared_redis()));
+        s.redis.key_prefix = prefix;
+        s.database.url = db_url;
+        s.secrets.master_key_file = key_file;
+        s.telegram.api_url = api;
+    })
+    .await;
+    let t = a.tenant("acme").await;
+    let token = crate::helpers::fake_bot_and_group(&fake, 111, -100111);
+    crate::helpers::connect_telegram(&a, &t, &token, -100111).await;
+    let v = a.visitor(&t).await;
+    let mut ws = a
+        .ws(&v.ws_token, Some(&t.origin))
+        .await
+        .expect("socket on node A");
+    next_of(&mut ws, "hello").await;
+    a.send(&v, "m1", "hello agents").await;
+    let sent = fake
+        .wait_for_calls("sendmessage", 2, Duration::from_secs(10))
+        .await;
+    let thread = sent[1].thread_id().expect("topic");
+    // Telegram calls node B (as a load balancer might route it).
+    let secret = fake
+        .webhook(&token)
+        .and_then(|h| h.secret_token)
+        .expect("secret");
+    let update = topic_text_update(7, -100111, thread, 900, 555, "Ana", "answered via node B");
+    let resp = b
+        .http
+        .post(format!("{}/v1/telegram/webhook/acme", b.base))
+        .header("X-Telegram-Bot-Api-Secret-Token", secret)
+        .json(&update)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, next_json(&mut ws))
+            .await
+            .expect("agent answer reaches node A");
+        if frame["type"] == "message" && frame["message"]["direction"] == "outbound" {
+            assert_eq!(frame["message"]["text"], "answered via node B");
+            assert_eq!(frame["message"]["author"], "Ana");
+            break;
+        }
+    }
+}
