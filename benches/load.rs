@@ -106,11 +106,30 @@ struct Args {
     #[arg(long, default_value_t = 256)]
     connect_parallel: usize,
     /// Slow-reader phase: messages per second into the busy conversation (HTTP).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 200)]
     busy_rate: u64,
-    /// Slow-reader phase: characters per busy message.
-    #[arg(long, default_value_t = 4000)]
+    /// Slow-reader phase: characters per busy message (the server allows 8000).
+    #[arg(long, default_value_t = 8000)]
     busy_chars: usize,
+    /// Slow-reader phase: seconds the busy conversation runs before the measured window,
+    /// so the slow reader's buffers are full (and it is dropped) while others are measured.
+    #[arg(long, default_value_t = 3)]
+    busy_prefill_secs: u64,
+    /// Slow-reader phase: offered rate of the main schedule (0: `--rate`). Lower than
+    /// `--rate` by default: the busy conversation adds 1.6 MB/s, and the comparison is
+    /// about isolation, which saturation would hide.
+    #[arg(long, default_value_t = 500)]
+    slow_rate: u64,
+    /// Also measure the latency with HTTP POST as the sender (besides socket `send`).
+    #[arg(long)]
+    http_latency: bool,
+    /// Before each measured run wait up to this many seconds for the machine to be
+    /// quiet (other builds and tests share it); 0 only reports how busy it was.
+    #[arg(long, default_value_t = 0)]
+    wait_quiet: u64,
+    /// "Quiet": the machine's CPU busy fraction over one second is at most this.
+    #[arg(long, default_value_t = 0.25)]
+    quiet_below: f64,
     /// Backend of the slow-reader phase (it needs one that sustains `--rate`).
     #[arg(long, default_value = "postgres")]
     slow_backend: String,
@@ -421,6 +440,10 @@ struct LatencyPlan<'a> {
     slow_reader: bool,
     /// Processes whose CPU use is reported.
     watch: Vec<&'a Proc>,
+    /// How long the busy conversation runs before the measured window.
+    busy_prefill: Duration,
+    /// `--wait-quiet`, `--quiet-below`.
+    gate: (u64, f64),
 }
 
 struct LatencyResult {
@@ -434,6 +457,8 @@ struct LatencyResult {
     rejected: u64,
     cpu: String,
     slow: Option<String>,
+    /// Set when the machine was busy with other work before the run.
+    busy_note: Option<String>,
 }
 
 /// Nanoseconds since `t0`, plus one (0 means "not sent").
@@ -549,7 +574,14 @@ async fn socket_sender(
 
 async fn latency_run(plan: LatencyPlan<'_>) -> Result<LatencyResult> {
     let n = (plan.rate * plan.seconds) as usize;
-    let busy_n = plan.busy.map_or(0, |(_, r, _)| (r * plan.seconds) as usize);
+    let prefill = if plan.busy.is_some() {
+        plan.busy_prefill
+    } else {
+        Duration::ZERO
+    };
+    let busy_n = plan.busy.map_or(0, |(_, r, _)| {
+        (r as f64 * (plan.seconds as f64 + prefill.as_secs_f64())) as usize
+    });
     let run = RUN.fetch_add(1, Ordering::Relaxed);
     let shared = Arc::new(Shared {
         main_prefix: format!("r{run}m"),
@@ -657,9 +689,11 @@ async fn latency_run(plan: LatencyPlan<'_>) -> Result<LatencyResult> {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    let busy_note = common::quiet_gate(plan.gate.0, plan.gate.1).await;
     let http_hist = Arc::new(Mutex::new(histogram()));
     let watch = CpuWatch::start(&plan.watch);
-    let start = tokio::time::Instant::now() + Duration::from_millis(100);
+    let busy_start = tokio::time::Instant::now() + Duration::from_millis(100);
+    let start = busy_start + prefill;
     // The busy conversation's own open-loop schedule.
     let busy_task = plan.busy.map(|(bv, rate, chars)| {
         let (http, base, bv, shared) = (
@@ -672,7 +706,7 @@ async fn latency_run(plan: LatencyPlan<'_>) -> Result<LatencyResult> {
         tokio::spawn(async move {
             let mut inflight = Vec::new();
             for j in 0..busy_n {
-                let due = start + Duration::from_nanos(j as u64 * 1_000_000_000 / rate.max(1));
+                let due = busy_start + Duration::from_nanos(j as u64 * 1_000_000_000 / rate.max(1));
                 tokio::time::sleep_until(due).await;
                 let (http, base, bv, shared, text) = (
                     http.clone(),
@@ -796,6 +830,7 @@ async fn latency_run(plan: LatencyPlan<'_>) -> Result<LatencyResult> {
         rejected: shared.rejected.load(Ordering::Relaxed),
         cpu,
         slow,
+        busy_note,
     })
 }
 
@@ -1008,6 +1043,23 @@ async fn start_env(args: &Args, backend: Backend, nodes: usize, redis: bool) -> 
     })
 }
 
+/// `; ⚠ …` when the machine was busy with other work before a run.
+fn busy_note(n: &Option<String>) -> String {
+    n.as_ref().map(|n| format!("; ⚠ {n}")).unwrap_or_default()
+}
+
+/// A note when the offered rate was more than the server sustained: messages missing,
+/// or a median far above any per-message cost (the queue grew during the run).
+fn saturation(r: &LatencyResult) -> String {
+    let p50 = r.all.value_at_quantile(0.5);
+    if r.received < r.sent || p50 > 50_000 {
+        " (SATURATED: offered rate above what the server sustained here; latency is queueing)"
+            .into()
+    } else {
+        String::new()
+    }
+}
+
 fn ratio(a: u64, b: u64) -> String {
     if b == 0 {
         "-".into()
@@ -1139,7 +1191,12 @@ async fn run(args: Args) -> Result<()> {
         }
 
         if listed && has("latency") {
-            for via in [Via::Socket, Via::Http] {
+            let vias = if args.http_latency {
+                vec![Via::Socket, Via::Http]
+            } else {
+                vec![Via::Socket]
+            };
+            for via in vias {
                 let visitors = &env.visitors[..args.visitors.min(env.visitors.len())];
                 eprintln!("load: latency on {} via {via:?}", backend.name());
                 let r = latency_run(LatencyPlan {
@@ -1153,6 +1210,8 @@ async fn run(args: Args) -> Result<()> {
                     busy: None,
                     slow_reader: false,
                     watch: vec![srv],
+                    busy_prefill: Duration::from_secs(args.busy_prefill_secs),
+                    gate: (args.wait_quiet, args.quiet_below),
                 })
                 .await?;
                 let how = match via {
@@ -1180,7 +1239,7 @@ async fn run(args: Args) -> Result<()> {
                 let p99 = r.all.value_at_quantile(0.99);
                 let lost = r.sent.saturating_sub(r.received);
                 let note = format!(
-                    "{} msg/s offered over {} conversations; {} of {} delivered{}; {}",
+                    "{} msg/s offered over {} conversations; {} of {} delivered{}{}; {}{}",
                     args.rate,
                     visitors.len(),
                     r.received,
@@ -1190,7 +1249,9 @@ async fn run(args: Args) -> Result<()> {
                     } else {
                         String::new()
                     },
-                    r.cpu
+                    saturation(&r),
+                    r.cpu,
+                    busy_note(&r.busy_note)
                 );
                 match via {
                     Via::Socket => {
@@ -1259,8 +1320,15 @@ async fn run(args: Args) -> Result<()> {
             let busy =
                 common::create_visitor(&common::http_client(), &srv.base(), &env.tenants[0], 0)
                     .await?;
+            let slow_rate = if args.slow_rate > 0 {
+                args.slow_rate
+            } else {
+                args.rate
+            };
             let mut p99s = Vec::new();
             let mut fate = String::new();
+            let mut inconclusive = String::new();
+            let mut notes = String::new();
             for slow_reader in [false, true] {
                 eprintln!(
                     "load: slow reader on {}: {}",
@@ -1272,21 +1340,24 @@ async fn run(args: Args) -> Result<()> {
                     recv_nodes: vec![srv],
                     visitors,
                     via: Via::Socket,
-                    rate: args.rate,
+                    rate: slow_rate,
                     seconds: args.seconds,
                     source_ips: args.source_ips,
                     busy: Some((&busy, args.busy_rate, args.busy_chars)),
                     slow_reader,
                     watch: vec![srv],
+                    busy_prefill: Duration::from_secs(args.busy_prefill_secs),
+                    gate: (args.wait_quiet, args.quiet_below),
                 })
                 .await?;
                 println!(
-                    "\nslow reader {} ({}; {} msg/s + busy conversation {} msg/s × {} chars): {}; received {}/{}; {}{}",
+                    "\nslow reader {} ({}; {} msg/s + busy conversation {} msg/s × {} chars, from {} s before): {}; received {}/{}; {}{}",
                     if slow_reader { "present" } else { "absent" },
                     backend.name(),
-                    args.rate,
+                    slow_rate,
                     args.busy_rate,
                     args.busy_chars,
+                    args.busy_prefill_secs,
                     summary(&r.all),
                     r.received,
                     r.sent,
@@ -1297,6 +1368,12 @@ async fn run(args: Args) -> Result<()> {
                         .unwrap_or_default()
                 );
                 p99s.push(r.all.value_at_quantile(0.99));
+                if !saturation(&r).is_empty() {
+                    inconclusive = format!(
+                        "INCONCLUSIVE: the server is saturated at {slow_rate} msg/s here (queueing dominates; rerun with a lower --slow-rate)"
+                    );
+                }
+                notes.push_str(&busy_note(&r.busy_note));
                 if let Some(s) = r.slow {
                     fate = s;
                 }
@@ -1309,10 +1386,16 @@ async fn run(args: Args) -> Result<()> {
                 format!("{pct:+.1}% ({} with vs {} without)", ms(with), ms(without)),
                 format!("p99 without the slow reader {}", ms(without)),
                 format!(
-                    "{}; busy conversation {} msg/s × {} chars over HTTP; slow socket (4 KiB SO_RCVBUF, never reads): {fate}",
-                    verdict(pct, 10.0, true),
+                    "{}; {slow_rate} msg/s over {} conversations + a busy conversation {} msg/s × {} chars over HTTP (from {} s before); slow socket (4 KiB SO_RCVBUF, never reads): {fate}{notes}",
+                    if inconclusive.is_empty() {
+                        verdict(pct, 10.0, true).to_string()
+                    } else {
+                        inconclusive.clone()
+                    },
+                    visitors.len(),
                     args.busy_rate,
-                    args.busy_chars
+                    args.busy_chars,
+                    args.busy_prefill_secs
                 ),
             ));
         }
@@ -1320,6 +1403,7 @@ async fn run(args: Args) -> Result<()> {
         if listed && has("stored") {
             let hz = healthz_throughput(&srv.base(), args.concurrency, 2.0).await;
             eprintln!("load: stored messages on {}", backend.name());
+            let gate = common::quiet_gate(args.wait_quiet, args.quiet_below).await;
             let visitors = &env.visitors[..args.concurrency.min(env.visitors.len())];
             let r = stored_run(srv, visitors, args.concurrency, args.seconds).await;
             let rate = r.total as f64 / r.secs;
@@ -1352,7 +1436,7 @@ async fn run(args: Args) -> Result<()> {
                     ms(r.post.value_at_quantile(0.5)),
                     ms(r.post.value_at_quantile(0.99)),
                     r.cpu
-                ),
+                ) + &busy_note(&gate),
             ));
         }
         env.teardown(&args.redis_url).await;
@@ -1368,6 +1452,33 @@ async fn run(args: Args) -> Result<()> {
                 format!("Redis at {} is not answering", args.redis_url),
             ));
         } else {
+            // The single-node reference right before, under the same machine conditions.
+            eprintln!("load: cross-node reference: one node on PostgreSQL, no Redis");
+            let env = start_env(&args, Backend::Postgres, 1, false).await?;
+            let reference = latency_run(LatencyPlan {
+                send_node: &env.procs[0],
+                recv_nodes: vec![&env.procs[0]],
+                visitors: &env.visitors[..args.visitors.min(env.visitors.len())],
+                via: Via::Socket,
+                rate: args.rate,
+                seconds: args.seconds,
+                source_ips: args.source_ips,
+                busy: None,
+                slow_reader: false,
+                watch: vec![&env.procs[0]],
+                busy_prefill: Duration::from_secs(args.busy_prefill_secs),
+                gate: (args.wait_quiet, args.quiet_below),
+            })
+            .await?;
+            env.teardown(&args.redis_url).await;
+            println!(
+                "\ncross-node reference (PostgreSQL, one node, no Redis, {} msg/s): {}; {}",
+                args.rate,
+                summary(&reference.all),
+                reference.cpu
+            );
+            single_p50.retain(|(b, _)| *b != Backend::Postgres);
+            single_p50.push((Backend::Postgres, reference.all.value_at_quantile(0.5)));
             eprintln!("load: cross-node on PostgreSQL + Redis");
             let env = start_env(&args, Backend::Postgres, 2, true).await?;
             let (a, b) = (&env.procs[0], &env.procs[1]);
@@ -1383,6 +1494,8 @@ async fn run(args: Args) -> Result<()> {
                 busy: None,
                 slow_reader: false,
                 watch: vec![a, b],
+                busy_prefill: Duration::from_secs(args.busy_prefill_secs),
+                gate: (args.wait_quiet, args.quiet_below),
             })
             .await?;
             let cross = &r.per_node[0];
@@ -1406,7 +1519,10 @@ async fn run(args: Args) -> Result<()> {
                     let diff = c50 as f64 / 1000.0 - s as f64 / 1000.0;
                     (
                         format!("{diff:+.2} ms (p50 {} vs {})", ms(c50), ms(s)),
-                        format!("single node, PostgreSQL, no Redis: p50 {}", ms(s)),
+                        format!(
+                            "one node, PostgreSQL, no Redis, run just before: p50 {}",
+                            ms(s)
+                        ),
                         verdict(diff, 1.0, true).to_string(),
                     )
                 }
@@ -1422,11 +1538,15 @@ async fn run(args: Args) -> Result<()> {
                 measured,
                 baseline,
                 format!(
-                    "{verdict_s}; cross-node p99 {}; same node through Redis p50 {} / p99 {}; {}",
+                    "{verdict_s}{}{}; cross-node p99 {}; same node through Redis p50 {} / p99 {}; {}{}{}",
+                    saturation(&reference),
+                    saturation(&r),
                     ms(cross.value_at_quantile(0.99)),
                     ms(same.value_at_quantile(0.5)),
                     ms(same.value_at_quantile(0.99)),
-                    r.cpu
+                    r.cpu,
+                    busy_note(&reference.busy_note),
+                    busy_note(&r.busy_note)
                 ),
             ));
             env.teardown(&args.redis_url).await;

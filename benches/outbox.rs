@@ -81,6 +81,13 @@ struct Args {
     /// Backends.
     #[arg(long, default_value = "sqlite,postgres")]
     backends: String,
+    /// Before each measured run wait up to this many seconds for the machine to be
+    /// quiet (other builds and tests share it); 0 only reports how busy it was.
+    #[arg(long, default_value_t = 0)]
+    wait_quiet: u64,
+    /// "Quiet": the machine's CPU busy fraction over one second is at most this.
+    #[arg(long, default_value_t = 0.25)]
+    quiet_below: f64,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -313,6 +320,7 @@ async fn latency_phase(args: &Args, backend: Backend, rows: &mut Vec<Row>) -> Re
     let healthz = common::healthz_rtt(&http, &base, 1000).await?;
 
     // Open-loop visitor messages.
+    let gate = common::quiet_gate(args.wait_quiet, args.quiet_below).await;
     let n = (args.rate * args.seconds) as usize;
     let committed: Arc<Vec<OnceLock<Instant>>> =
         Arc::new((0..n).map(|_| OnceLock::new()).collect());
@@ -416,7 +424,13 @@ async fn latency_phase(args: &Args, backend: Backend, rows: &mut Vec<Row>) -> Re
             ms(f50),
             ratio(p50, f50)
         ),
-        format!("{}; {note}", verdict(p50 as f64 / 1000.0, 5.0, true)),
+        format!(
+            "{}; {note}{}",
+            verdict(p50 as f64 / 1000.0, 5.0, true),
+            gate.as_ref()
+                .map(|g| format!("; ⚠ {g}"))
+                .unwrap_or_default()
+        ),
     ));
     rows.push(Row::new(
         format!("outbox commit→sendMessage p99 ({})", backend.name()),
@@ -495,6 +509,7 @@ async fn dispatch_phase(args: &Args, backend: Backend, rows: &mut Vec<Row>) -> R
     )
     .await;
     env.fake.clear();
+    let gate = common::quiet_gate(args.wait_quiet, args.quiet_below).await;
 
     let spawned = Instant::now();
     let mut worker = env.dep.worker("worker").await?;
@@ -541,7 +556,7 @@ async fn dispatch_phase(args: &Args, backend: Backend, rows: &mut Vec<Row>) -> R
             "{}; {total} requests ({topics} createForumTopic + cards + {got} messages) over {} lanes; worker concurrency default; {cpu}",
             verdict(rps, 1000.0, false),
             tenants.len()
-        ),
+        ) + &gate.map(|g| format!("; ⚠ {g}")).unwrap_or_default(),
     ));
     env.teardown().await;
     Ok(())

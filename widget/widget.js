@@ -4,6 +4,8 @@
  *   <script src="https://SERVER/widget.js?v=HASH" data-widget-key="wk_xxx" async></script>
  *
  * Optional attributes: data-server (base URL override), data-accent (colour).
+ * Identity verification: data-user-id and data-user-hash (HMAC-SHA256 of the user id
+ * with the tenant's identity secret, computed by the site's server).
  * Plain ES2019, no dependencies, talks only to the chatorical server.
  * Test hooks: window.chatorical = { open(), close(), send(text), state() }.
  */
@@ -31,8 +33,36 @@
   var READ_THROTTLE_MS = 2000;      // read receipts cost rate-limit tokens
   var TYPING_THROTTLE_MS = 4000;
   var AGENT_TYPING_MS = 5000;
-  var CLOSED_TEXT = 'This conversation was closed. Send a message to start a new one.';
   var ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+  // UI strings: built-in English (the server's defaults, src/lib/i18n.rs), replaced at
+  // start by the tenant's texts for the visitor's locale (GET /v1/i18n/{locale}).
+  var STRINGS = {
+    'widget.launcher': 'Chat',
+    'widget.open_chat': 'Open chat',
+    'widget.close_chat': 'Close chat',
+    'widget.unread': '{{count}} unread',
+    'widget.title': 'Chat with us',
+    'widget.greeting': 'Hi! Ask us anything \u2013 we usually reply within a few minutes.',
+    'widget.messages_label': 'Messages',
+    'widget.input_label': 'Message',
+    'widget.placeholder': 'Type your message\u2026',
+    'widget.send': 'Send',
+    'widget.sending': 'sending\u2026',
+    'widget.edited': 'edited',
+    'widget.failed': 'not sent: {{reason}}',
+    'widget.retry': 'Retry',
+    'widget.agent_name': 'Support',
+    'widget.typing': 'Support is typing\u2026',
+    'widget.agents_online': 'We\'re online',
+    'widget.agents_away': 'We\'ll reply as soon as we can',
+    'widget.connecting': 'connecting\u2026',
+    'widget.reconnecting': 'offline \u2013 reconnecting',
+    'widget.unavailable': 'Chat is unavailable right now.',
+    'widget.rate_limited': 'You\'re sending too fast \u2013 try again in {{retry_after}} s',
+    'widget.conversation_closed': 'This conversation was closed. Send a message to start a new one.',
+    'widget.too_long': 'Messages can be at most {{max}} characters.'
+  };
 
   // ---------------------------------------------------------------------------
   // Configuration from our own <script> tag
@@ -185,6 +215,22 @@
   }
   function charCount(s) { return Array.from(s).length; } // the server counts code points
 
+  // A UI string with its {{variable}} placeholders filled in (missing ones: empty).
+  function t(key, vars) {
+    var s = STRINGS[key];
+    if (typeof s !== 'string') return '';
+    return s.replace(/\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g, function (m, name) {
+      var v = vars ? vars[name] : undefined;
+      return v === undefined || v === null ? '' : String(v);
+    });
+  }
+
+  // The visitor's locale as the server takes it, ll or ll-RR (zh-Hant-TW → zh).
+  function uiLocale() {
+    var m = /^([A-Za-z]{2})(?:-([A-Za-z]{2}))?(?=-|$)/.exec(String(navigator.language || ''));
+    return m ? m[1].toLowerCase() + (m[2] ? '-' + m[2].toUpperCase() : '') : 'en';
+  }
+
   function setVisitorToken(t) {
     visitorToken = t || null;
     sset(KEY_VISITOR, visitorToken);
@@ -225,6 +271,34 @@
       throw err;
     }
     return data;
+  }
+
+  // Once at start: the tenant's strings for the visitor's locale. Any failure keeps
+  // the built-in English strings. Unlike api(), the browser may cache this (ETag, max-age).
+  async function loadStrings() {
+    var ctrl = typeof AbortController === 'function' ? new AbortController() : null;
+    var timer = ctrl ? setTimeout(function () { ctrl.abort(); }, HTTP_TIMEOUT_MS) : 0;
+    try {
+      var res = await fetch(base + '/v1/i18n/' + encodeURIComponent(uiLocale()) +
+        '?widget_key=' + encodeURIComponent(widgetKey), {
+        headers: { Accept: 'application/json' },
+        mode: 'cors',
+        credentials: 'omit',
+        signal: ctrl ? ctrl.signal : undefined
+      });
+      if (!res.ok) return;
+      var data = await res.json();
+      var got = data && data.strings;
+      if (!got || typeof got !== 'object') return;
+      Object.keys(STRINGS).forEach(function (k) {
+        if (typeof got[k] === 'string') STRINGS[k] = got[k];
+      });
+      applyStrings();
+    } catch (e) {
+      /* keep the built-in English strings */
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   // ---------------------------------------------------------------------------
@@ -420,6 +494,11 @@
   async function startSession() {
     var body = { widget_key: widgetKey };
     if (visitorToken) body.visitor_token = visitorToken; // resume the same visitor
+    // A verified user of the host site: the same conversation on every device.
+    var userId = script.getAttribute('data-user-id');
+    var userHash = script.getAttribute('data-user-hash');
+    if (userId) body.user_id = userId;
+    if (userHash) body.user_hash = userHash.trim();
     if (navigator.language) body.locale = navigator.language;
     // Shown to agents on the topic's opening card; query and fragment stay private.
     if (location.protocol === 'https:' || location.protocol === 'http:') {
@@ -437,7 +516,7 @@
     var cid = s.conversation_id || null;
     // We had a conversation and the server has no open one: it was closed meanwhile.
     if (!cid && conversationId) {
-      notices.set('closed', CLOSED_TEXT);
+      notices.set('closed', t('widget.conversation_closed'));
       scheduleRender();
     }
     conversationId = cid;
@@ -463,9 +542,10 @@
 
   function onConnectError(err) {
     var status = err && err.status;
-    if (err && err.session && (status === 401 || status === 403)) {
-      // Unknown widget key or a page origin the tenant doesn't allow: retrying
-      // can't help. The server's message names the problem; it holds no secrets.
+    if (err && err.session && (status === 401 || status === 403 || status === 422)) {
+      // Unknown widget key, a page origin the tenant doesn't allow, or a refused
+      // identity (data-user-id / data-user-hash): retrying can't help. The server's
+      // message names the problem; it holds no secrets.
       fatal = true;
       console.warn('[chatorical] chat disabled: ' + (err.code || status) + ': ' + err.message);
       renderStatus();
@@ -627,7 +707,7 @@
     if (cid && cid !== socketConvId && cid !== conversationId) return;
     if (!cid || cid === conversationId) conversationId = null;
     needsNew = true;
-    notices.set('closed', CLOSED_TEXT);
+    notices.set('closed', t('widget.conversation_closed'));
     scheduleRender();
     pump(); // if messages are already waiting, start the new conversation now
   }
@@ -651,7 +731,7 @@
       pump();
       return;
     }
-    notices.set('limit', 'You\'re sending too fast – try again in ' + Math.ceil(left / 1000) + ' s');
+    notices.set('limit', t('widget.rate_limited', { retry_after: Math.ceil(left / 1000) }));
     scheduleRender();
     limitTimer = setTimeout(tickLimit, left % 1000 || 1000);
   }
@@ -740,7 +820,7 @@
     text = String(text === undefined || text === null ? '' : text).trim();
     if (!text) return null;
     if (charCount(text) > MAX_TEXT) {
-      notices.set('error', 'Messages can be at most ' + MAX_TEXT + ' characters.');
+      notices.set('error', t('widget.too_long', { max: MAX_TEXT }));
       scheduleRender();
       return null;
     }
@@ -831,7 +911,7 @@
     '.close:focus-visible{outline-color:#fff}',
     '.status{margin:0;padding:4px 16px;font-size:12px;background:#fff8c5;color:#6a5300}',
     '.list{flex:1;margin:0;padding:12px;list-style:none;overflow-y:auto;overscroll-behavior:contain;display:flex;flex-direction:column;gap:8px}',
-    '.list:empty::before{content:"Hi! Ask us anything \\2013  we usually reply within a few minutes.";margin:auto 12px;color:#59636e;text-align:center}',
+    '.list:empty::before{content:attr(data-greeting);margin:auto 12px;color:#59636e;text-align:center}',
     '.msg{display:flex;flex-direction:column;max-width:80%}',
     '.msg.in{align-self:flex-end;align-items:flex-end}',
     '.msg.out{align-self:flex-start;align-items:flex-start}',
@@ -858,23 +938,23 @@
 
   var HTML =
     '<div class="root">' +
-      '<section class="panel" id="panel" role="dialog" aria-label="Chat with us" data-testid="chatorical-panel" hidden>' +
+      '<section class="panel" id="panel" role="dialog" data-testid="chatorical-panel" hidden>' +
         '<header class="head">' +
-          '<div class="titles"><h2 class="title">Chat with us</h2><p class="presence" hidden></p></div>' +
-          '<button type="button" class="close" aria-label="Close chat" data-testid="chatorical-close">\u00d7</button>' +
+          '<div class="titles"><h2 class="title"></h2><p class="presence" hidden></p></div>' +
+          '<button type="button" class="close" data-testid="chatorical-close">\u00d7</button>' +
         '</header>' +
         '<p class="status" role="status" data-testid="chatorical-status" hidden></p>' +
-        '<ul class="list" role="log" aria-live="polite" aria-label="Messages" data-testid="chatorical-messages"></ul>' +
-        '<p class="typing" aria-live="polite" hidden>Support is typing\u2026</p>' +
+        '<ul class="list" role="log" aria-live="polite" data-testid="chatorical-messages"></ul>' +
+        '<p class="typing" aria-live="polite" hidden></p>' +
         '<div class="notices" role="status" aria-live="polite" data-testid="chatorical-notice"></div>' +
         '<form class="form" novalidate>' +
-          '<label class="sr" for="input">Message</label>' +
-          '<textarea id="input" rows="1" maxlength="' + MAX_TEXT + '" placeholder="Type your message\u2026" autocomplete="off" data-testid="chatorical-input"></textarea>' +
-          '<button type="submit" class="send" data-testid="chatorical-send">Send</button>' +
+          '<label class="sr" for="input"></label>' +
+          '<textarea id="input" rows="1" maxlength="' + MAX_TEXT + '" autocomplete="off" data-testid="chatorical-input"></textarea>' +
+          '<button type="submit" class="send" data-testid="chatorical-send"></button>' +
         '</form>' +
       '</section>' +
-      '<button type="button" class="launcher" aria-label="Open chat" aria-expanded="false" aria-controls="panel" data-testid="chatorical-launcher">' +
-        '<span aria-hidden="true">Chat</span>' +
+      '<button type="button" class="launcher" aria-expanded="false" aria-controls="panel" data-testid="chatorical-launcher">' +
+        '<span class="launcher-text" aria-hidden="true"></span>' +
         '<span class="badge" aria-hidden="true" data-testid="chatorical-badge" hidden>0</span>' +
       '</button>' +
     '</div>';
@@ -896,6 +976,9 @@
       host: host,
       panel: q('.panel'),
       launcher: q('.launcher'),
+      launcherText: q('.launcher-text'),
+      title: q('.title'),
+      inputLabel: q('label.sr'),
       badge: q('.badge'),
       close: q('.close'),
       status: q('.status'),
@@ -935,6 +1018,25 @@
     });
 
     document.body.appendChild(host);
+    applyStrings(); // fills in the words and renders
+  }
+
+  // Put the current STRINGS into the static markup and re-render everything else.
+  // Text only ever goes in through textContent and attributes, never as markup.
+  function applyStrings() {
+    if (!ui) return;
+    ui.panel.setAttribute('aria-label', t('widget.title'));
+    ui.title.textContent = t('widget.title');
+    ui.close.setAttribute('aria-label', t('widget.close_chat'));
+    ui.list.setAttribute('aria-label', t('widget.messages_label'));
+    ui.list.setAttribute('data-greeting', t('widget.greeting'));
+    ui.typing.textContent = t('widget.typing');
+    ui.inputLabel.textContent = t('widget.input_label');
+    ui.input.setAttribute('placeholder', t('widget.placeholder'));
+    ui.send.textContent = t('widget.send');
+    ui.launcherText.textContent = t('widget.launcher');
+    if (notices.has('closed')) notices.set('closed', t('widget.conversation_closed'));
+    ui.sigs = new WeakMap(); // messages and notices render again with the new words
     render();
   }
 
@@ -986,10 +1088,10 @@
   function renderStatus() {
     if (!ui) return;
     var text = '';
-    if (fatal) text = 'Chat is unavailable right now.';
+    if (fatal) text = t('widget.unavailable');
     else if (ready) text = '';
-    else if (troubled) text = 'offline \u2013 reconnecting';
-    else text = 'connecting\u2026';
+    else if (troubled) text = t('widget.reconnecting');
+    else text = t('widget.connecting');
     if (ui.status.textContent !== text) ui.status.textContent = text;
     ui.status.hidden = !text;
   }
@@ -1031,11 +1133,12 @@
     var unread = unreadCount();
     ui.badge.hidden = unread === 0;
     ui.badge.textContent = unread > 99 ? '99+' : String(unread);
-    ui.launcher.setAttribute('aria-label', (isOpen ? 'Close chat' : 'Open chat') + (unread ? ' (' + unread + ' unread)' : ''));
+    ui.launcher.setAttribute('aria-label', t(isOpen ? 'widget.close_chat' : 'widget.open_chat') +
+      (unread ? ' (' + t('widget.unread', { count: unread }) + ')' : ''));
 
     ui.typing.hidden = !agentTyping;
     ui.presence.hidden = agentsOnline === null;
-    ui.presence.textContent = agentsOnline ? 'We\'re online' : 'We\'ll reply as soon as we can';
+    ui.presence.textContent = t(agentsOnline ? 'widget.agents_online' : 'widget.agents_away');
 
     var noticeText = Array.from(notices.values());
     var nsig = noticeText.join('\n');
@@ -1070,7 +1173,7 @@
     if (out) {
       var a = document.createElement('div');
       a.className = 'author';
-      a.textContent = m.author || 'Support';
+      a.textContent = m.author || t('widget.agent_name');
       el.appendChild(a);
     }
     var b = document.createElement('div');
@@ -1083,14 +1186,14 @@
     time.textContent = hhmm(m.created_at);
     if (m.created_at) time.setAttribute('datetime', m.created_at);
     meta.appendChild(time);
-    var extra = m.failed ? ' \u00b7 not sent: ' + m.failed : m.pending ? ' \u00b7 sending\u2026' : m.edited_at ? ' \u00b7 edited' : '';
+    var extra = m.failed ? ' \u00b7 ' + t('widget.failed', { reason: m.failed }) : m.pending ? ' \u00b7 ' + t('widget.sending') : m.edited_at ? ' \u00b7 ' + t('widget.edited') : '';
     if (extra) meta.appendChild(document.createTextNode(extra));
     if (m.failed) {
       var r = document.createElement('button');
       r.type = 'button';
       r.className = 'retry';
       r.setAttribute('data-id', m.client_msg_id);
-      r.textContent = 'Retry';
+      r.textContent = t('widget.retry');
       meta.appendChild(r);
     }
     el.appendChild(meta);
@@ -1166,5 +1269,6 @@
   if (document.body) buildUI();
   else document.addEventListener('DOMContentLoaded', buildUI, { once: true });
 
+  loadStrings();
   connect();
 })();

@@ -277,13 +277,20 @@ impl Deployment {
 
     async fn spawn(&self, label: &str, args: &[&str], server: bool) -> Result<Proc> {
         // Raise the fd limit as far as allowed: 1048576, else the hard limit.
-        let script = "ulimit -n 1048576 2>/dev/null || ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; exec \"$0\" \"$@\"";
-        let mut all = vec!["-c", script, BIN];
+        // BENCH_WRAP (e.g. "heaptrack -o /tmp/ht" or "perf record -g -o /tmp/p.data")
+        // runs the process under a profiler; RSS readings are then the wrapper's.
+        let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+        let script = format!(
+            "ulimit -n 1048576 2>/dev/null || ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; exec {wrap} \"$0\" \"$@\""
+        );
+        let mut all = vec!["-c", script.as_str(), BIN];
         all.extend_from_slice(args);
         let mut cmd = self.command("sh", &all);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // Its own process group, so a wrapper and the binary stop together.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().with_context(|| format!("spawn {label}"))?;
         let pid = child.id();
         let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
@@ -386,9 +393,9 @@ impl Proc {
 
     /// SIGTERM, then SIGKILL after 10 s.
     pub async fn stop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
+        // SAFETY: kill(2) on the process group our own child leads.
         unsafe {
-            libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
+            libc::kill(-(self.pid as libc::pid_t), libc::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -413,6 +420,10 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on the process group our own child leads.
+            unsafe {
+                libc::kill(-(self.pid as libc::pid_t), libc::SIGKILL);
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -513,6 +524,40 @@ fn machine_busy_ms() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     total.saturating_sub(idle) * 1000 / tck
+}
+
+/// Fraction of the machine's CPU time that was busy over `sample`.
+pub async fn machine_busy(sample: Duration) -> f64 {
+    let before = machine_busy_ms();
+    let t = Instant::now();
+    tokio::time::sleep(sample).await;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    (machine_busy_ms().saturating_sub(before)) as f64
+        / 1000.0
+        / t.elapsed().as_secs_f64().max(0.001)
+        / cpus
+}
+
+/// Before a measured run: report how busy the machine is with other work, and with
+/// `max_wait_secs > 0` wait (up to that long) until it is below `below` for a second.
+/// Returns a note for the results when it was busy.
+pub async fn quiet_gate(max_wait_secs: u64, below: f64) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(max_wait_secs);
+    loop {
+        let busy = machine_busy(Duration::from_secs(1)).await;
+        if busy <= below {
+            return None;
+        }
+        if Instant::now() >= deadline {
+            let msg = format!(
+                "machine {:.0}% busy with other work before this run (load average {})",
+                busy * 100.0,
+                loadavg()
+            );
+            eprintln!("bench: warning: {msg}");
+            return Some(msg);
+        }
+    }
 }
 
 /// The 1-minute load average.

@@ -259,10 +259,20 @@ impl Chat {
 
     /// Start (or resume) a widget session for `tenant`. An unknown, malformed or other
     /// tenant's visitor token silently yields a new visitor.
+    ///
+    /// `user_id` is a verified identity (see [`crate::identity::verify`]). A visitor
+    /// token only resumes a visitor of the same identity: an anonymous session never
+    /// resumes a verified user's visitor (a shared computer after signing out), and a
+    /// verified user never resumes another user's. A verified user gets their visitor
+    /// (and so its open conversation) on every device: on a device that has none of
+    /// the visitor's tokens, a new token is added for that device — the other devices'
+    /// tokens keep working. An anonymous visitor of this device that signs in becomes
+    /// the user's visitor, when the user has none yet.
     pub async fn start_session(
         &self,
         tenant: &Tenant,
         visitor_token: Option<&str>,
+        user_id: Option<&str>,
         locale: Option<&str>,
         page_url: Option<&str>,
     ) -> Result<Session> {
@@ -280,22 +290,21 @@ impl Chat {
                 .map(|v| (v, t)),
             None => None,
         };
-        let (visitor, token) = match existing {
-            Some((v, t)) => {
+        let (visitor, token) = match (existing, user_id) {
+            (Some((v, t)), _) if v.external_user_id.as_deref() == user_id => {
                 repo::visitors::touch(&mut conn, &tenant.id, &v.id, locale, page_url, now).await?;
                 (v, t)
             }
-            None => {
+            (existing, Some(user_id)) => {
+                let (v, t) =
+                    identified_visitor(&mut conn, tenant, user_id, existing, locale, page_url, now)
+                        .await?;
+                repo::visitors::touch(&mut conn, &tenant.id, &v.id, locale, page_url, now).await?;
+                (v, t)
+            }
+            (_, None) => {
                 let token = VisitorToken::generate();
-                let row = VisitorRow {
-                    id: new_id("vis"),
-                    tenant_id: tenant.id.clone(),
-                    token_hash: token.hash(),
-                    locale: locale.map(str::to_string),
-                    created_at: now,
-                    last_seen_at: now,
-                    page_url: page_url.map(str::to_string),
-                };
+                let row = new_visitor(tenant, &token, None, locale, page_url, now);
                 repo::visitors::insert(&mut conn, &row).await?;
                 (row, token)
             }
@@ -315,16 +324,25 @@ impl Chat {
 
     /// The visitor a bearer token belongs to.
     pub async fn authenticate_visitor(&self, token: &str) -> Result<Visitor> {
+        Ok(self.authenticate_visitor_identity(token).await?.0)
+    }
+
+    /// The visitor a bearer token belongs to, and whether it is a verified user.
+    pub async fn authenticate_visitor_identity(&self, token: &str) -> Result<(Visitor, bool)> {
         let token = VisitorToken::parse(token)
             .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
         let mut pc = self.db.conn().await?;
         let v = repo::visitors::by_token_hash_any(&mut pc.as_conn(), &token.hash())
             .await?
             .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
-        Ok(Visitor {
-            id: v.id,
-            tenant_id: v.tenant_id,
-        })
+        let verified = v.external_user_id.is_some();
+        Ok((
+            Visitor {
+                id: v.id,
+                tenant_id: v.tenant_id,
+            },
+            verified,
+        ))
     }
 
     /// The visitor's open conversation, created if none.
@@ -532,9 +550,7 @@ impl Chat {
         let now = now_ms();
         let closed = transaction!(&mut conn, |tx| {
             let closed = repo::conversations::close(tx, tenant_id, conversation_id, now).await?;
-            if closed
-                && let Some(cfg) = repo::telegram::get(tx, tenant_id).await?
-            {
+            if closed && let Some(cfg) = repo::telegram::get(tx, tenant_id).await? {
                 let payload = serde_json::json!({ "conversation_id": conversation_id });
                 let key = format!("conv_close_{conversation_id}");
                 let lane = outbox::telegram_lane(tenant_id, cfg.group_chat_id);
@@ -570,6 +586,74 @@ impl Chat {
         }
         Ok(row.into())
     }
+}
+
+fn new_visitor(
+    tenant: &Tenant,
+    token: &VisitorToken,
+    user_id: Option<&str>,
+    locale: Option<&str>,
+    page_url: Option<&str>,
+    now: i64,
+) -> VisitorRow {
+    VisitorRow {
+        id: new_id("vis"),
+        tenant_id: tenant.id.clone(),
+        token_hash: token.hash(),
+        locale: locale.map(str::to_string),
+        created_at: now,
+        last_seen_at: now,
+        page_url: page_url.map(str::to_string),
+        external_user_id: user_id.map(str::to_string),
+    }
+}
+
+/// The visitor of a verified user, with a token for this device. `existing` is the
+/// visitor this device's token belongs to (not the user's: that case resumes).
+async fn identified_visitor(
+    conn: &mut Conn<'_>,
+    tenant: &Tenant,
+    user_id: &str,
+    existing: Option<(VisitorRow, VisitorToken)>,
+    locale: Option<&str>,
+    page_url: Option<&str>,
+    now: i64,
+) -> Result<(VisitorRow, VisitorToken)> {
+    // Another device of the user got there first: join it, with a token of our own.
+    if let Some(v) = repo::visitors::by_external_user(conn, &tenant.id, user_id).await? {
+        let token = VisitorToken::generate();
+        repo::visitors::add_token(conn, &tenant.id, &v.id, &token.hash(), now).await?;
+        return Ok((v, token));
+    }
+    // This device chatted anonymously before signing in: that visitor (and its
+    // conversation) becomes the user's.
+    if let Some((v, t)) = existing.filter(|(v, _)| v.external_user_id.is_none()) {
+        match repo::visitors::claim_external_user(conn, &tenant.id, &v.id, user_id).await {
+            Ok(true) => {
+                let v = VisitorRow {
+                    external_user_id: Some(user_id.to_string()),
+                    ..v
+                };
+                return Ok((v, t));
+            }
+            // Claimed meanwhile, or the user's visitor was created meanwhile: below.
+            Ok(false) => {}
+            Err(e) if e.code == ErrorCode::Conflict => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // The user's first session. Concurrent first sessions (two devices at once) race
+    // on the unique (tenant, external_user_id) index: the loser joins the winner.
+    let token = VisitorToken::generate();
+    let row = new_visitor(tenant, &token, Some(user_id), locale, page_url, now);
+    if repo::visitors::insert_if_absent(conn, &row).await? {
+        return Ok((row, token));
+    }
+    let v = repo::visitors::by_external_user(conn, &tenant.id, user_id)
+        .await?
+        .ok_or_else(|| Error::internal("identified visitor vanished after a conflict"))?;
+    repo::visitors::add_token(conn, &tenant.id, &v.id, &token.hash(), now).await?;
+    Ok((v, token))
 }
 
 /// Store a message with the conversation's next seq. Call inside a transaction;

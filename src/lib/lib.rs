@@ -17,7 +17,10 @@
 //! - [`app`]: [`app::Application`] — bind, connect, migrate, serve until a shutdown signal.
 //! - [`limits`]: rate limits (GCRA in Redis, or in this process).
 //! - [`usage`]: per-tenant daily usage counters and their summary.
+//! - [`i18n`]: widget strings, their built-in defaults, tenants' templates and locale fallback.
 //! - [`telemetry`]: logging setup.
+//! - [`identity`]: identity verification (HMAC of the host site's user id), the tenant secret.
+//! - [`widget_release`]: the versioned widget asset and its embed snippet with SRI.
 //!
 //! A message from the widget: `http::routes::widget` (or `http::ws`) →
 //! [`chat::Chat::post_message`] stores it with the next `seq` in one transaction →
@@ -33,6 +36,8 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod i18n;
+pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod outbox;
@@ -42,3 +47,4 @@ pub mod telegram;
 pub mod telemetry;
 pub mod tenancy;
 pub mod usage;
+pub mod widget_release;

@@ -30,6 +30,8 @@ pub struct TenantSettings {
     pub retention_days: Option<u32>,
     /// Widget accent colour (`#rrggbb`).
     pub accent_color: String,
+    /// Refuse widget sessions without a verified identity (`user_id` + `user_hash`).
+    pub identity_required: bool,
 }
 
 impl Default for TenantSettings {
@@ -40,6 +42,7 @@ impl Default for TenantSettings {
             default_locale: "en".into(),
             retention_days: None,
             accent_color: "#2f6feb".into(),
+            identity_required: false,
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct SettingsPatch {
     pub retention_days: Option<u32>,
     /// Accent colour `#rrggbb`.
     pub accent_color: Option<String>,
+    /// Require a verified identity for widget sessions (needs an identity secret first).
+    pub identity_required: Option<bool>,
 }
 
 impl TenantSettings {
@@ -101,6 +106,9 @@ impl TenantSettings {
                 ));
             }
             self.accent_color = color;
+        }
+        if let Some(required) = patch.identity_required {
+            self.identity_required = required;
         }
         Ok(())
     }
@@ -179,6 +187,7 @@ pub async fn create_tenant(db: &Db, slug: &str, name: &str, origins: &[String]) 
         settings: serde_json::to_string(&settings).map_err(|e| Error::internal(e.to_string()))?,
         created_at: now,
         updated_at: now,
+        identity_secret_enc: None,
     };
     let mut pc = db.conn().await?;
     match repo::tenants::insert(&mut pc.as_conn(), &row).await {
@@ -227,10 +236,22 @@ pub async fn update_settings(
     patch: SettingsPatch,
 ) -> Result<TenantSettings> {
     let mut tenant = tenant_by_id(db, tenant_id).await?;
+    let require_identity = patch.identity_required == Some(true);
     tenant.settings.apply(patch)?;
     let json =
         serde_json::to_string(&tenant.settings).map_err(|e| Error::internal(e.to_string()))?;
     let mut pc = db.conn().await?;
+    if require_identity
+        && repo::tenants::identity_secret(&mut pc.as_conn(), tenant_id)
+            .await?
+            .is_none()
+    {
+        // Every session would be refused: there is nothing to verify identities with.
+        return Err(Error::validation(
+            "identity_required",
+            "generate an identity secret first (POST /v1/admin/identity/secret)",
+        ));
+    }
     repo::tenants::update_settings(&mut pc.as_conn(), tenant_id, &json, now_ms()).await?;
     Ok(tenant.settings)
 }

@@ -5,12 +5,14 @@ mod cluster;
 mod fake_telegram;
 mod helpers;
 
+mod identity;
 mod isolation;
 mod keys;
 mod limits;
 mod ops;
 mod telegram;
 mod telegram_webhook;
+mod templates;
 mod usage;
 mod websocket;
 mod widget_chat;

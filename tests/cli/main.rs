@@ -10,5 +10,7 @@ mod config;
 mod drift;
 mod keys;
 mod migrate;
+mod templates;
 mod tenants;
 mod usage;
+mod widget;

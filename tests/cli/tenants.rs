@@ -10,6 +10,7 @@ on_both_backends!(
     duplicate_slug_is_refused_naming_the_slug,
     invalid_slug_or_origin_is_refused_and_nothing_is_created,
     unknown_tenant_is_not_found,
+    identity_secret_is_printed_once_and_replaced_on_each_run,
 );
 
 fn created_tenant_is_listed_and_shown_with_normalised_origins(backend: Backend) {
@@ -108,5 +109,32 @@ fn invalid_slug_or_origin_is_refused_and_nothing_is_created(backend: Backend) {
 fn unknown_tenant_is_not_found(backend: Backend) {
     let cli = Cli::new(backend);
     let stderr = cli.fails(&["tenants", "show", "nobody", "--json"]);
+    assert!(stderr.contains("tenant not found"), "{stderr}");
+}
+
+fn identity_secret_is_printed_once_and_replaced_on_each_run(backend: Backend) {
+    let cli = Cli::new(backend);
+    cli.json(&["tenants", "create", "--slug", "acme", "--name", "Acme"]);
+
+    let first = cli.json(&["tenants", "identity-secret", "--tenant", "acme"]);
+    assert_eq!(first["tenant"], "acme");
+    let secret = str_field(&first, "identity_secret").to_string();
+    assert!(secret.len() >= 32, "{secret}");
+
+    let table = cli.ok(&["tenants", "identity-secret", "--tenant", "acme"]);
+    assert!(table.contains("shown once"), "{table}");
+    assert!(
+        !table.contains(&secret),
+        "a new secret replaces the old one"
+    );
+
+    let shown = cli.ok(&["tenants", "show", "acme", "--json"]);
+    assert!(!shown.contains(&secret), "{shown}");
+    assert!(
+        !cli.stored_data().contains(&secret),
+        "the secret is stored sealed, never in plain text"
+    );
+
+    let stderr = cli.fails(&["tenants", "identity-secret", "--tenant", "nobody"]);
     assert!(stderr.contains("tenant not found"), "{stderr}");
 }

@@ -65,9 +65,15 @@ pub enum Command {
     /// Per-tenant daily usage: summarize the counters, show a tenant's days.
     #[command(subcommand)]
     Usage(cmd::usage::UsageCommand),
+    /// A tenant's texts for the widget's strings, per locale: list, set, delete, preview.
+    #[command(subcommand)]
+    Templates(cmd::templates::TemplatesCommand),
     /// Check or print configuration.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
+    /// Release the widget script: versioned asset and an embed snippet with SRI.
+    #[command(subcommand)]
+    Widget(cmd::widget::WidgetCommand),
     /// Write man pages for every command (used to keep man/ current).
     #[command(hide = true)]
     Man(cmd::man::ManArgs),

@@ -42,7 +42,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenants(c) => cmd::tenants::run(&g, c).await,
         Command::Keys(c) => cmd::keys::run(&g, c).await,
         Command::Usage(c) => cmd::usage::run(&g, c).await,
+        Command::Templates(c) => cmd::templates::run(&g, c).await,
         Command::Config(c) => cmd::config::run(&g, c),
+        Command::Widget(c) => cmd::widget::run(&g, c),
         Command::Man(args) => cmd::man::run(args),
     }
 }

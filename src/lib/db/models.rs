@@ -24,6 +24,8 @@ pub struct TenantRow {
     pub created_at: i64,
     /// Last changed, epoch ms.
     pub updated_at: i64,
+    /// Identity verification secret, sealed for (tenant, "identity.secret").
+    pub identity_secret_enc: Option<String>,
 }
 
 /// An API key row (never the key itself).
@@ -72,6 +74,8 @@ pub struct VisitorRow {
     pub last_seen_at: i64,
     /// The page the widget was last opened on.
     pub page_url: Option<String>,
+    /// The verified user id of the host site (identity verification), if any.
+    pub external_user_id: Option<String>,
 }
 
 /// A conversation row.
@@ -204,4 +208,20 @@ pub struct UsageRow {
     pub metric: String,
     /// The count.
     pub count: i64,
+}
+
+/// A tenant's override of one widget string in one locale.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::templates)]
+pub struct TemplateRow {
+    /// Tenant.
+    pub tenant_id: String,
+    /// String key, e.g. `widget.title` (one of `i18n::CATALOGUE`).
+    pub key: String,
+    /// Normalised locale, `de` or `de-AT`.
+    pub locale: String,
+    /// The template: text with `{{variable}}` placeholders (validated when stored).
+    pub body: String,
+    /// Last changed, epoch ms.
+    pub updated_at: i64,
 }

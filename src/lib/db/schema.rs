@@ -10,6 +10,7 @@ diesel::table! {
         settings -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        identity_secret_enc -> Nullable<Text>,
     }
 }
 
@@ -38,6 +39,7 @@ diesel::table! {
         created_at -> BigInt,
         last_seen_at -> BigInt,
         page_url -> Nullable<Text>,
+        external_user_id -> Nullable<Text>,
     }
 }
 
@@ -142,3 +144,28 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     usage_daily
 );
+
+diesel::table! {
+    visitor_tokens (token_hash) {
+        token_hash -> Text,
+        tenant_id -> Text,
+        visitor_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(visitor_tokens -> visitors (visitor_id));
+diesel::allow_tables_to_appear_in_same_query!(visitor_tokens, visitors);
+
+diesel::table! {
+    templates (tenant_id, key, locale) {
+        tenant_id -> Text,
+        key -> Text,
+        locale -> Text,
+        body -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::joinable!(templates -> tenants (tenant_id));
+diesel::allow_tables_to_appear_in_same_query!(templates, tenants);

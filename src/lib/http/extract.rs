@@ -99,7 +99,9 @@ impl Admin {
 }
 
 /// A widget visitor, authenticated by `Authorization: Bearer vt_…`. A request from a
-/// browser origin that is not one of the tenant's allowed origins is refused.
+/// browser origin that is not one of the tenant's allowed origins is refused, and so is
+/// an anonymous visitor of a tenant that requires identity verification (a token
+/// issued before it did).
 #[derive(Debug, Clone)]
 pub struct VisitorAuth(pub crate::chat::Visitor);
 
@@ -112,11 +114,20 @@ impl FromRequestParts<AppState> for VisitorAuth {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers)
             .ok_or_else(|| Error::unauthorized("missing Authorization: Bearer <visitor token>"))?;
-        let visitor = state.chat.authenticate_visitor(token).await?;
+        let (visitor, verified) = state.chat.authenticate_visitor_identity(token).await?;
         tracing::Span::current().record("tenant", visitor.tenant_id.as_str());
-        if let Some(o) = origin(&parts.headers) {
+        let origin = origin(&parts.headers);
+        if origin.is_some() || !verified {
             let tenant = tenancy::tenant_by_id(&state.db, &visitor.tenant_id).await?;
-            check_origin(&tenant, o)?;
+            if let Some(o) = origin {
+                check_origin(&tenant, o)?;
+            }
+            if !verified && tenant.settings.identity_required {
+                return Err(Error::unauthorized(
+                    "this site requires a verified identity: start a new session with user_id and user_hash",
+                )
+                .into());
+            }
         }
         Ok(VisitorAuth(visitor))
     }

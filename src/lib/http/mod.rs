@@ -165,7 +165,9 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::telegram::router())
         .merge(routes::outbox::router())
         .merge(routes::usage::router())
+        .merge(routes::templates::router())
         .merge(routes::ops::router())
+        .merge(routes::identity::router())
         .routes(routes!(ws::ws_upgrade))
         .split_for_parts()
 }

@@ -363,8 +363,12 @@ fn opening_card(conv: &ConversationRow, visitor: Option<&crate::db::models::Visi
     let locale = visitor
         .and_then(|v| v.locale.as_deref())
         .unwrap_or("unknown");
+    let identity = match visitor.and_then(|v| v.external_user_id.as_deref()) {
+        Some(user) => format!("verified user {user}"),
+        None => "not verified".to_string(),
+    };
     format!(
-        "New conversation {}\nVisitor: {}\nPage: {page}\nLocale: {locale}\nIdentity: not verified\n\nReply in this topic to answer the visitor.",
+        "New conversation {}\nVisitor: {}\nPage: {page}\nLocale: {locale}\nIdentity: {identity}\n\nReply in this topic to answer the visitor.",
         conv.id, conv.visitor_id
     )
 }

@@ -7,8 +7,10 @@ pub mod migrate;
 pub mod outbox;
 pub mod serve;
 pub mod telegram;
+pub mod templates;
 pub mod tenants;
 pub mod usage;
+pub mod widget;
 pub mod worker;
 
 use chatorical::config::{Loaded, Overrides, Settings};

@@ -1,4 +1,4 @@
-//! `chatorical tenants create|list|show`.
+//! `chatorical tenants create|list|show|validate|identity-secret`.
 
 use std::process::ExitCode;
 
@@ -41,12 +41,36 @@ pub enum TenantsCommand {
         #[arg(long, default_value_t = 20)]
         wait: u64,
     },
+    /// Generate a new identity verification secret (printed once; replaces the previous
+    /// one, whose user hashes stop verifying). The host site's server computes
+    /// user_hash = hex(HMAC-SHA256(secret, user id)).
+    IdentitySecret {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+    },
 }
 
 /// Run a tenant command.
 pub async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
     let (settings, db) = super::open(g).await?;
     match cmd {
+        TenantsCommand::IdentitySecret { tenant } => {
+            let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
+            let key = chatorical::app::load_master_key(&settings)?;
+            let secret = chatorical::identity::generate_secret(&db, &key, &tenant).await?;
+            if g.json {
+                output::json(&serde_json::json!({
+                    "tenant": tenant.slug,
+                    "identity_secret": secret.identity_secret,
+                }))?;
+            } else {
+                println!(
+                    "Identity secret for {} (shown once, store it on the site's server now):\n{}",
+                    tenant.slug, secret.identity_secret
+                );
+            }
+        }
         TenantsCommand::Validate { tenant, wait } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
             let key = std::sync::Arc::new(chatorical::app::load_master_key(&settings)?);

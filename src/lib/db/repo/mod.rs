@@ -6,6 +6,7 @@ pub mod conversations;
 pub mod messages;
 pub mod outbox;
 pub mod telegram;
+pub mod templates;
 pub mod tenants;
 pub mod usage;
 pub mod visitors;

@@ -68,3 +68,31 @@ pub async fn update_settings(
         .await)?;
     Ok(n == 1)
 }
+
+/// Store a tenant's sealed identity verification secret (replacing any previous one).
+pub async fn set_identity_secret(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    sealed: &str,
+    now: i64,
+) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(tenants::table.find(tenant_id))
+        .set((
+            tenants::identity_secret_enc.eq(sealed),
+            tenants::updated_at.eq(now)
+        ))
+        .execute(c)
+        .await)?;
+    Ok(n == 1)
+}
+
+/// A tenant's sealed identity verification secret, if one was generated.
+pub async fn identity_secret(conn: &mut Conn<'_>, tenant_id: &str) -> Result<Option<String>> {
+    Ok(on_conn!(conn, |c| tenants::table
+        .find(tenant_id)
+        .select(tenants::identity_secret_enc)
+        .first::<Option<String>>(c)
+        .await
+        .optional())?
+    .flatten())
+}

@@ -3,7 +3,11 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::db::{Conn, models::VisitorRow, schema::visitors};
+use crate::db::{
+    Conn,
+    models::VisitorRow,
+    schema::{visitor_tokens, visitors},
+};
 use crate::error::Result;
 use crate::on_conn;
 
@@ -16,28 +20,52 @@ pub async fn insert(conn: &mut Conn<'_>, row: &VisitorRow) -> Result<()> {
     Ok(())
 }
 
-/// Find a visitor of `tenant_id` by the hash of their token.
+/// Find a visitor of `tenant_id` by the hash of one of their tokens (the first
+/// device's, or another device's in `visitor_tokens`).
 pub async fn by_token_hash(
     conn: &mut Conn<'_>,
     tenant_id: &str,
     token_hash: &str,
 ) -> Result<Option<VisitorRow>> {
-    Ok(on_conn!(conn, |c| visitors::table
+    let first = on_conn!(conn, |c| visitors::table
         .filter(visitors::tenant_id.eq(tenant_id))
         .filter(visitors::token_hash.eq(token_hash))
+        .select(VisitorRow::as_select())
+        .first(c)
+        .await
+        .optional())?;
+    if first.is_some() {
+        return Ok(first);
+    }
+    Ok(on_conn!(conn, |c| visitor_tokens::table
+        .inner_join(visitors::table)
+        .filter(visitor_tokens::token_hash.eq(token_hash))
+        .filter(visitor_tokens::tenant_id.eq(tenant_id))
+        .filter(visitors::tenant_id.eq(tenant_id))
         .select(VisitorRow::as_select())
         .first(c)
         .await
         .optional())?)
 }
 
-/// Find a visitor by token hash alone (the token identifies the tenant).
+/// Find a visitor by token hash alone (the token identifies the tenant); any of the
+/// visitor's device tokens.
 pub async fn by_token_hash_any(
     conn: &mut Conn<'_>,
     token_hash: &str,
 ) -> Result<Option<VisitorRow>> {
-    Ok(on_conn!(conn, |c| visitors::table
+    let first = on_conn!(conn, |c| visitors::table
         .filter(visitors::token_hash.eq(token_hash))
+        .select(VisitorRow::as_select())
+        .first(c)
+        .await
+        .optional())?;
+    if first.is_some() {
+        return Ok(first);
+    }
+    Ok(on_conn!(conn, |c| visitor_tokens::table
+        .inner_join(visitors::table)
+        .filter(visitor_tokens::token_hash.eq(token_hash))
         .select(VisitorRow::as_select())
         .first(c)
         .await
@@ -77,5 +105,95 @@ pub async fn touch(
             .execute(c)
             .await
     })?;
+    Ok(())
+}
+
+/// Most device tokens kept per visitor besides the first device's (the oldest go).
+pub const MAX_EXTRA_TOKENS: i64 = 20;
+
+/// The visitor of `tenant_id` that belongs to a verified user of the host site.
+pub async fn by_external_user(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    external_user_id: &str,
+) -> Result<Option<VisitorRow>> {
+    Ok(on_conn!(conn, |c| visitors::table
+        .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::external_user_id.eq(external_user_id))
+        .select(VisitorRow::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// Insert a visitor unless one with the same `(tenant, external_user_id)` exists
+/// (a concurrent first session of the same user); returns whether it was inserted.
+pub async fn insert_if_absent(conn: &mut Conn<'_>, row: &VisitorRow) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::insert_into(visitors::table)
+        .values(row)
+        .on_conflict_do_nothing()
+        .execute(c)
+        .await)?;
+    Ok(n == 1)
+}
+
+/// Give an anonymous visitor a verified user id. `false` when the visitor already has
+/// one; a `conflict` error when the user already has another visitor.
+pub async fn claim_external_user(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    id: &str,
+    external_user_id: &str,
+) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(
+        visitors::table
+            .filter(visitors::tenant_id.eq(tenant_id))
+            .filter(visitors::id.eq(id))
+            .filter(visitors::external_user_id.is_null())
+    )
+    .set(visitors::external_user_id.eq(external_user_id))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
+}
+
+/// Add a device token to a visitor, keeping the newest [`MAX_EXTRA_TOKENS`] of them
+/// (the first device's token in `visitors.token_hash` is never dropped).
+pub async fn add_token(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    visitor_id: &str,
+    token_hash: &str,
+    now: i64,
+) -> Result<()> {
+    on_conn!(conn, |c| diesel::insert_into(visitor_tokens::table)
+        .values((
+            visitor_tokens::token_hash.eq(token_hash),
+            visitor_tokens::tenant_id.eq(tenant_id),
+            visitor_tokens::visitor_id.eq(visitor_id),
+            visitor_tokens::created_at.eq(now),
+        ))
+        .execute(c)
+        .await)?;
+    let surplus: Vec<String> = on_conn!(conn, |c| visitor_tokens::table
+        .filter(visitor_tokens::visitor_id.eq(visitor_id))
+        .order((
+            visitor_tokens::created_at.desc(),
+            visitor_tokens::token_hash.desc(),
+        ))
+        .select(visitor_tokens::token_hash)
+        .offset(MAX_EXTRA_TOKENS)
+        .limit(1000)
+        .load(c)
+        .await)?;
+    if !surplus.is_empty() {
+        on_conn!(conn, |c| diesel::delete(
+            visitor_tokens::table
+                .filter(visitor_tokens::visitor_id.eq(visitor_id))
+                .filter(visitor_tokens::token_hash.eq_any(&surplus))
+        )
+        .execute(c)
+        .await)?;
+    }
     Ok(())
 }

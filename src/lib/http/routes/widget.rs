@@ -41,6 +41,11 @@ pub struct SessionRequest {
     pub locale: Option<String>,
     /// The page the widget is on (shown to agents).
     pub page_url: Option<String>,
+    /// The host site's signed-in user (1–128 characters); needs `user_hash`.
+    pub user_id: Option<String>,
+    /// Lower-case hex HMAC-SHA256 of `user_id`, keyed with the tenant's identity secret
+    /// (computed by the host site's server).
+    pub user_hash: Option<String>,
 }
 
 /// The rate-limit key of a client address: an IPv4 address, or the /64 an IPv6 address
@@ -59,10 +64,15 @@ fn client_key(ip: IpAddr) -> String {
 /// (`limits.sessions_per_ip_per_min`) and per tenant (`limits.sessions_per_tenant_per_min`);
 /// over either: 429 `rate_limited` with `retry_after`.
 ///
+/// Identity verification: with `user_id` and `user_hash` the session belongs to that
+/// user's visitor (the same conversation on every device). A hash that does not match
+/// is 401 `unauthorized`; no identity while the tenant requires one is 401 too; an
+/// identity for a tenant without an identity secret is 422.
+///
 /// The client IP is the TCP peer address: proxy headers (`X-Forwarded-For`, `Forwarded`)
 /// are not honoured yet, so behind a reverse proxy every visitor shares the proxy's budget.
 #[utoipa::path(post, path = "/v1/widget/session", tag = "widget", request_body = SessionRequest,
-    responses((status = 200, body = Session), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = Session), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn create_session(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -77,12 +87,13 @@ async fn create_session(
     {
         return Err(rate_limited(wait, "too many sessions from this address").into());
     }
-    let tenant = {
+    let (tenant, identity_secret) = {
         let mut pc = state.db.conn().await?;
-        let row = repo::tenants::by_widget_key(&mut pc.as_conn(), &req.widget_key)
+        let mut row = repo::tenants::by_widget_key(&mut pc.as_conn(), &req.widget_key)
             .await?
             .ok_or_else(|| Error::unauthorized("unknown widget key"))?;
-        Tenant::from_row(row)?
+        let sealed = row.identity_secret_enc.take();
+        (Tenant::from_row(row)?, sealed)
     };
     tracing::Span::current().record("tenant", tenant.id.as_str());
     if let Some(o) = origin(&headers) {
@@ -95,11 +106,19 @@ async fn create_session(
     {
         return Err(rate_limited(wait, "too many sessions for this tenant").into());
     }
+    let user_id = crate::identity::verify(
+        state.bots.key(),
+        &tenant,
+        identity_secret.as_deref(),
+        req.user_id.as_deref(),
+        req.user_hash.as_deref(),
+    )?;
     let session = state
         .chat
         .start_session(
             &tenant,
             req.visitor_token.as_deref(),
+            user_id.as_deref(),
             req.locale.as_deref(),
             req.page_url.as_deref(),
         )
