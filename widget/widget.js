@@ -3,7 +3,9 @@
  *
  *   <script src="https://SERVER/widget.js?v=HASH" data-widget-key="wk_xxx" async></script>
  *
- * Optional attributes: data-server (base URL override), data-accent (colour).
+ * Optional attributes: data-server (base URL override), data-accent (colour; overrides
+ * the tenant's accent_color). Colour and corner (widget_position) come from the tenant's
+ * settings with every session; title, greeting and away message are its templates.
  * Identity verification: data-user-id and data-user-hash (HMAC-SHA256 of the user id
  * with the tenant's identity secret, computed by the site's server).
  * Plain ES2019, no dependencies, talks only to the chatorical server.
@@ -104,6 +106,7 @@
   var KEY_VISITOR = 'chatorical:' + widgetKey + ':visitor';
   var KEY_OUTBOX = 'chatorical:' + widgetKey + ':outbox';
   var KEY_SEEN = 'chatorical:' + widgetKey + ':seen';
+  var KEY_THEME = 'chatorical:' + widgetKey + ':theme';
   var mem = Object.create(null);
 
   function sget(k) {
@@ -513,6 +516,10 @@
     }
     if (!s || !s.ws_token || !s.visitor_token) throw new Error('unexpected session response');
     setVisitorToken(s.visitor_token);
+    if (s.theme) {
+      sset(KEY_THEME, JSON.stringify(s.theme)); // next page load starts with it: no flash
+      applyTheme(s.theme);
+    }
     var cid = s.conversation_id || null;
     // We had a conversation and the server has no open one: it was closed meanwhile.
     if (!cid && conversationId) {
@@ -887,28 +894,30 @@
   var CSS = [
     ':host{all:initial}',
     '[hidden]{display:none!important}',
-    '.root{all:initial;--a:var(--accent,#2f6feb);display:flex;flex-direction:column;align-items:flex-end;gap:12px;',
+    '.root{all:initial;--a:var(--accent,#2f6feb);--on-a:var(--on-accent,#fff);display:flex;flex-direction:column;align-items:flex-end;gap:12px;',
     'font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1f2328}',
+    '.root.left{align-items:flex-start}',
     '.root *,.root *::before,.root *::after{box-sizing:border-box}',
     '.sr{position:absolute;width:1px;height:1px;margin:-1px;padding:0;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap;border:0}',
     'button{font:inherit;cursor:pointer}',
     'button:focus-visible,textarea:focus-visible{outline:2px solid var(--a);outline-offset:2px}',
-    '.launcher{position:relative;width:56px;height:56px;border-radius:50%;border:0;background:var(--a);color:#fff;font-weight:600;',
+    '.launcher{position:relative;width:56px;height:56px;border-radius:50%;border:0;background:var(--a);color:var(--on-a);font-weight:600;',
     'box-shadow:0 4px 14px rgba(0,0,0,.22);display:flex;align-items:center;justify-content:center}',
     '.launcher:hover{filter:brightness(1.08)}',
-    '.badge{position:absolute;top:-4px;right:-4px;min-width:20px;height:20px;padding:0 5px;border-radius:10px;background:#d1242f;',
+    '.lwrap{position:relative}',
+    '.badge{position:absolute;top:-4px;right:-4px;pointer-events:none;min-width:20px;height:20px;padding:0 5px;border-radius:10px;background:#d1242f;',
     'color:#fff;font-size:12px;font-weight:700;line-height:20px;text-align:center;box-shadow:0 0 0 2px #fff}',
     '.panel{width:340px;height:480px;max-width:calc(100vw - 32px);max-height:calc(100vh - 104px);background:#fff;border-radius:12px;',
     'box-shadow:0 8px 30px rgba(0,0,0,.25);display:flex;flex-direction:column;overflow:hidden}',
     '@media (max-width:480px){.panel{position:fixed;top:0;right:0;bottom:0;left:0;width:100vw;height:100vh;height:100dvh;',
     'max-width:none;max-height:none;border-radius:0;z-index:1}}',
-    '.head{display:flex;align-items:center;gap:8px;padding:12px 12px 12px 16px;background:var(--a);color:#fff}',
+    '.head{display:flex;align-items:center;gap:8px;padding:12px 12px 12px 16px;background:var(--a);color:var(--on-a)}',
     '.titles{flex:1;min-width:0}',
     '.title{margin:0;font-size:16px;font-weight:600;line-height:1.3}',
     '.presence{margin:0;font-size:12px;opacity:.9}',
-    '.close{width:32px;height:32px;border:0;border-radius:6px;background:transparent;color:#fff;font-size:22px;line-height:1}',
+    '.close{width:32px;height:32px;border:0;border-radius:6px;background:transparent;color:inherit;font-size:22px;line-height:1}',
     '.close:hover{background:rgba(255,255,255,.15)}',
-    '.close:focus-visible{outline-color:#fff}',
+    '.close:focus-visible{outline-color:currentColor}',
     '.status{margin:0;padding:4px 16px;font-size:12px;background:#fff8c5;color:#6a5300}',
     '.list{flex:1;margin:0;padding:12px;list-style:none;overflow-y:auto;overscroll-behavior:contain;display:flex;flex-direction:column;gap:8px}',
     '.list:empty::before{content:attr(data-greeting);margin:auto 12px;color:#59636e;text-align:center}',
@@ -917,7 +926,7 @@
     '.msg.out{align-self:flex-start;align-items:flex-start}',
     '.author{margin:0 4px 2px;font-size:11px;color:#59636e}',
     '.bubble{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word}',
-    '.in .bubble{background:var(--a);color:#fff;border-bottom-right-radius:4px}',
+    '.in .bubble{background:var(--a);color:var(--on-a);border-bottom-right-radius:4px}',
     '.out .bubble{background:#eef1f4;color:#1f2328;border-bottom-left-radius:4px}',
     '.meta{margin:2px 4px 0;font-size:11px;color:#6e7781}',
     '.pending{opacity:.6}',
@@ -931,7 +940,7 @@
     'textarea{flex:1;min-height:38px;max-height:120px;margin:0;padding:8px 10px;resize:none;border:1px solid #d0d7de;border-radius:8px;',
     'font:inherit;color:#1f2328;background:#fff}',
     'textarea:focus{outline:2px solid var(--a);outline-offset:-1px;border-color:transparent}',
-    '.send{height:38px;padding:0 14px;border:0;border-radius:8px;background:var(--a);color:#fff;font-weight:600}',
+    '.send{height:38px;padding:0 14px;border:0;border-radius:8px;background:var(--a);color:var(--on-a);font-weight:600}',
     '.send:disabled{opacity:.5;cursor:not-allowed}',
     '@media (prefers-reduced-motion:no-preference){.launcher,.send{transition:filter .15s,opacity .15s}}'
   ].join('');
@@ -939,12 +948,12 @@
   var HTML =
     '<div class="root">' +
       '<section class="panel" id="panel" role="dialog" data-testid="chatorical-panel" hidden>' +
-        '<header class="head">' +
+        '<div class="head">' +
           '<div class="titles"><h2 class="title"></h2><p class="presence" hidden></p></div>' +
           '<button type="button" class="close" data-testid="chatorical-close">\u00d7</button>' +
-        '</header>' +
+        '</div>' +
         '<p class="status" role="status" data-testid="chatorical-status" hidden></p>' +
-        '<ul class="list" role="log" aria-live="polite" data-testid="chatorical-messages"></ul>' +
+        '<ul class="list" aria-live="polite" aria-relevant="additions" data-testid="chatorical-messages"></ul>' +
         '<p class="typing" aria-live="polite" hidden></p>' +
         '<div class="notices" role="status" aria-live="polite" data-testid="chatorical-notice"></div>' +
         '<form class="form" novalidate>' +
@@ -953,11 +962,45 @@
           '<button type="submit" class="send" data-testid="chatorical-send"></button>' +
         '</form>' +
       '</section>' +
-      '<button type="button" class="launcher" aria-expanded="false" aria-controls="panel" data-testid="chatorical-launcher">' +
-        '<span class="launcher-text" aria-hidden="true"></span>' +
+      // The badge sits beside the button, not in it: the button's visible text stays
+      // part of its accessible name (the count is in the label).
+      '<div class="lwrap">' +
+        '<button type="button" class="launcher" aria-expanded="false" aria-controls="panel" data-testid="chatorical-launcher">' +
+          '<span class="launcher-text" aria-hidden="true"></span>' +
+        '</button>' +
         '<span class="badge" aria-hidden="true" data-testid="chatorical-badge" hidden>0</span>' +
-      '</button>' +
+      '</div>' +
     '</div>';
+
+  // WCAG relative luminance of #rrggbb.
+  function luminance(hex) {
+    var c = [1, 3, 5].map(function (i) {
+      var v = parseInt(hex.substr(i, 2), 16) / 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  }
+
+  // The tenant's look: accent colour (text on it picked for contrast) and corner.
+  function applyTheme(theme) {
+    if (!ui) return;
+    var colour = accent || (theme && theme.accent_color);
+    if (typeof colour === 'string' && /^#[0-9a-f]{6}$/i.test(colour)) {
+      var l = luminance(colour);
+      // Whichever of white or near-black text contrasts more with the accent.
+      var onWhite = 1.05 / (l + 0.05), onDark = (l + 0.05) / (luminance('#1f2328') + 0.05);
+      ui.host.style.setProperty('--accent', colour, 'important');
+      ui.host.style.setProperty('--on-accent', onWhite >= onDark ? '#fff' : '#1f2328', 'important');
+    }
+    var left = !!theme && theme.position === 'left';
+    ui.host.style.setProperty('left', left ? '16px' : 'auto', 'important');
+    ui.host.style.setProperty('right', left ? 'auto' : '16px', 'important');
+    ui.root.classList.toggle('left', left);
+  }
+
+  function storedTheme() {
+    try { return JSON.parse(sget(KEY_THEME) || 'null'); } catch (e) { return null; }
+  }
 
   function buildUI() {
     if (ui) return;
@@ -967,8 +1010,12 @@
     host.setAttribute('style',
       'position:fixed!important;right:16px!important;bottom:16px!important;left:auto!important;top:auto!important;' +
       'z-index:2147483000!important;display:block!important;margin:0!important;padding:0!important;border:0!important;' +
-      'width:auto!important;height:auto!important;transform:none!important;');
-    if (accent) host.style.setProperty('--accent', accent);
+      'width:auto!important;height:auto!important;transform:none!important;filter:none!important;opacity:1!important;' +
+      'visibility:visible!important;overflow:visible!important;background:transparent!important;clip-path:none!important;' +
+      'max-width:none!important;max-height:none!important;min-width:0!important;min-height:0!important;');
+    // In the top layer (a manual popover) no ancestor's transform, filter, overflow or
+    // z-index can move, clip or cover the widget.
+    host.setAttribute('popover', 'manual');
     var root = host.attachShadow({ mode: 'open' });
     root.innerHTML = '<style>' + CSS + '</style>' + HTML; // static markup only; user text goes in via textContent
     var q = function (sel) { return root.querySelector(sel); };
@@ -976,6 +1023,7 @@
       host: host,
       panel: q('.panel'),
       launcher: q('.launcher'),
+      root: q('.root'),
       launcherText: q('.launcher-text'),
       title: q('.title'),
       inputLabel: q('label.sr'),
@@ -992,6 +1040,7 @@
       nodes: new Map(),  // message key -> <li>
       sigs: new WeakMap() // <li> -> what it currently shows
     };
+    applyTheme(storedTheme());
 
     ui.launcher.addEventListener('click', function () { setOpen(!isOpen, true); });
     ui.close.addEventListener('click', function () { setOpen(false, true); });
@@ -1017,7 +1066,10 @@
       ui.panel.addEventListener(type, function (e) { e.stopPropagation(); });
     });
 
-    document.body.appendChild(host);
+    // A child of <html>, not <body>: a transform or filter on the body would otherwise
+    // become the containing block of our fixed position (where popovers are missing).
+    document.documentElement.appendChild(host);
+    try { host.showPopover(); } catch (e) { /* no popover support: fixed position only */ }
     applyStrings(); // fills in the words and renders
   }
 

@@ -128,6 +128,8 @@ pub struct Session {
     pub ws_token_expires_at: String,
     /// The visitor's open conversation, if there is one.
     pub conversation_id: Option<String>,
+    /// The tenant's widget look (colour, corner).
+    pub theme: crate::tenancy::WidgetTheme,
 }
 
 /// A conversation with a fresh socket token for it.
@@ -319,6 +321,7 @@ impl Chat {
             ws_token,
             ws_token_expires_at,
             conversation_id,
+            theme: tenant.settings.widget_theme(),
         })
     }
 

@@ -32,6 +32,30 @@ pub struct TenantSettings {
     pub accent_color: String,
     /// Refuse widget sessions without a verified identity (`user_id` + `user_hash`).
     pub identity_required: bool,
+    /// Which bottom corner the widget sits in.
+    pub widget_position: WidgetPosition,
+}
+
+/// The bottom corner of the page the widget's launcher sits in.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WidgetPosition {
+    /// Bottom right (the default).
+    #[default]
+    Right,
+    /// Bottom left.
+    Left,
+}
+
+/// How the widget looks for a tenant, sent with every widget session. Texts (title,
+/// greeting, away message) are templates: `widget.title`, `widget.greeting`,
+/// `widget.agents_away` in `/v1/admin/templates`, per locale.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct WidgetTheme {
+    /// Accent colour `#rrggbb` (launcher, header, own messages).
+    pub accent_color: String,
+    /// Bottom corner of the launcher.
+    pub position: WidgetPosition,
 }
 
 impl Default for TenantSettings {
@@ -43,6 +67,7 @@ impl Default for TenantSettings {
             retention_days: None,
             accent_color: "#2f6feb".into(),
             identity_required: false,
+            widget_position: WidgetPosition::Right,
         }
     }
 }
@@ -63,6 +88,8 @@ pub struct SettingsPatch {
     pub accent_color: Option<String>,
     /// Require a verified identity for widget sessions (needs an identity secret first).
     pub identity_required: Option<bool>,
+    /// Bottom corner of the widget: `right` or `left`.
+    pub widget_position: Option<WidgetPosition>,
 }
 
 impl TenantSettings {
@@ -110,7 +137,18 @@ impl TenantSettings {
         if let Some(required) = patch.identity_required {
             self.identity_required = required;
         }
+        if let Some(position) = patch.widget_position {
+            self.widget_position = position;
+        }
         Ok(())
+    }
+
+    /// The widget's look, as sent to the widget.
+    pub fn widget_theme(&self) -> WidgetTheme {
+        WidgetTheme {
+            accent_color: self.accent_color.clone(),
+            position: self.widget_position,
+        }
     }
 
     /// Whether `origin` (as sent by a browser) is exactly one of the allowed origins.

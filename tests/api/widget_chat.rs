@@ -17,7 +17,53 @@ on_both_backends!(
     closed_conversation_refuses_messages_and_a_new_one_starts,
     session_resumes_the_same_visitor_and_conversation,
     bad_bodies_get_the_error_envelope,
+    session_carries_the_tenants_widget_theme,
 );
+
+async fn session_carries_the_tenants_widget_theme(b: Backend) {
+    let app = spawn_app(b).await;
+    let t = app.tenant("acme").await;
+    let body = json!({"widget_key": t.widget_key});
+    let session = || app.json(Method::POST, "/v1/widget/session", None, Some(body.clone()));
+    let (status, s) = session().await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(
+        s["theme"],
+        json!({"accent_color": "#2f6feb", "position": "right"})
+    );
+
+    let (status, body) = app
+        .json(
+            Method::PATCH,
+            "/v1/admin/settings",
+            Some(&t.key),
+            Some(json!({"accent_color": "#7a1fa2", "widget_position": "left"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["widget_position"], "left");
+    let (_, s) = session().await;
+    assert_eq!(
+        s["theme"],
+        json!({"accent_color": "#7a1fa2", "position": "left"})
+    );
+
+    // An unknown corner is refused and changes nothing.
+    let (status, body) = app
+        .json(
+            Method::PATCH,
+            "/v1/admin/settings",
+            Some(&t.key),
+            Some(json!({"widget_position": "top"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(code(&body), "invalid_json");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("widget_position"), "{body}");
+    let (_, s) = session().await;
+    assert_eq!(s["theme"]["position"], "left");
+}
 
 async fn fifty_parallel_starts_make_one_conversation(b: Backend) {
     let app = spawn_app(b).await;
