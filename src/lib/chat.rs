@@ -325,6 +325,14 @@ impl Chat {
         })
     }
 
+    /// Tell the conversation's sockets (on every node) that someone is typing:
+    /// `from` is `agent` or `visitor`. Nothing is stored.
+    pub fn typing(&self, conversation_id: &str, from: &str) {
+        let frame = ServerFrame::Typing { from: from.into() };
+        self.hub
+            .publish(conversation_id, HubEvent::other(frame.to_json()));
+    }
+
     /// The visitor a bearer token belongs to.
     pub async fn authenticate_visitor(&self, token: &str) -> Result<Visitor> {
         Ok(self.authenticate_visitor_identity(token).await?.0)

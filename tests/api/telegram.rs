@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::fake_telegram::{Failure, topic_text_update};
 use crate::helpers::{
     Backend, TelegramFixture, code, connect_telegram, eventually, fake_bot_and_group, next_of,
-    spawn_with_telegram,
+    send_json, spawn_with_telegram,
 };
 use crate::on_both_backends;
 
@@ -33,7 +33,77 @@ on_both_backends!(
     closing_the_conversation_closes_the_topic,
     sealed_token_moved_to_another_tenant_is_refused,
     validate_passes_for_a_connected_tenant_and_names_failures,
+    typing_shows_both_ways,
 );
+
+async fn typing_shows_both_ways(b: Backend) {
+    let t = spawn_with_telegram(b, |_| {}).await;
+    let v = t.app.visitor(&t.tenant).await;
+    let mut ws = t
+        .app
+        .ws(&v.ws_token, Some(&t.tenant.origin))
+        .await
+        .expect("socket");
+    next_of(&mut ws, "hello").await;
+    t.app.send(&v, "m1", "Hello?").await;
+    let sent = t
+        .fake
+        .wait_for_calls("sendmessage", 2, Duration::from_secs(10))
+        .await;
+    let thread = sent[1].thread_id().expect("topic");
+
+    // Visitor → agents: a typing action in the conversation's topic, throttled.
+    send_json(&mut ws, json!({"type": "typing"})).await;
+    send_json(&mut ws, json!({"type": "typing"})).await;
+    send_json(&mut ws, json!({"type": "typing"})).await;
+    let actions = t
+        .fake
+        .wait_for_calls("sendchataction", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(actions[0].chat_id(), Some(t.group));
+    assert_eq!(actions[0].thread_id(), Some(thread));
+    assert_eq!(actions[0].params["action"], "typing");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        t.fake.calls_of("sendchataction").len(),
+        1,
+        "three typing frames within seconds make one chat action"
+    );
+
+    // Agent → visitor: the admin API puts a typing frame on the visitor's socket.
+    let path = format!("/v1/admin/conversations/{}/typing", v.conversation_id);
+    let (status, body) = t
+        .app
+        .json(Method::POST, &path, Some(&t.tenant.key), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    loop {
+        let f = next_of(&mut ws, "typing").await;
+        if f["from"] == "agent" {
+            break;
+        }
+        assert_eq!(f["from"], "visitor", "{f}");
+    }
+    // Another tenant cannot, and a closed conversation is refused.
+    let other = t.app.tenant("other").await;
+    let (status, body) = t
+        .app
+        .json(Method::POST, &path, Some(&other.key), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let close = format!("/v1/admin/conversations/{}/close", v.conversation_id);
+    let (status, _) = t
+        .app
+        .json(Method::POST, &close, Some(&t.tenant.key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = t
+        .app
+        .json(Method::POST, &path, Some(&t.tenant.key), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(code(&body), "conversation_closed");
+}
 
 async fn setup_validates_the_bot_and_registers_the_webhook(b: Backend) {
     let t = spawn_with_telegram(b, |_| {}).await;

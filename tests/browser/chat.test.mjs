@@ -53,6 +53,12 @@ test('the snippet with SRI loads from another origin and a conversation works bo
     return s.messages.length === 1 && !s.messages[0].pending && s.messages[0].seq === stored[0].seq;
   });
 
+  // The agent's tool says it is typing: the widget shows it.
+  await it.api('POST', `/v1/admin/conversations/${stored[0].conversation_id}/typing`);
+  const typing = page.locator('chatorical-widget .typing');
+  await typing.waitFor();
+  assert.equal(await typing.innerText(), 'Support is typing…');
+
   // An agent answers through the admin API: it appears live, with author and time.
   await it.agentReply('Yes, 15 m and 25 m.', 'Ana');
   const reply = w(page, 'messages').locator('li[data-direction="outbound"]');

@@ -935,6 +935,7 @@ impl WorldState {
             "reopenforumtopic" => self.manage_topic(req, TopicAction::Reopen),
             "deleteforumtopic" => self.manage_topic(req, TopicAction::Delete),
             "sendmessage" => self.send_message(req),
+            "sendchataction" => self.send_chat_action(req),
             _ => Err(ApiFailure::not_found()),
         }
     }
@@ -1148,6 +1149,25 @@ impl WorldState {
                 _ => return Err(not_modified()),
             },
             TopicAction::Delete => topic.deleted = true,
+        }
+        Ok(json!(true).into())
+    }
+
+    /// `sendChatAction`: only `typing` is known here; the topic must be live.
+    fn send_chat_action(&mut self, req: &Request<'_>) -> ApiResult {
+        let chat_id = req.chat_id()?;
+        let thread_id = req.thread_id()?;
+        let membership = self.membership(req.bot.id, chat_id);
+        let group = self
+            .groups
+            .get_mut(&chat_id)
+            .ok_or_else(ApiFailure::chat_not_found)?;
+        membership.require_present()?;
+        if req.str("action").as_deref() != Some("typing") {
+            return Err(ApiFailure::bad_request("wrong parameter action in request"));
+        }
+        if let Some(thread_id) = thread_id {
+            group.live_topic(thread_id)?;
         }
         Ok(json!(true).into())
     }

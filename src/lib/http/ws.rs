@@ -101,6 +101,10 @@ pub async fn ws_upgrade(
         }))
 }
 
+/// Visitor typing is passed on at most this often per socket (Telegram shows a chat
+/// action for about five seconds).
+const TYPING_EVERY: Duration = Duration::from_secs(4);
+
 /// Per-socket flood control: a token bucket of client frames.
 struct Bucket {
     tokens: f64,
@@ -142,6 +146,8 @@ struct SocketSession {
     bucket: Bucket,
     /// The agents' presence last told to this client.
     agents_online: Option<bool>,
+    /// When this socket's visitor typing was last passed on (throttled).
+    typing_at: Option<Instant>,
 }
 
 enum Flow {
@@ -167,6 +173,7 @@ impl SocketSession {
             sub: None,
             bucket: Bucket::new(),
             agents_online: None,
+            typing_at: None,
         }
     }
 
@@ -349,6 +356,32 @@ impl SocketSession {
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The visitor is typing: tell the conversation's other sockets and show a typing
+    /// action in the Telegram topic, at most once per [`TYPING_EVERY`].
+    fn on_typing(&mut self) {
+        let Some(conv) = self.conversation_id.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        if self
+            .typing_at
+            .is_some_and(|t| now.duration_since(t) < TYPING_EVERY)
+        {
+            return;
+        }
+        self.typing_at = Some(now);
+        self.state.chat.typing(&conv, "visitor");
+        let (db, bots) = (self.state.db.clone(), self.state.bots.clone());
+        let tenant = self.visitor.tenant_id.clone();
+        tokio::spawn(async move {
+            if let Err(e) =
+                crate::telegram::delivery::visitor_typing(&db, &bots, &tenant, &conv).await
+            {
+                tracing::debug!(error = %e, "typing action not shown in Telegram");
+            }
+        });
+    }
+
     async fn on_text(&mut self, socket: &mut WebSocket, text: &str) -> Flow {
         metrics::counter!("chatorical_ws_frames_total", "direction" => "in").increment(1);
         let frame: ClientFrame = match serde_json::from_str(text) {
@@ -373,7 +406,11 @@ impl SocketSession {
         }
         match frame {
             ClientFrame::Ping => reply(socket, ServerFrame::Pong).await,
-            ClientFrame::Typing | ClientFrame::Read { .. } => Flow::Continue,
+            ClientFrame::Typing => {
+                self.on_typing();
+                Flow::Continue
+            }
+            ClientFrame::Read { .. } => Flow::Continue,
             ClientFrame::Send {
                 client_msg_id,
                 text,

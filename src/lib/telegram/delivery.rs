@@ -372,3 +372,43 @@ fn opening_card(conv: &ConversationRow, visitor: Option<&crate::db::models::Visi
         conv.id, conv.visitor_id
     )
 }
+
+/// Show agents that the visitor is typing: a `typing` chat action in the
+/// conversation's topic (Telegram shows it for about five seconds). Ephemeral, so it
+/// bypasses the outbox: nothing happens when the conversation has no open topic yet or
+/// the tenant's Telegram is paused or not connected.
+pub async fn visitor_typing(
+    db: &Db,
+    bots: &Bots,
+    tenant_id: &str,
+    conversation_id: &str,
+) -> crate::error::Result<bool> {
+    use teloxide::{payloads::SendChatActionSetters, types::ChatAction};
+    let (conv, cfg) = {
+        let mut pc = db.conn().await?;
+        let mut conn = pc.as_conn();
+        let conv = repo::conversations::get(&mut conn, tenant_id, conversation_id).await?;
+        let cfg = repo::telegram::get(&mut conn, tenant_id).await?;
+        (conv, cfg)
+    };
+    let (Some(conv), Some(cfg)) = (conv, cfg) else {
+        return Ok(false);
+    };
+    let Some(topic) = conv
+        .telegram_topic_id
+        .filter(|_| !conv.telegram_topic_closed)
+    else {
+        return Ok(false);
+    };
+    if !cfg.enabled || conv.status != "open" {
+        return Ok(false);
+    }
+    let bot = bots.for_tenant(&cfg)?;
+    bot.send_chat_action(ChatId(cfg.group_chat_id), ChatAction::Typing)
+        .message_thread_id(thread(topic))
+        .await
+        .map_err(|e| {
+            crate::error::Error::internal(format!("sendChatAction: {}", super::setup::short(&e)))
+        })?;
+    Ok(true)
+}

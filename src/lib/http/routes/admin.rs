@@ -32,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_conversation))
         .routes(routes!(close_conversation))
         .routes(routes!(reply, conversation_messages))
+        .routes(routes!(agent_typing))
 }
 
 fn platform_only(admin: &Admin) -> Result<(), Error> {
@@ -350,6 +351,30 @@ async fn reply(
         },
         Json(msg),
     ))
+}
+
+/// Show the visitor that an agent is typing (`conversations:write`): a `typing` frame
+/// (`from: agent`) on the visitor's sockets, on every node. Nothing is stored; agent
+/// tools call it every few seconds while the agent types (the widget hides it after
+/// five seconds without a refresh). Counts as agent activity for presence.
+#[utoipa::path(post, path = "/v1/admin/conversations/{id}/typing", tag = "admin", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn agent_typing(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    admin.require(&Scope::new("conversations", Write))?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    let conv = state.chat.conversation(&tenant.id, None, &id).await?;
+    if conv.status != "open" {
+        return Err(Error::new(ErrorCode::ConversationClosed, "the conversation is closed").into());
+    }
+    state.chat.typing(&conv.id, "agent");
+    state.presence.touch(&tenant.id).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// History parameters.
