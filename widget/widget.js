@@ -211,10 +211,23 @@
     return s;
   }
 
-  function pad(n) { return (n < 10 ? '0' : '') + n; }
-  function hhmm(iso) {
+  // Timestamps in the visitor's locale: the time of day for today's messages, with
+  // the date for older ones; the full date and time on hover.
+  var fmt = {};
+  function formatter(kind) {
+    if (!fmt[kind]) {
+      var opts = kind === 'time' ? { hour: 'numeric', minute: '2-digit' }
+        : kind === 'day' ? { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit' }
+        : { dateStyle: 'full', timeStyle: 'short' };
+      try { fmt[kind] = new Intl.DateTimeFormat(navigator.language || undefined, opts); } catch (e) { fmt[kind] = new Intl.DateTimeFormat(undefined, opts); }
+    }
+    return fmt[kind];
+  }
+  function when(iso) {
     var d = new Date(iso);
-    return isNaN(d.getTime()) ? '' : pad(d.getHours()) + ':' + pad(d.getMinutes());
+    if (isNaN(d.getTime())) return null;
+    var today = new Date().toDateString() === d.toDateString();
+    return { short: formatter(today ? 'time' : 'day').format(d), full: formatter('full').format(d) };
   }
   function charCount(s) { return Array.from(s).length; } // the server counts code points
 
@@ -1235,7 +1248,11 @@
     var meta = document.createElement('div');
     meta.className = 'meta';
     var time = document.createElement('time');
-    time.textContent = hhmm(m.created_at);
+    var w = when(m.created_at);
+    if (w) {
+      time.textContent = w.short;
+      time.title = w.full;
+    }
     if (m.created_at) time.setAttribute('datetime', m.created_at);
     meta.appendChild(time);
     var extra = m.failed ? ' \u00b7 ' + t('widget.failed', { reason: m.failed }) : m.pending ? ' \u00b7 ' + t('widget.sending') : m.edited_at ? ' \u00b7 ' + t('widget.edited') : '';

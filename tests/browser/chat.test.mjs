@@ -69,7 +69,8 @@ test('the snippet with SRI loads from another origin and a conversation works bo
   assert.equal(times.length, 2);
   for (const [iso, shown] of times) {
     assert.ok(!Number.isNaN(Date.parse(iso)), `datetime attribute ${iso}`);
-    assert.match(shown, /\d{1,2}:\d{2}/, `a visible time: ${shown}`);
+    // Formatted for the browser's locale (en-US: 12-hour clock).
+    assert.match(shown, /^\d{1,2}:\d{2}\s?(AM|PM)$/, `a visible time: ${shown}`);
   }
   await screenshot(page, 'widget-open');
 

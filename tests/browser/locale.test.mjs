@@ -32,6 +32,12 @@ test('browser locale de-AT shows German strings through the fallback chain', asy
   assert.equal(await w(page, 'input').getAttribute('placeholder'), 'Ihre Nachricht…');
   assert.equal(await page.locator('chatorical-widget .title').innerText(), 'Schreiben Sie uns');
   assert.equal(await w(page, 'messages').getAttribute('data-greeting'), 'Servus! Wie können wir helfen?');
+  // Timestamps in the Austrian format (24-hour clock).
+  await w(page, 'input').fill('Grüß Gott!');
+  await w(page, 'input').press('Enter');
+  const time = page.locator('chatorical-widget li.msg[data-seq] time').first();
+  await time.waitFor();
+  assert.match(await time.innerText(), /^\d{1,2}:\d{2}$/);
   await screenshot(page, 'widget-open-de-AT');
 
   // A language nobody translated falls back to English.
