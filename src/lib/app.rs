@@ -252,8 +252,8 @@ impl Application {
             stop.cancel();
         });
         let signal = cancel.clone();
-        // The client address is the TCP peer (per-IP session limits); proxy headers
-        // are not honoured.
+        // The TCP peer; behind `server.trusted_proxies` the client address comes from
+        // X-Forwarded-For instead (http/client_ip.rs).
         let router = router.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move { signal.cancelled().await });

@@ -14,6 +14,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
+use crate::domain::Cidr;
 use crate::error::{Error, ErrorCode, Result};
 
 /// A secret string: never printed (Debug and Serialize show `***`).
@@ -81,6 +82,32 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Agent presence.
     pub presence: PresenceSettings,
+    /// Trace export (OpenTelemetry).
+    pub telemetry: TelemetrySettings,
+}
+
+/// Trace export settings. Exporting needs a binary built with the `otlp` feature.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// Base URL of an OTLP/HTTP collector (`http://127.0.0.1:4318`); spans are POSTed
+    /// to `<otlp_endpoint>/v1/traces`. Unset means no export.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of traces kept, from 0.0 to 1.0.
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            otlp_endpoint: None,
+            service_name: "chatorical".into(),
+            sample_ratio: 1.0,
+        }
+    }
 }
 
 /// Redis settings.
@@ -239,6 +266,10 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed:
+    /// a request from one of them counts as coming from the right-most address in that
+    /// header that is not itself a trusted proxy. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// Database settings.
@@ -299,6 +330,7 @@ impl Default for ServerSettings {
             token_secret: None,
             shutdown_grace_secs: 10,
             max_body_bytes: 64 * 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -364,6 +396,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "server.max_body_bytes",
         "Largest accepted request body, in bytes.",
+    ),
+    (
+        "server.trusted_proxies",
+        "Reverse proxies (IPs or CIDRs, e.g. [\"10.0.0.0/8\"]) whose X-Forwarded-For is believed: the client is its right-most untrusted address. Empty: the TCP peer.",
     ),
     (
         "database.url",
@@ -486,6 +522,18 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "secrets.master_key_file",
         "age identity file; unset: <data_dir>/master.key (embedded, created on first start) or /etc/chatorical/master.key.",
     ),
+    (
+        "telemetry.otlp_endpoint",
+        "Base URL of an OTLP/HTTP collector; spans go to <otlp_endpoint>/v1/traces. Unset: no export. Needs a binary built with `--features otlp`.",
+    ),
+    (
+        "telemetry.service_name",
+        "service.name of the exported spans.",
+    ),
+    (
+        "telemetry.sample_ratio",
+        "Share of traces exported, from 0.0 to 1.0.",
+    ),
 ];
 
 /// Optional keys that have no default value but are documented in the example.
@@ -501,6 +549,7 @@ const OPTIONAL_KEYS: &[(&str, &str)] = &[
     ),
     ("secrets.master_key_file", "\"/etc/chatorical/master.key\""),
     ("redis.url", "\"redis://127.0.0.1:6379/0\""),
+    ("telemetry.otlp_endpoint", "\"http://127.0.0.1:4318\""),
 ];
 
 /// Values set on the command line, the highest layer.
@@ -731,6 +780,36 @@ impl Settings {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| config_error("log.filter", e.to_string()))?;
+        self.validate_telemetry()?;
+        Ok(())
+    }
+
+    fn validate_telemetry(&self) -> Result<()> {
+        let t = &self.telemetry;
+        if let Some(endpoint) = &t.otlp_endpoint {
+            if !cfg!(feature = "otlp") {
+                return Err(config_error(
+                    "telemetry.otlp_endpoint",
+                    "is set, but this binary was built without the `otlp` feature: \
+                     build it with `cargo build --release --features otlp`, or unset the key",
+                ));
+            }
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(config_error(
+                    "telemetry.otlp_endpoint",
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        if t.service_name.trim().is_empty() {
+            return Err(config_error("telemetry.service_name", "must not be empty"));
+        }
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            return Err(config_error(
+                "telemetry.sample_ratio",
+                "must be between 0.0 and 1.0",
+            ));
+        }
         Ok(())
     }
 
@@ -976,6 +1055,97 @@ mod tests {
         s.database.url = Some(Secret::new("postgres://user:hunter2@db/x"));
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!s.to_redacted_toml().contains("hunter2"));
+    }
+
+    #[test]
+    fn trusted_proxies_parse_from_env_and_name_the_bad_entry() {
+        let loaded = Settings::load_from(
+            None,
+            &env(&[(
+                "CHATORICAL_SERVER__TRUSTED_PROXIES",
+                "10.0.0.0/8, 127.0.0.1",
+            )]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        let proxies: Vec<String> = loaded
+            .settings
+            .server
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "127.0.0.1/32"]);
+
+        let err = Settings::load_from(
+            None,
+            &env(&[(
+                "CHATORICAL_SERVER__TRUSTED_PROXIES",
+                "10.0.0.0/8,proxy.local",
+            )]),
+            &Overrides::default(),
+        )
+        .expect_err("not an address");
+        assert_eq!(err.code, ErrorCode::InvalidConfig);
+        assert!(
+            err.message.contains("server.trusted_proxies") && err.message.contains("proxy.local"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn otlp_endpoint_needs_the_otlp_feature() {
+        let result = Settings::load_from(
+            None,
+            &env(&[(
+                "CHATORICAL_TELEMETRY__OTLP_ENDPOINT",
+                "http://127.0.0.1:4318",
+            )]),
+            &Overrides::default(),
+        );
+        if cfg!(feature = "otlp") {
+            let loaded = result.expect("valid with the feature");
+            assert_eq!(
+                loaded.settings.telemetry.otlp_endpoint.as_deref(),
+                Some("http://127.0.0.1:4318")
+            );
+        } else {
+            let err = result.expect_err("refused without the feature");
+            assert_eq!(err.code, ErrorCode::InvalidConfig);
+            assert!(
+                err.message.contains("telemetry.otlp_endpoint")
+                    && err.message.contains("`otlp` feature"),
+                "{}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn telemetry_values_are_checked() {
+        let mut s = Settings::default();
+        s.telemetry.sample_ratio = 1.5;
+        let err = s.validate().expect_err("ratio above 1");
+        assert!(
+            err.message.contains("telemetry.sample_ratio"),
+            "{}",
+            err.message
+        );
+        let mut s = Settings::default();
+        s.telemetry.service_name = " ".into();
+        let err = s.validate().expect_err("empty name");
+        assert!(
+            err.message.contains("telemetry.service_name"),
+            "{}",
+            err.message
+        );
+        if cfg!(feature = "otlp") {
+            let mut s = Settings::default();
+            s.telemetry.otlp_endpoint = Some("127.0.0.1:4318".into());
+            let err = s.validate().expect_err("no scheme");
+            assert!(err.message.contains("http://"), "{}", err.message);
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! - [`limits`]: rate limits (GCRA in Redis, or in this process).
 //! - [`usage`]: per-tenant daily usage counters and their summary.
 //! - [`i18n`]: widget strings, their built-in defaults, tenants' templates and locale fallback.
-//! - [`telemetry`]: logging setup.
+//! - [`telemetry`]: logging setup, and OTLP trace export with the `otlp` cargo feature.
 //! - [`identity`]: identity verification (HMAC of the host site's user id), the tenant secret.
 //! - [`widget_release`]: the versioned widget asset and its embed snippet with SRI.
 //!

@@ -18,6 +18,8 @@ use crate::on_both_backends;
 on_both_backends!(
     sessions_per_ip_in_process,
     sessions_per_ip_on_redis,
+    forwarded_clients_of_a_trusted_proxy_have_their_own_budgets,
+    forwarded_for_from_an_untrusted_peer_is_ignored,
     sessions_per_tenant_in_process,
     sessions_per_tenant_on_redis,
     messages_per_visitor_over_http_in_process,
@@ -134,6 +136,103 @@ async fn sessions_per_ip_in_process(b: Backend) {
 
 async fn sessions_per_ip_on_redis(b: Backend) {
     sessions_per_ip(b, Some(unique_prefix())).await;
+}
+
+/// `POST /v1/widget/session` through `http` (whose local address is the TCP peer the
+/// server sees), with an optional `X-Forwarded-For`.
+async fn session_via(
+    http: &reqwest::Client,
+    app: &TestApp,
+    widget_key: &str,
+    forwarded_for: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = http
+        .post(format!("{}/v1/widget/session", app.base))
+        .json(&json!({ "widget_key": widget_key }));
+    if let Some(xff) = forwarded_for {
+        req = req.header("x-forwarded-for", xff);
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status();
+    (status, resp.json().await.expect("JSON body"))
+}
+
+/// A client connecting from `local` (any 127.0.0.0/8 address reaches the server).
+fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(Some(local.parse().expect("address")))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Behind a trusted reverse proxy every visitor has their own per-IP budget, taken
+/// from the right-most untrusted X-Forwarded-For address; what the client itself put
+/// further left is ignored.
+async fn forwarded_clients_of_a_trusted_proxy_have_their_own_budgets(b: Backend) {
+    let app = spawn_app_with(b, |s| {
+        s.limits.sessions_per_ip_per_min = 2;
+        s.server.trusted_proxies = vec!["127.0.0.1".parse().expect("range")];
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    let proxy = client_from("127.0.0.1");
+    for _ in 0..2 {
+        let (status, body) = session_via(&proxy, &app, &t.widget_key, Some("203.0.113.7")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = session_via(&proxy, &app, &t.widget_key, Some("203.0.113.7")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(code(&body), "rate_limited", "{body}");
+    // A spoofed left-most entry does not buy a fresh budget: still 203.0.113.7.
+    let (status, body) = session_via(
+        &proxy,
+        &app,
+        &t.widget_key,
+        Some("198.51.100.99, 203.0.113.7"),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "spoofed entry honoured: {body}"
+    );
+    // Another visitor behind the same proxy has a budget of their own.
+    for _ in 0..2 {
+        let (status, body) = session_via(&proxy, &app, &t.widget_key, Some("203.0.113.8")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // And the proxy's own address (no header) was never charged.
+    let (status, body) = session_via(&proxy, &app, &t.widget_key, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.state.limiter.rejected(Limit::SessionsPerIp), 2);
+}
+
+/// X-Forwarded-For from a peer that is not a trusted proxy changes nothing: every
+/// request counts against the peer's address.
+async fn forwarded_for_from_an_untrusted_peer_is_ignored(b: Backend) {
+    let app = spawn_app_with(b, |s| {
+        s.limits.sessions_per_ip_per_min = 2;
+        s.server.trusted_proxies = vec!["127.0.0.1".parse().expect("range")];
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    let untrusted = client_from("127.0.0.2");
+    for xff in ["203.0.113.1", "203.0.113.2"] {
+        let (status, body) = session_via(&untrusted, &app, &t.widget_key, Some(xff)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = session_via(&untrusted, &app, &t.widget_key, Some("203.0.113.3")).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a fresh X-Forwarded-For from an untrusted peer bought a new budget: {body}"
+    );
+    assert_eq!(code(&body), "rate_limited", "{body}");
+    // The trusted proxy forwarding for one of those addresses is unaffected.
+    let proxy = client_from("127.0.0.1");
+    let (status, body) = session_via(&proxy, &app, &t.widget_key, Some("203.0.113.3")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 async fn sessions_per_tenant(b: Backend, prefix: Option<String>) {

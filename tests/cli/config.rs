@@ -93,3 +93,21 @@ fn unknown_database_scheme_is_refused() {
     let stderr = cli().fails(&["--database-url", "mysql://x", "config", "check"]);
     assert!(stderr.contains("mysql"), "{stderr}");
 }
+
+/// Without the `otlp` cargo feature, asking for trace export is refused at start, not
+/// silently ignored.
+#[cfg(not(feature = "otlp"))]
+#[test]
+fn otlp_endpoint_without_the_feature_stops_serve() {
+    let stderr = cli().fails_env(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[(
+            "CHATORICAL_TELEMETRY__OTLP_ENDPOINT",
+            "http://127.0.0.1:4318",
+        )],
+    );
+    assert!(
+        stderr.contains("telemetry.otlp_endpoint") && stderr.contains("--features otlp"),
+        "{stderr}"
+    );
+}

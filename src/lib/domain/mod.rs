@@ -1,6 +1,7 @@
 //! Domain newtypes: parsed once at the edge, trusted everywhere after.
 
 mod api_key;
+mod cidr;
 mod ids;
 mod origin;
 mod scope;
@@ -8,6 +9,7 @@ mod slug;
 mod token;
 
 pub use api_key::{ApiKeySecret, KeyParseError};
+pub use cidr::{Cidr, CidrParseError};
 pub use ids::new_id;
 pub use origin::Origin;
 pub use scope::{Scope, ScopeAccess, Scopes};

@@ -1,5 +1,6 @@
 //! HTTP: the router, its state, extractors, errors, CORS and the socket.
 
+pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod routes;
@@ -198,10 +199,19 @@ pub fn router(state: AppState) -> Router {
                     .get::<MatchedPath>()
                     .map(|p| p.as_str().to_string())
                     .unwrap_or_else(|| "unmatched".into());
-                tracing::info_span!("request", method = %req.method(), route = %route, tenant = tracing::field::Empty, key = tracing::field::Empty)
+                let span = tracing::info_span!("request", method = %req.method(), route = %route, tenant = tracing::field::Empty, key = tracing::field::Empty, otel.name = tracing::field::Empty, otel.kind = tracing::field::Empty, otel.status_code = tracing::field::Empty);
+                if crate::telemetry::exporting() {
+                    // Exported spans are named after the route template too.
+                    span.record("otel.name", format!("{} {route}", req.method()));
+                    span.record("otel.kind", "server");
+                }
+                span
             })
             .on_request(())
-            .on_response(|resp: &Response, latency: Duration, _span: &tracing::Span| {
+            .on_response(|resp: &Response, latency: Duration, span: &tracing::Span| {
+                if resp.status().is_server_error() && crate::telemetry::exporting() {
+                    span.record("otel.status_code", "error");
+                }
                 tracing::info!(status = resp.status().as_u16(), latency_ms = latency.as_millis() as u64, "response");
             }),
     )

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use chatorical::app::Application;
+use chatorical::{app::Application, config::Settings};
 
 use crate::cli::Global;
 
@@ -16,14 +16,24 @@ pub struct ServeArgs {
     pub listen: Option<String>,
 }
 
-/// Serve until SIGTERM or Ctrl-C.
+/// Serve until SIGTERM or Ctrl-C; then flush the spans still queued for export.
 pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g, args.listen)?;
     let settings = loaded.settings;
-    chatorical::telemetry::init(settings.log.format, &settings.log.filter);
+    let telemetry = chatorical::telemetry::start(
+        settings.log.format,
+        &settings.log.filter,
+        &settings.telemetry,
+    )?;
     if let Some(file) = &loaded.file {
         tracing::info!(file = %file.display(), "configuration file");
     }
+    let served = serve(settings).await;
+    telemetry.shutdown().await;
+    served
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let app = Application::build(settings).await?;
     let stop = super::shutdown_signal();
     let url = app.state().public_url.clone();

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use chatorical::{
     app::load_master_key,
     cluster::Cluster,
+    config::Settings,
     outbox::{Wakeup, worker::Worker},
     telegram::{Bots, delivery::TelegramDelivery},
     usage::Usage,
@@ -25,9 +26,18 @@ pub struct WorkerArgs {
 
 /// Deliver outbox items until SIGTERM; then finish or release what is in flight.
 pub async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let loaded = super::load(g, None)?;
-    let settings = loaded.settings;
-    chatorical::telemetry::init(settings.log.format, &settings.log.filter);
+    let settings = super::load(g, None)?.settings;
+    let telemetry = chatorical::telemetry::start(
+        settings.log.format,
+        &settings.log.filter,
+        &settings.telemetry,
+    )?;
+    let worked = work(settings, args).await;
+    telemetry.shutdown().await;
+    worked
+}
+
+async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let db = chatorical::app::open_database(&settings).await?;
     let key = Arc::new(load_master_key(&settings)?);
     let bots = Arc::new(Bots::new(&settings.telegram, key)?);

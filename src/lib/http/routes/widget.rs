@@ -1,9 +1,9 @@
 //! Widget (visitor) endpoints: session, conversation, messages, history.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::{
-    extract::{ConnectInfo, State},
+    extract::State,
     http::{HeaderMap, StatusCode},
 };
 use serde::Deserialize;
@@ -15,6 +15,7 @@ use crate::db::repo;
 use crate::error::Error;
 use crate::http::{
     AppState,
+    client_ip::ClientIp,
     error::{ApiResult, ErrorBody},
     extract::{Json, Path, Query, VisitorAuth, check_origin, origin},
 };
@@ -69,20 +70,21 @@ fn client_key(ip: IpAddr) -> String {
 /// is 401 `unauthorized`; no identity while the tenant requires one is 401 too; an
 /// identity for a tenant without an identity secret is 422.
 ///
-/// The client IP is the TCP peer address: proxy headers (`X-Forwarded-For`, `Forwarded`)
-/// are not honoured yet, so behind a reverse proxy every visitor shares the proxy's budget.
+/// The client IP is the TCP peer address, or behind a reverse proxy listed in
+/// `server.trusted_proxies` the right-most `X-Forwarded-For` address that is not a trusted
+/// proxy (`Forwarded` is not read).
 #[utoipa::path(post, path = "/v1/widget/session", tag = "widget", request_body = SessionRequest,
     responses((status = 200, body = Session), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn create_session(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     Json(req): Json<SessionRequest>,
 ) -> ApiResult<Json<Session>> {
     // Per IP first: it also covers unknown widget keys, before any database work.
     if let Err(wait) = state
         .limiter
-        .check(Limit::SessionsPerIp, &client_key(peer.ip()))
+        .check(Limit::SessionsPerIp, &client_key(client))
         .await
     {
         return Err(rate_limited(wait, "too many sessions from this address").into());
