@@ -7,7 +7,6 @@ use chatorical::{
     config::{Secret, Settings},
     http::AppState,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -16,6 +15,8 @@ use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
     tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
 };
+
+use crate::pg::PgDatabase;
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,60 +40,6 @@ macro_rules! on_both_backends {
             }
         }
     )*};
-}
-
-fn pg_admin_url() -> String {
-    std::env::var("TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A throwaway PostgreSQL database, dropped when the test ends.
-struct PgDatabase {
-    name: String,
-}
-
-impl PgDatabase {
-    async fn create() -> (Self, String) {
-        let admin = pg_admin_url();
-        let name = format!("chatorical_t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = AsyncPgConnection::establish(&admin)
-            .await
-            .expect("PostgreSQL at TEST_PG_URL");
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let base = admin
-            .rsplit_once('/')
-            .map(|(b, _)| b.to_string())
-            .expect("url has a database");
-        let url = format!("{base}/{name}");
-        (PgDatabase { name }, url)
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Best effort, on a thread of its own: Drop cannot await.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(mut conn) = AsyncPgConnection::establish(&pg_admin_url()).await {
-                    let _ =
-                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 /// A running server on port 0 with its own database.
@@ -157,8 +104,8 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     let pg = match backend {
         Backend::Sqlite => None,
         Backend::Postgres => {
-            let (db, url) = PgDatabase::create().await;
-            settings.database.url = Some(Secret::new(url));
+            let db = PgDatabase::create_async("chatorical_t").await;
+            settings.database.url = Some(Secret::new(db.url.clone()));
             settings.database.auto_migrate = true;
             Some(db)
         }

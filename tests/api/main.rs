@@ -4,6 +4,8 @@ mod cluster;
 #[path = "../support/fake_telegram.rs"]
 mod fake_telegram;
 mod helpers;
+#[path = "../support/pg.rs"]
+mod pg;
 
 mod identity;
 mod isolation;

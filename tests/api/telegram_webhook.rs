@@ -649,15 +649,10 @@ async fn disabled_connection_acknowledges_and_ignores_updates(b: Backend) {
 // PostgreSQL only: the database goes away during a webhook.
 // ---------------------------------------------------------------------------
 
-fn pg_admin_url() -> String {
-    std::env::var("TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 /// Allow or refuse connections to database `name`; refusing also ends the open ones.
 async fn allow_connections(name: &str, allow: bool) -> Result<(), String> {
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-    let mut conn = AsyncPgConnection::establish(&pg_admin_url())
+    let mut conn = AsyncPgConnection::establish(&crate::pg::admin_url())
         .await
         .map_err(|e| e.to_string())?;
     diesel::sql_query(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"))

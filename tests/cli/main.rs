@@ -4,6 +4,8 @@
 //! with an empty environment and from inside that directory, so tests run in parallel and
 //! never pick up a `./chatorical.toml` or `CHATORICAL_*` variables of the caller.
 
+#[path = "../support/pg.rs"]
+mod pg;
 mod support;
 
 mod config;

@@ -9,6 +9,8 @@ use assert_cmd::Command;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::pg::PgDatabase;
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -36,11 +38,6 @@ macro_rules! on_both_backends {
     )*};
 }
 
-fn pg_admin_url() -> String {
-    std::env::var("TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 /// Run one SQL statement with `psql` on `url`; returns stdout (unaligned, tuples only).
 pub fn psql(url: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
@@ -53,38 +50,6 @@ pub fn psql(url: &str, sql: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("psql output is UTF-8")
-}
-
-/// A database of its own on the test server, dropped (best effort) with the guard.
-pub struct PgDatabase {
-    name: String,
-    /// URL of the database itself.
-    pub url: String,
-}
-
-impl PgDatabase {
-    fn create() -> Self {
-        let admin = pg_admin_url();
-        let name = format!("chatorical_cli_{}", uuid::Uuid::new_v4().simple());
-        psql(&admin, &format!("CREATE DATABASE {name}"));
-        let (base, _) = admin
-            .rsplit_once('/')
-            .expect("TEST_PG_URL ends with /DATABASE");
-        let url = format!("{base}/{name}");
-        PgDatabase { name, url }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args(["-X", "-q", &pg_admin_url(), "-c"])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .output();
-    }
 }
 
 /// What a finished command left behind.
@@ -133,7 +98,7 @@ impl Cli {
         Cli {
             backend,
             dir: TempDir::new().expect("create a temp dir"),
-            pg: (backend == Backend::Postgres).then(PgDatabase::create),
+            pg: (backend == Backend::Postgres).then(|| PgDatabase::create("chatorical_cli")),
         }
     }
 

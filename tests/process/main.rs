@@ -1,9 +1,13 @@
 //! The real `chatorical` binary as separate processes: `serve` and `worker` against
-//! PostgreSQL (or SQLite) and a fake Telegram, killed and stopped with signals.
+//! PostgreSQL (or SQLite) and a fake Telegram, killed and stopped with signals; two
+//! `serve` nodes sharing PostgreSQL and Redis, and Redis killed under them.
 
 #[path = "../support/fake_telegram.rs"]
 mod fake_telegram;
+#[path = "../support/pg.rs"]
+mod pg;
 
+mod cluster;
 mod crash;
 mod regressions;
 mod shutdown;

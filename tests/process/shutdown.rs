@@ -3,36 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::{
-    Message, client::IntoClientRequest, http::HeaderValue, protocol::CloseFrame,
-};
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
 
 use crate::fake_telegram::{Failure, FakeTelegram, topic_text_update};
-use crate::support::{Backend, Install, eventually};
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The next frame that is not a ping or pong, within `timeout`: a JSON text
-/// frame, or the close frame.
-async fn next_frame(ws: &mut Ws, timeout: Duration) -> Result<Value, Option<CloseFrame>> {
-    loop {
-        let msg = tokio::time::timeout(timeout, ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("socket still open")
-            .expect("a frame");
-        match msg {
-            Message::Text(t) => return Ok(serde_json::from_str(t.as_str()).expect("JSON frame")),
-            Message::Close(frame) => return Err(frame),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
+use crate::support::{Backend, Install, Ws, eventually, next_frame};
 
 /// Read frames until a `message` frame with `text` arrives.
 async fn wait_for_message(ws: &mut Ws, text: &str) -> Value {

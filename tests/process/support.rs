@@ -4,18 +4,23 @@
 
 use std::{
     io::{BufRead, BufReader, Read},
+    path::Path,
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tokio_tungstenite::tungstenite::{
+    Message, client::IntoClientRequest, http::HeaderValue, protocol::CloseFrame,
+};
 
 use crate::fake_telegram::FakeTelegram;
+use crate::pg::PgDatabase;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_chatorical");
@@ -29,67 +34,14 @@ pub enum Backend {
     Postgres,
 }
 
-fn pg_admin_url() -> String {
-    std::env::var("TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A throwaway PostgreSQL database, dropped (WITH (FORCE)) with the guard.
-pub struct PgDatabase {
-    name: String,
-    /// URL of the database itself.
-    pub url: String,
-}
-
-impl PgDatabase {
-    async fn create() -> Self {
-        let admin = pg_admin_url();
-        let name = format!("chatorical_p_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = AsyncPgConnection::establish(&admin)
-            .await
-            .expect("PostgreSQL at TEST_PG_URL");
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let (base, _) = admin
-            .rsplit_once('/')
-            .expect("TEST_PG_URL ends with /DATABASE");
-        let url = format!("{base}/{name}");
-        PgDatabase { name, url }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop cannot await, and may run inside the test's runtime: own thread, own runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(mut conn) = AsyncPgConnection::establish(&pg_admin_url()).await {
-                    let _ =
-                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 /// One installation: a temp dir (data dir, working dir, master key) and on
 /// PostgreSQL a database of its own, talking to a fake Telegram.
 pub struct Install {
     dir: TempDir,
     pg: Option<PgDatabase>,
     telegram_api: String,
+    /// Settings every command of this installation gets (after the defaults below).
+    env: Vec<(String, String)>,
 }
 
 impl Install {
@@ -97,18 +49,32 @@ impl Install {
     pub async fn new(backend: Backend, telegram_api: &str) -> Self {
         let pg = match backend {
             Backend::Sqlite => None,
-            Backend::Postgres => Some(PgDatabase::create().await),
+            Backend::Postgres => Some(PgDatabase::create_async("chatorical_p").await),
         };
         Install {
             dir: TempDir::new().expect("temp dir"),
             pg,
             telegram_api: telegram_api.to_string(),
+            env: Vec::new(),
         }
+    }
+
+    /// Give every command of this installation the setting `key=value` (as if it
+    /// were in the shared configuration file of every node).
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// `chatorical ARGS…` with nothing inherited but `PATH`, the settings of
     /// these tests in the environment, and `--data-dir` / `--database-url`.
     pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        self.command_in(self.dir.path(), args, env)
+    }
+
+    /// Like [`Install::command`] with `--data-dir DATA_DIR` (another node's own
+    /// directory; the working dir and master key stay the installation's).
+    pub fn command_in(&self, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         let dir = self.dir.path();
         let mut cmd = Command::new(BIN);
         cmd.env_clear()
@@ -131,9 +97,10 @@ impl Install {
             .env("CHATORICAL_LIMITS__SESSIONS_PER_IP_PER_MIN", "1000000")
             .env("CHATORICAL_LIMITS__MESSAGES_PER_VISITOR_PER_MIN", "1000000")
             .env("CHATORICAL_LOG__FORMAT", "json")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(args)
             .arg("--data-dir")
-            .arg(dir);
+            .arg(data_dir);
         if let Some(pg) = &self.pg {
             cmd.args(["--database-url", &pg.url]);
         }
@@ -184,9 +151,62 @@ impl Install {
         v["key"].as_str().expect("key in the JSON").to_string()
     }
 
+    /// A tenant (`tenants create --json`) allowing the origin `https://SLUG.example`,
+    /// and a key with every tenant scope the tests use (`keys issue --json`).
+    pub async fn tenant(&self, slug: &str) -> Tenant {
+        let origin = format!("https://{slug}.example");
+        let out = self
+            .run_ok(&[
+                "tenants",
+                "create",
+                "--slug",
+                slug,
+                "--name",
+                &format!("{slug} Inc"),
+                "--origin",
+                &origin,
+                "--json",
+            ])
+            .await;
+        let t: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let mut args = vec!["keys", "issue", "--tenant", slug, "--json"];
+        for scope in [
+            "conversations:write",
+            "telegram:write",
+            "outbox:write",
+            "keys:write",
+            "settings:write",
+            "usage:read",
+        ] {
+            args.extend(["--scope", scope]);
+        }
+        let out = self.run_ok(&args).await;
+        let k: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        Tenant {
+            id: t["id"].as_str().expect("tenant id").into(),
+            slug: slug.into(),
+            widget_key: t["widget_key"].as_str().expect("widget_key").into(),
+            key: k["key"].as_str().expect("key").into(),
+            origin,
+        }
+    }
+
     /// `chatorical serve --listen 127.0.0.1:0`, ready to take requests.
     pub async fn serve(&self, env: &[(&str, &str)]) -> Server {
-        let proc = self.spawn("serve", &["serve", "--listen", "127.0.0.1:0"], env);
+        self.serve_labelled("serve", self.dir.path(), env).await
+    }
+
+    /// `serve` with a data dir of its own: one more node of the deployment. Ready
+    /// once it said so and `/readyz` answers 200 (database and Redis reachable).
+    pub async fn node(&self, label: &str, data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let server = self.serve_labelled(label, data_dir, env).await;
+        server.api.ready(Duration::from_secs(30)).await;
+        server
+    }
+
+    async fn serve_labelled(&self, label: &str, data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let cmd = self.command_in(data_dir, &["serve", "--listen", "127.0.0.1:0"], env);
+        let proc = Proc::spawn(label, cmd);
         let line = proc
             .wait_for_line(Duration::from_secs(30), |l| {
                 l.starts_with("chatorical is running")
@@ -367,6 +387,45 @@ pub struct Server {
     pub port: u16,
 }
 
+/// A widget socket.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Server {
+    /// Open the widget socket with `token`, from a page on `origin`.
+    pub async fn ws(&self, token: &str, origin: &str) -> Ws {
+        let mut req = format!("ws://127.0.0.1:{}/v1/ws?token={token}", self.port)
+            .into_client_request()
+            .expect("ws request");
+        req.headers_mut().insert(
+            "origin",
+            HeaderValue::from_str(origin).expect("origin header"),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .unwrap_or_else(|e| panic!("socket on {}: {e}", self.proc.label));
+        ws
+    }
+}
+
+/// The next frame that is not a ping or pong, within `timeout`: a JSON text
+/// frame, or the close frame.
+pub async fn next_frame(ws: &mut Ws, timeout: Duration) -> Result<Value, Option<CloseFrame>> {
+    loop {
+        let msg = tokio::time::timeout(timeout, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket still open")
+            .expect("a frame");
+        match msg {
+            Message::Text(t) => return Ok(serde_json::from_str(t.as_str()).expect("JSON frame")),
+            Message::Close(frame) => return Err(frame),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
 /// A JSON-over-HTTP client for one server.
 #[derive(Clone)]
 pub struct Api {
@@ -378,6 +437,7 @@ pub struct Api {
 #[derive(Debug, Clone)]
 pub struct Tenant {
     pub id: String,
+    pub slug: String,
     pub widget_key: String,
     pub key: String,
     pub origin: String,
@@ -465,9 +525,27 @@ impl Api {
             .await;
         Tenant {
             id: t["id"].as_str().expect("tenant id").into(),
+            slug: slug.into(),
             widget_key: t["widget_key"].as_str().expect("widget_key").into(),
             key: k["key"].as_str().expect("key").into(),
             origin,
+        }
+    }
+
+    /// Poll `GET /readyz` until it answers 200; panics after `timeout`.
+    pub async fn ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, body) = self.json(Method::GET, "/readyz", None, None).await;
+            if status == StatusCode::OK {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready within {timeout:?}: {status} {body}",
+                self.base
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
