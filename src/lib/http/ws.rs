@@ -216,7 +216,8 @@ impl SocketSession {
             return Ok(());
         }
         if seq > self.last_seq + 1 {
-            self.backfill(socket).await?;
+            // Boxed: a rare path, kept out of every idle socket's resident future.
+            Box::pin(self.backfill(socket)).await?;
             if seq <= self.last_seq {
                 return Ok(());
             }
@@ -261,99 +262,121 @@ impl SocketSession {
         }
     }
 
-    async fn run(mut self, mut socket: WebSocket) {
-        let ws = self.state.settings.ws.clone();
-        let shutdown = self.state.shutdown.clone();
-        self.subscribe();
-        // Read the position after subscribing, so nothing falls in between.
-        if let Some(conv) = self.conversation_id.clone()
-            && let Ok(c) = self
-                .state
-                .chat
-                .conversation(&self.visitor.tenant_id, Some(&self.visitor.id), &conv)
+    /// The socket loop. Not an `async fn`: the block captures `self` and `socket` and
+    /// uses them in place (an `async fn` moves its arguments into locals, and the
+    /// state machine then keeps room for both copies).
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self, mut socket: WebSocket) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            let (ping_every, idle) = {
+                let ws = &self.state.settings.ws;
+                (
+                    Duration::from_secs(ws.ping_interval_secs.max(1)),
+                    Duration::from_secs(ws.idle_timeout_secs),
+                )
+            };
+            let shutdown = self.state.shutdown.clone();
+            self.subscribe();
+            // Read the position after subscribing, so nothing falls in between.
+            // The futures of rarely taken paths (database reads, presence, client frames)
+            // are boxed: an idle socket's task keeps only the select loop resident, not
+            // the largest future any branch could hold.
+            if let Some(conv) = self.conversation_id.clone()
+                && let Ok(c) = Box::pin(self.state.chat.conversation(
+                    &self.visitor.tenant_id,
+                    Some(&self.visitor.id),
+                    &conv,
+                ))
                 .await
-        {
-            self.last_seq = c.last_seq;
-        }
-        self.state
-            .metrics
-            .sockets_open
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let hello = ServerFrame::Hello {
-            conversation_id: self.conversation_id.clone(),
-            last_seq: self.last_seq,
-        };
-        let send_timeout = Duration::from_secs(10);
-        let mut ping = tokio::time::interval(Duration::from_secs(ws.ping_interval_secs.max(1)));
-        ping.tick().await;
-        let idle = Duration::from_secs(ws.idle_timeout_secs);
-        let mut last_heard = Instant::now();
+            {
+                self.last_seq = c.last_seq;
+            }
+            self.state
+                .metrics
+                .sockets_open
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let hello = ServerFrame::Hello {
+                conversation_id: self.conversation_id.clone(),
+                last_seq: self.last_seq,
+            }
+            .to_json();
+            let send_timeout = Duration::from_secs(10);
+            let mut ping = tokio::time::interval(ping_every);
+            ping.tick().await;
+            let mut last_heard = Instant::now();
 
-        let mut outcome = match send(&mut socket, hello.to_json(), send_timeout).await {
-            Ok(()) => None,
-            Err(()) => Some(None),
-        };
-        if outcome.is_none() && self.refresh_presence(&mut socket).await.is_err() {
-            outcome = Some(None);
-        }
-        while outcome.is_none() {
-            tokio::select! {
-                _ = shutdown.cancelled() => outcome = Some(Some((close_code::GOING_AWAY, "server shutting down"))),
-                delivery = next_delivery(&mut self.sub) => match delivery {
-                    Some(Delivery::Event(event)) => {
-                        if self.forward(&mut socket, event).await.is_err() {
+            let mut outcome = match Box::pin(send(&mut socket, hello, send_timeout)).await {
+                Ok(()) => None,
+                Err(()) => Some(None),
+            };
+            if outcome.is_none() && Box::pin(self.refresh_presence(&mut socket)).await.is_err() {
+                outcome = Some(None);
+            }
+            while outcome.is_none() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => outcome = Some(Some((close_code::GOING_AWAY, "server shutting down"))),
+                    delivery = next_delivery(&mut self.sub) => match delivery {
+                        Some(Delivery::Event(event)) => {
+                            // Boxed too: the send path would add ~250 bytes to every
+                            // idle socket; one allocation per delivery costs less.
+                            if Box::pin(self.forward(&mut socket, event)).await.is_err() {
+                                outcome = Some(None);
+                            }
+                        }
+                        Some(Delivery::Resync) => {
+                            if Box::pin(self.backfill(&mut socket)).await.is_err() {
+                                outcome = Some(None);
+                            }
+                        }
+                        None => {
+                            let lagged = self.sub.as_ref().is_some_and(Subscription::lagged);
+                            outcome = Some(Some(if lagged {
+                                (close_code::TRY_AGAIN_LATER, "too slow: reconnect and backfill")
+                            } else {
+                                (close_code::GOING_AWAY, "subscription ended")
+                            }));
+                        }
+                    },
+                    msg = socket.recv() => {
+                        last_heard = Instant::now();
+                        outcome = match msg {
+                            None | Some(Ok(Message::Close(_))) => Some(None),
+                            Some(Err(e)) => Some(too_big(e).then_some((close_code::TOO_BIG, "message too big"))),
+                            Some(Ok(Message::Text(text))) => match Box::pin(self.on_text(&mut socket, text.as_str())).await {
+                                Flow::Continue => None,
+                                Flow::Close(code, why) => Some(Some((code, why))),
+                            },
+                            Some(Ok(Message::Binary(_))) => Some(Some((close_code::POLICY, "binary frames are not supported"))),
+                            Some(Ok(_)) => None,
+                        };
+                    }
+                    _ = ping.tick() => {
+                        if Box::pin(self.refresh_presence(&mut socket)).await.is_err() {
+                            outcome = Some(None);
+                        } else if last_heard.elapsed() >= idle {
+                            outcome = Some(Some((close_code::NORMAL, "idle timeout")));
+                        } else if Box::pin(tokio::time::timeout(send_timeout, socket.send(Message::Ping(Default::default())))).await.map_or(true, |r| r.is_err()) {
                             outcome = Some(None);
                         }
-                    }
-                    Some(Delivery::Resync) => {
-                        if self.backfill(&mut socket).await.is_err() {
-                            outcome = Some(None);
-                        }
-                    }
-                    None => {
-                        let lagged = self.sub.as_ref().is_some_and(Subscription::lagged);
-                        outcome = Some(Some(if lagged {
-                            (close_code::TRY_AGAIN_LATER, "too slow: reconnect and backfill")
-                        } else {
-                            (close_code::GOING_AWAY, "subscription ended")
-                        }));
-                    }
-                },
-                msg = socket.recv() => {
-                    last_heard = Instant::now();
-                    outcome = match msg {
-                        None | Some(Ok(Message::Close(_))) => Some(None),
-                        Some(Err(e)) => Some(too_big(e).then_some((close_code::TOO_BIG, "message too big"))),
-                        Some(Ok(Message::Text(text))) => match self.on_text(&mut socket, text.as_str()).await {
-                            Flow::Continue => None,
-                            Flow::Close(code, why) => Some(Some((code, why))),
-                        },
-                        Some(Ok(Message::Binary(_))) => Some(Some((close_code::POLICY, "binary frames are not supported"))),
-                        Some(Ok(_)) => None,
-                    };
-                }
-                _ = ping.tick() => {
-                    if self.refresh_presence(&mut socket).await.is_err() {
-                        outcome = Some(None);
-                    } else if last_heard.elapsed() >= idle {
-                        outcome = Some(Some((close_code::NORMAL, "idle timeout")));
-                    } else if tokio::time::timeout(send_timeout, socket.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
-                        outcome = Some(None);
                     }
                 }
             }
+            if let Some(Some((code, reason))) = outcome {
+                let frame = Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                }));
+                let _ = Box::pin(tokio::time::timeout(
+                    Duration::from_secs(2),
+                    socket.send(frame),
+                ))
+                .await;
+            }
+            self.state
+                .metrics
+                .sockets_open
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if let Some(Some((code, reason))) = outcome {
-            let frame = Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            }));
-            let _ = tokio::time::timeout(Duration::from_secs(2), socket.send(frame)).await;
-        }
-        self.state
-            .metrics
-            .sockets_open
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The visitor is typing: tell the conversation's other sockets and show a typing
@@ -497,4 +520,22 @@ fn too_big(e: axum::Error) -> bool {
         e.into_inner().downcast::<tungstenite::Error>().map(|b| *b),
         Ok(tungstenite::Error::Capacity(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future a two-argument async function returns, without calling it.
+    fn future_size<A, B, Fut, F: FnOnce(A, B) -> Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every idle socket keeps its `run` future resident; the rare paths (sends,
+    /// backfill, presence, opening a conversation) are boxed so they do not inflate it.
+    #[test]
+    fn idle_socket_future_is_small() {
+        let size = future_size(&SocketSession::run);
+        assert!(size <= 1536, "SocketSession::run future is {size} bytes");
+    }
 }
