@@ -22,7 +22,7 @@ use diesel_async::SimpleAsyncConnection;
 use diesel_async::{
     AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
     pooled_connection::{
-        AsyncDieselConnectionManager, ManagerConfig,
+        AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
         deadpool::{Object, Pool},
     },
     sync_connection_wrapper::SyncConnectionWrapper,
@@ -52,8 +52,14 @@ pub enum Backend {
 #[derive(Clone)]
 enum Pools {
     Pg(Pool<AsyncPgConnection>),
-    Sqlite(Pool<SqliteConn>),
+    Sqlite(Pool<SqliteConn>, SqliteWriteLock),
 }
+
+/// Serializes this process's SQLite write transactions ([`transaction!`](crate::transaction)):
+/// writers queue on an async mutex, in order, instead of colliding on SQLite's write
+/// lock and sleeping in its busy handler (1, 2, 5, 10 … 100 ms between retries) while
+/// the lock sits free. Other processes on the same file still meet `busy_timeout`.
+pub type SqliteWriteLock = Arc<tokio::sync::Mutex<()>>;
 
 /// A pool of database connections on either backend.
 #[derive(Clone)]
@@ -67,8 +73,8 @@ pub struct Db {
 pub enum Conn<'a> {
     /// PostgreSQL.
     Pg(&'a mut AsyncPgConnection),
-    /// SQLite.
-    Sqlite(&'a mut SqliteConn),
+    /// SQLite, with the pool's write lock (`None` inside a transaction, which holds it).
+    Sqlite(&'a mut SqliteConn, Option<&'a SqliteWriteLock>),
 }
 
 /// A connection checked out of the pool.
@@ -77,8 +83,8 @@ pub enum Conn<'a> {
 pub enum PooledConn {
     /// PostgreSQL.
     Pg(Object<AsyncPgConnection>),
-    /// SQLite.
-    Sqlite(Object<SqliteConn>),
+    /// SQLite, and the pool's write lock.
+    Sqlite(Object<SqliteConn>, SqliteWriteLock),
 }
 
 impl PooledConn {
@@ -86,7 +92,7 @@ impl PooledConn {
     pub fn as_conn(&mut self) -> Conn<'_> {
         match self {
             PooledConn::Pg(c) => Conn::Pg(c),
-            PooledConn::Sqlite(c) => Conn::Sqlite(c),
+            PooledConn::Sqlite(c, lock) => Conn::Sqlite(c, Some(lock)),
         }
     }
 }
@@ -101,7 +107,7 @@ macro_rules! on_conn {
                 let $c = &mut **inner;
                 $body
             }
-            $crate::db::Conn::Sqlite(inner) => {
+            $crate::db::Conn::Sqlite(inner, _) => {
                 let $c = &mut **inner;
                 $body
             }
@@ -112,8 +118,11 @@ macro_rules! on_conn {
 /// Run `body` in a transaction; `$c` is a `&mut Conn` usable with repository functions.
 /// The body returns `Result<T, Error>`; an `Err` rolls back.
 ///
-/// On SQLite the first statement of a write transaction must write (it takes the
-/// write lock up front, so `busy_timeout` applies instead of a failed lock upgrade).
+/// On SQLite a transaction waits for the process's write lock ([`SqliteWriteLock`]),
+/// then starts with `BEGIN IMMEDIATE`: it takes SQLite's write lock up front, so a
+/// writer in another process makes it wait (`busy_timeout`) instead of failing a lock
+/// upgrade halfway. A transaction inside a transaction is a savepoint and takes no
+/// lock (its outer transaction holds it).
 #[macro_export]
 macro_rules! transaction {
     ($conn:expr, |$c:ident| $body:expr) => {{
@@ -128,10 +137,20 @@ macro_rules! transaction {
                     })
                     .await
             }
-            $crate::db::Conn::Sqlite(inner) => {
+            $crate::db::Conn::Sqlite(inner, Some(lock)) => {
+                let _writer = lock.lock().await;
+                inner
+                    .immediate_transaction::<_, $crate::error::Error, _>(async |tx| {
+                        let mut wrapped = $crate::db::Conn::Sqlite(tx, None);
+                        let $c = &mut wrapped;
+                        $body
+                    })
+                    .await
+            }
+            $crate::db::Conn::Sqlite(inner, None) => {
                 inner
                     .transaction::<_, $crate::error::Error, _>(async |tx| {
-                        let mut wrapped = $crate::db::Conn::Sqlite(tx);
+                        let mut wrapped = $crate::db::Conn::Sqlite(tx, None);
                         let $c = &mut wrapped;
                         $body
                     })
@@ -159,7 +178,15 @@ impl Db {
     ) -> Result<Self> {
         let pools = match url {
             DatabaseUrl::Postgres(u) => {
-                let mgr = AsyncDieselConnectionManager::<AsyncPgConnection>::new(u.clone());
+                let mut config = ManagerConfig::<AsyncPgConnection>::default();
+                // No `SELECT 1` round trip on every checkout: a connection the server
+                // closed is noticed by the driver (`is_closed`) and replaced; one that
+                // fails mid-use fails that request only.
+                config.recycling_method = RecyclingMethod::Fast;
+                let mgr = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+                    u.clone(),
+                    config,
+                );
                 let pool = Pool::builder(mgr)
                     .max_size(max_connections)
                     .wait_timeout(Some(Duration::from_secs(10)))
@@ -181,6 +208,8 @@ impl Db {
                     })?;
                 }
                 let mut config = ManagerConfig::<SqliteConn>::default();
+                // A local file: nothing to verify with a query on every checkout.
+                config.recycling_method = RecyclingMethod::Fast;
                 let pragmas = sqlite_pragmas(busy_timeout_ms);
                 config.custom_setup = Box::new(move |url| {
                     let pragmas = pragmas.clone();
@@ -206,7 +235,7 @@ impl Db {
                     .map_err(|e| {
                         Error::new(ErrorCode::InvalidConfig, format!("database pool: {e}"))
                     })?;
-                Pools::Sqlite(pool)
+                Pools::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(())))
             }
         };
         Ok(Db {
@@ -220,7 +249,7 @@ impl Db {
     pub fn backend(&self) -> Backend {
         match self.pools {
             Pools::Pg(_) => Backend::Postgres,
-            Pools::Sqlite(_) => Backend::Sqlite,
+            Pools::Sqlite(..) => Backend::Sqlite,
         }
     }
 
@@ -229,7 +258,7 @@ impl Db {
         self.checkouts.fetch_add(1, Ordering::Relaxed);
         Ok(match &self.pools {
             Pools::Pg(p) => PooledConn::Pg(p.get().await?),
-            Pools::Sqlite(p) => PooledConn::Sqlite(p.get().await?),
+            Pools::Sqlite(p, lock) => PooledConn::Sqlite(p.get().await?, lock.clone()),
         })
     }
 
