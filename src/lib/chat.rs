@@ -356,6 +356,30 @@ impl Chat {
         ))
     }
 
+    /// The visitor a bearer token belongs to, whether it is a verified user, and the
+    /// visitor's tenant — read together (one statement for most tokens).
+    pub async fn authenticate_visitor_with_tenant(
+        &self,
+        token: &str,
+    ) -> Result<(Visitor, bool, Tenant)> {
+        let token = VisitorToken::parse(token)
+            .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
+        let mut pc = self.db.conn().await?;
+        let (v, tenant) =
+            repo::visitors::by_token_hash_any_with_tenant(&mut pc.as_conn(), &token.hash())
+                .await?
+                .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
+        let verified = v.external_user_id.is_some();
+        Ok((
+            Visitor {
+                id: v.id,
+                tenant_id: v.tenant_id,
+            },
+            verified,
+            Tenant::from_row(tenant)?,
+        ))
+    }
+
     /// The visitor's open conversation, created if none.
     pub async fn open_conversation(&self, visitor: &Visitor) -> Result<(OpenedConversation, bool)> {
         let mut pc = self.db.conn().await?;
@@ -468,17 +492,8 @@ impl Chat {
             }
             None => new_id("srv"),
         };
-        // Ownership first: another visitor's (or tenant's) conversation is not found.
-        self.conversation(tenant_id, visitor_id, conversation_id)
-            .await?;
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
-        if let Some(existing) =
-            repo::messages::by_client_msg_id(&mut conn, tenant_id, conversation_id, &client_msg_id)
-                .await?
-        {
-            return Ok((existing.into(), false));
-        }
         let now = now_ms();
         let row = MessageRow {
             id: new_id("msg"),
@@ -493,16 +508,55 @@ impl Chat {
             edited_at: None,
             telegram_message_id: None,
         };
+        // One transaction, one connection: the first statement takes the next seq of
+        // the open conversation, checks tenant and visitor and reads the Telegram
+        // group; then the insert (a duplicate client_msg_id fails on the unique index
+        // and rolls the seq back) and the outbox item. Everything unusual (not found,
+        // closed, a retry) is sorted out afterwards, off the common path.
         let stored = transaction!(&mut conn, |tx| {
-            let row = insert_message(tx, row, now).await?;
-            if direction == Direction::Inbound {
-                enqueue_for_telegram(tx, &row, now).await?;
+            let Some((seq, group)) = repo::conversations::next_seq_for_message(
+                tx,
+                tenant_id,
+                conversation_id,
+                visitor_id,
+                now,
+            )
+            .await?
+            else {
+                return Ok(None);
+            };
+            let row = MessageRow { seq, ..row };
+            repo::messages::insert(tx, &row).await?;
+            if direction == Direction::Inbound
+                && let Some(group) = group
+            {
+                enqueue_for_group(tx, &row, group, now).await?;
             }
-            Ok(row)
+            Ok(Some(row))
         });
         let row = match stored {
-            Ok(row) => row,
-            // A concurrent send with the same client_msg_id won the race.
+            Ok(Some(row)) => row,
+            // Not open, or not theirs: another visitor's (or tenant's) conversation is
+            // not found; a retry of a stored message returns it even once closed.
+            Ok(None) => {
+                drop(pc);
+                self.conversation(tenant_id, visitor_id, conversation_id)
+                    .await?;
+                let mut pc = self.db.conn().await?;
+                return repo::messages::by_client_msg_id(
+                    &mut pc.as_conn(),
+                    tenant_id,
+                    conversation_id,
+                    &client_msg_id,
+                )
+                .await?
+                .map(|m| (m.into(), false))
+                .ok_or_else(|| {
+                    Error::new(ErrorCode::ConversationClosed, "the conversation is closed")
+                });
+            }
+            // The same client_msg_id again (a retry, or a concurrent send that won):
+            // the seq taken above was rolled back with the insert.
             Err(e) if e.code == ErrorCode::Conflict => {
                 return repo::messages::by_client_msg_id(
                     &mut conn,
@@ -685,10 +739,20 @@ pub async fn enqueue_for_telegram(tx: &mut Conn<'_>, row: &MessageRow, now: i64)
     let Some(cfg) = repo::telegram::get(tx, &row.tenant_id).await? else {
         return Ok(());
     };
+    enqueue_for_group(tx, row, cfg.group_chat_id, now).await
+}
+
+/// Queue a visitor message for its Telegram topic in the tenant's group `group_chat_id`.
+async fn enqueue_for_group(
+    tx: &mut Conn<'_>,
+    row: &MessageRow,
+    group_chat_id: i64,
+    now: i64,
+) -> Result<()> {
     let payload =
         serde_json::json!({ "conversation_id": row.conversation_id, "message_id": row.id });
     let key = format!("conv_msg_out_{}", row.id);
-    let lane = outbox::telegram_lane(&row.tenant_id, cfg.group_chat_id);
+    let lane = outbox::telegram_lane(&row.tenant_id, group_chat_id);
     outbox::enqueue(
         tx,
         &row.tenant_id,

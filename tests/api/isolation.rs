@@ -105,6 +105,16 @@ async fn visitor_token_on_another_visitors_conversation_is_refused(b: Backend) {
             )
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+        // Not even a retry of the owner's client_msg_id reveals the owner's message.
+        let (status, body) = app
+            .json(
+                Method::POST,
+                &path,
+                Some(&who.token),
+                Some(json!({"client_msg_id": "x", "text": "v2 private"})),
+            )
+            .await;
+        assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
     }
     let (_, h) = app
         .json(

@@ -246,6 +246,10 @@ async fn closed_conversation_refuses_messages_and_a_new_one_starts(b: Backend) {
     let (status, body) = app.send(&v, "b", "after").await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(code(&body), "conversation_closed");
+    // A retry of a message stored before the close still gets the stored message.
+    let (status, again) = app.send(&v, "a", "before").await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["seq"], 1);
     let (status, body) = app.reply(&t, &v.conversation_id, "late reply").await;
     assert_eq!(code(&body), "conversation_closed", "{status}");
     let (status, fresh) = app

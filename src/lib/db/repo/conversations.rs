@@ -3,7 +3,11 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::db::{Conn, models::ConversationRow, schema::conversations};
+use crate::db::{
+    Conn,
+    models::ConversationRow,
+    schema::{conversations, telegram_configs},
+};
 use crate::domain::new_id;
 use crate::error::Result;
 use crate::on_conn;
@@ -133,6 +137,43 @@ pub async fn next_seq(
         .get_result::<i64>(c)
         .await
         .optional())?)
+}
+
+/// Take the next seq of an open conversation for a new message (locks the row until
+/// commit), checking ownership in the same statement: with `visitor_id`, only that
+/// visitor's conversation matches. Also returns the tenant's Telegram group chat (a
+/// subquery in `RETURNING`; `None` when Telegram is not connected), so storing a
+/// message needs no other read. `None` when the conversation is not open, not the
+/// tenant's or not the visitor's.
+pub async fn next_seq_for_message(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    id: &str,
+    visitor_id: Option<&str>,
+    now: i64,
+) -> Result<Option<(i64, Option<i64>)>> {
+    let group = telegram_configs::table
+        .find(tenant_id)
+        .select(telegram_configs::group_chat_id)
+        .single_value();
+    Ok(on_conn!(conn, |c| {
+        let mut q = diesel::update(conversations::table)
+            .filter(conversations::tenant_id.eq(tenant_id))
+            .filter(conversations::id.eq(id))
+            .filter(conversations::status.eq("open"))
+            .into_boxed();
+        if let Some(v) = visitor_id {
+            q = q.filter(conversations::visitor_id.eq(v));
+        }
+        q.set((
+            conversations::last_seq.eq(conversations::last_seq + 1),
+            conversations::updated_at.eq(now),
+        ))
+        .returning((conversations::last_seq, group))
+        .get_result::<(i64, Option<i64>)>(c)
+        .await
+        .optional()
+    })?)
 }
 
 /// Record the conversation's forum topic, unless one is already recorded.
