@@ -114,20 +114,18 @@ impl FromRequestParts<AppState> for VisitorAuth {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers)
             .ok_or_else(|| Error::unauthorized("missing Authorization: Bearer <visitor token>"))?;
-        let (visitor, verified) = state.chat.authenticate_visitor_identity(token).await?;
+        // The visitor and their tenant in one read (not a second one for the tenant).
+        let (visitor, verified, tenant) =
+            state.chat.authenticate_visitor_with_tenant(token).await?;
         tracing::Span::current().record("tenant", visitor.tenant_id.as_str());
-        let origin = origin(&parts.headers);
-        if origin.is_some() || !verified {
-            let tenant = tenancy::tenant_by_id(&state.db, &visitor.tenant_id).await?;
-            if let Some(o) = origin {
-                check_origin(&tenant, o)?;
-            }
-            if !verified && tenant.settings.identity_required {
-                return Err(Error::unauthorized(
-                    "this site requires a verified identity: start a new session with user_id and user_hash",
-                )
-                .into());
-            }
+        if let Some(o) = origin(&parts.headers) {
+            check_origin(&tenant, o)?;
+        }
+        if !verified && tenant.settings.identity_required {
+            return Err(Error::unauthorized(
+                "this site requires a verified identity: start a new session with user_id and user_hash",
+            )
+            .into());
         }
         Ok(VisitorAuth(visitor))
     }
