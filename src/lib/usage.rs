@@ -14,12 +14,18 @@
 //!   (from the day after tomorrow) its hash is folded one last time and deleted. The
 //!   price: counts Redis loses (a flush, a restart without persistence) are lost, and
 //!   the table is as fresh as the last summary.
-//! - **Without Redis** (the embedded default): every count is added to `usage_daily` in
-//!   the database at once, so it survives a restart; there is nothing to summarize.
+//! - **Without Redis** (the embedded default): counts are summed in memory per (tenant,
+//!   day, metric) and added to `usage_daily` in one transaction every [`FLUSH_EVERY`]
+//!   (by a task started with the first count), on [`Usage::flush`], and on shutdown
+//!   (`serve` and `worker` summarize, which flushes, after their last request) — one
+//!   write per interval instead of an upsert of the same hot row per message. A count
+//!   survives a restart (a clean stop flushes it); a crash loses at most the last
+//!   interval's counts. There is nothing to summarize.
 //!
-//! Recording never fails or slows the caller: it runs on a task of its own, and a count
-//! that cannot be stored is logged (at most one warning every 10 seconds) and counted
-//! in [`Usage::failed_count`].
+//! Recording never fails or slows the caller: it only touches memory (or a task of its
+//! own with Redis). A write that fails is logged (at most one warning every 10 seconds)
+//! and counted in [`Usage::failed_count`]; without Redis its counts are kept and
+//! written with the next flush.
 //!
 //! Topic renames are not implemented yet, so there is no rename metric; topic creations
 //! are counted instead.
@@ -48,6 +54,8 @@ use crate::transaction;
 pub const REDIS_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 /// How often `serve` and `worker` fold Redis counters into `usage_daily`.
 pub const SUMMARIZE_EVERY: Duration = Duration::from_secs(60);
+/// Without Redis: how often counts summed in memory are added to `usage_daily`.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// Most days `show` reports at once.
 pub const MAX_DAYS: u32 = 366;
 
@@ -111,6 +119,17 @@ struct Inner {
     idle: Notify,
     failed: AtomicU64,
     last_warning: Mutex<Option<Instant>>,
+    /// Without Redis: counts not yet in the database, and the task that flushes them.
+    pending: Mutex<Pending>,
+    /// Held while pending counts are written, so a flush returns only after every
+    /// count taken by an earlier (concurrent) flush is stored too.
+    writing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Pending {
+    counts: HashMap<(String, String, Metric), i64>,
+    flusher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Usage {
@@ -132,20 +151,31 @@ impl Usage {
                 idle: Notify::new(),
                 failed: AtomicU64::new(0),
                 last_warning: Mutex::new(None),
+                pending: Mutex::new(Pending::default()),
+                writing: tokio::sync::Mutex::new(()),
             }),
         }
     }
 
-    /// Add `n` to the tenant's `metric` today. Returns at once; the count is stored on
-    /// a task of its own and a failure is only logged.
+    /// Add `n` to the tenant's `metric` today. Returns at once; the count is stored
+    /// later (see the module docs) and a failure is only logged.
     pub fn record(&self, tenant_id: &str, metric: Metric, n: i64) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             self.failed("no async runtime");
             return;
         };
-        let this = self.clone();
         let tenant_id = tenant_id.to_string();
         let day = day_of(now_ms());
+        if self.inner.cluster.is_none() {
+            let mut pending = self.lock_pending();
+            *pending.counts.entry((tenant_id, day, metric)).or_insert(0) += n;
+            if pending.flusher.as_ref().is_none_or(|h| h.is_finished()) {
+                pending.flusher =
+                    Some(runtime.spawn(flush_periodically(Arc::downgrade(&self.inner))));
+            }
+            return;
+        }
+        let this = self.clone();
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
         runtime.spawn(async move {
             if let Err(e) = this.store(&tenant_id, &day, metric, n).await {
@@ -190,6 +220,45 @@ impl Usage {
         }
     }
 
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Add the counts summed in memory to `usage_daily`, in one transaction (rows in
+    /// one order, so concurrent writers wait instead of deadlocking). On failure the
+    /// counts are kept for the next flush.
+    async fn store_pending(&self) {
+        let _writing = self.inner.writing.lock().await;
+        let mut batch: Vec<((String, String, Metric), i64)> =
+            std::mem::take(&mut self.lock_pending().counts)
+                .into_iter()
+                .filter(|(_, n)| *n != 0)
+                .collect();
+        if batch.is_empty() {
+            return;
+        }
+        batch.sort();
+        let stored: Result<()> = async {
+            let mut pc = self.inner.db.conn().await?;
+            let mut conn = pc.as_conn();
+            transaction!(&mut conn, |tx| {
+                for ((tenant_id, day, metric), n) in &batch {
+                    repo::usage::add(tx, tenant_id, day, metric.as_str(), *n).await?;
+                }
+                Ok(())
+            })
+        }
+        .await;
+        if let Err(e) = stored {
+            let mut pending = self.lock_pending();
+            for (key, n) in batch {
+                *pending.counts.entry(key).or_insert(0) += n;
+            }
+            drop(pending);
+            self.failed(&e.to_string());
+        }
+    }
+
     fn failed(&self, error: &str) {
         let failed = self.inner.failed.fetch_add(1, Ordering::Relaxed) + 1;
         let mut last = self
@@ -203,21 +272,24 @@ impl Usage {
         }
     }
 
-    /// Counts that could not be stored so far.
+    /// Failed attempts to store counts so far (without Redis, the counts of a failed
+    /// attempt are kept and tried again with the next flush).
     pub fn failed_count(&self) -> u64 {
         self.inner.failed.load(Ordering::Relaxed)
     }
 
-    /// Wait (up to 5 s) until every count recorded so far by this process is stored.
+    /// Wait (up to 5 s) until every count recorded so far by this process is stored:
+    /// in Redis, or without Redis in `usage_daily`.
     pub async fn flush(&self) {
         let wait = async {
             loop {
                 let idle = self.inner.idle.notified();
                 if self.inner.in_flight.load(Ordering::SeqCst) == 0 {
-                    return;
+                    break;
                 }
                 idle.await;
             }
+            self.store_pending().await;
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
     }
@@ -229,8 +301,8 @@ impl Usage {
     }
 
     /// Summarize every [`SUMMARIZE_EVERY`] until `shutdown` (callers summarize once
-    /// more after their last request). Returns at once without Redis: the counts are
-    /// in the database already.
+    /// more after their last request). Returns at once without Redis: the counts go
+    /// to the database with their own periodic flush (and the callers' last summary).
     pub async fn run_summarizer(self, shutdown: CancellationToken) {
         if self.inner.cluster.is_none() {
             return;
@@ -247,6 +319,21 @@ impl Usage {
                 tracing::warn!(error = %e, "usage summary failed; retrying next time");
             }
         }
+    }
+}
+
+/// Without Redis: add the counts summed in memory to the database every
+/// [`FLUSH_EVERY`], until the last [`Usage`] is dropped.
+async fn flush_periodically(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        Usage { inner }.store_pending().await;
     }
 }
 
