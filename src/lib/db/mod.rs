@@ -35,7 +35,157 @@ use crate::config::DatabaseUrl;
 use crate::error::{Error, ErrorCode, Result};
 
 /// The SQLite connection type used through diesel-async.
-pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, SqliteRuntime>;
+
+thread_local! {
+    /// Set while this thread runs a SQLite write transaction (see [`sqlite_write_section`]).
+    static SQLITE_INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Where diesel-async runs the blocking SQLite calls: normally on tokio's blocking pool,
+/// one thread hop per statement (as diesel-async's own `Tokio` runtime does); inside
+/// [`sqlite_write_section`] inline on the current thread, which has left the async
+/// workers for the whole transaction.
+pub enum SqliteRuntime {
+    /// The runtime the connection was opened in.
+    Handle(tokio::runtime::Handle),
+    /// A runtime of its own (opened outside any runtime).
+    Runtime(tokio::runtime::Runtime),
+}
+
+impl diesel_async::sync_connection_wrapper::SpawnBlocking for SqliteRuntime {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        std::result::Result<R, Box<dyn std::error::Error + Send + Sync + 'static>>,
+    >
+    where
+        R: Send + 'static,
+    {
+        if SQLITE_INLINE.get() {
+            return std::future::ready(Ok(task())).boxed();
+        }
+        let handle = match self {
+            SqliteRuntime::Handle(h) => h.clone(),
+            SqliteRuntime::Runtime(r) => r.handle().clone(),
+        };
+        FinishOnDrop {
+            task: Some(handle.spawn_blocking(task)),
+            handle,
+        }
+        .map(|r| r.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>))
+        .boxed()
+    }
+
+    fn get_runtime() -> Self {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => SqliteRuntime::Handle(h),
+            Err(_) => SqliteRuntime::Runtime(
+                tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("a runtime for SQLite"),
+            ),
+        }
+    }
+}
+
+/// A blocking SQLite call that is waited for when dropped early: the connection must not
+/// go back to the pool while a statement still runs on it (as in diesel-async).
+struct FinishOnDrop<R> {
+    handle: tokio::runtime::Handle,
+    task: Option<tokio::task::JoinHandle<R>>,
+}
+
+impl<R> Future for FinishOnDrop<R> {
+    type Output = std::result::Result<R, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.task.as_mut() {
+            Some(task) => {
+                let out = std::pin::Pin::new(task).poll(cx);
+                if out.is_ready() {
+                    self.task = None;
+                }
+                out
+            }
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<R> Drop for FinishOnDrop<R> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take()
+            && !task.is_finished()
+        {
+            tokio::task::block_in_place(|| {
+                let _ = self.handle.block_on(task);
+            });
+        }
+    }
+}
+
+/// Resets [`SQLITE_INLINE`] when the section ends, even by a panic.
+struct InlineSection;
+
+impl Drop for InlineSection {
+    fn drop(&mut self) {
+        SQLITE_INLINE.set(false);
+    }
+}
+
+/// Run a SQLite write transaction (`fut`, which holds the process's write lock) with
+/// every statement inline on this thread: the thread leaves the async workers once
+/// (`block_in_place`) instead of hopping to the blocking pool and back for each of
+/// `BEGIN`, the statements and `COMMIT` while the lock is held. On a current-thread
+/// runtime (where `block_in_place` is not allowed) the statements hop as usual.
+#[doc(hidden)]
+pub async fn sqlite_write_section<F: Future>(fut: F) -> F::Output {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if !multi_thread || SQLITE_INLINE.get() {
+        return fut.await;
+    }
+    tokio::task::block_in_place(|| {
+        SQLITE_INLINE.set(true);
+        let _section = InlineSection;
+        tokio::runtime::Handle::current().block_on(fut)
+    })
+}
+
+/// `BEGIN IMMEDIATE` (see [`transaction!`](crate::transaction)).
+#[doc(hidden)]
+pub async fn sqlite_begin_immediate(conn: &mut SqliteConn) -> Result<()> {
+    conn.spawn_blocking(|c| {
+        diesel::connection::AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+    })
+    .await?;
+    Ok(())
+}
+
+/// Commit after `Ok`, roll back after `Err` (as diesel-async's transactions do).
+#[doc(hidden)]
+pub async fn sqlite_finish<T>(conn: &mut SqliteConn, result: Result<T>) -> Result<T> {
+    use diesel_async::TransactionManager;
+    type Manager = diesel_async::sync_connection_wrapper::SyncTransactionManagerWrapper<
+        diesel::connection::AnsiTransactionManager,
+    >;
+    match result {
+        Ok(value) => {
+            Manager::commit_transaction(conn).await?;
+            Ok(value)
+        }
+        Err(e) => {
+            Manager::rollback_transaction(conn).await?;
+            Err(e)
+        }
+    }
+}
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -121,7 +271,8 @@ macro_rules! on_conn {
 /// On SQLite a transaction waits for the process's write lock ([`SqliteWriteLock`]),
 /// then starts with `BEGIN IMMEDIATE`: it takes SQLite's write lock up front, so a
 /// writer in another process makes it wait (`busy_timeout`) instead of failing a lock
-/// upgrade halfway. A transaction inside a transaction is a savepoint and takes no
+/// upgrade halfway. Its statements run inline on one thread ([`sqlite_write_section`]),
+/// not one blocking-pool hop each. A transaction inside a transaction is a savepoint and takes no
 /// lock (its outer transaction holds it).
 #[macro_export]
 macro_rules! transaction {
@@ -139,13 +290,18 @@ macro_rules! transaction {
             }
             $crate::db::Conn::Sqlite(inner, Some(lock)) => {
                 let _writer = lock.lock().await;
-                inner
-                    .immediate_transaction::<_, $crate::error::Error, _>(async |tx| {
-                        let mut wrapped = $crate::db::Conn::Sqlite(tx, None);
+                let tx: &mut $crate::db::SqliteConn = &mut **inner;
+                $crate::db::sqlite_write_section(async {
+                    $crate::db::sqlite_begin_immediate(&mut *tx).await?;
+                    let result: ::std::result::Result<_, $crate::error::Error> = async {
+                        let mut wrapped = $crate::db::Conn::Sqlite(&mut *tx, None);
                         let $c = &mut wrapped;
                         $body
-                    })
-                    .await
+                    }
+                    .await;
+                    $crate::db::sqlite_finish(&mut *tx, result).await
+                })
+                .await
             }
             $crate::db::Conn::Sqlite(inner, None) => {
                 inner
