@@ -150,7 +150,20 @@ impl From<diesel::result::Error> for Error {
             D::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
                 Error::new(ErrorCode::Conflict, "already exists").with_source(e)
             }
-            D::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+            // diesel-async reports a PostgreSQL connection that died mid-query (server
+            // restarted or crashed) as `UnableToSendCommand` ("connection closed"): the
+            // database is unreachable, not an internal failure — 503, retry later.
+            D::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => Error::new(ErrorCode::Unavailable, "database unavailable").with_source(e),
+            // PostgreSQL ends the sessions of a server that shuts down or recovers from a
+            // crash with a FATAL of class 57 ("terminating connection due to administrator
+            // command", "… because of crash of another server process"). diesel-async keeps
+            // no SQLSTATE for it, only the (English, unless lc_messages is translated) text.
+            D::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if info.message().starts_with("terminating connection") =>
+            {
                 Error::new(ErrorCode::Unavailable, "database unavailable").with_source(e)
             }
             _ => Error::new(ErrorCode::Internal, "internal error").with_source(e),
@@ -173,4 +186,40 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {
 /// True when a diesel error is a unique-constraint violation.
 pub fn is_unique_violation(e: &Error) -> bool {
     e.code == ErrorCode::Conflict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind as Kind, Error as D};
+
+    fn database_error(kind: Kind, message: &str) -> Error {
+        Error::from(D::DatabaseError(kind, Box::new(message.to_string())))
+    }
+
+    #[test]
+    fn lost_database_connections_are_unavailable_not_internal() {
+        for (kind, message) in [
+            (Kind::ClosedConnection, "server closed the connection"),
+            (Kind::UnableToSendCommand, "connection closed"),
+            (
+                Kind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            (
+                Kind::Unknown,
+                "terminating connection because of crash of another server process",
+            ),
+        ] {
+            assert_eq!(
+                database_error(kind, message).code,
+                ErrorCode::Unavailable,
+                "{message}"
+            );
+        }
+        assert_eq!(
+            database_error(Kind::Unknown, "division by zero").code,
+            ErrorCode::Internal
+        );
+    }
 }

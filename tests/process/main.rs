@@ -1,6 +1,7 @@
 //! The real `chatorical` binary as separate processes: `serve` and `worker` against
 //! PostgreSQL (or SQLite) and a fake Telegram, killed and stopped with signals; two
-//! `serve` nodes sharing PostgreSQL and Redis, and Redis killed under them.
+//! `serve` nodes sharing PostgreSQL and Redis, and Redis killed under them; PostgreSQL
+//! (a server of the test's own) restarted under load.
 
 #[path = "../support/fake_telegram.rs"]
 mod fake_telegram;
@@ -9,6 +10,7 @@ mod pg;
 
 mod cluster;
 mod crash;
+mod pg_restart;
 mod regressions;
 mod shutdown;
 mod support;
