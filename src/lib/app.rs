@@ -44,7 +44,39 @@ pub fn load_master_key(settings: &Settings) -> Result<MasterKey> {
     if !existed {
         tracing::warn!(path = %path.display(), "created a new master key; back it up — secrets cannot be read without it");
     }
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(&path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "the master key file is readable by group or others; chmod 600 it");
+        }
+    }
     Ok(key)
+}
+
+/// How often a running process checks whether the master key file changed.
+pub const MASTER_KEY_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Re-read the master key file when it changes (checked every
+/// [`MASTER_KEY_CHECK_INTERVAL`]) until `stop`: a rotation's new key, or the old key's
+/// retirement, reaches the running process without a restart. (Values under a key not
+/// yet read are also picked up at once by [`MasterKey::open`]; SIGHUP forces a re-read.)
+pub fn watch_master_key(
+    key: Arc<MasterKey>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(MASTER_KEY_CHECK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    key.reload_if_changed();
+                }
+            }
+        }
+    })
 }
 
 /// Start an outbox worker on the application's shutdown signal.
@@ -245,6 +277,7 @@ impl Application {
         let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
         let usage = state.usage.clone();
         let summarizer = tokio::spawn(usage.clone().run_summarizer(cancel.clone()));
+        watch_master_key(state.bots.key().clone(), cancel.clone());
         let router = http::router(state);
         let stop = cancel.clone();
         tokio::spawn(async move {

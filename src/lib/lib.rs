@@ -19,6 +19,7 @@
 //! - [`usage`]: per-tenant daily usage counters and their summary.
 //! - [`i18n`]: widget strings, their built-in defaults, tenants' templates and locale fallback.
 //! - [`telemetry`]: logging setup, and OTLP trace export with the `otlp` cargo feature.
+//! - [`secrets`]: master key rotation: status, re-encryption, retiring old keys.
 //! - [`identity`]: identity verification (HMAC of the host site's user id), the tenant secret.
 //! - [`widget_release`]: the versioned widget asset and its embed snippet with SRI.
 //!
@@ -43,6 +44,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod presence;
 pub mod realtime;
+pub mod secrets;
 pub mod telegram;
 pub mod telemetry;
 pub mod tenancy;

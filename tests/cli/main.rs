@@ -4,6 +4,8 @@
 //! with an empty environment and from inside that directory, so tests run in parallel and
 //! never pick up a `./chatorical.toml` or `CHATORICAL_*` variables of the caller.
 
+#[path = "../support/fake_telegram.rs"]
+mod fake_telegram;
 #[path = "../support/pg.rs"]
 mod pg;
 mod support;
@@ -12,6 +14,7 @@ mod config;
 mod drift;
 mod keys;
 mod migrate;
+mod secrets;
 mod templates;
 mod tenants;
 mod usage;

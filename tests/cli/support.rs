@@ -107,6 +107,17 @@ impl Cli {
         self.dir.path()
     }
 
+    /// The database URL the commands use (for tests that look inside through the library).
+    pub fn database_url(&self) -> String {
+        match &self.pg {
+            Some(db) => db.url.clone(),
+            None => format!(
+                "sqlite://{}",
+                self.data_dir().join("chatorical.db").display()
+            ),
+        }
+    }
+
     /// `chatorical` with an empty environment, run from the data dir, with only
     /// `--data-dir` (and `--database-url` on PostgreSQL) given.
     pub fn command(&self) -> Command {

@@ -68,6 +68,9 @@ pub enum Command {
     /// A tenant's texts for the widget's strings, per locale: list, set, delete, preview.
     #[command(subcommand)]
     Templates(cmd::templates::TemplatesCommand),
+    /// Master key rotation: which key seals what, rotate, retire old keys.
+    #[command(subcommand)]
+    Secrets(cmd::secrets::SecretsCommand),
     /// Check or print configuration.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),

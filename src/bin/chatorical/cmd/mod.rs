@@ -5,6 +5,7 @@ pub mod keys;
 pub mod man;
 pub mod migrate;
 pub mod outbox;
+pub mod secrets;
 pub mod serve;
 pub mod telegram;
 pub mod templates;
@@ -81,6 +82,35 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
         }
         tracing::info!("shutting down");
     }
+}
+
+/// Re-read the master key file on every SIGHUP (`systemctl reload`), e.g. right after
+/// `secrets rotate` or `secrets retire-old`.
+pub fn reload_master_key_on_sighup(key: std::sync::Arc<chatorical::crypto::MasterKey>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!(
+                "cannot listen for SIGHUP; the master key file is still re-read when it changes"
+            );
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match key.reload() {
+                    Ok(changed) => {
+                        tracing::info!(changed, keys = ?key.fingerprints(), "SIGHUP: master key file re-read")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: master key file cannot be used; keeping the key in memory")
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = key;
 }
 
 /// The public URL operators' commands use for links (webhook URLs).

@@ -40,8 +40,11 @@ pub async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
 async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let db = chatorical::app::open_database(&settings).await?;
     let key = Arc::new(load_master_key(&settings)?);
-    let bots = Arc::new(Bots::new(&settings.telegram, key)?);
     let shutdown = CancellationToken::new();
+    // Follow the key file through a rotation (`secrets rotate`, `secrets retire-old`).
+    chatorical::app::watch_master_key(key.clone(), shutdown.clone());
+    super::reload_master_key_on_sighup(key.clone());
+    let bots = Arc::new(Bots::new(&settings.telegram, key)?);
     let url = settings.database_url()?;
     let wake = Wakeup::default();
     // Counts topics it creates, and folds the Redis usage counters every minute.
