@@ -2,7 +2,14 @@
 //! tenants whose secrets were sealed by the real commands (`telegram setup` against the
 //! fake Bot API, `tenants identity-secret`), and looked at through the library.
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use chatorical::{
     config::{DatabaseUrl, TelegramSettings},
@@ -13,13 +20,14 @@ use chatorical::{
 };
 use serde_json::Value;
 
-use crate::fake_telegram::FakeTelegram;
+use crate::fake_telegram::{FakeTelegram, topic_text_update};
 use crate::on_both_backends;
 use crate::support::{Backend, Cli, array, str_field};
 
 on_both_backends!(
     rotation_reencrypts_everything_and_the_old_key_stops_working,
     an_interrupted_rotation_finishes_on_rerun,
+    a_running_server_keeps_serving_through_the_rotation,
 );
 
 /// (tenant id, field) → stored sealed value.
@@ -43,17 +51,6 @@ const TENANTS: [(&str, &str, u64, i64); 2] = [
 impl Fixture {
     fn new(backend: Backend) -> Self {
         let cli = Cli::new(backend);
-        // PostgreSQL installations default to /etc/chatorical/master.key: keep the key
-        // in the test's own directory (commands read ./chatorical.toml).
-        let key = cli.data_dir().join("master.key");
-        std::fs::write(
-            cli.data_dir().join("chatorical.toml"),
-            format!(
-                "[secrets]\nmaster_key_file = {:?}\n",
-                key.to_str().expect("UTF-8")
-            ),
-        )
-        .expect("write chatorical.toml");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -61,6 +58,23 @@ impl Fixture {
             .expect("runtime");
         let fake = rt.block_on(FakeTelegram::start());
         let api_url = fake.api_url();
+        // The webhook is registered at `server.listen`, where a test may start `serve`.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        // PostgreSQL installations default to /etc/chatorical/master.key: keep the key
+        // in the test's own directory (commands read ./chatorical.toml).
+        let key = cli.data_dir().join("master.key");
+        std::fs::write(
+            cli.data_dir().join("chatorical.toml"),
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n[telegram]\napi_url = {api_url:?}\n\
+                 [secrets]\nmaster_key_file = {:?}\n",
+                key.to_str().expect("UTF-8")
+            ),
+        )
+        .expect("write chatorical.toml");
         let mut plain = BTreeMap::new();
         for (slug, token, bot_id, group) in TENANTS {
             fake.add_bot(token, bot_id, &format!("{slug}_bot"));
@@ -71,20 +85,16 @@ impl Fixture {
             let token_file = cli.data_dir().join(format!("{slug}.token"));
             std::fs::write(&token_file, token).expect("write the token file");
             let group = group.to_string();
-            let run = cli.run_env(
-                &[
-                    "telegram",
-                    "setup",
-                    "--tenant",
-                    slug,
-                    "--bot-token-file",
-                    token_file.to_str().expect("UTF-8 path"),
-                    "--group",
-                    &group,
-                ],
-                &[("CHATORICAL_TELEGRAM__API_URL", &api_url)],
-            );
-            assert_eq!(run.code, Some(0), "telegram setup: {}", run.stderr);
+            cli.ok(&[
+                "telegram",
+                "setup",
+                "--tenant",
+                slug,
+                "--bot-token-file",
+                token_file.to_str().expect("UTF-8 path"),
+                "--group",
+                &group,
+            ]);
             let webhook = fake.webhook(token).expect("the webhook was registered");
             let identity = cli.json(&["tenants", "identity-secret", "--tenant", slug]);
             plain.insert((id.clone(), field(SealedColumn::BotToken)), token.into());
@@ -400,4 +410,111 @@ fn bad_key_files_are_refused_without_touching_anything() {
     std::fs::create_dir(&path).expect("mkdir");
     let stderr = cli.fails(&["secrets", "status"]);
     assert!(stderr.contains("not a regular file"), "{stderr}");
+}
+
+/// `chatorical serve` of a fixture's installation, its stderr collected; killed on drop.
+struct Server {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(fx: &Fixture) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chatorical"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", fx.cli.data_dir())
+            .current_dir(fx.cli.data_dir())
+            .arg("--data-dir")
+            .arg(fx.cli.data_dir())
+            .args(["--database-url", &fx.cli.database_url(), "serve"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn chatorical serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().expect("log").push(line);
+            }
+        });
+        let server = Server { child, log };
+        server.wait_for("chatorical is running");
+        server
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    fn wait_for(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "serve never logged {text:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn hang_up(&self) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: signalling our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0, "kill -HUP");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn a_running_server_keeps_serving_through_the_rotation(backend: Backend) {
+    let fx = Fixture::new(backend);
+    let server = Server::start(&fx);
+    let (_, token, _, group) = TENANTS[0];
+    let mut update_id = 0;
+    // An agent's message reaches the webhook: 200 only if the server decrypted the
+    // tenant's webhook secret (a secret it cannot decrypt is a 500).
+    let mut webhook_call = |when: &str| {
+        update_id += 1;
+        let update = topic_text_update(
+            update_id,
+            group,
+            77,
+            9000 + update_id as i32,
+            555,
+            "Ana",
+            "hi",
+        );
+        let status = fx
+            .rt
+            .block_on(fx.fake.deliver_update(token, &update))
+            .expect("deliver the update");
+        assert_eq!(status.as_u16(), 200, "{when}:\n{}", server.log());
+    };
+    webhook_call("before the rotation");
+
+    fx.cli.ok(&["secrets", "rotate"]);
+    // The server has never read the new key; the webhook secret is now sealed under it.
+    webhook_call("after rotate");
+    server.wait_for("master key file re-read");
+
+    fx.cli.ok(&["secrets", "retire-old"]);
+    server.hang_up();
+    server.wait_for("SIGHUP: master key file re-read");
+    webhook_call("after retire-old and SIGHUP");
+
+    let log = server.log();
+    assert!(!log.contains("AGE-SECRET-KEY"), "no secret key in the log");
+    for plain in fx.plain.values() {
+        assert!(!log.contains(plain.as_str()), "no secret in the log");
+    }
 }
