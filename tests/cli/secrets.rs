@@ -28,6 +28,7 @@ on_both_backends!(
     rotation_reencrypts_everything_and_the_old_key_stops_working,
     an_interrupted_rotation_finishes_on_rerun,
     a_running_server_keeps_serving_through_the_rotation,
+    a_secret_copied_to_another_tenant_is_not_resealed_for_it,
 );
 
 /// (tenant id, field) → stored sealed value.
@@ -517,4 +518,49 @@ fn a_running_server_keeps_serving_through_the_rotation(backend: Backend) {
     for plain in fx.plain.values() {
         assert!(!log.contains(plain.as_str()), "no secret in the log");
     }
+}
+
+fn a_secret_copied_to_another_tenant_is_not_resealed_for_it(backend: Backend) {
+    let fx = Fixture::new(backend);
+    let id = |slug: &str| str_field(&fx.cli.json(&["tenants", "show", slug]), "id").to_string();
+    let (acme, beta) = (id("acme"), id("beta"));
+    let bot_token = field(SealedColumn::BotToken);
+    let before = fx.stored();
+    let copied = before[&(acme.clone(), bot_token)].clone();
+    fx.rt.block_on(async {
+        let mut pc = fx.db.conn().await.expect("connection");
+        let beta_own = &before[&(beta.clone(), bot_token)];
+        assert!(
+            repo::secrets::replace(
+                &mut pc.as_conn(),
+                SealedColumn::BotToken,
+                &beta,
+                beta_own,
+                &copied
+            )
+            .await
+            .expect("replace")
+        );
+    });
+
+    let run = fx.cli.run(&["secrets", "rotate", "--json"]);
+    assert_eq!(
+        run.code,
+        Some(1),
+        "a value that cannot be resealed fails the run"
+    );
+    let report: Value = serde_json::from_str(&run.stdout).expect("JSON report");
+    assert_eq!(report["reencrypted"]["total"], 5, "{report}");
+    let failed = array(&report["failed"]);
+    assert_eq!(failed.len(), 1, "{report}");
+    assert_eq!(failed[0]["tenant_id"], beta.as_str());
+    assert_eq!(failed[0]["field"], bot_token);
+    assert!(!run.stdout.contains("111:"), "no plaintext in the report");
+    assert_eq!(
+        fx.stored()[&(beta.clone(), bot_token)],
+        copied,
+        "left as it was, never sealed for beta"
+    );
+    let stderr = fx.cli.fails(&["secrets", "retire-old"]);
+    assert!(stderr.contains("1 secret(s)"), "{stderr}");
 }
