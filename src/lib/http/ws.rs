@@ -2,7 +2,7 @@
 //!
 //! The token (signed, short-lived) names tenant, visitor and conversation; the
 //! `Origin` must be exactly one of the tenant's allowed origins. Buffers are small
-//! (4 KiB read) so idle sockets cost little; messages over the limit close with 1009.
+//! (2 KiB read) so idle sockets cost little; messages over the limit close with 1009.
 //! Outgoing frames wait in the hub's bounded per-socket queue: a reader that stops
 //! reading is dropped instead of slowing anyone else.
 
@@ -89,7 +89,9 @@ pub async fn ws_upgrade(
     let ws = &state.settings.ws;
     let max = ws.max_message_bytes;
     Ok(upgrade
-        .read_buffer_size(4 * 1024)
+        // Allocated (and zero-filled) for every socket, idle or not: 2 KiB, not 4. A larger
+        // frame (up to `max_message_bytes`) is read in 2 KiB steps and the buffer grows.
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(4 * 1024)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(max)
