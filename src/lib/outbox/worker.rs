@@ -270,7 +270,10 @@ impl<D: Deliver> Worker<D> {
             if let Some(w) = budget_wait {
                 wait = wait.min(w.max(Duration::from_millis(5)));
             }
-            if let Ok(mut pc) = self.db.conn().await
+            // With every permit taken nothing can be claimed before a delivery ends
+            // (`join_next` below wakes the loop), so the next due time is not needed.
+            if permits.available_permits() > 0
+                && let Ok(mut pc) = self.db.conn().await
                 && let Ok(Some(due)) = repo::outbox::next_due(&mut pc.as_conn()).await
             {
                 let ms = u64::try_from((due - now_ms()).max(1)).unwrap_or(1);
