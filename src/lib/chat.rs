@@ -192,6 +192,13 @@ fn check_text(text: &str) -> Result<()> {
     if text.trim().is_empty() {
         return Err(Error::validation("text", "text must not be empty"));
     }
+    if text.contains('\0') {
+        // PostgreSQL cannot store NUL in text; refused on every backend alike.
+        return Err(Error::validation(
+            "text",
+            "text must not contain NUL (U+0000)",
+        ));
+    }
     if text.chars().count() > MAX_TEXT_CHARS {
         return Err(Error::validation(
             "text",

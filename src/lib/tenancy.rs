@@ -376,7 +376,16 @@ pub async fn issue_key(
                 "expiry must be in the future",
             ));
         }
-        Some(d) => Some(now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))),
+        Some(d) => {
+            let at = now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            if at > crate::domain::MAX_RFC3339_MS {
+                return Err(Error::validation(
+                    "expires_in",
+                    "expiry must be before the year 10000",
+                ));
+            }
+            Some(at)
+        }
         None => None,
     };
     let secret = ApiKeySecret::generate();

@@ -24,8 +24,14 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Format epoch milliseconds as RFC 3339 (UTC, millisecond precision).
+/// The latest instant RFC 3339 can write (9999-12-31T23:59:59.999Z), in epoch milliseconds.
+pub const MAX_RFC3339_MS: i64 = 253_402_300_799_999;
+
+/// Format epoch milliseconds as RFC 3339 (UTC, millisecond precision). Instants outside
+/// 1970..=9999 are written as the nearest end of that range (the formatter cannot write a
+/// five-digit year and would panic).
 pub fn rfc3339(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    let ms = ms.clamp(0, MAX_RFC3339_MS);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
     humantime::format_rfc3339_millis(t).to_string()
 }

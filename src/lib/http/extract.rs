@@ -2,7 +2,10 @@
 //! credentials: admin keys and visitor tokens.
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, OptionalFromRequestParts},
+    body::{Body, Bytes},
+    extract::{
+        FromRequest, FromRequestParts, OptionalFromRequestParts, Request, rejection::JsonRejection,
+    },
     http::{HeaderMap, header, request::Parts},
 };
 
@@ -12,10 +15,40 @@ use crate::tenancy::{self, Principal, Tenant};
 
 use super::{AppState, error::ApiError};
 
-/// `axum::Json` with the API's error format on rejection.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` with the API's error format on rejection. A body with a NUL character
+/// (`\u0000`) in any string is refused (422 `validation_failed`): PostgreSQL cannot store
+/// NUL in `text` or `jsonb`, and no field of the API needs one.
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| ApiError::from(JsonRejection::from(e)))?;
+        let req = Request::from_parts(parts, Body::from(bytes.clone()));
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        if has_nul_escape(&bytes) {
+            return Err(Error::validation("body", "strings must not contain NUL (U+0000)").into());
+        }
+        Ok(Json(value))
+    }
+}
+
+/// Whether JSON text holds the escape `\u0000` (a raw NUL is not valid JSON). An escape
+/// is a `\u0000` preceded by an odd number of backslashes: in `\\u0000` the backslash
+/// itself is escaped.
+fn has_nul_escape(json: &[u8]) -> bool {
+    json.windows(6).enumerate().any(|(i, w)| {
+        w == b"\\u0000" && json[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0
+    })
+}
 
 impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
     fn into_response(self) -> axum::response::Response {

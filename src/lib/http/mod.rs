@@ -188,6 +188,7 @@ pub fn router(state: AppState) -> Router {
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(middleware::from_fn(crate::metrics::track_http))
+    .layer(middleware::from_fn(refuse_nul_in_uri))
     .layer(DefaultBodyLimit::max(max_body))
     .layer(middleware::from_fn_with_state(state.clone(), widget_cors))
     .layer(
@@ -216,6 +217,21 @@ pub fn router(state: AppState) -> Router {
             }),
     )
     .with_state(state)
+}
+
+/// 422 for a path or query string holding an encoded NUL (`%00`): PostgreSQL cannot
+/// compare text with a NUL in it, and no identifier or parameter of the API has one.
+async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let has_nul = |s: &str| s.contains("%00");
+    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+        return ApiError(Error::validation(
+            "path",
+            "path and query must not contain NUL (%00)",
+        ))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {
