@@ -21,6 +21,7 @@ use crate::helpers::{
 use crate::on_both_backends;
 
 on_both_backends!(
+    nul_in_an_agent_reply_is_dropped_not_a_5xx,
     bad_or_missing_secret_and_unknown_tenant_are_401_and_store_nothing,
     concurrent_duplicates_store_once_and_dedup_is_by_id,
     malformed_bodies_are_invalid_json_and_store_nothing,
@@ -222,6 +223,21 @@ async fn bad_or_missing_secret_and_unknown_tenant_are_401_and_store_nothing(b: B
     let out = outbound(&t, &v.conversation_id).await;
     assert_eq!(out.len(), 1);
     assert_eq!(out[0]["text"], "let me in");
+    assert_eq!(out[0]["author"], "Ana");
+}
+
+/// A NUL in an agent's text or name was a 503 on PostgreSQL (it cannot store NUL), which
+/// Telegram would retry forever; it is dropped and the reply stored.
+async fn nul_in_an_agent_reply_is_dropped_not_a_5xx(b: Backend) {
+    let t = spawn_with_telegram(b, |_| {}).await;
+    let (v, thread) = open_topic(&t).await;
+    let update = topic_text_update(1001, t.group, thread, 9001, AGENT, "A\u{0}na", "he\u{0}llo");
+    let (status, body) = deliver(&t, &update).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "stored", "{body}");
+    let out = outbound(&t, &v.conversation_id).await;
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0]["text"], "hello");
     assert_eq!(out[0]["author"], "Ana");
 }
 

@@ -221,13 +221,16 @@ fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64) -> Option<(i64, St
     if from.is_bot || i64::try_from(from.id.0).ok() == Some(bot_id) {
         return None;
     }
-    let text = msg.text()?.trim();
+    // NUL is dropped: PostgreSQL cannot store it, and refusing the update would make
+    // Telegram retry it forever.
+    let text = msg.text()?.replace('\0', "");
+    let text = text.trim();
     if text.is_empty() {
         return None;
     }
     let topic = msg.thread_id.map(|t| i64::from(t.0.0))?;
     let text: String = text.chars().take(crate::chat::MAX_TEXT_CHARS).collect();
-    Some((topic, text, from.full_name()))
+    Some((topic, text, from.full_name().replace('\0', "")))
 }
 
 /// Authenticate and process in one call (tests and tools).
