@@ -340,29 +340,6 @@ impl Chat {
             .publish(conversation_id, HubEvent::other(frame.to_json()));
     }
 
-    /// The visitor a bearer token belongs to.
-    pub async fn authenticate_visitor(&self, token: &str) -> Result<Visitor> {
-        Ok(self.authenticate_visitor_identity(token).await?.0)
-    }
-
-    /// The visitor a bearer token belongs to, and whether it is a verified user.
-    pub async fn authenticate_visitor_identity(&self, token: &str) -> Result<(Visitor, bool)> {
-        let token = VisitorToken::parse(token)
-            .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
-        let mut pc = self.db.conn().await?;
-        let v = repo::visitors::by_token_hash_any(&mut pc.as_conn(), &token.hash())
-            .await?
-            .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
-        let verified = v.external_user_id.is_some();
-        Ok((
-            Visitor {
-                id: v.id,
-                tenant_id: v.tenant_id,
-            },
-            verified,
-        ))
-    }
-
     /// The visitor a bearer token belongs to, whether it is a verified user, and the
     /// visitor's tenant — read together (one statement for most tokens).
     pub async fn authenticate_visitor_with_tenant(

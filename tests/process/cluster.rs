@@ -21,7 +21,7 @@ use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::fake_telegram::{FakeTelegram, topic_text_update};
-use crate::support::{Api, Backend, Install, Server, Tenant, Visitor, Ws, eventually};
+use crate::support::{Api, Backend, Install, Server, Tenant, Visitor, Ws, topic_of_sent};
 
 const SHARED_REDIS: &str = "redis://127.0.0.1:6379/0";
 /// `server.token_secret` of every node: a ws token from one node opens a socket on another.
@@ -356,22 +356,7 @@ async fn answers_body() {
         s.has(&visitor_text)
     })
     .await;
-    eventually(
-        Duration::from_secs(20),
-        "the visitor's message reaches Telegram",
-        || {
-            fake.sent_messages(group)
-                .iter()
-                .any(|m| m.text == visitor_text)
-        },
-    )
-    .await;
-    let thread = fake
-        .sent_messages(group)
-        .iter()
-        .find(|m| m.text == visitor_text)
-        .and_then(|m| m.thread_id)
-        .expect("sent into the conversation's topic");
+    let thread = topic_of_sent(&fake, group, &visitor_text, Duration::from_secs(20)).await;
 
     // An agent answers in the topic: Telegram calls node B's webhook.
     let update = topic_text_update(1, group, thread, 9001, 555, "Boris", "answer via Telegram");

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
 
 use crate::fake_telegram::{Failure, FakeTelegram, topic_text_update};
-use crate::support::{Backend, Install, Ws, eventually, next_frame};
+use crate::support::{Backend, Install, Ws, eventually, next_frame, topic_of_sent};
 
 /// Read frames until a `message` frame with `text` arrives.
 async fn wait_for_message(ws: &mut Ws, text: &str) -> Value {
@@ -64,22 +64,7 @@ async fn graceful_serve_body() {
     let visitor_text = format!("my parcel number is PX{}", uuid::Uuid::new_v4().simple());
     api.send(&v, "m1", &visitor_text).await;
     wait_for_message(&mut ws, &visitor_text).await;
-    eventually(
-        Duration::from_secs(15),
-        "the visitor's message reaches Telegram",
-        || {
-            fake.sent_messages(group)
-                .iter()
-                .any(|m| m.text == visitor_text)
-        },
-    )
-    .await;
-    let thread = fake
-        .sent_messages(group)
-        .iter()
-        .find(|m| m.text == visitor_text)
-        .and_then(|m| m.thread_id)
-        .expect("sent into a topic");
+    let thread = topic_of_sent(&fake, group, &visitor_text, Duration::from_secs(15)).await;
 
     // An agent answers through the admin API, another one in the Telegram topic.
     let reply_text = format!("agent reply {}", uuid::Uuid::new_v4().simple());

@@ -665,3 +665,16 @@ pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Wait until the fake Bot API got `text` in `group`; the forum topic it went into.
+pub async fn topic_of_sent(fake: &FakeTelegram, group: i64, text: &str, timeout: Duration) -> i32 {
+    eventually(timeout, "the visitor's message reaches Telegram", || {
+        fake.sent_messages(group).iter().any(|m| m.text == text)
+    })
+    .await;
+    fake.sent_messages(group)
+        .iter()
+        .find(|m| m.text == text)
+        .and_then(|m| m.thread_id)
+        .expect("sent into the conversation's topic")
+}
