@@ -189,7 +189,8 @@ fn check_client_msg_id(id: &str) -> Result<()> {
 }
 
 fn check_text(text: &str) -> Result<()> {
-    if text.trim().is_empty() {
+    if crate::domain::text::is_blank(text) {
+        // Only whitespace, zero-width or other invisible characters: nothing to read.
         return Err(Error::validation("text", "text must not be empty"));
     }
     if text.contains('\0') {

@@ -11,7 +11,7 @@ use crate::db::{
     repo,
 };
 use crate::domain::{
-    ApiKeySecret, Origin, Scope, Scopes, TenantSlug, new_id, now_ms, random_base62, rfc3339,
+    ApiKeySecret, Origin, Scope, Scopes, TenantSlug, new_id, now_ms, random_base62, rfc3339, text,
 };
 use crate::error::{Error, ErrorCode, Result};
 
@@ -21,6 +21,7 @@ use crate::error::{Error, ErrorCode, Result};
 pub struct TenantSettings {
     /// Exact origins allowed to embed the widget and open sockets (`https://shop.example`).
     #[schema(value_type = Vec<String>)]
+    #[serde(deserialize_with = "stored_origins")]
     pub allowed_origins: Vec<Origin>,
     /// Feature flags.
     pub flags: BTreeMap<String, bool>,
@@ -78,8 +79,8 @@ impl Default for TenantSettings {
 pub struct SettingsPatch {
     /// Replace the allowed origins.
     pub allowed_origins: Option<Vec<String>>,
-    /// Set (true/false) individual flags.
-    pub flags: Option<BTreeMap<String, bool>>,
+    /// Set (true/false) individual flags; `null` deletes a flag.
+    pub flags: Option<BTreeMap<String, Option<bool>>>,
     /// Default locale.
     pub default_locale: Option<String>,
     /// Retention in days; `0` clears it.
@@ -92,6 +93,13 @@ pub struct SettingsPatch {
     pub widget_position: Option<WidgetPosition>,
 }
 
+/// Most allowed origins a tenant can list.
+pub const MAX_ORIGINS: usize = 100;
+/// Most feature flags a tenant can hold.
+pub const MAX_FLAGS: usize = 100;
+/// Longest flag name, in bytes.
+pub const MAX_FLAG_NAME: usize = 64;
+
 impl TenantSettings {
     /// Apply a patch, validating every field.
     pub fn apply(&mut self, patch: SettingsPatch) -> Result<()> {
@@ -99,11 +107,35 @@ impl TenantSettings {
             self.allowed_origins = parse_origins(&origins)?;
         }
         if let Some(flags) = patch.flags {
+            let before = self.flags.len();
             for (k, v) in flags {
-                if k.is_empty() || k.len() > 64 {
-                    return Err(Error::validation("flags", "flag names are 1-64 characters"));
+                let ok = (1..=MAX_FLAG_NAME).contains(&k.len())
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+                if !ok {
+                    return Err(Error::validation(
+                        "flags",
+                        format!(
+                            "flag names are 1-{MAX_FLAG_NAME} characters of A-Z, a-z, 0-9, '_', '-', '.', ':'"
+                        ),
+                    ));
                 }
-                self.flags.insert(k, v);
+                match v {
+                    Some(on) => {
+                        self.flags.insert(k, on);
+                    }
+                    None => {
+                        self.flags.remove(&k);
+                    }
+                }
+            }
+            // A tenant already over the limit (from before it existed) can still delete.
+            if self.flags.len() > MAX_FLAGS && self.flags.len() > before {
+                return Err(Error::validation(
+                    "flags",
+                    format!("at most {MAX_FLAGS} flags (delete one with `\"name\": null`)"),
+                )
+                .with_details(serde_json::json!({ "field": "flags", "max": MAX_FLAGS })));
             }
         }
         if let Some(locale) = patch.default_locale {
@@ -159,8 +191,35 @@ impl TenantSettings {
     }
 }
 
+/// Stored origins, read leniently: an entry an older release accepted but this one's
+/// URL parser refuses (`http://a.test:80:80`) is dropped with a warning instead of making
+/// the whole tenant unreadable; the rest are normalised.
+fn stored_origins<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<Origin>, D::Error> {
+    let raw: Vec<String> = Vec::deserialize(d)?;
+    let mut out: Vec<Origin> = Vec::with_capacity(raw.len());
+    for item in raw {
+        match Origin::parse(&item) {
+            Ok(o) if !out.contains(&o) => out.push(o),
+            Ok(_) => {}
+            Err(_) => tracing::warn!(
+                origin = %text::escape_controls(&item),
+                "ignoring a stored allowed origin that is not a valid origin; set the tenant's allowed_origins again"
+            ),
+        }
+    }
+    Ok(out)
+}
+
 /// Parse a list of origins, naming the bad one.
 pub fn parse_origins(items: &[String]) -> Result<Vec<Origin>> {
+    if items.len() > MAX_ORIGINS {
+        return Err(Error::validation(
+            "allowed_origins",
+            format!("at most {MAX_ORIGINS} allowed origins"),
+        ));
+    }
     let mut out = Vec::new();
     for item in items {
         let o = Origin::parse(item).map_err(|e| Error::validation("allowed_origins", e.message))?;
@@ -209,9 +268,10 @@ impl Tenant {
 pub async fn create_tenant(db: &Db, slug: &str, name: &str, origins: &[String]) -> Result<Tenant> {
     let slug = TenantSlug::parse(slug)?;
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 120 {
+    if name.is_empty() {
         return Err(Error::validation("name", "name must be 1-120 characters"));
     }
+    text::check_name("name", name, 120)?;
     let settings = TenantSettings {
         allowed_origins: parse_origins(origins)?,
         ..Default::default()
@@ -294,6 +354,51 @@ pub async fn update_settings(
     Ok(tenant.settings)
 }
 
+/// Who is asking for an operation: the caller every operation takes, checks and records.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// An operator at the command line, with the database in hand: may do anything.
+    Operator,
+    /// An API key, limited to its scopes (and its tenant, for a tenant key).
+    Key(Principal),
+}
+
+impl Caller {
+    /// `forbidden` unless the caller may do what `needed` names (operators always may).
+    pub fn require(&self, needed: &Scope) -> Result<()> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::Key(p) => p.require(needed),
+        }
+    }
+
+    /// The tenant a tenant key is bound to; `None` for platform keys and operators.
+    pub fn own_tenant(&self) -> Option<&str> {
+        match self {
+            Caller::Operator => None,
+            Caller::Key(p) => p.tenant_id.as_deref(),
+        }
+    }
+
+    /// The tenant an operation acts on: a tenant key's own tenant (a `slug` naming another
+    /// tenant is `not_found`, as if it did not exist), else the tenant `slug` names, else
+    /// none (the platform).
+    pub async fn resolve_tenant(&self, db: &Db, slug: Option<&str>) -> Result<Option<Tenant>> {
+        match (self.own_tenant(), slug) {
+            (Some(own), None) => Ok(Some(tenant_by_id(db, own).await?)),
+            (Some(own), Some(slug)) => {
+                let t = tenant_by_slug(db, slug).await?;
+                if t.id != own {
+                    return Err(Error::not_found("tenant"));
+                }
+                Ok(Some(t))
+            }
+            (None, Some(slug)) => Ok(Some(tenant_by_slug(db, slug).await?)),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 /// An API key as shown in listings (never the key itself).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ApiKeyInfo {
@@ -317,6 +422,9 @@ pub struct ApiKeyInfo {
     pub revoked_at: Option<String>,
     /// RFC 3339, last use (updated at most once a minute).
     pub last_used_at: Option<String>,
+    /// Id of the key that issued this one; `null` when an operator issued it with the CLI.
+    /// Revoking a key revokes the keys it issued (unless asked not to).
+    pub issued_by: Option<String>,
 }
 
 impl ApiKeyInfo {
@@ -332,6 +440,7 @@ impl ApiKeyInfo {
             expires_at: row.expires_at.map(rfc3339),
             revoked_at: row.revoked_at.map(rfc3339),
             last_used_at: row.last_used_at.map(rfc3339),
+            issued_by: row.issued_by,
         }
     }
 }
@@ -346,30 +455,38 @@ pub struct IssuedKey {
     pub key: String,
 }
 
-/// Issue a key for a tenant (`Some(slug)`) or the platform (`None`).
-pub async fn issue_key(
-    db: &Db,
-    tenant: Option<&Tenant>,
-    scopes: &[String],
-    name: Option<&str>,
-    expires_in: Option<std::time::Duration>,
-) -> Result<IssuedKey> {
-    let scopes = Scopes::parse_list(scopes)?;
+/// What to issue.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRequest {
+    /// The tenant (slug) the key acts for; `None`: the caller's own tenant for a tenant
+    /// key, a platform key otherwise.
+    pub tenant: Option<String>,
+    /// Scopes such as `conversations:read`.
+    pub scopes: Vec<String>,
+    /// Label (at most 80 characters, no control characters).
+    pub name: Option<String>,
+    /// Lifetime; `None`: no expiry of its own (still capped by the issuer's).
+    pub expires_in: Option<std::time::Duration>,
+}
+
+/// Issue a key. A key can only grant scopes it holds itself, whoever it belongs to, and
+/// the new key expires no later than the key that issued it; the issuer is recorded
+/// (`issued_by`) so revoking it can revoke what it issued. Operators (the CLI) may issue
+/// anything. Tenant keys issue keys of their own tenant only.
+pub async fn issue_key(db: &Db, caller: &Caller, req: KeyRequest) -> Result<IssuedKey> {
+    caller.require(&Scope::new("keys", crate::domain::ScopeAccess::Write))?;
+    let scopes = Scopes::parse_list(&req.scopes)?;
+    let name = req.name.as_deref().unwrap_or("").trim();
+    text::check_name("name", name, 80)?;
+    let tenant = caller.resolve_tenant(db, req.tenant.as_deref()).await?;
     if tenant.is_some() && scopes.grants(&Scope::new("tenants", crate::domain::ScopeAccess::Read)) {
         return Err(Error::validation(
             "scopes",
             "tenants:* scopes are for platform keys only",
         ));
     }
-    let name = name.unwrap_or("").trim();
-    if name.chars().count() > 80 {
-        return Err(Error::validation(
-            "name",
-            "name must be at most 80 characters",
-        ));
-    }
     let now = now_ms();
-    let expires_at = match expires_in {
+    let mut expires_at = match req.expires_in {
         Some(d) if d.is_zero() => {
             return Err(Error::validation(
                 "expires_in",
@@ -388,10 +505,26 @@ pub async fn issue_key(
         }
         None => None,
     };
+    let issuer = match caller {
+        Caller::Operator => None,
+        Caller::Key(p) => {
+            if let Some(scope) = scopes.iter().find(|s| !p.scopes.grants(s)) {
+                return Err(Error::new(
+                    ErrorCode::Forbidden,
+                    format!("cannot grant `{scope}`: this key does not hold it"),
+                )
+                .with_details(serde_json::json!({ "scope": scope.to_string() })));
+            }
+            if let Some(limit) = p.expires_at {
+                expires_at = Some(expires_at.map_or(limit, |at| at.min(limit)));
+            }
+            Some(p.key_id.clone())
+        }
+    };
     let secret = ApiKeySecret::generate();
     let row = ApiKeyRow {
         id: new_id("key"),
-        tenant_id: tenant.map(|t| t.id.clone()),
+        tenant_id: tenant.as_ref().map(|t| t.id.clone()),
         name: name.to_string(),
         key_hash: secret.hash(),
         prefix: secret.prefix(),
@@ -401,20 +534,34 @@ pub async fn issue_key(
         expires_at,
         revoked_at: None,
         last_used_at: None,
+        issued_by: issuer.clone(),
     };
     let mut pc = db.conn().await?;
-    repo::api_keys::insert(&mut pc.as_conn(), &row).await?;
+    let mut conn = pc.as_conn();
+    crate::transaction!(&mut conn, |tx| {
+        // The issuer may have been revoked since it authenticated: a key issued after
+        // that would escape the cascade.
+        if let Some(issuer) = &issuer
+            && !repo::api_keys::lock_active(tx, issuer).await?
+        {
+            return Err(Error::unauthorized("API key revoked"));
+        }
+        repo::api_keys::insert(tx, &row).await
+    })?;
     Ok(IssuedKey {
-        info: ApiKeyInfo::from_row(row, tenant.map(|t| t.slug.clone())),
+        info: ApiKeyInfo::from_row(row, tenant.map(|t| t.slug)),
         key: secret.expose().to_string(),
     })
 }
 
-/// List keys: a tenant's (`Some`) or all (`None`).
-pub async fn list_keys(db: &Db, tenant: Option<&Tenant>) -> Result<Vec<ApiKeyInfo>> {
+/// List keys: a tenant key sees its tenant's keys; a platform key or an operator all keys,
+/// or one tenant's (`tenant` slug).
+pub async fn list_keys(db: &Db, caller: &Caller, tenant: Option<&str>) -> Result<Vec<ApiKeyInfo>> {
+    caller.require(&Scope::new("keys", crate::domain::ScopeAccess::Read))?;
+    let tenant = caller.resolve_tenant(db, tenant).await?;
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
-    let rows = repo::api_keys::list(&mut conn, tenant.map(|t| t.id.as_str())).await?;
+    let rows = repo::api_keys::list(&mut conn, tenant.as_ref().map(|t| t.id.as_str())).await?;
     let mut slugs: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -436,22 +583,56 @@ pub async fn list_keys(db: &Db, tenant: Option<&Tenant>) -> Result<Vec<ApiKeyInf
     Ok(out)
 }
 
-/// Revoke a key; with `Some(tenant)` only that tenant's keys. `not_found` otherwise.
-pub async fn revoke_key(db: &Db, tenant: Option<&Tenant>, id: &str) -> Result<ApiKeyInfo> {
+/// A revoked key and what its revocation took with it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RevokedKey {
+    /// The key, as it is now.
+    #[serde(flatten)]
+    pub info: ApiKeyInfo,
+    /// Keys it issued (directly or through keys it issued) revoked with it now.
+    pub cascaded: usize,
+}
+
+/// Revoke a key (idempotent). A tenant key revokes its tenant's keys only (others are
+/// `not_found`). With `cascade` (the default of the API and the CLI) every key it issued,
+/// and every key those issued, is revoked in the same transaction.
+pub async fn revoke_key(db: &Db, caller: &Caller, id: &str, cascade: bool) -> Result<RevokedKey> {
+    caller.require(&Scope::new("keys", crate::domain::ScopeAccess::Write))?;
+    let tenant_id = caller.own_tenant().map(str::to_string);
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
-    let tenant_id = tenant.map(|t| t.id.as_str());
-    if !repo::api_keys::revoke(&mut conn, tenant_id, id, now_ms()).await? {
-        return Err(Error::not_found("key"));
-    }
-    let row = repo::api_keys::get(&mut conn, tenant_id, id)
-        .await?
-        .ok_or_else(|| Error::not_found("key"))?;
+    let now = now_ms();
+    let (row, cascaded) = crate::transaction!(&mut conn, |tx| {
+        if !repo::api_keys::revoke(tx, tenant_id.as_deref(), id, now).await? {
+            return Err(Error::not_found("key"));
+        }
+        let mut cascaded = 0;
+        if cascade {
+            let mut seen = std::collections::HashSet::from([id.to_string()]);
+            let mut frontier = vec![id.to_string()];
+            while !frontier.is_empty() {
+                let children: Vec<String> = repo::api_keys::issued_by_any(tx, &frontier)
+                    .await?
+                    .into_iter()
+                    .filter(|c| seen.insert(c.clone()))
+                    .collect();
+                cascaded += repo::api_keys::revoke_many(tx, &children, now).await?;
+                frontier = children;
+            }
+        }
+        let row = repo::api_keys::get(tx, tenant_id.as_deref(), id)
+            .await?
+            .ok_or_else(|| Error::not_found("key"))?;
+        Ok((row, cascaded))
+    })?;
     let slug = match &row.tenant_id {
         Some(t) => repo::tenants::by_id(&mut conn, t).await?.map(|t| t.slug),
         None => None,
     };
-    Ok(ApiKeyInfo::from_row(row, slug))
+    Ok(RevokedKey {
+        info: ApiKeyInfo::from_row(row, slug),
+        cascaded,
+    })
 }
 
 /// Who is calling an admin endpoint.
@@ -463,6 +644,8 @@ pub struct Principal {
     pub tenant_id: Option<String>,
     /// Granted scopes.
     pub scopes: Scopes,
+    /// When the key expires, epoch ms.
+    pub expires_at: Option<i64>,
 }
 
 impl Principal {
@@ -503,5 +686,6 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Principal> {
         key_id: row.id,
         tenant_id: row.tenant_id,
         scopes: Scopes::from_stored(&row.scopes),
+        expires_at: row.expires_at,
     })
 }

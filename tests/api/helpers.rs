@@ -122,20 +122,21 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
             })
             .await;
     });
+    // Every scope there is: a key can only grant what it holds, and tests issue tenant
+    // keys with it.
+    let mut scopes: Vec<String> = chatorical::domain::scope::RESOURCES
+        .iter()
+        .map(|r| format!("{r}:write"))
+        .collect();
+    scopes.push("outbox:reveal".into());
     let platform = chatorical::tenancy::issue_key(
         &state.db,
-        None,
-        &[
-            "tenants:write".into(),
-            "keys:write".into(),
-            "settings:write".into(),
-            "conversations:write".into(),
-            "telegram:write".into(),
-            "outbox:write".into(),
-            "outbox:reveal".into(),
-        ],
-        Some("test platform"),
-        None,
+        &chatorical::tenancy::Caller::Operator,
+        chatorical::tenancy::KeyRequest {
+            scopes,
+            name: Some("test platform".into()),
+            ..Default::default()
+        },
     )
     .await
     .unwrap_or_else(|e| panic!("platform key: {e:?}"));

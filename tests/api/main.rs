@@ -8,6 +8,7 @@ mod helpers;
 mod pg;
 
 mod fuzz_regressions;
+mod hardening;
 mod identity;
 mod isolation;
 mod keys;

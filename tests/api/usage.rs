@@ -316,15 +316,28 @@ async fn usage_needs_the_scope_and_sane_days(b: Backend) {
         "default 30 days"
     );
     assert_eq!(report["totals"], counts(0, 0, 0, 0));
-    // A platform key names the tenant in a header.
-    let resp = app
-        .http
-        .get(format!("{}/v1/admin/usage?days=1", app.base))
-        .bearer_auth(&app.platform_key)
-        .header("chatorical-tenant", "acme")
-        .send()
-        .await
-        .expect("sent");
-    // The test platform key has no usage scope.
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // A platform key names the tenant in a header; it needs the scope like any key.
+    let (status, narrow) = app
+        .json(
+            Method::POST,
+            "/v1/admin/keys",
+            Some(&app.platform_key),
+            Some(serde_json::json!({"scopes": ["conversations:read"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{narrow}");
+    for (platform_key, expected) in [
+        (narrow["key"].as_str().expect("key"), StatusCode::FORBIDDEN),
+        (app.platform_key.as_str(), StatusCode::OK),
+    ] {
+        let resp = app
+            .http
+            .get(format!("{}/v1/admin/usage?days=1", app.base))
+            .bearer_auth(platform_key)
+            .header("chatorical-tenant", "acme")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status(), expected);
+    }
 }

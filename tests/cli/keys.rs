@@ -219,3 +219,168 @@ fn expires_in_sets_expires_at(backend: Backend) {
     let list = cli.json(&["keys", "list"]);
     assert_eq!(list[0]["expires_at"], issued["expires_at"]);
 }
+
+mod issued_and_escaped {
+    //! Keys issued by keys are revoked with them by `keys revoke` (unless
+    //! `--cascade=false`), `keys list` shows the issuer, and names that could act on a
+    //! terminal are refused on the way in and escaped on the way out.
+
+    use chatorical::{
+        config::DatabaseUrl,
+        db::{Db, models::ApiKeyRow, repo},
+        tenancy::{self, Caller, KeyRequest},
+    };
+    use serde_json::Value;
+
+    use crate::on_both_backends;
+    use crate::support::{Backend, Cli, array, str_field};
+
+    on_both_backends!(
+        revoke_cascades_to_issued_keys_unless_told_not_to,
+        names_with_escape_sequences_are_refused_and_escaped,
+    );
+
+    fn db(cli: &Cli, rt: &tokio::runtime::Runtime) -> Db {
+        let url = DatabaseUrl::parse(&cli.database_url()).expect("database url");
+        rt.block_on(Db::connect(&url, 2, 5_000))
+            .expect("open the database")
+    }
+
+    /// A key issued by the key `parent` (as the API would), through the library.
+    fn child_of(rt: &tokio::runtime::Runtime, db: &Db, parent: &str) -> String {
+        rt.block_on(async {
+            let principal = tenancy::authenticate(db, parent).await.expect("parent key");
+            tenancy::issue_key(
+                db,
+                &Caller::Key(principal),
+                KeyRequest {
+                    scopes: vec!["keys:write".into()],
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("child issued")
+            .key
+        })
+    }
+
+    fn revoked(cli: &Cli) -> Vec<(String, bool)> {
+        let list = cli.json(&["keys", "list"]);
+        array(&list)
+            .iter()
+            .map(|k| (str_field(k, "id").to_string(), !k["revoked_at"].is_null()))
+            .collect()
+    }
+
+    fn revoke_cascades_to_issued_keys_unless_told_not_to(backend: Backend) {
+        let cli = Cli::new(backend);
+        cli.json(&["tenants", "create", "--slug", "acme", "--name", "Acme"]);
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let db = db(&cli, &rt);
+        let root = cli.json(&["keys", "issue", "--tenant", "acme", "--scope", "keys:write"]);
+        assert_eq!(
+            root["issued_by"],
+            Value::Null,
+            "operators issue as nobody's child"
+        );
+        let child = child_of(&rt, &db, str_field(&root, "key"));
+        let grandchild = child_of(&rt, &db, &child);
+        let _ = grandchild;
+
+        // The table names the issuer of each key.
+        let table = cli.ok(&["keys", "list", "--tenant", "acme"]);
+        assert!(table.contains("issued by"), "{table}");
+        assert!(table.contains("(operator)"), "{table}");
+        assert!(table.contains(str_field(&root, "id")), "{table}");
+
+        let out = cli.ok(&["keys", "revoke", str_field(&root, "id")]);
+        // The child, and the grandchild through it.
+        assert!(out.contains("and 2 keys issued through it"), "{out}");
+        let states = revoked(&cli);
+        assert_eq!(states.len(), 3);
+        assert!(states.iter().all(|(_, r)| *r), "{states:?}");
+
+        let lone = cli.json(&["keys", "issue", "--tenant", "acme", "--scope", "keys:write"]);
+        let kept = child_of(&rt, &db, str_field(&lone, "key"));
+        let r = cli.json(&["keys", "revoke", "--cascade=false", str_field(&lone, "id")]);
+        assert_eq!(r["cascaded"], 0, "{r}");
+        rt.block_on(async {
+            tenancy::authenticate(&db, &kept)
+                .await
+                .expect("the child of a key revoked without cascade still works");
+        });
+        let r = cli.json(&["keys", "revoke", str_field(&lone, "id")]);
+        assert_eq!(r["cascaded"], 1, "{r}");
+        rt.block_on(async {
+            let e = tenancy::authenticate(&db, &kept)
+                .await
+                .expect_err("revoked");
+            assert_eq!(e.message, "API key revoked");
+        });
+    }
+
+    fn names_with_escape_sequences_are_refused_and_escaped(backend: Backend) {
+        let cli = Cli::new(backend);
+        let err = cli.fails(&[
+            "keys",
+            "issue",
+            "--platform",
+            "--scope",
+            "keys:read",
+            "--name",
+            "x\u{1b}[2J\u{1b}[8m",
+        ]);
+        assert!(err.contains("name"), "{err}");
+        assert!(
+            !err.contains('\u{1b}'),
+            "the error shows no raw ESC: {err:?}"
+        );
+        let err = cli.fails(&[
+            "tenants",
+            "create",
+            "--slug",
+            "evil",
+            "--name",
+            "E\u{202e}vil",
+        ]);
+        assert!(err.contains("control characters"), "{err}");
+
+        // A row written before names were checked is printed with its ESC escaped, and the
+        // rows after it stay visible.
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let db = db(&cli, &rt);
+        rt.block_on(async {
+            let mut pc = db.conn().await.expect("connection");
+            let row = ApiKeyRow {
+                id: "key_legacy".into(),
+                tenant_id: None,
+                name: "hide\u{1b}[2J\u{1b}[8m".into(),
+                key_hash: "0".repeat(64),
+                prefix: "chk_legacy".into(),
+                last4: "abcd".into(),
+                scopes: "keys:read".into(),
+                created_at: 1,
+                expires_at: None,
+                revoked_at: None,
+                last_used_at: None,
+                issued_by: None,
+            };
+            repo::api_keys::insert(&mut pc.as_conn(), &row)
+                .await
+                .expect("insert");
+        });
+        cli.json(&[
+            "keys",
+            "issue",
+            "--platform",
+            "--scope",
+            "keys:read",
+            "--name",
+            "visible",
+        ]);
+        let table = cli.ok(&["keys", "list"]);
+        assert!(!table.contains('\u{1b}'), "raw ESC printed: {table:?}");
+        assert!(table.contains("hide\\u{1b}[2J\\u{1b}[8m"), "{table}");
+        assert!(table.contains("visible"), "{table}");
+    }
+}

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", output::safe(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

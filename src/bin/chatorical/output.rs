@@ -22,3 +22,23 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 pub fn or_dash(v: Option<&str>) -> String {
     v.unwrap_or("-").to_string()
 }
+
+/// Text from the database or another party, made safe to print: control characters
+/// (terminal escape sequences, carriage returns, bidi overrides) are shown as `\u{…}`
+/// escapes instead of acting on the terminal.
+pub fn safe(v: &str) -> String {
+    chatorical::domain::text::escape_controls(v).into_owned()
+}
+
+/// Print a table with every control character of its cells (other than the line
+/// breaks comfy-table lays out) shown as an escape: names and texts in the database
+/// cannot move the cursor, clear the screen or hide rows.
+pub fn print_table(t: &Table) {
+    let text = t.to_string();
+    let shown: String = text
+        .split('\n')
+        .map(safe)
+        .collect::<Vec<_>>()
+        .join("\n");
+    println!("{shown}");
+}

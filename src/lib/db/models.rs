@@ -54,6 +54,8 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<i64>,
     /// Last use (debounced), epoch ms.
     pub last_used_at: Option<i64>,
+    /// The key that issued this one; `None` when an operator issued it on the command line.
+    pub issued_by: Option<String>,
 }
 
 /// A visitor row.

@@ -27,6 +27,7 @@ diesel::table! {
         expires_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
         last_used_at -> Nullable<BigInt>,
+        issued_by -> Nullable<Text>,
     }
 }
 

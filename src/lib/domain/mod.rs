@@ -4,8 +4,9 @@ mod api_key;
 mod cidr;
 mod ids;
 mod origin;
-mod scope;
+pub mod scope;
 mod slug;
+pub mod text;
 mod token;
 
 pub use api_key::{ApiKeySecret, KeyParseError};

@@ -1,44 +1,45 @@
 use crate::error::{Error, Result};
 
-/// A web origin `scheme://host[:port]`, normalised to lower case without a path.
+/// A web origin `scheme://host[:port]` in the form browsers send in the `Origin` header
+/// (WHATWG URL serialisation): lower-case, IDNs as punycode, no default port, no path.
 /// Compared exactly: `https://a.com` never matches `https://a.com.evil.com`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Origin(String);
 
 impl Origin {
-    /// Parse an origin as a browser sends it in the `Origin` header.
+    /// Parse an origin with a URL parser and keep its normalised form
+    /// (`HTTPS://Shop.Example:443/` → `https://shop.example`). Anything that is more than
+    /// an origin (a path, query, fragment or credentials) or is not http(s) is refused.
     pub fn parse(s: &str) -> Result<Self> {
-        let bad = || {
+        let bad = |why: &str| {
             Error::validation(
                 "origin",
-                format!("`{s}` is not an origin like https://example.com"),
+                format!("`{s}` is not an origin like https://example.com: {why}"),
             )
         };
-        let lower = s.trim().to_ascii_lowercase();
-        let (scheme, rest) = lower.split_once("://").ok_or_else(bad)?;
-        if scheme != "http" && scheme != "https" {
-            return Err(bad());
+        let raw = s.trim();
+        if !raw.contains("://") {
+            return Err(bad("no scheme"));
         }
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
-            return Err(bad());
+        let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad("the scheme must be http or https"));
         }
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (h, Some(p)),
-            _ => (rest, None),
-        };
-        if host.is_empty()
-            || !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
-        {
-            return Err(bad());
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("credentials are not part of an origin"));
         }
-        if let Some(p) = port {
-            p.parse::<u16>().map_err(|_| bad())?;
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("a path, query or fragment is not part of an origin"));
         }
-        Ok(Origin(format!("{scheme}://{rest}")))
+        // The parser accepts `https://x.com/` with a trailing slash (path "/") but also
+        // `https://x.com?` (empty query, reported as Some("")) — both caught above —
+        // and writes the origin the way a browser does.
+        let origin = url.origin();
+        if !origin.is_tuple() {
+            return Err(bad("not a tuple origin"));
+        }
+        Ok(Origin(origin.ascii_serialization()))
     }
     /// The origin text.
     pub fn as_str(&self) -> &str {
@@ -63,13 +64,34 @@ impl From<Origin> for String {
 mod tests {
     use super::*;
 
+    fn norm(s: &str) -> Option<String> {
+        Origin::parse(s).map(|o| o.0).ok()
+    }
+
     #[test]
     fn parses_and_normalises() {
         assert_eq!(
-            Origin::parse("https://Example.com/").map(|o| o.0).ok(),
+            norm("https://Example.com/"),
             Some("https://example.com".into())
         );
-        assert!(Origin::parse("http://localhost:8080").is_ok());
+        assert_eq!(
+            norm("http://localhost:8080"),
+            Some("http://localhost:8080".into())
+        );
+        assert_eq!(
+            norm("HTTPS://shop.example:443"),
+            Some("https://shop.example".into())
+        );
+        assert_eq!(norm("http://a.test:80"), Some("http://a.test".into()));
+        assert_eq!(
+            norm("http://127.0.0.1:3000"),
+            Some("http://127.0.0.1:3000".into())
+        );
+        assert_eq!(norm("http://[::1]:8080"), Some("http://[::1]:8080".into()));
+        assert_eq!(
+            norm("https://bücher.example"),
+            Some("https://xn--bcher-kva.example".into())
+        );
     }
 
     #[test]
@@ -81,7 +103,14 @@ mod tests {
             "ftp://x.com",
             "https://x.com/path",
             "https://u@x.com",
+            "https://u:p@x.com",
             "https://x.com:99999",
+            "http://a.test:80:80",
+            "https://x.com?q=1",
+            "https://x.com#frag",
+            "https://",
+            "https://x .com",
+            "file:///etc/passwd",
         ] {
             assert!(Origin::parse(bad).is_err(), "{bad}");
         }

@@ -132,6 +132,10 @@ impl Scopes {
     pub fn grants(&self, needed: &Scope) -> bool {
         self.0.iter().any(|s| s.grants(needed))
     }
+    /// The scopes, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Scope> {
+        self.0.iter()
+    }
     /// The scopes as strings.
     pub fn names(&self) -> Vec<String> {
         self.0.iter().map(ToString::to_string).collect()

@@ -103,6 +103,11 @@ impl FromRequestParts<AppState> for Admin {
 }
 
 impl Admin {
+    /// The caller, for operations that take one.
+    pub fn caller(&self) -> tenancy::Caller {
+        tenancy::Caller::Key(self.0.clone())
+    }
+
     /// Require a scope.
     pub fn require(&self, scope: &Scope) -> Result<(), ApiError> {
         self.0.require(scope).map_err(ApiError)

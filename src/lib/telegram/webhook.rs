@@ -225,7 +225,7 @@ fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64) -> Option<(i64, St
     // Telegram retry it forever.
     let text = msg.text()?.replace('\0', "");
     let text = text.trim();
-    if text.is_empty() {
+    if crate::domain::text::is_blank(text) {
         return None;
     }
     let topic = msg.thread_id.map(|t| i64::from(t.0.0))?;

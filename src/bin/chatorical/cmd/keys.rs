@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Subcommand};
 
-use chatorical::tenancy::{self, ApiKeyInfo};
+use chatorical::tenancy::{self, ApiKeyInfo, Caller};
 
 use crate::cli::Global;
 use crate::output::{self, or_dash};
@@ -37,10 +37,15 @@ pub enum KeysCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// Revoke a key by id.
+    /// Revoke a key by id, and (by default) every key it issued.
     Revoke {
         /// The key id (key_…).
         id: String,
+        /// Also revoke the keys this key issued, and the keys those issued (default true;
+        /// `--cascade=false` revokes this key alone).
+        #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+              default_missing_value = "true", action = clap::ArgAction::Set)]
+        cascade: bool,
     },
 }
 
@@ -55,38 +60,45 @@ pub async fn run(g: &Global, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             name,
             expires_in,
         } => {
-            let tenant = match tenant {
-                Some(slug) => Some(tenancy::tenant_by_slug(&db, &slug).await?),
-                None => None,
+            let request = tenancy::KeyRequest {
+                tenant,
+                scopes,
+                name,
+                expires_in,
             };
-            let issued =
-                tenancy::issue_key(&db, tenant.as_ref(), &scopes, name.as_deref(), expires_in)
-                    .await?;
+            let issued = tenancy::issue_key(&db, &Caller::Operator, request).await?;
             if g.json {
                 output::json(&issued)?;
             } else {
-                println!("{}", list(std::slice::from_ref(&issued.info)));
+                output::print_table(&list(std::slice::from_ref(&issued.info)));
                 println!("\nKey (shown once, store it now):\n{}", issued.key);
             }
         }
         KeysCommand::List { tenant } => {
-            let tenant = match tenant {
-                Some(slug) => Some(tenancy::tenant_by_slug(&db, &slug).await?),
-                None => None,
-            };
-            let keys = tenancy::list_keys(&db, tenant.as_ref()).await?;
+            let keys = tenancy::list_keys(&db, &Caller::Operator, tenant.as_deref()).await?;
             if g.json {
                 output::json(&keys)?;
             } else {
-                println!("{}", list(&keys));
+                output::print_table(&list(&keys));
             }
         }
-        KeysCommand::Revoke { id } => {
-            let info = tenancy::revoke_key(&db, None, &id).await?;
+        KeysCommand::Revoke { id, cascade } => {
+            let revoked = tenancy::revoke_key(&db, &Caller::Operator, &id, cascade).await?;
             if g.json {
-                output::json(&info)?;
+                output::json(&revoked)?;
             } else {
-                println!("revoked {} ({}…{})", info.id, info.prefix, info.last4);
+                let info = &revoked.info;
+                println!(
+                    "revoked {} ({}…{}){}",
+                    info.id,
+                    output::safe(&info.prefix),
+                    output::safe(&info.last4),
+                    match revoked.cascaded {
+                        0 => String::new(),
+                        1 => " and 1 key issued through it".into(),
+                        n => format!(" and {n} keys issued through it"),
+                    }
+                );
             }
         }
     }
@@ -103,21 +115,25 @@ fn list(keys: &[ApiKeyInfo]) -> comfy_table::Table {
         "expires",
         "revoked",
         "last used",
+        "issued by",
     ]);
     for k in keys {
         t.add_row(vec![
             k.id.clone(),
-            k.tenant.clone().unwrap_or_else(|| "(platform)".into()),
+            k.tenant
+                .as_deref()
+                .map_or_else(|| "(platform)".into(), output::safe),
             if k.name.is_empty() {
                 "-".into()
             } else {
-                k.name.clone()
+                output::safe(&k.name)
             },
             format!("{}…{}", k.prefix, k.last4),
             k.scopes.join("\n"),
             or_dash(k.expires_at.as_deref()),
             or_dash(k.revoked_at.as_deref()),
             or_dash(k.last_used_at.as_deref()),
+            k.issued_by.as_deref().unwrap_or("(operator)").to_string(),
         ]);
     }
     t

@@ -40,7 +40,7 @@ pub async fn run(g: &Global, args: MigrateArgs) -> anyhow::Result<ExitCode> {
             for p in &pending {
                 t.add_row(vec![p.clone()]);
             }
-            println!("{t}");
+            output::print_table(&t);
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -89,7 +89,7 @@ pub async fn run(g: &Global, cmd: OutboxCommand) -> anyhow::Result<ExitCode> {
                         i.payload.to_string(),
                     ]);
                 }
-                println!("{t}");
+                output::print_table(&t);
             }
         }
         OutboxCommand::Retry { tenant, id } => {

@@ -86,7 +86,7 @@ async fn status(
             &status.unreadable,
         ));
     }
-    println!("{t}");
+    output::print_table(&t);
     println!(
         "{} secret(s) in all; {} not under the newest key.",
         status.total,
@@ -168,13 +168,13 @@ async fn rotate(
         ]);
         t.add_row(vec!["failed".into(), report.failed.len().to_string()]);
         t.add_row(vec!["not under the new key".into(), remaining.to_string()]);
-        println!("{t}");
+        output::print_table(&t);
         if !ok {
             let mut f = output::table(&["tenant id", "field", "reason"]);
             for x in &report.failed {
                 f.add_row(vec![x.tenant_id.clone(), x.field.into(), x.reason.clone()]);
             }
-            println!("{f}");
+            output::print_table(&f);
         }
         if remaining == 0 {
             println!(
@@ -230,7 +230,7 @@ async fn retire_old(g: &Global, settings: &Settings, key: &MasterKey) -> anyhow:
         for r in retired {
             t.add_row(vec![r.clone(), "retired".into()]);
         }
-        println!("{t}");
+        output::print_table(&t);
         println!(
             "Copy {} to every node; running servers drop the old key within 30 s, or at once on SIGHUP.",
             path.display()

@@ -140,7 +140,7 @@ fn print_status(g: &Global, s: &setup::TelegramStatus) -> anyhow::Result<()> {
     ]);
     t.add_row(vec!["enabled".to_string(), s.enabled.to_string()]);
     t.add_row(vec!["webhook".to_string(), s.webhook_url.clone()]);
-    println!("{t}");
+    output::print_table(&t);
     Ok(())
 }
 

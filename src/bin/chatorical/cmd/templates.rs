@@ -136,7 +136,7 @@ fn print_templates(g: &Global, templates: &[Template]) -> anyhow::Result<()> {
             tpl.updated_at.clone(),
         ]);
     }
-    println!("{t}");
+    output::print_table(&t);
     Ok(())
 }
 
@@ -203,7 +203,7 @@ pub async fn run(g: &Global, cmd: TemplatesCommand) -> anyhow::Result<ExitCode> 
                     source.as_str().unwrap_or_default().to_string(),
                     p.text.clone(),
                 ]);
-                println!("{t}");
+                output::print_table(&t);
             }
         }
     }

@@ -97,7 +97,7 @@ pub async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
                         c.detail.clone(),
                     ]);
                 }
-                println!("{t}");
+                output::print_table(&t);
             }
             return Ok(if all_ok {
                 ExitCode::SUCCESS
@@ -114,7 +114,7 @@ pub async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
             if g.json {
                 output::json(&t)?;
             } else {
-                println!("{}", detail(&t));
+                output::print_table(&detail(&t));
             }
         }
         TenantsCommand::List => {
@@ -133,7 +133,7 @@ pub async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
                         x.created_at.clone(),
                     ]);
                 }
-                println!("{t}");
+                output::print_table(&t);
             }
         }
         TenantsCommand::Show { slug } => {
@@ -141,7 +141,7 @@ pub async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
             if g.json {
                 output::json(&t)?;
             } else {
-                println!("{}", detail(&t));
+                output::print_table(&detail(&t));
             }
         }
     }

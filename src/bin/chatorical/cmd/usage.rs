@@ -71,7 +71,7 @@ pub async fn run(g: &Global, cmd: UsageCommand) -> anyhow::Result<ExitCode> {
                     t.add_row(row(d.day.clone(), &d.counts));
                 }
                 t.add_row(row("total".into(), &report.totals));
-                println!("{t}");
+                output::print_table(&t);
             }
         }
     }

@@ -79,6 +79,39 @@ pub async fn revoke(
     Ok(get(conn, tenant_id, id).await?.is_some())
 }
 
+/// Ids of the keys issued by any of `issuers` (one generation down).
+pub async fn issued_by_any(conn: &mut Conn<'_>, issuers: &[String]) -> Result<Vec<String>> {
+    Ok(on_conn!(conn, |c| api_keys::table
+        .filter(api_keys::issued_by.eq_any(issuers))
+        .select(api_keys::id)
+        .load::<String>(c)
+        .await)?)
+}
+
+/// Revoke the given keys that are not revoked yet; returns how many were.
+pub async fn revoke_many(conn: &mut Conn<'_>, ids: &[String], now: i64) -> Result<usize> {
+    Ok(on_conn!(conn, |c| diesel::update(api_keys::table)
+        .filter(api_keys::id.eq_any(ids))
+        .filter(api_keys::revoked_at.is_null())
+        .set(api_keys::revoked_at.eq(now))
+        .execute(c)
+        .await)?)
+}
+
+/// Lock an issuing key's row for the rest of the transaction (a no-op update takes
+/// the row lock on PostgreSQL; SQLite write transactions are serial anyway) and
+/// return whether it is still unrevoked. A concurrent cascading revoke of the issuer
+/// then either sees the new key or makes this check fail.
+pub async fn lock_active(conn: &mut Conn<'_>, id: &str) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(api_keys::table)
+        .filter(api_keys::id.eq(id))
+        .filter(api_keys::revoked_at.is_null())
+        .set(api_keys::revoked_at.eq(None::<i64>))
+        .execute(c)
+        .await)?;
+    Ok(n == 1)
+}
+
 /// Record a use, at most once per `debounce_ms`.
 pub async fn touch(conn: &mut Conn<'_>, id: &str, now: i64, debounce_ms: i64) -> Result<()> {
     on_conn!(conn, |c| diesel::update(api_keys::table)

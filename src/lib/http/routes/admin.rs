@@ -19,7 +19,9 @@ use crate::http::{
     error::{ApiResult, ErrorBody},
     extract::{Admin, Json, Path, Query},
 };
-use crate::tenancy::{self, ApiKeyInfo, IssuedKey, SettingsPatch, Tenant, TenantSettings};
+use crate::tenancy::{
+    self, ApiKeyInfo, IssuedKey, KeyRequest, RevokedKey, SettingsPatch, Tenant, TenantSettings,
+};
 
 /// Admin routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -105,7 +107,8 @@ pub struct IssueKey {
 }
 
 /// Issue an API key (`keys:write`). The key is in the response once and never again.
-/// A tenant key can only grant scopes it holds itself.
+/// A key can only grant scopes it holds itself, and the new key expires no later than
+/// the key that issued it.
 #[utoipa::path(post, path = "/v1/admin/keys", tag = "admin", security(("api_key" = [])), request_body = IssueKey,
     responses((status = 201, body = IssuedKey), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn issue_key(
@@ -113,7 +116,6 @@ async fn issue_key(
     admin: Admin,
     Json(req): Json<IssueKey>,
 ) -> ApiResult<(StatusCode, Json<IssuedKey>)> {
-    admin.require(&Scope::new("keys", Write))?;
     let expires_in = req
         .expires_in
         .as_deref()
@@ -122,38 +124,13 @@ async fn issue_key(
                 .map_err(|e| Error::validation("expires_in", format!("`{s}`: {e}")))
         })
         .transpose()?;
-    let tenant = match (&admin.0.tenant_id, &req.tenant) {
-        (Some(own), None) => Some(tenancy::tenant_by_id(&state.db, own).await?),
-        (Some(own), Some(slug)) => {
-            let t = tenancy::tenant_by_slug(&state.db, slug).await?;
-            if &t.id != own {
-                return Err(Error::not_found("tenant").into());
-            }
-            Some(t)
-        }
-        (None, Some(slug)) => Some(tenancy::tenant_by_slug(&state.db, slug).await?),
-        (None, None) => None,
-    };
-    if admin.0.tenant_id.is_some() {
-        for s in &req.scopes {
-            let scope = Scope::parse(s)?;
-            if !admin.0.scopes.grants(&scope) {
-                return Err(Error::new(
-                    ErrorCode::Forbidden,
-                    format!("cannot grant `{scope}`: this key does not hold it"),
-                )
-                .into());
-            }
-        }
-    }
-    let issued = tenancy::issue_key(
-        &state.db,
-        tenant.as_ref(),
-        &req.scopes,
-        req.name.as_deref(),
+    let request = KeyRequest {
+        tenant: req.tenant,
+        scopes: req.scopes,
+        name: req.name,
         expires_in,
-    )
-    .await?;
+    };
+    let issued = tenancy::issue_key(&state.db, &admin.caller(), request).await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }
 
@@ -178,32 +155,37 @@ async fn list_keys(
     admin: Admin,
     Query(f): Query<KeyFilter>,
 ) -> ApiResult<Json<KeyList>> {
-    admin.require(&Scope::new("keys", Read))?;
-    let tenant = match (&admin.0.tenant_id, f.tenant) {
-        (Some(own), _) => Some(tenancy::tenant_by_id(&state.db, own).await?),
-        (None, Some(slug)) => Some(tenancy::tenant_by_slug(&state.db, &slug).await?),
-        (None, None) => None,
+    // A tenant key always lists its own tenant's keys, whatever the filter says.
+    let filter = if admin.0.tenant_id.is_some() {
+        None
+    } else {
+        f.tenant
     };
     Ok(Json(KeyList {
-        keys: tenancy::list_keys(&state.db, tenant.as_ref()).await?,
+        keys: tenancy::list_keys(&state.db, &admin.caller(), filter.as_deref()).await?,
     }))
 }
 
-/// Revoke a key (`keys:write`). Another tenant's key id is not found.
+/// Revocation options.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RevokeParams {
+    /// Also revoke every key this key issued, transitively (default `true`).
+    pub cascade: Option<bool>,
+}
+
+/// Revoke a key (`keys:write`), and by default every key it issued. Another tenant's
+/// key id is not found.
 #[utoipa::path(delete, path = "/v1/admin/keys/{id}", tag = "admin", security(("api_key" = [])),
-    params(("id" = String, Path, description = "Key id")), responses((status = 200, body = ApiKeyInfo), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, description = "Key id"), RevokeParams), responses((status = 200, body = RevokedKey), (status = 404, body = ErrorBody)))]
 async fn revoke_key(
     State(state): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
-) -> ApiResult<Json<ApiKeyInfo>> {
-    admin.require(&Scope::new("keys", Write))?;
-    let tenant = match &admin.0.tenant_id {
-        Some(own) => Some(tenancy::tenant_by_id(&state.db, own).await?),
-        None => None,
-    };
+    Query(p): Query<RevokeParams>,
+) -> ApiResult<Json<RevokedKey>> {
+    let cascade = p.cascade.unwrap_or(true);
     Ok(Json(
-        tenancy::revoke_key(&state.db, tenant.as_ref(), &id).await?,
+        tenancy::revoke_key(&state.db, &admin.caller(), &id, cascade).await?,
     ))
 }
 
@@ -327,9 +309,7 @@ async fn reply(
         .map(str::trim)
         .filter(|a| !a.is_empty())
         .unwrap_or("Support");
-    if author.chars().count() > 80 {
-        return Err(Error::validation("author", "author must be at most 80 characters").into());
-    }
+    crate::domain::text::check_name("author", author, 80)?;
     let (msg, created) = state
         .chat
         .post_message(

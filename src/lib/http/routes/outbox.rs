@@ -117,7 +117,7 @@ async fn enqueue(
     Json(req): Json<EnqueueText>,
 ) -> ApiResult<(StatusCode, Json<Enqueued>)> {
     admin.require(&Scope::new("outbox", Write))?;
-    if req.text.trim().is_empty() || req.text.chars().count() > 4096 {
+    if crate::domain::text::is_blank(&req.text) || req.text.chars().count() > 4096 {
         return Err(Error::validation("text", "text must be 1-4096 characters").into());
     }
     if req.idempotency_key.is_empty() || req.idempotency_key.len() > 128 {
