@@ -1,9 +1,9 @@
 //! Tenant and visitor isolation: other tenants' ids are not found, nothing changes.
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::helpers::{Backend, code, refused_status, spawn_app};
+use crate::helpers::{Backend, TestApp, code, refused_status, spawn_app, spawn_with_telegram};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -12,76 +12,389 @@ on_both_backends!(
     platform_key_acts_for_a_tenant_only_when_named,
 );
 
-async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b: Backend) {
-    let app = spawn_app(b).await;
-    let a = app.tenant("alpha").await;
-    let tb = app.tenant("bravo").await;
-    let vb = app.visitor(&tb).await;
-    app.send(&vb, "b1", "bravo's secret").await;
-    let (b_key_id, b_key) = app.key(&tb, &["conversations:read"]).await;
-
-    // Every tenant-scoped admin route with an id, as the router documents them.
-    let (_, doc) = app.json(Method::GET, "/openapi.json", None, None).await;
-    let paths = doc["paths"].as_object().expect("paths");
-    let mut tried = Vec::new();
-    for (path, ops) in paths
-        .iter()
-        .filter(|(p, _)| p.starts_with("/v1/admin/") && p.contains("{id}"))
-    {
-        let id = if path.starts_with("/v1/admin/keys/") {
-            &b_key_id
-        } else {
-            &vb.conversation_id
-        };
-        let url = path.replace("{id}", id);
-        for method in ops.as_object().expect("ops").keys() {
-            let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-            let body = (m == Method::POST || m == Method::PATCH)
-                .then(|| json!({"text": "injected", "client_msg_id": "x1"}));
-            let (status, resp) = app.json(m.clone(), &url, Some(&a.key), body).await;
-            assert_eq!(
-                status,
-                StatusCode::NOT_FOUND,
-                "{m} {path} with tenant A's key on B's id: {resp}"
-            );
-            assert_eq!(code(&resp), "not_found");
-            tried.push(format!("{m} {path}"));
-        }
+/// Everything tenant B's all-scope key can read about B, as one JSON value.
+async fn snapshot(app: &TestApp, key: &str, conversation_id: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    for path in [
+        "/v1/admin/settings".to_string(),
+        "/v1/admin/conversations?limit=500".to_string(),
+        format!("/v1/admin/conversations/{conversation_id}"),
+        format!("/v1/admin/conversations/{conversation_id}/messages"),
+        "/v1/admin/keys".to_string(),
+        "/v1/admin/outbox?reveal=true&limit=500".to_string(),
+        "/v1/admin/templates".to_string(),
+        "/v1/admin/telegram".to_string(),
+        "/v1/admin/identity".to_string(),
+        "/v1/admin/usage?days=2".to_string(),
+    ] {
+        let (status, body) = app.json(Method::GET, &path, Some(key), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        out.insert(path, body);
     }
-    assert!(
-        tried.len() >= 5,
-        "the matrix covers the id routes: {tried:?}"
-    );
+    Value::Object(out)
+}
 
-    // B is untouched: conversation open with its one message, key not revoked.
-    let (_, conv) = app
+async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b: Backend) {
+    let tg = spawn_with_telegram(b, |_| {}).await;
+    let app = &tg.app;
+    let every_tenant_scope = [
+        "conversations:write",
+        "keys:write",
+        "settings:write",
+        "telegram:write",
+        "outbox:write",
+        "outbox:reveal",
+        "templates:write",
+        "usage:write",
+        "plans:write",
+        "billing:write",
+    ];
+    // Tenant A: an attacker holding every tenant scope of its own tenant.
+    let a = app.tenant("alpha").await;
+    let (_, a_key) = app.key(&a, &every_tenant_scope).await;
+
+    // Tenant B (`acme`, connected to Telegram): one real object of every kind.
+    let tb = &tg.tenant;
+    let (_, b_key) = app.key(tb, &every_tenant_scope).await;
+    let vb = app.visitor(tb).await;
+    let (status, _) = app.send(&vb, "b1", "bravo's secret").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (b_key_id, _) = app.key(tb, &["conversations:read"]).await;
+    let (status, tpl) = app
         .json(
-            Method::GET,
-            &format!("/v1/admin/conversations/{}", vb.conversation_id),
+            Method::PUT,
+            "/v1/admin/templates/widget.greeting/de",
+            Some(&b_key),
+            Some(json!({"body": "bravo greeting"})),
+        )
+        .await;
+    assert!(status.is_success(), "{tpl}");
+    let (status, _) = app
+        .json(
+            Method::POST,
+            "/v1/admin/identity/secret",
             Some(&b_key),
             None,
         )
         .await;
-    assert_eq!(conv["status"], "open", "{conv}");
-    assert_eq!(conv["last_seq"], 1);
-    let (_, h) = app
+    assert!(status.is_success());
+    let (status, _) = app
         .json(
-            Method::GET,
-            &format!("/v1/conversations/{}/messages", vb.conversation_id),
-            Some(&vb.token),
-            None,
+            Method::PATCH,
+            "/v1/admin/settings",
+            Some(&b_key),
+            Some(json!({"flags": {"bravo_flag": true}})),
         )
         .await;
-    assert_eq!(h["messages"][0]["text"], "bravo's secret");
-    // And A's listings never include B's data.
-    let (_, list) = app
-        .json(Method::GET, "/v1/admin/conversations", Some(&a.key), None)
+    assert_eq!(status, StatusCode::OK);
+    // The visitor's message is delivered to B's topic: B has a real outbox item.
+    tg.fake
+        .wait_for_calls("sendMessage", 1, std::time::Duration::from_secs(20))
         .await;
-    assert_eq!(list["conversations"].as_array().map(Vec::len), Some(0));
-    let (_, keys) = app
-        .json(Method::GET, "/v1/admin/keys", Some(&a.key), None)
-        .await;
-    assert!(!keys.to_string().contains(&b_key_id));
+    let b_outbox_id = {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (_, list) = app
+                .json(
+                    Method::GET,
+                    "/v1/admin/outbox?status=delivered",
+                    Some(&b_key),
+                    None,
+                )
+                .await;
+            if let Some(id) = list["items"][0]["id"].as_str() {
+                break id.to_string();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "B's outbox item delivered: {list}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    // Warm up B's snapshot key (its first use records last_used_at), then take it.
+    snapshot(app, &b_key, &vb.conversation_id).await;
+    let before = snapshot(app, &b_key, &vb.conversation_id).await;
+    // Strings that must never reach tenant A.
+    let b_secrets = [
+        vb.conversation_id.as_str(),
+        b_key_id.as_str(),
+        b_outbox_id.as_str(),
+        tb.widget_key.as_str(),
+        tb.id.as_str(),
+        "bravo's secret",
+        "bravo greeting",
+        "bravo_flag",
+    ];
+
+    // Every admin operation the OpenAPI document lists, with B's real ids wherever an id
+    // or a tenant goes, and `None` where A acting on its own tenant is the right answer
+    // (the check is then that nothing of B is touched or shown).
+    let conv = &vb.conversation_id;
+    let probes: Vec<(&str, &str, String, Option<Value>, Option<StatusCode>)> = vec![
+        (
+            "get",
+            "/v1/admin/conversations",
+            "/v1/admin/conversations?status=open".into(),
+            None,
+            Some(StatusCode::OK),
+        ),
+        (
+            "get",
+            "/v1/admin/conversations/{id}",
+            format!("/v1/admin/conversations/{conv}"),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "post",
+            "/v1/admin/conversations/{id}/close",
+            format!("/v1/admin/conversations/{conv}/close"),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "get",
+            "/v1/admin/conversations/{id}/messages",
+            format!("/v1/admin/conversations/{conv}/messages"),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "post",
+            "/v1/admin/conversations/{id}/messages",
+            format!("/v1/admin/conversations/{conv}/messages"),
+            Some(json!({"text": "injected", "author": "Eve"})),
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "post",
+            "/v1/admin/conversations/{id}/typing",
+            format!("/v1/admin/conversations/{conv}/typing"),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "get",
+            "/v1/admin/identity",
+            "/v1/admin/identity".into(),
+            None,
+            None,
+        ),
+        (
+            "post",
+            "/v1/admin/identity/secret",
+            "/v1/admin/identity/secret".into(),
+            None,
+            None,
+        ),
+        (
+            "get",
+            "/v1/admin/keys",
+            "/v1/admin/keys?tenant=acme".into(),
+            None,
+            Some(StatusCode::OK),
+        ),
+        (
+            "post",
+            "/v1/admin/keys",
+            "/v1/admin/keys".into(),
+            Some(json!({"tenant": "acme", "scopes": ["conversations:read"]})),
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "delete",
+            "/v1/admin/keys/{id}",
+            format!("/v1/admin/keys/{b_key_id}"),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "get",
+            "/v1/admin/outbox",
+            "/v1/admin/outbox?reveal=true".into(),
+            None,
+            Some(StatusCode::OK),
+        ),
+        (
+            "post",
+            "/v1/admin/outbox",
+            "/v1/admin/outbox".into(),
+            Some(json!({"text": "injected", "idempotency_key": "x"})),
+            None,
+        ),
+        (
+            "post",
+            "/v1/admin/outbox/{id}/retry",
+            format!("/v1/admin/outbox/{b_outbox_id}/retry"),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "get",
+            "/v1/admin/settings",
+            "/v1/admin/settings".into(),
+            None,
+            Some(StatusCode::OK),
+        ),
+        (
+            "patch",
+            "/v1/admin/settings",
+            "/v1/admin/settings".into(),
+            Some(json!({"flags": {"alpha_flag": false}})),
+            Some(StatusCode::OK),
+        ),
+        (
+            "get",
+            "/v1/admin/telegram",
+            "/v1/admin/telegram".into(),
+            None,
+            None,
+        ),
+        (
+            "put",
+            "/v1/admin/telegram",
+            "/v1/admin/telegram".into(),
+            Some(json!({"bot_token": "1:bogus", "group_chat_id": tg.group})),
+            None,
+        ),
+        (
+            "patch",
+            "/v1/admin/telegram",
+            "/v1/admin/telegram".into(),
+            Some(json!({"enabled": false})),
+            None,
+        ),
+        (
+            "delete",
+            "/v1/admin/telegram",
+            "/v1/admin/telegram".into(),
+            None,
+            None,
+        ),
+        (
+            "get",
+            "/v1/admin/templates",
+            "/v1/admin/templates?key=widget.greeting&locale=de".into(),
+            None,
+            Some(StatusCode::OK),
+        ),
+        (
+            "post",
+            "/v1/admin/templates/preview",
+            "/v1/admin/templates/preview".into(),
+            Some(json!({"key": "widget.greeting", "locale": "de"})),
+            Some(StatusCode::OK),
+        ),
+        (
+            "get",
+            "/v1/admin/templates/{key}/{locale}",
+            "/v1/admin/templates/widget.greeting/de".into(),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "delete",
+            "/v1/admin/templates/{key}/{locale}",
+            "/v1/admin/templates/widget.greeting/de".into(),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "put",
+            "/v1/admin/templates/{key}/{locale}",
+            "/v1/admin/templates/widget.greeting/de".into(),
+            Some(json!({"body": "alpha's own"})),
+            None,
+        ),
+        (
+            "get",
+            "/v1/admin/tenants",
+            "/v1/admin/tenants".into(),
+            None,
+            Some(StatusCode::FORBIDDEN),
+        ),
+        (
+            "post",
+            "/v1/admin/tenants",
+            "/v1/admin/tenants".into(),
+            Some(json!({"slug": "acme", "name": "Evil"})),
+            Some(StatusCode::FORBIDDEN),
+        ),
+        (
+            "get",
+            "/v1/admin/usage",
+            "/v1/admin/usage".into(),
+            None,
+            Some(StatusCode::OK),
+        ),
+    ];
+
+    // The table covers exactly the admin operations the router documents.
+    let (_, doc) = app.json(Method::GET, "/openapi.json", None, None).await;
+    let mut documented: Vec<String> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .filter(|(p, _)| p.starts_with("/v1/admin/"))
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .expect("ops")
+                .keys()
+                .filter(|m| !matches!(m.as_str(), "parameters" | "summary" | "description"))
+                .map(move |m| format!("{m} {p}"))
+        })
+        .collect();
+    documented.sort();
+    let mut probed: Vec<String> = probes.iter().map(|(m, p, ..)| format!("{m} {p}")).collect();
+    probed.sort();
+    assert_eq!(
+        probed, documented,
+        "every admin route is probed, and only those"
+    );
+    assert_eq!(probes.len(), 28);
+
+    for (method, template, url, body, expected) in &probes {
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+        // A tenant key naming another tenant in the platform header is still itself.
+        let mut req = app
+            .http
+            .request(m.clone(), format!("{}{url}", app.base))
+            .bearer_auth(&a_key)
+            .header("Chatorical-Tenant", "acme");
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        if let Some(expected) = expected {
+            assert_eq!(
+                status, *expected,
+                "{method} {template} as A with B's ids: {text}"
+            );
+        }
+        assert!(
+            !status.is_server_error(),
+            "{method} {template}: {status} {text}"
+        );
+        if status == StatusCode::NOT_FOUND {
+            let v: Value = serde_json::from_str(&text).expect("error JSON");
+            assert_eq!(code(&v), "not_found", "{method} {template}");
+        }
+        for secret in b_secrets {
+            assert!(
+                !text.contains(secret),
+                "{method} {template} showed A something of B's ({secret}): {text}"
+            );
+        }
+    }
+
+    // B is exactly as it was.
+    let after = snapshot(app, &b_key, &vb.conversation_id).await;
+    assert_eq!(after, before, "B's data changed under A's calls");
+    // B still works: its agents reach the visitor through Telegram.
+    assert_eq!(after["/v1/admin/telegram"]["enabled"], true, "{after}");
 }
 
 async fn visitor_token_on_another_visitors_conversation_is_refused(b: Backend) {

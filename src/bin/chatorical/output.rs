@@ -35,10 +35,6 @@ pub fn safe(v: &str) -> String {
 /// cannot move the cursor, clear the screen or hide rows.
 pub fn print_table(t: &Table) {
     let text = t.to_string();
-    let shown: String = text
-        .split('\n')
-        .map(safe)
-        .collect::<Vec<_>>()
-        .join("\n");
+    let shown: String = text.split('\n').map(safe).collect::<Vec<_>>().join("\n");
     println!("{shown}");
 }
