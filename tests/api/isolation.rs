@@ -12,6 +12,10 @@ on_both_backends!(
     platform_key_acts_for_a_tenant_only_when_named,
 );
 
+/// One probe: method, documented path, concrete URL, body, the status it must get
+/// (`None`: any non-5xx answer that shows and changes nothing of the other tenant).
+type Probe<'a> = (&'a str, &'a str, String, Option<Value>, Option<StatusCode>);
+
 /// Everything tenant B's all-scope key can read about B, as one JSON value.
 async fn snapshot(app: &TestApp, key: &str, conversation_id: &str) -> Value {
     let mut out = serde_json::Map::new();
@@ -131,7 +135,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
     // or a tenant goes, and `None` where A acting on its own tenant is the right answer
     // (the check is then that nothing of B is touched or shown).
     let conv = &vb.conversation_id;
-    let probes: Vec<(&str, &str, String, Option<Value>, Option<StatusCode>)> = vec![
+    let probes: Vec<Probe> = vec![
         (
             "get",
             "/v1/admin/conversations",
