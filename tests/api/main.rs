@@ -13,6 +13,7 @@ mod identity;
 mod isolation;
 mod keys;
 mod limits;
+mod notify;
 mod ops;
 mod telegram;
 mod telegram_webhook;
