@@ -562,16 +562,33 @@
 
   function onConnectError(err) {
     var status = err && err.status;
+    if (err && err.code === 'origin_not_allowed') {
+      // This page's origin isn't one the tenant allows (on any call, not only the
+      // session): nothing will change until the tenant adds it.
+      disable("this page's origin " + location.origin + ' is not allowed for this widget; ' +
+        "add it to the tenant's allowed_origins");
+      return;
+    }
     if (err && err.session && (status === 401 || status === 403 || status === 422)) {
-      // Unknown widget key, a page origin the tenant doesn't allow, or a refused
-      // identity (data-user-id / data-user-hash): retrying can't help. The server's
-      // message names the problem; it holds no secrets.
-      fatal = true;
-      console.warn('[chatorical] chat disabled: ' + (err.code || status) + ': ' + err.message);
-      renderStatus();
+      // Unknown widget key or a refused identity (data-user-id / data-user-hash):
+      // retrying can't help. The server's message names the problem; it holds no secrets.
+      disable('chat disabled: ' + (err.code || status) + ': ' + err.message);
       return;
     }
     scheduleReconnect(err && err.retryAfter ? err.retryAfter * 1000 : 0);
+  }
+
+  // A misconfiguration retrying can't fix: stop every retry and reconnect for good,
+  // show the unavailable state, and say why once on the console.
+  function disable(why) {
+    if (fatal) return;
+    fatal = true;
+    clearTimeout(reconnectTimer);
+    reconnectTimer = 0;
+    clearTimeout(pumpTimer);
+    closeSocket();
+    console.warn('[chatorical] ' + why);
+    renderStatus();
   }
 
   function scheduleReconnect(minDelay) {

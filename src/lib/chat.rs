@@ -1,11 +1,12 @@
 //! Visitor chat: sessions, conversations and messages, shared by the HTTP API and
 //! the socket. Every function acts for one tenant.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::crypto::MasterKey;
 use crate::db::{
     Conn, Db,
     models::{ConversationRow, MessageRow, VisitorRow},
@@ -13,6 +14,7 @@ use crate::db::{
 };
 use crate::domain::{VisitorToken, new_id, now_ms, rfc3339};
 use crate::error::{Error, ErrorCode, Result};
+use crate::limits::{Limiter, client_key};
 use crate::outbox::{self, Wakeup};
 use crate::realtime::{Hub, HubEvent, ServerFrame, WsClaims, WsTokenSigner};
 use crate::tenancy::Tenant;
@@ -130,6 +132,27 @@ pub struct Session {
     pub conversation_id: Option<String>,
     /// The tenant's widget look (colour, corner).
     pub theme: crate::tenancy::WidgetTheme,
+}
+
+/// A widget's request for a session (`POST /v1/widget/session`), with where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionStart<'a> {
+    /// The client's address (see `http::client_ip`).
+    pub client: IpAddr,
+    /// The browser's `Origin` header, when sent.
+    pub origin: Option<&'a str>,
+    /// The tenant's public widget key.
+    pub widget_key: &'a str,
+    /// The token of an earlier session, to resume as that visitor.
+    pub visitor_token: Option<&'a str>,
+    /// Browser locale, e.g. `de-AT` (ignored unless 2–16 of A-Z, a-z, 0-9, '-').
+    pub locale: Option<&'a str>,
+    /// The page the widget is on (ignored unless an http(s) URL of at most 2000 bytes).
+    pub page_url: Option<&'a str>,
+    /// The host site's signed-in user; needs `user_hash`.
+    pub user_id: Option<&'a str>,
+    /// HMAC-SHA256 of `user_id` with the tenant's identity secret, lower-case hex.
+    pub user_hash: Option<&'a str>,
 }
 
 /// A conversation with a fresh socket token for it.
@@ -267,8 +290,84 @@ impl Chat {
         (self.signer.sign(&claims), rfc3339(exp))
     }
 
-    /// Start (or resume) a widget session for `tenant`. An unknown, malformed or other
-    /// tenant's visitor token silently yields a new visitor.
+    /// `POST /v1/widget/session`: start or resume a widget session, in this order:
+    ///
+    /// 1. the client address's budget (`limits.sessions_per_ip_per_min`), for every
+    ///    session and before any database work (unknown widget keys are charged too);
+    /// 2. the widget key names the tenant (else 401), the browser's `Origin` (when
+    ///    sent) is one of its allowed origins (else 403 `origin_not_allowed`), and the
+    ///    identity, if any, verifies (see [`crate::identity::verify`]);
+    /// 3. a *resume* — a visitor token that belongs to a visitor of this tenant — is
+    ///    never refused for the tenant's budget; anything else (no token, a malformed,
+    ///    unknown or other tenant's token) starts a new visitor and is charged to the
+    ///    tenant's budget for new visitors (`limits.sessions_per_tenant_per_min`).
+    ///    Strangers spending that budget therefore cannot lock out returning visitors.
+    ///
+    /// Over a budget: 429 `rate_limited` with `retry_after`, counted per tenant and
+    /// reason in [`Limiter::session_refusals`].
+    pub async fn widget_session(
+        &self,
+        limiter: &Limiter,
+        key: &MasterKey,
+        req: SessionStart<'_>,
+    ) -> Result<Session> {
+        limiter
+            .check_session_ip(&client_key(req.client), req.widget_key)
+            .await?;
+        let (tenant, identity_secret) = {
+            let mut pc = self.db.conn().await?;
+            let mut row = repo::tenants::by_widget_key(&mut pc.as_conn(), req.widget_key)
+                .await?
+                .ok_or_else(|| Error::unauthorized("unknown widget key"))?;
+            let sealed = row.identity_secret_enc.take();
+            (Tenant::from_row(row)?, sealed)
+        };
+        tracing::Span::current().record("tenant", tenant.id.as_str());
+        limiter.remember_widget_key(&tenant.widget_key, &tenant.slug);
+        if let Some(origin) = req.origin {
+            tenant.check_origin(origin)?;
+        }
+        let user_id = crate::identity::verify(
+            key,
+            &tenant,
+            identity_secret.as_deref(),
+            req.user_id,
+            req.user_hash,
+        )?;
+        let existing = self.resumable(&tenant, req.visitor_token).await?;
+        if existing.is_none() {
+            limiter.check_new_visitor(&tenant.id, &tenant.slug).await?;
+        }
+        self.start_session(
+            &tenant,
+            existing,
+            user_id.as_deref(),
+            req.locale,
+            req.page_url,
+        )
+        .await
+    }
+
+    /// The visitor `visitor_token` resumes: one of `tenant`'s visitors, or none (no,
+    /// a malformed, an unknown or another tenant's token).
+    async fn resumable(
+        &self,
+        tenant: &Tenant,
+        visitor_token: Option<&str>,
+    ) -> Result<Option<(VisitorRow, VisitorToken)>> {
+        let Some(token) = visitor_token.and_then(VisitorToken::parse) else {
+            return Ok(None);
+        };
+        let mut pc = self.db.conn().await?;
+        Ok(
+            repo::visitors::by_token_hash(&mut pc.as_conn(), &tenant.id, &token.hash())
+                .await?
+                .map(|v| (v, token)),
+        )
+    }
+
+    /// Start (or resume) a widget session for `tenant`: `existing` is the visitor the
+    /// request's token resumes ([`Chat::resumable`]); without one, a new visitor.
     ///
     /// `user_id` is a verified identity (see [`crate::identity::verify`]). A visitor
     /// token only resumes a visitor of the same identity: an anonymous session never
@@ -278,10 +377,10 @@ impl Chat {
     /// the visitor's tokens, a new token is added for that device — the other devices'
     /// tokens keep working. An anonymous visitor of this device that signs in becomes
     /// the user's visitor, when the user has none yet.
-    pub async fn start_session(
+    async fn start_session(
         &self,
         tenant: &Tenant,
-        visitor_token: Option<&str>,
+        existing: Option<(VisitorRow, VisitorToken)>,
         user_id: Option<&str>,
         locale: Option<&str>,
         page_url: Option<&str>,
@@ -294,12 +393,6 @@ impl Chat {
         let now = now_ms();
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
-        let existing = match visitor_token.and_then(VisitorToken::parse) {
-            Some(t) => repo::visitors::by_token_hash(&mut conn, &tenant.id, &t.hash())
-                .await?
-                .map(|v| (v, t)),
-            None => None,
-        };
         let (visitor, token) = match (existing, user_id) {
             (Some((v, t)), _) if v.external_user_id.as_deref() == user_id => {
                 repo::visitors::touch(&mut conn, &tenant.id, &v.id, locale, page_url, now).await?;

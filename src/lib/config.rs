@@ -137,9 +137,11 @@ impl Default for RedisSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitSettings {
-    /// Widget sessions started per client IP per minute.
+    /// Widget sessions started per client IP per minute (new and resumed visitors alike).
     pub sessions_per_ip_per_min: u32,
-    /// Widget sessions started per tenant per minute.
+    /// Widget sessions that start a new visitor, per tenant per minute. A session that
+    /// resumes one of the tenant's visitors (a valid visitor token) is never refused by
+    /// this budget, so strangers spending it cannot lock out returning visitors.
     pub sessions_per_tenant_per_min: u32,
     /// Messages a visitor may send per minute.
     pub messages_per_visitor_per_min: u32,
@@ -504,11 +506,11 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("redis.key_prefix", "Prefix of every Redis key and channel."),
     (
         "limits.sessions_per_ip_per_min",
-        "Widget sessions started per client IP per minute.",
+        "Widget sessions started per client IP per minute (new and resumed visitors alike).",
     ),
     (
         "limits.sessions_per_tenant_per_min",
-        "Widget sessions started per tenant per minute.",
+        "Widget sessions that start a new visitor, per tenant per minute (a valid visitor token resumes and is never refused by this budget).",
     ),
     (
         "limits.messages_per_visitor_per_min",

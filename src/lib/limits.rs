@@ -10,10 +10,18 @@
 //! When Redis cannot be reached, `redis.limits_fail_open` decides: let calls through
 //! (the default) or refuse them with `retry_after` 1 s. Either way a warning is logged
 //! (at most one every 10 seconds) and [`Limiter::redis_errors`] counts.
+//!
+//! Widget sessions have two budgets: per client address (every session, a resumed
+//! one too) and per tenant (only sessions that start a *new* visitor: strangers
+//! cannot spend the budget of a tenant's returning visitors, see
+//! [`crate::chat::Chat::widget_session`]). Refused sessions are counted per tenant and
+//! reason ([`Limiter::session_refusals`], the `chatorical_session_refusals_total`
+//! metric), so an operator sees which tenant is being flooded.
 
 use std::{
     collections::HashMap,
     fmt,
+    net::IpAddr,
     sync::{
         Mutex,
         atomic::{AtomicU64, Ordering},
@@ -31,6 +39,12 @@ const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// How long a refusal asks callers to wait when Redis is down and limits fail closed.
 const FAIL_CLOSED_WAIT: Duration = Duration::from_secs(1);
+/// Most widget keys remembered for naming the tenant of a per-IP refusal; the map is
+/// emptied when full (it only ever holds keys that matched a tenant).
+const MAX_KNOWN_WIDGET_KEYS: usize = 10_000;
+/// The tenant label of a per-IP session refusal whose widget key this node has not
+/// matched to a tenant (unknown keys, or not looked up yet): no slug has parentheses.
+pub const UNKNOWN_TENANT: &str = "(unknown)";
 
 /// GCRA in one round trip. KEYS[1] the key; ARGV[1] the emission interval and ARGV[2]
 /// the burst, in microseconds and calls. Returns 0 when allowed (and charged), else the
@@ -92,6 +106,37 @@ impl Limit {
 impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Why a widget session was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SessionRefusal {
+    /// The client address's budget (`limits.sessions_per_ip_per_min`) was spent.
+    Ip,
+    /// The tenant's budget for new visitors (`limits.sessions_per_tenant_per_min`) was spent.
+    Tenant,
+}
+
+impl SessionRefusal {
+    /// The reason's name (the `reason` label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionRefusal::Ip => "ip",
+            SessionRefusal::Tenant => "tenant",
+        }
+    }
+}
+
+/// The rate-limit key of a client address: an IPv4 address, or the /64 an IPv6 address
+/// is in (one subscriber usually holds a whole /64).
+pub fn client_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
     }
 }
 
@@ -207,6 +252,10 @@ pub struct Limiter {
     rejected: [AtomicU64; 4],
     redis_errors: AtomicU64,
     last_warning: Mutex<Option<Instant>>,
+    /// Refused widget sessions by (tenant slug, reason).
+    session_refusals: Mutex<HashMap<(String, SessionRefusal), u64>>,
+    /// Widget key → tenant slug, for keys this node has matched to a tenant.
+    widget_tenants: Mutex<HashMap<String, String>>,
 }
 
 impl fmt::Debug for Limiter {
@@ -244,6 +293,8 @@ impl Limiter {
             rejected: Default::default(),
             redis_errors: AtomicU64::new(0),
             last_warning: Mutex::new(None),
+            session_refusals: Mutex::new(HashMap::new()),
+            widget_tenants: Mutex::new(HashMap::new()),
         }
     }
 
@@ -345,6 +396,85 @@ impl Limiter {
     /// Checks that could not reach Redis so far.
     pub fn redis_errors(&self) -> u64 {
         self.redis_errors.load(Ordering::Relaxed)
+    }
+
+    /// Charge a widget session against the budget of the client address `client`
+    /// (see [`client_key`]). Runs before the widget key is looked up, so a refusal is
+    /// counted for the tenant only when this node has matched `widget_key` to it
+    /// before ([`Limiter::remember_widget_key`]), else for [`UNKNOWN_TENANT`].
+    pub async fn check_session_ip(&self, client: &str, widget_key: &str) -> Result<(), Error> {
+        self.check(Limit::SessionsPerIp, client)
+            .await
+            .map_err(|wait| {
+                let tenant = self
+                    .widget_tenants
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(widget_key)
+                    .cloned()
+                    .unwrap_or_else(|| UNKNOWN_TENANT.to_string());
+                self.count_session_refusal(tenant, SessionRefusal::Ip);
+                rate_limited(wait, "too many sessions from this address")
+            })
+    }
+
+    /// Charge a session that starts a new visitor of the tenant `tenant_id` (slug
+    /// `tenant_slug`) against the tenant's budget.
+    pub async fn check_new_visitor(&self, tenant_id: &str, tenant_slug: &str) -> Result<(), Error> {
+        self.check(Limit::SessionsPerTenant, tenant_id)
+            .await
+            .map_err(|wait| {
+                self.count_session_refusal(tenant_slug.to_string(), SessionRefusal::Tenant);
+                rate_limited(wait, "too many new visitors for this site right now")
+            })
+    }
+
+    /// Note that `widget_key` belongs to the tenant `tenant_slug` (after a lookup found
+    /// it), to name the tenant in later per-IP refusals.
+    pub fn remember_widget_key(&self, widget_key: &str, tenant_slug: &str) {
+        let mut known = self
+            .widget_tenants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if known.get(widget_key).is_some_and(|s| s == tenant_slug) {
+            return;
+        }
+        if known.len() >= MAX_KNOWN_WIDGET_KEYS {
+            known.clear();
+        }
+        known.insert(widget_key.to_string(), tenant_slug.to_string());
+    }
+
+    fn count_session_refusal(&self, tenant: String, reason: SessionRefusal) {
+        *self
+            .session_refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((tenant, reason))
+            .or_insert(0) += 1;
+    }
+
+    /// Refused widget sessions so far: `(tenant slug, reason, count)`, sorted.
+    pub fn session_refusals(&self) -> Vec<(String, SessionRefusal, u64)> {
+        let mut out: Vec<_> = self
+            .session_refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|((t, r), n)| (t.clone(), *r, *n))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Refused widget sessions of the tenant `tenant_slug` for `reason` so far.
+    pub fn session_refusals_of(&self, tenant_slug: &str, reason: SessionRefusal) -> u64 {
+        self.session_refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(tenant_slug.to_string(), reason))
+            .copied()
+            .unwrap_or(0)
     }
 }
 

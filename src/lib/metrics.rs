@@ -2,7 +2,11 @@
 //! read from the database and the process when `/metrics` is scraped.
 //!
 //! Tenant ids never become labels (their number is unbounded); routes are the
-//! matched templates, never raw paths.
+//! matched templates, never raw paths. One exception, so that an operator sees which
+//! tenant's widget is being flooded: `chatorical_session_refusals_total{tenant,reason}`
+//! counts refused widget sessions by tenant slug (only tenants that had a refusal, so
+//! at most one series per tenant and reason; widget keys that match no tenant share
+//! the `(unknown)` label, so strangers cannot add series) and reason (`ip` or `tenant`).
 
 use std::{sync::OnceLock, time::Instant};
 
@@ -84,6 +88,10 @@ async fn refresh_gauges(state: &AppState) {
     }
     for (limit, n) in state.limiter.snapshot() {
         metrics::counter!("chatorical_rate_limit_rejections_total", "limit" => limit).absolute(n);
+    }
+    for (tenant, reason, n) in state.limiter.session_refusals() {
+        metrics::counter!("chatorical_session_refusals_total", "tenant" => tenant, "reason" => reason.as_str())
+            .absolute(n);
     }
     metrics::counter!("chatorical_rate_limit_redis_errors_total")
         .absolute(state.limiter.redis_errors());

@@ -262,6 +262,19 @@ impl Tenant {
             created_at: rfc3339(row.created_at),
         })
     }
+
+    /// `origin_not_allowed` unless `origin` (a browser's `Origin` header) is exactly
+    /// one of the tenant's allowed origins.
+    pub fn check_origin(&self, origin: &str) -> Result<()> {
+        if self.settings.allows_origin(origin) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorCode::OriginNotAllowed,
+                "this origin is not allowed for the tenant",
+            ))
+        }
+    }
 }
 
 /// Create a tenant with a fresh widget key.

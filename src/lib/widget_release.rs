@@ -5,6 +5,9 @@
 //! answers with immutable cache headers — and the integrity is the SHA-384 of exactly
 //! the bytes served ([`WIDGET_JS`]). Nothing depends on the time or the machine, so
 //! releasing twice without changes gives byte-identical output.
+//!
+//! The snippet carries [`WIDGET_KEY_PLACEHOLDER`], or with [`release_for_tenant`]
+//! (`--tenant SLUG`) that tenant's public widget key, ready to paste.
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +15,10 @@ use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use serde::Serialize;
 use sha2::{Digest, Sha384};
 
+use crate::db::Db;
 use crate::error::{Error, ErrorCode, Result};
 use crate::http::routes::ops::{WIDGET_JS, widget_version};
+use crate::tenancy;
 
 /// Placeholder for the tenant's widget key in the snippet.
 pub const WIDGET_KEY_PLACEHOLDER: &str = "YOUR_WIDGET_KEY";
@@ -72,16 +77,38 @@ fn attr(value: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// The release of the embedded widget script for a server at `origin`.
+/// The release of the embedded widget script for a server at `origin`, with
+/// [`WIDGET_KEY_PLACEHOLDER`] in the snippet.
 pub fn release(origin: &str) -> Result<Release> {
+    release_with_key(origin, WIDGET_KEY_PLACEHOLDER)
+}
+
+/// The release for a server at `origin` with the widget key of the tenant `slug` in
+/// the snippet (an operator's command: widget keys are public). The origin is checked
+/// before the database is read; an unknown slug is `not_found`.
+pub async fn release_for_tenant(db: &Db, origin: &str, slug: &str) -> Result<Release> {
+    parse_origin(origin)?;
+    let tenant = tenancy::tenant_by_slug(db, slug).await.map_err(|e| {
+        if e.code == ErrorCode::NotFound {
+            Error::new(ErrorCode::NotFound, format!("no tenant with slug `{slug}`"))
+                .with_details(serde_json::json!({ "field": "tenant" }))
+        } else {
+            e
+        }
+    })?;
+    release_with_key(origin, &tenant.widget_key)
+}
+
+fn release_with_key(origin: &str, widget_key: &str) -> Result<Release> {
     let origin = parse_origin(origin)?;
     let version = widget_version();
     let integrity = integrity_of(WIDGET_JS.as_bytes());
     let src = format!("{origin}/widget.js?v={version}");
     let snippet = format!(
         "<script src=\"{}\" integrity=\"{integrity}\" crossorigin=\"anonymous\" \
-         data-widget-key=\"{WIDGET_KEY_PLACEHOLDER}\" async></script>",
-        attr(&src)
+         data-widget-key=\"{}\" async></script>",
+        attr(&src),
+        attr(widget_key)
     );
     Ok(Release {
         version,

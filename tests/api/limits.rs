@@ -7,7 +7,7 @@ use std::time::Duration;
 use chatorical::{
     cluster::Cluster,
     config::{RedisSettings, Secret, Settings},
-    limits::{Limit, Limiter, Rate, Rates},
+    limits::{Limit, Limiter, Rate, Rates, SessionRefusal, UNKNOWN_TENANT},
 };
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
@@ -22,6 +22,8 @@ on_both_backends!(
     forwarded_for_from_an_untrusted_peer_is_ignored,
     sessions_per_tenant_in_process,
     sessions_per_tenant_on_redis,
+    strangers_cannot_spend_returning_visitors_budget_in_process,
+    strangers_cannot_spend_returning_visitors_budget_on_redis,
     messages_per_visitor_over_http_in_process,
     messages_per_visitor_over_http_on_redis,
     messages_per_visitor_over_the_socket_in_process,
@@ -266,6 +268,208 @@ async fn sessions_per_tenant_in_process(b: Backend) {
 
 async fn sessions_per_tenant_on_redis(b: Backend) {
     sessions_per_tenant(b, Some(unique_prefix())).await;
+}
+
+/// `POST /v1/widget/session` with `body`, through a trusted proxy for `client_ip`.
+async fn session_for(
+    proxy: &reqwest::Client,
+    app: &TestApp,
+    client_ip: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let resp = proxy
+        .post(format!("{}/v1/widget/session", app.base))
+        .header("x-forwarded-for", client_ip)
+        .json(&body)
+        .send()
+        .await
+        .expect("request sent");
+    let status = resp.status();
+    (status, resp.json().await.expect("JSON body"))
+}
+
+/// The value of the `chatorical_session_refusals_total` series of `tenant` and
+/// `reason` on `/metrics`, if there is one.
+async fn refusals_metric(app: &TestApp, tenant: &str, reason: &str) -> Option<f64> {
+    let resp = app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.expect("text");
+    text.lines()
+        .filter(|l| l.starts_with("chatorical_session_refusals_total{"))
+        .find(|l| {
+            l.contains(&format!("tenant=\"{tenant}\""))
+                && l.contains(&format!("reason=\"{reason}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Issue 9 item 6: 120 addresses, each within its own per-IP budget, spent a tenant's
+/// session budget until a returning visitor got 429. Now the tenant's budget applies to
+/// new visitors only: a visitor token of the tenant resumes whatever strangers did,
+/// while no token, a malformed one and another tenant's valid one are new visitors.
+/// Refusals are counted per tenant and reason, in the limiter and on /metrics.
+async fn strangers_cannot_spend_returning_visitors_budget(b: Backend, prefix: Option<String>) {
+    let app = spawn_app_with(b, |s| {
+        s.limits.sessions_per_tenant_per_min = 3;
+        s.limits.sessions_per_ip_per_min = 4;
+        s.server.trusted_proxies = vec!["127.0.0.1".parse().expect("range")];
+        if let Some(p) = &prefix {
+            use_redis(s, p);
+        }
+    })
+    .await;
+    // The metrics recorder is shared by every test in this process: a slug of our own.
+    let slug = format!("siege-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let t = app.tenant(&slug).await;
+    let other = app.tenant(&format!("{slug}-b")).await;
+    let proxy = client_from("127.0.0.1");
+    let start = |ip: &'static str, body: Value| {
+        let (proxy, app) = (&proxy, &app);
+        async move { session_for(proxy, app, ip, body).await }
+    };
+
+    // A visitor's first visit (a new visitor: one of the tenant's three).
+    let (status, first) = start("198.51.100.1", json!({"widget_key": t.widget_key})).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let returning = first["visitor_token"]
+        .as_str()
+        .expect("visitor_token")
+        .to_string();
+    let (status, c) = app
+        .json(Method::POST, "/v1/conversations", Some(&returning), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    let conversation = c["id"].as_str().expect("id").to_string();
+    // Another tenant's visitor: a valid token, but not one of this tenant's.
+    let (status, foreign) = start("198.51.100.2", json!({"widget_key": other.widget_key})).await;
+    assert_eq!(status, StatusCode::OK, "{foreign}");
+    let foreign = foreign["visitor_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+
+    // Strangers, one session per address (far below the per-IP budget of 4).
+    let strangers = [
+        "203.0.113.1",
+        "203.0.113.2",
+        "203.0.113.3",
+        "203.0.113.4",
+        "203.0.113.5",
+        "203.0.113.6",
+    ];
+    let mut refused = 0;
+    for (i, ip) in strangers.into_iter().enumerate() {
+        let (status, body) = start(ip, json!({"widget_key": t.widget_key})).await;
+        if i < 2 {
+            assert_eq!(status, StatusCode::OK, "stranger {i}: {body}");
+        } else {
+            assert_eq!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS,
+                "stranger {i}: {body}"
+            );
+            assert_eq!(code(&body), "rate_limited", "{body}");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 4);
+
+    // The budget is spent, and the returning visitor still gets in, as themselves,
+    // every time (from their own address, within its budget).
+    for _ in 0..3 {
+        let (status, s) = start(
+            "198.51.100.1",
+            json!({"widget_key": t.widget_key, "visitor_token": returning}),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a returning visitor was refused: {s}"
+        );
+        assert_eq!(s["visitor_token"], returning.as_str(), "the same visitor");
+        assert_eq!(s["conversation_id"], conversation.as_str(), "{s}");
+    }
+
+    // Tokens that resume nobody of this tenant are new visitors: still refused.
+    for (ip, token) in [
+        ("203.0.113.7", "vt_not-a-real-token"),
+        ("203.0.113.8", "garbage"),
+        ("203.0.113.9", foreign.as_str()),
+    ] {
+        let (status, body) = start(
+            ip,
+            json!({"widget_key": t.widget_key, "visitor_token": token}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{token}: {body}");
+        assert_eq!(code(&body), "rate_limited", "{body}");
+    }
+    // The other tenant has a budget of its own (one new visitor spent of three).
+    let (status, body) = start("203.0.113.10", json!({"widget_key": other.widget_key})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The per-IP budget still holds for everybody, a resume too: the returning
+    // visitor's address has used its 4.
+    let (status, body) = start(
+        "198.51.100.1",
+        json!({"widget_key": t.widget_key, "visitor_token": returning}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // An unknown key from an exhausted address: counted, but for no tenant.
+    for _ in 0..4 {
+        let (status, _) = start("192.0.2.1", json!({"widget_key": "wk_nope"})).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = start("192.0.2.1", json!({"widget_key": "wk_nope"})).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+
+    // Exact counts, per tenant and reason.
+    let limiter = &app.state.limiter;
+    assert_eq!(
+        limiter.session_refusals_of(&t.slug, SessionRefusal::Tenant),
+        7
+    );
+    assert_eq!(limiter.session_refusals_of(&t.slug, SessionRefusal::Ip), 1);
+    assert_eq!(
+        limiter.session_refusals_of(&other.slug, SessionRefusal::Tenant),
+        0
+    );
+    assert_eq!(
+        limiter.session_refusals_of(UNKNOWN_TENANT, SessionRefusal::Ip),
+        1
+    );
+    assert_eq!(limiter.rejected(Limit::SessionsPerTenant), 7);
+    assert_eq!(limiter.rejected(Limit::SessionsPerIp), 2);
+    assert_eq!(
+        limiter.session_refusals(),
+        vec![
+            (UNKNOWN_TENANT.to_string(), SessionRefusal::Ip, 1),
+            (t.slug.clone(), SessionRefusal::Ip, 1),
+            (t.slug.clone(), SessionRefusal::Tenant, 7),
+        ]
+    );
+    // And on /metrics, where an operator sees which tenant is being flooded.
+    assert_eq!(refusals_metric(&app, &t.slug, "tenant").await, Some(7.0));
+    assert_eq!(refusals_metric(&app, &t.slug, "ip").await, Some(1.0));
+    assert_eq!(refusals_metric(&app, &other.slug, "tenant").await, None);
+    if let Some(p) = &prefix {
+        let keys = redis_keys(p).await;
+        assert!(
+            keys.iter().any(|k| k.contains("sessions_per_tenant")),
+            "{keys:?}"
+        );
+    }
+}
+
+async fn strangers_cannot_spend_returning_visitors_budget_in_process(b: Backend) {
+    strangers_cannot_spend_returning_visitors_budget(b, None).await;
+}
+
+async fn strangers_cannot_spend_returning_visitors_budget_on_redis(b: Backend) {
+    strangers_cannot_spend_returning_visitors_budget(b, Some(unique_prefix())).await;
 }
 
 /// The visitor's messages, through the admin API.

@@ -70,9 +70,10 @@ export class Install {
     it.widgetKey = tenant.widget_key;
     const key = await it.cli(['keys', 'issue', '--tenant', slug, '--scope', 'conversations:write', '--scope', 'settings:write', '--scope', 'templates:write', '--name', 'browser-tests']);
     it.key = key.key;
-    it.release = await it.cli(['widget', 'release', '--origin', it.base, '--out', path.join(it.dir, 'release')]);
-    it.snippet = it.release.snippet.replace('YOUR_WIDGET_KEY', it.widgetKey);
-    if (it.snippet === it.release.snippet) throw new Error(`no widget key placeholder in the snippet: ${it.release.snippet}`);
+    // The snippet exactly as released for this tenant (`--tenant` fills in its widget key).
+    it.release = await it.cli(['widget', 'release', '--origin', it.base, '--tenant', slug, '--out', path.join(it.dir, 'release')]);
+    it.snippet = it.release.snippet;
+    if (!it.snippet.includes(`data-widget-key="${it.widgetKey}"`)) throw new Error(`the released snippet lacks the tenant's widget key: ${it.snippet}`);
     await it.start();
     return it;
   }

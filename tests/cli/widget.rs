@@ -11,7 +11,13 @@ use std::{
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use sha2::{Digest, Sha384};
 
+use crate::on_both_backends;
 use crate::support::{Backend, Cli, str_field};
+
+on_both_backends!(
+    release_for_a_tenant_carries_its_widget_key,
+    release_for_an_unknown_tenant_fails_and_writes_nothing,
+);
 
 const ORIGIN: &str = "https://chat.example.com";
 
@@ -222,4 +228,75 @@ fn integrity_is_that_of_the_script_the_server_serves() {
         .join("rel")
         .join(format!("widget.{version}.js"));
     assert!(read(&asset) == served, "the asset is the served script");
+}
+
+/// Issue 9 item 9: the snippet said YOUR_WIDGET_KEY; `--tenant SLUG` fills in the
+/// tenant's real widget key (in stdout, snippet.html and release.json), and is
+/// otherwise the same release.
+fn release_for_a_tenant_carries_its_widget_key(backend: Backend) {
+    let cli = Cli::new(backend);
+    let tenant = cli.json(&[
+        "tenants",
+        "create",
+        "--slug",
+        "acme",
+        "--name",
+        "Acme",
+        "--origin",
+        "https://shop.acme.example",
+    ]);
+    let key = str_field(&tenant, "widget_key");
+    assert!(key.starts_with("wk_"), "{key}");
+    let plain = cli.json(&["widget", "release", "--origin", ORIGIN, "--out", "plain"]);
+    let out = cli.json(&[
+        "widget", "release", "--origin", ORIGIN, "--tenant", "acme", "--out", "rel",
+    ]);
+    let snippet = str_field(&out, "snippet");
+    assert_eq!(
+        snippet,
+        str_field(&plain, "snippet").replace("YOUR_WIDGET_KEY", key),
+        "the placeholder release with the key filled in"
+    );
+    assert!(
+        snippet.contains(&format!("data-widget-key=\"{key}\"")),
+        "{snippet}"
+    );
+    assert!(!snippet.contains("YOUR_WIDGET_KEY"), "{snippet}");
+    assert_eq!(out["version"], plain["version"]);
+    assert_eq!(out["integrity"], plain["integrity"]);
+    let dir = cli.data_dir().join("rel");
+    assert_eq!(
+        String::from_utf8(read(&dir.join("snippet.html"))).expect("UTF-8"),
+        format!("{snippet}\n")
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&dir.join("release.json"))).expect("release.json is JSON");
+    assert_eq!(manifest["snippet"], snippet);
+    // Text output: the snippet alone on stdout; stderr names the tenant.
+    let run = cli.run(&[
+        "widget", "release", "--origin", ORIGIN, "--tenant", "acme", "--out", "rel",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, format!("{snippet}\n"));
+    assert!(run.stderr.contains("widget key of acme"), "{}", run.stderr);
+}
+
+fn release_for_an_unknown_tenant_fails_and_writes_nothing(backend: Backend) {
+    let cli = Cli::new(backend);
+    let stderr = cli.fails(&[
+        "widget", "release", "--origin", ORIGIN, "--tenant", "nobody", "--out", "rel",
+    ]);
+    assert!(
+        stderr.contains("no tenant with slug `nobody`"),
+        "a clear error: {stderr}"
+    );
+    assert!(
+        !cli.data_dir().join("rel").exists(),
+        "nothing is written for an unknown tenant"
+    );
+    // A bad origin is reported as such, with or without a tenant.
+    let stderr = cli.fails(&[
+        "widget", "release", "--origin", "ftp://x", "--tenant", "nobody", "--out", "rel",
+    ]);
+    assert!(stderr.contains("--origin"), "{stderr}");
 }

@@ -187,12 +187,5 @@ impl OptionalFromRequestParts<AppState> for VisitorAuth {
 
 /// `origin_not_allowed` unless `origin` is exactly one of the tenant's allowed origins.
 pub fn check_origin(tenant: &Tenant, origin: &str) -> Result<(), Error> {
-    if tenant.settings.allows_origin(origin) {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorCode::OriginNotAllowed,
-            "this origin is not allowed for the tenant",
-        ))
-    }
+    tenant.check_origin(origin)
 }

@@ -95,15 +95,13 @@ impl OriginCache {
         *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    /// Whether any tenant allows `origin`.
-    pub async fn any_allows(&self, db: &Db, origin: &str) -> bool {
+    /// Whether any tenant allows `origin`; `None` when the tenants cannot be read.
+    pub async fn any_allows(&self, db: &Db, origin: &str) -> Option<bool> {
         let cached = self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let set = match cached {
             Some((at, set)) if at.elapsed() < Self::TTL => set,
             _ => {
-                let Ok(tenants) = tenancy::list_tenants(db).await else {
-                    return false;
-                };
+                let tenants = tenancy::list_tenants(db).await.ok()?;
                 let set: Arc<HashSet<String>> = Arc::new(
                     tenants
                         .iter()
@@ -120,7 +118,7 @@ impl OriginCache {
                 set
             }
         };
-        set.contains(origin)
+        Some(set.contains(origin))
     }
 }
 
@@ -251,9 +249,25 @@ async fn method_not_allowed() -> Response {
 /// Paths the widget calls from other origins.
 const WIDGET_PATHS: &[&str] = &["/v1/widget/", "/v1/conversations", "/v1/i18n/"];
 
-/// CORS for widget routes: an origin gets CORS headers when some tenant allows it;
-/// handlers then check the exact tenant (`origin_not_allowed`). Runs before routing
-/// so that preflights are answered for every widget route.
+/// CORS for widget routes. Runs before routing, so that preflights are answered for
+/// every widget route.
+///
+/// - An origin some tenant allows gets CORS headers; the handlers then check the exact
+///   tenant (403 `origin_not_allowed` for another tenant's origin, readable by the page).
+/// - An origin no tenant allows gets its preflight answered too, and then, for the
+///   request itself, a fixed 403 `origin_not_allowed` made here: the handler never runs,
+///   so nothing is charged, read or written for it. Without CORS headers on that 403 the
+///   browser would hide it behind a network error and the widget could not tell a
+///   misconfiguration from an outage (it would retry forever).
+///
+/// Why `Access-Control-Allow-Origin: <any origin>` on that 403 is safe: widget calls
+/// never use credentials (no cookies; `Access-Control-Allow-Credentials` is never sent;
+/// the visitor token is a bearer header the page itself must hold), and the only
+/// response such an origin can ever read is the constant error body below — no tenant
+/// data, no widget key, nothing that depends on the request. Letting the preflight
+/// through only lets the browser send a request any non-browser client could send
+/// anyway. When the tenants cannot be read, no CORS headers are added and the request
+/// goes to its handler (which reports the real error).
 async fn widget_cors(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if !WIDGET_PATHS.iter().any(|p| req.uri().path().starts_with(p)) {
         return next.run(req).await;
@@ -262,40 +276,46 @@ async fn widget_cors(State(state): State<AppState>, req: Request, next: Next) ->
         .headers()
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let allowed = match &origin {
-        Some(o) => state.origins.any_allows(&state.db, o).await,
-        None => false,
+        .and_then(|o| HeaderValue::from_str(o).ok().map(|v| (o.to_string(), v)));
+    let Some((origin, origin_value)) = origin else {
+        // Not a cross-origin browser request: nothing to add.
+        let mut resp = next.run(req).await;
+        resp.headers_mut()
+            .append(header::VARY, HeaderValue::from_static("Origin"));
+        return resp;
     };
+    let allowed = state.origins.any_allows(&state.db, &origin).await;
     let preflight = req.method() == Method::OPTIONS
         && req
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let mut resp = if preflight {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        next.run(req).await
+    let mut resp = match (preflight, allowed) {
+        (true, _) => StatusCode::NO_CONTENT.into_response(),
+        (false, Some(false)) => ApiError(Error::new(
+            ErrorCode::OriginNotAllowed,
+            "this origin is not allowed for the tenant",
+        ))
+        .into_response(),
+        (false, _) => next.run(req).await,
     };
     let h = resp.headers_mut();
     h.append(header::VARY, HeaderValue::from_static("Origin"));
-    if let (true, Some(o)) = (allowed, origin) {
-        if let Ok(v) = HeaderValue::from_str(&o) {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        }
-        if preflight {
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("GET, POST"),
-            );
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("authorization, content-type"),
-            );
-            h.insert(
-                header::ACCESS_CONTROL_MAX_AGE,
-                HeaderValue::from_static("600"),
-            );
-        }
+    if preflight || allowed.is_some() {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin_value);
+    }
+    if preflight {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
     }
     resp
 }

@@ -26,13 +26,25 @@ pub struct ReleaseArgs {
     /// Directory for widget.<version>.js, snippet.html and release.json.
     #[arg(long, value_name = "DIR", default_value = "widget-release")]
     pub out: PathBuf,
+    /// Put this tenant's widget key into the snippet (reads the database); without it
+    /// the snippet holds YOUR_WIDGET_KEY.
+    #[arg(long, value_name = "SLUG")]
+    pub tenant: Option<String>,
 }
 
-/// Run a widget command (no configuration or database needed).
-pub fn run(g: &Global, cmd: WidgetCommand) -> anyhow::Result<ExitCode> {
+/// Run a widget command (configuration and database only with `--tenant`).
+pub async fn run(g: &Global, cmd: WidgetCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         WidgetCommand::Release(args) => {
-            let release = widget_release::release(&args.origin)?;
+            let release = match &args.tenant {
+                Some(slug) => {
+                    // A bad origin is reported before the database is opened.
+                    widget_release::parse_origin(&args.origin)?;
+                    let (_, db) = super::open(g).await?;
+                    widget_release::release_for_tenant(&db, &args.origin, slug).await?
+                }
+                None => widget_release::release(&args.origin)?,
+            };
             let files = widget_release::write(&release, &args.out)?;
             if g.json {
                 output::json(&serde_json::json!({
@@ -47,12 +59,19 @@ pub fn run(g: &Global, cmd: WidgetCommand) -> anyhow::Result<ExitCode> {
                 for f in &files {
                     eprintln!("wrote {}", f.display());
                 }
-                eprintln!(
-                    "widget {} ({} bytes); replace {} with the tenant's widget key:",
-                    release.version,
-                    release.bytes,
-                    widget_release::WIDGET_KEY_PLACEHOLDER
-                );
+                match &args.tenant {
+                    Some(slug) => eprintln!(
+                        "widget {} ({} bytes) with the widget key of {slug}:",
+                        release.version, release.bytes
+                    ),
+                    None => eprintln!(
+                        "widget {} ({} bytes); replace {} with the tenant's widget key \
+                         (or pass --tenant SLUG):",
+                        release.version,
+                        release.bytes,
+                        widget_release::WIDGET_KEY_PLACEHOLDER
+                    ),
+                }
                 println!("{}", release.snippet);
             }
         }

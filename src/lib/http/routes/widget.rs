@@ -1,7 +1,5 @@
 //! Widget (visitor) endpoints: session, conversation, messages, history.
 
-use std::net::IpAddr;
-
 use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
@@ -10,17 +8,14 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::chat::{Direction, History, MessageView, OpenedConversation, Session};
-use crate::db::repo;
-use crate::error::Error;
+use crate::chat::{Direction, History, MessageView, OpenedConversation, Session, SessionStart};
 use crate::http::{
     AppState,
     client_ip::ClientIp,
     error::{ApiResult, ErrorBody},
-    extract::{Json, Path, Query, VisitorAuth, check_origin, origin},
+    extract::{Json, Path, Query, VisitorAuth, origin},
 };
 use crate::limits::{Limit, rate_limited};
-use crate::tenancy::Tenant;
 
 /// Routes for the widget.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -49,21 +44,11 @@ pub struct SessionRequest {
     pub user_hash: Option<String>,
 }
 
-/// The rate-limit key of a client address: an IPv4 address, or the /64 an IPv6 address
-/// is in (one subscriber usually holds a whole /64).
-fn client_key(ip: IpAddr) -> String {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-    }
-}
-
 /// Start or resume a visitor session. Limited per client IP
-/// (`limits.sessions_per_ip_per_min`) and per tenant (`limits.sessions_per_tenant_per_min`);
-/// over either: 429 `rate_limited` with `retry_after`.
+/// (`limits.sessions_per_ip_per_min`, every session) and per tenant
+/// (`limits.sessions_per_tenant_per_min`, only sessions that start a new visitor: a
+/// `visitor_token` of one of the tenant's visitors resumes and is never refused for the
+/// tenant's budget); over either: 429 `rate_limited` with `retry_after`.
 ///
 /// Identity verification: with `user_id` and `user_hash` the session belongs to that
 /// user's visitor (the same conversation on every device). A hash that does not match
@@ -81,48 +66,21 @@ async fn create_session(
     headers: HeaderMap,
     Json(req): Json<SessionRequest>,
 ) -> ApiResult<Json<Session>> {
-    // Per IP first: it also covers unknown widget keys, before any database work.
-    if let Err(wait) = state
-        .limiter
-        .check(Limit::SessionsPerIp, &client_key(client))
-        .await
-    {
-        return Err(rate_limited(wait, "too many sessions from this address").into());
-    }
-    let (tenant, identity_secret) = {
-        let mut pc = state.db.conn().await?;
-        let mut row = repo::tenants::by_widget_key(&mut pc.as_conn(), &req.widget_key)
-            .await?
-            .ok_or_else(|| Error::unauthorized("unknown widget key"))?;
-        let sealed = row.identity_secret_enc.take();
-        (Tenant::from_row(row)?, sealed)
-    };
-    tracing::Span::current().record("tenant", tenant.id.as_str());
-    if let Some(o) = origin(&headers) {
-        check_origin(&tenant, o)?;
-    }
-    if let Err(wait) = state
-        .limiter
-        .check(Limit::SessionsPerTenant, &tenant.id)
-        .await
-    {
-        return Err(rate_limited(wait, "too many sessions for this tenant").into());
-    }
-    let user_id = crate::identity::verify(
-        state.bots.key(),
-        &tenant,
-        identity_secret.as_deref(),
-        req.user_id.as_deref(),
-        req.user_hash.as_deref(),
-    )?;
     let session = state
         .chat
-        .start_session(
-            &tenant,
-            req.visitor_token.as_deref(),
-            user_id.as_deref(),
-            req.locale.as_deref(),
-            req.page_url.as_deref(),
+        .widget_session(
+            &state.limiter,
+            state.bots.key(),
+            SessionStart {
+                client,
+                origin: origin(&headers),
+                widget_key: &req.widget_key,
+                visitor_token: req.visitor_token.as_deref(),
+                locale: req.locale.as_deref(),
+                page_url: req.page_url.as_deref(),
+                user_id: req.user_id.as_deref(),
+                user_hash: req.user_hash.as_deref(),
+            },
         )
         .await?;
     Ok(Json(session))
