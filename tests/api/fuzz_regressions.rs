@@ -61,10 +61,37 @@ async fn key_expiry_past_year_9999_is_refused_and_keys_stay_listable(b: Backend)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // A row written before the check (or by hand) is listed with the latest writable time.
-    assert_eq!(
-        chatorical::domain::rfc3339(i64::MAX),
-        "9999-12-31T23:59:59.999Z"
-    );
+    {
+        let mut pc = app.state.db.conn().await.expect("connection");
+        let row = chatorical::db::models::ApiKeyRow {
+            id: "key_far_future".into(),
+            tenant_id: Some(t.id.clone()),
+            name: "by hand".into(),
+            key_hash: "f".repeat(64),
+            prefix: "chk_farfutur".into(),
+            last4: "zzzz".into(),
+            scopes: "conversations:read".into(),
+            created_at: 1,
+            expires_at: Some(i64::MAX),
+            revoked_at: None,
+            last_used_at: None,
+            issued_by: None,
+        };
+        chatorical::db::repo::api_keys::insert(&mut pc.as_conn(), &row)
+            .await
+            .expect("insert");
+    }
+    let (status, body) = app
+        .json(Method::GET, "/v1/admin/keys", Some(&t.key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed = body["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["id"] == "key_far_future")
+        .unwrap_or_else(|| panic!("the hand-written row is listed: {body}"));
+    assert_eq!(listed["expires_at"], "9999-12-31T23:59:59.999Z");
 }
 
 /// PostgreSQL refuses NUL in `text` and `jsonb`; a NUL in any text field must be refused

@@ -10,6 +10,7 @@ mod pg;
 
 mod cluster;
 mod crash;
+mod metrics;
 mod pg_restart;
 mod regressions;
 mod shutdown;

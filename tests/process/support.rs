@@ -133,7 +133,8 @@ impl Install {
         String::from_utf8(out.stdout).expect("stdout is UTF-8")
     }
 
-    /// A platform key that may create tenants and issue keys (`keys issue --platform`).
+    /// A platform key that may create tenants and issue them keys with the tenant scopes
+    /// (`keys issue --platform`).
     pub async fn platform_key(&self) -> String {
         let out = self
             .run_ok(&[
@@ -144,6 +145,19 @@ impl Install {
                 "tenants:write",
                 "--scope",
                 "keys:write",
+                // A key grants only what it holds: the tenant keys issued with it.
+                "--scope",
+                "conversations:write",
+                "--scope",
+                "telegram:write",
+                "--scope",
+                "outbox:write",
+                "--scope",
+                "settings:write",
+                "--scope",
+                "templates:write",
+                "--scope",
+                "usage:write",
                 "--json",
             ])
             .await;
