@@ -193,6 +193,13 @@ impl Deployment {
                 "CHATORICAL_LIMITS__MESSAGES_PER_VISITOR_PER_MIN".into(),
                 "100000000".into(),
             ),
+            // The idle phase holds up to 100k sockets on a few visitors' tokens from a
+            // few loopback addresses: no socket caps.
+            (
+                "CHATORICAL_WS__MAX_SOCKETS_PER_VISITOR".into(),
+                "100000000".into(),
+            ),
+            ("CHATORICAL_WS__MAX_SOCKETS_PER_IP".into(), "0".into()),
         ];
         if let Some(url) = database_url {
             env.push(("CHATORICAL_DATABASE__URL".into(), url.into()));

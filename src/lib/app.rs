@@ -21,10 +21,10 @@ use crate::domain::random_base62;
 use crate::error::{Error, ErrorCode, Result};
 use crate::http::{self, AppState, Metrics, OriginCache};
 use crate::limits::Limiter;
-use crate::outbox::{Wakeup, worker::Worker};
+use crate::outbox::{Wakeup, budget::Budgets, worker::Worker};
 use crate::presence::Presence;
-use crate::realtime::{Hub, LocalHub, RedisHub, WsTokenSigner};
-use crate::telegram::{Bots, delivery::TelegramDelivery, webhook::WebhookCounters};
+use crate::realtime::{Hub, LocalHub, RedisHub, SocketCaps, WsTokenSigner};
+use crate::telegram::{Bots, delivery::TelegramDelivery, typing::Typing, webhook::WebhookCounters};
 use crate::tenancy::{self, SettingsPatch};
 use crate::usage::Usage;
 
@@ -93,13 +93,17 @@ fn spawn_worker(state: &AppState) -> tokio::task::JoinHandle<()> {
         .settings
         .database_url()
         .unwrap_or(DatabaseUrl::Sqlite(Default::default()));
-    let worker = Arc::new(Worker::new(
-        state.db.clone(),
-        state.settings.worker.clone(),
-        delivery,
-        state.wake.clone(),
-        &url,
-    ));
+    // The same budgets as typing actions in this process.
+    let worker = Arc::new(
+        Worker::new(
+            state.db.clone(),
+            state.settings.worker.clone(),
+            delivery,
+            state.wake.clone(),
+            &url,
+        )
+        .with_budgets(state.budgets.clone()),
+    );
     tokio::spawn(worker.run(state.shutdown.clone()))
 }
 
@@ -216,6 +220,16 @@ impl Application {
         .with_usage(usage.clone());
         let key = Arc::new(load_master_key(&settings)?);
         let bots = Arc::new(Bots::new(&settings.telegram, key)?);
+        let budgets = Arc::new(Budgets::new());
+        let typing = Arc::new(Typing::new(
+            budgets.clone(),
+            &settings.worker,
+            cluster.clone(),
+        ));
+        let sockets = Arc::new(SocketCaps::new(
+            settings.ws.max_sockets_per_visitor,
+            settings.ws.max_sockets_per_ip,
+        ));
         let state = AppState {
             db,
             chat,
@@ -224,6 +238,9 @@ impl Application {
             webhook: Arc::new(WebhookCounters::default()),
             cluster: cluster.clone(),
             limiter: Arc::new(Limiter::new(&settings, cluster.clone())),
+            sockets,
+            budgets,
+            typing,
             presence: Arc::new(Presence::new(
                 cluster.clone(),
                 Duration::from_secs(settings.presence.window_secs),

@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{Limiter, client_key};
 use crate::outbox::{self, Wakeup};
 use crate::realtime::{Hub, HubEvent, ServerFrame, WsClaims, WsTokenSigner};
+use crate::telegram::split;
 use crate::tenancy::Tenant;
 use crate::transaction;
 use crate::usage::{Metric, Usage};
@@ -827,19 +828,41 @@ async fn enqueue_for_group(
     group_chat_id: i64,
     now: i64,
 ) -> Result<()> {
-    let payload =
-        serde_json::json!({ "conversation_id": row.conversation_id, "message_id": row.id });
-    let key = format!("conv_msg_out_{}", row.id);
     let lane = outbox::telegram_lane(&row.tenant_id, group_chat_id);
-    outbox::enqueue(
-        tx,
-        &row.tenant_id,
-        outbox::KIND_TELEGRAM_MESSAGE,
-        &key,
-        &lane,
-        &payload,
-        now,
-    )
-    .await?;
+    let ranges = split::split(&row.body);
+    let parts = ranges.len();
+    // A message too long for one Telegram message goes as ordered parts, one item per
+    // part (`…_part_<i>`): the lane delivers them in order, each part is retried on
+    // its own, and a part that went out is never sent again.
+    for (i, range) in ranges.into_iter().enumerate() {
+        let (payload, key) = if parts == 1 {
+            (
+                serde_json::json!({ "conversation_id": row.conversation_id, "message_id": row.id }),
+                format!("conv_msg_out_{}", row.id),
+            )
+        } else {
+            (
+                serde_json::json!({
+                    "conversation_id": row.conversation_id,
+                    "message_id": row.id,
+                    "part": i + 1,
+                    "parts": parts,
+                    "start": range.start,
+                    "end": range.end,
+                }),
+                format!("conv_msg_out_{}_part_{}", row.id, i + 1),
+            )
+        };
+        outbox::enqueue(
+            tx,
+            &row.tenant_id,
+            outbox::KIND_TELEGRAM_MESSAGE,
+            &key,
+            &lane,
+            &payload,
+            now,
+        )
+        .await?;
+    }
     Ok(())
 }

@@ -303,6 +303,14 @@ pub struct WsSettings {
     pub send_queue: usize,
     /// Largest accepted client message, in bytes (larger closes with 1009).
     pub max_message_bytes: usize,
+    /// Sockets one visitor may hold open on this node: opening one more closes the
+    /// visitor's oldest socket with 1008 (policy). Counted per process, not across nodes.
+    pub max_sockets_per_visitor: usize,
+    /// Sockets one client address (an IPv6 address counts as its /64) may hold open on
+    /// this node; more upgrades are refused with 429 `too_many_sockets`. 0: no cap.
+    /// Counted per process. Behind a reverse proxy set `server.trusted_proxies`, or every
+    /// client counts as the proxy's address.
+    pub max_sockets_per_ip: usize,
 }
 
 /// Logging settings.
@@ -356,6 +364,8 @@ impl Default for WsSettings {
             idle_timeout_secs: 60,
             send_queue: 64,
             max_message_bytes: 64 * 1024,
+            max_sockets_per_visitor: 5,
+            max_sockets_per_ip: 100,
         }
     }
 }
@@ -429,6 +439,14 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "ws.max_message_bytes",
         "Largest accepted client message; larger closes the socket with 1009.",
+    ),
+    (
+        "ws.max_sockets_per_visitor",
+        "Sockets one visitor may hold open on this node; one more closes the visitor's oldest with 1008.",
+    ),
+    (
+        "ws.max_sockets_per_ip",
+        "Sockets one client address (IPv6: its /64) may hold open on this node; more get 429 too_many_sockets. 0: no cap. Behind a proxy, set server.trusted_proxies.",
     ),
     ("log.format", "pretty or json."),
     (
@@ -733,6 +751,12 @@ impl Settings {
         }
         if self.ws.send_queue == 0 {
             return Err(config_error("ws.send_queue", "must be at least 1"));
+        }
+        if self.ws.max_sockets_per_visitor == 0 {
+            return Err(config_error(
+                "ws.max_sockets_per_visitor",
+                "must be at least 1",
+            ));
         }
         if self.ws.max_message_bytes < 1024 {
             return Err(config_error(

@@ -31,6 +31,8 @@ pub enum ErrorCode {
     ConversationClosed,
     /// Too many requests; retry after `details.retry_after` seconds.
     RateLimited,
+    /// Too many sockets open from one client address; close some first.
+    TooManySockets,
     /// The body is larger than allowed.
     PayloadTooLarge,
     /// Configuration is invalid.
@@ -54,6 +56,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::ConversationClosed => "conversation_closed",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManySockets => "too_many_sockets",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::Unavailable => "unavailable",

@@ -12,7 +12,7 @@
 //!   written once and compiled per backend by [`on_conn!`] and [`transaction!`].
 //! - [`tenancy`]: tenants, their settings, API keys and who is calling.
 //! - [`chat`]: sessions, conversations and messages (the use cases behind HTTP and the socket).
-//! - [`realtime`]: the [`realtime::Hub`] fan-out, socket frames and ws tokens.
+//! - [`realtime`]: the [`realtime::Hub`] fan-out, socket frames, ws tokens and socket caps.
 //! - [`http`]: the axum router, extractors, the error envelope and the widget socket.
 //! - [`app`]: [`app::Application`] — bind, connect, migrate, serve until a shutdown signal.
 //! - [`limits`]: rate limits (GCRA in Redis, or in this process).

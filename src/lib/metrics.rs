@@ -95,6 +95,14 @@ async fn refresh_gauges(state: &AppState) {
     }
     metrics::counter!("chatorical_rate_limit_redis_errors_total")
         .absolute(state.limiter.redis_errors());
+    metrics::counter!("chatorical_ws_sockets_closed_total", "reason" => "visitor_cap")
+        .absolute(state.sockets.evicted());
+    metrics::counter!("chatorical_ws_upgrades_refused_total", "reason" => "ip_cap")
+        .absolute(state.sockets.refused());
+    for outcome in crate::telegram::typing::TypingOutcome::ALL {
+        metrics::counter!("chatorical_typing_actions_total", "outcome" => outcome.as_str())
+            .absolute(state.typing.count(outcome));
+    }
     if let Ok(mut pc) = state.db.conn().await {
         let mut conn = pc.as_conn();
         for status in ["queued", "in_flight", "delivered", "dead"] {

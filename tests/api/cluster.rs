@@ -313,3 +313,78 @@ async fn telegram_answer_through_one_node_reaches_a_socket_on_the_other() {
         }
     }
 }
+
+/// The per-conversation typing throttle is a Redis key: sockets of one conversation on
+/// two nodes (whose Telegram budgets are separate) make one `sendChatAction`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_is_throttled_per_conversation_across_nodes() {
+    use crate::fake_telegram::FakeTelegram;
+    use crate::helpers::send_json;
+    use chatorical::telegram::typing::TypingOutcome;
+    let fake = FakeTelegram::start().await;
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let (api, p) = (fake.api_url(), prefix.clone());
+    let a = spawn_app_with(Backend::Postgres, move |s| {
+        s.redis.url = Some(Secret::new(shared_redis()));
+        s.redis.key_prefix = p;
+        s.telegram.api_url = api;
+    })
+    .await;
+    let db_url = a.state.settings.database.url.clone();
+    let key_file = a.state.settings.secrets.master_key_file.clone();
+    let api = fake.api_url();
+    let b = spawn_app_with(Backend::Postgres, move |s| {
+        s.redis.url = Some(Secret::new(shared_redis()));
+        s.redis.key_prefix = prefix;
+        s.database.url = db_url;
+        s.secrets.master_key_file = key_file;
+        s.telegram.api_url = api;
+    })
+    .await;
+    let t = a.tenant("acme").await;
+    let token = crate::helpers::fake_bot_and_group(&fake, 111, -100111);
+    crate::helpers::connect_telegram(&a, &t, &token, -100111).await;
+    let v = a.visitor(&t).await;
+    let thread = fake.add_topic(-100111, "typing");
+    let mut pc = a.state.db.conn().await.expect("conn");
+    chatorical::db::repo::conversations::set_topic(
+        &mut pc.as_conn(),
+        &t.id,
+        &v.conversation_id,
+        i64::from(thread),
+    )
+    .await
+    .expect("topic recorded");
+    drop(pc);
+    let mut on_a = a.ws(&v.ws_token, Some(&t.origin)).await.expect("node A");
+    let mut on_b = b.ws(&v.ws_token, Some(&t.origin)).await.expect("node B");
+    next_of(&mut on_a, "hello").await;
+    next_of(&mut on_b, "hello").await;
+    let total = |app: &TestApp| -> u64 {
+        TypingOutcome::ALL
+            .iter()
+            .map(|o| app.state.typing.count(*o))
+            .sum()
+    };
+    send_json(&mut on_a, serde_json::json!({"type": "typing"})).await;
+    crate::helpers::eventually(10, "node A handled its typing", || {
+        let n = total(&a);
+        async move { n == 1 }
+    })
+    .await;
+    send_json(&mut on_b, serde_json::json!({"type": "typing"})).await;
+    crate::helpers::eventually(10, "node B handled its typing", || {
+        let n = total(&b);
+        async move { n == 1 }
+    })
+    .await;
+    assert_eq!(a.state.typing.count(TypingOutcome::Sent), 1);
+    assert_eq!(
+        b.state.typing.count(TypingOutcome::Throttled),
+        1,
+        "node B saw node A's mark in Redis"
+    );
+    let actions = fake.calls_of("sendchataction");
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].thread_id(), Some(thread));
+}

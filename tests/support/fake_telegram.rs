@@ -62,7 +62,9 @@
 //!   reopening an open one or an edit that changes nothing gives 400
 //!   `Bad Request: TOPIC_NOT_MODIFIED`;
 //! - `sendMessage`: 400 `Bad Request: message text is empty`, 400
-//!   `Bad Request: message is too long` (over 4096 characters), 400
+//!   `Bad Request: message is too long` (over 4096 characters, counted in UTF-16
+//!   code units so that a character outside the BMP counts twice — never laxer than
+//!   Telegram), 400
 //!   `Bad Request: message thread not found` (unknown or deleted thread, or
 //!   a thread id in a non-forum chat), 400 `Bad Request: TOPIC_CLOSED` when
 //!   the topic is closed and the bot cannot manage topics;
@@ -108,7 +110,7 @@ use serde_json::{Map, Value, json};
 /// The icon colour Telegram picks when `createForumTopic` gets none (0x6FB9F0).
 pub const DEFAULT_ICON_COLOR: u32 = 0x6F_B9_F0;
 
-/// Longest text `sendMessage` accepts, in characters.
+/// Longest text `sendMessage` accepts, in UTF-16 code units.
 pub const MAX_MESSAGE_CHARS: usize = 4096;
 
 /// Longest forum topic name, in characters.
@@ -350,6 +352,14 @@ impl FakeTelegram {
             .lock()
             .one_shot
             .push_back(ScriptedFailure::new(method, chat_id, failure));
+    }
+
+    /// Makes the next call of `method` whose `text` parameter starts with
+    /// `text_prefix` fail once (queued with the [`Self::fail_next`] failures).
+    pub fn fail_next_text(&self, method: &str, text_prefix: &str, failure: Failure) {
+        let mut scripted = ScriptedFailure::new(method, None, failure);
+        scripted.text_prefix = Some(text_prefix.to_owned());
+        self.shared.lock().one_shot.push_back(scripted);
     }
 
     /// Makes every matching call fail until [`Self::clear_failures`].
@@ -624,6 +634,7 @@ impl Membership {
 struct ScriptedFailure {
     method: String,
     chat_id: Option<i64>,
+    text_prefix: Option<String>,
     failure: Failure,
 }
 
@@ -632,12 +643,18 @@ impl ScriptedFailure {
         Self {
             method: method.to_ascii_lowercase(),
             chat_id,
+            text_prefix: None,
             failure,
         }
     }
 
-    fn matches(&self, method: &str, chat_id: Option<i64>) -> bool {
-        self.method == method && self.chat_id.is_none_or(|wanted| chat_id == Some(wanted))
+    fn matches(&self, method: &str, chat_id: Option<i64>, text: Option<&str>) -> bool {
+        self.method == method
+            && self.chat_id.is_none_or(|wanted| chat_id == Some(wanted))
+            && self
+                .text_prefix
+                .as_deref()
+                .is_none_or(|prefix| text.is_some_and(|t| t.starts_with(prefix)))
     }
 }
 
@@ -792,7 +809,8 @@ async fn handle_method(
             Err(failure) => return failure.into_response(),
         };
         let chat_id = params.get("chat_id").and_then(int_value);
-        let delay = match state.take_failure(&method, chat_id) {
+        let text = params.get("text").and_then(Value::as_str);
+        let delay = match state.take_failure(&method, chat_id, text) {
             Some(Failure::Delay(delay)) => Some(delay),
             Some(failure) => match ApiFailure::scripted(&failure) {
                 Some(api_failure) => return api_failure.into_response(),
@@ -893,17 +911,22 @@ impl Request<'_> {
 // ---------------------------------------------------------------------------
 
 impl WorldState {
-    fn take_failure(&mut self, method: &str, chat_id: Option<i64>) -> Option<Failure> {
+    fn take_failure(
+        &mut self,
+        method: &str,
+        chat_id: Option<i64>,
+        text: Option<&str>,
+    ) -> Option<Failure> {
         if let Some(pos) = self
             .one_shot
             .iter()
-            .position(|s| s.matches(method, chat_id))
+            .position(|s| s.matches(method, chat_id, text))
         {
             return self.one_shot.remove(pos).map(|s| s.failure);
         }
         self.always
             .iter()
-            .find(|s| s.matches(method, chat_id))
+            .find(|s| s.matches(method, chat_id, text))
             .map(|s| s.failure.clone())
     }
 
@@ -1185,7 +1208,7 @@ impl WorldState {
         if text.trim().is_empty() {
             return Err(ApiFailure::bad_request("message text is empty"));
         }
-        if text.chars().count() > MAX_MESSAGE_CHARS {
+        if text.encode_utf16().count() > MAX_MESSAGE_CHARS {
             return Err(ApiFailure::bad_request("message is too long"));
         }
         let topic = match thread_id {

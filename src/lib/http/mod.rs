@@ -62,6 +62,12 @@ pub struct AppState {
     pub cluster: Option<crate::cluster::Cluster>,
     /// Rate limits (sessions, visitor messages, webhook calls).
     pub limiter: Arc<crate::limits::Limiter>,
+    /// Open sockets per visitor and per client address (caps), in this process.
+    pub sockets: Arc<crate::realtime::SocketCaps>,
+    /// Telegram rate budgets of this process (the embedded worker's, shared with typing).
+    pub budgets: Arc<crate::outbox::budget::Budgets>,
+    /// Visitors' typing on its way to Telegram (throttled, budgeted).
+    pub typing: Arc<crate::telegram::typing::Typing>,
     /// Per-tenant daily usage counters.
     pub usage: crate::usage::Usage,
     /// Effective settings.

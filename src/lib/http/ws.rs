@@ -27,11 +27,15 @@ use crate::domain::now_ms;
 use crate::error::{Error, ErrorCode};
 use crate::http::{
     AppState,
+    client_ip::ClientIp,
     error::{ApiError, ApiResult, ErrorBody},
     extract::{Query, check_origin, origin},
 };
 use crate::limits::{Limit, retry_after_secs};
-use crate::realtime::{ClientFrame, Delivery, HubEvent, ServerFrame, Subscription, WsClaims};
+use crate::realtime::{
+    ClientFrame, Delivery, HubEvent, ServerFrame, SocketSlot, Subscription, WsClaims,
+};
+use crate::telegram::typing::TYPING_EVERY;
 use crate::tenancy;
 
 /// Close codes used by the server.
@@ -40,7 +44,8 @@ pub mod close_code {
     pub const NORMAL: u16 = 1000;
     /// Server going away (shutdown).
     pub const GOING_AWAY: u16 = 1001;
-    /// Policy violation (e.g. binary frames).
+    /// Policy violation (binary frames; the oldest socket of a visitor who opened
+    /// more than `ws.max_sockets_per_visitor`).
     pub const POLICY: u16 = 1008;
     /// Message too big.
     pub const TOO_BIG: u16 = 1009;
@@ -56,16 +61,24 @@ pub struct WsParams {
 }
 
 /// Open the widget socket.
+///
+/// A client address may hold `ws.max_sockets_per_ip` sockets (429 `too_many_sockets`
+/// beyond); a visitor `ws.max_sockets_per_visitor` — one more closes the visitor's
+/// oldest socket with 1008.
 #[utoipa::path(get, path = "/v1/ws", tag = "widget", params(WsParams),
-    responses((status = 101, description = "Switching protocols"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 101, description = "Switching protocols"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, description = "Too many sockets from this address (`too_many_sockets`)", body = ErrorBody)))]
 pub async fn ws_upgrade(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Query(params): Query<WsParams>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let claims = state.chat.signer().verify(&params.token, now_ms())?;
     tracing::Span::current().record("tenant", claims.t.as_str());
+    // Before anything costs a database read; given back if the upgrade never happens.
+    let slot = state.sockets.reserve(ip)?;
     let tenant = tenancy::tenant_by_id(&state.db, &claims.t)
         .await
         .map_err(|_| Error::unauthorized("invalid or expired ws token"))?;
@@ -97,15 +110,11 @@ pub async fn ws_upgrade(
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
-            SocketSession::new(state, visitor, claims, last_seq)
+            SocketSession::new(state, visitor, claims, last_seq, slot)
                 .run(socket)
                 .await;
         }))
 }
-
-/// Visitor typing is passed on at most this often per socket (Telegram shows a chat
-/// action for about five seconds).
-const TYPING_EVERY: Duration = Duration::from_secs(4);
 
 /// Per-socket flood control: a token bucket of client frames.
 struct Bucket {
@@ -148,8 +157,12 @@ struct SocketSession {
     bucket: Bucket,
     /// The agents' presence last told to this client.
     agents_online: Option<bool>,
-    /// When this socket's visitor typing was last passed on (throttled).
+    /// When this socket's visitor typing was last passed on (a cheap first filter;
+    /// the conversation's throttle and the Telegram budgets follow).
     typing_at: Option<Instant>,
+    /// This socket's place in the per-visitor and per-address caps (boxed: kept small
+    /// in every idle socket).
+    slot: Box<SocketSlot>,
 }
 
 enum Flow {
@@ -165,7 +178,13 @@ async fn next_delivery(sub: &mut Option<Subscription>) -> Option<Delivery> {
 }
 
 impl SocketSession {
-    fn new(state: AppState, visitor: Visitor, claims: WsClaims, last_seq: i64) -> Self {
+    fn new(
+        state: AppState,
+        visitor: Visitor,
+        claims: WsClaims,
+        last_seq: i64,
+        slot: SocketSlot,
+    ) -> Self {
         let conversation_id = (!claims.c.is_empty()).then_some(claims.c);
         SocketSession {
             state,
@@ -176,6 +195,7 @@ impl SocketSession {
             bucket: Bucket::new(),
             agents_online: None,
             typing_at: None,
+            slot: Box::new(slot),
         }
     }
 
@@ -277,7 +297,10 @@ impl SocketSession {
                     Duration::from_secs(ws.idle_timeout_secs),
                 )
             };
-            let shutdown = self.state.shutdown.clone();
+            // Cancelled on shutdown, or when this visitor opens a socket too many and
+            // this one is the oldest.
+            let close = self.state.shutdown.child_token();
+            self.slot.join_visitor(&self.visitor.id, close.clone());
             self.subscribe();
             // Read the position after subscribing, so nothing falls in between.
             // The futures of rarely taken paths (database reads, presence, client frames)
@@ -316,7 +339,11 @@ impl SocketSession {
             }
             while outcome.is_none() {
                 tokio::select! {
-                    _ = shutdown.cancelled() => outcome = Some(Some((close_code::GOING_AWAY, "server shutting down"))),
+                    _ = close.cancelled() => outcome = Some(Some(if self.state.shutdown.is_cancelled() {
+                        (close_code::GOING_AWAY, "server shutting down")
+                    } else {
+                        (close_code::POLICY, "too many sockets for this visitor: closed the oldest")
+                    })),
                     delivery = next_delivery(&mut self.sub) => match delivery {
                         Some(Delivery::Event(event)) => {
                             // Boxed too: the send path would add ~250 bytes to every
@@ -381,8 +408,10 @@ impl SocketSession {
         }
     }
 
-    /// The visitor is typing: tell the conversation's other sockets and show a typing
-    /// action in the Telegram topic, at most once per [`TYPING_EVERY`].
+    /// The visitor is typing: passed on at most once per [`TYPING_EVERY`] from this
+    /// socket, then to the conversation's other sockets and its Telegram topic within
+    /// the conversation's throttle and the Telegram budgets
+    /// ([`Typing`](crate::telegram::typing::Typing)).
     fn on_typing(&mut self) {
         let Some(conv) = self.conversation_id.clone() else {
             return;
@@ -395,15 +424,13 @@ impl SocketSession {
             return;
         }
         self.typing_at = Some(now);
-        self.state.chat.typing(&conv, "visitor");
-        let (db, bots) = (self.state.db.clone(), self.state.bots.clone());
-        let tenant = self.visitor.tenant_id.clone();
+        let state = self.state.clone();
+        let visitor = self.visitor.clone();
         tokio::spawn(async move {
-            if let Err(e) =
-                crate::telegram::delivery::visitor_typing(&db, &bots, &tenant, &conv).await
-            {
-                tracing::debug!(error = %e, "typing action not shown in Telegram");
-            }
+            state
+                .typing
+                .visitor_typing(&state.chat, &state.db, &state.bots, &visitor, &conv)
+                .await;
         });
     }
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Outcome, Wakeup,
-    budget::{Budgets, Rate},
+    budget::{Budgets, Rate, message_rates},
 };
 use crate::config::{DatabaseUrl, WorkerSettings};
 use crate::db::{Db, models::OutboxRow, repo};
@@ -31,7 +31,7 @@ pub struct Worker<D: Deliver> {
     settings: WorkerSettings,
     delivery: Arc<D>,
     wake: Wakeup,
-    budgets: Budgets,
+    budgets: Arc<Budgets>,
     listen_url: Option<String>,
     /// Items this worker is delivering right now (never re-claimed by itself).
     in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -56,49 +56,22 @@ impl<D: Deliver> Worker<D> {
             settings,
             delivery,
             wake,
-            budgets: Budgets::new(),
+            budgets: Arc::new(Budgets::new()),
             listen_url,
             in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
+    /// Take from `budgets` (shared with whatever else in this process calls the Bot
+    /// API, e.g. typing actions) instead of budgets of its own.
+    pub fn with_budgets(mut self, budgets: Arc<Budgets>) -> Self {
+        self.budgets = budgets;
+        self
+    }
+
     /// This worker's id (recorded as `leased_by`).
     pub fn id(&self) -> &str {
         &self.id
-    }
-
-    fn rates(&self, lane: &str) -> Vec<(String, Rate)> {
-        // Lanes look like `tg:<tenant>:<chat>`; the bot budget is per tenant.
-        let mut parts = lane.splitn(3, ':');
-        let (_, tenant, chat) = (
-            parts.next(),
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or(""),
-        );
-        let s = &self.settings;
-        vec![
-            (
-                format!("bot:{tenant}"),
-                Rate {
-                    per_sec: f64::from(s.per_bot_per_sec),
-                    burst: f64::from(s.per_bot_per_sec),
-                },
-            ),
-            (
-                format!("chat:{tenant}:{chat}"),
-                Rate {
-                    per_sec: f64::from(s.per_chat_per_sec),
-                    burst: f64::from(s.per_chat_per_sec).max(1.0),
-                },
-            ),
-            (
-                format!("group:{tenant}:{chat}"),
-                Rate {
-                    per_sec: f64::from(s.per_group_per_min) / 60.0,
-                    burst: f64::from(s.per_group_per_min),
-                },
-            ),
-        ]
     }
 
     /// Claim up to `limit` due lane heads that the budgets allow. Returns the items
@@ -126,7 +99,7 @@ impl<D: Deliver> Worker<D> {
             if ids.len() >= limit {
                 break;
             }
-            let rates = self.rates(&lane);
+            let rates = message_rates(&self.settings, &lane);
             let wants: Vec<(&str, Rate)> = rates.iter().map(|(k, r)| (k.as_str(), *r)).collect();
             // Budgets are only charged for heads that are due; a lane waiting on a 429
             // or backoff keeps its tokens.

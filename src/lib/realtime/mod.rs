@@ -9,11 +9,13 @@
 mod frames;
 mod local;
 mod redis_hub;
+pub mod sockets;
 mod token;
 
 pub use frames::{ClientFrame, ServerFrame};
 pub use local::LocalHub;
 pub use redis_hub::RedisHub;
+pub use sockets::{SocketCaps, SocketSlot};
 pub use token::{WsClaims, WsTokenSigner};
 
 use std::sync::{

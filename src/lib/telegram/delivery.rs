@@ -12,7 +12,7 @@ use teloxide::{
     types::{ChatId, MessageId, ThreadId},
 };
 
-use super::{Bots, classify, is_no_topic_rights, is_thread_gone};
+use super::{Bots, classify, is_no_topic_rights, is_thread_gone, split};
 use crate::config::WorkerSettings;
 use crate::db::{
     Db,
@@ -37,6 +37,20 @@ pub struct TelegramDelivery {
 struct MessagePayload {
     conversation_id: String,
     message_id: String,
+    /// Which part of a message too long for one Telegram message this item carries
+    /// (absent: the whole message).
+    #[serde(flatten)]
+    part: Option<PartPayload>,
+}
+
+/// One part of a long message (queued by `chat::enqueue_for_telegram`): `part` of
+/// `parts` (from 1), bytes `start..end` of its text.
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct PartPayload {
+    part: usize,
+    parts: usize,
+    start: usize,
+    end: usize,
 }
 
 #[derive(Deserialize)]
@@ -137,11 +151,16 @@ impl TelegramDelivery {
             KIND_TELEGRAM_TEXT => {
                 let p: TextPayload =
                     serde_json::from_str(&item.payload).map_err(|_| bad_payload())?;
-                let mut req = bot.send_message(ChatId(cfg.group_chat_id), p.text);
-                if let Some(t) = p.topic_id.or(cfg.default_topic_id) {
-                    req = req.message_thread_id(thread(t));
+                // Texts are split when queued; one queued whole that is too long (an
+                // older item) still goes, as parts.
+                for text in split::rendered_parts(&p.text) {
+                    let mut req = bot.send_message(ChatId(cfg.group_chat_id), text);
+                    if let Some(t) = p.topic_id.or(cfg.default_topic_id) {
+                        req = req.message_thread_id(thread(t));
+                    }
+                    req.await.map_err(Step::Api)?;
                 }
-                req.await.map(|_| ()).map_err(Step::Api)
+                Ok(())
             }
             other => Err(Step::Done(Outcome::Dead {
                 error: format!("unknown outbox kind `{other}`"),
@@ -169,24 +188,76 @@ impl TelegramDelivery {
             .await?
             .ok_or_else(gone)?;
         drop(pc);
+        let texts = match p.part {
+            Some(part) => {
+                let text = message
+                    .body
+                    .get(part.start..part.end)
+                    .filter(|_| (1..=part.parts).contains(&part.part))
+                    .ok_or_else(|| {
+                        Step::Done(Outcome::Dead {
+                            error: "the message part is out of range".into(),
+                        })
+                    })?;
+                vec![split::render(text, part.part, part.parts)]
+            }
+            // Queued whole (before messages were split when queued): all parts here.
+            None => split::rendered_parts(&message.body),
+        };
+        // The first part's Telegram message stands for the message.
+        let first = p.part.is_none_or(|part| part.part == 1);
         let mut topic = self.ensure_topic(bot, cfg, &conv).await?;
+        for (i, text) in texts.into_iter().enumerate() {
+            topic = self
+                .send_into_topic(
+                    bot,
+                    cfg,
+                    &conv,
+                    topic,
+                    text,
+                    (first && i == 0).then_some(&message.id),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Send `text` into the conversation's topic (re-created once if Telegram says it
+    /// is gone); record the Telegram message id on `record` if given. Returns the topic
+    /// it went into.
+    async fn send_into_topic(
+        &self,
+        bot: &Bot,
+        cfg: &TelegramConfigRow,
+        conv: &ConversationRow,
+        mut topic: Option<i64>,
+        text: String,
+        record: Option<&String>,
+    ) -> Result<Option<i64>, Step> {
+        let gone = || {
+            Step::Done(Outcome::Dead {
+                error: "the message or conversation no longer exists".into(),
+            })
+        };
         let mut recreated = false;
         loop {
-            let mut req = bot.send_message(ChatId(cfg.group_chat_id), message.body.clone());
+            let mut req = bot.send_message(ChatId(cfg.group_chat_id), text.clone());
             if let Some(t) = topic {
                 req = req.message_thread_id(thread(t));
             }
             match req.await {
                 Ok(sent) => {
-                    let mut pc = self.db.conn().await?;
-                    repo::messages::set_telegram_id(
-                        &mut pc.as_conn(),
-                        &cfg.tenant_id,
-                        &message.id,
-                        i64::from(sent.id.0),
-                    )
-                    .await?;
-                    return Ok(());
+                    if let Some(message_id) = record {
+                        let mut pc = self.db.conn().await?;
+                        repo::messages::set_telegram_id(
+                            &mut pc.as_conn(),
+                            &cfg.tenant_id,
+                            message_id,
+                            i64::from(sent.id.0),
+                        )
+                        .await?;
+                    }
+                    return Ok(topic);
                 }
                 Err(e) if is_thread_gone(&e) && !recreated && topic.is_some() => {
                     // The topic was deleted in Telegram: forget it and open a new one.
@@ -338,7 +409,7 @@ impl Deliver for TelegramDelivery {
     }
 }
 
-fn thread(id: i64) -> ThreadId {
+pub(crate) fn thread(id: i64) -> ThreadId {
     ThreadId(MessageId(i32::try_from(id).unwrap_or(i32::MAX)))
 }
 
@@ -371,44 +442,4 @@ fn opening_card(conv: &ConversationRow, visitor: Option<&crate::db::models::Visi
         "New conversation {}\nVisitor: {}\nPage: {page}\nLocale: {locale}\nIdentity: {identity}\n\nReply in this topic to answer the visitor.",
         conv.id, conv.visitor_id
     )
-}
-
-/// Show agents that the visitor is typing: a `typing` chat action in the
-/// conversation's topic (Telegram shows it for about five seconds). Ephemeral, so it
-/// bypasses the outbox: nothing happens when the conversation has no open topic yet or
-/// the tenant's Telegram is paused or not connected.
-pub async fn visitor_typing(
-    db: &Db,
-    bots: &Bots,
-    tenant_id: &str,
-    conversation_id: &str,
-) -> crate::error::Result<bool> {
-    use teloxide::{payloads::SendChatActionSetters, types::ChatAction};
-    let (conv, cfg) = {
-        let mut pc = db.conn().await?;
-        let mut conn = pc.as_conn();
-        let conv = repo::conversations::get(&mut conn, tenant_id, conversation_id).await?;
-        let cfg = repo::telegram::get(&mut conn, tenant_id).await?;
-        (conv, cfg)
-    };
-    let (Some(conv), Some(cfg)) = (conv, cfg) else {
-        return Ok(false);
-    };
-    let Some(topic) = conv
-        .telegram_topic_id
-        .filter(|_| !conv.telegram_topic_closed)
-    else {
-        return Ok(false);
-    };
-    if !cfg.enabled || conv.status != "open" {
-        return Ok(false);
-    }
-    let bot = bots.for_tenant(&cfg)?;
-    bot.send_chat_action(ChatId(cfg.group_chat_id), ChatAction::Typing)
-        .message_thread_id(thread(topic))
-        .await
-        .map_err(|e| {
-            crate::error::Error::internal(format!("sendChatAction: {}", super::setup::short(&e)))
-        })?;
-    Ok(true)
 }

@@ -4,6 +4,8 @@
 
 pub mod delivery;
 pub mod setup;
+pub mod split;
+pub mod typing;
 pub mod validate;
 pub mod webhook;
 
@@ -84,6 +86,72 @@ impl Bots {
         );
         Ok(bot)
     }
+}
+
+/// Longest operator text for [`enqueue_text`], in characters.
+pub const MAX_OPERATOR_TEXT_CHARS: usize = 4096;
+
+/// Queue an operator's `text` for the tenant's Telegram group (into `topic_id`, else
+/// the default topic). `idempotency_key` (1-128 characters) makes a retry a no-op:
+/// returns whether this call queued it. Telegram counts a message's length so that a
+/// text of 4,096 characters may still not fit (characters outside the BMP count
+/// twice): such a text is queued as ordered parts (`split`), one item each.
+pub async fn enqueue_text(
+    db: &crate::db::Db,
+    tenant_id: &str,
+    text: &str,
+    topic_id: Option<i64>,
+    idempotency_key: &str,
+) -> Result<bool> {
+    if crate::domain::text::is_blank(text) || text.chars().count() > MAX_OPERATOR_TEXT_CHARS {
+        return Err(Error::validation(
+            "text",
+            format!("text must be 1-{MAX_OPERATOR_TEXT_CHARS} characters"),
+        ));
+    }
+    if idempotency_key.is_empty() || idempotency_key.len() > 128 {
+        return Err(Error::validation(
+            "idempotency_key",
+            "idempotency_key must be 1-128 characters",
+        ));
+    }
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    let now = crate::domain::now_ms();
+    let parts = split::rendered_parts(text);
+    let n = parts.len();
+    crate::transaction!(&mut conn, |tx| {
+        let cfg = crate::db::repo::telegram::get(tx, tenant_id)
+            .await?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Conflict,
+                    "connect Telegram first (PUT /v1/admin/telegram)",
+                )
+            })?;
+        let lane = crate::outbox::telegram_lane(tenant_id, cfg.group_chat_id);
+        let mut inserted = false;
+        for (i, part) in parts.iter().enumerate() {
+            let payload = serde_json::json!({ "text": part, "topic_id": topic_id });
+            let key = if n == 1 {
+                format!("api_{idempotency_key}")
+            } else {
+                format!("api_{idempotency_key}_part_{}", i + 1)
+            };
+            let added = crate::outbox::enqueue(
+                tx,
+                tenant_id,
+                crate::outbox::KIND_TELEGRAM_TEXT,
+                &key,
+                &lane,
+                &payload,
+                now,
+            )
+            .await?;
+            inserted |= added;
+        }
+        Ok(inserted)
+    })
 }
 
 /// What a Bot API error means for a delivery.

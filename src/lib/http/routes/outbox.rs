@@ -20,8 +20,7 @@ use crate::http::{
     error::{ApiResult, ErrorBody},
     extract::{Admin, Json, Path, Query},
 };
-use crate::outbox::{self, KIND_TELEGRAM_TEXT, OutboxItemView};
-use crate::transaction;
+use crate::outbox::OutboxItemView;
 
 /// Outbox routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -117,41 +116,15 @@ async fn enqueue(
     Json(req): Json<EnqueueText>,
 ) -> ApiResult<(StatusCode, Json<Enqueued>)> {
     admin.require(&Scope::new("outbox", Write))?;
-    if crate::domain::text::is_blank(&req.text) || req.text.chars().count() > 4096 {
-        return Err(Error::validation("text", "text must be 1-4096 characters").into());
-    }
-    if req.idempotency_key.is_empty() || req.idempotency_key.len() > 128 {
-        return Err(Error::validation(
-            "idempotency_key",
-            "idempotency_key must be 1-128 characters",
-        )
-        .into());
-    }
     let tenant = admin.tenant(&state, &headers).await?;
-    let mut pc = state.db.conn().await?;
-    let mut conn = pc.as_conn();
-    let now = now_ms();
-    let tenant_id = tenant.id.clone();
-    let inserted = transaction!(&mut conn, |tx| {
-        let cfg = repo::telegram::get(tx, &tenant_id).await?.ok_or_else(|| {
-            Error::new(
-                ErrorCode::Conflict,
-                "connect Telegram first (PUT /v1/admin/telegram)",
-            )
-        })?;
-        let payload = serde_json::json!({ "text": req.text, "topic_id": req.topic_id });
-        let lane = outbox::telegram_lane(&tenant_id, cfg.group_chat_id);
-        outbox::enqueue(
-            tx,
-            &tenant_id,
-            KIND_TELEGRAM_TEXT,
-            &format!("api_{}", req.idempotency_key),
-            &lane,
-            &payload,
-            now,
-        )
-        .await
-    })?;
+    let inserted = crate::telegram::enqueue_text(
+        &state.db,
+        &tenant.id,
+        &req.text,
+        req.topic_id,
+        &req.idempotency_key,
+    )
+    .await?;
     if inserted {
         state.wake.wake();
     }
