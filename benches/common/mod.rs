@@ -200,6 +200,17 @@ impl Deployment {
                 "100000000".into(),
             ),
             ("CHATORICAL_WS__MAX_SOCKETS_PER_IP".into(), "0".into()),
+            // The load client stands for many visitors on a few loopback addresses, and
+            // may hold more than the default 100k sockets: no connection caps but the
+            // open-files limit (the server still lowers the cap to fit it).
+            (
+                "CHATORICAL_SERVER__MAX_CONNECTIONS_PER_IP".into(),
+                "100000000".into(),
+            ),
+            (
+                "CHATORICAL_SERVER__MAX_CONNECTIONS".into(),
+                "100000000".into(),
+            ),
         ];
         if let Some(url) = database_url {
             env.push(("CHATORICAL_DATABASE__URL".into(), url.into()));

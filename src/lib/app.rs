@@ -19,7 +19,10 @@ use crate::crypto::MasterKey;
 use crate::db::Db;
 use crate::domain::random_base62;
 use crate::error::{Error, ErrorCode, Result};
-use crate::http::{self, AppState, Metrics, OriginCache};
+use crate::http::{
+    self, AppState, Metrics, OriginCache,
+    server::{self, ConnLimits},
+};
 use crate::limits::Limiter;
 use crate::outbox::{Wakeup, budget::Budgets, worker::Worker};
 use crate::presence::Presence;
@@ -33,7 +36,53 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     addr: SocketAddr,
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
+    max_connections: usize,
     worker: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Connections the `telemetry.metrics_listen` address accepts at once (scrapers only).
+const METRICS_LISTENER_CONNECTIONS: usize = 64;
+
+/// Bind `addr`, naming `key` (the setting) in the error.
+async fn bind(addr: SocketAddr, key: &str) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        Error::new(
+            ErrorCode::InvalidConfig,
+            format!("cannot listen on {addr} ({key}): {e}"),
+        )
+    })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    Ok((listener, bound))
+}
+
+/// The process-wide connection cap from the settings and the open-files limit; logged,
+/// with a warning when the limit lowered it.
+fn connection_cap(settings: &Settings) -> usize {
+    let s = &settings.server;
+    let nofile = server::open_files_limit();
+    let cap = server::effective_max_connections(s.max_connections, s.reserved_fds, nofile);
+    let limit = nofile.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+    if cap < s.max_connections {
+        tracing::warn!(
+            max_connections = cap,
+            configured = s.max_connections,
+            open_files_limit = %limit,
+            reserved_fds = s.reserved_fds,
+            "server.max_connections lowered to fit the open-files limit; raise the limit \
+             (systemd: LimitNOFILE=) to hold more connections"
+        );
+    }
+    tracing::info!(
+        max_connections = cap,
+        max_connections_per_ip = s.max_connections_per_ip,
+        header_read_timeout_secs = s.header_read_timeout_secs,
+        open_files_limit = %limit,
+        "connection limits"
+    );
+    cap
 }
 
 /// Load the master key, creating it on first start when it does not exist.
@@ -150,12 +199,7 @@ fn token_secret(settings: &Settings) -> Result<Vec<u8>> {
     {
         return Ok(existing.trim().as_bytes().to_vec());
     }
-    std::fs::create_dir_all(dir).map_err(|e| {
-        Error::new(
-            ErrorCode::InvalidConfig,
-            format!("cannot create {}: {e}", dir.display()),
-        )
-    })?;
+    crate::files::create_private_dir(dir)?;
     let secret = random_base62(48);
     write_private(&path, &secret)?;
     Ok(secret.into_bytes())
@@ -190,17 +234,12 @@ impl Application {
         settings.validate()?;
         crate::metrics::install();
         let db = open_database(&settings).await?;
-        let listener = TcpListener::bind(settings.listen_addr()?)
-            .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorCode::InvalidConfig,
-                    format!("cannot listen on {}: {e}", settings.server.listen),
-                )
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::internal(e.to_string()))?;
+        let (listener, addr) = bind(settings.listen_addr()?, "server.listen").await?;
+        let metrics_listener = match settings.metrics_addr()? {
+            Some(at) => Some(bind(at, "telemetry.metrics_listen").await?),
+            None => None,
+        };
+        let max_connections = connection_cap(&settings);
         let public_url: Arc<str> = settings.public_url(addr).into();
         let signer = WsTokenSigner::new(&token_secret(&settings)?);
         let cluster = Cluster::connect(&settings.redis)?;
@@ -264,6 +303,8 @@ impl Application {
             listener,
             state,
             addr,
+            metrics_listener,
+            max_connections,
             worker,
         })
     }
@@ -276,6 +317,11 @@ impl Application {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The bound `telemetry.metrics_listen` address, when set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
     }
 
     /// Shared state (database, hub, settings).
@@ -295,19 +341,47 @@ impl Application {
         let usage = state.usage.clone();
         let summarizer = tokio::spawn(usage.clone().run_summarizer(cancel.clone()));
         watch_master_key(state.bots.key().clone(), cancel.clone());
+        let settings = state.settings.clone();
+        let header_timeout = Duration::from_secs(settings.server.header_read_timeout_secs);
+        let stats = state.metrics.connections.clone();
+        let limits = ConnLimits::new(
+            self.max_connections,
+            settings.server.max_connections_per_ip,
+            settings.server.trusted_proxies.clone(),
+            stats.clone(),
+        );
+        limits.publish_limit();
+        if let Some((listener, addr)) = self.metrics_listener {
+            tracing::info!(%addr, "serving /metrics on its own address");
+            let limits = ConnLimits::new(
+                METRICS_LISTENER_CONNECTIONS,
+                METRICS_LISTENER_CONNECTIONS,
+                Vec::new(),
+                stats,
+            );
+            tokio::spawn(server::serve(
+                listener,
+                http::metrics_router(state.clone()),
+                limits,
+                header_timeout,
+                cancel.clone(),
+            ));
+        }
         let router = http::router(state);
         let stop = cancel.clone();
         tokio::spawn(async move {
             shutdown.await;
             stop.cancel();
         });
-        let signal = cancel.clone();
-        // The TCP peer; behind `server.trusted_proxies` the client address comes from
-        // X-Forwarded-For instead (http/client_ip.rs).
-        let router = router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move { signal.cancelled().await });
-        let server = tokio::spawn(async move { server.await });
+        // Requests carry the TCP peer as ConnectInfo; behind `server.trusted_proxies` the
+        // client address comes from X-Forwarded-For instead (http/client_ip.rs).
+        let server = tokio::spawn(server::serve(
+            self.listener,
+            router,
+            limits,
+            header_timeout,
+            cancel.clone(),
+        ));
         cancel.cancelled().await;
         if let Some(worker) = self.worker {
             let _ = tokio::time::timeout(grace, worker).await;
@@ -321,8 +395,7 @@ impl Application {
             Err(_) => tracing::warn!("last usage summary timed out"),
         }
         match served {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(Error::internal(format!("server error: {e}"))),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::internal(format!("server task: {e}"))),
             Err(_) => {
                 tracing::warn!(

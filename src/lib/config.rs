@@ -82,11 +82,12 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Agent presence.
     pub presence: PresenceSettings,
-    /// Trace export (OpenTelemetry).
+    /// Trace export (OpenTelemetry) and the Prometheus endpoint.
     pub telemetry: TelemetrySettings,
 }
 
-/// Trace export settings. Exporting needs a binary built with the `otlp` feature.
+/// Trace export settings (exporting needs a binary built with the `otlp` feature) and
+/// who may read `/metrics`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetrySettings {
@@ -98,6 +99,14 @@ pub struct TelemetrySettings {
     pub service_name: String,
     /// Share of traces kept, from 0.0 to 1.0.
     pub sample_ratio: f64,
+    /// When set, `GET /metrics` answers only requests with `Authorization: Bearer <token>`
+    /// (401 otherwise). Unset: no token is asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<Secret>,
+    /// A second address (`HOST:PORT`) that serves `/metrics` and nothing else; the main
+    /// listener then answers 404 for it. Unset: `/metrics` is on the main listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for TelemetrySettings {
@@ -106,6 +115,8 @@ impl Default for TelemetrySettings {
             otlp_endpoint: None,
             service_name: "chatorical".into(),
             sample_ratio: 1.0,
+            metrics_token: None,
+            metrics_listen: None,
         }
     }
 }
@@ -271,7 +282,25 @@ pub struct ServerSettings {
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed:
     /// a request from one of them counts as coming from the right-most address in that
     /// header that is not itself a trusted proxy. Empty: the TCP peer is the client.
+    /// Trusted proxies are also exempt from `max_connections_per_ip`.
     pub trusted_proxies: Vec<Cidr>,
+    /// Seconds a client has to send the head (request line and headers) of a request,
+    /// counted from the connection's accept or from the end of the previous response on
+    /// a keep-alive connection; a slower connection is closed. So this is also the
+    /// longest a keep-alive connection may sit idle between requests.
+    pub header_read_timeout_secs: u64,
+    /// Connections (HTTP and WebSocket) open at once in this process; one more is closed
+    /// right after accept. Lowered at start to what the open-files limit allows (see
+    /// `reserved_fds`).
+    pub max_connections: usize,
+    /// Connections open at once from one client IP address (the TCP peer; IPv6 counted
+    /// by its /64); one more is closed right after accept. Peers in `trusted_proxies` are
+    /// exempt (they carry many clients; limit per client at the proxy).
+    pub max_connections_per_ip: usize,
+    /// File descriptors kept free for everything but client connections (database,
+    /// Redis, Telegram, logs): the connection cap is at most the open-files limit minus
+    /// this (and never under half of that limit).
+    pub reserved_fds: u64,
 }
 
 /// Database settings.
@@ -341,6 +370,10 @@ impl Default for ServerSettings {
             shutdown_grace_secs: 10,
             max_body_bytes: 64 * 1024,
             trusted_proxies: Vec::new(),
+            header_read_timeout_secs: 10,
+            max_connections: 100_000,
+            max_connections_per_ip: 256,
+            reserved_fds: 256,
         }
     }
 }
@@ -411,7 +444,23 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ),
     (
         "server.trusted_proxies",
-        "Reverse proxies (IPs or CIDRs, e.g. [\"10.0.0.0/8\"]) whose X-Forwarded-For is believed: the client is its right-most untrusted address. Empty: the TCP peer.",
+        "Reverse proxies (IPs or CIDRs, e.g. [\"10.0.0.0/8\"]) whose X-Forwarded-For is believed: the client is its right-most untrusted address. Empty: the TCP peer. Also exempt from max_connections_per_ip.",
+    ),
+    (
+        "server.header_read_timeout_secs",
+        "Seconds a client has to send a request's headers (from accept, or from the previous response on a keep-alive connection); slower connections are closed. Also the longest idle time of a keep-alive connection.",
+    ),
+    (
+        "server.max_connections",
+        "Connections (HTTP and WebSocket) open at once in this process; more are closed right after accept. Lowered at start to the open-files limit minus reserved_fds.",
+    ),
+    (
+        "server.max_connections_per_ip",
+        "Connections open at once from one client IP (the TCP peer; IPv6 counted by /64; trusted_proxies are exempt); more are closed right after accept.",
+    ),
+    (
+        "server.reserved_fds",
+        "File descriptors kept free for the database, Redis, Telegram and logs: the connection cap is at most the open-files limit minus this (never under half the limit).",
     ),
     (
         "database.url",
@@ -554,6 +603,14 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "telemetry.sample_ratio",
         "Share of traces exported, from 0.0 to 1.0.",
     ),
+    (
+        "telemetry.metrics_token",
+        "When set, GET /metrics needs `Authorization: Bearer <token>` (401 otherwise). Unset: /metrics asks for no token.",
+    ),
+    (
+        "telemetry.metrics_listen",
+        "A second HOST:PORT serving only /metrics (the main listener then answers 404 for it). Unset: /metrics is on the main listener.",
+    ),
 ];
 
 /// Optional keys that have no default value but are documented in the example.
@@ -570,6 +627,11 @@ const OPTIONAL_KEYS: &[(&str, &str)] = &[
     ("secrets.master_key_file", "\"/etc/chatorical/master.key\""),
     ("redis.url", "\"redis://127.0.0.1:6379/0\""),
     ("telemetry.otlp_endpoint", "\"http://127.0.0.1:4318\""),
+    (
+        "telemetry.metrics_token",
+        "\"change-me-to-a-long-random-token\"",
+    ),
+    ("telemetry.metrics_listen", "\"127.0.0.1:9090\""),
 ];
 
 /// Values set on the command line, the highest layer.
@@ -749,6 +811,21 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if self.server.header_read_timeout_secs == 0 {
+            return Err(config_error(
+                "server.header_read_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.server.max_connections == 0 {
+            return Err(config_error("server.max_connections", "must be at least 1"));
+        }
+        if self.server.max_connections_per_ip == 0 {
+            return Err(config_error(
+                "server.max_connections_per_ip",
+                "must be at least 1",
+            ));
+        }
         if self.ws.send_queue == 0 {
             return Err(config_error("ws.send_queue", "must be at least 1"));
         }
@@ -827,6 +904,15 @@ impl Settings {
                 ));
             }
         }
+        if let Some(token) = &t.metrics_token
+            && token.expose().len() < 16
+        {
+            return Err(config_error(
+                "telemetry.metrics_token",
+                "must be at least 16 characters",
+            ));
+        }
+        self.metrics_addr()?;
         if t.service_name.trim().is_empty() {
             return Err(config_error("telemetry.service_name", "must not be empty"));
         }
@@ -847,6 +933,29 @@ impl Settings {
                 format!("`{}` is not HOST:PORT", self.server.listen),
             )
         })
+    }
+
+    /// The separate `/metrics` address, when `telemetry.metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>> {
+        let Some(listen) = &self.telemetry.metrics_listen else {
+            return Ok(None);
+        };
+        let addr: SocketAddr = listen.parse().map_err(|_| {
+            config_error(
+                "telemetry.metrics_listen",
+                format!("`{listen}` is not HOST:PORT"),
+            )
+        })?;
+        if let Ok(main) = self.listen_addr()
+            && main == addr
+            && addr.port() != 0
+        {
+            return Err(config_error(
+                "telemetry.metrics_listen",
+                "must differ from server.listen",
+            ));
+        }
+        Ok(Some(addr))
     }
 
     /// The database to use: the configured URL, or the embedded SQLite file.
@@ -1172,6 +1281,45 @@ mod tests {
             let err = s.validate().expect_err("no scheme");
             assert!(err.message.contains("http://"), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn connection_and_metrics_settings_are_checked_and_the_token_redacted() {
+        for (key, value) in [
+            ("CHATORICAL_SERVER__HEADER_READ_TIMEOUT_SECS", "0"),
+            ("CHATORICAL_SERVER__MAX_CONNECTIONS", "0"),
+            ("CHATORICAL_SERVER__MAX_CONNECTIONS_PER_IP", "0"),
+            ("CHATORICAL_TELEMETRY__METRICS_TOKEN", "short"),
+            ("CHATORICAL_TELEMETRY__METRICS_LISTEN", "localhost"),
+        ] {
+            let err = Settings::load_from(None, &env(&[(key, value)]), &Overrides::default())
+                .expect_err(key);
+            let setting = key
+                .trim_start_matches("CHATORICAL_")
+                .replace("__", ".")
+                .to_ascii_lowercase();
+            assert_eq!(err.code, ErrorCode::InvalidConfig, "{key}");
+            assert!(err.message.contains(&setting), "{key}: {}", err.message);
+        }
+        let loaded = Settings::load_from(
+            None,
+            &env(&[
+                (
+                    "CHATORICAL_TELEMETRY__METRICS_TOKEN",
+                    "scrape-token-0123456789",
+                ),
+                ("CHATORICAL_TELEMETRY__METRICS_LISTEN", "127.0.0.1:9464"),
+            ]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        let s = loaded.settings;
+        assert_eq!(
+            s.metrics_addr().expect("addr"),
+            Some("127.0.0.1:9464".parse().expect("addr"))
+        );
+        assert!(!format!("{s:?}").contains("scrape-token"));
+        assert!(!s.to_redacted_toml().contains("scrape-token"));
     }
 
     #[test]

@@ -158,13 +158,8 @@ impl MasterKey {
             return Self::load(path);
         }
         let key = Self::generate();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::new(
-                    ErrorCode::InvalidConfig,
-                    format!("cannot create {}: {e}", dir.display()),
-                )
-            })?;
+        if let Some(dir) = path.parent() {
+            crate::files::create_private_dir(dir)?;
         }
         key.write_file(path)?;
         Self::load(path)

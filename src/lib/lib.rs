@@ -22,6 +22,7 @@
 //! - [`secrets`]: master key rotation: status, re-encryption, retiring old keys.
 //! - [`identity`]: identity verification (HMAC of the host site's user id), the tenant secret.
 //! - [`widget_release`]: the versioned widget asset and its embed snippet with SRI.
+//! - [`files`]: the private data directory (0700) and SQLite files (0600).
 //!
 //! A message from the widget: `http::routes::widget` (or `http::ws`) →
 //! [`chat::Chat::post_message`] stores it with the next `seq` in one transaction →
@@ -36,6 +37,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod i18n;
 pub mod identity;

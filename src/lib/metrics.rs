@@ -12,14 +12,19 @@ use std::{sync::OnceLock, time::Instant};
 
 use axum::{
     extract::{MatchedPath, Request, State},
+    http::{HeaderMap, HeaderValue, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
+use crate::config::TelemetrySettings;
 use crate::db::repo;
 use crate::domain::now_ms;
-use crate::http::AppState;
+use crate::error::{Error, ErrorCode, Result};
+use crate::http::{AppState, error::ApiError};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -55,8 +60,44 @@ pub async fn track_http(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Whether a scrape with these headers may read the metrics: always when
+/// `telemetry.metrics_token` is unset, else only with `Authorization: Bearer <token>`
+/// (compared in constant time, as SHA-256 digests so the length does not show either).
+pub fn authorize_scrape(settings: &TelemetrySettings, headers: &HeaderMap) -> Result<()> {
+    let Some(token) = &settings.metrics_token else {
+        return Ok(());
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let Some(presented) = presented else {
+        return Err(Error::new(
+            ErrorCode::Unauthorized,
+            "metrics need Authorization: Bearer <telemetry.metrics_token>",
+        ));
+    };
+    let want = Sha256::digest(token.expose().as_bytes());
+    let got = Sha256::digest(presented.as_bytes());
+    if bool::from(want.ct_eq(&got)) {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorCode::Unauthorized, "wrong metrics token"))
+    }
+}
+
 /// `GET /metrics` in the Prometheus text format.
-pub async fn render(State(state): State<AppState>) -> Response {
+pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize_scrape(&state.settings.telemetry, &headers) {
+        let mut resp = ApiError(e).into_response();
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"metrics\""),
+        );
+        return resp;
+    }
     let Some(handle) = install() else {
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -82,6 +123,24 @@ async fn refresh_gauges(state: &AppState) {
             .sockets_open
             .load(std::sync::atomic::Ordering::Relaxed) as f64,
     );
+    let c = state.metrics.connections.snapshot();
+    metrics::gauge!("chatorical_connections_open").set(c.open as f64);
+    metrics::gauge!("chatorical_connections_limit").set(c.limit as f64);
+    for (reason, n) in [
+        ("max_connections", c.rejected_max),
+        ("max_connections_per_ip", c.rejected_per_ip),
+    ] {
+        metrics::counter!("chatorical_connections_rejected_total", "reason" => reason).absolute(n);
+    }
+    for (phase, n) in [("headers", c.timed_out_head), ("idle", c.timed_out_idle)] {
+        metrics::counter!("chatorical_connections_timed_out_total", "phase" => phase).absolute(n);
+    }
+    for (error, n) in [
+        ("out_of_file_descriptors", c.accept_out_of_fds),
+        ("other", c.accept_other),
+    ] {
+        metrics::counter!("chatorical_accept_errors_total", "error" => error).absolute(n);
+    }
     metrics::gauge!("chatorical_hub_subscribers").set(state.chat.hub().subscriber_count() as f64);
     for (outcome, n) in state.webhook.snapshot() {
         metrics::counter!("chatorical_webhook_updates_total", "outcome" => outcome).absolute(n);

@@ -45,6 +45,8 @@ macro_rules! on_both_backends {
 /// A running server on port 0 with its own database.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The `telemetry.metrics_listen` address, when the test set one.
+    pub metrics_addr: Option<SocketAddr>,
     pub base: String,
     pub http: Client,
     pub state: AppState,
@@ -113,6 +115,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     tweak(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -142,6 +145,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     .unwrap_or_else(|e| panic!("platform key: {e:?}"));
     TestApp {
         addr,
+        metrics_addr,
         base: format!("http://{addr}"),
         http: Client::builder()
             .timeout(Duration::from_secs(30))

@@ -7,6 +7,7 @@ mod helpers;
 #[path = "../support/pg.rs"]
 mod pg;
 
+mod connections;
 mod fuzz_regressions;
 mod hardening;
 mod identity;

@@ -8,6 +8,7 @@ mod fake_telegram;
 #[path = "../support/pg.rs"]
 mod pg;
 
+mod abuse;
 mod cluster;
 mod crash;
 mod metrics;

@@ -117,7 +117,12 @@ impl Install {
 
     /// Run a short command to completion; insist on success; return stdout.
     pub async fn run_ok(&self, args: &[&str]) -> String {
-        let mut cmd = self.command(args, &[]);
+        self.run_ok_in(self.dir.path(), args).await
+    }
+
+    /// Like [`Install::run_ok`] with `--data-dir DATA_DIR`.
+    pub async fn run_ok_in(&self, data_dir: &Path, args: &[&str]) -> String {
+        let mut cmd = self.command_in(data_dir, args, &[]);
         let what = args.join(" ");
         let out = tokio::task::spawn_blocking(move || cmd.output())
             .await
@@ -136,30 +141,38 @@ impl Install {
     /// A platform key that may create tenants and issue them keys with the tenant scopes
     /// (`keys issue --platform`).
     pub async fn platform_key(&self) -> String {
+        self.platform_key_in(self.dir.path()).await
+    }
+
+    /// Like [`Install::platform_key`], for the node whose data dir is `data_dir`.
+    pub async fn platform_key_in(&self, data_dir: &Path) -> String {
         let out = self
-            .run_ok(&[
-                "keys",
-                "issue",
-                "--platform",
-                "--scope",
-                "tenants:write",
-                "--scope",
-                "keys:write",
-                // A key grants only what it holds: the tenant keys issued with it.
-                "--scope",
-                "conversations:write",
-                "--scope",
-                "telegram:write",
-                "--scope",
-                "outbox:write",
-                "--scope",
-                "settings:write",
-                "--scope",
-                "templates:write",
-                "--scope",
-                "usage:write",
-                "--json",
-            ])
+            .run_ok_in(
+                data_dir,
+                &[
+                    "keys",
+                    "issue",
+                    "--platform",
+                    "--scope",
+                    "tenants:write",
+                    "--scope",
+                    "keys:write",
+                    // A key grants only what it holds: the tenant keys issued with it.
+                    "--scope",
+                    "conversations:write",
+                    "--scope",
+                    "telegram:write",
+                    "--scope",
+                    "outbox:write",
+                    "--scope",
+                    "settings:write",
+                    "--scope",
+                    "templates:write",
+                    "--scope",
+                    "usage:write",
+                    "--json",
+                ],
+            )
             .await;
         let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
         v["key"].as_str().expect("key in the JSON").to_string()
@@ -220,24 +233,67 @@ impl Install {
 
     async fn serve_labelled(&self, label: &str, data_dir: &Path, env: &[(&str, &str)]) -> Server {
         let cmd = self.command_in(data_dir, &["serve", "--listen", "127.0.0.1:0"], env);
-        let proc = Proc::spawn(label, cmd);
-        let line = proc
-            .wait_for_line(Duration::from_secs(30), |l| {
-                l.starts_with("chatorical is running")
-            })
-            .await;
-        let port = port_of(&line).unwrap_or_else(|| panic!("no port in {line:?}"));
-        let base = format!("http://127.0.0.1:{port}");
-        Server {
-            proc,
-            api: Api::new(&base),
-            port,
-        }
+        start_server(label, cmd).await
+    }
+
+    /// `serve` on `data_dir`, started by `sh -c "SETUP; exec chatorical serve …"`: the
+    /// shell sets process limits or the umask (`ulimit -n 256; umask 022`) for it.
+    pub async fn serve_in_shell(
+        &self,
+        label: &str,
+        data_dir: &Path,
+        setup: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let cmd = self.command_in(data_dir, &["serve", "--listen", "127.0.0.1:0"], env);
+        start_server(label, in_shell(&cmd, setup)).await
+    }
+
+    /// The installation's own directory (working dir, master key, default data dir).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// `chatorical worker`.
     pub fn worker(&self, label: &str) -> Proc {
         self.spawn(label, &["worker"], &[])
+    }
+}
+
+/// `cmd` (its program, arguments, environment and working dir) run by
+/// `sh -c "SETUP; exec PROGRAM ARGS…"`, so that the shell's `ulimit`/`umask` apply to it.
+fn in_shell(cmd: &Command, setup: &str) -> Command {
+    let mut sh = Command::new("sh");
+    sh.env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            sh.env(k, v);
+        }
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        sh.current_dir(dir);
+    }
+    sh.arg("-c")
+        .arg(format!("{setup}; exec \"$0\" \"$@\""))
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    sh
+}
+
+/// Spawn a `serve` command and wait until it says it is running (on which port).
+async fn start_server(label: &str, cmd: Command) -> Server {
+    let proc = Proc::spawn(label, cmd);
+    let line = proc
+        .wait_for_line(Duration::from_secs(30), |l| {
+            l.starts_with("chatorical is running")
+        })
+        .await;
+    let port = port_of(&line).unwrap_or_else(|| panic!("no port in {line:?}"));
+    let base = format!("http://127.0.0.1:{port}");
+    Server {
+        proc,
+        api: Api::new(&base),
+        port,
     }
 }
 
@@ -471,6 +527,19 @@ impl Api {
             base: base.to_string(),
             http: Client::builder()
                 .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// A client that keeps no idle connection: each request on a connection of its
+    /// own, closed after the answer.
+    pub fn unpooled(base: &str, timeout: Duration) -> Self {
+        Api {
+            base: base.to_string(),
+            http: Client::builder()
+                .timeout(timeout)
+                .pool_max_idle_per_host(0)
                 .build()
                 .expect("client"),
         }

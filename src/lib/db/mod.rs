@@ -355,14 +355,8 @@ impl Db {
                 Pools::Pg(pool)
             }
             DatabaseUrl::Sqlite(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        Error::new(
-                            ErrorCode::InvalidConfig,
-                            format!("cannot create {}: {e}", dir.display()),
-                        )
-                    })?;
-                }
+                // Directory 0700, file 0600 (SQLite gives -wal/-shm the file's mode).
+                crate::files::prepare_sqlite_file(path)?;
                 let mut config = ManagerConfig::<SqliteConn>::default();
                 // A local file: nothing to verify with a query on every checkout.
                 config.recycling_method = RecyclingMethod::Fast;

@@ -4,6 +4,7 @@ pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod server;
 pub mod ws;
 
 use std::{
@@ -41,6 +42,8 @@ use self::error::ApiError;
 pub struct Metrics {
     /// Sockets open on this node.
     pub sockets_open: AtomicI64,
+    /// Connections: open, rejected over the caps, timed out, accept errors.
+    pub connections: Arc<server::ConnStats>,
 }
 
 /// Everything a handler needs.
@@ -182,13 +185,22 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = documented();
     let openapi = Arc::new(openapi);
     let max_body = state.settings.server.max_body_bytes;
-    api.route("/openapi.json", get(move || {
-        let doc = openapi.clone();
-        async move { axum::Json(doc.as_ref().clone()) }
-    }))
-    .route("/widget.js", get(routes::ops::widget_js))
-    .route("/metrics", get(crate::metrics::render))
-    .route("/", get(routes::ops::demo_page))
+    let api = api
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = openapi.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route("/widget.js", get(routes::ops::widget_js));
+    // With `telemetry.metrics_listen` set, /metrics lives on that listener only.
+    let api = if state.settings.telemetry.metrics_listen.is_none() {
+        api.route("/metrics", get(crate::metrics::render))
+    } else {
+        api
+    };
+    api.route("/", get(routes::ops::demo_page))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(middleware::from_fn(crate::metrics::track_http))
@@ -221,6 +233,16 @@ pub fn router(state: AppState) -> Router {
             }),
     )
     .with_state(state)
+}
+
+/// The router of the `telemetry.metrics_listen` address: `/metrics` and nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(crate::metrics::render))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(crate::metrics::track_http))
+        .with_state(state)
 }
 
 /// 422 for a path or query string holding an encoded NUL (`%00`): PostgreSQL cannot
