@@ -289,6 +289,9 @@ pub struct ServerSettings {
     /// a keep-alive connection; a slower connection is closed. So this is also the
     /// longest a keep-alive connection may sit idle between requests.
     pub header_read_timeout_secs: u64,
+    /// Seconds a client has, once its headers are in, to send the whole request body; a
+    /// body trickled slower is cut off (408 `request_timeout`) and the connection closed.
+    pub body_read_timeout_secs: u64,
     /// Connections (HTTP and WebSocket) open at once in this process; one more is closed
     /// right after accept. Lowered at start to what the open-files limit allows (see
     /// `reserved_fds`).
@@ -371,6 +374,7 @@ impl Default for ServerSettings {
             max_body_bytes: 64 * 1024,
             trusted_proxies: Vec::new(),
             header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
             max_connections: 100_000,
             max_connections_per_ip: 256,
             reserved_fds: 256,
@@ -449,6 +453,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "server.header_read_timeout_secs",
         "Seconds a client has to send a request's headers (from accept, or from the previous response on a keep-alive connection); slower connections are closed. Also the longest idle time of a keep-alive connection.",
+    ),
+    (
+        "server.body_read_timeout_secs",
+        "Seconds a client has, after its headers, to send the whole request body; a slower body gets 408 and the connection is closed.",
     ),
     (
         "server.max_connections",
@@ -814,6 +822,12 @@ impl Settings {
         if self.server.header_read_timeout_secs == 0 {
             return Err(config_error(
                 "server.header_read_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.server.body_read_timeout_secs == 0 {
+            return Err(config_error(
+                "server.body_read_timeout_secs",
                 "must be at least 1",
             ));
         }

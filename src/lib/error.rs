@@ -35,6 +35,8 @@ pub enum ErrorCode {
     TooManySockets,
     /// The body is larger than allowed.
     PayloadTooLarge,
+    /// The request body did not arrive within `server.body_read_timeout_secs`.
+    RequestTimeout,
     /// Configuration is invalid.
     InvalidConfig,
     /// A dependency (database) is unreachable; retry later.
@@ -58,6 +60,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManySockets => "too_many_sockets",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",

@@ -26,6 +26,7 @@ on_both_backends!(
     process_cap_closes_extra_connections_and_trusted_proxies_skip_the_per_ip_cap,
     metrics_token_is_required_when_set,
     metrics_listen_serves_metrics_alone_and_the_main_listener_404s,
+    slow_bodies_are_cut_off_at_the_body_deadline,
 );
 
 /// A TCP connection to `to` from the loopback address `from` (`127.0.0.X`).
@@ -338,4 +339,70 @@ async fn metrics_listen_serves_metrics_alone_and_the_main_listener_404s(b: Backe
         let (status, body) = get(&mut conn, path, "").await.expect("an answer");
         assert_eq!(status, 404, "{path} on the metrics listener: {body}");
     }
+}
+
+async fn slow_bodies_are_cut_off_at_the_body_deadline(b: Backend) {
+    let app = spawn_app_with(b, |s| {
+        s.server.header_read_timeout_secs = 10;
+        s.server.body_read_timeout_secs = 1;
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    let body = serde_json::json!({ "widget_key": t.widget_key }).to_string();
+    let head = format!(
+        "POST /v1/widget/session HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    // In time, even in pieces: answered.
+    let mut ok = connect_from(app.addr, "127.0.0.1").await;
+    ok.write_all(head.as_bytes()).await.expect("head");
+    let (first, rest) = body.split_at(5);
+    ok.write_all(first.as_bytes()).await.expect("part");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ok.write_all(rest.as_bytes()).await.expect("rest");
+    let answer = read_response(&mut ok).await;
+    assert_eq!(answer.as_ref().map(|(s, _)| *s), Some(200), "{answer:?}");
+
+    // A byte every 200 ms: each chunk is quick, the whole body is not.
+    let mut slow = connect_from(app.addr, "127.0.0.1").await;
+    slow.write_all(head.as_bytes()).await.expect("head");
+    let started = Instant::now();
+    let mut chunk = [0u8; 4096];
+    let mut received = Vec::new();
+    for byte in body.as_bytes().iter().take(body.len() - 1) {
+        if slow.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), slow.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&chunk[..n]),
+            Err(_) => {}
+        }
+        if !received.is_empty() && started.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&received).to_string();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?} after {took:?}");
+    assert!(text.contains("\"request_timeout\""), "{text}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "cut off after {took:?}, want about 1 s"
+    );
+    // And the connection is closed after the answer.
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match slow.read(&mut chunk).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        closed.ok(),
+        Some(true),
+        "the connection is closed after the 408"
+    );
 }

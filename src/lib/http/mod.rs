@@ -180,6 +180,51 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
+/// A whole-body deadline: once the headers are in, the body must arrive within
+/// `server.body_read_timeout_secs` in all (the header-read timeout does not cover it, and
+/// a per-chunk timeout would let a client trickle a byte at a time forever). A body cut
+/// off answers 408 `request_timeout` and closes the connection. Requests without a body
+/// pass untouched.
+async fn body_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    use axum::body::{Body, HttpBody};
+    use futures_util::StreamExt;
+    if req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = timed_out.clone();
+    let (parts, body) = req.into_parts();
+    let chunks = futures_util::stream::unfold(Some(body.into_data_stream()), move |state| {
+        let flag = flag.clone();
+        async move {
+            let mut stream = state?;
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(chunk)) => Some((chunk, Some(stream))),
+                Ok(None) => None,
+                Err(_) => {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Some((Err(axum::Error::new("request body timed out")), None))
+                }
+            }
+        }
+    });
+    let resp = next
+        .run(Request::from_parts(parts, Body::from_stream(chunks)))
+        .await;
+    if !timed_out.load(std::sync::atomic::Ordering::Relaxed) {
+        return resp;
+    }
+    let mut resp = ApiError(Error::new(
+        ErrorCode::RequestTimeout,
+        "the request body did not arrive in time",
+    ))
+    .into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = documented();
@@ -206,6 +251,10 @@ pub fn router(state: AppState) -> Router {
     .layer(middleware::from_fn(crate::metrics::track_http))
     .layer(middleware::from_fn(refuse_nul_in_uri))
     .layer(DefaultBodyLimit::max(max_body))
+    .layer(middleware::from_fn_with_state(
+        Duration::from_secs(state.settings.server.body_read_timeout_secs),
+        body_deadline,
+    ))
     .layer(middleware::from_fn_with_state(state.clone(), widget_cors))
     .layer(
         TraceLayer::new_for_http()
