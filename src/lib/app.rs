@@ -151,7 +151,8 @@ fn spawn_worker(state: &AppState) -> tokio::task::JoinHandle<()> {
             state.wake.clone(),
             &url,
         )
-        .with_budgets(state.budgets.clone()),
+        .with_budgets(state.budgets.clone())
+        .with_panics(state.panics.clone()),
     );
     tokio::spawn(worker.run(state.shutdown.clone()))
 }
@@ -243,8 +244,9 @@ impl Application {
         let public_url: Arc<str> = settings.public_url(addr).into();
         let signer = WsTokenSigner::new(&token_secret(&settings)?);
         let cluster = Cluster::connect(&settings.redis)?;
+        let panics = crate::tasks::Panics::default();
         let hub: Arc<dyn Hub> = match &cluster {
-            Some(c) => Arc::new(RedisHub::start(c.clone())),
+            Some(c) => Arc::new(RedisHub::start(c.clone(), &panics)),
             None => Arc::new(LocalHub::new()),
         };
         let wake = Wakeup::default();
@@ -291,6 +293,7 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             public_url,
             demo_widget_key: Arc::new(RwLock::new(None)),
+            panics,
         };
         if state.settings.demo.enabled && state.settings.is_embedded() {
             let key = ensure_demo_tenant(&state, addr).await?;
@@ -339,6 +342,7 @@ impl Application {
         let cancel = state.shutdown.clone();
         let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
         let usage = state.usage.clone();
+        let panics = state.panics.clone();
         let summarizer = tokio::spawn(usage.clone().run_summarizer(cancel.clone()));
         watch_master_key(state.bots.key().clone(), cancel.clone());
         let settings = state.settings.clone();
@@ -383,16 +387,34 @@ impl Application {
             cancel.clone(),
         ));
         cancel.cancelled().await;
-        if let Some(worker) = self.worker {
-            let _ = tokio::time::timeout(grace, worker).await;
+        let mut crashed = Vec::new();
+        if let Some(worker) = self.worker
+            && let Ok(joined) = tokio::time::timeout(grace, worker).await
+            && panics.check_join("outbox worker", &joined)
+        {
+            crashed.push("outbox worker");
         }
         let served = tokio::time::timeout(grace, server).await;
+        if let Ok(joined) = &served
+            && panics.check_join("http server", joined)
+        {
+            crashed.push("http server");
+        }
         // Store what the last requests counted; with Redis, summarize once more.
-        let _ = summarizer.await;
+        if panics.check_join("usage summarizer", &summarizer.await) {
+            crashed.push("usage summarizer");
+        }
         match tokio::time::timeout(grace, usage.summarize()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "last usage summary failed"),
             Err(_) => tracing::warn!("last usage summary timed out"),
+        }
+        if !crashed.is_empty() {
+            // A supervisor restarts a process that exits with an error.
+            return Err(Error::internal(format!(
+                "background task(s) panicked: {}",
+                crashed.join(", ")
+            )));
         }
         match served {
             Ok(Ok(())) => Ok(()),

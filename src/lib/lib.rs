@@ -21,6 +21,7 @@
 //! - [`telemetry`]: logging setup, and OTLP trace export with the `otlp` cargo feature.
 //! - [`secrets`]: master key rotation: status, re-encryption, retiring old keys.
 //! - [`identity`]: identity verification (HMAC of the host site's user id), the tenant secret.
+//! - [`tasks`]: every spawned task and request handler under a watch that logs and counts panics.
 //! - [`widget_release`]: the versioned widget asset and its embed snippet with SRI.
 //! - [`files`]: the private data directory (0700) and SQLite files (0600).
 //!
@@ -47,6 +48,7 @@ pub mod outbox;
 pub mod presence;
 pub mod realtime;
 pub mod secrets;
+pub mod tasks;
 pub mod telegram;
 pub mod telemetry;
 pub mod tenancy;

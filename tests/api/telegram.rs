@@ -272,13 +272,16 @@ async fn two_workers_and_a_hundred_conversations_make_a_hundred_topics(b: Backen
         state.settings.worker.clone(),
     ));
     let url = state.settings.database_url().expect("url");
-    let second = Arc::new(Worker::new(
-        state.db.clone(),
-        state.settings.worker.clone(),
-        delivery,
-        Wakeup::default(),
-        &url,
-    ));
+    let second = Arc::new(
+        Worker::new(
+            state.db.clone(),
+            state.settings.worker.clone(),
+            delivery,
+            Wakeup::default(),
+            &url,
+        )
+        .with_panics(state.panics.clone()),
+    );
     let stop = CancellationToken::new();
     let handle = tokio::spawn(second.run(stop.clone()));
 
@@ -307,7 +310,9 @@ async fn two_workers_and_a_hundred_conversations_make_a_hundred_topics(b: Backen
     assert_eq!(texts.len(), 100);
     assert!(texts.values().all(|n| *n == 1), "no duplicate sends");
     stop.cancel();
-    let _ = handle.await;
+    handle
+        .await
+        .expect("the second worker stops without panicking");
 }
 
 async fn retry_after_pauses_only_that_chat_and_keeps_order(b: Backend) {

@@ -85,6 +85,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Widget key of the demo tenant, when the demo is on.
     pub demo_widget_key: Arc<RwLock<Option<String>>>,
+    /// Panics caught in handlers and spawned tasks (logged; must stay 0).
+    pub panics: crate::tasks::Panics,
 }
 
 /// A short-lived cache of the union of all tenants' allowed origins.
@@ -225,6 +227,21 @@ async fn body_deadline(State(limit): State<Duration>, req: Request, next: Next) 
     resp
 }
 
+/// A handler that panics answers 500 `internal` (the connection and the process go on)
+/// and the panic is logged and counted.
+fn catch_panics(
+    panics: crate::tasks::Panics,
+) -> tower_http::catch_panic::CatchPanicLayer<
+    impl Fn(Box<dyn std::any::Any + Send + 'static>) -> Response + Clone,
+> {
+    tower_http::catch_panic::CatchPanicLayer::custom(
+        move |payload: Box<dyn std::any::Any + Send + 'static>| {
+            panics.record("http handler", payload.as_ref());
+            ApiError(Error::internal("request handler panicked")).into_response()
+        },
+    )
+}
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = documented();
@@ -248,6 +265,7 @@ pub fn router(state: AppState) -> Router {
     api.route("/", get(routes::ops::demo_page))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
+    .layer(catch_panics(state.panics.clone()))
     .layer(middleware::from_fn(crate::metrics::track_http))
     .layer(middleware::from_fn(refuse_nul_in_uri))
     .layer(DefaultBodyLimit::max(max_body))

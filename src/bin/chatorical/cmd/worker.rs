@@ -50,19 +50,23 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
     // Counts topics it creates, and folds the Redis usage counters every minute.
     let usage = Usage::new(db.clone(), Cluster::connect(&settings.redis)?);
     let summarizer = tokio::spawn(usage.clone().run_summarizer(shutdown.clone()));
+    let panics = chatorical::tasks::Panics::default();
     let mut handles = Vec::new();
     for _ in 0..args.workers.max(1) {
         let delivery = Arc::new(
             TelegramDelivery::new(db.clone(), bots.clone(), settings.worker.clone())
                 .with_usage(usage.clone()),
         );
-        let worker = Arc::new(Worker::new(
-            db.clone(),
-            settings.worker.clone(),
-            delivery,
-            wake.clone(),
-            &url,
-        ));
+        let worker = Arc::new(
+            Worker::new(
+                db.clone(),
+                settings.worker.clone(),
+                delivery,
+                wake.clone(),
+                &url,
+            )
+            .with_panics(panics.clone()),
+        );
         handles.push(tokio::spawn(worker.run(shutdown.clone())));
     }
     let stop = super::shutdown_signal();
@@ -73,11 +77,19 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
     stop.await;
     shutdown.cancel();
     for h in handles {
-        let _ = h.await;
+        panics.check_join("outbox worker", &h.await);
     }
-    let _ = summarizer.await;
+    panics.check_join("usage summarizer", &summarizer.await);
     if let Err(e) = usage.summarize().await {
         tracing::warn!(error = %e, "last usage summary failed");
+    }
+    if panics.count() > 0 {
+        // Logged where they happened; a supervisor sees a failed run.
+        eprintln!(
+            "error: {} task panic(s) during this run; see the log",
+            panics.count()
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
