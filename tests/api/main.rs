@@ -6,6 +6,8 @@ mod fake_telegram;
 mod helpers;
 #[path = "../support/pg.rs"]
 mod pg;
+#[path = "../support/redis.rs"]
+mod test_redis;
 
 mod connections;
 mod fuzz_regressions;
