@@ -164,7 +164,7 @@ async fn refresh_gauges(state: &AppState) {
     }
     if let Ok(mut pc) = state.db.conn().await {
         let mut conn = pc.as_conn();
-        for status in ["queued", "in_flight", "delivered", "dead"] {
+        for status in crate::outbox::OutboxStatus::ALL.map(|s| s.as_str()) {
             if let Ok(n) = repo::outbox::count_by_status(&mut conn, status).await {
                 metrics::gauge!("chatorical_outbox_items", "status" => status).set(n as f64);
             }

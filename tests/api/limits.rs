@@ -35,7 +35,6 @@ on_both_backends!(
     two_nodes_on_one_redis_share_the_budget,
 );
 
-
 /// A key prefix of its own, so that parallel tests never share a budget.
 fn unique_prefix() -> String {
     format!("chatorical_test_{}", uuid::Uuid::new_v4().simple())

@@ -18,6 +18,7 @@ mod keys;
 mod limits;
 mod long_messages;
 mod notify;
+mod operations;
 mod ops;
 mod socket_caps;
 mod telegram;

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::db::repo;
 use crate::domain::{
     Scope,
     ScopeAccess::{Read, Write},
@@ -80,16 +79,16 @@ async fn status(
 ) -> ApiResult<Json<TelegramStatus>> {
     admin.require(&Scope::new("telegram", Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
-    let mut pc = state.db.conn().await?;
-    let cfg = repo::telegram::get(&mut pc.as_conn(), &tenant.id)
-        .await?
-        .ok_or_else(|| Error::not_found("telegram connection"))?;
-    Ok(Json(setup::status(
-        &state.bots,
-        &cfg,
-        &state.public_url,
-        &tenant.slug,
-    )))
+    Ok(Json(
+        setup::current_status(
+            &state.db,
+            &state.bots,
+            &admin.caller(),
+            &tenant,
+            &state.public_url,
+        )
+        .await?,
+    ))
 }
 
 /// Disconnected.
@@ -132,26 +131,19 @@ async fn toggle(
 ) -> ApiResult<Json<TelegramStatus>> {
     admin.require(&Scope::new("telegram", Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
-    let mut pc = state.db.conn().await?;
-    let mut conn = pc.as_conn();
-    if !repo::telegram::set_enabled(&mut conn, &tenant.id, req.enabled, crate::domain::now_ms())
-        .await?
-    {
-        return Err(Error::not_found("telegram connection").into());
-    }
+    let status = setup::set_enabled(
+        &state.db,
+        &state.bots,
+        &admin.caller(),
+        &tenant,
+        &state.public_url,
+        req.enabled,
+    )
+    .await?;
     if req.enabled {
-        repo::outbox::make_due(&mut conn, &tenant.id, crate::domain::now_ms()).await?;
         state.wake.wake();
     }
-    let cfg = repo::telegram::get(&mut conn, &tenant.id)
-        .await?
-        .ok_or_else(|| Error::not_found("telegram connection"))?;
-    Ok(Json(setup::status(
-        &state.bots,
-        &cfg,
-        &state.public_url,
-        &tenant.slug,
-    )))
+    Ok(Json(status))
 }
 
 /// Accepted update.
