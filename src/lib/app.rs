@@ -128,32 +128,59 @@ pub fn watch_master_key(
     })
 }
 
-/// Start an outbox worker on the application's shutdown signal.
-fn spawn_worker(state: &AppState) -> tokio::task::JoinHandle<()> {
+/// The process's parts an outbox worker delivering to Telegram runs with.
+pub struct WorkerParts {
+    /// The database.
+    pub db: Db,
+    /// Bots per tenant (and the master key).
+    pub bots: Arc<Bots>,
+    /// Usage counters (topics created).
+    pub usage: Usage,
+    /// In-process wake-ups (PostgreSQL NOTIFY wakes across processes).
+    pub wake: Wakeup,
+    /// The process's Telegram rate budgets, shared by all its workers and typing actions.
+    pub budgets: Arc<Budgets>,
+    /// Where panics of deliveries are counted.
+    pub panics: crate::tasks::Panics,
+}
+
+/// An outbox worker delivering to Telegram: the one place `serve` and
+/// `chatorical worker` build theirs.
+pub fn telegram_worker(settings: &Settings, parts: &WorkerParts) -> Worker<TelegramDelivery> {
     let delivery = Arc::new(
         TelegramDelivery::new(
-            state.db.clone(),
-            state.bots.clone(),
-            state.settings.worker.clone(),
+            parts.db.clone(),
+            parts.bots.clone(),
+            settings.worker.clone(),
         )
-        .with_usage(state.usage.clone()),
+        .with_usage(parts.usage.clone()),
     );
-    let url = state
-        .settings
+    let url = settings
         .database_url()
         .unwrap_or(DatabaseUrl::Sqlite(Default::default()));
-    // The same budgets as typing actions in this process.
-    let worker = Arc::new(
-        Worker::new(
-            state.db.clone(),
-            state.settings.worker.clone(),
-            delivery,
-            state.wake.clone(),
-            &url,
-        )
-        .with_budgets(state.budgets.clone())
-        .with_panics(state.panics.clone()),
-    );
+    Worker::new(
+        parts.db.clone(),
+        settings.worker.clone(),
+        delivery,
+        parts.wake.clone(),
+        &url,
+    )
+    .with_budgets(parts.budgets.clone())
+    .with_panics(parts.panics.clone())
+}
+
+/// Start the embedded outbox worker on the application's shutdown signal (with the
+/// same budgets as typing actions in this process).
+fn spawn_worker(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let parts = WorkerParts {
+        db: state.db.clone(),
+        bots: state.bots.clone(),
+        usage: state.usage.clone(),
+        wake: state.wake.clone(),
+        budgets: state.budgets.clone(),
+        panics: state.panics.clone(),
+    };
+    let worker = Arc::new(telegram_worker(&state.settings, &parts));
     tokio::spawn(worker.run(state.shutdown.clone()))
 }
 

@@ -61,7 +61,7 @@ pub enum TelegramCommand {
 pub async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<ExitCode> {
     let (settings, db) = super::open(g).await?;
     let bots = Bots::new(&settings.telegram, Arc::new(load_master_key(&settings)?))?;
-    let public_url = super::public_url(&settings);
+    let public_url = settings.configured_public_url();
     match cmd {
         TelegramCommand::Setup {
             tenant,
