@@ -134,9 +134,9 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     });
     // Every scope there is: a key can only grant what it holds, and tests issue tenant
     // keys with it.
-    let mut scopes: Vec<String> = chatorical::domain::scope::RESOURCES
+    let mut scopes: Vec<String> = chatorical::domain::Resource::ALL
         .iter()
-        .map(|r| format!("{r}:write"))
+        .map(|r| format!("{}:write", r.as_str()))
         .collect();
     scopes.push("outbox:reveal".into());
     let platform = chatorical::tenancy::issue_key(

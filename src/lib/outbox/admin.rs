@@ -100,9 +100,15 @@ pub async fn list_items(
     filter: ItemFilter,
     max: i64,
 ) -> Result<Vec<OutboxItemView>> {
-    caller.require(&Scope::new("outbox", ScopeAccess::Read))?;
+    caller.require(&Scope::new(
+        crate::domain::Resource::Outbox,
+        ScopeAccess::Read,
+    ))?;
     if filter.reveal {
-        caller.require(&Scope::new("outbox", ScopeAccess::Reveal))?;
+        caller.require(&Scope::new(
+            crate::domain::Resource::Outbox,
+            ScopeAccess::Reveal,
+        ))?;
     }
     check_tenant(caller, tenant)?;
     let mut pc = db.conn().await?;
@@ -128,7 +134,10 @@ pub async fn retry_item(
     tenant: &Tenant,
     id: &str,
 ) -> Result<OutboxItemView> {
-    caller.require(&Scope::new("outbox", ScopeAccess::Write))?;
+    caller.require(&Scope::new(
+        crate::domain::Resource::Outbox,
+        ScopeAccess::Write,
+    ))?;
     check_tenant(caller, tenant)?;
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();

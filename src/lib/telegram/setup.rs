@@ -228,7 +228,7 @@ pub async fn current_status(
     public_url: &str,
 ) -> Result<TelegramStatus> {
     caller.require(&crate::domain::Scope::new(
-        "telegram",
+        crate::domain::Resource::Telegram,
         crate::domain::ScopeAccess::Read,
     ))?;
     own_tenant_only(caller, tenant)?;
@@ -253,7 +253,7 @@ pub async fn set_enabled(
     enabled: bool,
 ) -> Result<TelegramStatus> {
     caller.require(&crate::domain::Scope::new(
-        "telegram",
+        crate::domain::Resource::Telegram,
         crate::domain::ScopeAccess::Write,
     ))?;
     own_tenant_only(caller, tenant)?;

@@ -67,7 +67,7 @@ async fn list(
         reveal: f.reveal.unwrap_or(false),
     };
     // Scopes first: a key without `outbox:read` learns nothing about tenants.
-    admin.require(&Scope::new("outbox", Read))?;
+    admin.require(&Scope::new(crate::domain::Resource::Outbox, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let items = admin::list_items(&state.db, &admin.caller(), &tenant, filter, 500).await?;
     Ok(Json(OutboxList { items }))
@@ -101,7 +101,7 @@ async fn enqueue(
     headers: HeaderMap,
     Json(req): Json<EnqueueText>,
 ) -> ApiResult<(StatusCode, Json<Enqueued>)> {
-    admin.require(&Scope::new("outbox", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Outbox, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let inserted = crate::telegram::enqueue_text(
         &state.db,
@@ -133,7 +133,7 @@ async fn retry(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<OutboxItemView>> {
-    admin.require(&Scope::new("outbox", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Outbox, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let item = admin::retry_item(&state.db, &admin.caller(), &tenant, &id).await?;
     state.wake.wake();

@@ -54,7 +54,7 @@ async fn connect(
     headers: HeaderMap,
     Json(req): Json<ConnectTelegram>,
 ) -> ApiResult<Json<TelegramStatus>> {
-    admin.require(&Scope::new("telegram", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Telegram, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let status = setup::connect(
         &state.db,
@@ -77,7 +77,7 @@ async fn status(
     admin: Admin,
     headers: HeaderMap,
 ) -> ApiResult<Json<TelegramStatus>> {
-    admin.require(&Scope::new("telegram", Read))?;
+    admin.require(&Scope::new(crate::domain::Resource::Telegram, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     Ok(Json(
         setup::current_status(
@@ -106,7 +106,7 @@ async fn disconnect(
     admin: Admin,
     headers: HeaderMap,
 ) -> ApiResult<Json<Disconnected>> {
-    admin.require(&Scope::new("telegram", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Telegram, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     setup::disconnect(&state.db, &state.bots, &tenant).await?;
     Ok(Json(Disconnected { disconnected: true }))
@@ -129,7 +129,7 @@ async fn toggle(
     headers: HeaderMap,
     Json(req): Json<ToggleTelegram>,
 ) -> ApiResult<Json<TelegramStatus>> {
-    admin.require(&Scope::new("telegram", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Telegram, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let status = setup::set_enabled(
         &state.db,
