@@ -20,6 +20,7 @@ mod long_messages;
 mod notify;
 mod operations;
 mod ops;
+mod router;
 mod socket_caps;
 mod telegram;
 mod telegram_webhook;
