@@ -4,6 +4,7 @@ pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod scrape;
 pub mod server;
 pub mod ws;
 
@@ -258,7 +259,7 @@ pub fn router(state: AppState) -> Router {
         .route("/widget.js", get(routes::ops::widget_js));
     // With `telemetry.metrics_listen` set, /metrics lives on that listener only.
     let api = if state.settings.telemetry.metrics_listen.is_none() {
-        api.route("/metrics", get(crate::metrics::render))
+        api.route("/metrics", get(scrape::render))
     } else {
         api
     };
@@ -266,7 +267,7 @@ pub fn router(state: AppState) -> Router {
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(catch_panics(state.panics.clone()))
-    .layer(middleware::from_fn(crate::metrics::track_http))
+    .layer(middleware::from_fn(scrape::track_http))
     .layer(middleware::from_fn(refuse_nul_in_uri))
     .layer(DefaultBodyLimit::max(max_body))
     .layer(middleware::from_fn_with_state(
@@ -305,10 +306,10 @@ pub fn router(state: AppState) -> Router {
 /// The router of the `telemetry.metrics_listen` address: `/metrics` and nothing else.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/metrics", get(crate::metrics::render))
+        .route("/metrics", get(scrape::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(crate::metrics::track_http))
+        .layer(middleware::from_fn(scrape::track_http))
         .with_state(state)
 }
 
