@@ -136,23 +136,21 @@ fn spawn_worker(state: &AppState) -> tokio::task::JoinHandle<()> {
             state.bots.clone(),
             state.settings.worker.clone(),
         )
-        .with_usage(state.usage.clone()),
+        .with_usage(state.usage.clone())
+        // The same budgets as typing actions in this process.
+        .with_budgets(state.budgets.clone()),
     );
     let url = state
         .settings
         .database_url()
         .unwrap_or(DatabaseUrl::Sqlite(Default::default()));
-    // The same budgets as typing actions in this process.
-    let worker = Arc::new(
-        Worker::new(
-            state.db.clone(),
-            state.settings.worker.clone(),
-            delivery,
-            state.wake.clone(),
-            &url,
-        )
-        .with_budgets(state.budgets.clone()),
-    );
+    let worker = Arc::new(Worker::new(
+        state.db.clone(),
+        state.settings.worker.clone(),
+        delivery,
+        state.wake.clone(),
+        &url,
+    ));
     tokio::spawn(worker.run(state.shutdown.clone()))
 }
 

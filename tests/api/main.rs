@@ -19,6 +19,7 @@ mod notify;
 mod ops;
 mod socket_caps;
 mod telegram;
+mod telegram_limits;
 mod telegram_webhook;
 mod templates;
 mod usage;

@@ -9,7 +9,7 @@ use chatorical::{
     app::load_master_key,
     cluster::Cluster,
     config::Settings,
-    outbox::{Wakeup, worker::Worker},
+    outbox::{Wakeup, budget::Budgets, worker::Worker},
     telegram::{Bots, delivery::TelegramDelivery},
     usage::Usage,
 };
@@ -51,10 +51,13 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
     let usage = Usage::new(db.clone(), Cluster::connect(&settings.redis)?);
     let summarizer = tokio::spawn(usage.clone().run_summarizer(shutdown.clone()));
     let mut handles = Vec::new();
+    // One set of Telegram budgets for every worker of this process.
+    let budgets = Arc::new(Budgets::new());
     for _ in 0..args.workers.max(1) {
         let delivery = Arc::new(
             TelegramDelivery::new(db.clone(), bots.clone(), settings.worker.clone())
-                .with_usage(usage.clone()),
+                .with_usage(usage.clone())
+                .with_budgets(budgets.clone()),
         );
         let worker = Arc::new(Worker::new(
             db.clone(),
