@@ -113,7 +113,7 @@ struct Env {
 
 impl Env {
     async fn start(backend: Backend, embedded_worker: bool) -> Result<Env> {
-        let fake = FakeTelegram::start().await;
+        let fake = FakeTelegram::start_local().await;
         let dir = tempfile::tempdir()?;
         let pg = match backend {
             Backend::Postgres => Some(PgDatabase::create(&common::pg_admin_url()).await?),
@@ -122,6 +122,8 @@ impl Env {
         let extra: Vec<(&str, String)> = vec![
             ("CHATORICAL_TELEGRAM__API_URL", fake.api_url()),
             ("CHATORICAL_TELEGRAM__REQUEST_TIMEOUT_SECS", "5".into()),
+            // The fake is a local Bot API server: the webhook is plain http.
+            ("CHATORICAL_TELEGRAM__ALLOW_HTTP_WEBHOOK", "true".into()),
             ("CHATORICAL_WORKER__EMBEDDED", embedded_worker.to_string()),
             ("CHATORICAL_WORKER__PER_CHAT_PER_SEC", "100000".into()),
             ("CHATORICAL_WORKER__PER_GROUP_PER_MIN", "100000000".into()),

@@ -12,8 +12,8 @@ use std::{
 };
 
 use fake_telegram::{
-    DEFAULT_ICON_COLOR, Failure, FakeTelegram, SECRET_TOKEN_HEADER, Topic, bot_own_update,
-    edited_topic_text_update, general_text_update, private_update, service_update,
+    DEFAULT_ICON_COLOR, Failure, FakeTelegram, Limits, SECRET_TOKEN_HEADER, Topic, Window,
+    bot_own_update, edited_topic_text_update, general_text_update, private_update, service_update,
     topic_text_update,
 };
 use serde_json::{Value, json};
@@ -34,7 +34,15 @@ const PLAIN_GROUP: i64 = -1_001_000_000_002;
 
 /// A fake with one admin bot in one forum (and one non-forum group).
 async fn world() -> (FakeTelegram, Bot) {
-    let fake = FakeTelegram::start().await;
+    populate(FakeTelegram::start().await)
+}
+
+/// [`world`] on a fake that behaves as a local Bot API server.
+async fn local_world() -> (FakeTelegram, Bot) {
+    populate(FakeTelegram::start_local().await)
+}
+
+fn populate(fake: FakeTelegram) -> (FakeTelegram, Bot) {
     fake.add_bot(TOKEN, BOT_ID, USERNAME);
     fake.add_group(FORUM, "Support", true);
     fake.add_group(PLAIN_GROUP, "Plain", false);
@@ -715,7 +723,7 @@ async fn deliver_update_posts_to_the_webhook_with_the_secret() {
     let addr = listener.local_addr().expect("addr");
     let receiver = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let (fake, bot) = world().await;
+    let (fake, bot) = local_world().await;
     let url = reqwest::Url::parse(&format!("http://{addr}/hook")).expect("url");
     bot.set_webhook(url)
         .secret_token("abc_DEF-123")
@@ -741,6 +749,263 @@ async fn deliver_update_posts_to_the_webhook_with_the_secret() {
         "Bad Request: secret token contains unallowed characters"
     );
     receiver.abort();
+}
+
+#[tokio::test]
+async fn webhooks_follow_the_cloud_rules_unless_local() {
+    let (fake, bot) = world().await;
+    let url = |u: &str| reqwest::Url::parse(u).expect("url");
+    let http = bot.set_webhook(url("http://chat.example.com/hook")).await;
+    assert!(
+        matches!(http, Err(RequestError::Api(ApiError::WebhookRequireHttps))),
+        "{http:?}"
+    );
+    let port = bot
+        .set_webhook(url("https://chat.example.com:8080/hook"))
+        .await;
+    assert!(
+        matches!(port, Err(RequestError::Api(ApiError::BadWebhookPort))),
+        "{port:?}"
+    );
+    assert!(fake.webhook(TOKEN).is_none(), "a refused URL is not kept");
+    for ok in [
+        "https://chat.example.com/hook",
+        "https://chat.example.com:8443/hook",
+        "https://chat.example.com:88/hook",
+    ] {
+        bot.set_webhook(url(ok)).await.expect(ok);
+        assert_eq!(fake.webhook(TOKEN).expect("kept").url, ok);
+    }
+
+    // A local Bot API server takes plain http on any port.
+    let (local, bot) = local_world().await;
+    bot.set_webhook(url("http://127.0.0.1:8080/hook"))
+        .await
+        .expect("http on a local server");
+    assert_eq!(
+        local.webhook(TOKEN).expect("kept").url,
+        "http://127.0.0.1:8080/hook"
+    );
+    let ftp = bot.set_webhook(url("ftp://127.0.0.1/hook")).await;
+    assert!(
+        matches!(ftp, Err(RequestError::Api(ApiError::WebhookRequireHttps))),
+        "{ftp:?}"
+    );
+}
+
+#[tokio::test]
+async fn flood_limits_answer_429_with_retry_after_and_change_nothing() {
+    let (fake, bot) = world().await;
+    let topic = fake.add_topic(FORUM, "t");
+    // Per chat: 1 per 200 ms (no slack).
+    fake.set_limits(Some(Limits {
+        per_bot: Window {
+            max: 100,
+            every: Duration::from_secs(1),
+        },
+        per_chat: Window {
+            max: 1,
+            every: Duration::from_millis(200),
+        },
+        per_group: Window {
+            max: 100,
+            every: Duration::from_secs(1),
+        },
+        slack: Duration::ZERO,
+    }));
+    bot.send_message(ChatId(FORUM), "one").await.expect("first");
+    let second = bot.send_message(ChatId(FORUM), "two").await;
+    assert!(
+        matches!(&second, Err(RequestError::RetryAfter(secs)) if secs.seconds() == 1),
+        "{second:?}"
+    );
+    // The raw answer carries parameters.retry_after.
+    let raw: Value = reqwest::Client::new()
+        .post(format!("{}/bot{TOKEN}/sendMessage", fake.api_url()))
+        .json(&json!({"chat_id": FORUM, "text": "raw"}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(raw["error_code"], 429, "{raw}");
+    assert_eq!(raw["parameters"]["retry_after"], 1, "{raw}");
+    assert_eq!(
+        raw["description"], "Too Many Requests: retry after 1",
+        "{raw}"
+    );
+    assert_eq!(
+        fake.sent_messages(FORUM).len(),
+        1,
+        "refused calls send nothing"
+    );
+    let throttled: Vec<Option<String>> = fake
+        .throttled()
+        .iter()
+        .map(|c| c.text().map(str::to_owned))
+        .collect();
+    assert_eq!(throttled, vec![Some("two".into()), Some("raw".into())]);
+    // Other chats have their own window; after the window the chat takes one more.
+    bot.create_forum_topic(ChatId(PLAIN_GROUP), "x")
+        .await
+        .expect_err("not a forum: 400, but not throttled");
+    tokio::time::sleep(Duration::from_millis(210)).await;
+    bot.send_message(ChatId(FORUM), "three")
+        .await
+        .expect("after the window");
+
+    // Per group: messages only, chat actions do not count.
+    fake.set_limits(Some(Limits {
+        per_bot: Window {
+            max: 100,
+            every: Duration::from_secs(1),
+        },
+        per_chat: Window {
+            max: 100,
+            every: Duration::from_secs(1),
+        },
+        per_group: Window {
+            max: 2,
+            every: Duration::from_secs(60),
+        },
+        slack: Duration::ZERO,
+    }));
+    for _ in 0..3 {
+        bot.send_chat_action(ChatId(FORUM), teloxide::types::ChatAction::Typing)
+            .message_thread_id(thread(topic))
+            .await
+            .expect("chat actions are not messages");
+    }
+    bot.send_message(ChatId(FORUM), "g1").await.expect("g1");
+    bot.create_forum_topic(ChatId(FORUM), "g2")
+        .await
+        .expect("a topic posts its service message");
+    let third = bot.send_message(ChatId(FORUM), "g3").await;
+    match third {
+        Err(RequestError::RetryAfter(secs)) => {
+            assert!((59..=60).contains(&secs.seconds()), "{secs:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Per bot: all chats together.
+    fake.set_limits(Some(Limits {
+        per_bot: Window {
+            max: 2,
+            every: Duration::from_secs(1),
+        },
+        per_chat: Window {
+            max: 100,
+            every: Duration::from_secs(1),
+        },
+        per_group: Window {
+            max: 100,
+            every: Duration::from_secs(1),
+        },
+        slack: Duration::ZERO,
+    }));
+    bot.send_message(ChatId(FORUM), "b1").await.expect("b1");
+    bot.send_message(ChatId(PLAIN_GROUP), "b2")
+        .await
+        .expect("b2");
+    let b3 = bot.send_message(ChatId(PLAIN_GROUP), "b3").await;
+    assert!(matches!(b3, Err(RequestError::RetryAfter(_))), "{b3:?}");
+    // Reading methods are never counted.
+    bot.get_chat(ChatId(FORUM)).await.expect("getChat");
+    fake.set_limits(None);
+    bot.send_message(ChatId(PLAIN_GROUP), "b4")
+        .await
+        .expect("limits off");
+}
+
+#[tokio::test]
+async fn the_telegram_limits_scale_their_windows_only() {
+    let limits = Limits::telegram();
+    assert_eq!(
+        (
+            limits.per_bot.max,
+            limits.per_chat.max,
+            limits.per_group.max
+        ),
+        (30, 1, 20)
+    );
+    assert_eq!(limits.per_group.every, Duration::from_secs(60));
+    let scaled = limits.scaled(10);
+    assert_eq!(scaled.per_group.max, 20);
+    assert_eq!(scaled.per_group.every, Duration::from_secs(6));
+    assert_eq!(scaled.per_chat.every, Duration::from_millis(100));
+    assert_eq!(scaled.slack, limits.slack);
+}
+
+#[tokio::test]
+async fn a_migrated_group_answers_migrate_to_chat_id() {
+    const SUPERGROUP: i64 = -1_001_000_000_099;
+    let (fake, bot) = world().await;
+    fake.migrate_group(FORUM, SUPERGROUP, true);
+    let old = bot.send_message(ChatId(FORUM), "hello").await;
+    assert!(
+        matches!(old, Err(RequestError::MigrateToChatId(ChatId(id))) if id == SUPERGROUP),
+        "{old:?}"
+    );
+    let raw: Value = reqwest::Client::new()
+        .post(format!("{}/bot{TOKEN}/sendMessage", fake.api_url()))
+        .json(&json!({"chat_id": FORUM, "text": "raw"}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(raw["error_code"], 400, "{raw}");
+    assert_eq!(
+        raw["description"], "Bad Request: group chat was upgraded to a supergroup chat",
+        "{raw}"
+    );
+    assert_eq!(raw["parameters"]["migrate_to_chat_id"], SUPERGROUP, "{raw}");
+    // The new chat has the old one's title and the bot keeps its rights there.
+    let chat = bot.get_chat(ChatId(SUPERGROUP)).await.expect("getChat");
+    assert_eq!(chat.title(), Some("Support"));
+    bot.create_forum_topic(ChatId(SUPERGROUP), "after")
+        .await
+        .expect("topic in the supergroup");
+    bot.send_message(ChatId(SUPERGROUP), "hello")
+        .await
+        .expect("message in the supergroup");
+    assert!(fake.sent_messages(FORUM).is_empty());
+}
+
+#[tokio::test]
+async fn a_restricted_bot_may_not_send() {
+    let (fake, bot) = world().await;
+    fake.set_member(BOT_ID, FORUM, "restricted", false);
+    let member = bot
+        .get_chat_member(ChatId(FORUM), UserId(BOT_ID))
+        .await
+        .expect("getChatMember");
+    let ChatMemberKind::Restricted(r) = &member.kind else {
+        panic!("restricted expected, got {member:?}")
+    };
+    assert!(!r.can_send_messages);
+    assert!(member.kind.is_present());
+    let sent = bot.send_message(ChatId(FORUM), "hi").await;
+    assert_eq!(
+        unknown_description(sent),
+        "Bad Request: not enough rights to send text messages to the chat"
+    );
+    let typing = bot
+        .send_chat_action(ChatId(FORUM), teloxide::types::ChatAction::Typing)
+        .await;
+    assert_eq!(
+        unknown_description(typing),
+        "Bad Request: not enough rights to send text messages to the chat"
+    );
+    let topic = bot.create_forum_topic(ChatId(FORUM), "t").await;
+    assert_eq!(
+        unknown_description(topic),
+        "Bad Request: not enough rights to create a topic"
+    );
+    assert!(fake.sent_messages(FORUM).is_empty());
 }
 
 /// Deserialises an update from its JSON text, as a webhook handler receives

@@ -153,7 +153,9 @@ pub fn telegram_worker(settings: &Settings, parts: &WorkerParts) -> Worker<Teleg
             parts.bots.clone(),
             settings.worker.clone(),
         )
-        .with_usage(parts.usage.clone()),
+        .with_usage(parts.usage.clone())
+        // The same budgets as typing actions in this process.
+        .with_budgets(parts.budgets.clone()),
     );
     let url = settings
         .database_url()
@@ -165,7 +167,6 @@ pub fn telegram_worker(settings: &Settings, parts: &WorkerParts) -> Worker<Teleg
         parts.wake.clone(),
         &url,
     )
-    .with_budgets(parts.budgets.clone())
     .with_panics(parts.panics.clone())
 }
 

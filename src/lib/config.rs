@@ -192,6 +192,12 @@ pub struct TelegramSettings {
     pub request_timeout_secs: u64,
     /// Webhook requests accepted per tenant per second (the rest get 429).
     pub webhook_per_sec: u32,
+    /// Register tenants' webhooks with an `http://` public URL on any port. Telegram's
+    /// cloud Bot API only takes `https://` on port 443, 80, 88 or 8443, so with this off
+    /// connecting Telegram with any other public URL fails with `webhook_url_rejected`
+    /// before Telegram is called. A local Bot API server (`telegram-bot-api --local`)
+    /// accepts plain http on any port: turn this on only with one (or in tests).
+    pub allow_http_webhook: bool,
 }
 
 impl Default for TelegramSettings {
@@ -200,6 +206,7 @@ impl Default for TelegramSettings {
             api_url: "https://api.telegram.org".into(),
             request_timeout_secs: 15,
             webhook_per_sec: 50,
+            allow_http_webhook: false,
         }
     }
 }
@@ -230,6 +237,11 @@ pub struct WorkerSettings {
     pub per_chat_per_sec: u32,
     /// Messages per minute per group (Telegram allows about 20).
     pub per_group_per_min: u32,
+    /// Divides the budgets' windows (a second for `per_bot_per_sec` and
+    /// `per_chat_per_sec`, a minute for `per_group_per_min`) and keeps their counts: 10
+    /// means 1 call per 100 ms per chat and 20 per 6 s per group. For tests that check
+    /// pacing against a fake Bot API in scaled time; keep 1 against Telegram.
+    pub budget_time_scale: u32,
 }
 
 impl Default for WorkerSettings {
@@ -246,6 +258,7 @@ impl Default for WorkerSettings {
             per_bot_per_sec: 30,
             per_chat_per_sec: 1,
             per_group_per_min: 20,
+            budget_time_scale: 1,
         }
     }
 }
@@ -527,6 +540,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "Webhook requests accepted per tenant per second; the rest get 429.",
     ),
     (
+        "telegram.allow_http_webhook",
+        "Accept an http:// public URL (any port) for webhooks: only with a local Bot API server (telegram-bot-api --local) or in tests. Off: https on port 443, 80, 88 or 8443, as Telegram's cloud API demands.",
+    ),
+    (
         "worker.embedded",
         "Run an outbox worker inside `serve` (run `chatorical worker` for more).",
     ),
@@ -569,6 +586,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "worker.per_group_per_min",
         "Messages per minute per group (Telegram allows about 20).",
+    ),
+    (
+        "worker.budget_time_scale",
+        "Divides the budgets' windows (1 s, 1 s, 60 s) keeping their counts; for tests in scaled time. Keep 1 against Telegram.",
     ),
     (
         "redis.url",
@@ -894,6 +915,12 @@ impl Settings {
             || self.worker.per_group_per_min == 0
         {
             return Err(config_error("worker", "rate budgets must be at least 1"));
+        }
+        if self.worker.budget_time_scale == 0 {
+            return Err(config_error(
+                "worker.budget_time_scale",
+                "must be at least 1",
+            ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| config_error("log.filter", e.to_string()))?;

@@ -39,6 +39,9 @@ pub enum ErrorCode {
     RequestTimeout,
     /// Configuration is invalid.
     InvalidConfig,
+    /// Telegram would refuse this server's webhook URL (its cloud Bot API takes only
+    /// https on port 443, 80, 88 or 8443): the operator must set `server.public_url`.
+    WebhookUrlRejected,
     /// A dependency (database) is unreachable; retry later.
     Unavailable,
     /// Anything else; details are in the server log, never in the response.
@@ -62,6 +65,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::InvalidConfig => "invalid_config",
+            ErrorCode::WebhookUrlRejected => "webhook_url_rejected",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

@@ -252,7 +252,7 @@ async fn presence_crosses_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telegram_answer_through_one_node_reaches_a_socket_on_the_other() {
     use crate::fake_telegram::{FakeTelegram, topic_text_update};
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
     let (api, p) = (fake.api_url(), prefix.clone());
     let a = spawn_app_with(Backend::Postgres, move |s| {
@@ -321,7 +321,7 @@ async fn typing_is_throttled_per_conversation_across_nodes() {
     use crate::fake_telegram::FakeTelegram;
     use crate::helpers::send_json;
     use chatorical::telegram::typing::TypingOutcome;
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
     let (api, p) = (fake.api_url(), prefix.clone());
     let a = spawn_app_with(Backend::Postgres, move |s| {

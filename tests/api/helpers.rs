@@ -105,6 +105,9 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     settings.limits.messages_per_visitor_per_min = 1_000_000;
     settings.worker.backoff_base_ms = 50;
     settings.worker.backoff_max_secs = 1;
+    // Webhooks at this server's plain-http loopback address, which the fake Bot API
+    // takes as a local Bot API server does (FakeTelegram::start_local).
+    settings.telegram.allow_http_webhook = true;
     let pg = match backend {
         Backend::Sqlite => None,
         Backend::Postgres => {
@@ -453,7 +456,7 @@ pub async fn spawn_with_telegram(
     backend: Backend,
     tweak: impl FnOnce(&mut Settings),
 ) -> TelegramFixture {
-    let fake = crate::fake_telegram::FakeTelegram::start().await;
+    let fake = crate::fake_telegram::FakeTelegram::start_local().await;
     let api_url = fake.api_url();
     let app = spawn_app_with(backend, |s| {
         s.telegram.api_url = api_url;

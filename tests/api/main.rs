@@ -23,6 +23,7 @@ mod ops;
 mod router;
 mod socket_caps;
 mod telegram;
+mod telegram_limits;
 mod telegram_webhook;
 mod templates;
 mod usage;

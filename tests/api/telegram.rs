@@ -9,7 +9,10 @@ use std::{
 
 use chatorical::{
     outbox::{Wakeup, worker::Worker},
-    telegram::delivery::TelegramDelivery,
+    telegram::{
+        delivery::TelegramDelivery,
+        typing::{TYPING_EVERY, TypingOutcome},
+    },
 };
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -52,23 +55,75 @@ async fn typing_shows_both_ways(b: Backend) {
         .await;
     let thread = sent[1].thread_id().expect("topic");
 
-    // Visitor → agents: a typing action in the conversation's topic, throttled.
+    // Visitor → agents: a typing action in the conversation's topic, at most one per
+    // conversation per TYPING_EVERY (4 s), however many sockets. (Each socket also
+    // passes on at most one frame per interval, so the frames come from several
+    // sockets.) Every frame that leaves a socket ends in an outcome counter: the counts
+    // are exact once all are accounted for, and a `Sent` is counted after its Bot API
+    // call returned, so the fake has seen it by then.
+    assert_eq!(
+        TYPING_EVERY,
+        Duration::from_secs(4),
+        "the documented interval"
+    );
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        let mut other = t
+            .app
+            .ws(&v.ws_token, Some(&t.tenant.origin))
+            .await
+            .expect("another socket");
+        next_of(&mut other, "hello").await;
+        others.push(other);
+    }
+    let typing = t.app.state.typing.clone();
+    let count = move |o| typing.count(o);
+    let handled = move |n: u64| {
+        let all: u64 = TypingOutcome::ALL.iter().map(|o| count(*o)).sum();
+        async move { all == n }
+    };
+    let first_sent = Instant::now();
     send_json(&mut ws, json!({"type": "typing"})).await;
-    send_json(&mut ws, json!({"type": "typing"})).await;
-    send_json(&mut ws, json!({"type": "typing"})).await;
-    let actions = t
-        .fake
-        .wait_for_calls("sendchataction", 1, Duration::from_secs(10))
-        .await;
+    send_json(&mut others[0], json!({"type": "typing"})).await;
+    send_json(&mut others[1], json!({"type": "typing"})).await;
+    eventually(10, "three typing frames handled", || handled(3)).await;
+    // The interval started no later than now.
+    let interval_started_by = Instant::now();
+    let typing = &t.app.state.typing;
+    assert_eq!(typing.count(TypingOutcome::Sent), 1);
+    assert_eq!(typing.count(TypingOutcome::Throttled), 2);
+    let actions = t.fake.calls_of("sendchataction");
+    assert_eq!(
+        actions.len(),
+        1,
+        "three sockets at once make one chat action"
+    );
     assert_eq!(actions[0].chat_id(), Some(t.group));
     assert_eq!(actions[0].thread_id(), Some(thread));
     assert_eq!(actions[0].params["action"], "typing");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        t.fake.calls_of("sendchataction").len(),
-        1,
-        "three typing frames within seconds make one chat action"
-    );
+
+    // 3.5 s after the first frame: still within the interval (which started after the
+    // first frame was sent), also for a socket that has not typed before.
+    tokio::time::sleep_until((first_sent + Duration::from_millis(3500)).into()).await;
+    send_json(&mut others[2], json!({"type": "typing"})).await;
+    eventually(10, "the fourth frame handled", || handled(4)).await;
+    assert_eq!(typing.count(TypingOutcome::Sent), 1, "throttled at 3.5 s");
+    assert_eq!(typing.count(TypingOutcome::Throttled), 3);
+    assert_eq!(t.fake.calls_of("sendchataction").len(), 1);
+
+    // Past the interval: passed on again, exactly once for two sockets.
+    let after = interval_started_by + TYPING_EVERY + Duration::from_millis(100);
+    tokio::time::sleep_until(after.into()).await;
+    send_json(&mut ws, json!({"type": "typing"})).await;
+    send_json(&mut others[0], json!({"type": "typing"})).await;
+    eventually(10, "six frames handled", || handled(6)).await;
+    assert_eq!(typing.count(TypingOutcome::Sent), 2, "one more after 4 s");
+    assert_eq!(typing.count(TypingOutcome::Throttled), 4);
+    let actions = t.fake.calls_of("sendchataction");
+    assert_eq!(actions.len(), 2);
+    let gap = actions[1].at.duration_since(actions[0].at);
+    assert!(gap >= Duration::from_millis(3500), "{gap:?} apart");
+    drop(others);
 
     // Agent → visitor: the admin API puts a typing frame on the visitor's socket.
     let path = format!("/v1/admin/conversations/{}/typing", v.conversation_id);

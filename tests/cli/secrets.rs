@@ -57,7 +57,7 @@ impl Fixture {
             .enable_all()
             .build()
             .expect("runtime");
-        let fake = rt.block_on(FakeTelegram::start());
+        let fake = rt.block_on(FakeTelegram::start_local());
         let api_url = fake.api_url();
         // The webhook is registered at `server.listen`, where a test may start `serve`.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -70,7 +70,7 @@ impl Fixture {
         std::fs::write(
             cli.data_dir().join("chatorical.toml"),
             format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\n[telegram]\napi_url = {api_url:?}\n\
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n[telegram]\napi_url = {api_url:?}\nallow_http_webhook = true\n\
                  [secrets]\nmaster_key_file = {:?}\n",
                 key.to_str().expect("UTF-8")
             ),

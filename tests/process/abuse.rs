@@ -154,7 +154,7 @@ async fn slow_loris_body(backend: Backend) {
     const ATTACKERS: u8 = 6;
     const PER_ATTACKER: usize = 50;
     const PER_IP: usize = 20;
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     let install = Install::new(backend, &fake.api_url()).await;
     let server = install
         .serve_in_shell(
@@ -319,7 +319,7 @@ async fn out_of_file_descriptors_backs_off_quietly_and_recovers() {
 }
 
 async fn out_of_fds_body() {
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     let install = Install::new(Backend::Sqlite, &fake.api_url()).await;
     let server = install
         .serve_in_shell(
@@ -446,7 +446,7 @@ async fn data_dir_and_database_files_are_private_postgres() {
 }
 
 async fn private_files_body(backend: Backend) {
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     let install = Install::new(backend, &fake.api_url()).await;
     let data = install.dir().join("data");
     // A fresh start under the usual umask 022.

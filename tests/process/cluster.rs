@@ -313,7 +313,7 @@ async fn answers_and_presence_through_node_b_reach_a_socket_on_node_a() {
 async fn answers_body() {
     let started = Instant::now();
     let group = -100_888;
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     // Node A refreshes presence every second (the default is 20 s).
     let d = deployment(
         &fake.api_url(),
@@ -440,7 +440,7 @@ async fn rate_limits_and_usage_span_the_nodes() {
 
 async fn limits_body() {
     let started = Instant::now();
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     // 4 per minute: the budget refills one call every 15 s, far longer than the test
     // takes to spend it.
     let limit = LIMIT.to_string();
@@ -576,7 +576,7 @@ async fn post_one(d: &Deployment, t: &Tenant, v: &Visitor, phase: &str, i: usize
 
 async fn outage_body() {
     let started = Instant::now();
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     let mut redis = OwnRedis::start().await;
     let d = deployment(&fake.api_url(), &redis.url(), &[]).await;
     let t = d.install.tenant("acme").await;

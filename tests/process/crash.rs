@@ -37,7 +37,7 @@ async fn worker_killed_repeatedly_loses_nothing() {
 
 async fn killed_workers_body() {
     let started = Instant::now();
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     let install = Install::new(Backend::Postgres, &fake.api_url()).await;
     let server = install
         .serve(&[("CHATORICAL_WORKER__EMBEDDED", "false")])

@@ -37,7 +37,7 @@ fn sample(page: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_by_exactly_what_happened() {
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     let install = Install::new(Backend::Sqlite, &fake.api_url()).await;
     let server = install.serve(&[]).await;
     let api = &server.api;

@@ -16,7 +16,7 @@ use crate::support::{Backend, Install, eventually};
 /// right after the line kills it with the default action instead of a graceful stop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_handles_sigterm_right_after_readiness() {
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     let install = Install::new(Backend::Sqlite, &fake.api_url()).await;
     let mut cmd = install.command(&["serve", "--listen", "127.0.0.1:0"], &[]);
     let status = tokio::task::spawn_blocking(move || {
@@ -60,7 +60,7 @@ async fn serve_handles_sigterm_right_after_readiness() {
 /// leases are never extended while a delivery is in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_send_longer_than_the_lease_is_not_sent_twice() {
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     let group = -100_555;
     let install = Install::new(Backend::Postgres, &fake.api_url()).await;
     let server = install

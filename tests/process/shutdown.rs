@@ -31,7 +31,7 @@ async fn serve_stops_gracefully_on_sigterm_and_never_logs_secrets() {
 
 async fn graceful_serve_body() {
     let started = Instant::now();
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     let group = -100_333;
     let install = Install::new(Backend::Sqlite, &fake.api_url()).await;
     let mut server = install.serve(&[]).await;
@@ -180,7 +180,7 @@ async fn worker_releases_leases_on_sigterm() {
 
 async fn release_body() {
     let started = Instant::now();
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     let group = -100_444;
     let install = Install::new(Backend::Postgres, &fake.api_url()).await;
     let server = install

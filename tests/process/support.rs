@@ -82,6 +82,8 @@ impl Install {
             .env("HOME", dir)
             .current_dir(dir)
             .env("CHATORICAL_TELEGRAM__API_URL", &self.telegram_api)
+            // The fake is a local Bot API server: webhooks at plain http on loopback.
+            .env("CHATORICAL_TELEGRAM__ALLOW_HTTP_WEBHOOK", "true")
             .env(
                 "CHATORICAL_SECRETS__MASTER_KEY_FILE",
                 dir.join("master.key"),

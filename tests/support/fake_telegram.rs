@@ -31,8 +31,9 @@
 //! `["message",...]`), which are recorded parsed.
 //!
 //! Every answer is `{"ok":true,"result":...}` or
-//! `{"ok":false,"error_code":N,"description":"...","parameters":{"retry_after":N}}`
-//! (`parameters` only for flood waits). Unknown tokens get 401
+//! `{"ok":false,"error_code":N,"description":"...","parameters":{...}}`
+//! (`parameters` only for flood waits, `{"retry_after":N}`, and for a group that
+//! became a supergroup, `{"migrate_to_chat_id":ID}`). Unknown tokens get 401
 //! `Unauthorized`, unknown methods 404 `Not Found` (both map to
 //! `ApiError::InvalidToken` in teloxide, as with the real API).
 //!
@@ -61,6 +62,12 @@
 //!   else 400 `Bad Request: CHAT_ADMIN_REQUIRED`; closing a closed topic,
 //!   reopening an open one or an edit that changes nothing gives 400
 //!   `Bad Request: TOPIC_NOT_MODIFIED`;
+//! - a bot whose membership is `restricted` (no right to send messages) gets 400
+//!   `Bad Request: not enough rights to send text messages to the chat` from
+//!   `sendMessage` and `sendChatAction`;
+//! - a group migrated with [`FakeTelegram::migrate_group`] answers every call
+//!   naming it with 400 `Bad Request: group chat was upgraded to a supergroup chat`
+//!   and `parameters.migrate_to_chat_id` (teloxide: `RequestError::MigrateToChatId`);
 //! - `sendMessage`: 400 `Bad Request: message text is empty`, 400
 //!   `Bad Request: message is too long` (over 4096 characters, counted in UTF-16
 //!   code units so that a character outside the BMP counts twice — never laxer than
@@ -68,9 +75,26 @@
 //!   `Bad Request: message thread not found` (unknown or deleted thread, or
 //!   a thread id in a non-forum chat), 400 `Bad Request: TOPIC_CLOSED` when
 //!   the topic is closed and the bot cannot manage topics;
-//! - `setWebhook`: the URL must be `http(s)://` (plain http is accepted so
-//!   tests can use local receivers; real Telegram demands https); the secret
-//!   token must be 1..=256 characters of `A-Z a-z 0-9 _ -`.
+//! - `setWebhook`: as Telegram's cloud API, the URL must be `https://` (400
+//!   `Bad Request: bad webhook: HTTPS url must be provided for webhook`) on
+//!   port 443, 80, 88 or 8443 (400 `Bad Request: bad webhook: Webhook can be set
+//!   up only on ports 80, 88, 443 or 8443`). A fake started with
+//!   [`FakeTelegram::start_local`] behaves as a local Bot API server
+//!   (`telegram-bot-api --local`) instead and also takes `http://` on any port,
+//!   so that tests can point webhooks at servers on loopback. The secret token
+//!   must be 1..=256 characters of `A-Z a-z 0-9 _ -`.
+//!
+//! Flood limits ([`FakeTelegram::set_limits`], off unless set): with
+//! [`Limits::telegram`] (optionally [`Limits::scaled`] to shorter windows) a
+//! call that would exceed 30 a second per bot, 1 a second per chat or 20 a
+//! minute per group gets 429 `Too Many Requests: retry after N` with
+//! `parameters.retry_after` (seconds until it would fit, at least 1), and
+//! changes nothing. Counted are the calls that post into a chat
+//! ([`COUNTED_METHODS`]); the group window counts messages only, not
+//! `sendChatAction`. A window is checked as `slack` shorter than it is (network
+//! jitter between the client's pacing and the fake's clock), so only a client
+//! that does not pace at all is refused. [`FakeTelegram::throttled`] lists the
+//! calls the limits refused.
 //!
 //! Scripted failures ([`FakeTelegram::fail_next`], [`FakeTelegram::fail_always`])
 //! are checked after the token and before the method runs; a failed call
@@ -122,6 +146,78 @@ pub const UPDATE_CHAT_TITLE: &str = "Support";
 /// Header Telegram uses to send the webhook's secret token.
 pub const SECRET_TOKEN_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
 
+/// Ports Telegram's cloud Bot API delivers webhooks to.
+pub const WEBHOOK_PORTS: [u16; 4] = [443, 80, 88, 8443];
+
+/// Methods the flood limits count (lower-cased): every call that posts into a chat.
+pub const COUNTED_METHODS: [&str; 7] = [
+    "sendmessage",
+    "createforumtopic",
+    "editforumtopic",
+    "closeforumtopic",
+    "reopenforumtopic",
+    "deleteforumtopic",
+    "sendchataction",
+];
+
+/// At most `max` calls in any `every`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub max: usize,
+    pub every: Duration,
+}
+
+/// Telegram's flood limits as the fake enforces them, see [`FakeTelegram::set_limits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Counted calls per bot, all chats together.
+    pub per_bot: Window,
+    /// Counted calls per chat, all bots together.
+    pub per_chat: Window,
+    /// Messages per group (counted calls except `sendChatAction`).
+    pub per_group: Window,
+    /// Each window is checked this much shorter than it is.
+    pub slack: Duration,
+}
+
+impl Limits {
+    /// The Bot FAQ's numbers: 30 messages a second per bot, 1 a second per chat, 20 a
+    /// minute per group; 50 ms of slack.
+    pub fn telegram() -> Self {
+        Limits {
+            per_bot: Window {
+                max: 30,
+                every: Duration::from_secs(1),
+            },
+            per_chat: Window {
+                max: 1,
+                every: Duration::from_secs(1),
+            },
+            per_group: Window {
+                max: 20,
+                every: Duration::from_secs(60),
+            },
+            slack: Duration::from_millis(50),
+        }
+    }
+
+    /// The same counts in windows `factor` times shorter (the slack stays), to match
+    /// a client running its budgets in scaled time.
+    pub fn scaled(self, factor: u32) -> Self {
+        let factor = factor.max(1);
+        let scale = |w: Window| Window {
+            max: w.max,
+            every: w.every / factor,
+        };
+        Limits {
+            per_bot: scale(self.per_bot),
+            per_chat: scale(self.per_chat),
+            per_group: scale(self.per_group),
+            slack: self.slack,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Public types
 // ---------------------------------------------------------------------------
@@ -169,6 +265,7 @@ pub enum Failure {
     /// `RequestError::Api(ApiError::Unknown("Internal Server Error"))`).
     ServerError,
     /// Answer normally, but only after this delay (to provoke client timeouts).
+    /// The call takes effect after the delay even if the client stopped waiting.
     Delay(Duration),
     /// Any status code and description.
     Status(u16, String),
@@ -229,9 +326,23 @@ impl Drop for FakeTelegram {
 }
 
 impl FakeTelegram {
-    /// Binds `127.0.0.1:0` and serves the fake API in a background task.
+    /// Binds `127.0.0.1:0` and serves the fake API in a background task, with the
+    /// rules of Telegram's cloud Bot API (webhooks only at `https://`).
     pub async fn start() -> Self {
+        Self::serve(false).await
+    }
+
+    /// Like [`Self::start`], but as a local Bot API server (`telegram-bot-api
+    /// --local`), which also takes `http://` webhooks on any port: for tests whose
+    /// server under test listens on plain http on loopback (and runs with
+    /// `telegram.allow_http_webhook`).
+    pub async fn start_local() -> Self {
+        Self::serve(true).await
+    }
+
+    async fn serve(local: bool) -> Self {
         let shared = Arc::new(Shared::default());
+        shared.lock().local = local;
         let app = Router::new()
             .route("/{bot}/{method}", any(handle_method))
             .fallback(handle_not_found)
@@ -291,7 +402,8 @@ impl FakeTelegram {
     }
 
     /// Sets a bot's membership in a chat. `status` is one of
-    /// `"administrator"`, `"member"`, `"left"`, `"kicked"`, `"creator"`.
+    /// `"administrator"`, `"member"`, `"restricted"` (a member that may not send
+    /// messages), `"left"`, `"kicked"`, `"creator"`.
     /// `can_manage_topics` only matters for administrators (creators have
     /// every right). Panics on an unknown status.
     pub fn set_member(&self, bot_id: u64, chat_id: i64, status: &str, can_manage_topics: bool) {
@@ -339,6 +451,48 @@ impl FakeTelegram {
             created_at: unix_now(),
         });
         topic.deleted = true;
+    }
+
+    /// Simulates a group becoming a supergroup: a new chat `to` with `from`'s
+    /// title and members (a forum if `is_forum`; Telegram makes a group a
+    /// supergroup when its admins turn Topics on). Every later call naming `from`
+    /// gets 400 `Bad Request: group chat was upgraded to a supergroup chat` with
+    /// `parameters.migrate_to_chat_id` = `to`. Panics if `from` was not added.
+    pub fn migrate_group(&self, from: i64, to: i64, is_forum: bool) {
+        let mut state = self.shared.lock();
+        let title = state
+            .groups
+            .get(&from)
+            .map(|g| g.title.clone())
+            .unwrap_or_else(|| panic!("fake telegram: migrate_group on unknown chat {from}"));
+        let group = state.groups.entry(to).or_default();
+        group.title = title;
+        group.is_forum = is_forum;
+        let members: Vec<(u64, Membership)> = state
+            .members
+            .iter()
+            .filter(|((_, chat), _)| *chat == from)
+            .map(|((bot, _), m)| (*bot, *m))
+            .collect();
+        for (bot, membership) in members {
+            state.members.insert((bot, to), membership);
+        }
+        state.migrated.insert(from, to);
+    }
+
+    // --- flood limits ------------------------------------------------------
+
+    /// Enforces `limits` from now on (`None`: no limits, the default). Calls
+    /// counted before are forgotten.
+    pub fn set_limits(&self, limits: Option<Limits>) {
+        let mut state = self.shared.lock();
+        state.limits = limits;
+        state.flood.clear();
+    }
+
+    /// The calls the flood limits refused with 429, in arrival order.
+    pub fn throttled(&self) -> Vec<Call> {
+        self.shared.lock().throttled.clone()
     }
 
     // --- scripted failures -------------------------------------------------
@@ -505,6 +659,21 @@ struct WorldState {
     calls: Vec<Call>,
     one_shot: VecDeque<ScriptedFailure>,
     always: Vec<ScriptedFailure>,
+    /// A local Bot API server: http webhooks on any port.
+    local: bool,
+    /// Migrated groups: old chat id -> new chat id.
+    migrated: HashMap<i64, i64>,
+    limits: Option<Limits>,
+    /// When counted calls were accepted, by scope.
+    flood: HashMap<FloodKey, VecDeque<Instant>>,
+    throttled: Vec<Call>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum FloodKey {
+    Bot(u64),
+    Chat(i64),
+    Group(i64),
 }
 
 #[derive(Clone, Debug)]
@@ -572,6 +741,8 @@ enum MemberStatus {
     Creator,
     Administrator,
     Member,
+    /// A member without the right to send messages.
+    Restricted,
     Left,
     Kicked,
 }
@@ -582,6 +753,7 @@ impl MemberStatus {
             "creator" => Self::Creator,
             "administrator" => Self::Administrator,
             "member" => Self::Member,
+            "restricted" => Self::Restricted,
             "left" => Self::Left,
             "kicked" => Self::Kicked,
             _ => return None,
@@ -628,6 +800,17 @@ impl Membership {
             _ => Ok(()),
         }
     }
+
+    /// Sending a message or a chat action needs the right to send messages.
+    fn require_send(self) -> Result<(), ApiFailure> {
+        self.require_present()?;
+        if self.status == MemberStatus::Restricted {
+            return Err(ApiFailure::bad_request(
+                "not enough rights to send text messages to the chat",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -668,6 +851,7 @@ struct ApiFailure {
     code: u16,
     description: String,
     retry_after: Option<u32>,
+    migrate_to_chat_id: Option<i64>,
 }
 
 impl ApiFailure {
@@ -676,6 +860,21 @@ impl ApiFailure {
             code,
             description: description.into(),
             retry_after: None,
+            migrate_to_chat_id: None,
+        }
+    }
+
+    fn too_many_requests(secs: u32) -> Self {
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(429, format!("Too Many Requests: retry after {secs}"))
+        }
+    }
+
+    fn migrated(to: i64) -> Self {
+        Self {
+            migrate_to_chat_id: Some(to),
+            ..Self::bad_request("group chat was upgraded to a supergroup chat")
         }
     }
 
@@ -702,11 +901,7 @@ impl ApiFailure {
     /// The failure a script asks for; `None` for [`Failure::Delay`].
     fn scripted(failure: &Failure) -> Option<Self> {
         Some(match failure {
-            Failure::RetryAfter(secs) => Self {
-                code: 429,
-                description: format!("Too Many Requests: retry after {secs}"),
-                retry_after: Some(*secs),
-            },
+            Failure::RetryAfter(secs) => Self::too_many_requests(*secs),
             Failure::Forbidden => Self::forbidden("bot was kicked from the supergroup chat"),
             Failure::ServerError => Self::new(500, "Internal Server Error"),
             Failure::Status(code, description) => Self::new(*code, description.clone()),
@@ -724,6 +919,9 @@ impl IntoResponse for ApiFailure {
         });
         if let (Some(secs), Some(obj)) = (self.retry_after, body.as_object_mut()) {
             obj.insert("parameters".to_owned(), json!({ "retry_after": secs }));
+        }
+        if let (Some(to), Some(obj)) = (self.migrate_to_chat_id, body.as_object_mut()) {
+            obj.insert("parameters".to_owned(), json!({ "migrate_to_chat_id": to }));
         }
         let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, Json(body)).into_response()
@@ -791,16 +989,17 @@ async fn handle_method(
     let parsed = parse_params(query.as_deref(), &headers, &body);
 
     // Record the call, then decide what to do while still holding the lock.
+    let call = Call {
+        token: token.to_owned(),
+        method: method.clone(),
+        params: parsed
+            .as_ref()
+            .map_or(Value::Null, |p| Value::Object(p.clone())),
+        at,
+    };
     let (params, delay) = {
         let mut state = shared.lock();
-        state.calls.push(Call {
-            token: token.to_owned(),
-            method: method.clone(),
-            params: parsed
-                .as_ref()
-                .map_or(Value::Null, |p| Value::Object(p.clone())),
-            at,
-        });
+        state.calls.push(call.clone());
         if !state.bots.contains_key(token) {
             return ApiFailure::unauthorized().into_response();
         }
@@ -820,10 +1019,28 @@ async fn handle_method(
         };
         (params, delay)
     };
-    if let Some(delay) = delay {
+    let Some(delay) = delay else {
+        return answer(&shared, token, &method, &params, call);
+    };
+    // The call takes effect after the delay even if the client gave up waiting (as
+    // a slow Telegram does: the answer is lost, the message is sent).
+    let token = token.to_owned();
+    tokio::spawn(async move {
         tokio::time::sleep(delay).await;
-    }
+        answer(&shared, &token, &method, &params, call)
+    })
+    .await
+    .unwrap_or_else(|_| ApiFailure::new(500, "Internal Server Error").into_response())
+}
 
+/// Checks migration and flood limits for an authenticated call, then runs it.
+fn answer(
+    shared: &Shared,
+    token: &str,
+    method: &str,
+    params: &Map<String, Value>,
+    call: Call,
+) -> Response {
     let mut state = shared.lock();
     // The bot may have been removed while we slept.
     let Some(bot) = state.bots.get(token).cloned() else {
@@ -832,9 +1049,17 @@ async fn handle_method(
     let request = Request {
         token,
         bot: &bot,
-        params: &params,
+        params,
     };
-    match state.dispatch(&method, &request) {
+    let chat_id = params.get("chat_id").and_then(int_value);
+    if let Some(to) = chat_id.and_then(|c| state.migrated.get(&c).copied()) {
+        return ApiFailure::migrated(to).into_response();
+    }
+    if let Err(failure) = state.admit(method, bot.id, chat_id) {
+        state.throttled.push(call);
+        return failure.into_response();
+    }
+    match state.dispatch(method, &request) {
         Ok(reply) => reply.into_response(),
         Err(failure) => failure.into_response(),
     }
@@ -911,6 +1136,50 @@ impl Request<'_> {
 // ---------------------------------------------------------------------------
 
 impl WorldState {
+    /// Checks the flood limits for a call and counts it; 429 (counting nothing)
+    /// when a window is full.
+    fn admit(&mut self, method: &str, bot_id: u64, chat_id: Option<i64>) -> Result<(), ApiFailure> {
+        let Some(limits) = self.limits else {
+            return Ok(());
+        };
+        if !COUNTED_METHODS.contains(&method) {
+            return Ok(());
+        }
+        let mut scopes = vec![(FloodKey::Bot(bot_id), limits.per_bot)];
+        if let Some(chat) = chat_id {
+            scopes.push((FloodKey::Chat(chat), limits.per_chat));
+            if method != "sendchataction" {
+                scopes.push((FloodKey::Group(chat), limits.per_group));
+            }
+        }
+        let now = Instant::now();
+        let mut wait = Duration::ZERO;
+        for (key, window) in &scopes {
+            let every = window.every.saturating_sub(limits.slack);
+            let log = self.flood.entry(*key).or_default();
+            while log
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) >= every)
+            {
+                log.pop_front();
+            }
+            if log.len() >= window.max.max(1) {
+                let oldest = log[log.len() - window.max.max(1)];
+                wait = wait.max((oldest + every).saturating_duration_since(now));
+            }
+        }
+        if !wait.is_zero() {
+            let secs = u32::try_from(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+                .unwrap_or(u32::MAX)
+                .max(1);
+            return Err(ApiFailure::too_many_requests(secs));
+        }
+        for (key, _) in scopes {
+            self.flood.entry(key).or_default().push_back(now);
+        }
+        Ok(())
+    }
+
     fn take_failure(
         &mut self,
         method: &str,
@@ -1039,9 +1308,18 @@ impl WorldState {
             // An empty URL removes the webhook, as in Telegram.
             return Ok(self.delete_webhook(req));
         }
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
+        let parsed = reqwest::Url::parse(&url)
+            .map_err(|_| ApiFailure::bad_request("bad webhook: Failed to resolve host"))?;
+        let http_ok = self.local && parsed.scheme() == "http";
+        if parsed.scheme() != "https" && !http_ok {
             return Err(ApiFailure::bad_request(
-                "bad webhook: An HTTPS URL must be provided for webhook",
+                "bad webhook: HTTPS url must be provided for webhook",
+            ));
+        }
+        let port = parsed.port_or_known_default().unwrap_or(0);
+        if !self.local && !WEBHOOK_PORTS.contains(&port) {
+            return Err(ApiFailure::bad_request(
+                "bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443",
             ));
         }
         let secret_token = req.str("secret_token").filter(|s| !s.is_empty());
@@ -1185,7 +1463,7 @@ impl WorldState {
             .groups
             .get_mut(&chat_id)
             .ok_or_else(ApiFailure::chat_not_found)?;
-        membership.require_present()?;
+        membership.require_send()?;
         if req.str("action").as_deref() != Some("typing") {
             return Err(ApiFailure::bad_request("wrong parameter action in request"));
         }
@@ -1204,7 +1482,7 @@ impl WorldState {
             .groups
             .get_mut(&chat_id)
             .ok_or_else(ApiFailure::chat_not_found)?;
-        membership.require_present()?;
+        membership.require_send()?;
         if text.trim().is_empty() {
             return Err(ApiFailure::bad_request("message text is empty"));
         }
@@ -1304,6 +1582,26 @@ fn chat_member_json(user: Value, membership: Membership) -> Value {
             "can_manage_topics": membership.can_manage_topics,
         }),
         MemberStatus::Member => json!({ "user": user, "status": "member" }),
+        MemberStatus::Restricted => json!({
+            "user": user,
+            "status": "restricted",
+            "until_date": 0,
+            "is_member": true,
+            "can_send_messages": false,
+            "can_send_audios": false,
+            "can_send_documents": false,
+            "can_send_photos": false,
+            "can_send_videos": false,
+            "can_send_video_notes": false,
+            "can_send_voice_notes": false,
+            "can_send_polls": false,
+            "can_send_other_messages": false,
+            "can_add_web_page_previews": false,
+            "can_change_info": false,
+            "can_invite_users": false,
+            "can_pin_messages": false,
+            "can_manage_topics": false,
+        }),
         MemberStatus::Left => json!({ "user": user, "status": "left" }),
         MemberStatus::Kicked => json!({ "user": user, "status": "kicked", "until_date": 0 }),
     }

@@ -2,44 +2,45 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 
-/// What an API key scope is about.
+/// What an API key scope is about. Declared in alphabetical order: scopes sort (and
+/// are stored and shown) by resource name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Resource {
-    /// Tenants (platform keys only).
-    Tenants,
-    /// API keys.
-    Keys,
-    /// Tenant settings and identity verification.
-    Settings,
-    /// Conversations and messages.
-    Conversations,
-    /// The Telegram connection.
-    Telegram,
-    /// The outbox.
-    Outbox,
-    /// Widget texts.
-    Templates,
-    /// Plans.
-    Plans,
-    /// Usage counters.
-    Usage,
     /// Billing.
     Billing,
+    /// Conversations and messages.
+    Conversations,
+    /// API keys.
+    Keys,
+    /// The outbox.
+    Outbox,
+    /// Plans.
+    Plans,
+    /// Tenant settings and identity verification.
+    Settings,
+    /// The Telegram connection.
+    Telegram,
+    /// Widget texts.
+    Templates,
+    /// Tenants (platform keys only).
+    Tenants,
+    /// Usage counters.
+    Usage,
 }
 
 impl Resource {
-    /// Every resource, in the order scopes are listed.
+    /// Every resource, in name order.
     pub const ALL: [Resource; 10] = [
-        Resource::Tenants,
-        Resource::Keys,
-        Resource::Settings,
-        Resource::Conversations,
-        Resource::Telegram,
-        Resource::Outbox,
-        Resource::Templates,
-        Resource::Plans,
-        Resource::Usage,
         Resource::Billing,
+        Resource::Conversations,
+        Resource::Keys,
+        Resource::Outbox,
+        Resource::Plans,
+        Resource::Settings,
+        Resource::Telegram,
+        Resource::Templates,
+        Resource::Tenants,
+        Resource::Usage,
     ];
 
     /// The name used in scopes (`outbox` in `outbox:read`).
@@ -205,6 +206,17 @@ mod tests {
         assert!(Scope::parse("keys").is_err());
         assert!(Scope::parse("keys:reveal").is_err());
         assert!(Scope::parse("outbox:reveal").is_ok());
+    }
+
+    #[test]
+    fn resources_sort_by_name() {
+        let names: Vec<&str> = Resource::ALL.iter().map(|r| r.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted);
+        let mut ordered = Resource::ALL;
+        ordered.sort();
+        assert_eq!(ordered, Resource::ALL);
     }
 
     #[test]

@@ -1,40 +1,68 @@
-//! Rate budgets so that Telegram rarely has to answer 429: token buckets per bot,
-//! per chat (per second) and per group (per minute), kept in this process.
+//! Rate budgets so that Telegram never has to answer 429: at most N calls in any
+//! window, per bot and per chat (N a second) and per group (N a minute), kept in this
+//! process.
+//!
+//! A budget is a sliding window, as Telegram states its limits ("no more than 20
+//! messages per minute in a group"): a call is allowed when fewer than `max` calls
+//! were charged to the key within the last `per`. (A token bucket of the same rate
+//! and burst would let twice as many through in a window: a full bucket of 20, then
+//! 20 more refilled within the minute.)
 //!
 //! One [`Budgets`] is shared by everything in a process that calls the Bot API on a
-//! schedule it chooses: the outbox worker inside `serve` charges it for every message
-//! and the socket code for every typing action ([`typing_rates`]). Budgets are not
-//! shared between processes: each `serve` node and each `chatorical worker` keeps its
-//! own, so N processes may together reach N times a budget (Telegram's 429 and its
-//! `retry_after` are still honoured by the worker).
+//! schedule it chooses: the Telegram delivery charges it right before every call that
+//! posts into a group (a message, a topic created, closed or reopened — so a first
+//! message that opens a topic with its card costs three), and the socket code charges
+//! it for every typing action ([`typing_rates`]). The outbox worker only looks
+//! ([`Budgets::check`]) so that it does not claim a lane that could not go yet.
+//! Budgets are not shared between processes: each `serve` node and each `chatorical
+//! worker` process keeps its own, so N processes may together reach N times a budget
+//! (Telegram's 429 and its `retry_after` are still honoured by the worker).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::Mutex,
     time::{Duration, Instant},
 };
 
 use crate::config::WorkerSettings;
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-/// One rate: `per_sec` tokens per second, bursting to `burst`.
-#[derive(Debug, Clone, Copy)]
+/// At most `max` calls in any window of `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
-    /// Refill per second.
-    pub per_sec: f64,
-    /// Bucket size.
-    pub burst: f64,
+    /// Calls allowed in one window (0 is treated as 1).
+    pub max: u32,
+    /// The window.
+    pub per: Duration,
 }
 
-/// Token buckets by key.
+impl Rate {
+    fn max(self) -> usize {
+        usize::try_from(self.max.max(1)).unwrap_or(usize::MAX)
+    }
+}
+
+/// When each key was charged, within its window.
 #[derive(Default)]
 pub struct Budgets {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    charged: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+/// How long until `log` has room under `rate` at `now` (zero: now). Forgets charges
+/// older than the window.
+fn wait_in(log: &mut VecDeque<Instant>, rate: Rate, now: Instant) -> Duration {
+    while log
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) >= rate.per)
+    {
+        log.pop_front();
+    }
+    let max = rate.max();
+    if log.len() < max {
+        return Duration::ZERO;
+    }
+    // The charge that must leave the window before one more fits.
+    let oldest = log[log.len() - max];
+    (oldest + rate.per).saturating_duration_since(now)
 }
 
 impl Budgets {
@@ -43,47 +71,55 @@ impl Budgets {
         Self::default()
     }
 
-    /// Take one token from every `(key, rate)` if all have one; otherwise take
-    /// nothing and return how long until they would.
-    pub fn try_take(&self, wants: &[(&str, Rate)]) -> Result<(), Duration> {
+    fn wait(&self, wants: &[(&str, Rate)], take: bool) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.charged.lock().unwrap_or_else(|p| p.into_inner());
         let mut wait = Duration::ZERO;
         for (key, rate) in wants {
-            let b = map.get(*key).copied().unwrap_or(Bucket {
-                tokens: rate.burst,
-                at: now,
-            });
-            let tokens =
-                (b.tokens + now.duration_since(b.at).as_secs_f64() * rate.per_sec).min(rate.burst);
-            if tokens < 1.0 {
-                wait = wait.max(Duration::from_secs_f64((1.0 - tokens) / rate.per_sec));
+            if let Some(log) = map.get_mut(*key) {
+                wait = wait.max(wait_in(log, *rate, now));
             }
         }
         if !wait.is_zero() {
             return Err(wait);
         }
-        for (key, rate) in wants {
-            let b = map.get(*key).copied().unwrap_or(Bucket {
-                tokens: rate.burst,
-                at: now,
-            });
-            let tokens =
-                (b.tokens + now.duration_since(b.at).as_secs_f64() * rate.per_sec).min(rate.burst);
-            map.insert(
-                (*key).to_string(),
-                Bucket {
-                    tokens: tokens - 1.0,
-                    at: now,
-                },
-            );
+        if take {
+            for (key, _) in wants {
+                map.entry((*key).to_string()).or_default().push_back(now);
+            }
         }
         Ok(())
     }
+
+    /// Whether every `(key, rate)` has room now (charging nothing); otherwise how
+    /// long until all would.
+    pub fn check(&self, wants: &[(&str, Rate)]) -> Result<(), Duration> {
+        self.wait(wants, false)
+    }
+
+    /// Charge one call to every `(key, rate)` if all have room; otherwise charge
+    /// nothing and return how long until they would.
+    pub fn try_take(&self, wants: &[(&str, Rate)]) -> Result<(), Duration> {
+        self.wait(wants, true)
+    }
+
+    /// Charge one call to every `(key, rate)`, waiting until all have room.
+    pub async fn take(&self, wants: &[(&str, Rate)]) {
+        while let Err(wait) = self.try_take(wants) {
+            tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        }
+    }
 }
 
-/// The budgets one message into the lane `tg:<tenant>:<chat>` takes from: the
-/// tenant's bot (per second), the chat (per second) and the group (per minute).
+/// `secs` seconds divided by the settings' time scale (tests run budgets in scaled
+/// time; production uses 1).
+fn window(settings: &WorkerSettings, secs: u64) -> Duration {
+    Duration::from_secs(secs) / settings.budget_time_scale.max(1)
+}
+
+/// The budgets every call into the lane `tg:<tenant>:<chat>` takes from: the tenant's
+/// bot (`per_bot_per_sec` a second), the chat (`per_chat_per_sec` a second) and the
+/// group (`per_group_per_min` a minute).
 pub fn message_rates(settings: &WorkerSettings, lane: &str) -> Vec<(String, Rate)> {
     let mut parts = lane.splitn(3, ':');
     let (_, tenant, chat) = (
@@ -96,33 +132,33 @@ pub fn message_rates(settings: &WorkerSettings, lane: &str) -> Vec<(String, Rate
         (
             bot_key(tenant),
             Rate {
-                per_sec: f64::from(s.per_bot_per_sec),
-                burst: f64::from(s.per_bot_per_sec),
+                max: s.per_bot_per_sec,
+                per: window(s, 1),
             },
         ),
         (
             format!("chat:{tenant}:{chat}"),
             Rate {
-                per_sec: f64::from(s.per_chat_per_sec),
-                burst: f64::from(s.per_chat_per_sec).max(1.0),
+                max: s.per_chat_per_sec,
+                per: window(s, 1),
             },
         ),
         (
             format!("group:{tenant}:{chat}"),
             Rate {
-                per_sec: f64::from(s.per_group_per_min) / 60.0,
-                burst: f64::from(s.per_group_per_min),
+                max: s.per_group_per_min,
+                per: window(s, 60),
             },
         ),
     ]
 }
 
 /// The budgets one typing action in the tenant's group `chat` takes from: the same
-/// per-bot and per-chat buckets as its messages, and a typing share of the chat — at
-/// most half the per-chat rate (one action of burst) — so that typing can never use
-/// the whole chat budget and messages always keep the other half. Not the per-minute
-/// group budget: Telegram's 20 a minute counts messages, and a typing visitor must not
-/// hold up everyone's messages for a minute.
+/// per-bot and per-chat budgets as its messages, and a typing share of the chat — one
+/// action per two of the chat's windows' worth of calls (half the per-chat rate) — so
+/// that typing can never use the whole chat budget and messages always keep the other
+/// half. Not the per-minute group budget: Telegram's 20 a minute counts messages, and
+/// a typing visitor must not hold up everyone's messages for a minute.
 pub fn typing_rates(settings: &WorkerSettings, tenant: &str, chat: i64) -> Vec<(String, Rate)> {
     let lane = super::telegram_lane(tenant, chat);
     let mut rates = message_rates(settings, &lane);
@@ -130,8 +166,8 @@ pub fn typing_rates(settings: &WorkerSettings, tenant: &str, chat: i64) -> Vec<(
     rates.push((
         format!("typing:{tenant}:{chat}"),
         Rate {
-            per_sec: f64::from(settings.per_chat_per_sec) / 2.0,
-            burst: 1.0,
+            max: 1,
+            per: window(settings, 2) / settings.per_chat_per_sec.max(1),
         },
     ));
     rates
@@ -150,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn typing_shares_the_bot_and_chat_buckets_of_messages() {
+    fn typing_shares_the_bot_and_chat_budgets_of_messages() {
         let s = WorkerSettings {
             per_bot_per_sec: 30,
             per_chat_per_sec: 2,
@@ -162,13 +198,20 @@ mod tests {
         assert_eq!(msg[0].0, typing[0].0);
         assert_eq!(msg[1].0, typing[1].0);
         assert!(typing.iter().all(|(k, _)| !k.starts_with("group:")));
-        assert_eq!(typing[2].1.per_sec, 1.0, "half the per-chat rate");
-        // Typing takes from the chat bucket that messages use.
+        assert_eq!(
+            typing[2].1,
+            Rate {
+                max: 1,
+                per: Duration::from_secs(1)
+            },
+            "half the per-chat rate"
+        );
+        // Typing takes from the chat budget that messages use.
         let b = Budgets::new();
         assert!(b.try_take(&refs(&typing)).is_ok());
         assert!(
             b.try_take(&refs(&typing)).is_err(),
-            "typing share: one action of burst"
+            "typing share: one action a window"
         );
         assert!(
             b.try_take(&refs(&msg)).is_ok(),
@@ -176,21 +219,22 @@ mod tests {
         );
         assert!(
             b.try_take(&refs(&msg)).is_err(),
-            "chat bucket (2) used up by typing + message"
+            "chat budget (2 a second) used up by typing + message"
         );
     }
 
     #[test]
-    fn burst_then_wait() {
+    fn a_full_window_waits_for_its_oldest_charge() {
         let b = Budgets::new();
         let r = Rate {
-            per_sec: 1.0,
-            burst: 2.0,
+            max: 2,
+            per: Duration::from_secs(1),
         };
         assert!(b.try_take(&[("chat", r)]).is_ok());
         assert!(b.try_take(&[("chat", r)]).is_ok());
-        let wait = b.try_take(&[("chat", r)]).expect_err("empty");
+        let wait = b.try_take(&[("chat", r)]).expect_err("full");
         assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
+        assert!(b.check(&[("chat", r)]).is_err(), "check sees the same");
         assert!(
             b.try_take(&[("other", r)]).is_ok(),
             "other keys are independent"
@@ -198,15 +242,57 @@ mod tests {
     }
 
     #[test]
+    fn check_charges_nothing() {
+        let b = Budgets::new();
+        let r = Rate {
+            max: 1,
+            per: Duration::from_secs(60),
+        };
+        for _ in 0..5 {
+            assert!(b.check(&[("group", r)]).is_ok());
+        }
+        assert!(b.try_take(&[("group", r)]).is_ok());
+        assert!(b.check(&[("group", r)]).is_err());
+    }
+
+    #[test]
+    fn never_more_than_max_in_any_window() {
+        // A token bucket of 20 refilled at 20 a minute lets ~40 through in a minute;
+        // the window lets exactly 20, then one more as each charge leaves it.
+        let b = Budgets::new();
+        let r = Rate {
+            max: 20,
+            per: Duration::from_millis(300),
+        };
+        let started = Instant::now();
+        // Each charge happened between `before` and `after`.
+        let mut at: Vec<(Instant, Instant)> = Vec::new();
+        while started.elapsed() < Duration::from_millis(700) {
+            let before = Instant::now();
+            if b.try_take(&[("group", r)]).is_ok() {
+                at.push((before, Instant::now()));
+            }
+        }
+        assert!(at.len() >= 40, "{} taken", at.len());
+        for i in 20..at.len() {
+            assert!(
+                at[i].1.duration_since(at[i - 20].0) >= r.per,
+                "charge {i} within a window of charge {}",
+                i - 20
+            );
+        }
+    }
+
+    #[test]
     fn all_or_nothing() {
         let b = Budgets::new();
         let small = Rate {
-            per_sec: 0.001,
-            burst: 1.0,
+            max: 1,
+            per: Duration::from_secs(1000),
         };
         let big = Rate {
-            per_sec: 100.0,
-            burst: 100.0,
+            max: 100,
+            per: Duration::from_secs(1),
         };
         assert!(b.try_take(&[("a", small), ("b", big)]).is_ok());
         assert!(b.try_take(&[("a", small), ("b", big)]).is_err());
@@ -214,5 +300,37 @@ mod tests {
         for _ in 0..99 {
             assert!(b.try_take(&[("b", big)]).is_ok());
         }
+        assert!(b.try_take(&[("b", big)]).is_err());
+    }
+
+    #[test]
+    fn scaled_time_keeps_the_counts_and_shortens_the_windows() {
+        let s = WorkerSettings {
+            budget_time_scale: 10,
+            ..WorkerSettings::default()
+        };
+        let rates = message_rates(&s, "tg:t1:-100");
+        let per: Vec<(u32, Duration)> = rates.iter().map(|(_, r)| (r.max, r.per)).collect();
+        assert_eq!(
+            per,
+            vec![
+                (30, Duration::from_millis(100)),
+                (1, Duration::from_millis(100)),
+                (20, Duration::from_secs(6)),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn take_waits_for_room() {
+        let b = Budgets::new();
+        let r = Rate {
+            max: 1,
+            per: Duration::from_millis(200),
+        };
+        let started = Instant::now();
+        b.take(&[("chat", r)]).await;
+        b.take(&[("chat", r)]).await;
+        assert!(started.elapsed() >= Duration::from_millis(200));
     }
 }

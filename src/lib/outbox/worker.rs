@@ -9,10 +9,7 @@ use futures_util::StreamExt;
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    Outcome, Wakeup,
-    budget::{Budgets, Rate, message_rates},
-};
+use super::{Outcome, Wakeup};
 use crate::config::{DatabaseUrl, WorkerSettings};
 use crate::db::{Db, models::OutboxRow, repo};
 use crate::domain::{new_id, now_ms};
@@ -22,6 +19,14 @@ use crate::error::Result;
 pub trait Deliver: Send + Sync + 'static {
     /// Attempt one delivery.
     fn deliver(&self, item: &OutboxRow) -> impl Future<Output = Outcome> + Send;
+
+    /// How long until a delivery in `lane` fits the rate budgets, if it does not now
+    /// (charging nothing: the delivery charges its calls itself). The worker leaves
+    /// such a lane unclaimed and looks again after the wait.
+    fn budget_wait(&self, lane: &str) -> Option<Duration> {
+        let _ = lane;
+        None
+    }
 }
 
 /// One worker; run several (threads or processes) side by side.
@@ -31,7 +36,6 @@ pub struct Worker<D: Deliver> {
     settings: WorkerSettings,
     delivery: Arc<D>,
     wake: Wakeup,
-    budgets: Arc<Budgets>,
     panics: crate::tasks::Panics,
     listen_url: Option<String>,
     /// Items this worker is delivering right now (never re-claimed by itself).
@@ -57,18 +61,10 @@ impl<D: Deliver> Worker<D> {
             settings,
             delivery,
             wake,
-            budgets: Arc::new(Budgets::new()),
             panics: crate::tasks::Panics::default(),
             listen_url,
             in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
-    }
-
-    /// Take from `budgets` (shared with whatever else in this process calls the Bot
-    /// API, e.g. typing actions) instead of budgets of its own.
-    pub fn with_budgets(mut self, budgets: Arc<Budgets>) -> Self {
-        self.budgets = budgets;
-        self
     }
 
     /// Count (and log) a panic of a delivery or of the notification listener in
@@ -108,13 +104,11 @@ impl<D: Deliver> Worker<D> {
             if ids.len() >= limit {
                 break;
             }
-            let rates = message_rates(&self.settings, &lane);
-            let wants: Vec<(&str, Rate)> = rates.iter().map(|(k, r)| (k.as_str(), *r)).collect();
-            // Budgets are only charged for heads that are due; a lane waiting on a 429
-            // or backoff keeps its tokens.
-            match self.budgets.try_take(&wants) {
-                Ok(()) => ids.push(id),
-                Err(wait) => budget_wait = Some(budget_wait.map_or(wait, |w| w.min(wait))),
+            // A lane whose budgets are used up waits unclaimed (holding no lease and no
+            // permit); the delivery charges the budgets for each call it makes.
+            match self.delivery.budget_wait(&lane) {
+                None => ids.push(id),
+                Some(wait) => budget_wait = Some(budget_wait.map_or(wait, |w| w.min(wait))),
             }
         }
         let lease_until = now + i64::try_from(self.settings.lease_secs).unwrap_or(30) * 1000;

@@ -21,6 +21,7 @@ use crate::db::{
 };
 use crate::outbox::{
     self, KIND_TELEGRAM_CLOSE_TOPIC, KIND_TELEGRAM_MESSAGE, KIND_TELEGRAM_TEXT, Outcome,
+    budget::{Budgets, Rate, message_rates},
     worker::Deliver,
 };
 use crate::usage::{Metric, Usage};
@@ -31,6 +32,30 @@ pub struct TelegramDelivery {
     bots: Arc<Bots>,
     settings: WorkerSettings,
     usage: Option<Usage>,
+    budgets: Arc<Budgets>,
+}
+
+/// The tenant's bot, with the budgets every call into its group is charged to right
+/// before it goes out (waiting for room): a message, a topic created, closed or
+/// reopened.
+struct GroupBot<'a> {
+    bot: Bot,
+    budgets: &'a Budgets,
+    rates: Vec<(String, Rate)>,
+}
+
+impl std::ops::Deref for GroupBot<'_> {
+    type Target = Bot;
+    fn deref(&self) -> &Bot {
+        &self.bot
+    }
+}
+
+impl GroupBot<'_> {
+    async fn pace(&self) {
+        let wants: Vec<(&str, Rate)> = self.rates.iter().map(|(k, r)| (k.as_str(), *r)).collect();
+        self.budgets.take(&wants).await;
+    }
 }
 
 #[derive(Deserialize)]
@@ -89,7 +114,15 @@ impl TelegramDelivery {
             bots,
             settings,
             usage: None,
+            budgets: Arc::new(Budgets::new()),
         }
+    }
+
+    /// Charge calls to `budgets` (shared with whatever else in this process calls the
+    /// Bot API: typing actions, other workers) instead of budgets of its own.
+    pub fn with_budgets(mut self, budgets: Arc<Budgets>) -> Self {
+        self.budgets = budgets;
+        self
     }
 
     /// Count created topics in `usage`.
@@ -111,7 +144,46 @@ impl TelegramDelivery {
         )
     }
 
-    async fn run(&self, item: &OutboxRow) -> Result<(), Step> {
+    /// One attempt; a group that Telegram says became a supergroup is followed once
+    /// (the connection moves to the new chat id) and the item sent there.
+    async fn attempt(&self, item: &OutboxRow) -> Outcome {
+        let mut migrated = false;
+        loop {
+            let cfg = match self.config(item).await {
+                Ok(cfg) => cfg,
+                Err(Step::Done(o)) => return o,
+                Err(Step::Api(e)) => return self.outcome_of(&e, item.attempts),
+            };
+            match self.run(item, &cfg).await {
+                Ok(()) => return Outcome::Delivered,
+                Err(Step::Done(o)) => return o,
+                Err(Step::Api(RequestError::MigrateToChatId(to))) if !migrated => {
+                    migrated = true;
+                    tracing::warn!(tenant = %cfg.tenant_id, from = cfg.group_chat_id, to = to.0,
+                        "the Telegram group became a supergroup; following it");
+                    let followed = super::setup::follow_migration(
+                        &self.db,
+                        &cfg.tenant_id,
+                        cfg.group_chat_id,
+                        to.0,
+                    )
+                    .await;
+                    if let Err(e) = followed {
+                        // Our database failed: try again later (Telegram will say it again).
+                        return Outcome::Retry {
+                            after: Duration::from_secs(2),
+                            error: e.to_string(),
+                            counts: true,
+                        };
+                    }
+                }
+                Err(Step::Api(e)) => return self.outcome_of(&e, item.attempts),
+            }
+        }
+    }
+
+    /// The tenant's Telegram connection, if it is on.
+    async fn config(&self, item: &OutboxRow) -> Result<TelegramConfigRow, Step> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
         let Some(cfg) = repo::telegram::get(&mut conn, &item.tenant_id).await? else {
@@ -126,12 +198,23 @@ impl TelegramDelivery {
                 counts: false,
             }));
         }
-        drop(pc);
-        let bot = self.bots.for_tenant(&cfg).map_err(|_| {
+        Ok(cfg)
+    }
+
+    async fn run(&self, item: &OutboxRow, cfg: &TelegramConfigRow) -> Result<(), Step> {
+        let bot = self.bots.for_tenant(cfg).map_err(|_| {
             Step::Done(Outcome::Dead {
                 error: "the stored bot token cannot be decrypted for this tenant".into(),
             })
         })?;
+        let bot = GroupBot {
+            bot,
+            budgets: &self.budgets,
+            rates: message_rates(
+                &self.settings,
+                &outbox::telegram_lane(&cfg.tenant_id, cfg.group_chat_id),
+            ),
+        };
         let bad_payload = || {
             Step::Done(Outcome::Dead {
                 error: "unreadable payload".into(),
@@ -141,12 +224,12 @@ impl TelegramDelivery {
             KIND_TELEGRAM_MESSAGE => {
                 let p: MessagePayload =
                     serde_json::from_str(&item.payload).map_err(|_| bad_payload())?;
-                self.send_visitor_message(&bot, &cfg, &p).await
+                self.send_visitor_message(cfg, &bot, &p).await
             }
             KIND_TELEGRAM_CLOSE_TOPIC => {
                 let p: ClosePayload =
                     serde_json::from_str(&item.payload).map_err(|_| bad_payload())?;
-                self.close_topic(&bot, &cfg, &p.conversation_id).await
+                self.close_topic(cfg, &bot, &p.conversation_id).await
             }
             KIND_TELEGRAM_TEXT => {
                 let p: TextPayload =
@@ -158,6 +241,7 @@ impl TelegramDelivery {
                     if let Some(t) = p.topic_id.or(cfg.default_topic_id) {
                         req = req.message_thread_id(thread(t));
                     }
+                    bot.pace().await;
                     req.await.map_err(Step::Api)?;
                 }
                 Ok(())
@@ -170,8 +254,8 @@ impl TelegramDelivery {
 
     async fn send_visitor_message(
         &self,
-        bot: &Bot,
         cfg: &TelegramConfigRow,
+        bot: &GroupBot<'_>,
         p: &MessagePayload,
     ) -> Result<(), Step> {
         let mut pc = self.db.conn().await?;
@@ -206,12 +290,12 @@ impl TelegramDelivery {
         };
         // The first part's Telegram message stands for the message.
         let first = p.part.is_none_or(|part| part.part == 1);
-        let mut topic = self.ensure_topic(bot, cfg, &conv).await?;
+        let mut topic = self.ensure_topic(cfg, bot, &conv).await?;
         for (i, text) in texts.into_iter().enumerate() {
             topic = self
                 .send_into_topic(
-                    bot,
                     cfg,
+                    bot,
                     &conv,
                     topic,
                     text,
@@ -227,8 +311,8 @@ impl TelegramDelivery {
     /// it went into.
     async fn send_into_topic(
         &self,
-        bot: &Bot,
         cfg: &TelegramConfigRow,
+        bot: &GroupBot<'_>,
         conv: &ConversationRow,
         mut topic: Option<i64>,
         text: String,
@@ -245,6 +329,7 @@ impl TelegramDelivery {
             if let Some(t) = topic {
                 req = req.message_thread_id(thread(t));
             }
+            bot.pace().await;
             match req.await {
                 Ok(sent) => {
                     if let Some(message_id) = record {
@@ -276,7 +361,7 @@ impl TelegramDelivery {
                             .await?
                             .ok_or_else(gone)?;
                     drop(pc);
-                    topic = self.ensure_topic(bot, cfg, &fresh).await?;
+                    topic = self.ensure_topic(cfg, bot, &fresh).await?;
                     recreated = true;
                 }
                 Err(e) => return Err(Step::Api(e)),
@@ -288,12 +373,13 @@ impl TelegramDelivery {
     /// opening card), or the tenant's default topic when the bot may not create topics.
     async fn ensure_topic(
         &self,
-        bot: &Bot,
         cfg: &TelegramConfigRow,
+        bot: &GroupBot<'_>,
         conv: &ConversationRow,
     ) -> Result<Option<i64>, Step> {
         if let Some(t) = conv.telegram_topic_id {
             if conv.telegram_topic_closed {
+                bot.pace().await;
                 match bot
                     .reopen_forum_topic(ChatId(cfg.group_chat_id), thread(t))
                     .await
@@ -325,6 +411,7 @@ impl TelegramDelivery {
             repo::visitors::get(&mut pc.as_conn(), &cfg.tenant_id, &conv.visitor_id).await?;
         drop(pc);
         let name = topic_name(&conv.id, &conv.visitor_id);
+        bot.pace().await;
         let created = match bot
             .create_forum_topic(ChatId(cfg.group_chat_id), name)
             .await
@@ -351,6 +438,7 @@ impl TelegramDelivery {
             usage.record(&cfg.tenant_id, Metric::TopicsCreated, 1);
         }
         let card = opening_card(conv, visitor.as_ref());
+        bot.pace().await;
         if let Err(e) = bot
             .send_message(ChatId(cfg.group_chat_id), card)
             .message_thread_id(thread(created))
@@ -364,8 +452,8 @@ impl TelegramDelivery {
 
     async fn close_topic(
         &self,
-        bot: &Bot,
         cfg: &TelegramConfigRow,
+        bot: &GroupBot<'_>,
         conversation_id: &str,
     ) -> Result<(), Step> {
         let mut pc = self.db.conn().await?;
@@ -375,6 +463,7 @@ impl TelegramDelivery {
         let Some(topic) = conv.and_then(|c| c.telegram_topic_id) else {
             return Ok(());
         };
+        bot.pace().await;
         match bot
             .close_forum_topic(ChatId(cfg.group_chat_id), thread(topic))
             .await
@@ -401,11 +490,13 @@ impl TelegramDelivery {
 
 impl Deliver for TelegramDelivery {
     async fn deliver(&self, item: &OutboxRow) -> Outcome {
-        match self.run(item).await {
-            Ok(()) => Outcome::Delivered,
-            Err(Step::Done(o)) => o,
-            Err(Step::Api(e)) => self.outcome_of(&e, item.attempts),
-        }
+        self.attempt(item).await
+    }
+
+    fn budget_wait(&self, lane: &str) -> Option<Duration> {
+        let rates = message_rates(&self.settings, lane);
+        let wants: Vec<(&str, Rate)> = rates.iter().map(|(k, r)| (k.as_str(), *r)).collect();
+        self.budgets.check(&wants).err()
     }
 }
 

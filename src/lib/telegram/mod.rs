@@ -32,6 +32,7 @@ pub const FIELD_WEBHOOK_SECRET: &str = "telegram.webhook_secret";
 /// Bot API URL.
 pub struct Bots {
     api_url: reqwest::Url,
+    allow_http_webhook: bool,
     client: reqwest::Client,
     key: Arc<MasterKey>,
     cache: Mutex<HashMap<String, (String, Bot)>>,
@@ -52,10 +53,17 @@ impl Bots {
             .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("telegram client: {e}")))?;
         Ok(Bots {
             api_url,
+            allow_http_webhook: settings.allow_http_webhook,
             client,
             key,
             cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether webhooks may be plain http on any port (`telegram.allow_http_webhook`:
+    /// a local Bot API server), not only what Telegram's cloud API takes.
+    pub fn allow_http_webhook(&self) -> bool {
+        self.allow_http_webhook
     }
 
     /// The master key.
@@ -166,7 +174,7 @@ pub fn classify(err: &RequestError, retry_after_cap: Duration, backoff: Duration
             counts: false,
         },
         RequestError::Api(api) => {
-            let text = api.to_string();
+            let text = description(api);
             if is_permanent(&text) {
                 Outcome::Dead { error: text }
             } else {
@@ -204,6 +212,15 @@ pub fn classify(err: &RequestError, retry_after_cap: Duration, backoff: Duration
     }
 }
 
+/// What Telegram said: its description as sent. (teloxide shows a description it has
+/// no variant for as `Unknown error: "…"`, which would hide the `Bad Request:` prefix.)
+pub fn description(api: &teloxide::ApiError) -> String {
+    match api {
+        teloxide::ApiError::Unknown(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// 400/401/403-class answers: retrying cannot help.
 fn is_permanent(description: &str) -> bool {
     let d = description.to_ascii_lowercase();
@@ -220,7 +237,7 @@ fn is_permanent(description: &str) -> bool {
 pub fn is_thread_gone(err: &RequestError) -> bool {
     match err {
         RequestError::Api(api) => {
-            let d = api.to_string().to_ascii_lowercase();
+            let d = description(api).to_ascii_lowercase();
             d.contains("thread not found")
                 || d.contains("topic_deleted")
                 || d.contains("topic deleted")
@@ -234,7 +251,7 @@ pub fn is_thread_gone(err: &RequestError) -> bool {
 pub fn is_no_topic_rights(err: &RequestError) -> bool {
     match err {
         RequestError::Api(api) => {
-            let d = api.to_string().to_ascii_lowercase();
+            let d = description(api).to_ascii_lowercase();
             d.contains("not enough rights")
                 || d.contains("not a forum")
                 || d.contains("chat_not_modified")
@@ -248,5 +265,44 @@ pub fn redact_token(token: &str) -> String {
     match token.split_once(':') {
         Some((id, _)) => format!("{id}:***"),
         None => "***".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(description: &str) -> RequestError {
+        let body = serde_json::json!({ "data": description }).to_string();
+        #[derive(serde::Deserialize)]
+        struct Wrapped {
+            data: teloxide::ApiError,
+        }
+        let wrapped: Wrapped = serde_json::from_str(&body).expect("an ApiError");
+        RequestError::Api(wrapped.data)
+    }
+
+    #[test]
+    fn any_bad_request_dead_letters_even_one_teloxide_does_not_know() {
+        let backoff = Duration::from_millis(100);
+        let cap = Duration::from_secs(60);
+        for description in [
+            "Bad Request: TOPIC_CLOSED",
+            "Bad Request: message is too long",
+            "Bad Request: not enough rights to send text messages to the chat",
+            "Forbidden: bot was kicked from the supergroup chat",
+        ] {
+            match classify(&api(description), cap, backoff) {
+                Outcome::Dead { error } => assert_eq!(error, description),
+                other => panic!("{description}: {other:?}"),
+            }
+        }
+        match classify(&api("Internal Server Error"), cap, backoff) {
+            Outcome::Retry { after, counts, .. } => {
+                assert_eq!(after, backoff);
+                assert!(counts);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

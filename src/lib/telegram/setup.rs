@@ -68,6 +68,37 @@ pub fn status(
     }
 }
 
+/// The ports Telegram's cloud Bot API delivers webhooks to.
+pub const WEBHOOK_PORTS: [u16; 4] = [443, 80, 88, 8443];
+
+/// `url` parsed, if Telegram will take it as a webhook: `https://` on one of
+/// [`WEBHOOK_PORTS`]; with `allow_http` (a local Bot API server) also `http://` and any
+/// port. Otherwise 409 `webhook_url_rejected`, saying which setting to change.
+pub fn check_webhook_url(url: &str, allow_http: bool) -> Result<reqwest::Url> {
+    let rejected = |why: &str| {
+        Error::new(
+            ErrorCode::WebhookUrlRejected,
+            format!(
+                "Telegram would refuse the webhook URL {url}: {why}. Set server.public_url to \
+                 an https:// URL on port 443, 80, 88 or 8443 (telegram.allow_http_webhook \
+                 is for a local Bot API server)"
+            ),
+        )
+        .with_details(serde_json::json!({ "webhook_url": url, "setting": "server.public_url" }))
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|_| rejected("it is not a valid URL"))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        _ => return Err(rejected("it is not https://")),
+    }
+    let port = parsed.port_or_known_default().unwrap_or(0);
+    if !allow_http && !WEBHOOK_PORTS.contains(&port) {
+        return Err(rejected(&format!("port {port} is not 443, 80, 88 or 8443")));
+    }
+    Ok(parsed)
+}
+
 fn invalid(field: &str, message: impl Into<String>) -> Error {
     Error::validation(field, message)
 }
@@ -83,6 +114,9 @@ pub async fn connect(
     default_topic_id: Option<i64>,
 ) -> Result<TelegramStatus> {
     let bot_token = bot_token.trim();
+    // Before anything reaches Telegram: nothing half-done when it would refuse the URL.
+    let url = webhook_url(public_url, &tenant.slug);
+    let parsed = check_webhook_url(&url, bots.allow_http_webhook())?;
     let (id_part, secret_part) = bot_token.split_once(':').unwrap_or(("", ""));
     if id_part.is_empty() || !id_part.bytes().all(|b| b.is_ascii_digit()) || secret_part.len() < 10
     {
@@ -143,9 +177,6 @@ pub async fn connect(
         ));
     }
     let secret = random_base62(48);
-    let url = webhook_url(public_url, &tenant.slug);
-    let parsed = reqwest::Url::parse(&url)
-        .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("webhook url {url}: {e}")))?;
     {
         use teloxide::payloads::SetWebhookSetters;
         bot.set_webhook(parsed)
@@ -183,6 +214,29 @@ pub async fn connect(
         repo::telegram::upsert(tx, &row).await
     })?;
     Ok(status(bots, &row, public_url, &tenant.slug))
+}
+
+/// Follow a group that Telegram migrated to a supergroup (a Bot API call into `from`
+/// answered `migrate_to_chat_id` = `to`): in one transaction the tenant's connection
+/// moves to `to`, its conversations forget their topics and the default topic (thread
+/// ids belong to the old chat; topics are created anew), and its pending outbox items
+/// move to the new chat's lane in their order. Returns `false` (changing nothing)
+/// when the connection no longer names `from` — someone followed it already, or
+/// connected another group.
+pub async fn follow_migration(db: &Db, tenant_id: &str, from: i64, to: i64) -> Result<bool> {
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    let now = now_ms();
+    let old_lane = crate::outbox::telegram_lane(tenant_id, from);
+    let new_lane = crate::outbox::telegram_lane(tenant_id, to);
+    transaction!(&mut conn, |tx| {
+        if !repo::telegram::move_group(tx, tenant_id, from, to, now).await? {
+            return Ok(false);
+        }
+        repo::conversations::clear_all_topics(tx, tenant_id).await?;
+        repo::outbox::move_lane(tx, tenant_id, &old_lane, &new_lane, now).await?;
+        Ok(true)
+    })
 }
 
 /// Remove the connection and the webhook (the webhook removal is best effort).
@@ -273,4 +327,35 @@ pub async fn set_enabled(
             .ok_or_else(|| Error::not_found("telegram connection"))
     })?;
     Ok(status(bots, &cfg, public_url, &tenant.slug))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls_telegram_would_refuse_are_refused_before_calling_it() {
+        for ok in [
+            "https://chat.example.com/v1/telegram/webhook/acme",
+            "https://chat.example.com:8443/hook",
+            "https://chat.example.com:88/hook",
+        ] {
+            assert!(check_webhook_url(ok, false).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://chat.example.com/hook",
+            "http://127.0.0.1:8080/hook",
+            "https://chat.example.com:8080/hook",
+            "ftp://chat.example.com/hook",
+            "not a url",
+        ] {
+            let e = check_webhook_url(bad, false).expect_err(bad);
+            assert_eq!(e.code, ErrorCode::WebhookUrlRejected, "{bad}");
+            assert!(e.message.contains("server.public_url"), "{}", e.message);
+        }
+        // A local Bot API server takes plain http on any port; still not ftp.
+        assert!(check_webhook_url("http://127.0.0.1:8080/hook", true).is_ok());
+        assert!(check_webhook_url("https://127.0.0.1:9999/hook", true).is_ok());
+        assert!(check_webhook_url("ftp://chat.example.com/hook", true).is_err());
+    }
 }

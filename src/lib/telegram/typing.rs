@@ -5,7 +5,7 @@
 //!   the visitor has open. With Redis the mark is a `SET NX PX` key, so it holds across
 //!   nodes; without Redis (or while Redis does not answer) it is kept in this process.
 //! - by the process's Telegram budgets ([`typing_rates`]): the bot's and the chat's
-//!   buckets that the outbox worker's messages take from, plus a typing share of the
+//!   budgets that the outbox worker's messages take from, plus a typing share of the
 //!   chat. An action that does not fit is dropped, not delayed: a late "typing…" is
 //!   worth nothing.
 

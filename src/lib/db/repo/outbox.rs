@@ -289,3 +289,21 @@ pub async fn make_due(conn: &mut Conn<'_>, tenant_id: &str, now: i64) -> Result<
         .execute(c)
         .await)?)
 }
+
+/// Move the tenant's pending items (queued or in flight) from lane `from` to lane `to`,
+/// keeping their order (a lane is ordered by id). Returns how many moved.
+pub async fn move_lane(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    from: &str,
+    to: &str,
+    now: i64,
+) -> Result<usize> {
+    Ok(on_conn!(conn, |c| diesel::update(outbox::table)
+        .filter(outbox::tenant_id.eq(tenant_id))
+        .filter(outbox::lane.eq(from))
+        .filter(outbox::status.eq_any(["queued", "in_flight"]))
+        .set((outbox::lane.eq(to), outbox::updated_at.eq(now)))
+        .execute(c)
+        .await)?)
+}

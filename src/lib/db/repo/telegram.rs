@@ -101,3 +101,28 @@ pub async fn prune_updates(conn: &mut Conn<'_>, before: i64) -> Result<usize> {
     .execute(c)
     .await)?)
 }
+
+/// Move the tenant's connection from group `from` to supergroup `to` (Telegram
+/// migrated the group). Thread ids are per chat, so the default topic is forgotten.
+/// `false` when the connection does not name `from` (any more).
+pub async fn move_group(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    from: i64,
+    to: i64,
+    now: i64,
+) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(
+        telegram_configs::table
+            .filter(telegram_configs::tenant_id.eq(tenant_id))
+            .filter(telegram_configs::group_chat_id.eq(from))
+    )
+    .set((
+        telegram_configs::group_chat_id.eq(to),
+        telegram_configs::default_topic_id.eq(None::<i64>),
+        telegram_configs::updated_at.eq(now),
+    ))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
+}

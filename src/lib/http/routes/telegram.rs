@@ -46,8 +46,10 @@ pub struct ConnectTelegram {
 
 /// Connect the tenant's bot and forum group (`telegram:write`): checks the bot with
 /// getMe, the group is a forum where the bot may manage topics, and registers the webhook.
+/// 409 `webhook_url_rejected` when Telegram would refuse the server's webhook URL (not
+/// https on port 443, 80, 88 or 8443, and `telegram.allow_http_webhook` off).
 #[utoipa::path(put, path = "/v1/admin/telegram", tag = "telegram", security(("api_key" = [])), request_body = ConnectTelegram,
-    responses((status = 200, body = TelegramStatus), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = TelegramStatus), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn connect(
     State(state): State<AppState>,
     admin: Admin,
