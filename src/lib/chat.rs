@@ -695,19 +695,12 @@ impl Chat {
         let closed = transaction!(&mut conn, |tx| {
             let closed = repo::conversations::close(tx, tenant_id, conversation_id, now).await?;
             if closed && let Some(cfg) = repo::telegram::get(tx, tenant_id).await? {
-                let payload = serde_json::json!({ "conversation_id": conversation_id });
+                let job = outbox::Job::CloseTopic {
+                    conversation_id: conversation_id.to_string(),
+                };
                 let key = format!("conv_close_{conversation_id}");
                 let lane = outbox::telegram_lane(tenant_id, cfg.group_chat_id);
-                outbox::enqueue(
-                    tx,
-                    tenant_id,
-                    outbox::KIND_TELEGRAM_CLOSE_TOPIC,
-                    &key,
-                    &lane,
-                    &payload,
-                    now,
-                )
-                .await?;
+                outbox::enqueue(tx, tenant_id, &job, &key, &lane, now).await?;
             }
             Ok(closed)
         })?;
@@ -835,34 +828,26 @@ async fn enqueue_for_group(
     // part (`…_part_<i>`): the lane delivers them in order, each part is retried on
     // its own, and a part that went out is never sent again.
     for (i, range) in ranges.into_iter().enumerate() {
-        let (payload, key) = if parts == 1 {
-            (
-                serde_json::json!({ "conversation_id": row.conversation_id, "message_id": row.id }),
-                format!("conv_msg_out_{}", row.id),
-            )
+        let (part, key) = if parts == 1 {
+            (None, format!("conv_msg_out_{}", row.id))
         } else {
+            let part = outbox::job::Part {
+                part: i + 1,
+                parts,
+                start: range.start,
+                end: range.end,
+            };
             (
-                serde_json::json!({
-                    "conversation_id": row.conversation_id,
-                    "message_id": row.id,
-                    "part": i + 1,
-                    "parts": parts,
-                    "start": range.start,
-                    "end": range.end,
-                }),
+                Some(part),
                 format!("conv_msg_out_{}_part_{}", row.id, i + 1),
             )
         };
-        outbox::enqueue(
-            tx,
-            &row.tenant_id,
-            outbox::KIND_TELEGRAM_MESSAGE,
-            &key,
-            &lane,
-            &payload,
-            now,
-        )
-        .await?;
+        let job = outbox::Job::SendMessage(outbox::job::MessageJob {
+            conversation_id: row.conversation_id.clone(),
+            message_id: row.id.clone(),
+            part,
+        });
+        outbox::enqueue(tx, &row.tenant_id, &job, &key, &lane, now).await?;
     }
     Ok(())
 }

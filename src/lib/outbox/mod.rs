@@ -8,9 +8,11 @@
 
 pub mod admin;
 pub mod budget;
+pub mod job;
 pub mod worker;
 
 pub use admin::OutboxStatus;
+pub use job::Job;
 
 use std::{sync::Arc, time::Duration};
 
@@ -24,13 +26,6 @@ use utoipa::ToSchema;
 use crate::db::{Conn, models::OutboxRow, repo};
 use crate::domain::{new_id, rfc3339};
 use crate::error::Result;
-
-/// Deliver a stored visitor message into its conversation's forum topic.
-pub const KIND_TELEGRAM_MESSAGE: &str = "telegram.send_message";
-/// Close a conversation's forum topic.
-pub const KIND_TELEGRAM_CLOSE_TOPIC: &str = "telegram.close_topic";
-/// Send an operator's text into the group (optionally into a topic).
-pub const KIND_TELEGRAM_TEXT: &str = "telegram.send_text";
 
 /// The PostgreSQL notification channel workers listen on.
 pub const NOTIFY_CHANNEL: &str = "chatorical_outbox";
@@ -65,19 +60,18 @@ impl Wakeup {
 pub async fn enqueue(
     conn: &mut Conn<'_>,
     tenant_id: &str,
-    kind: &str,
+    job: &Job,
     idempotency_key: &str,
     lane: &str,
-    payload: &Value,
     now: i64,
 ) -> Result<bool> {
     let row = OutboxRow {
         id: new_id("ob"),
         tenant_id: tenant_id.to_string(),
-        kind: kind.to_string(),
+        kind: job.kind().to_string(),
         idempotency_key: idempotency_key.to_string(),
         lane: lane.to_string(),
-        payload: payload.to_string(),
+        payload: job.payload().to_string(),
         status: OutboxStatus::Queued.as_str().into(),
         attempts: 0,
         next_attempt_at: now,

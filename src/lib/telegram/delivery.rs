@@ -4,7 +4,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use serde::Deserialize;
 use teloxide::{
     Bot, RequestError,
     payloads::SendMessageSetters,
@@ -20,8 +19,9 @@ use crate::db::{
     repo,
 };
 use crate::outbox::{
-    self, KIND_TELEGRAM_CLOSE_TOPIC, KIND_TELEGRAM_MESSAGE, KIND_TELEGRAM_TEXT, Outcome,
+    self, Job, Outcome,
     budget::{Budgets, Rate, message_rates},
+    job::MessageJob,
     worker::Deliver,
 };
 use crate::usage::{Metric, Usage};
@@ -56,37 +56,6 @@ impl GroupBot<'_> {
         let wants: Vec<(&str, Rate)> = self.rates.iter().map(|(k, r)| (k.as_str(), *r)).collect();
         self.budgets.take(&wants).await;
     }
-}
-
-#[derive(Deserialize)]
-struct MessagePayload {
-    conversation_id: String,
-    message_id: String,
-    /// Which part of a message too long for one Telegram message this item carries
-    /// (absent: the whole message).
-    #[serde(flatten)]
-    part: Option<PartPayload>,
-}
-
-/// One part of a long message (queued by `chat::enqueue_for_telegram`): `part` of
-/// `parts` (from 1), bytes `start..end` of its text.
-#[derive(Debug, Clone, Copy, Deserialize)]
-struct PartPayload {
-    part: usize,
-    parts: usize,
-    start: usize,
-    end: usize,
-}
-
-#[derive(Deserialize)]
-struct ClosePayload {
-    conversation_id: String,
-}
-
-#[derive(Deserialize)]
-struct TextPayload {
-    text: String,
-    topic_id: Option<i64>,
 }
 
 /// A failed step: either a Bot API error or an outcome decided already.
@@ -215,30 +184,20 @@ impl TelegramDelivery {
                 &outbox::telegram_lane(&cfg.tenant_id, cfg.group_chat_id),
             ),
         };
-        let bad_payload = || {
-            Step::Done(Outcome::Dead {
-                error: "unreadable payload".into(),
-            })
-        };
-        match item.kind.as_str() {
-            KIND_TELEGRAM_MESSAGE => {
-                let p: MessagePayload =
-                    serde_json::from_str(&item.payload).map_err(|_| bad_payload())?;
-                self.send_visitor_message(cfg, &bot, &p).await
+        // An unknown kind or a payload that does not fit it will never deliver.
+        let job = Job::parse(&item.kind, &item.payload)
+            .map_err(|e| Step::Done(Outcome::Dead { error: e.message }))?;
+        match job {
+            Job::SendMessage(p) => self.send_visitor_message(cfg, &bot, &p).await,
+            Job::CloseTopic { conversation_id } => {
+                self.close_topic(cfg, &bot, &conversation_id).await
             }
-            KIND_TELEGRAM_CLOSE_TOPIC => {
-                let p: ClosePayload =
-                    serde_json::from_str(&item.payload).map_err(|_| bad_payload())?;
-                self.close_topic(cfg, &bot, &p.conversation_id).await
-            }
-            KIND_TELEGRAM_TEXT => {
-                let p: TextPayload =
-                    serde_json::from_str(&item.payload).map_err(|_| bad_payload())?;
+            Job::SendText { text, topic_id } => {
                 // Texts are split when queued; one queued whole that is too long (an
                 // older item) still goes, as parts.
-                for text in split::rendered_parts(&p.text) {
+                for text in split::rendered_parts(&text) {
                     let mut req = bot.send_message(ChatId(cfg.group_chat_id), text);
-                    if let Some(t) = p.topic_id.or(cfg.default_topic_id) {
+                    if let Some(t) = topic_id.or(cfg.default_topic_id) {
                         req = req.message_thread_id(thread(t));
                     }
                     bot.pace().await;
@@ -246,9 +205,6 @@ impl TelegramDelivery {
                 }
                 Ok(())
             }
-            other => Err(Step::Done(Outcome::Dead {
-                error: format!("unknown outbox kind `{other}`"),
-            })),
         }
     }
 
@@ -256,7 +212,7 @@ impl TelegramDelivery {
         &self,
         cfg: &TelegramConfigRow,
         bot: &GroupBot<'_>,
-        p: &MessagePayload,
+        p: &MessageJob,
     ) -> Result<(), Step> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();

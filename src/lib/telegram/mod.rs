@@ -140,22 +140,16 @@ pub async fn enqueue_text(
         let lane = crate::outbox::telegram_lane(tenant_id, cfg.group_chat_id);
         let mut inserted = false;
         for (i, part) in parts.iter().enumerate() {
-            let payload = serde_json::json!({ "text": part, "topic_id": topic_id });
+            let job = crate::outbox::Job::SendText {
+                text: part.to_string(),
+                topic_id,
+            };
             let key = if n == 1 {
                 format!("api_{idempotency_key}")
             } else {
                 format!("api_{idempotency_key}_part_{}", i + 1)
             };
-            let added = crate::outbox::enqueue(
-                tx,
-                tenant_id,
-                crate::outbox::KIND_TELEGRAM_TEXT,
-                &key,
-                &lane,
-                &payload,
-                now,
-            )
-            .await?;
+            let added = crate::outbox::enqueue(tx, tenant_id, &job, &key, &lane, now).await?;
             inserted |= added;
         }
         Ok(inserted)

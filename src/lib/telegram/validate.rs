@@ -11,7 +11,7 @@ use teloxide::{
 use super::{Bots, FIELD_WEBHOOK_SECRET, setup};
 use crate::db::{Db, repo};
 use crate::domain::{new_id, now_ms};
-use crate::outbox::{self, KIND_TELEGRAM_TEXT};
+use crate::outbox;
 use crate::tenancy::{self, Tenant};
 use crate::transaction;
 
@@ -254,23 +254,17 @@ async fn round_trip(db: &Db, cfg: &crate::db::models::TelegramConfigRow, wait: D
     let key = new_id("check");
     let tenant_id = cfg.tenant_id.clone();
     let lane = outbox::telegram_lane(&cfg.tenant_id, cfg.group_chat_id);
-    let payload = serde_json::json!({ "text": "chatorical check: this group is connected", "topic_id": cfg.default_topic_id });
+    let job = outbox::Job::SendText {
+        text: "chatorical check: this group is connected".into(),
+        topic_id: cfg.default_topic_id,
+    };
     let Ok(mut pc) = db.conn().await else {
         return check(name, false, "database unavailable");
     };
     let mut conn = pc.as_conn();
     let now = now_ms();
     let enqueued = transaction!(&mut conn, |tx| {
-        outbox::enqueue(
-            tx,
-            &tenant_id,
-            KIND_TELEGRAM_TEXT,
-            &key,
-            &lane,
-            &payload,
-            now,
-        )
-        .await
+        outbox::enqueue(tx, &tenant_id, &job, &key, &lane, now).await
     });
     if enqueued.is_err() {
         return check(name, false, "could not enqueue the test message");
