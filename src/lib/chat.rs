@@ -36,10 +36,56 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn as_str(self) -> &'static str {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
         match self {
             Direction::Inbound => "inbound",
             Direction::Outbound => "outbound",
+        }
+    }
+
+    /// A stored direction. Only `inbound` and `outbound` are ever written; anything
+    /// else is logged as the corruption it is (and shown as inbound, never dropped).
+    pub fn from_stored(s: &str) -> Direction {
+        match s {
+            "inbound" => Direction::Inbound,
+            "outbound" => Direction::Outbound,
+            other => {
+                tracing::error!(direction = %other, "a stored message has an unknown direction");
+                Direction::Inbound
+            }
+        }
+    }
+}
+
+/// Whether a conversation takes messages. Stored as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationStatus {
+    /// Open: visitor and agents write.
+    Open,
+    /// Closed: read-only; the visitor's next message opens a new conversation.
+    Closed,
+}
+
+impl ConversationStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationStatus::Open => "open",
+            ConversationStatus::Closed => "closed",
+        }
+    }
+
+    /// A status filter given by a caller; `validation_failed` naming `field` otherwise.
+    pub fn parse(field: &str, s: &str) -> Result<Self> {
+        match s {
+            "open" => Ok(ConversationStatus::Open),
+            "closed" => Ok(ConversationStatus::Closed),
+            _ => Err(Error::validation(
+                field,
+                format!("{field} must be open or closed"),
+            )),
         }
     }
 }
@@ -73,11 +119,7 @@ impl From<MessageRow> for MessageView {
             id: r.id,
             conversation_id: r.conversation_id,
             seq: r.seq,
-            direction: if r.direction == "outbound" {
-                Direction::Outbound
-            } else {
-                Direction::Inbound
-            },
+            direction: Direction::from_stored(&r.direction),
             author: r.author,
             text: r.body,
             client_msg_id: r.client_msg_id,
@@ -507,12 +549,10 @@ impl Chat {
         status: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ConversationView>> {
-        if let Some(s) = status
-            && s != "open"
-            && s != "closed"
-        {
-            return Err(Error::validation("status", "status must be open or closed"));
-        }
+        let status = status
+            .map(|s| ConversationStatus::parse("status", s))
+            .transpose()?
+            .map(ConversationStatus::as_str);
         let mut pc = self.db.conn().await?;
         Ok(
             repo::conversations::list(&mut pc.as_conn(), tenant_id, status, limit.clamp(1, 500))
@@ -660,7 +700,7 @@ impl Chat {
 
     /// Tell the conversation's sockets about a stored message.
     pub fn publish_message(&self, row: MessageRow) -> MessageView {
-        metrics::counter!("chatorical_messages_stored_total", "direction" => if row.direction == "outbound" { "outbound" } else { "inbound" })
+        metrics::counter!("chatorical_messages_stored_total", "direction" => Direction::from_stored(&row.direction).as_str())
             .increment(1);
         let view = MessageView::from(row);
         let frame = ServerFrame::Message {

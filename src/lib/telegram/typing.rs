@@ -164,7 +164,7 @@ impl Typing {
         else {
             return TypingOutcome::NotShown;
         };
-        if !cfg.enabled || conv.status != "open" {
+        if !cfg.enabled || conv.status != crate::chat::ConversationStatus::Open.as_str() {
             return TypingOutcome::NotShown;
         }
         let rates = typing_rates(&self.rates, &cfg.tenant_id, cfg.group_chat_id);

@@ -165,7 +165,7 @@ pub async fn process(
             .await?;
             return Ok(Some(row.map_or(Effect::Nothing, Effect::Edit)));
         }
-        if conv.status != "open" {
+        if conv.status != crate::chat::ConversationStatus::Open.as_str() {
             return Ok(Some(Effect::Nothing));
         }
         let row = MessageRow {
@@ -173,7 +173,7 @@ pub async fn process(
             tenant_id: tenant_id.clone(),
             conversation_id: conv.id.clone(),
             seq: 0,
-            direction: "outbound".into(),
+            direction: crate::chat::Direction::Outbound.as_str().into(),
             author: Some(author),
             body: text,
             client_msg_id: Some(format!("tg_{telegram_id}")),

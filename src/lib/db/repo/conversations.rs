@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use crate::chat::ConversationStatus;
 use crate::db::{
     Conn,
     models::ConversationRow,
@@ -21,7 +22,7 @@ pub async fn open_for_visitor(
     Ok(on_conn!(conn, |c| conversations::table
         .filter(conversations::tenant_id.eq(tenant_id))
         .filter(conversations::visitor_id.eq(visitor_id))
-        .filter(conversations::status.eq("open"))
+        .filter(conversations::status.eq(ConversationStatus::Open.as_str()))
         .select(ConversationRow::as_select())
         .first(c)
         .await
@@ -44,7 +45,7 @@ pub async fn open_or_create(
         id: new_id("cv"),
         tenant_id: tenant_id.to_string(),
         visitor_id: visitor_id.to_string(),
-        status: "open".into(),
+        status: ConversationStatus::Open.as_str().into(),
         last_seq: 0,
         created_at: now,
         updated_at: now,
@@ -106,9 +107,9 @@ pub async fn close(conn: &mut Conn<'_>, tenant_id: &str, id: &str, now: i64) -> 
     let n = on_conn!(conn, |c| diesel::update(conversations::table)
         .filter(conversations::tenant_id.eq(tenant_id))
         .filter(conversations::id.eq(id))
-        .filter(conversations::status.eq("open"))
+        .filter(conversations::status.eq(ConversationStatus::Open.as_str()))
         .set((
-            conversations::status.eq("closed"),
+            conversations::status.eq(ConversationStatus::Closed.as_str()),
             conversations::closed_at.eq(now),
             conversations::updated_at.eq(now),
         ))
@@ -128,7 +129,7 @@ pub async fn next_seq(
     Ok(on_conn!(conn, |c| diesel::update(conversations::table)
         .filter(conversations::tenant_id.eq(tenant_id))
         .filter(conversations::id.eq(id))
-        .filter(conversations::status.eq("open"))
+        .filter(conversations::status.eq(ConversationStatus::Open.as_str()))
         .set((
             conversations::last_seq.eq(conversations::last_seq + 1),
             conversations::updated_at.eq(now),
@@ -160,7 +161,7 @@ pub async fn next_seq_for_message(
         let mut q = diesel::update(conversations::table)
             .filter(conversations::tenant_id.eq(tenant_id))
             .filter(conversations::id.eq(id))
-            .filter(conversations::status.eq("open"))
+            .filter(conversations::status.eq(ConversationStatus::Open.as_str()))
             .into_boxed();
         if let Some(v) = visitor_id {
             q = q.filter(conversations::visitor_id.eq(v));

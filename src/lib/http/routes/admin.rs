@@ -349,7 +349,7 @@ async fn agent_typing(
     admin.require(&Scope::new(crate::domain::Resource::Conversations, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let conv = state.chat.conversation(&tenant.id, None, &id).await?;
-    if conv.status != "open" {
+    if conv.status != crate::chat::ConversationStatus::Open.as_str() {
         return Err(Error::new(ErrorCode::ConversationClosed, "the conversation is closed").into());
     }
     state.chat.typing(&conv.id, "agent");
