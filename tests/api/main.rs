@@ -21,6 +21,7 @@ mod socket_caps;
 mod telegram;
 mod telegram_webhook;
 mod templates;
+mod topic_card;
 mod usage;
 mod websocket;
 mod widget_chat;
