@@ -11,6 +11,7 @@ mod pg;
 mod abuse;
 mod cluster;
 mod crash;
+mod logs;
 mod metrics;
 mod pg_restart;
 mod regressions;
