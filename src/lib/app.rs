@@ -128,31 +128,59 @@ pub fn watch_master_key(
     })
 }
 
-/// Start an outbox worker on the application's shutdown signal.
-fn spawn_worker(state: &AppState) -> tokio::task::JoinHandle<()> {
+/// The process's parts an outbox worker delivering to Telegram runs with.
+pub struct WorkerParts {
+    /// The database.
+    pub db: Db,
+    /// Bots per tenant (and the master key).
+    pub bots: Arc<Bots>,
+    /// Usage counters (topics created).
+    pub usage: Usage,
+    /// In-process wake-ups (PostgreSQL NOTIFY wakes across processes).
+    pub wake: Wakeup,
+    /// The process's Telegram rate budgets, shared by all its workers and typing actions.
+    pub budgets: Arc<Budgets>,
+    /// Where panics of deliveries are counted.
+    pub panics: crate::tasks::Panics,
+}
+
+/// An outbox worker delivering to Telegram: the one place `serve` and
+/// `chatorical worker` build theirs.
+pub fn telegram_worker(settings: &Settings, parts: &WorkerParts) -> Worker<TelegramDelivery> {
     let delivery = Arc::new(
         TelegramDelivery::new(
-            state.db.clone(),
-            state.bots.clone(),
-            state.settings.worker.clone(),
+            parts.db.clone(),
+            parts.bots.clone(),
+            settings.worker.clone(),
         )
-        .with_usage(state.usage.clone()),
+        .with_usage(parts.usage.clone()),
     );
-    let url = state
-        .settings
+    let url = settings
         .database_url()
         .unwrap_or(DatabaseUrl::Sqlite(Default::default()));
-    // The same budgets as typing actions in this process.
-    let worker = Arc::new(
-        Worker::new(
-            state.db.clone(),
-            state.settings.worker.clone(),
-            delivery,
-            state.wake.clone(),
-            &url,
-        )
-        .with_budgets(state.budgets.clone()),
-    );
+    Worker::new(
+        parts.db.clone(),
+        settings.worker.clone(),
+        delivery,
+        parts.wake.clone(),
+        &url,
+    )
+    .with_budgets(parts.budgets.clone())
+    .with_panics(parts.panics.clone())
+}
+
+/// Start the embedded outbox worker on the application's shutdown signal (with the
+/// same budgets as typing actions in this process).
+fn spawn_worker(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let parts = WorkerParts {
+        db: state.db.clone(),
+        bots: state.bots.clone(),
+        usage: state.usage.clone(),
+        wake: state.wake.clone(),
+        budgets: state.budgets.clone(),
+        panics: state.panics.clone(),
+    };
+    let worker = Arc::new(telegram_worker(&state.settings, &parts));
     tokio::spawn(worker.run(state.shutdown.clone()))
 }
 
@@ -243,8 +271,9 @@ impl Application {
         let public_url: Arc<str> = settings.public_url(addr).into();
         let signer = WsTokenSigner::new(&token_secret(&settings)?);
         let cluster = Cluster::connect(&settings.redis)?;
+        let panics = crate::tasks::Panics::default();
         let hub: Arc<dyn Hub> = match &cluster {
-            Some(c) => Arc::new(RedisHub::start(c.clone())),
+            Some(c) => Arc::new(RedisHub::start(c.clone(), &panics)),
             None => Arc::new(LocalHub::new()),
         };
         let wake = Wakeup::default();
@@ -291,6 +320,7 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             public_url,
             demo_widget_key: Arc::new(RwLock::new(None)),
+            panics,
         };
         if state.settings.demo.enabled && state.settings.is_embedded() {
             let key = ensure_demo_tenant(&state, addr).await?;
@@ -339,6 +369,7 @@ impl Application {
         let cancel = state.shutdown.clone();
         let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
         let usage = state.usage.clone();
+        let panics = state.panics.clone();
         let summarizer = tokio::spawn(usage.clone().run_summarizer(cancel.clone()));
         watch_master_key(state.bots.key().clone(), cancel.clone());
         let settings = state.settings.clone();
@@ -383,16 +414,34 @@ impl Application {
             cancel.clone(),
         ));
         cancel.cancelled().await;
-        if let Some(worker) = self.worker {
-            let _ = tokio::time::timeout(grace, worker).await;
+        let mut crashed = Vec::new();
+        if let Some(worker) = self.worker
+            && let Ok(joined) = tokio::time::timeout(grace, worker).await
+            && panics.check_join("outbox worker", &joined)
+        {
+            crashed.push("outbox worker");
         }
         let served = tokio::time::timeout(grace, server).await;
+        if let Ok(joined) = &served
+            && panics.check_join("http server", joined)
+        {
+            crashed.push("http server");
+        }
         // Store what the last requests counted; with Redis, summarize once more.
-        let _ = summarizer.await;
+        if panics.check_join("usage summarizer", &summarizer.await) {
+            crashed.push("usage summarizer");
+        }
         match tokio::time::timeout(grace, usage.summarize()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "last usage summary failed"),
             Err(_) => tracing::warn!("last usage summary timed out"),
+        }
+        if !crashed.is_empty() {
+            // A supervisor restarts a process that exits with an error.
+            return Err(Error::internal(format!(
+                "background task(s) panicked: {}",
+                crashed.join(", ")
+            )));
         }
         match served {
             Ok(Ok(())) => Ok(()),

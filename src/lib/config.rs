@@ -998,9 +998,20 @@ impl Settings {
 
     /// The public base URL, without a trailing slash.
     pub fn public_url(&self, bound: SocketAddr) -> String {
+        self.public_url_or(&bound.to_string())
+    }
+
+    /// The public base URL for a process that is not listening (CLI commands): the
+    /// configured one, else `http://` + the configured listen address.
+    pub fn configured_public_url(&self) -> String {
+        self.public_url_or(&self.server.listen)
+    }
+
+    /// `server.public_url` without a trailing slash, else `http://{listen}`.
+    fn public_url_or(&self, listen: &str) -> String {
         match &self.server.public_url {
             Some(url) => url.trim_end_matches('/').to_string(),
-            None => format!("http://{bound}"),
+            None => format!("http://{listen}"),
         }
     }
 

@@ -744,7 +744,7 @@ mod tests {
     /// same keys and texts as the catalogue.
     #[test]
     fn the_widget_ships_the_same_english_strings() {
-        let js = crate::http::routes::ops::WIDGET_JS;
+        let js = crate::assets::WIDGET_JS;
         let start = js.find("var STRINGS = {").expect("STRINGS in widget.js");
         let block = &js[start..];
         let block = &block[..block.find("};").expect("end of STRINGS")];

@@ -21,6 +21,8 @@
 //! - [`telemetry`]: logging setup, and OTLP trace export with the `otlp` cargo feature.
 //! - [`secrets`]: master key rotation: status, re-encryption, retiring old keys.
 //! - [`identity`]: identity verification (HMAC of the host site's user id), the tenant secret.
+//! - [`tasks`]: every spawned task and request handler under a watch that logs and counts panics.
+//! - [`assets`]: the embedded widget script and demo page.
 //! - [`widget_release`]: the versioned widget asset and its embed snippet with SRI.
 //! - [`files`]: the private data directory (0700) and SQLite files (0600).
 //!
@@ -30,6 +32,7 @@
 //! conversation receives it. Agent replies take the same path from the admin API.
 
 pub mod app;
+pub mod assets;
 pub mod chat;
 pub mod cluster;
 pub mod config;
@@ -47,6 +50,7 @@ pub mod outbox;
 pub mod presence;
 pub mod realtime;
 pub mod secrets;
+pub mod tasks;
 pub mod telegram;
 pub mod telemetry;
 pub mod tenancy;

@@ -487,12 +487,20 @@ pub struct KeyRequest {
 /// (`issued_by`) so revoking it can revoke what it issued. Operators (the CLI) may issue
 /// anything. Tenant keys issue keys of their own tenant only.
 pub async fn issue_key(db: &Db, caller: &Caller, req: KeyRequest) -> Result<IssuedKey> {
-    caller.require(&Scope::new("keys", crate::domain::ScopeAccess::Write))?;
+    caller.require(&Scope::new(
+        crate::domain::Resource::Keys,
+        crate::domain::ScopeAccess::Write,
+    ))?;
     let scopes = Scopes::parse_list(&req.scopes)?;
     let name = req.name.as_deref().unwrap_or("").trim();
     text::check_name("name", name, 80)?;
     let tenant = caller.resolve_tenant(db, req.tenant.as_deref()).await?;
-    if tenant.is_some() && scopes.grants(&Scope::new("tenants", crate::domain::ScopeAccess::Read)) {
+    if tenant.is_some()
+        && scopes.grants(&Scope::new(
+            crate::domain::Resource::Tenants,
+            crate::domain::ScopeAccess::Read,
+        ))
+    {
         return Err(Error::validation(
             "scopes",
             "tenants:* scopes are for platform keys only",
@@ -570,7 +578,10 @@ pub async fn issue_key(db: &Db, caller: &Caller, req: KeyRequest) -> Result<Issu
 /// List keys: a tenant key sees its tenant's keys; a platform key or an operator all keys,
 /// or one tenant's (`tenant` slug).
 pub async fn list_keys(db: &Db, caller: &Caller, tenant: Option<&str>) -> Result<Vec<ApiKeyInfo>> {
-    caller.require(&Scope::new("keys", crate::domain::ScopeAccess::Read))?;
+    caller.require(&Scope::new(
+        crate::domain::Resource::Keys,
+        crate::domain::ScopeAccess::Read,
+    ))?;
     let tenant = caller.resolve_tenant(db, tenant).await?;
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
@@ -610,7 +621,10 @@ pub struct RevokedKey {
 /// `not_found`). With `cascade` (the default of the API and the CLI) every key it issued,
 /// and every key those issued, is revoked in the same transaction.
 pub async fn revoke_key(db: &Db, caller: &Caller, id: &str, cascade: bool) -> Result<RevokedKey> {
-    caller.require(&Scope::new("keys", crate::domain::ScopeAccess::Write))?;
+    caller.require(&Scope::new(
+        crate::domain::Resource::Keys,
+        crate::domain::ScopeAccess::Write,
+    ))?;
     let tenant_id = caller.own_tenant().map(str::to_string);
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();

@@ -15,9 +15,9 @@ use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use serde::Serialize;
 use sha2::{Digest, Sha384};
 
+use crate::assets::{WIDGET_JS, widget_version};
 use crate::db::Db;
 use crate::error::{Error, ErrorCode, Result};
-use crate::http::routes::ops::{WIDGET_JS, widget_version};
 use crate::tenancy;
 
 /// Placeholder for the tenant's widget key in the snippet.

@@ -74,7 +74,7 @@ impl Drop for OwnRedis {
 }
 
 fn shared_redis() -> String {
-    "redis://127.0.0.1:6379/0".into()
+    crate::test_redis::url()
 }
 
 /// Two nodes on one PostgreSQL database and one Redis (prefix unique to the test).

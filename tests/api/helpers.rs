@@ -1,6 +1,6 @@
 //! `spawn_app()` and request helpers shared by the API tests.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use chatorical::{
     app::Application,
@@ -53,6 +53,8 @@ pub struct TestApp {
     pub platform_key: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// Set when `run_until_stopped` returned an error (e.g. a background task panicked).
+    exit: Arc<std::sync::Mutex<Option<String>>>,
     _dir: tempfile::TempDir,
     _pg: Option<PgDatabase>,
 }
@@ -118,18 +120,23 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     let metrics_addr = app.metrics_addr();
     let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let exit: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let exit_slot = exit.clone();
     let server = tokio::spawn(async move {
-        let _ = app
+        let result = app
             .run_until_stopped(async move {
                 let _ = rx.await;
             })
             .await;
+        if let Err(e) = result {
+            *exit_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
     });
     // Every scope there is: a key can only grant what it holds, and tests issue tenant
     // keys with it.
-    let mut scopes: Vec<String> = chatorical::domain::scope::RESOURCES
+    let mut scopes: Vec<String> = chatorical::domain::Resource::ALL
         .iter()
-        .map(|r| format!("{r}:write"))
+        .map(|r| format!("{}:write", r.as_str()))
         .collect();
     scopes.push("outbox:reveal".into());
     let platform = chatorical::tenancy::issue_key(
@@ -155,6 +162,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
         platform_key: platform.key,
         stop: Some(tx),
         server: Some(server),
+        exit,
         _dir: dir,
         _pg: pg,
     }
@@ -327,10 +335,23 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
+    /// Stops the server, and fails the test when the app panicked anywhere (a handler,
+    /// the worker, a socket, the hub) or its run ended abnormally, even if every
+    /// request the test made looked fine.
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+        if std::thread::panicking() {
+            return;
+        }
+        let panics = self.state.panics.count();
+        assert_eq!(
+            panics, 0,
+            "the app panicked {panics} time(s); see the log above"
+        );
+        let exit = self.exit.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert!(exit.is_none(), "the app stopped abnormally: {exit:?}");
     }
 }
 

@@ -35,25 +35,23 @@ on_both_backends!(
     two_nodes_on_one_redis_share_the_budget,
 );
 
-const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
-
 /// A key prefix of its own, so that parallel tests never share a budget.
 fn unique_prefix() -> String {
     format!("chatorical_test_{}", uuid::Uuid::new_v4().simple())
 }
 
 fn use_redis(s: &mut Settings, prefix: &str) {
-    s.redis.url = Some(Secret::new(REDIS_URL));
+    s.redis.url = Some(Secret::new(crate::test_redis::url()));
     s.redis.key_prefix = prefix.to_string();
 }
 
 /// A command connection to the test Redis.
 async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(REDIS_URL)
+    redis::Client::open(crate::test_redis::url())
         .expect("redis url")
         .get_multiplexed_async_connection()
         .await
-        .expect("Redis at 127.0.0.1:6379")
+        .expect("the test Redis (TEST_REDIS_URL)")
 }
 
 /// Keys under `prefix` (to prove the budget lived in Redis).
@@ -754,7 +752,7 @@ async fn two_nodes_on_one_redis_share_the_budget(b: Backend) {
 async fn limiters_on_one_redis_prefix_share_the_budget() {
     let prefix = unique_prefix();
     let settings = |prefix: &str| RedisSettings {
-        url: Some(Secret::new(REDIS_URL)),
+        url: Some(Secret::new(crate::test_redis::url())),
         key_prefix: prefix.to_string(),
         ..RedisSettings::default()
     };

@@ -6,6 +6,8 @@ mod fake_telegram;
 mod helpers;
 #[path = "../support/pg.rs"]
 mod pg;
+#[path = "../support/redis.rs"]
+mod test_redis;
 
 mod connections;
 mod fuzz_regressions;
@@ -16,7 +18,9 @@ mod keys;
 mod limits;
 mod long_messages;
 mod notify;
+mod operations;
 mod ops;
+mod router;
 mod socket_caps;
 mod telegram;
 mod telegram_webhook;

@@ -272,13 +272,16 @@ async fn two_workers_and_a_hundred_conversations_make_a_hundred_topics(b: Backen
         state.settings.worker.clone(),
     ));
     let url = state.settings.database_url().expect("url");
-    let second = Arc::new(Worker::new(
-        state.db.clone(),
-        state.settings.worker.clone(),
-        delivery,
-        Wakeup::default(),
-        &url,
-    ));
+    let second = Arc::new(
+        Worker::new(
+            state.db.clone(),
+            state.settings.worker.clone(),
+            delivery,
+            Wakeup::default(),
+            &url,
+        )
+        .with_panics(state.panics.clone()),
+    );
     let stop = CancellationToken::new();
     let handle = tokio::spawn(second.run(stop.clone()));
 
@@ -296,7 +299,9 @@ async fn two_workers_and_a_hundred_conversations_make_a_hundred_topics(b: Backen
     // stopped (a worker sends only what it holds under a lease): then count exactly.
     settled(&t).await;
     stop.cancel();
-    handle.await.expect("the second worker ran to its end");
+    handle
+        .await
+        .expect("the second worker stops without panicking");
     let mut t = t;
     t.app.stop().await;
     assert_eq!(

@@ -25,7 +25,7 @@ on_both_backends!(
 );
 
 fn use_redis(s: &mut Settings, prefix: &str) {
-    s.redis.url = Some(Secret::new("redis://127.0.0.1:6379/0"));
+    s.redis.url = Some(Secret::new(crate::test_redis::url()));
     s.redis.key_prefix = prefix.to_string();
 }
 
@@ -124,7 +124,7 @@ async fn counts_in_redis(b: Backend) {
     app.state.usage.flush().await;
     // The counts are in Redis until a summary.
     assert_eq!(only_counts(&today(&app, &acme).await), counts(0, 0, 0, 0));
-    let mut redis = redis::Client::open("redis://127.0.0.1:6379/0")
+    let mut redis = redis::Client::open(crate::test_redis::url())
         .expect("url")
         .get_multiplexed_async_connection()
         .await

@@ -23,7 +23,6 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::fake_telegram::{FakeTelegram, topic_text_update};
 use crate::support::{Api, Backend, Install, Server, Tenant, Visitor, Ws, topic_of_sent};
 
-const SHARED_REDIS: &str = "redis://127.0.0.1:6379/0";
 /// `server.token_secret` of every node: a ws token from one node opens a socket on another.
 const TOKEN_SECRET: &str = "process-cluster-token-secret-0123456789abcdef";
 
@@ -318,7 +317,7 @@ async fn answers_body() {
     // Node A refreshes presence every second (the default is 20 s).
     let d = deployment(
         &fake.api_url(),
-        SHARED_REDIS,
+        &crate::test_redis::url(),
         &[("CHATORICAL_WS__PING_INTERVAL_SECS", "1")],
     )
     .await;
@@ -447,7 +446,7 @@ async fn limits_body() {
     let limit = LIMIT.to_string();
     let d = deployment(
         &fake.api_url(),
-        SHARED_REDIS,
+        &crate::test_redis::url(),
         &[
             ("CHATORICAL_LIMITS__SESSIONS_PER_TENANT_PER_MIN", &limit),
             ("CHATORICAL_LIMITS__MESSAGES_PER_VISITOR_PER_MIN", &limit),

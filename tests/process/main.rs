@@ -7,6 +7,8 @@
 mod fake_telegram;
 #[path = "../support/pg.rs"]
 mod pg;
+#[path = "../support/redis.rs"]
+mod test_redis;
 
 mod abuse;
 mod cluster;

@@ -433,8 +433,23 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    /// Kills the process, and fails the test when it logged a panic (caught or not):
+    /// a process that panicked is broken even if every answer the test saw was fine.
     fn drop(&mut self) {
         self.kill();
+        if !std::thread::panicking() {
+            let err = self.stderr();
+            let panic = err
+                .lines()
+                .find(|l| l.contains("panicked") || l.contains("task panicked"));
+            assert!(
+                panic.is_none(),
+                "{} (pid {}) panicked: {}",
+                self.label,
+                self.child.id(),
+                panic.unwrap_or_default()
+            );
+        }
         if std::thread::panicking() {
             let err = self.stderr();
             let lines: Vec<&str> = err.lines().collect();

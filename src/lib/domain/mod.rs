@@ -13,7 +13,7 @@ pub use api_key::{ApiKeySecret, KeyParseError};
 pub use cidr::{Cidr, CidrParseError};
 pub use ids::new_id;
 pub use origin::Origin;
-pub use scope::{Scope, ScopeAccess, Scopes};
+pub use scope::{Resource, Scope, ScopeAccess, Scopes};
 pub use slug::TenantSlug;
 pub use token::{VisitorToken, random_base62, sha256_hex};
 

@@ -2,19 +2,62 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 
-/// Resources an API key scope can name.
-pub const RESOURCES: &[&str] = &[
-    "tenants",
-    "keys",
-    "settings",
-    "conversations",
-    "telegram",
-    "outbox",
-    "templates",
-    "plans",
-    "usage",
-    "billing",
-];
+/// What an API key scope is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resource {
+    /// Tenants (platform keys only).
+    Tenants,
+    /// API keys.
+    Keys,
+    /// Tenant settings and identity verification.
+    Settings,
+    /// Conversations and messages.
+    Conversations,
+    /// The Telegram connection.
+    Telegram,
+    /// The outbox.
+    Outbox,
+    /// Widget texts.
+    Templates,
+    /// Plans.
+    Plans,
+    /// Usage counters.
+    Usage,
+    /// Billing.
+    Billing,
+}
+
+impl Resource {
+    /// Every resource, in the order scopes are listed.
+    pub const ALL: [Resource; 10] = [
+        Resource::Tenants,
+        Resource::Keys,
+        Resource::Settings,
+        Resource::Conversations,
+        Resource::Telegram,
+        Resource::Outbox,
+        Resource::Templates,
+        Resource::Plans,
+        Resource::Usage,
+        Resource::Billing,
+    ];
+
+    /// The name used in scopes (`outbox` in `outbox:read`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Tenants => "tenants",
+            Resource::Keys => "keys",
+            Resource::Settings => "settings",
+            Resource::Conversations => "conversations",
+            Resource::Telegram => "telegram",
+            Resource::Outbox => "outbox",
+            Resource::Templates => "templates",
+            Resource::Plans => "plans",
+            Resource::Usage => "usage",
+            Resource::Billing => "billing",
+        }
+    }
+}
 
 /// Read or write access (`write` includes `read` of the same resource).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -30,7 +73,7 @@ pub enum ScopeAccess {
 /// One scope, `<resource>:<read|write>` (plus `outbox:reveal`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Scope {
-    resource: &'static str,
+    resource: Resource,
     access: ScopeAccess,
 }
 
@@ -43,17 +86,16 @@ impl Scope {
                 format!("scope `{s}` must look like resource:read or resource:write"),
             )
         })?;
-        let resource = RESOURCES
-            .iter()
-            .copied()
-            .find(|r| *r == res)
+        let resource = Resource::ALL
+            .into_iter()
+            .find(|r| r.as_str() == res)
             .ok_or_else(|| {
                 Error::validation("scopes", format!("unknown resource `{res}` in scope `{s}`"))
             })?;
         let access = match (resource, acc) {
             (_, "read") => ScopeAccess::Read,
             (_, "write") => ScopeAccess::Write,
-            ("outbox", "reveal") => ScopeAccess::Reveal,
+            (Resource::Outbox, "reveal") => ScopeAccess::Reveal,
             _ => {
                 return Err(Error::validation(
                     "scopes",
@@ -65,12 +107,12 @@ impl Scope {
     }
 
     /// A scope from parts known at compile time.
-    pub const fn new(resource: &'static str, access: ScopeAccess) -> Self {
+    pub const fn new(resource: Resource, access: ScopeAccess) -> Self {
         Scope { resource, access }
     }
 
     /// The resource name.
-    pub fn resource(&self) -> &str {
+    pub fn resource(&self) -> Resource {
         self.resource
     }
 
@@ -89,7 +131,7 @@ impl fmt::Display for Scope {
             ScopeAccess::Write => "write",
             ScopeAccess::Reveal => "reveal",
         };
-        write!(f, "{}:{acc}", self.resource)
+        write!(f, "{}:{acc}", self.resource.as_str())
     }
 }
 

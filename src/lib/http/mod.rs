@@ -4,6 +4,7 @@ pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod scrape;
 pub mod server;
 pub mod ws;
 
@@ -85,6 +86,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Widget key of the demo tenant, when the demo is on.
     pub demo_widget_key: Arc<RwLock<Option<String>>>,
+    /// Panics caught in handlers and spawned tasks (logged; must stay 0).
+    pub panics: crate::tasks::Panics,
 }
 
 /// A short-lived cache of the union of all tenants' allowed origins.
@@ -225,6 +228,21 @@ async fn body_deadline(State(limit): State<Duration>, req: Request, next: Next) 
     resp
 }
 
+/// A handler that panics answers 500 `internal` (the connection and the process go on)
+/// and the panic is logged and counted.
+fn catch_panics(
+    panics: crate::tasks::Panics,
+) -> tower_http::catch_panic::CatchPanicLayer<
+    impl Fn(Box<dyn std::any::Any + Send + 'static>) -> Response + Clone,
+> {
+    tower_http::catch_panic::CatchPanicLayer::custom(
+        move |payload: Box<dyn std::any::Any + Send + 'static>| {
+            panics.record("http handler", payload.as_ref());
+            ApiError(Error::internal("request handler panicked")).into_response()
+        },
+    )
+}
+
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = documented();
@@ -241,14 +259,15 @@ pub fn router(state: AppState) -> Router {
         .route("/widget.js", get(routes::ops::widget_js));
     // With `telemetry.metrics_listen` set, /metrics lives on that listener only.
     let api = if state.settings.telemetry.metrics_listen.is_none() {
-        api.route("/metrics", get(crate::metrics::render))
+        api.route("/metrics", get(scrape::render))
     } else {
         api
     };
     api.route("/", get(routes::ops::demo_page))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
-    .layer(middleware::from_fn(crate::metrics::track_http))
+    .layer(catch_panics(state.panics.clone()))
+    .layer(middleware::from_fn(scrape::track_http))
     .layer(middleware::from_fn(refuse_nul_in_uri))
     .layer(DefaultBodyLimit::max(max_body))
     .layer(middleware::from_fn_with_state(
@@ -287,10 +306,10 @@ pub fn router(state: AppState) -> Router {
 /// The router of the `telemetry.metrics_listen` address: `/metrics` and nothing else.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/metrics", get(crate::metrics::render))
+        .route("/metrics", get(scrape::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(crate::metrics::track_http))
+        .layer(middleware::from_fn(scrape::track_http))
         .with_state(state)
 }
 

@@ -109,10 +109,12 @@ pub async fn ws_upgrade(
         .max_write_buffer_size(256 * 1024)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| async move {
-            SocketSession::new(state, visitor, claims, last_seq, slot)
-                .run(socket)
-                .await;
+        .on_upgrade(move |socket| {
+            let panics = state.panics.clone();
+            panics.watch(
+                "widget socket",
+                SocketSession::new(state, visitor, claims, last_seq, slot).run(socket),
+            )
         }))
 }
 
@@ -426,7 +428,8 @@ impl SocketSession {
         self.typing_at = Some(now);
         let state = self.state.clone();
         let visitor = self.visitor.clone();
-        tokio::spawn(async move {
+        let panics = state.panics.clone();
+        panics.spawn("typing action", async move {
             state
                 .typing
                 .visitor_typing(&state.chat, &state.db, &state.bots, &visitor, &conv)

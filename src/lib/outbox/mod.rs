@@ -6,8 +6,11 @@
 //! lane that waits (429, backoff, budget) holds up nobody else. Any number of workers
 //! can run side by side: claiming is a conditional update that only one wins.
 
+pub mod admin;
 pub mod budget;
 pub mod worker;
+
+pub use admin::OutboxStatus;
 
 use std::{sync::Arc, time::Duration};
 
@@ -75,7 +78,7 @@ pub async fn enqueue(
         idempotency_key: idempotency_key.to_string(),
         lane: lane.to_string(),
         payload: payload.to_string(),
-        status: "queued".into(),
+        status: OutboxStatus::Queued.as_str().into(),
         attempts: 0,
         next_attempt_at: now,
         lease_until: None,

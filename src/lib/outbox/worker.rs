@@ -32,6 +32,7 @@ pub struct Worker<D: Deliver> {
     delivery: Arc<D>,
     wake: Wakeup,
     budgets: Arc<Budgets>,
+    panics: crate::tasks::Panics,
     listen_url: Option<String>,
     /// Items this worker is delivering right now (never re-claimed by itself).
     in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -57,6 +58,7 @@ impl<D: Deliver> Worker<D> {
             delivery,
             wake,
             budgets: Arc::new(Budgets::new()),
+            panics: crate::tasks::Panics::default(),
             listen_url,
             in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
@@ -66,6 +68,13 @@ impl<D: Deliver> Worker<D> {
     /// API, e.g. typing actions) instead of budgets of its own.
     pub fn with_budgets(mut self, budgets: Arc<Budgets>) -> Self {
         self.budgets = budgets;
+        self
+    }
+
+    /// Count (and log) a panic of a delivery or of the notification listener in
+    /// `panics` (the application's), instead of losing it with the task.
+    pub fn with_panics(mut self, panics: crate::tasks::Panics) -> Self {
+        self.panics = panics;
         self
     }
 
@@ -184,11 +193,10 @@ impl<D: Deliver> Worker<D> {
     /// Run until `shutdown` is cancelled.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         if let Some(url) = self.listen_url.clone() {
-            tokio::spawn(listen_for_notifications(
-                url,
-                self.wake.clone(),
-                shutdown.clone(),
-            ));
+            self.panics.spawn(
+                "outbox notification listener",
+                listen_for_notifications(url, self.wake.clone(), shutdown.clone()),
+            );
         }
         let permits = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut tasks: JoinSet<()> = JoinSet::new();
@@ -222,7 +230,8 @@ impl<D: Deliver> Worker<D> {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(item.id.clone());
-                tasks.spawn(async move {
+                let watch = me.panics.clone();
+                tasks.spawn(watch.watch("outbox delivery", async move {
                     // Keep the lease alive while the delivery runs (slow Bot API calls).
                     let outcome = tokio::select! {
                         o = me.delivery.deliver(&item) => o,
@@ -234,7 +243,7 @@ impl<D: Deliver> Worker<D> {
                     }
                     me.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&item.id);
                     drop(permit);
-                });
+                }));
             }
             if got_any {
                 continue;

@@ -54,7 +54,8 @@ pub struct RedisHub {
 
 impl RedisHub {
     /// Start the publisher and subscriber tasks on the current runtime.
-    pub fn start(cluster: Cluster) -> Self {
+    /// A panic in either task is logged and counted in `panics`.
+    pub fn start(cluster: Cluster, panics: &crate::tasks::Panics) -> Self {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -66,8 +67,11 @@ impl RedisHub {
             degraded: AtomicBool::new(true),
             last_publish_failure: Mutex::new(None),
         });
-        tokio::spawn(publisher(inner.clone(), outgoing_rx));
-        tokio::spawn(subscriber(inner.clone(), command_rx));
+        panics.spawn("redis hub publisher", publisher(inner.clone(), outgoing_rx));
+        panics.spawn(
+            "redis hub subscriber",
+            subscriber(inner.clone(), command_rx),
+        );
         RedisHub { inner }
     }
 

@@ -209,3 +209,68 @@ pub fn short(e: &teloxide::RequestError) -> String {
         other => other.to_string(),
     }
 }
+
+/// A tenant key acts on its own tenant only: another tenant is not found.
+fn own_tenant_only(caller: &crate::tenancy::Caller, tenant: &Tenant) -> Result<()> {
+    match caller.own_tenant() {
+        Some(own) if own != tenant.id => Err(Error::not_found("tenant")),
+        _ => Ok(()),
+    }
+}
+
+/// The tenant's Telegram connection, secrets redacted (`telegram:read`); `not_found`
+/// when it has none. `GET /v1/admin/telegram` and `chatorical telegram status`.
+pub async fn current_status(
+    db: &Db,
+    bots: &Bots,
+    caller: &crate::tenancy::Caller,
+    tenant: &Tenant,
+    public_url: &str,
+) -> Result<TelegramStatus> {
+    caller.require(&crate::domain::Scope::new(
+        crate::domain::Resource::Telegram,
+        crate::domain::ScopeAccess::Read,
+    ))?;
+    own_tenant_only(caller, tenant)?;
+    let mut pc = db.conn().await?;
+    let cfg = repo::telegram::get(&mut pc.as_conn(), &tenant.id)
+        .await?
+        .ok_or_else(|| Error::not_found("telegram connection"))?;
+    Ok(status(bots, &cfg, public_url, &tenant.slug))
+}
+
+/// Pause (`false`: items wait in the outbox, webhook updates are acknowledged and
+/// ignored) or resume (`true`: waiting items are due at once) the tenant's Telegram
+/// (`telegram:write`); `not_found` when it has no connection. The caller wakes its
+/// workers after a resume. `PATCH /v1/admin/telegram` and `chatorical telegram
+/// enable|disable`.
+pub async fn set_enabled(
+    db: &Db,
+    bots: &Bots,
+    caller: &crate::tenancy::Caller,
+    tenant: &Tenant,
+    public_url: &str,
+    enabled: bool,
+) -> Result<TelegramStatus> {
+    caller.require(&crate::domain::Scope::new(
+        crate::domain::Resource::Telegram,
+        crate::domain::ScopeAccess::Write,
+    ))?;
+    own_tenant_only(caller, tenant)?;
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    let now = crate::domain::now_ms();
+    let tenant_id = tenant.id.as_str();
+    let cfg = crate::transaction!(&mut conn, |tx| {
+        if !repo::telegram::set_enabled(tx, tenant_id, enabled, now).await? {
+            return Err(Error::not_found("telegram connection"));
+        }
+        if enabled {
+            repo::outbox::make_due(tx, tenant_id, now).await?;
+        }
+        repo::telegram::get(tx, tenant_id)
+            .await?
+            .ok_or_else(|| Error::not_found("telegram connection"))
+    })?;
+    Ok(status(bots, &cfg, public_url, &tenant.slug))
+}

@@ -281,9 +281,11 @@ async fn round_trip(db: &Db, cfg: &crate::db::models::TelegramConfigRow, wait: D
             .await
             .unwrap_or_default();
         if let Some(row) = rows.iter().find(|r| r.idempotency_key == key) {
-            match row.status.as_str() {
-                "delivered" => return check(name, true, "test message delivered to the group"),
-                "dead" => {
+            match row.status.parse::<crate::outbox::OutboxStatus>() {
+                Ok(crate::outbox::OutboxStatus::Delivered) => {
+                    return check(name, true, "test message delivered to the group");
+                }
+                Ok(crate::outbox::OutboxStatus::Dead) => {
                     return check(
                         name,
                         false,

@@ -112,11 +112,3 @@ pub fn reload_master_key_on_sighup(key: std::sync::Arc<chatorical::crypto::Maste
     #[cfg(not(unix))]
     let _ = key;
 }
-
-/// The public URL operators' commands use for links (webhook URLs).
-pub fn public_url(settings: &Settings) -> String {
-    match &settings.server.public_url {
-        Some(u) => u.trim_end_matches('/').to_string(),
-        None => format!("http://{}", settings.server.listen),
-    }
-}

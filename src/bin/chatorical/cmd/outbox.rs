@@ -4,7 +4,13 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use chatorical::{db::repo, domain::now_ms, error::Error, outbox::OutboxItemView, tenancy};
+use chatorical::{
+    outbox::{
+        OutboxStatus,
+        admin::{self, ItemFilter},
+    },
+    tenancy::{self, Caller},
+};
 
 use crate::cli::Global;
 use crate::output::{self, or_dash};
@@ -47,25 +53,17 @@ pub async fn run(g: &Global, cmd: OutboxCommand) -> anyhow::Result<ExitCode> {
             limit,
             reveal,
         } => {
-            if let Some(s) = &status {
-                anyhow::ensure!(
-                    ["queued", "in_flight", "delivered", "dead"].contains(&s.as_str()),
-                    "--status must be queued, in_flight, delivered or dead"
-                );
-            }
+            let status = status
+                .as_deref()
+                .map(|s| OutboxStatus::parse("--status", s))
+                .transpose()?;
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
-            let mut pc = db.conn().await?;
-            let rows = repo::outbox::list(
-                &mut pc.as_conn(),
-                &tenant.id,
-                status.as_deref(),
-                limit.clamp(1, 1000),
-            )
-            .await?;
-            let items: Vec<OutboxItemView> = rows
-                .into_iter()
-                .map(|r| OutboxItemView::from_row(r, reveal))
-                .collect();
+            let filter = ItemFilter {
+                status,
+                limit,
+                reveal,
+            };
+            let items = admin::list_items(&db, &Caller::Operator, &tenant, filter, 1000).await?;
             if g.json {
                 output::json(&items)?;
             } else {
@@ -94,16 +92,7 @@ pub async fn run(g: &Global, cmd: OutboxCommand) -> anyhow::Result<ExitCode> {
         }
         OutboxCommand::Retry { tenant, id } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
-            let mut pc = db.conn().await?;
-            let mut conn = pc.as_conn();
-            if !repo::outbox::retry_dead(&mut conn, &tenant.id, &id, now_ms()).await? {
-                return Err(match repo::outbox::get(&mut conn, &tenant.id, &id).await? {
-                    Some(row) => {
-                        anyhow::anyhow!("only dead items can be retried; {id} is {}", row.status)
-                    }
-                    None => Error::not_found("outbox item").into(),
-                });
-            }
+            admin::retry_item(&db, &Caller::Operator, &tenant, &id).await?;
             if g.json {
                 output::json(&serde_json::json!({ "id": id, "status": "queued" }))?;
             } else {

@@ -6,10 +6,8 @@ use clap::Subcommand;
 
 use chatorical::{
     app::load_master_key,
-    db::repo,
-    error::Error,
     telegram::{Bots, setup},
-    tenancy,
+    tenancy::{self, Caller},
 };
 
 use crate::cli::Global;
@@ -63,7 +61,7 @@ pub enum TelegramCommand {
 pub async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<ExitCode> {
     let (settings, db) = super::open(g).await?;
     let bots = Bots::new(&settings.telegram, Arc::new(load_master_key(&settings)?))?;
-    let public_url = super::public_url(&settings);
+    let public_url = settings.configured_public_url();
     match cmd {
         TelegramCommand::Setup {
             tenant,
@@ -94,11 +92,9 @@ pub async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<ExitCode> {
         }
         TelegramCommand::Status { tenant } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
-            let mut pc = db.conn().await?;
-            let cfg = repo::telegram::get(&mut pc.as_conn(), &tenant.id)
-                .await?
-                .ok_or_else(|| Error::not_found("telegram connection"))?;
-            print_status(g, &setup::status(&bots, &cfg, &public_url, &tenant.slug))?;
+            let status =
+                setup::current_status(&db, &bots, &Caller::Operator, &tenant, &public_url).await?;
+            print_status(g, &status)?;
         }
         TelegramCommand::Disable { tenant } => {
             switch(g, &db, &bots, &public_url, &tenant, false).await?
@@ -144,7 +140,8 @@ fn print_status(g: &Global, s: &setup::TelegramStatus) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Pause or resume a tenant's Telegram delivery and webhook.
+/// Pause or resume a tenant's Telegram delivery and webhook. A running worker picks
+/// the waiting items up at its next poll (or NOTIFY on PostgreSQL).
 async fn switch(
     g: &Global,
     db: &chatorical::db::Db,
@@ -154,19 +151,7 @@ async fn switch(
     enabled: bool,
 ) -> anyhow::Result<()> {
     let tenant = tenancy::tenant_by_slug(db, slug).await?;
-    let mut pc = db.conn().await?;
-    let mut conn = pc.as_conn();
-    if !repo::telegram::set_enabled(&mut conn, &tenant.id, enabled, chatorical::domain::now_ms())
-        .await?
-    {
-        return Err(Error::not_found("telegram connection").into());
-    }
-    if enabled {
-        // A running worker picks these up at its next poll.
-        repo::outbox::make_due(&mut conn, &tenant.id, chatorical::domain::now_ms()).await?;
-    }
-    let cfg = repo::telegram::get(&mut conn, &tenant.id)
-        .await?
-        .ok_or_else(|| Error::not_found("telegram connection"))?;
-    print_status(g, &setup::status(bots, &cfg, public_url, &tenant.slug))
+    let status =
+        setup::set_enabled(db, bots, &Caller::Operator, &tenant, public_url, enabled).await?;
+    print_status(g, &status)
 }

@@ -79,7 +79,7 @@ pub async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
                 &db,
                 &bots,
                 &tenant,
-                &super::public_url(&settings),
+                &settings.configured_public_url(),
                 std::time::Duration::from_secs(wait),
             )
             .await;

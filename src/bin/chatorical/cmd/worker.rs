@@ -6,11 +6,11 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use chatorical::{
-    app::load_master_key,
+    app::{WorkerParts, load_master_key, telegram_worker},
     cluster::Cluster,
     config::Settings,
-    outbox::{Wakeup, worker::Worker},
-    telegram::{Bots, delivery::TelegramDelivery},
+    outbox::{Wakeup, budget::Budgets},
+    telegram::Bots,
     usage::Usage,
 };
 
@@ -45,24 +45,22 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
     chatorical::app::watch_master_key(key.clone(), shutdown.clone());
     super::reload_master_key_on_sighup(key.clone());
     let bots = Arc::new(Bots::new(&settings.telegram, key)?);
-    let url = settings.database_url()?;
-    let wake = Wakeup::default();
     // Counts topics it creates, and folds the Redis usage counters every minute.
     let usage = Usage::new(db.clone(), Cluster::connect(&settings.redis)?);
     let summarizer = tokio::spawn(usage.clone().run_summarizer(shutdown.clone()));
+    // One set of Telegram budgets for all the workers of this process.
+    let parts = WorkerParts {
+        db: db.clone(),
+        bots,
+        usage: usage.clone(),
+        wake: Wakeup::default(),
+        budgets: Arc::new(Budgets::new()),
+        panics: chatorical::tasks::Panics::default(),
+    };
+    let panics = parts.panics.clone();
     let mut handles = Vec::new();
     for _ in 0..args.workers.max(1) {
-        let delivery = Arc::new(
-            TelegramDelivery::new(db.clone(), bots.clone(), settings.worker.clone())
-                .with_usage(usage.clone()),
-        );
-        let worker = Arc::new(Worker::new(
-            db.clone(),
-            settings.worker.clone(),
-            delivery,
-            wake.clone(),
-            &url,
-        ));
+        let worker = Arc::new(telegram_worker(&settings, &parts));
         handles.push(tokio::spawn(worker.run(shutdown.clone())));
     }
     let stop = super::shutdown_signal();
@@ -73,11 +71,19 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
     stop.await;
     shutdown.cancel();
     for h in handles {
-        let _ = h.await;
+        panics.check_join("outbox worker", &h.await);
     }
-    let _ = summarizer.await;
+    panics.check_join("usage summarizer", &summarizer.await);
     if let Err(e) = usage.summarize().await {
         tracing::warn!(error = %e, "last usage summary failed");
+    }
+    if panics.count() > 0 {
+        // Logged where they happened; a supervisor sees a failed run.
+        eprintln!(
+            "error: {} task panic(s) during this run; see the log",
+            panics.count()
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

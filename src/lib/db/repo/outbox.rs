@@ -7,6 +7,7 @@ use diesel_async::RunQueryDsl;
 use crate::db::{Conn, models::OutboxRow, schema::outbox};
 use crate::error::Result;
 use crate::on_conn;
+use crate::outbox::OutboxStatus::{Dead, Delivered, InFlight, Queued};
 
 /// Insert an item; a second item with the same (tenant, idempotency key) is ignored.
 /// Returns whether this call inserted it.
@@ -81,14 +82,14 @@ pub async fn claim(
         .filter(outbox::id.eq_any(ids))
         .filter(
             outbox::status
-                .eq("queued")
+                .eq(Queued.as_str())
                 .and(outbox::next_attempt_at.le(now))
                 .or(outbox::status
-                    .eq("in_flight")
+                    .eq(InFlight.as_str())
                     .and(outbox::lease_until.lt(now))),
         )
         .set((
-            outbox::status.eq("in_flight"),
+            outbox::status.eq(InFlight.as_str()),
             outbox::lease_until.eq(lease_until),
             outbox::leased_by.eq(worker),
             outbox::attempts.eq(outbox::attempts + 1),
@@ -104,9 +105,9 @@ pub async fn mark_delivered(conn: &mut Conn<'_>, id: &str, worker: &str, now: i6
     let n = on_conn!(conn, |c| diesel::update(outbox::table)
         .filter(outbox::id.eq(id))
         .filter(outbox::leased_by.eq(worker))
-        .filter(outbox::status.eq("in_flight"))
+        .filter(outbox::status.eq(InFlight.as_str()))
         .set((
-            outbox::status.eq("delivered"),
+            outbox::status.eq(Delivered.as_str()),
             outbox::delivered_at.eq(now),
             outbox::lease_until.eq(None::<i64>),
             outbox::last_error.eq(None::<String>),
@@ -132,9 +133,9 @@ pub async fn mark_retry(
     let n = on_conn!(conn, |c| diesel::update(outbox::table)
         .filter(outbox::id.eq(id))
         .filter(outbox::leased_by.eq(worker))
-        .filter(outbox::status.eq("in_flight"))
+        .filter(outbox::status.eq(InFlight.as_str()))
         .set((
-            outbox::status.eq("queued"),
+            outbox::status.eq(Queued.as_str()),
             outbox::next_attempt_at.eq(next_attempt_at),
             outbox::lease_until.eq(None::<i64>),
             outbox::last_error.eq(error),
@@ -157,9 +158,9 @@ pub async fn mark_dead(
     let n = on_conn!(conn, |c| diesel::update(outbox::table)
         .filter(outbox::id.eq(id))
         .filter(outbox::leased_by.eq(worker))
-        .filter(outbox::status.eq("in_flight"))
+        .filter(outbox::status.eq(InFlight.as_str()))
         .set((
-            outbox::status.eq("dead"),
+            outbox::status.eq(Dead.as_str()),
             outbox::lease_until.eq(None::<i64>),
             outbox::last_error.eq(error),
             outbox::updated_at.eq(now),
@@ -173,9 +174,9 @@ pub async fn mark_dead(
 pub async fn release_all(conn: &mut Conn<'_>, worker: &str, now: i64) -> Result<usize> {
     Ok(on_conn!(conn, |c| diesel::update(outbox::table)
         .filter(outbox::leased_by.eq(worker))
-        .filter(outbox::status.eq("in_flight"))
+        .filter(outbox::status.eq(InFlight.as_str()))
         .set((
-            outbox::status.eq("queued"),
+            outbox::status.eq(Queued.as_str()),
             outbox::lease_until.eq(None::<i64>),
             outbox::next_attempt_at.eq(now),
             outbox::attempts.eq(outbox::attempts - 1),
@@ -190,9 +191,9 @@ pub async fn retry_dead(conn: &mut Conn<'_>, tenant_id: &str, id: &str, now: i64
     let n = on_conn!(conn, |c| diesel::update(outbox::table)
         .filter(outbox::tenant_id.eq(tenant_id))
         .filter(outbox::id.eq(id))
-        .filter(outbox::status.eq("dead"))
+        .filter(outbox::status.eq(Dead.as_str()))
         .set((
-            outbox::status.eq("queued"),
+            outbox::status.eq(Queued.as_str()),
             outbox::attempts.eq(0),
             outbox::next_attempt_at.eq(now),
             outbox::updated_at.eq(now),
@@ -237,7 +238,7 @@ pub async fn list(
 /// Earliest `next_attempt_at` of queued items (to sleep until), if any.
 pub async fn next_due(conn: &mut Conn<'_>) -> Result<Option<i64>> {
     Ok(on_conn!(conn, |c| outbox::table
-        .filter(outbox::status.eq("queued"))
+        .filter(outbox::status.eq(Queued.as_str()))
         .select(min(outbox::next_attempt_at))
         .first::<Option<i64>>(c)
         .await)?)
@@ -255,7 +256,7 @@ pub async fn count_by_status(conn: &mut Conn<'_>, status: &str) -> Result<i64> {
 /// Creation time of the oldest item not yet delivered or dead, if any.
 pub async fn oldest_pending(conn: &mut Conn<'_>) -> Result<Option<i64>> {
     Ok(on_conn!(conn, |c| outbox::table
-        .filter(outbox::status.eq_any(["queued", "in_flight"]))
+        .filter(outbox::status.eq_any([Queued.as_str(), InFlight.as_str()]))
         .select(min(outbox::created_at))
         .first::<Option<i64>>(c)
         .await)?)
@@ -271,7 +272,7 @@ pub async fn extend_lease(
     let n = on_conn!(conn, |c| diesel::update(outbox::table)
         .filter(outbox::id.eq(id))
         .filter(outbox::leased_by.eq(worker))
-        .filter(outbox::status.eq("in_flight"))
+        .filter(outbox::status.eq(InFlight.as_str()))
         .set(outbox::lease_until.eq(lease_until))
         .execute(c)
         .await)?;
@@ -282,7 +283,7 @@ pub async fn extend_lease(
 pub async fn make_due(conn: &mut Conn<'_>, tenant_id: &str, now: i64) -> Result<usize> {
     Ok(on_conn!(conn, |c| diesel::update(outbox::table)
         .filter(outbox::tenant_id.eq(tenant_id))
-        .filter(outbox::status.eq("queued"))
+        .filter(outbox::status.eq(Queued.as_str()))
         .filter(outbox::next_attempt_at.gt(now))
         .set(outbox::next_attempt_at.eq(now))
         .execute(c)

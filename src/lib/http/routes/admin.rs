@@ -68,7 +68,7 @@ async fn create_tenant(
     admin: Admin,
     Json(req): Json<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
-    admin.require(&Scope::new("tenants", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Tenants, Write))?;
     platform_only(&admin)?;
     let t = tenancy::create_tenant(&state.db, &req.slug, &req.name, &req.allowed_origins).await?;
     state.origins.invalidate();
@@ -85,7 +85,7 @@ pub struct TenantList {
 /// List tenants (platform keys with `tenants:read`).
 #[utoipa::path(get, path = "/v1/admin/tenants", tag = "admin", security(("api_key" = [])), responses((status = 200, body = TenantList)))]
 async fn list_tenants(State(state): State<AppState>, admin: Admin) -> ApiResult<Json<TenantList>> {
-    admin.require(&Scope::new("tenants", Read))?;
+    admin.require(&Scope::new(crate::domain::Resource::Tenants, Read))?;
     platform_only(&admin)?;
     Ok(Json(TenantList {
         tenants: tenancy::list_tenants(&state.db).await?,
@@ -196,7 +196,7 @@ async fn get_settings(
     admin: Admin,
     headers: HeaderMap,
 ) -> ApiResult<Json<Tenant>> {
-    admin.require(&Scope::new("settings", Read))?;
+    admin.require(&Scope::new(crate::domain::Resource::Settings, Read))?;
     Ok(Json(admin.tenant(&state, &headers).await?))
 }
 
@@ -209,7 +209,7 @@ async fn patch_settings(
     headers: HeaderMap,
     Json(patch): Json<SettingsPatch>,
 ) -> ApiResult<Json<TenantSettings>> {
-    admin.require(&Scope::new("settings", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Settings, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let settings = tenancy::update_settings(&state.db, &tenant.id, patch).await?;
     state.origins.invalidate();
@@ -241,7 +241,7 @@ async fn list_conversations(
     headers: HeaderMap,
     Query(f): Query<ConversationFilter>,
 ) -> ApiResult<Json<ConversationList>> {
-    admin.require(&Scope::new("conversations", Read))?;
+    admin.require(&Scope::new(crate::domain::Resource::Conversations, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let conversations = state
         .chat
@@ -259,7 +259,7 @@ async fn get_conversation(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConversationView>> {
-    admin.require(&Scope::new("conversations", Read))?;
+    admin.require(&Scope::new(crate::domain::Resource::Conversations, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     Ok(Json(state.chat.conversation(&tenant.id, None, &id).await?))
 }
@@ -273,7 +273,7 @@ async fn close_conversation(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConversationView>> {
-    admin.require(&Scope::new("conversations", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Conversations, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     Ok(Json(state.chat.close(&tenant.id, &id).await?))
 }
@@ -301,7 +301,7 @@ async fn reply(
     Path(id): Path<String>,
     Json(req): Json<AgentReply>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
-    admin.require(&Scope::new("conversations", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Conversations, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let author = req
         .author
@@ -346,7 +346,7 @@ async fn agent_typing(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    admin.require(&Scope::new("conversations", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Conversations, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let conv = state.chat.conversation(&tenant.id, None, &id).await?;
     if conv.status != "open" {
@@ -376,7 +376,7 @@ async fn conversation_messages(
     Path(id): Path<String>,
     Query(q): Query<AdminHistory>,
 ) -> ApiResult<Json<History>> {
-    admin.require(&Scope::new("conversations", Read))?;
+    admin.require(&Scope::new(crate::domain::Resource::Conversations, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     Ok(Json(
         state

@@ -33,7 +33,7 @@ async fn identity_status(
     admin: Admin,
     headers: HeaderMap,
 ) -> ApiResult<Json<IdentityStatus>> {
-    admin.require(&Scope::new("settings", Read))?;
+    admin.require(&Scope::new(crate::domain::Resource::Settings, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     Ok(Json(identity::status(&state.db, &tenant).await?))
 }
@@ -50,7 +50,7 @@ async fn generate_secret(
     admin: Admin,
     headers: HeaderMap,
 ) -> ApiResult<(StatusCode, Json<IdentitySecret>)> {
-    admin.require(&Scope::new("settings", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Settings, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let secret = identity::generate_secret(&state.db, state.bots.key(), &tenant).await?;
     Ok((StatusCode::CREATED, Json(secret)))

@@ -9,20 +9,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::domain::sha256_hex;
 use crate::http::{
     AppState,
     extract::{Json, Query},
 };
 
-/// The widget script, embedded at build time.
-pub const WIDGET_JS: &str = include_str!("../../../../widget/widget.js");
-const DEMO_HTML: &str = include_str!("../../../../widget/demo.html");
-
-/// Content hash of the widget script (its `?v=` and ETag).
-pub fn widget_version() -> String {
-    sha256_hex(WIDGET_JS)[..16].to_string()
-}
+use crate::assets::{DEMO_HTML, WIDGET_JS, widget_version};
 
 /// Documented ops routes.
 pub fn router() -> OpenApiRouter<AppState> {

@@ -8,19 +8,19 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::db::repo;
 use crate::domain::{
     Scope,
-    ScopeAccess::{Read, Reveal, Write},
-    now_ms,
+    ScopeAccess::{Read, Write},
 };
-use crate::error::{Error, ErrorCode};
 use crate::http::{
     AppState,
     error::{ApiResult, ErrorBody},
     extract::{Admin, Json, Path, Query},
 };
-use crate::outbox::OutboxItemView;
+use crate::outbox::{
+    OutboxItemView, OutboxStatus,
+    admin::{self, ItemFilter},
+};
 
 /// Outbox routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -56,35 +56,21 @@ async fn list(
     headers: HeaderMap,
     Query(f): Query<OutboxFilter>,
 ) -> ApiResult<Json<OutboxList>> {
-    admin.require(&Scope::new("outbox", Read))?;
-    let reveal = f.reveal.unwrap_or(false);
-    if reveal {
-        admin.require(&Scope::new("outbox", Reveal))?;
-    }
-    if let Some(s) = &f.status
-        && !["queued", "in_flight", "delivered", "dead"].contains(&s.as_str())
-    {
-        return Err(Error::validation(
-            "status",
-            "status must be queued, in_flight, delivered or dead",
-        )
-        .into());
-    }
+    let status = f
+        .status
+        .as_deref()
+        .map(|s| OutboxStatus::parse("status", s))
+        .transpose()?;
+    let filter = ItemFilter {
+        status,
+        limit: f.limit.unwrap_or(100),
+        reveal: f.reveal.unwrap_or(false),
+    };
+    // Scopes first: a key without `outbox:read` learns nothing about tenants.
+    admin.require(&Scope::new(crate::domain::Resource::Outbox, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
-    let mut pc = state.db.conn().await?;
-    let rows = repo::outbox::list(
-        &mut pc.as_conn(),
-        &tenant.id,
-        f.status.as_deref(),
-        f.limit.unwrap_or(100).clamp(1, 500),
-    )
-    .await?;
-    Ok(Json(OutboxList {
-        items: rows
-            .into_iter()
-            .map(|r| OutboxItemView::from_row(r, reveal))
-            .collect(),
-    }))
+    let items = admin::list_items(&state.db, &admin.caller(), &tenant, filter, 500).await?;
+    Ok(Json(OutboxList { items }))
 }
 
 /// Body of `POST /v1/admin/outbox`.
@@ -115,7 +101,7 @@ async fn enqueue(
     headers: HeaderMap,
     Json(req): Json<EnqueueText>,
 ) -> ApiResult<(StatusCode, Json<Enqueued>)> {
-    admin.require(&Scope::new("outbox", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Outbox, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let inserted = crate::telegram::enqueue_text(
         &state.db,
@@ -147,24 +133,9 @@ async fn retry(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<OutboxItemView>> {
-    admin.require(&Scope::new("outbox", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Outbox, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
-    let mut pc = state.db.conn().await?;
-    let mut conn = pc.as_conn();
-    let row = repo::outbox::get(&mut conn, &tenant.id, &id)
-        .await?
-        .ok_or_else(|| Error::not_found("outbox item"))?;
-    if row.status != "dead" {
-        return Err(Error::new(
-            ErrorCode::Conflict,
-            format!("only dead items can be retried; this one is {}", row.status),
-        )
-        .into());
-    }
-    repo::outbox::retry_dead(&mut conn, &tenant.id, &id, now_ms()).await?;
+    let item = admin::retry_item(&state.db, &admin.caller(), &tenant, &id).await?;
     state.wake.wake();
-    let row = repo::outbox::get(&mut conn, &tenant.id, &id)
-        .await?
-        .ok_or_else(|| Error::not_found("outbox item"))?;
-    Ok(Json(OutboxItemView::from_row(row, false)))
+    Ok(Json(item))
 }

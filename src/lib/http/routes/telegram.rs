@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::db::repo;
 use crate::domain::{
     Scope,
     ScopeAccess::{Read, Write},
@@ -55,7 +54,7 @@ async fn connect(
     headers: HeaderMap,
     Json(req): Json<ConnectTelegram>,
 ) -> ApiResult<Json<TelegramStatus>> {
-    admin.require(&Scope::new("telegram", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Telegram, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let status = setup::connect(
         &state.db,
@@ -78,18 +77,18 @@ async fn status(
     admin: Admin,
     headers: HeaderMap,
 ) -> ApiResult<Json<TelegramStatus>> {
-    admin.require(&Scope::new("telegram", Read))?;
+    admin.require(&Scope::new(crate::domain::Resource::Telegram, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
-    let mut pc = state.db.conn().await?;
-    let cfg = repo::telegram::get(&mut pc.as_conn(), &tenant.id)
-        .await?
-        .ok_or_else(|| Error::not_found("telegram connection"))?;
-    Ok(Json(setup::status(
-        &state.bots,
-        &cfg,
-        &state.public_url,
-        &tenant.slug,
-    )))
+    Ok(Json(
+        setup::current_status(
+            &state.db,
+            &state.bots,
+            &admin.caller(),
+            &tenant,
+            &state.public_url,
+        )
+        .await?,
+    ))
 }
 
 /// Disconnected.
@@ -107,7 +106,7 @@ async fn disconnect(
     admin: Admin,
     headers: HeaderMap,
 ) -> ApiResult<Json<Disconnected>> {
-    admin.require(&Scope::new("telegram", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Telegram, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     setup::disconnect(&state.db, &state.bots, &tenant).await?;
     Ok(Json(Disconnected { disconnected: true }))
@@ -130,28 +129,21 @@ async fn toggle(
     headers: HeaderMap,
     Json(req): Json<ToggleTelegram>,
 ) -> ApiResult<Json<TelegramStatus>> {
-    admin.require(&Scope::new("telegram", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Telegram, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
-    let mut pc = state.db.conn().await?;
-    let mut conn = pc.as_conn();
-    if !repo::telegram::set_enabled(&mut conn, &tenant.id, req.enabled, crate::domain::now_ms())
-        .await?
-    {
-        return Err(Error::not_found("telegram connection").into());
-    }
+    let status = setup::set_enabled(
+        &state.db,
+        &state.bots,
+        &admin.caller(),
+        &tenant,
+        &state.public_url,
+        req.enabled,
+    )
+    .await?;
     if req.enabled {
-        repo::outbox::make_due(&mut conn, &tenant.id, crate::domain::now_ms()).await?;
         state.wake.wake();
     }
-    let cfg = repo::telegram::get(&mut conn, &tenant.id)
-        .await?
-        .ok_or_else(|| Error::not_found("telegram connection"))?;
-    Ok(Json(setup::status(
-        &state.bots,
-        &cfg,
-        &state.public_url,
-        &tenant.slug,
-    )))
+    Ok(Json(status))
 }
 
 /// Accepted update.

@@ -75,7 +75,7 @@ async fn put_template(
     Path(p): Path<TemplatePath>,
     Json(req): Json<SetTemplate>,
 ) -> ApiResult<Json<Template>> {
-    admin.require(&Scope::new("templates", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Templates, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     Ok(Json(
         i18n::set(&state.db, &tenant, &p.key, &p.locale, &req.body).await?,
@@ -93,7 +93,7 @@ async fn get_template(
     headers: HeaderMap,
     Path(p): Path<TemplatePath>,
 ) -> ApiResult<Json<Template>> {
-    admin.require(&Scope::new("templates", Read))?;
+    admin.require(&Scope::new(crate::domain::Resource::Templates, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     Ok(Json(
         i18n::get(&state.db, &tenant, &p.key, &p.locale).await?,
@@ -111,7 +111,7 @@ async fn delete_template(
     headers: HeaderMap,
     Path(p): Path<TemplatePath>,
 ) -> ApiResult<Json<Template>> {
-    admin.require(&Scope::new("templates", Write))?;
+    admin.require(&Scope::new(crate::domain::Resource::Templates, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     Ok(Json(
         i18n::delete(&state.db, &tenant, &p.key, &p.locale).await?,
@@ -144,7 +144,7 @@ async fn list_templates(
     headers: HeaderMap,
     Query(f): Query<TemplateFilter>,
 ) -> ApiResult<Json<TemplateList>> {
-    admin.require(&Scope::new("templates", Read))?;
+    admin.require(&Scope::new(crate::domain::Resource::Templates, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let templates = i18n::list(
         &state.db,
@@ -187,7 +187,7 @@ async fn preview(
     headers: HeaderMap,
     Json(req): Json<PreviewRequest>,
 ) -> ApiResult<Json<Preview>> {
-    admin.require(&Scope::new("templates", Read))?;
+    admin.require(&Scope::new(crate::domain::Resource::Templates, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let vars = req
         .variables

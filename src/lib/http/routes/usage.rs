@@ -36,7 +36,7 @@ async fn show(
     headers: HeaderMap,
     Query(p): Query<UsageParams>,
 ) -> ApiResult<Json<UsageReport>> {
-    admin.require(&Scope::new("usage", Read))?;
+    admin.require(&Scope::new(crate::domain::Resource::Usage, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let report = usage::show(&state.db, &tenant.id, p.days.unwrap_or(30)).await?;
     Ok(Json(report))

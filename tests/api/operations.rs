@@ -1,0 +1,247 @@
+//! Operations written once in the library answer the same through every entry point:
+//! the HTTP route and the CLI command are thin over one function that checks the caller.
+
+use std::process::Command;
+
+use chatorical::{
+    config::Secret,
+    db::{models::OutboxRow, repo},
+    domain::now_ms,
+    outbox::admin,
+    tenancy::{self, Caller},
+};
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::{Backend, TestApp, code, spawn_app_with};
+use crate::on_both_backends;
+
+on_both_backends!(outbox_retry_answers_the_same_over_http_and_the_cli);
+
+/// An outbox item written straight into the database, in `status`.
+async fn item(app: &TestApp, tenant_id: &str, id: &str, status: &str) {
+    let now = now_ms();
+    let row = OutboxRow {
+        id: id.into(),
+        tenant_id: tenant_id.into(),
+        kind: "telegram.send_text".into(),
+        idempotency_key: format!("test_{id}"),
+        lane: format!("tg:{tenant_id}:-1"),
+        payload: r#"{"text":"hello","topic_id":null}"#.into(),
+        status: status.into(),
+        attempts: 3,
+        next_attempt_at: now,
+        lease_until: None,
+        leased_by: None,
+        last_error: (status == "dead").then(|| "refused".to_string()),
+        created_at: now,
+        updated_at: now,
+        delivered_at: (status == "delivered").then_some(now),
+    };
+    let mut pc = app.state.db.conn().await.expect("connection");
+    assert!(
+        repo::outbox::enqueue(&mut pc.as_conn(), &row)
+            .await
+            .expect("insert")
+    );
+}
+
+/// `chatorical <args>` against the app's database; (exit code, stdout, stderr).
+fn cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let s = &app.state.settings;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatorical"));
+    cmd.arg("--data-dir").arg(&s.server.data_dir);
+    if let Some(url) = &s.database.url {
+        cmd.args(["--database-url", Secret::expose(url)]);
+    }
+    // The same installation as the app: its master key and public URL.
+    if let Some(key) = &s.secrets.master_key_file {
+        cmd.env("CHATORICAL_SECRETS__MASTER_KEY_FILE", key);
+    }
+    cmd.env(
+        "CHATORICAL_SERVER__PUBLIC_URL",
+        app.state.public_url.as_ref(),
+    );
+    let out = cmd.args(args).output().expect("run chatorical");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn outbox_retry_answers_the_same_over_http_and_the_cli(b: Backend) {
+    // No worker: retried items stay queued for the test to see.
+    let app = spawn_app_with(b, |s| s.worker.embedded = false).await;
+    let t = app.tenant("acme").await;
+    let other = app.tenant("other").await;
+    item(&app, &t.id, "ob_delivered", "delivered").await;
+    item(&app, &t.id, "ob_dead_http", "dead").await;
+    item(&app, &t.id, "ob_dead_cli", "dead").await;
+
+    // Not dead: refused the same way by both, and left as it was.
+    let (status, body) = app
+        .json(
+            Method::POST,
+            "/v1/admin/outbox/ob_delivered/retry",
+            Some(&t.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let message = body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .to_string();
+    assert_eq!(
+        message,
+        "only dead items can be retried; this one is delivered"
+    );
+    let (exit, _, stderr) = cli(
+        &app,
+        &["outbox", "retry", "--tenant", "acme", "ob_delivered"],
+    );
+    assert_eq!(exit, 1, "{stderr}");
+    assert!(
+        stderr.contains(&message),
+        "the CLI says what the API says: {stderr}"
+    );
+    // Another tenant's item is not found through either.
+    let (status, body) = app
+        .json(
+            Method::POST,
+            "/v1/admin/outbox/ob_dead_http/retry",
+            Some(&other.key),
+            None,
+        )
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (exit, _, stderr) = cli(
+        &app,
+        &["outbox", "retry", "--tenant", "other", "ob_dead_cli"],
+    );
+    assert_eq!(exit, 1);
+    assert!(stderr.contains("outbox item not found"), "{stderr}");
+
+    // Dead: queued again by both.
+    let (status, body) = app
+        .json(
+            Method::POST,
+            "/v1/admin/outbox/ob_dead_http/retry",
+            Some(&t.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "queued");
+    let (exit, stdout, stderr) = cli(
+        &app,
+        &[
+            "outbox",
+            "retry",
+            "--tenant",
+            "acme",
+            "ob_dead_cli",
+            "--json",
+        ],
+    );
+    assert_eq!(exit, 0, "{stderr}");
+    assert!(stdout.contains("\"queued\""), "{stdout}");
+    let (_, list) = app
+        .json(
+            Method::GET,
+            "/v1/admin/outbox?status=queued",
+            Some(&t.key),
+            None,
+        )
+        .await;
+    let mut queued: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    queued.sort();
+    assert_eq!(queued, ["ob_dead_cli", "ob_dead_http"]);
+
+    // The rules live in the operation itself: scopes and tenancy for any caller.
+    let tenant = tenancy::tenant_by_slug(&app.state.db, "acme")
+        .await
+        .expect("tenant");
+    let (_, read_only) = app.key(&t, &["outbox:read"]).await;
+    let reader = tenancy::authenticate(&app.state.db, &read_only)
+        .await
+        .expect("key");
+    let e = admin::retry_item(&app.state.db, &Caller::Key(reader), &tenant, "ob_delivered")
+        .await
+        .expect_err("outbox:read cannot retry");
+    assert_eq!(e.code, chatorical::error::ErrorCode::Forbidden);
+    let outsider = tenancy::authenticate(&app.state.db, &other.key)
+        .await
+        .expect("key");
+    let e = admin::retry_item(
+        &app.state.db,
+        &Caller::Key(outsider),
+        &tenant,
+        "ob_delivered",
+    )
+    .await
+    .expect_err("another tenant's key");
+    assert_eq!(e.code, chatorical::error::ErrorCode::NotFound);
+}
+
+on_both_backends!(telegram_pause_and_resume_are_one_operation);
+
+async fn telegram_pause_and_resume_are_one_operation(b: Backend) {
+    let tg = crate::helpers::spawn_with_telegram(b, |s| s.worker.embedded = false).await;
+    let app = &tg.app;
+    let status = |enabled: bool| serde_json::json!(enabled);
+    // Paused from the CLI, seen paused over HTTP.
+    let (exit, stdout, stderr) = cli(app, &["telegram", "disable", "--tenant", "acme", "--json"]);
+    assert_eq!(exit, 0, "{stderr}");
+    let cli_view: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(cli_view["enabled"], status(false));
+    let (code_, http_view) = app
+        .json(
+            Method::GET,
+            "/v1/admin/telegram",
+            Some(&tg.tenant.key),
+            None,
+        )
+        .await;
+    assert_eq!(code_, StatusCode::OK);
+    assert_eq!(http_view, cli_view, "the same status through both");
+    // Resumed over HTTP, seen resumed from the CLI.
+    let (code_, resumed) = app
+        .json(
+            Method::PATCH,
+            "/v1/admin/telegram",
+            Some(&tg.tenant.key),
+            Some(serde_json::json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(code_, StatusCode::OK, "{resumed}");
+    let (exit, stdout, _) = cli(app, &["telegram", "status", "--tenant", "acme", "--json"]);
+    assert_eq!(exit, 0);
+    let cli_view: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(cli_view, resumed);
+    assert_eq!(cli_view["enabled"], status(true));
+    // The operation checks the caller: a read key cannot pause.
+    let tenant = tenancy::tenant_by_slug(&app.state.db, "acme")
+        .await
+        .expect("tenant");
+    let (_, read_key) = app.key(&tg.tenant, &["telegram:read"]).await;
+    let reader = tenancy::authenticate(&app.state.db, &read_key)
+        .await
+        .expect("key");
+    let e = chatorical::telegram::setup::set_enabled(
+        &app.state.db,
+        &app.state.bots,
+        &Caller::Key(reader),
+        &tenant,
+        &app.state.public_url,
+        false,
+    )
+    .await
+    .expect_err("telegram:read cannot pause");
+    assert_eq!(e.code, chatorical::error::ErrorCode::Forbidden);
+}
