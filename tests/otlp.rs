@@ -253,6 +253,9 @@ async fn request_spans_reach_the_collector_without_credentials() {
             "tenants:write",
             "--scope",
             "keys:write",
+            // A key grants only what it holds: the tenant key issued below.
+            "--scope",
+            "conversations:write",
             "--json",
         ],
     )

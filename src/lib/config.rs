@@ -364,7 +364,7 @@ pub struct WsSettings {
 pub struct LogSettings {
     /// `pretty` or `json`.
     pub format: LogFormat,
-    /// Filter in `RUST_LOG` syntax.
+    /// Filter in `RUST_LOG` syntax; `telemetry::QUIET_TARGETS` stay at `info` whatever it says.
     pub filter: String,
 }
 
@@ -521,7 +521,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("log.format", "pretty or json."),
     (
         "log.filter",
-        "Log filter in RUST_LOG syntax, e.g. \"info,chatorical=debug\".",
+        "Log filter in RUST_LOG syntax, e.g. \"info,chatorical=debug\". tokio_postgres::query stays at info whatever it says (at debug it logs every statement's parameters).",
     ),
     (
         "demo.enabled",

@@ -83,11 +83,28 @@ fn start_export(
     ))
 }
 
-/// Returns whether this call installed the global subscriber.
-fn install(format: LogFormat, filter: &str, export: Option<Output>) -> bool {
-    let filter = EnvFilter::try_from_default_env()
+/// Log targets held at `info` whatever the filter says: at `debug` they log data.
+/// `tokio_postgres::query` prints every statement's parameters (message texts, ids) as
+/// byte lists. More specific than any crate-wide directive, so `debug` or
+/// `tokio_postgres=trace` cannot turn it back on (tests/process/logs.rs checks).
+pub const QUIET_TARGETS: &[&str] = &["tokio_postgres::query=info"];
+
+/// The level filter: `RUST_LOG` when set, else `filter`, with [`QUIET_TARGETS`].
+fn level_filter(filter: &str) -> EnvFilter {
+    let mut filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    for quiet in QUIET_TARGETS {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
+/// Returns whether this call installed the global subscriber.
+fn install(format: LogFormat, filter: &str, export: Option<Output>) -> bool {
+    let filter = level_filter(filter);
     let logs: Output = match format {
         LogFormat::Json => fmt::layer()
             .json()
@@ -217,5 +234,33 @@ mod otlp {
                 "https://otel.example.com/v1/traces"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::prelude::*;
+
+    /// Whether `filter` lets a debug event of the PostgreSQL driver's query logging,
+    /// and one of another crate, through.
+    fn debug_enabled(filter: &str) -> (bool, bool) {
+        let subscriber = tracing_subscriber::registry().with(super::level_filter(filter));
+        tracing::subscriber::with_default(subscriber, || {
+            (
+                tracing::enabled!(target: "tokio_postgres::query", Level::DEBUG),
+                tracing::enabled!(target: "hyper_util::client", Level::DEBUG),
+            )
+        })
+    }
+
+    #[test]
+    fn statement_parameters_are_never_logged() {
+        if std::env::var_os("RUST_LOG").is_some() {
+            return; // RUST_LOG replaces the filter under test.
+        }
+        assert_eq!(debug_enabled("debug"), (false, true));
+        assert_eq!(debug_enabled("info,tokio_postgres=trace"), (false, false));
+        assert_eq!(debug_enabled("info"), (false, false));
     }
 }

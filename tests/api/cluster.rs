@@ -99,6 +99,30 @@ async fn two_nodes(redis_url: String) -> (TestApp, TestApp) {
     (a, b)
 }
 
+/// Wait until `app`'s node holds its Redis subscription to the conversation's channel
+/// (`PUBSUB NUMSUB` on `PREFIX:conv:ID`, the channel `RedisHub` uses): from then on an
+/// event any node publishes reaches it, without a backfill.
+async fn subscribed(app: &TestApp, conversation_id: &str) {
+    let cluster = app.state.cluster.as_ref().expect("a node on Redis");
+    let channel = cluster.key(&["conv", conversation_id]);
+    let client = cluster.client().clone();
+    crate::helpers::eventually(10, "the node's Redis subscription", || {
+        let (client, channel) = (client.clone(), channel.clone());
+        async move {
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                return false;
+            };
+            let counts: Result<(String, i64), _> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async(&mut conn)
+                .await;
+            matches!(counts, Ok((_, n)) if n >= 1)
+        }
+    })
+    .await;
+}
+
 /// Collect `message` frames until seqs 1..=n have arrived; panics on a duplicate
 /// or an out-of-order seq.
 async fn collect_in_order(ws: &mut Ws, n: i64, within: Duration) -> Vec<String> {
@@ -134,8 +158,7 @@ async fn reply_posted_to_one_node_reaches_a_socket_on_the_other() {
         .await
         .expect("socket on node A");
     next_of(&mut ws, "hello").await;
-    // Give the node's Redis subscription a moment (a missed event is backfilled anyway).
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    subscribed(&a, &v.conversation_id).await;
     let (status, _) = b.reply(&t, &v.conversation_id, "from node B").await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _) = a.reply(&t, &v.conversation_id, "from node A").await;
@@ -173,7 +196,7 @@ async fn redis_outage_loses_nothing_and_shows_nothing_twice() {
         .await
         .expect("socket on node A");
     next_of(&mut ws, "hello").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    subscribed(&a, &v.conversation_id).await;
     let mut expected = Vec::new();
     for i in 0..10 {
         let node = if i % 2 == 0 { &a } else { &b };

@@ -71,25 +71,35 @@ async fn revoked_and_expired_keys_get_401(b: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["message"], "API key revoked");
 
-    let (status, k) = app
-        .json(
-            Method::POST,
-            "/v1/admin/keys",
-            Some(&t.key),
-            Some(json!({"scopes": ["conversations:read"], "expires_in": "1s"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{k}");
-    let short = k["key"].as_str().expect("key");
+    // Expiring keys: one that expires in an hour works (however slow this machine is);
+    // one that expires in a second is refused once its `expires_at` has passed.
+    let issue = async |expires_in: &str| {
+        let (status, k) = app
+            .json(
+                Method::POST,
+                "/v1/admin/keys",
+                Some(&t.key),
+                Some(json!({"scopes": ["conversations:read"], "expires_in": expires_in})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{k}");
+        let at = k["expires_at"].as_str().expect("expires_at");
+        let at = humantime::parse_rfc3339(at).unwrap_or_else(|e| panic!("{at}: {e}"));
+        (k["key"].as_str().expect("key").to_string(), at)
+    };
+    let (hour, _) = issue("1h").await;
     assert_eq!(
-        app.call(Method::GET, "/v1/admin/conversations", Some(short), None)
+        app.call(Method::GET, "/v1/admin/conversations", Some(&hour), None)
             .await
             .status(),
         StatusCode::OK
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (short, expires_at) = issue("1s").await;
+    if let Ok(left) = expires_at.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(left + std::time::Duration::from_millis(20)).await;
+    }
     let (status, body) = app
-        .json(Method::GET, "/v1/admin/conversations", Some(short), None)
+        .json(Method::GET, "/v1/admin/conversations", Some(&short), None)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["message"], "API key expired");

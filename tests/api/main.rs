@@ -26,6 +26,7 @@ mod telegram;
 mod telegram_limits;
 mod telegram_webhook;
 mod templates;
+mod topic_card;
 mod usage;
 mod websocket;
 mod widget_chat;

@@ -550,7 +550,14 @@ async fn webhook_calls_are_rate_limited_per_tenant(b: Backend) {
     let mut accepted = 0u64;
     let mut limited = 0u64;
     let mut max_retry_after = 0u64;
-    for i in 0..10u32 {
+    // Ten calls, and more until one is refused (a slow machine spreads them out).
+    let mut i = 0u32;
+    while i < 10 || limited == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never limited: {accepted} accepted"
+        );
+        i += 1;
         let update = general_text_update(100 + i, t.group, 7000 + i as i32, AGENT, "Ana", "hi");
         let (status, body) = post(&t, "acme", Some(&secret), &update).await;
         match status {
@@ -571,7 +578,6 @@ async fn webhook_calls_are_rate_limited_per_tenant(b: Backend) {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    assert!(limited >= 1, "10 calls at 2/s: some are refused");
     assert!(accepted >= 2, "the burst of 2 passes");
     // Burst 2 plus 2 per second, rounded up.
     let bound = 2 + (elapsed * 2.0).ceil() as u64;

@@ -13,6 +13,7 @@ mod test_redis;
 mod abuse;
 mod cluster;
 mod crash;
+mod logs;
 mod metrics;
 mod pg_restart;
 mod regressions;

@@ -72,7 +72,7 @@ async fn slow_send_longer_than_the_lease_is_not_sent_twice() {
     api.connect_telegram(&fake, &tenant, 555, group).await;
     let v = api.visitor(&tenant).await;
     api.send(&v, "warm", "warm-up").await;
-    let _worker = install.worker("worker");
+    let mut worker = install.worker("worker");
     eventually(Duration::from_secs(15), "the warm-up is delivered", || {
         fake.sent_messages(group)
             .iter()
@@ -87,7 +87,14 @@ async fn slow_send_longer_than_the_lease_is_not_sent_twice() {
     );
     api.send(&v, "slow", "a slow one").await;
     api.outbox_drained(&tenant, Duration::from_secs(20)).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Nothing more can be sent once the only worker has exited: stop it (it finishes
+    // what it has in flight first) instead of waiting a while and hoping.
+    worker.terminate();
+    let status = worker
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .expect("the worker exits after SIGTERM");
+    assert!(status.success(), "worker: {status}");
     let calls = fake
         .calls_of("sendmessage")
         .iter()

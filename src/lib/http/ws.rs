@@ -439,15 +439,9 @@ impl SocketSession {
 
     async fn on_text(&mut self, socket: &mut WebSocket, text: &str) -> Flow {
         metrics::counter!("chatorical_ws_frames_total", "direction" => "in").increment(1);
-        let frame: ClientFrame = match serde_json::from_str(text) {
+        let frame = match ClientFrame::decode(text) {
             Ok(f) => f,
-            Err(_) => {
-                let f = ServerFrame::Error {
-                    code: "invalid_frame".into(),
-                    message: "frames are JSON objects with a known `type`".into(),
-                };
-                return reply(socket, f).await;
-            }
+            Err(invalid) => return reply(socket, invalid.to_frame()).await,
         };
         if let Err(retry_after) = self.bucket.take() {
             return reply(

@@ -98,6 +98,33 @@ pub enum ClientFrame {
     Ping,
 }
 
+/// A text frame that is not a client frame: not JSON, not an object, an unknown
+/// `type`, or missing or mistyped fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidFrame;
+
+impl InvalidFrame {
+    /// The stable code sent back in the `error` frame.
+    pub const CODE: &'static str = "invalid_frame";
+
+    /// The `error` frame the socket answers with (the input is never echoed).
+    pub fn to_frame(self) -> ServerFrame {
+        ServerFrame::Error {
+            code: Self::CODE.into(),
+            message: "frames are JSON objects with a known `type`".into(),
+        }
+    }
+}
+
+impl ClientFrame {
+    /// Decode one text frame from the widget, as the socket loop does. Never panics,
+    /// whatever the input (property-tested in `tests/parsers.rs` against a checked-in
+    /// corpus).
+    pub fn decode(text: &str) -> Result<ClientFrame, InvalidFrame> {
+        serde_json::from_str(text).map_err(|_| InvalidFrame)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

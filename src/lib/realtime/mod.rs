@@ -12,7 +12,7 @@ mod redis_hub;
 pub mod sockets;
 mod token;
 
-pub use frames::{ClientFrame, ServerFrame};
+pub use frames::{ClientFrame, InvalidFrame, ServerFrame};
 pub use local::LocalHub;
 pub use redis_hub::RedisHub;
 pub use sockets::{SocketCaps, SocketSlot};

@@ -115,6 +115,48 @@ pub async fn authenticate(
     })
 }
 
+/// A human's text message in a topic of the tenant's forum group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentText {
+    /// The forum topic (`message_thread_id`).
+    pub topic: i64,
+    /// Telegram's message id (edits refer to it).
+    pub telegram_message_id: i64,
+    /// Trimmed, without NUL, not blank, at most [`crate::chat::MAX_TEXT_CHARS`] characters.
+    pub text: String,
+    /// The sender's full name, without NUL.
+    pub author: String,
+    /// An `edited_message` rather than a new one.
+    pub edited: bool,
+}
+
+/// A webhook body read against the tenant's connection, before any database work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedUpdate {
+    /// Telegram's `update_id` (deduplicated per tenant).
+    pub update_id: i64,
+    /// The agent's text, or `None` for anything we acknowledge and ignore (service
+    /// messages, other chats, the bot itself, other update kinds).
+    pub agent: Option<AgentText>,
+}
+
+/// Read a webhook body as the route receives it: `invalid_json` when it is not a
+/// Telegram update. Pure: no database, no panics on any input (property-tested in
+/// `tests/parsers.rs` against a checked-in corpus).
+pub fn parse_update(body: &[u8], group_chat_id: i64, bot_id: i64) -> Result<ParsedUpdate> {
+    let update: Update = serde_json::from_slice(body)
+        .map_err(|_| Error::new(ErrorCode::InvalidJson, "not a Telegram update"))?;
+    let agent = match &update.kind {
+        UpdateKind::Message(m) => agent_text(m, group_chat_id, bot_id, false),
+        UpdateKind::EditedMessage(m) => agent_text(m, group_chat_id, bot_id, true),
+        _ => None,
+    };
+    Ok(ParsedUpdate {
+        update_id: i64::from(update.id.0),
+        agent,
+    })
+}
+
 /// Handle one authenticated update: `invalid_json` for a body that is not an update;
 /// database trouble is an error too (Telegram then retries).
 pub async fn process(
@@ -125,41 +167,35 @@ pub async fn process(
     body: &[u8],
 ) -> Result<Handled> {
     let Authenticated { tenant_id, cfg } = auth;
-    let mut pc = db.conn().await?;
-    let mut conn = pc.as_conn();
-    let update: Update = serde_json::from_slice(body).map_err(|_| {
+    let parsed = parse_update(body, cfg.group_chat_id, cfg.bot_id).inspect_err(|_| {
         counters.parse_error.fetch_add(1, Ordering::Relaxed);
-        Error::new(ErrorCode::InvalidJson, "not a Telegram update")
     })?;
     if !cfg.enabled {
         counters.ignored.fetch_add(1, Ordering::Relaxed);
         return Ok(Handled::Ignored);
     }
-    let update_id = i64::from(update.id.0);
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    let update_id = parsed.update_id;
     let now = now_ms();
     let effect = transaction!(&mut conn, |tx| {
         if !repo::telegram::record_update(tx, &tenant_id, cfg.bot_id, update_id, now).await? {
             return Ok(None);
         }
-        let (msg, edited) = match &update.kind {
-            UpdateKind::Message(m) => (m, false),
-            UpdateKind::EditedMessage(m) => (m, true),
-            _ => return Ok(Some(Effect::Nothing)),
-        };
-        let Some((topic, text, author)) = agent_text(msg, cfg.group_chat_id, cfg.bot_id) else {
+        let Some(agent) = &parsed.agent else {
             return Ok(Some(Effect::Nothing));
         };
-        let Some(conv) = repo::conversations::by_topic(tx, &tenant_id, topic).await? else {
+        let Some(conv) = repo::conversations::by_topic(tx, &tenant_id, agent.topic).await? else {
             return Ok(Some(Effect::Nothing));
         };
-        let telegram_id = i64::from(msg.id.0);
-        if edited {
+        let telegram_id = agent.telegram_message_id;
+        if agent.edited {
             let row = repo::messages::edit_by_telegram_id(
                 tx,
                 &tenant_id,
                 &conv.id,
                 telegram_id,
-                &text,
+                &agent.text,
                 now,
             )
             .await?;
@@ -174,8 +210,8 @@ pub async fn process(
             conversation_id: conv.id.clone(),
             seq: 0,
             direction: crate::chat::Direction::Outbound.as_str().into(),
-            author: Some(author),
-            body: text,
+            author: Some(agent.author.clone()),
+            body: agent.text.clone(),
             client_msg_id: Some(format!("tg_{telegram_id}")),
             created_at: now,
             edited_at: None,
@@ -212,8 +248,8 @@ pub async fn process(
     })
 }
 
-/// `(topic, text, author)` of a human's text message in a topic of the tenant's group.
-fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64) -> Option<(i64, String, String)> {
+/// A human's text message in a topic of the tenant's group.
+fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64, edited: bool) -> Option<AgentText> {
     if msg.chat.id.0 != group_chat_id {
         return None;
     }
@@ -223,14 +259,27 @@ fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64) -> Option<(i64, St
     }
     // NUL is dropped: PostgreSQL cannot store it, and refusing the update would make
     // Telegram retry it forever.
-    let text = msg.text()?.replace('\0', "");
-    let text = text.trim();
+    // Cut to our limit before the blank check: a long run of invisible characters
+    // before the first visible one must not leave a blank message behind.
+    let text: String = msg
+        .text()?
+        .replace('\0', "")
+        .trim()
+        .chars()
+        .take(crate::chat::MAX_TEXT_CHARS)
+        .collect();
+    let text = text.trim_end();
     if crate::domain::text::is_blank(text) {
         return None;
     }
     let topic = msg.thread_id.map(|t| i64::from(t.0.0))?;
-    let text: String = text.chars().take(crate::chat::MAX_TEXT_CHARS).collect();
-    Some((topic, text, from.full_name().replace('\0', "")))
+    Some(AgentText {
+        topic,
+        telegram_message_id: i64::from(msg.id.0),
+        text: text.to_string(),
+        author: from.full_name().replace('\0', ""),
+        edited,
+    })
 }
 
 /// Authenticate and process in one call (tests and tools).

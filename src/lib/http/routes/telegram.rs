@@ -159,8 +159,19 @@ pub struct WebhookAck {
 /// the secret registered at setup; 2xx only after the update is committed.
 #[utoipa::path(post, path = "/v1/telegram/webhook/{tenant_slug}", tag = "telegram",
     params(("tenant_slug" = String, Path, description = "Tenant slug"), ("X-Telegram-Bot-Api-Secret-Token" = String, Header, description = "Webhook secret")),
-    request_body(content = Object, description = "A Telegram Update"),
-    responses((status = 200, body = WebhookAck), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    request_body(content = Object, description = "A Telegram Update", example = json!({
+        "update_id": 100000001,
+        "message": {
+            "message_id": 9001,
+            "message_thread_id": 101,
+            "is_topic_message": true,
+            "date": 1767225600,
+            "chat": {"id": -1001234567890_i64, "type": "supergroup", "title": "Support", "is_forum": true},
+            "from": {"id": 5550001, "is_bot": false, "first_name": "Ana"},
+            "text": "It ships today."
+        }
+    })),
+    responses((status = 200, body = WebhookAck), (status = 400, description = "`invalid_json`: not a Telegram update", body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn receive_update(
     State(state): State<AppState>,
     Path(slug): Path<String>,
