@@ -32,7 +32,6 @@
   var BACKOFF_MIN = 500;
   var BACKOFF_MAX = 15000;
   var STABLE_MS = 10000;            // a socket up this long resets the backoff
-  var READ_THROTTLE_MS = 2000;      // read receipts cost rate-limit tokens
   var TYPING_THROTTLE_MS = 4000;
   var AGENT_TYPING_MS = 5000;
   var ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -181,9 +180,6 @@
   var holdUntil = 0;         // back-off after a transient send error
   var pumpTimer = 0;
 
-  var lastReadSent = 0;
-  var lastReadAt = 0;
-  var readTimer = 0;
   var lastTypingAt = 0;
   var agentTyping = false;
   var agentTypingTimer = 0;
@@ -355,7 +351,6 @@
     stored = [];
     byId.clear();
     lastSeq = 0;
-    lastReadSent = 0;
     seenSeq = loadSeen(cid);
     notices.delete('closed');
     scheduleRender();
@@ -884,23 +879,13 @@
   }
 
   // ---------------------------------------------------------------------------
-  // Read receipts, typing
+  // Seen marker, typing
   // ---------------------------------------------------------------------------
 
+  // What the visitor has seen is kept in this browser only (the unread marker); no
+  // read receipts go to the server, which has no use for them yet.
   function maybeSendRead() {
     markSeen();
-    if (!isOpen || !ready || !socketConvId || socketConvId !== viewConvId) return;
-    if (topSeq() <= lastReadSent || readTimer) return;
-    var wait = Math.max(0, lastReadAt + READ_THROTTLE_MS - Date.now());
-    readTimer = setTimeout(function () {
-      readTimer = 0;
-      if (!isOpen || !ready || socketConvId !== viewConvId) return;
-      var seq = topSeq();
-      if (seq > lastReadSent && sendFrame({ type: 'read', seq: seq })) {
-        lastReadSent = seq;
-        lastReadAt = Date.now();
-      }
-    }, wait);
   }
 
   function onInputTyping() {

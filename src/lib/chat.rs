@@ -844,16 +844,6 @@ pub async fn insert_message(tx: &mut Conn<'_>, row: MessageRow, now: i64) -> Res
     Ok(row)
 }
 
-/// Queue a visitor message for its Telegram topic, when the tenant has Telegram connected.
-/// Call in the transaction that stored the message.
-pub async fn enqueue_for_telegram(tx: &mut Conn<'_>, row: &MessageRow, now: i64) -> Result<()> {
-    // Queued even while Telegram is paused: delivery resumes with the tenant.
-    let Some(cfg) = repo::telegram::get(tx, &row.tenant_id).await? else {
-        return Ok(());
-    };
-    enqueue_for_group(tx, row, cfg.group_chat_id, now).await
-}
-
 /// Queue a visitor message for its Telegram topic in the tenant's group `group_chat_id`.
 async fn enqueue_for_group(
     tx: &mut Conn<'_>,

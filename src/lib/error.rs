@@ -193,11 +193,6 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for Error {
     }
 }
 
-/// True when a diesel error is a unique-constraint violation.
-pub fn is_unique_violation(e: &Error) -> bool {
-    e.code == ErrorCode::Conflict
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

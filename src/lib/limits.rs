@@ -298,11 +298,6 @@ impl Limiter {
         }
     }
 
-    /// Whether the budgets live in Redis (shared by every node).
-    pub fn is_distributed(&self) -> bool {
-        self.cluster.is_some()
-    }
-
     /// Charge one call of `subject` (an IP, a tenant id, a visitor id) against `limit`
     /// at its configured rate. `Err(wait)` when over the limit: nothing was charged and
     /// the call may be retried after `wait`.

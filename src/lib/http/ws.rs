@@ -459,6 +459,7 @@ impl SocketSession {
                 self.on_typing();
                 Flow::Continue
             }
+            // Widgets up to this release sent read receipts; still accepted, unused.
             ClientFrame::Read { .. } => Flow::Continue,
             ClientFrame::Send {
                 client_msg_id,

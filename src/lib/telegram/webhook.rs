@@ -281,17 +281,3 @@ fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64, edited: bool) -> O
         edited,
     })
 }
-
-/// Authenticate and process in one call (tests and tools).
-pub async fn handle(
-    db: &Db,
-    chat: &Chat,
-    key: &MasterKey,
-    counters: &WebhookCounters,
-    slug: &str,
-    secret: Option<&str>,
-    body: &[u8],
-) -> Result<Handled> {
-    let auth = authenticate(db, key, counters, slug, secret).await?;
-    process(db, chat, counters, auth, body).await
-}

@@ -246,16 +246,6 @@ pub async fn by_topic(
         .optional())?)
 }
 
-/// Number of conversations with a topic (tests and status).
-pub async fn count_with_topic(conn: &mut Conn<'_>, tenant_id: &str) -> Result<i64> {
-    Ok(on_conn!(conn, |c| conversations::table
-        .filter(conversations::tenant_id.eq(tenant_id))
-        .filter(conversations::telegram_topic_id.is_not_null())
-        .count()
-        .get_result::<i64>(c)
-        .await)?)
-}
-
 /// Forget every topic of the tenant (the forum group changed; topics are re-created).
 pub async fn clear_all_topics(conn: &mut Conn<'_>, tenant_id: &str) -> Result<usize> {
     Ok(on_conn!(conn, |c| diesel::update(conversations::table)
