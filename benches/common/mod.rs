@@ -22,13 +22,13 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 /// The release binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_chatorical");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_chatorical");
 
 /// Origin every bench tenant allows (sockets send it).
-pub const ORIGIN: &str = "http://bench.local";
+pub(crate) const ORIGIN: &str = "http://bench.local";
 
 /// ws tokens are verified on every node of a deployment with this secret.
-pub const TOKEN_SECRET: &str = "bench-token-secret-0123456789abcdefghijklmnop";
+pub(crate) const TOKEN_SECRET: &str = "bench-token-secret-0123456789abcdefghijklmnop";
 
 // ---------------------------------------------------------------------------
 // Databases
@@ -36,13 +36,13 @@ pub const TOKEN_SECRET: &str = "bench-token-secret-0123456789abcdefghijklmnop";
 
 /// Which database a server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
 
 impl Backend {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Backend::Sqlite => "SQLite",
             Backend::Postgres => "PostgreSQL",
@@ -50,7 +50,7 @@ impl Backend {
     }
 
     /// `sqlite,postgres` → backends.
-    pub fn parse_list(s: &str) -> Result<Vec<Backend>> {
+    pub(crate) fn parse_list(s: &str) -> Result<Vec<Backend>> {
         s.split(',')
             .filter(|p| !p.trim().is_empty())
             .map(|p| match p.trim().to_ascii_lowercase().as_str() {
@@ -63,20 +63,20 @@ impl Backend {
 }
 
 /// `TEST_PG_URL`, or the local default.
-pub fn pg_admin_url() -> String {
+pub(crate) fn pg_admin_url() -> String {
     std::env::var("TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A fresh PostgreSQL database `chatorical_bench_<uuid>`; [`PgDatabase::drop_now`] removes it.
-pub struct PgDatabase {
+pub(crate) struct PgDatabase {
     pub name: String,
     pub url: String,
     admin: String,
 }
 
 impl PgDatabase {
-    pub async fn create(admin: &str) -> Result<Self> {
+    pub(crate) async fn create(admin: &str) -> Result<Self> {
         use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
         let name = format!("chatorical_bench_{}", uuid::Uuid::new_v4().simple());
         let mut conn = AsyncPgConnection::establish(admin)
@@ -98,7 +98,7 @@ impl PgDatabase {
     }
 
     /// Drop the database (servers using it should be stopped first; FORCE ends the rest).
-    pub async fn drop_now(self) {
+    pub(crate) async fn drop_now(self) {
         use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
         if let Ok(mut conn) = AsyncPgConnection::establish(&self.admin).await {
             let _ = diesel::sql_query(format!(
@@ -112,7 +112,7 @@ impl PgDatabase {
 }
 
 /// Delete every Redis key under `prefix` (best effort).
-pub async fn redis_cleanup(url: &str, prefix: &str) {
+pub(crate) async fn redis_cleanup(url: &str, prefix: &str) {
     let Ok(client) = redis::Client::open(url) else {
         return;
     };
@@ -130,7 +130,7 @@ pub async fn redis_cleanup(url: &str, prefix: &str) {
 }
 
 /// Whether Redis answers PING.
-pub async fn redis_up(url: &str) -> bool {
+pub(crate) async fn redis_up(url: &str) -> bool {
     let Ok(client) = redis::Client::open(url) else {
         return false;
     };
@@ -154,7 +154,7 @@ pub async fn redis_up(url: &str) -> bool {
 
 /// The environment of every process of one deployment (servers, workers, CLI).
 #[derive(Clone, Debug)]
-pub struct Deployment {
+pub(crate) struct Deployment {
     /// Shared directory: SQLite file and master key live here.
     pub dir: PathBuf,
     pub env: Vec<(String, String)>,
@@ -163,7 +163,7 @@ pub struct Deployment {
 impl Deployment {
     /// A deployment on `dir`, with the database URL when PostgreSQL, no limits in the way
     /// and warnings-only logs. `extra` adds or overrides keys.
-    pub fn new(dir: &Path, database_url: Option<&str>, extra: &[(&str, String)]) -> Self {
+    pub(crate) fn new(dir: &Path, database_url: Option<&str>, extra: &[(&str, String)]) -> Self {
         let mut env: Vec<(String, String)> = vec![
             ("CHATORICAL_LOG__FILTER".into(), "warn".into()),
             ("CHATORICAL_DEMO__ENABLED".into(), "false".into()),
@@ -227,7 +227,7 @@ impl Deployment {
     }
 
     /// Set (or replace) one variable.
-    pub fn set(&mut self, key: &str, value: String) {
+    pub(crate) fn set(&mut self, key: &str, value: String) {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_string(), value));
     }
@@ -249,7 +249,7 @@ impl Deployment {
     }
 
     /// `chatorical keys issue --platform …` through the CLI; returns the key.
-    pub async fn platform_key(&self) -> Result<String> {
+    pub(crate) async fn platform_key(&self) -> Result<String> {
         let mut cmd = self.command(
             BIN,
             &[
@@ -296,13 +296,13 @@ impl Deployment {
 
     /// `chatorical serve --listen 127.0.0.1:0`, started through
     /// `sh -c 'ulimit -n …; exec …'` so it may hold many sockets.
-    pub async fn serve(&self, label: &str) -> Result<Proc> {
+    pub(crate) async fn serve(&self, label: &str) -> Result<Proc> {
         self.spawn(label, &["serve", "--listen", "127.0.0.1:0"], true)
             .await
     }
 
     /// `chatorical worker`; returns once it says it is running.
-    pub async fn worker(&self, label: &str) -> Result<Proc> {
+    pub(crate) async fn worker(&self, label: &str) -> Result<Proc> {
         self.spawn(label, &["worker"], false).await
     }
 
@@ -392,7 +392,7 @@ fn parse_port(line: &str) -> Option<u16> {
 }
 
 /// A running server or worker process.
-pub struct Proc {
+pub(crate) struct Proc {
     pub label: String,
     child: Child,
     pub pid: u32,
@@ -401,11 +401,11 @@ pub struct Proc {
 }
 
 impl Proc {
-    pub fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         self.log
             .lock()
             .map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n"))
@@ -413,17 +413,17 @@ impl Proc {
     }
 
     /// Resident set size in KiB (`VmRSS` of /proc/PID/status).
-    pub fn rss_kib(&self) -> Option<u64> {
+    pub(crate) fn rss_kib(&self) -> Option<u64> {
         rss_kib(self.pid)
     }
 
     /// The process's soft open-files limit.
-    pub fn nofile(&self) -> Option<u64> {
+    pub(crate) fn nofile(&self) -> Option<u64> {
         nofile_limit(&format!("/proc/{}/limits", self.pid))
     }
 
     /// SIGTERM, then SIGKILL after 10 s.
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         // SAFETY: kill(2) on the process group our own child leads.
         unsafe {
             libc::kill(-(self.pid as libc::pid_t), libc::SIGTERM);
@@ -443,7 +443,7 @@ impl Proc {
     }
 
     /// Still running?
-    pub fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 }
@@ -465,7 +465,7 @@ impl Drop for Proc {
 // /proc readings
 // ---------------------------------------------------------------------------
 
-pub fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
         .find(|l| l.starts_with("VmRSS:"))?
@@ -476,7 +476,7 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Soft "Max open files" from a /proc/*/limits file.
-pub fn nofile_limit(path: &str) -> Option<u64> {
+pub(crate) fn nofile_limit(path: &str) -> Option<u64> {
     let s = std::fs::read_to_string(path).ok()?;
     let line = s.lines().find(|l| l.starts_with("Max open files"))?;
     let soft = line.split_whitespace().nth(3)?;
@@ -488,7 +488,7 @@ pub fn nofile_limit(path: &str) -> Option<u64> {
 }
 
 /// Raise this process's soft fd limit to its hard limit; returns the soft limit now.
-pub fn raise_own_nofile() -> u64 {
+pub(crate) fn raise_own_nofile() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -507,7 +507,7 @@ pub fn raise_own_nofile() -> u64 {
 }
 
 /// CPU time (user + system) of a process in ms, from /proc/PID/stat.
-pub fn cpu_ms(pid: u32) -> Option<u64> {
+pub(crate) fn cpu_ms(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) in parentheses.
     let rest = &s[s.rfind(')')? + 2..];
@@ -520,7 +520,7 @@ pub fn cpu_ms(pid: u32) -> Option<u64> {
 }
 
 /// Sum of CPU ms of every process whose `comm` is `name` (e.g. all PostgreSQL backends).
-pub fn cpu_ms_by_name(name: &str) -> u64 {
+pub(crate) fn cpu_ms_by_name(name: &str) -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;
     };
@@ -558,7 +558,7 @@ fn machine_busy_ms() -> u64 {
 }
 
 /// Fraction of the machine's CPU time that was busy over `sample`.
-pub async fn machine_busy(sample: Duration) -> f64 {
+pub(crate) async fn machine_busy(sample: Duration) -> f64 {
     let before = machine_busy_ms();
     let t = Instant::now();
     tokio::time::sleep(sample).await;
@@ -572,7 +572,7 @@ pub async fn machine_busy(sample: Duration) -> f64 {
 /// Before a measured run: report how busy the machine is with other work, and with
 /// `max_wait_secs > 0` wait (up to that long) until it is below `below` for a second.
 /// Returns a note for the results when it was busy.
-pub async fn quiet_gate(max_wait_secs: u64, below: f64) -> Option<String> {
+pub(crate) async fn quiet_gate(max_wait_secs: u64, below: f64) -> Option<String> {
     let deadline = Instant::now() + Duration::from_secs(max_wait_secs);
     loop {
         let busy = machine_busy(Duration::from_secs(1)).await;
@@ -592,7 +592,7 @@ pub async fn quiet_gate(max_wait_secs: u64, below: f64) -> Option<String> {
 }
 
 /// The 1-minute load average.
-pub fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_string))
@@ -600,7 +600,7 @@ pub fn loadavg() -> String {
 }
 
 /// CPU used by the parts of the system during a run, in cores (CPU-seconds per second).
-pub struct CpuWatch {
+pub(crate) struct CpuWatch {
     machine: u64,
     start: Instant,
     pids: Vec<(String, u32, u64)>,
@@ -610,7 +610,7 @@ pub struct CpuWatch {
 }
 
 impl CpuWatch {
-    pub fn start(procs: &[&Proc]) -> Self {
+    pub(crate) fn start(procs: &[&Proc]) -> Self {
         CpuWatch {
             machine: machine_busy_ms(),
             start: Instant::now(),
@@ -625,7 +625,7 @@ impl CpuWatch {
     }
 
     /// e.g. `server 1.31, postgres 0.42, bench client 0.20 cores`.
-    pub fn report(&self) -> String {
+    pub(crate) fn report(&self) -> String {
         let secs = self.start.elapsed().as_secs_f64().max(0.001);
         let cores = |ms: u64| ms as f64 / 1000.0 / secs;
         let mut parts: Vec<String> = self
@@ -665,7 +665,7 @@ impl CpuWatch {
 // ---------------------------------------------------------------------------
 
 /// A reqwest client for the API.
-pub fn http_client() -> Client {
+pub(crate) fn http_client() -> Client {
     Client::builder()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(1024)
@@ -675,7 +675,7 @@ pub fn http_client() -> Client {
 }
 
 /// POST/PUT JSON, return (status, body).
-pub async fn call(
+pub(crate) async fn call(
     http: &Client,
     method: reqwest::Method,
     url: &str,
@@ -702,7 +702,7 @@ pub async fn call(
 
 /// A tenant and a key for it.
 #[derive(Clone, Debug)]
-pub struct Tenant {
+pub(crate) struct Tenant {
     pub slug: String,
     pub widget_key: String,
     pub key: String,
@@ -710,7 +710,7 @@ pub struct Tenant {
 
 /// A visitor with an open conversation.
 #[derive(Clone, Debug)]
-pub struct Visitor {
+pub(crate) struct Visitor {
     pub tenant: usize,
     pub token: String,
     pub ws_token: String,
@@ -718,7 +718,7 @@ pub struct Visitor {
 }
 
 /// Create a tenant (allowed origin [`ORIGIN`]) and a key with `scopes`.
-pub async fn create_tenant(
+pub(crate) async fn create_tenant(
     http: &Client,
     base: &str,
     platform: &str,
@@ -758,7 +758,7 @@ pub async fn create_tenant(
 }
 
 /// A widget session and an open conversation for tenant `ti`.
-pub async fn create_visitor(
+pub(crate) async fn create_visitor(
     http: &Client,
     base: &str,
     tenant: &Tenant,
@@ -802,7 +802,7 @@ pub async fn create_visitor(
 }
 
 /// `n` visitors spread round-robin over `tenants`, made `parallel` at a time.
-pub async fn create_visitors(
+pub(crate) async fn create_visitors(
     http: &Client,
     base: &str,
     tenants: &[Tenant],
@@ -823,7 +823,7 @@ pub async fn create_visitors(
 }
 
 /// POST a visitor message; returns the status.
-pub async fn post_message(
+pub(crate) async fn post_message(
     http: &Client,
     base: &str,
     v: &Visitor,
@@ -850,23 +850,23 @@ pub async fn post_message(
 // ---------------------------------------------------------------------------
 
 /// A latency histogram in microseconds (1 µs .. 100 s, 3 significant digits).
-pub fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000, 3).expect("histogram bounds")
 }
 
 /// Record a duration (clamped into range).
-pub fn record(h: &mut Histogram<u64>, d: Duration) {
+pub(crate) fn record(h: &mut Histogram<u64>, d: Duration) {
     let us = (d.as_micros() as u64).clamp(1, 100_000_000);
     let _ = h.record(us);
 }
 
 /// Milliseconds with two decimals from microseconds.
-pub fn ms(us: u64) -> String {
+pub(crate) fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
 }
 
 /// `p50 a / p90 b / p99 c / max d (n)`.
-pub fn summary(h: &Histogram<u64>) -> String {
+pub(crate) fn summary(h: &Histogram<u64>) -> String {
     if h.is_empty() {
         return "no samples".into();
     }
@@ -881,7 +881,7 @@ pub fn summary(h: &Histogram<u64>) -> String {
 }
 
 /// One row of the results table.
-pub struct Row {
+pub(crate) struct Row {
     pub metric: String,
     pub target: String,
     pub measured: String,
@@ -890,7 +890,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(
+    pub(crate) fn new(
         metric: impl Into<String>,
         target: impl Into<String>,
         measured: impl Into<String>,
@@ -908,7 +908,7 @@ impl Row {
 }
 
 /// Print the rows as a markdown table.
-pub fn print_table(title: &str, rows: &[Row]) {
+pub(crate) fn print_table(title: &str, rows: &[Row]) {
     println!("\n### {title}\n");
     println!("| metric | target | measured | baseline / ratio | note |");
     println!("|---|---|---|---|---|");
@@ -926,7 +926,7 @@ pub fn print_table(title: &str, rows: &[Row]) {
 }
 
 /// `ok` / `MISSED` against a bound (`le`: measured must be ≤ bound).
-pub fn verdict(measured: f64, bound: f64, le: bool) -> &'static str {
+pub(crate) fn verdict(measured: f64, bound: f64, le: bool) -> &'static str {
     if (le && measured <= bound) || (!le && measured >= bound) {
         "met"
     } else {
@@ -935,7 +935,7 @@ pub fn verdict(measured: f64, bound: f64, le: bool) -> &'static str {
 }
 
 /// One line about the machine (cores, memory, CPU model, kernel).
-pub fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -962,7 +962,7 @@ pub fn machine() -> String {
 }
 
 /// Latency of `n` sequential `GET /healthz` through `http` (after a warm-up).
-pub async fn healthz_rtt(http: &Client, base: &str, n: usize) -> Result<Histogram<u64>> {
+pub(crate) async fn healthz_rtt(http: &Client, base: &str, n: usize) -> Result<Histogram<u64>> {
     let url = format!("{base}/healthz");
     for _ in 0..50 {
         http.get(&url).send().await?.bytes().await?;

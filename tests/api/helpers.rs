@@ -20,7 +20,7 @@ use crate::pg::PgDatabase;
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -43,7 +43,7 @@ macro_rules! on_both_backends {
 }
 
 /// A running server on port 0 with its own database.
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub addr: SocketAddr,
     /// The `telemetry.metrics_listen` address, when the test set one.
     pub metrics_addr: Option<SocketAddr>,
@@ -61,7 +61,7 @@ pub struct TestApp {
 
 /// A tenant made through the API, with a key holding every tenant scope.
 #[derive(Debug, Clone)]
-pub struct TenantFixture {
+pub(crate) struct TenantFixture {
     pub id: String,
     pub slug: String,
     pub widget_key: String,
@@ -71,19 +71,19 @@ pub struct TenantFixture {
 
 /// A visitor with an open conversation.
 #[derive(Debug, Clone)]
-pub struct VisitorFixture {
+pub(crate) struct VisitorFixture {
     pub token: String,
     pub ws_token: String,
     pub conversation_id: String,
 }
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-pub async fn spawn_app(backend: Backend) -> TestApp {
+pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }
 
-pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+pub(crate) async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".into();
@@ -173,7 +173,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
 
 impl TestApp {
     /// Send a request with an optional bearer and JSON body.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -191,7 +191,7 @@ impl TestApp {
     }
 
     /// Like [`call`], returning status and JSON body.
-    pub async fn json(
+    pub(crate) async fn json(
         &self,
         method: Method,
         path: &str,
@@ -210,7 +210,7 @@ impl TestApp {
     }
 
     /// Create a tenant through the API, and a key for it with every tenant scope.
-    pub async fn tenant(&self, slug: &str) -> TenantFixture {
+    pub(crate) async fn tenant(&self, slug: &str) -> TenantFixture {
         let origin = format!("https://{slug}.example");
         let (status, t) = self
             .json(
@@ -240,7 +240,7 @@ impl TestApp {
     }
 
     /// Issue a tenant key with the given scopes (via the platform key).
-    pub async fn key(&self, tenant: &TenantFixture, scopes: &[&str]) -> (String, String) {
+    pub(crate) async fn key(&self, tenant: &TenantFixture, scopes: &[&str]) -> (String, String) {
         let (status, k) = self
             .json(
                 Method::POST,
@@ -257,7 +257,7 @@ impl TestApp {
     }
 
     /// A new visitor of `tenant` with an open conversation.
-    pub async fn visitor(&self, tenant: &TenantFixture) -> VisitorFixture {
+    pub(crate) async fn visitor(&self, tenant: &TenantFixture) -> VisitorFixture {
         let (status, s) = self
             .json(
                 Method::POST,
@@ -283,7 +283,7 @@ impl TestApp {
     }
 
     /// Post a visitor message; returns status and body.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         v: &VisitorFixture,
         client_msg_id: &str,
@@ -299,7 +299,7 @@ impl TestApp {
     }
 
     /// Post an agent reply through the admin API.
-    pub async fn reply(
+    pub(crate) async fn reply(
         &self,
         t: &TenantFixture,
         conversation_id: &str,
@@ -315,7 +315,11 @@ impl TestApp {
     }
 
     /// Open the widget socket with an optional `Origin`.
-    pub async fn ws(&self, token: &str, origin: Option<&str>) -> Result<Ws, tungstenite::Error> {
+    pub(crate) async fn ws(
+        &self,
+        token: &str,
+        origin: Option<&str>,
+    ) -> Result<Ws, tungstenite::Error> {
         let mut req = format!("ws://{}/v1/ws?token={token}", self.addr).into_client_request()?;
         if let Some(o) = origin {
             req.headers_mut()
@@ -327,7 +331,7 @@ impl TestApp {
     }
 
     /// Stop the server (as SIGTERM would) and wait for it.
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -359,7 +363,7 @@ impl Drop for TestApp {
 }
 
 /// The HTTP status a refused socket upgrade answered with.
-pub fn refused_status(e: &tungstenite::Error) -> Option<u16> {
+pub(crate) fn refused_status(e: &tungstenite::Error) -> Option<u16> {
     match e {
         tungstenite::Error::Http(resp) => Some(resp.status().as_u16()),
         _ => None,
@@ -367,7 +371,7 @@ pub fn refused_status(e: &tungstenite::Error) -> Option<u16> {
 }
 
 /// Next JSON text frame (skipping pings), within 5 s.
-pub async fn next_json(ws: &mut Ws) -> Value {
+pub(crate) async fn next_json(ws: &mut Ws) -> Value {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await
@@ -383,7 +387,7 @@ pub async fn next_json(ws: &mut Ws) -> Value {
 }
 
 /// Read frames until one of `kind` arrives.
-pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+pub(crate) async fn next_of(ws: &mut Ws, kind: &str) -> Value {
     loop {
         let v = next_json(ws).await;
         if v["type"] == kind {
@@ -393,19 +397,19 @@ pub async fn next_of(ws: &mut Ws, kind: &str) -> Value {
 }
 
 /// Send a JSON frame.
-pub async fn send_json(ws: &mut Ws, v: Value) {
+pub(crate) async fn send_json(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into()))
         .await
         .expect("send frame");
 }
 
 /// The error code of an error envelope.
-pub fn code(v: &Value) -> &str {
+pub(crate) fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("<no code>")
 }
 
 /// A tenant connected to a fake Telegram: its bot, its forum group, its app.
-pub struct TelegramFixture {
+pub(crate) struct TelegramFixture {
     pub app: TestApp,
     pub fake: crate::fake_telegram::FakeTelegram,
     pub tenant: TenantFixture,
@@ -415,12 +419,12 @@ pub struct TelegramFixture {
 }
 
 /// Bot token of the n-th fake bot.
-pub fn bot_token(n: u64) -> String {
+pub(crate) fn bot_token(n: u64) -> String {
     format!("{n}:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA{n}")
 }
 
 /// Register a bot and a forum group with the fake (bot is an admin that may manage topics).
-pub fn fake_bot_and_group(
+pub(crate) fn fake_bot_and_group(
     fake: &crate::fake_telegram::FakeTelegram,
     bot_id: u64,
     group: i64,
@@ -433,7 +437,7 @@ pub fn fake_bot_and_group(
 }
 
 /// Connect `tenant` to the fake through the admin API.
-pub async fn connect_telegram(
+pub(crate) async fn connect_telegram(
     app: &TestApp,
     tenant: &TenantFixture,
     token: &str,
@@ -452,7 +456,7 @@ pub async fn connect_telegram(
 }
 
 /// An app talking to a fake Telegram, with tenant `acme` connected.
-pub async fn spawn_with_telegram(
+pub(crate) async fn spawn_with_telegram(
     backend: Backend,
     tweak: impl FnOnce(&mut Settings),
 ) -> TelegramFixture {
@@ -478,7 +482,7 @@ pub async fn spawn_with_telegram(
 }
 
 /// Poll until `check` holds (or panic after `secs`).
-pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

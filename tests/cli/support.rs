@@ -13,7 +13,7 @@ use crate::pg::PgDatabase;
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// The embedded default: `<data_dir>/chatorical.db`.
     Sqlite,
     /// A fresh database on the server at `TEST_PG_URL`.
@@ -39,7 +39,7 @@ macro_rules! on_both_backends {
 }
 
 /// Run one SQL statement with `psql` on `url`; returns stdout (unaligned, tuples only).
-pub fn psql(url: &str, sql: &str) -> String {
+pub(crate) fn psql(url: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
         .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
         .output()
@@ -54,7 +54,7 @@ pub fn psql(url: &str, sql: &str) -> String {
 
 /// What a finished command left behind.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     /// Exit code (`None` if killed by a signal).
     pub code: Option<i32>,
     /// Standard output.
@@ -75,7 +75,7 @@ impl From<Output> for Run {
 
 /// One isolated installation: a temp dir (data dir and working dir) and, on
 /// PostgreSQL, a database of its own.
-pub struct Cli {
+pub(crate) struct Cli {
     /// The backend this installation runs on.
     pub backend: Backend,
     dir: TempDir,
@@ -85,7 +85,7 @@ pub struct Cli {
 impl Cli {
     /// A ready installation: on PostgreSQL `chatorical migrate` has run (SQLite migrates
     /// by itself on every command).
-    pub fn new(backend: Backend) -> Self {
+    pub(crate) fn new(backend: Backend) -> Self {
         let cli = Cli::unmigrated(backend);
         if backend == Backend::Postgres {
             cli.ok(&["migrate"]);
@@ -94,7 +94,7 @@ impl Cli {
     }
 
     /// A fresh installation nothing has run against yet.
-    pub fn unmigrated(backend: Backend) -> Self {
+    pub(crate) fn unmigrated(backend: Backend) -> Self {
         Cli {
             backend,
             dir: TempDir::new().expect("create a temp dir"),
@@ -103,12 +103,12 @@ impl Cli {
     }
 
     /// The data directory (`--data-dir`).
-    pub fn data_dir(&self) -> &Path {
+    pub(crate) fn data_dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// The database URL the commands use (for tests that look inside through the library).
-    pub fn database_url(&self) -> String {
+    pub(crate) fn database_url(&self) -> String {
         match &self.pg {
             Some(db) => db.url.clone(),
             None => format!(
@@ -120,7 +120,7 @@ impl Cli {
 
     /// `chatorical` with an empty environment, run from the data dir, with only
     /// `--data-dir` (and `--database-url` on PostgreSQL) given.
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut cmd = Command::cargo_bin("chatorical").expect("the chatorical binary is built");
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -135,7 +135,7 @@ impl Cli {
     }
 
     /// Run with `args` and the given extra environment.
-    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+    pub(crate) fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = self.command();
         cmd.args(args);
         for (k, v) in env {
@@ -145,12 +145,12 @@ impl Cli {
     }
 
     /// Run with `args`.
-    pub fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.run_env(args, &[])
     }
 
     /// Run with `args`, insist on success, return stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let run = self.run(args);
         assert_eq!(
             run.code,
@@ -165,7 +165,7 @@ impl Cli {
     }
 
     /// Run with `args --json`, insist on success, parse stdout.
-    pub fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
         let stdout = self.ok(&args);
         serde_json::from_str(&stdout).unwrap_or_else(|e| {
@@ -178,7 +178,7 @@ impl Cli {
 
     /// Run with `args` and `env`, insist on a runtime error: exit code 1, nothing on
     /// stdout, an `error: ` line on stderr. Returns stderr.
-    pub fn fails_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+    pub(crate) fn fails_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         let run = self.run_env(args, env);
         assert_eq!(
             run.code,
@@ -199,12 +199,12 @@ impl Cli {
     }
 
     /// Run with `args`, insist on a runtime error (see [`Cli::fails_env`]).
-    pub fn fails(&self, args: &[&str]) -> String {
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
         self.fails_env(args, &[])
     }
 
     /// Run with `args`, insist on a usage error (exit code 2, as clap reports it).
-    pub fn usage_error(&self, args: &[&str]) -> String {
+    pub(crate) fn usage_error(&self, args: &[&str]) -> String {
         let run = self.run(args);
         assert_eq!(
             run.code,
@@ -220,7 +220,7 @@ impl Cli {
 
     /// Everything the database holds on disk (SQLite: the database file and its WAL,
     /// SHM and journal files) or in `api_keys` (PostgreSQL), as text.
-    pub fn stored_data(&self) -> String {
+    pub(crate) fn stored_data(&self) -> String {
         match &self.pg {
             Some(db) => psql(&db.url, "SELECT * FROM api_keys"),
             None => {
@@ -241,20 +241,20 @@ impl Cli {
 }
 
 /// A string field of a JSON object.
-pub fn str_field<'a>(v: &'a Value, field: &str) -> &'a str {
+pub(crate) fn str_field<'a>(v: &'a Value, field: &str) -> &'a str {
     v[field]
         .as_str()
         .unwrap_or_else(|| panic!("`{field}` is a string in {v:#}"))
 }
 
 /// The elements of a JSON array.
-pub fn array(v: &Value) -> &[Value] {
+pub(crate) fn array(v: &Value) -> &[Value] {
     v.as_array()
         .unwrap_or_else(|| panic!("expected an array, got {v:#}"))
 }
 
 /// An RFC 3339 timestamp field as a system time.
-pub fn time_field(v: &Value, field: &str) -> std::time::SystemTime {
+pub(crate) fn time_field(v: &Value, field: &str) -> std::time::SystemTime {
     let s = str_field(v, field);
     humantime::parse_rfc3339(s).unwrap_or_else(|e| panic!("`{field}` = {s:?} is not RFC 3339: {e}"))
 }

@@ -23,11 +23,11 @@ use crate::fake_telegram::FakeTelegram;
 use crate::pg::PgDatabase;
 
 /// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_chatorical");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_chatorical");
 
 /// Which database an installation runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// The embedded default in the data dir.
     Sqlite,
     /// A fresh database on the server at `TEST_PG_URL`.
@@ -36,7 +36,7 @@ pub enum Backend {
 
 /// One installation: a temp dir (data dir, working dir, master key) and on
 /// PostgreSQL a database of its own, talking to a fake Telegram.
-pub struct Install {
+pub(crate) struct Install {
     dir: TempDir,
     pg: Option<PgDatabase>,
     telegram_api: String,
@@ -46,7 +46,7 @@ pub struct Install {
 
 impl Install {
     /// A fresh installation on `backend`, with Telegram at `telegram_api`.
-    pub async fn new(backend: Backend, telegram_api: &str) -> Self {
+    pub(crate) async fn new(backend: Backend, telegram_api: &str) -> Self {
         let pg = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(PgDatabase::create_async("chatorical_p").await),
@@ -61,20 +61,25 @@ impl Install {
 
     /// Give every command of this installation the setting `key=value` (as if it
     /// were in the shared configuration file of every node).
-    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn with_env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
         self
     }
 
     /// `chatorical ARGS…` with nothing inherited but `PATH`, the settings of
     /// these tests in the environment, and `--data-dir` / `--database-url`.
-    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+    pub(crate) fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         self.command_in(self.dir.path(), args, env)
     }
 
     /// Like [`Install::command`] with `--data-dir DATA_DIR` (another node's own
     /// directory; the working dir and master key stay the installation's).
-    pub fn command_in(&self, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    pub(crate) fn command_in(
+        &self,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Command {
         let dir = self.dir.path();
         let mut cmd = Command::new(BIN);
         cmd.env_clear()
@@ -113,17 +118,17 @@ impl Install {
     }
 
     /// Start a long-running command.
-    pub fn spawn(&self, label: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+    pub(crate) fn spawn(&self, label: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         Proc::spawn(label, self.command(args, env))
     }
 
     /// Run a short command to completion; insist on success; return stdout.
-    pub async fn run_ok(&self, args: &[&str]) -> String {
+    pub(crate) async fn run_ok(&self, args: &[&str]) -> String {
         self.run_ok_in(self.dir.path(), args).await
     }
 
     /// Like [`Install::run_ok`] with `--data-dir DATA_DIR`.
-    pub async fn run_ok_in(&self, data_dir: &Path, args: &[&str]) -> String {
+    pub(crate) async fn run_ok_in(&self, data_dir: &Path, args: &[&str]) -> String {
         let mut cmd = self.command_in(data_dir, args, &[]);
         let what = args.join(" ");
         let out = tokio::task::spawn_blocking(move || cmd.output())
@@ -142,12 +147,12 @@ impl Install {
 
     /// A platform key that may create tenants and issue them keys with the tenant scopes
     /// (`keys issue --platform`).
-    pub async fn platform_key(&self) -> String {
+    pub(crate) async fn platform_key(&self) -> String {
         self.platform_key_in(self.dir.path()).await
     }
 
     /// Like [`Install::platform_key`], for the node whose data dir is `data_dir`.
-    pub async fn platform_key_in(&self, data_dir: &Path) -> String {
+    pub(crate) async fn platform_key_in(&self, data_dir: &Path) -> String {
         let out = self
             .run_ok_in(
                 data_dir,
@@ -182,7 +187,7 @@ impl Install {
 
     /// A tenant (`tenants create --json`) allowing the origin `https://SLUG.example`,
     /// and a key with every tenant scope the tests use (`keys issue --json`).
-    pub async fn tenant(&self, slug: &str) -> Tenant {
+    pub(crate) async fn tenant(&self, slug: &str) -> Tenant {
         let origin = format!("https://{slug}.example");
         let out = self
             .run_ok(&[
@@ -221,13 +226,13 @@ impl Install {
     }
 
     /// `chatorical serve --listen 127.0.0.1:0`, ready to take requests.
-    pub async fn serve(&self, env: &[(&str, &str)]) -> Server {
+    pub(crate) async fn serve(&self, env: &[(&str, &str)]) -> Server {
         self.serve_labelled("serve", self.dir.path(), env).await
     }
 
     /// `serve` with a data dir of its own: one more node of the deployment. Ready
     /// once it said so and `/readyz` answers 200 (database and Redis reachable).
-    pub async fn node(&self, label: &str, data_dir: &Path, env: &[(&str, &str)]) -> Server {
+    pub(crate) async fn node(&self, label: &str, data_dir: &Path, env: &[(&str, &str)]) -> Server {
         let server = self.serve_labelled(label, data_dir, env).await;
         server.api.ready(Duration::from_secs(30)).await;
         server
@@ -240,7 +245,7 @@ impl Install {
 
     /// `serve` on `data_dir`, started by `sh -c "SETUP; exec chatorical serve …"`: the
     /// shell sets process limits or the umask (`ulimit -n 256; umask 022`) for it.
-    pub async fn serve_in_shell(
+    pub(crate) async fn serve_in_shell(
         &self,
         label: &str,
         data_dir: &Path,
@@ -252,12 +257,12 @@ impl Install {
     }
 
     /// The installation's own directory (working dir, master key, default data dir).
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// `chatorical worker`.
-    pub fn worker(&self, label: &str) -> Proc {
+    pub(crate) fn worker(&self, label: &str) -> Proc {
         self.spawn(label, &["worker"], &[])
     }
 }
@@ -308,7 +313,7 @@ fn port_of(line: &str) -> Option<u16> {
 
 /// A child process that is killed (SIGKILL) and reaped when dropped, whose
 /// stdout and stderr are collected by reader threads.
-pub struct Proc {
+pub(crate) struct Proc {
     label: String,
     child: Child,
     stderr: Arc<Mutex<String>>,
@@ -359,12 +364,12 @@ impl Proc {
     }
 
     /// The process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Everything written to stderr so far.
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -372,7 +377,7 @@ impl Proc {
     }
 
     /// Everything written to stdout so far.
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         self.stdout
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -380,7 +385,11 @@ impl Proc {
     }
 
     /// Wait until a stderr line satisfies `pred`; return it. Panics on timeout or exit.
-    pub async fn wait_for_line(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn wait_for_line(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(l) = self.stderr().lines().find(|l| pred(l)) {
@@ -397,7 +406,7 @@ impl Proc {
     }
 
     /// SIGKILL (`Child::kill` on unix) and reap.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if self.status.is_none() {
             let _ = self.child.kill();
             self.status = self.child.wait().ok();
@@ -405,7 +414,7 @@ impl Proc {
     }
 
     /// SIGTERM, through kill(1).
-    pub fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status()
@@ -415,7 +424,7 @@ impl Proc {
 
     /// Wait up to `timeout` for the process to exit; `None` if it is still running.
     /// After an exit, stdout and stderr are complete.
-    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         while self.status.is_none() {
             if let Some(s) = self.child.try_wait().expect("try_wait") {
@@ -468,19 +477,19 @@ impl Drop for Proc {
 }
 
 /// A running `serve`.
-pub struct Server {
+pub(crate) struct Server {
     pub proc: Proc,
     pub api: Api,
     pub port: u16,
 }
 
 /// A widget socket.
-pub type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 impl Server {
     /// Open the widget socket with `token`, from a page on `origin`.
-    pub async fn ws(&self, token: &str, origin: &str) -> Ws {
+    pub(crate) async fn ws(&self, token: &str, origin: &str) -> Ws {
         let mut req = format!("ws://127.0.0.1:{}/v1/ws?token={token}", self.port)
             .into_client_request()
             .expect("ws request");
@@ -497,7 +506,10 @@ impl Server {
 
 /// The next frame that is not a ping or pong, within `timeout`: a JSON text
 /// frame, or the close frame.
-pub async fn next_frame(ws: &mut Ws, timeout: Duration) -> Result<Value, Option<CloseFrame>> {
+pub(crate) async fn next_frame(
+    ws: &mut Ws,
+    timeout: Duration,
+) -> Result<Value, Option<CloseFrame>> {
     loop {
         let msg = tokio::time::timeout(timeout, ws.next())
             .await
@@ -515,14 +527,14 @@ pub async fn next_frame(ws: &mut Ws, timeout: Duration) -> Result<Value, Option<
 
 /// A JSON-over-HTTP client for one server.
 #[derive(Clone)]
-pub struct Api {
+pub(crate) struct Api {
     pub base: String,
     http: Client,
 }
 
 /// A tenant with a key holding the scopes the tests need.
 #[derive(Debug, Clone)]
-pub struct Tenant {
+pub(crate) struct Tenant {
     pub id: String,
     pub slug: String,
     pub widget_key: String,
@@ -532,7 +544,7 @@ pub struct Tenant {
 
 /// A visitor with an open conversation.
 #[derive(Debug, Clone)]
-pub struct Visitor {
+pub(crate) struct Visitor {
     pub token: String,
     pub ws_token: String,
     pub conversation_id: String,
@@ -551,7 +563,7 @@ impl Api {
 
     /// A client that keeps no idle connection: each request on a connection of its
     /// own, closed after the answer.
-    pub fn unpooled(base: &str, timeout: Duration) -> Self {
+    pub(crate) fn unpooled(base: &str, timeout: Duration) -> Self {
         Api {
             base: base.to_string(),
             http: Client::builder()
@@ -563,7 +575,7 @@ impl Api {
     }
 
     /// A request with an optional bearer and JSON body; status and JSON answer.
-    pub async fn json(
+    pub(crate) async fn json(
         &self,
         method: Method,
         path: &str,
@@ -589,7 +601,7 @@ impl Api {
     }
 
     /// Like [`Api::json`], insisting on `want`.
-    pub async fn expect(
+    pub(crate) async fn expect(
         &self,
         want: StatusCode,
         method: Method,
@@ -603,7 +615,7 @@ impl Api {
     }
 
     /// A tenant (`POST /v1/admin/tenants`) and a tenant key (`POST /v1/admin/keys`).
-    pub async fn tenant(&self, platform_key: &str, slug: &str) -> Tenant {
+    pub(crate) async fn tenant(&self, platform_key: &str, slug: &str) -> Tenant {
         let origin = format!("https://{slug}.example");
         let t = self
             .expect(
@@ -633,7 +645,7 @@ impl Api {
     }
 
     /// Poll `GET /readyz` until it answers 200; panics after `timeout`.
-    pub async fn ready(&self, timeout: Duration) {
+    pub(crate) async fn ready(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             let (status, body) = self.json(Method::GET, "/readyz", None, None).await;
@@ -651,7 +663,7 @@ impl Api {
 
     /// Register a bot and a forum group with the fake, then `PUT /v1/admin/telegram`.
     /// Returns the bot token.
-    pub async fn connect_telegram(
+    pub(crate) async fn connect_telegram(
         &self,
         fake: &FakeTelegram,
         tenant: &Tenant,
@@ -674,7 +686,7 @@ impl Api {
     }
 
     /// A widget session and an open conversation.
-    pub async fn visitor(&self, tenant: &Tenant) -> Visitor {
+    pub(crate) async fn visitor(&self, tenant: &Tenant) -> Visitor {
         let s = self
             .expect(
                 StatusCode::OK,
@@ -705,7 +717,7 @@ impl Api {
     }
 
     /// A visitor message (`POST /v1/conversations/{id}/messages`).
-    pub async fn send(&self, v: &Visitor, client_msg_id: &str, text: &str) -> Value {
+    pub(crate) async fn send(&self, v: &Visitor, client_msg_id: &str, text: &str) -> Value {
         let (status, body) = self
             .json(
                 Method::POST,
@@ -719,7 +731,7 @@ impl Api {
     }
 
     /// The tenant's outbox items with `status` (at most 500).
-    pub async fn outbox(&self, tenant: &Tenant, status: &str) -> Vec<Value> {
+    pub(crate) async fn outbox(&self, tenant: &Tenant, status: &str) -> Vec<Value> {
         let v = self
             .expect(
                 StatusCode::OK,
@@ -733,7 +745,7 @@ impl Api {
     }
 
     /// Poll until queued, in_flight and dead are all empty; panics after `timeout`.
-    pub async fn outbox_drained(&self, tenant: &Tenant, timeout: Duration) {
+    pub(crate) async fn outbox_drained(&self, tenant: &Tenant, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             let mut left = Vec::new();
@@ -755,7 +767,7 @@ impl Api {
 }
 
 /// Poll `check` every 20 ms until it holds; panics after `timeout`.
-pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
         assert!(
@@ -767,7 +779,12 @@ pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -
 }
 
 /// Wait until the fake Bot API got `text` in `group`; the forum topic it went into.
-pub async fn topic_of_sent(fake: &FakeTelegram, group: i64, text: &str, timeout: Duration) -> i32 {
+pub(crate) async fn topic_of_sent(
+    fake: &FakeTelegram,
+    group: i64,
+    text: &str,
+    timeout: Duration,
+) -> i32 {
     eventually(timeout, "the visitor's message reaches Telegram", || {
         fake.sent_messages(group).iter().any(|m| m.text == text)
     })

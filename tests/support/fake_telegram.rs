@@ -132,25 +132,25 @@ use axum::{
 use serde_json::{Map, Value, json};
 
 /// The icon colour Telegram picks when `createForumTopic` gets none (0x6FB9F0).
-pub const DEFAULT_ICON_COLOR: u32 = 0x6F_B9_F0;
+pub(crate) const DEFAULT_ICON_COLOR: u32 = 0x6F_B9_F0;
 
 /// Longest text `sendMessage` accepts, in UTF-16 code units.
-pub const MAX_MESSAGE_CHARS: usize = 4096;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 4096;
 
 /// Longest forum topic name, in characters.
-pub const MAX_TOPIC_NAME_CHARS: usize = 128;
+pub(crate) const MAX_TOPIC_NAME_CHARS: usize = 128;
 
 /// Chat title used by the update builders, which do not know the group.
-pub const UPDATE_CHAT_TITLE: &str = "Support";
+pub(crate) const UPDATE_CHAT_TITLE: &str = "Support";
 
 /// Header Telegram uses to send the webhook's secret token.
-pub const SECRET_TOKEN_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
+pub(crate) const SECRET_TOKEN_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
 
 /// Ports Telegram's cloud Bot API delivers webhooks to.
-pub const WEBHOOK_PORTS: [u16; 4] = [443, 80, 88, 8443];
+pub(crate) const WEBHOOK_PORTS: [u16; 4] = [443, 80, 88, 8443];
 
 /// Methods the flood limits count (lower-cased): every call that posts into a chat.
-pub const COUNTED_METHODS: [&str; 7] = [
+pub(crate) const COUNTED_METHODS: [&str; 7] = [
     "sendmessage",
     "createforumtopic",
     "editforumtopic",
@@ -162,14 +162,14 @@ pub const COUNTED_METHODS: [&str; 7] = [
 
 /// At most `max` calls in any `every`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Window {
+pub(crate) struct Window {
     pub max: usize,
     pub every: Duration,
 }
 
 /// Telegram's flood limits as the fake enforces them, see [`FakeTelegram::set_limits`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Counted calls per bot, all chats together.
     pub per_bot: Window,
     /// Counted calls per chat, all bots together.
@@ -183,7 +183,7 @@ pub struct Limits {
 impl Limits {
     /// The Bot FAQ's numbers: 30 messages a second per bot, 1 a second per chat, 20 a
     /// minute per group; 50 ms of slack.
-    pub fn telegram() -> Self {
+    pub(crate) fn telegram() -> Self {
         Limits {
             per_bot: Window {
                 max: 30,
@@ -203,7 +203,7 @@ impl Limits {
 
     /// The same counts in windows `factor` times shorter (the slack stays), to match
     /// a client running its budgets in scaled time.
-    pub fn scaled(self, factor: u32) -> Self {
+    pub(crate) fn scaled(self, factor: u32) -> Self {
         let factor = factor.max(1);
         let scale = |w: Window| Window {
             max: w.max,
@@ -224,7 +224,7 @@ impl Limits {
 
 /// One request received by the fake.
 #[derive(Clone, Debug)]
-pub struct Call {
+pub(crate) struct Call {
     /// The bot token from the URL (whether or not the fake knows it).
     pub token: String,
     /// The method name, lower-cased (`sendmessage`).
@@ -237,24 +237,24 @@ pub struct Call {
 
 impl Call {
     /// The `chat_id` parameter as a number, if present and numeric.
-    pub fn chat_id(&self) -> Option<i64> {
+    pub(crate) fn chat_id(&self) -> Option<i64> {
         int_value(self.params.get("chat_id")?)
     }
 
     /// The `message_thread_id` parameter as a number, if present.
-    pub fn thread_id(&self) -> Option<i32> {
+    pub(crate) fn thread_id(&self) -> Option<i32> {
         int_value(self.params.get("message_thread_id")?).and_then(|n| i32::try_from(n).ok())
     }
 
     /// The `text` parameter, if present.
-    pub fn text(&self) -> Option<&str> {
+    pub(crate) fn text(&self) -> Option<&str> {
         self.params.get("text")?.as_str()
     }
 }
 
 /// A scripted failure, see [`FakeTelegram::fail_next`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// 429 `Too Many Requests: retry after N` with `parameters.retry_after`;
     /// teloxide returns `RequestError::RetryAfter(Seconds(N))`.
     RetryAfter(u32),
@@ -273,7 +273,7 @@ pub enum Failure {
 
 /// The webhook configuration remembered for one bot.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Webhook {
+pub(crate) struct Webhook {
     pub url: String,
     pub secret_token: Option<String>,
     pub allowed_updates: Option<Vec<String>>,
@@ -283,7 +283,7 @@ pub struct Webhook {
 
 /// A forum topic as the fake knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Topic {
+pub(crate) struct Topic {
     pub thread_id: i32,
     pub name: String,
     pub icon_color: u32,
@@ -298,7 +298,7 @@ pub struct Topic {
 
 /// A message sent through `sendMessage`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SentMessage {
+pub(crate) struct SentMessage {
     pub message_id: i32,
     pub thread_id: Option<i32>,
     pub bot_id: u64,
@@ -313,7 +313,7 @@ pub struct SentMessage {
 ///
 /// All methods take `&self`, so the handle can be shared (e.g. in an `Arc`)
 /// between the test and anything else that needs it.
-pub struct FakeTelegram {
+pub(crate) struct FakeTelegram {
     shared: Arc<Shared>,
     addr: SocketAddr,
     server: tokio::task::JoinHandle<()>,
@@ -328,7 +328,7 @@ impl Drop for FakeTelegram {
 impl FakeTelegram {
     /// Binds `127.0.0.1:0` and serves the fake API in a background task, with the
     /// rules of Telegram's cloud Bot API (webhooks only at `https://`).
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::serve(false).await
     }
 
@@ -336,7 +336,7 @@ impl FakeTelegram {
     /// --local`), which also takes `http://` webhooks on any port: for tests whose
     /// server under test listens on plain http on loopback (and runs with
     /// `telegram.allow_http_webhook`).
-    pub async fn start_local() -> Self {
+    pub(crate) async fn start_local() -> Self {
         Self::serve(true).await
     }
 
@@ -364,25 +364,25 @@ impl FakeTelegram {
     }
 
     /// The API base URL, e.g. `http://127.0.0.1:PORT` (no trailing slash).
-    pub fn api_url(&self) -> String {
+    pub(crate) fn api_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// [`Self::api_url`] parsed, ready for `teloxide::Bot::set_api_url`.
-    pub fn url(&self) -> reqwest::Url {
+    pub(crate) fn url(&self) -> reqwest::Url {
         reqwest::Url::parse(&self.api_url()).expect("fake telegram: api url parses")
     }
 
     /// A teloxide bot for `token` talking to this fake (default client: 17 s
     /// timeout). For short timeouts use `teloxide::Bot::with_client`.
-    pub fn bot(&self, token: &str) -> teloxide::Bot {
+    pub(crate) fn bot(&self, token: &str) -> teloxide::Bot {
         teloxide::Bot::new(token).set_api_url(self.url())
     }
 
     // --- world setup -------------------------------------------------------
 
     /// Registers a bot: `getMe` answers with this id and username.
-    pub fn add_bot(&self, token: &str, bot_id: u64, username: &str) {
+    pub(crate) fn add_bot(&self, token: &str, bot_id: u64, username: &str) {
         self.shared.lock().bots.insert(
             token.to_owned(),
             BotAccount {
@@ -394,7 +394,7 @@ impl FakeTelegram {
 
     /// Registers a supergroup, a forum if `is_forum`. Re-adding keeps its
     /// topics and messages but updates title and forum flag.
-    pub fn add_group(&self, chat_id: i64, title: &str, is_forum: bool) {
+    pub(crate) fn add_group(&self, chat_id: i64, title: &str, is_forum: bool) {
         let mut state = self.shared.lock();
         let group = state.groups.entry(chat_id).or_default();
         group.title = title.to_owned();
@@ -406,7 +406,13 @@ impl FakeTelegram {
     /// messages), `"left"`, `"kicked"`, `"creator"`.
     /// `can_manage_topics` only matters for administrators (creators have
     /// every right). Panics on an unknown status.
-    pub fn set_member(&self, bot_id: u64, chat_id: i64, status: &str, can_manage_topics: bool) {
+    pub(crate) fn set_member(
+        &self,
+        bot_id: u64,
+        chat_id: i64,
+        status: &str,
+        can_manage_topics: bool,
+    ) {
         let status = MemberStatus::parse(status)
             .unwrap_or_else(|| panic!("fake telegram: unknown member status {status:?}"));
         self.shared.lock().members.insert(
@@ -420,7 +426,7 @@ impl FakeTelegram {
 
     /// Creates a topic directly (as a human admin would) and returns its
     /// thread id. Panics if the chat was not added.
-    pub fn add_topic(&self, chat_id: i64, name: &str) -> i32 {
+    pub(crate) fn add_topic(&self, chat_id: i64, name: &str) -> i32 {
         let mut state = self.shared.lock();
         let group = state
             .groups
@@ -435,7 +441,7 @@ impl FakeTelegram {
     /// `Bad Request: message thread not found`. A thread id the fake never
     /// handed out is reserved as deleted, so no new topic will get it.
     /// Panics if the chat was not added.
-    pub fn delete_thread(&self, chat_id: i64, thread_id: i32) {
+    pub(crate) fn delete_thread(&self, chat_id: i64, thread_id: i32) {
         let mut state = self.shared.lock();
         let group = state
             .groups
@@ -458,7 +464,7 @@ impl FakeTelegram {
     /// supergroup when its admins turn Topics on). Every later call naming `from`
     /// gets 400 `Bad Request: group chat was upgraded to a supergroup chat` with
     /// `parameters.migrate_to_chat_id` = `to`. Panics if `from` was not added.
-    pub fn migrate_group(&self, from: i64, to: i64, is_forum: bool) {
+    pub(crate) fn migrate_group(&self, from: i64, to: i64, is_forum: bool) {
         let mut state = self.shared.lock();
         let title = state
             .groups
@@ -484,14 +490,14 @@ impl FakeTelegram {
 
     /// Enforces `limits` from now on (`None`: no limits, the default). Calls
     /// counted before are forgotten.
-    pub fn set_limits(&self, limits: Option<Limits>) {
+    pub(crate) fn set_limits(&self, limits: Option<Limits>) {
         let mut state = self.shared.lock();
         state.limits = limits;
         state.flood.clear();
     }
 
     /// The calls the flood limits refused with 429, in arrival order.
-    pub fn throttled(&self) -> Vec<Call> {
+    pub(crate) fn throttled(&self) -> Vec<Call> {
         self.shared.lock().throttled.clone()
     }
 
@@ -501,7 +507,7 @@ impl FakeTelegram {
     /// `chat_id`, only a call whose `chat_id` parameter equals it. One-shot
     /// failures are used in the order they were queued, before any
     /// [`Self::fail_always`] rule.
-    pub fn fail_next(&self, method: &str, chat_id: Option<i64>, failure: Failure) {
+    pub(crate) fn fail_next(&self, method: &str, chat_id: Option<i64>, failure: Failure) {
         self.shared
             .lock()
             .one_shot
@@ -510,14 +516,14 @@ impl FakeTelegram {
 
     /// Makes the next call of `method` whose `text` parameter starts with
     /// `text_prefix` fail once (queued with the [`Self::fail_next`] failures).
-    pub fn fail_next_text(&self, method: &str, text_prefix: &str, failure: Failure) {
+    pub(crate) fn fail_next_text(&self, method: &str, text_prefix: &str, failure: Failure) {
         let mut scripted = ScriptedFailure::new(method, None, failure);
         scripted.text_prefix = Some(text_prefix.to_owned());
         self.shared.lock().one_shot.push_back(scripted);
     }
 
     /// Makes every matching call fail until [`Self::clear_failures`].
-    pub fn fail_always(&self, method: &str, chat_id: Option<i64>, failure: Failure) {
+    pub(crate) fn fail_always(&self, method: &str, chat_id: Option<i64>, failure: Failure) {
         self.shared
             .lock()
             .always
@@ -525,7 +531,7 @@ impl FakeTelegram {
     }
 
     /// Drops all scripted failures, one-shot and permanent.
-    pub fn clear_failures(&self) {
+    pub(crate) fn clear_failures(&self) {
         let mut state = self.shared.lock();
         state.one_shot.clear();
         state.always.clear();
@@ -534,12 +540,12 @@ impl FakeTelegram {
     // --- inspection --------------------------------------------------------
 
     /// Every call received so far, in arrival order.
-    pub fn calls(&self) -> Vec<Call> {
+    pub(crate) fn calls(&self) -> Vec<Call> {
         self.shared.lock().calls.clone()
     }
 
     /// The calls of one method (name matched case-insensitively).
-    pub fn calls_of(&self, method: &str) -> Vec<Call> {
+    pub(crate) fn calls_of(&self, method: &str) -> Vec<Call> {
         let method = method.to_ascii_lowercase();
         self.shared
             .lock()
@@ -551,13 +557,18 @@ impl FakeTelegram {
     }
 
     /// Forgets the recorded calls (not bots, groups, topics or failures).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.shared.lock().calls.clear();
     }
 
     /// Waits until at least `count` calls of `method` arrived and returns
     /// them; panics after `timeout`.
-    pub async fn wait_for_calls(&self, method: &str, count: usize, timeout: Duration) -> Vec<Call> {
+    pub(crate) async fn wait_for_calls(
+        &self,
+        method: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<Call> {
         let deadline = Instant::now() + timeout;
         loop {
             let calls = self.calls_of(method);
@@ -574,12 +585,12 @@ impl FakeTelegram {
     }
 
     /// The webhook remembered for a bot, if one is set.
-    pub fn webhook(&self, token: &str) -> Option<Webhook> {
+    pub(crate) fn webhook(&self, token: &str) -> Option<Webhook> {
         self.shared.lock().webhooks.get(token).cloned()
     }
 
     /// One topic of a chat (including deleted ones).
-    pub fn topic(&self, chat_id: i64, thread_id: i32) -> Option<Topic> {
+    pub(crate) fn topic(&self, chat_id: i64, thread_id: i32) -> Option<Topic> {
         self.shared
             .lock()
             .groups
@@ -590,7 +601,7 @@ impl FakeTelegram {
     }
 
     /// All topics of a chat, by thread id.
-    pub fn topics(&self, chat_id: i64) -> Vec<Topic> {
+    pub(crate) fn topics(&self, chat_id: i64) -> Vec<Topic> {
         self.shared
             .lock()
             .groups
@@ -600,7 +611,7 @@ impl FakeTelegram {
     }
 
     /// Messages sent into a chat with `sendMessage`, in order.
-    pub fn sent_messages(&self, chat_id: i64) -> Vec<SentMessage> {
+    pub(crate) fn sent_messages(&self, chat_id: i64) -> Vec<SentMessage> {
         self.shared
             .lock()
             .groups
@@ -614,7 +625,7 @@ impl FakeTelegram {
     /// Posts `update` to the webhook set by the bot with `token`, with the
     /// secret-token header Telegram adds, and returns the HTTP status.
     /// Panics if the bot has no webhook.
-    pub async fn deliver_update(
+    pub(crate) async fn deliver_update(
         &self,
         token: &str,
         update: &Value,
@@ -1763,17 +1774,17 @@ fn unix_now() -> i64 {
 // ---------------------------------------------------------------------------
 
 /// A human `User`.
-pub fn human_user_json(user_id: u64, first_name: &str) -> Value {
+pub(crate) fn human_user_json(user_id: u64, first_name: &str) -> Value {
     json!({ "id": user_id, "is_bot": false, "first_name": first_name })
 }
 
 /// A bot `User` (first name = username).
-pub fn bot_user_json(bot_id: u64, username: &str) -> Value {
+pub(crate) fn bot_user_json(bot_id: u64, username: &str) -> Value {
     json!({ "id": bot_id, "is_bot": true, "first_name": username, "username": username })
 }
 
 /// A supergroup `Chat`; `is_forum` is only sent when true, as Telegram does.
-pub fn supergroup_chat_json(chat_id: i64, title: &str, is_forum: bool) -> Value {
+pub(crate) fn supergroup_chat_json(chat_id: i64, title: &str, is_forum: bool) -> Value {
     let mut chat = json!({ "id": chat_id, "title": title, "type": "supergroup" });
     if let (true, Some(obj)) = (is_forum, chat.as_object_mut()) {
         obj.insert("is_forum".to_owned(), json!(true));
@@ -1783,7 +1794,7 @@ pub fn supergroup_chat_json(chat_id: i64, title: &str, is_forum: bool) -> Value 
 
 /// The `forum_topic_created` service message that opens a topic; its
 /// message id is the thread id. `creator` is its `from`, if known.
-pub fn topic_created_message_json(
+pub(crate) fn topic_created_message_json(
     chat: &Value,
     thread_id: i32,
     name: &str,
@@ -1808,7 +1819,7 @@ pub fn topic_created_message_json(
 /// A text message inside a forum topic, as Telegram delivers it: with
 /// `message_thread_id`, `is_topic_message` and `reply_to_message` pointing at
 /// the topic's service message (named "Topic N", creator unknown).
-pub fn topic_text_message_json(
+pub(crate) fn topic_text_message_json(
     chat_id: i64,
     thread_id: i32,
     message_id: i32,
@@ -1841,7 +1852,7 @@ pub fn topic_text_message_json(
 // ---------------------------------------------------------------------------
 
 /// A human admin's text message in a forum topic.
-pub fn topic_text_update(
+pub(crate) fn topic_text_update(
     update_id: u32,
     chat_id: i64,
     thread_id: i32,
@@ -1862,7 +1873,7 @@ pub fn topic_text_update(
 
 /// The same message as [`topic_text_update`] after an edit: an
 /// `edited_message` carrying `edit_date`.
-pub fn edited_topic_text_update(
+pub(crate) fn edited_topic_text_update(
     update_id: u32,
     chat_id: i64,
     thread_id: i32,
@@ -1885,7 +1896,7 @@ pub fn edited_topic_text_update(
 }
 
 /// The `forum_topic_created` service message for a topic the bot created.
-pub fn service_update(
+pub(crate) fn service_update(
     update_id: u32,
     chat_id: i64,
     thread_id: i32,
@@ -1906,7 +1917,7 @@ pub fn service_update(
 }
 
 /// A text message in the bot's private chat with a user.
-pub fn private_update(
+pub(crate) fn private_update(
     update_id: u32,
     user_id: u64,
     first_name: &str,
@@ -1926,7 +1937,7 @@ pub fn private_update(
 }
 
 /// A text message in the forum's General topic (no thread id).
-pub fn general_text_update(
+pub(crate) fn general_text_update(
     update_id: u32,
     chat_id: i64,
     message_id: i32,
@@ -1947,7 +1958,7 @@ pub fn general_text_update(
 }
 
 /// A topic message whose `from` is a bot (e.g. the bot's own echo).
-pub fn bot_own_update(
+pub(crate) fn bot_own_update(
     update_id: u32,
     chat_id: i64,
     thread_id: i32,

@@ -18,7 +18,7 @@
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 /// The maintenance database URL of the test server.
-pub fn admin_url() -> String {
+pub(crate) fn admin_url() -> String {
     std::env::var("TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
@@ -47,7 +47,7 @@ fn admin_execute(sql: String) -> Result<(), String> {
 }
 
 /// A database of its own on the test server, dropped with the guard.
-pub struct PgDatabase {
+pub(crate) struct PgDatabase {
     name: String,
     /// URL of the database itself.
     pub url: String,
@@ -55,7 +55,7 @@ pub struct PgDatabase {
 
 impl PgDatabase {
     /// Create `<prefix>_<uuid>` (blocking). Panics when the server cannot be reached.
-    pub fn create(prefix: &str) -> Self {
+    pub(crate) fn create(prefix: &str) -> Self {
         let admin = admin_url();
         let (base, _) = admin
             .rsplit_once('/')
@@ -68,7 +68,7 @@ impl PgDatabase {
     }
 
     /// [`PgDatabase::create`] without blocking the caller's runtime.
-    pub async fn create_async(prefix: &str) -> Self {
+    pub(crate) async fn create_async(prefix: &str) -> Self {
         let prefix = prefix.to_string();
         tokio::task::spawn_blocking(move || PgDatabase::create(&prefix))
             .await
@@ -76,7 +76,7 @@ impl PgDatabase {
     }
 
     /// The database's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 }

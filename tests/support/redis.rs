@@ -4,6 +4,6 @@
 #![allow(dead_code)]
 
 /// URL of the shared test Redis.
-pub fn url() -> String {
+pub(crate) fn url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
 }

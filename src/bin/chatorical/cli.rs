@@ -12,7 +12,7 @@ use crate::cmd;
 /// per conversation on the other.
 #[derive(Debug, Parser)]
 #[command(name = "chatorical", version, about, long_about = None, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Options every command takes.
     #[command(flatten)]
     pub global: Global,
@@ -23,7 +23,7 @@ pub struct Cli {
 
 /// Options shared by all commands.
 #[derive(Debug, Args, Clone)]
-pub struct Global {
+pub(crate) struct Global {
     /// Configuration file (else $CHATORICAL_CONFIG, ./chatorical.toml, /etc/chatorical/chatorical.toml).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -43,7 +43,7 @@ pub struct Global {
 
 /// Commands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the HTTP API, the widget socket, the widget script and the demo page.
     Serve(cmd::serve::ServeArgs),
     /// Deliver outbox items to Telegram (run any number beside `serve`).

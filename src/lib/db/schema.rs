@@ -1,5 +1,7 @@
 //! The one schema both backends share (migrations/postgres and migrations/sqlite
 //! create the same tables with each dialect's types).
+// The `table!` macro writes public modules and columns without documentation.
+#![allow(missing_docs)]
 
 diesel::table! {
     tenants (id) {

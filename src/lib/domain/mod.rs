@@ -4,6 +4,7 @@ mod api_key;
 mod cidr;
 mod ids;
 mod origin;
+/// API key scopes: resources and access.
 pub mod scope;
 mod slug;
 pub mod text;

@@ -11,7 +11,7 @@ use crate::output;
 
 /// Configuration commands.
 #[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
+pub(crate) enum ConfigCommand {
     /// Print the effective configuration (secrets as ***); exit 1 when it is invalid.
     Check,
     /// Print the documented example configuration with every default.
@@ -19,7 +19,7 @@ pub enum ConfigCommand {
 }
 
 /// Run a config command.
-pub fn run(g: &Global, cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(g: &Global, cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ConfigCommand::Example => {
             print!("{}", Settings::example_toml());

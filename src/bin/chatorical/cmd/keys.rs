@@ -11,7 +11,7 @@ use crate::output::{self, or_dash};
 
 /// API key commands.
 #[derive(Debug, Subcommand)]
-pub enum KeysCommand {
+pub(crate) enum KeysCommand {
     /// Issue a key. The key is printed once and cannot be shown again.
     #[command(group(ArgGroup::new("owner").required(true).args(["tenant", "platform"])))]
     Issue {
@@ -50,7 +50,7 @@ pub enum KeysCommand {
 }
 
 /// Run a keys command.
-pub async fn run(g: &Global, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(g: &Global, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let (_, db) = super::open(g).await?;
     match cmd {
         KeysCommand::Issue {

@@ -8,14 +8,14 @@ use crate::cli::Cli;
 
 /// Arguments of `man`.
 #[derive(Debug, Args)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// Directory to write the pages into.
     #[arg(long, value_name = "DIR", default_value = "man")]
     pub out_dir: PathBuf,
 }
 
 /// Write one page per command and subcommand.
-pub fn run(args: ManArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: ManArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out_dir)?;
     let cmd = Cli::command();
     write_pages(&cmd, "chatorical", &args.out_dir)?;

@@ -12,14 +12,14 @@ use crate::output;
 
 /// Arguments of `migrate`.
 #[derive(Debug, Args)]
-pub struct MigrateArgs {
+pub(crate) struct MigrateArgs {
     /// List pending migrations without applying them.
     #[arg(long)]
     pub dry_run: bool,
 }
 
 /// Apply (or list) pending migrations.
-pub async fn run(g: &Global, args: MigrateArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(g: &Global, args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g, None)?;
     let settings = loaded.settings;
     chatorical::telemetry::init(settings.log.format, "warn");

@@ -1,25 +1,25 @@
 //! One file per command: its arguments and how it runs.
 
-pub mod config;
-pub mod keys;
-pub mod man;
-pub mod migrate;
-pub mod outbox;
-pub mod secrets;
-pub mod serve;
-pub mod telegram;
-pub mod templates;
-pub mod tenants;
-pub mod usage;
-pub mod widget;
-pub mod worker;
+pub(crate) mod config;
+pub(crate) mod keys;
+pub(crate) mod man;
+pub(crate) mod migrate;
+pub(crate) mod outbox;
+pub(crate) mod secrets;
+pub(crate) mod serve;
+pub(crate) mod telegram;
+pub(crate) mod templates;
+pub(crate) mod tenants;
+pub(crate) mod usage;
+pub(crate) mod widget;
+pub(crate) mod worker;
 
 use chatorical::config::{Loaded, Overrides, Settings};
 
 use crate::cli::Global;
 
 /// Load settings from all layers, with `listen` as an extra flag.
-pub fn load(g: &Global, listen: Option<String>) -> anyhow::Result<Loaded> {
+pub(crate) fn load(g: &Global, listen: Option<String>) -> anyhow::Result<Loaded> {
     let over = Overrides {
         listen,
         database_url: g.database_url.clone(),
@@ -30,7 +30,7 @@ pub fn load(g: &Global, listen: Option<String>) -> anyhow::Result<Loaded> {
 }
 
 /// Load settings, start logging and open the database (migrating where configured).
-pub async fn open(g: &Global) -> anyhow::Result<(Settings, chatorical::db::Db)> {
+pub(crate) async fn open(g: &Global) -> anyhow::Result<(Settings, chatorical::db::Db)> {
     let loaded = load(g, None)?;
     chatorical::telemetry::init(
         loaded.settings.log.format,
@@ -51,7 +51,7 @@ fn quiet_filter(configured: &str) -> String {
 
 /// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called
 /// (not when the future is first polled), so call it before announcing readiness.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     let (term, int) = {
         use tokio::signal::unix::{SignalKind, signal};
@@ -86,7 +86,7 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
 
 /// Re-read the master key file on every SIGHUP (`systemctl reload`), e.g. right after
 /// `secrets rotate` or `secrets retire-old`.
-pub fn reload_master_key_on_sighup(key: std::sync::Arc<chatorical::crypto::MasterKey>) {
+pub(crate) fn reload_master_key_on_sighup(key: std::sync::Arc<chatorical::crypto::MasterKey>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

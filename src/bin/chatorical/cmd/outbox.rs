@@ -17,7 +17,7 @@ use crate::output::{self, or_dash};
 
 /// Outbox commands.
 #[derive(Debug, Subcommand)]
-pub enum OutboxCommand {
+pub(crate) enum OutboxCommand {
     /// List a tenant's outbox items, newest first (payload texts redacted).
     List {
         /// Tenant slug.
@@ -44,7 +44,7 @@ pub enum OutboxCommand {
 }
 
 /// Run an outbox command.
-pub async fn run(g: &Global, cmd: OutboxCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(g: &Global, cmd: OutboxCommand) -> anyhow::Result<ExitCode> {
     let (_, db) = super::open(g).await?;
     match cmd {
         OutboxCommand::List {

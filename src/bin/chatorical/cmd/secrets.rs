@@ -18,7 +18,7 @@ use crate::output;
 
 /// Secrets commands.
 #[derive(Debug, Subcommand)]
-pub enum SecretsCommand {
+pub(crate) enum SecretsCommand {
     /// How many tenant secrets are sealed under which key of the master key file (keys
     /// are shown by their public key, `age1…`).
     Status(BatchArgs),
@@ -34,14 +34,14 @@ pub enum SecretsCommand {
 
 /// Paging through the secrets.
 #[derive(Debug, Args)]
-pub struct BatchArgs {
+pub(crate) struct BatchArgs {
     /// Rows per batch (and per transaction when re-encrypting).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
     pub batch_size: i64,
 }
 
 /// Run a secrets command.
-pub async fn run(g: &Global, cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(g: &Global, cmd: SecretsCommand) -> anyhow::Result<ExitCode> {
     let settings = super::load(g, None)?.settings;
     let path = settings.master_key_path();
     // Fails on a missing, unreadable, invalid or group/other-readable key file before

@@ -10,14 +10,14 @@ use crate::cli::Global;
 
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on (default 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 }
 
 /// Serve until SIGTERM or Ctrl-C; then flush the spans still queued for export.
-pub async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let loaded = super::load(g, args.listen)?;
     let settings = loaded.settings;
     let telemetry = chatorical::telemetry::start(

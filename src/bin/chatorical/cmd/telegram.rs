@@ -15,7 +15,7 @@ use crate::output;
 
 /// Telegram commands.
 #[derive(Debug, Subcommand)]
-pub enum TelegramCommand {
+pub(crate) enum TelegramCommand {
     /// Connect a tenant's bot and forum group (validates with Telegram, registers the webhook).
     Setup {
         /// Tenant slug.
@@ -58,7 +58,7 @@ pub enum TelegramCommand {
 }
 
 /// Run a telegram command.
-pub async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<ExitCode> {
     let (settings, db) = super::open(g).await?;
     let bots = Bots::new(&settings.telegram, Arc::new(load_master_key(&settings)?))?;
     let public_url = settings.configured_public_url();

@@ -36,7 +36,7 @@ fn keys_help() -> String {
 /// Template commands: a tenant's own texts for the widget's strings, per locale.
 #[derive(Debug, Subcommand)]
 #[command(after_long_help = keys_help())]
-pub enum TemplatesCommand {
+pub(crate) enum TemplatesCommand {
     /// List a tenant's templates.
     List {
         /// Tenant slug.
@@ -141,7 +141,7 @@ fn print_templates(g: &Global, templates: &[Template]) -> anyhow::Result<()> {
 }
 
 /// Run a templates command.
-pub async fn run(g: &Global, cmd: TemplatesCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(g: &Global, cmd: TemplatesCommand) -> anyhow::Result<ExitCode> {
     let (_settings, db) = super::open(g).await?;
     match cmd {
         TemplatesCommand::List {

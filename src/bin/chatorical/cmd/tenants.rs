@@ -11,7 +11,7 @@ use crate::output;
 
 /// Tenant commands.
 #[derive(Debug, Subcommand)]
-pub enum TenantsCommand {
+pub(crate) enum TenantsCommand {
     /// Create a tenant (prints its widget key).
     Create {
         /// URL-safe unique name: 2-40 of a-z, 0-9, '-'.
@@ -52,7 +52,7 @@ pub enum TenantsCommand {
 }
 
 /// Run a tenant command.
-pub async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
     let (settings, db) = super::open(g).await?;
     match cmd {
         TenantsCommand::IdentitySecret { tenant } => {

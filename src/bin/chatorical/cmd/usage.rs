@@ -11,7 +11,7 @@ use crate::output;
 
 /// Usage commands.
 #[derive(Debug, Subcommand)]
-pub enum UsageCommand {
+pub(crate) enum UsageCommand {
     /// Fold the Redis counters into the database now (`serve` and `worker` do it every
     /// minute; without Redis the counts are in the database already).
     Summarize,
@@ -28,7 +28,7 @@ pub enum UsageCommand {
 }
 
 /// Run a usage command.
-pub async fn run(g: &Global, cmd: UsageCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(g: &Global, cmd: UsageCommand) -> anyhow::Result<ExitCode> {
     let (settings, db) = super::open(g).await?;
     match cmd {
         UsageCommand::Summarize => {

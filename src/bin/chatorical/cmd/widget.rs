@@ -11,7 +11,7 @@ use crate::output;
 
 /// Widget commands.
 #[derive(Debug, Subcommand)]
-pub enum WidgetCommand {
+pub(crate) enum WidgetCommand {
     /// Write the versioned widget script and an embed snippet with Subresource Integrity,
     /// and print the snippet. The same binary always gives the same output.
     Release(ReleaseArgs),
@@ -19,7 +19,7 @@ pub enum WidgetCommand {
 
 /// Arguments of `widget release`.
 #[derive(Debug, Args)]
-pub struct ReleaseArgs {
+pub(crate) struct ReleaseArgs {
     /// Public base URL of the chatorical server, e.g. https://chat.example.com.
     #[arg(long, value_name = "URL")]
     pub origin: String,
@@ -33,7 +33,7 @@ pub struct ReleaseArgs {
 }
 
 /// Run a widget command (configuration and database only with `--tenant`).
-pub async fn run(g: &Global, cmd: WidgetCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(g: &Global, cmd: WidgetCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         WidgetCommand::Release(args) => {
             let release = match &args.tenant {

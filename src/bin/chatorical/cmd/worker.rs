@@ -18,14 +18,14 @@ use crate::cli::Global;
 
 /// Arguments of `worker`.
 #[derive(Debug, Args)]
-pub struct WorkerArgs {
+pub(crate) struct WorkerArgs {
     /// Workers to run in this process.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
 }
 
 /// Deliver outbox items until SIGTERM; then finish or release what is in flight.
-pub async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let settings = super::load(g, None)?.settings;
     let telemetry = chatorical::telemetry::start(
         settings.log.format,
