@@ -675,8 +675,17 @@ impl Chat {
                 });
             }
             // The same client_msg_id again (a retry, or a concurrent send that won):
-            // the seq taken above was rolled back with the insert.
-            Err(e) if e.code == ErrorCode::Conflict => {
+            // the seq taken above was rolled back with the insert. Only that constraint:
+            // any other unique violation is a real error.
+            Err(e)
+                if e.unique_violation().is_some_and(|v| {
+                    v.is(
+                        "messages_conversation_id_client_msg_id_key",
+                        "messages",
+                        &["conversation_id", "client_msg_id"],
+                    )
+                }) =>
+            {
                 return repo::messages::by_client_msg_id(
                     &mut conn,
                     tenant_id,

@@ -181,6 +181,58 @@ impl From<diesel::result::Error> for Error {
     }
 }
 
+/// The unique constraint a write broke: its name (PostgreSQL) or its columns (SQLite,
+/// whose error message lists `table.column`s), so callers can tell which duplicate it
+/// was instead of treating every `conflict` alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueViolation {
+    /// The constraint's name (PostgreSQL).
+    pub constraint: Option<String>,
+    /// `table.column` of each column of the constraint (SQLite).
+    pub columns: Vec<String>,
+}
+
+impl UniqueViolation {
+    /// Whether this is the constraint on `columns` of `table` (named `pg_name` on
+    /// PostgreSQL).
+    pub fn is(&self, pg_name: &str, table: &str, columns: &[&str]) -> bool {
+        if let Some(name) = &self.constraint {
+            return name == pg_name;
+        }
+        self.columns.len() == columns.len()
+            && columns.iter().all(|c| {
+                self.columns
+                    .iter()
+                    .any(|have| *have == format!("{table}.{c}"))
+            })
+    }
+
+    fn from_info(info: &(dyn diesel::result::DatabaseErrorInformation + Send + Sync)) -> Self {
+        let columns = info
+            .message()
+            .strip_prefix("UNIQUE constraint failed: ")
+            .map(|rest| rest.split(", ").map(|c| c.trim().to_string()).collect())
+            .unwrap_or_default();
+        UniqueViolation {
+            constraint: info.constraint_name().map(str::to_string),
+            columns,
+        }
+    }
+}
+
+impl Error {
+    /// The unique constraint behind a `conflict` that came from the database.
+    pub fn unique_violation(&self) -> Option<UniqueViolation> {
+        use diesel::result::{DatabaseErrorKind, Error as D};
+        match self.source.as_ref()?.downcast_ref::<D>()? {
+            D::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                Some(UniqueViolation::from_info(info.as_ref()))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl From<diesel::ConnectionError> for Error {
     fn from(e: diesel::ConnectionError) -> Self {
         Error::new(ErrorCode::Unavailable, "database unavailable").with_source(e)
@@ -200,6 +252,39 @@ mod tests {
 
     fn database_error(kind: Kind, message: &str) -> Error {
         Error::from(D::DatabaseError(kind, Box::new(message.to_string())))
+    }
+
+    #[test]
+    fn unique_violations_name_their_constraint() {
+        let dup = database_error(
+            Kind::UniqueViolation,
+            "UNIQUE constraint failed: messages.conversation_id, messages.client_msg_id",
+        );
+        assert_eq!(dup.code, ErrorCode::Conflict);
+        let v = dup.unique_violation().expect("a unique violation");
+        assert!(v.is(
+            "unused_on_sqlite",
+            "messages",
+            &["conversation_id", "client_msg_id"]
+        ));
+        assert!(!v.is("unused_on_sqlite", "messages", &["conversation_id", "seq"]));
+        let seq = database_error(
+            Kind::UniqueViolation,
+            "UNIQUE constraint failed: messages.conversation_id, messages.seq",
+        );
+        let v = seq.unique_violation().expect("a unique violation");
+        assert!(!v.is("x", "messages", &["conversation_id", "client_msg_id"]));
+        // Not from the database, or not a unique violation: none.
+        assert!(
+            Error::new(ErrorCode::Conflict, "already")
+                .unique_violation()
+                .is_none()
+        );
+        assert!(
+            database_error(Kind::ForeignKeyViolation, "fk")
+                .unique_violation()
+                .is_none()
+        );
     }
 
     #[test]
