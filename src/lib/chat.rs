@@ -58,6 +58,26 @@ impl Direction {
     }
 }
 
+/// Who writes a message: the fact that decides its direction, who may write into the
+/// conversation and what author it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender<'a> {
+    /// The conversation's visitor (inbound; only into their own conversation).
+    Visitor(&'a str),
+    /// An agent (outbound), shown with this name.
+    Agent(&'a str),
+}
+
+impl Sender<'_> {
+    /// Visitor → agents is inbound, the rest outbound.
+    pub fn direction(self) -> Direction {
+        match self {
+            Sender::Visitor(_) => Direction::Inbound,
+            Sender::Agent(_) => Direction::Outbound,
+        }
+    }
+}
+
 /// Whether a conversation takes messages. Stored as its lowercase name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -591,18 +611,21 @@ impl Chat {
     }
 
     /// Store a message and publish it. The same `client_msg_id` again returns the
-    /// stored message and `false`.
-    #[allow(clippy::too_many_arguments)]
+    /// stored message and `false`. A visitor writes only into their own conversation
+    /// (another is `not_found`).
     pub async fn post_message(
         &self,
         tenant_id: &str,
-        visitor_id: Option<&str>,
         conversation_id: &str,
-        direction: Direction,
-        author: Option<&str>,
+        sender: Sender<'_>,
         text: &str,
         client_msg_id: Option<&str>,
     ) -> Result<(MessageView, bool)> {
+        let (visitor_id, author) = match sender {
+            Sender::Visitor(id) => (Some(id), None),
+            Sender::Agent(name) => (None, Some(name)),
+        };
+        let direction = sender.direction();
         check_text(text)?;
         let client_msg_id = match client_msg_id {
             Some(id) => {

@@ -22,7 +22,7 @@ use axum::{
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::chat::{Direction, Visitor};
+use crate::chat::{Sender, Visitor};
 use crate::domain::now_ms;
 use crate::error::{Error, ErrorCode};
 use crate::http::{
@@ -490,10 +490,8 @@ impl SocketSession {
                 let result = chat
                     .post_message(
                         &self.visitor.tenant_id,
-                        Some(&self.visitor.id),
                         &conv,
-                        Direction::Inbound,
-                        None,
+                        Sender::Visitor(&self.visitor.id),
                         &text,
                         Some(&client_msg_id),
                     )

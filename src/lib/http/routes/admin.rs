@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::chat::{ConversationView, Direction, History, MessageView};
+use crate::chat::{ConversationView, History, MessageView, Sender};
 use crate::domain::{
     Scope,
     ScopeAccess::{Read, Write},
@@ -314,10 +314,8 @@ async fn reply(
         .chat
         .post_message(
             &tenant.id,
-            None,
             &id,
-            Direction::Outbound,
-            Some(author),
+            Sender::Agent(author),
             &req.text,
             req.client_msg_id.as_deref(),
         )

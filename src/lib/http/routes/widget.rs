@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::chat::{Direction, History, MessageView, OpenedConversation, Session, SessionStart};
+use crate::chat::{History, MessageView, OpenedConversation, Sender, Session, SessionStart};
 use crate::http::{
     AppState,
     client_ip::ClientIp,
@@ -135,10 +135,8 @@ async fn send_message(
         .chat
         .post_message(
             &visitor.tenant_id,
-            Some(&visitor.id),
             &id,
-            Direction::Inbound,
-            None,
+            Sender::Visitor(&visitor.id),
             &req.text,
             Some(&req.client_msg_id),
         )
