@@ -103,7 +103,7 @@ async fn debug_logs_hold_no_secret_on_happy_and_error_paths() {
 
 async fn debug_logs_body() {
     let started = Instant::now();
-    let fake = FakeTelegram::start().await;
+    let fake = FakeTelegram::start_local().await;
     let group = -100_444;
     let install = Install::new(Backend::Postgres, &fake.api_url()).await;
     let mut server = install
