@@ -655,27 +655,8 @@ impl Chat {
         // group; then the insert (a duplicate client_msg_id fails on the unique index
         // and rolls the seq back) and the outbox item. Everything unusual (not found,
         // closed, a retry) is sorted out afterwards, off the common path.
-        let stored = transaction!(&mut conn, |tx| {
-            let Some((seq, group)) = repo::conversations::next_seq_for_message(
-                tx,
-                tenant_id,
-                conversation_id,
-                visitor_id,
-                now,
-            )
-            .await?
-            else {
-                return Ok(None);
-            };
-            let row = MessageRow { seq, ..row };
-            repo::messages::insert(tx, &row).await?;
-            if direction == Direction::Inbound
-                && let Some(group) = group
-            {
-                enqueue_for_group(tx, &row, group, now).await?;
-            }
-            Ok(Some(row))
-        });
+        let stored = transaction!(&mut conn, |tx| store_message(tx, row, visitor_id, now)
+            .await);
         let row = match stored {
             Ok(Some(row)) => row,
             // Not open, or not theirs: another visitor's (or tenant's) conversation is
@@ -721,13 +702,22 @@ impl Chat {
             }
             Err(e) => return Err(e),
         };
-        self.wake.wake();
-        let metric = match direction {
-            Direction::Inbound => Metric::MessagesInbound,
+        Ok((self.message_stored(row), true))
+    }
+
+    /// After the commit of a new message, whoever stored it: count it in the tenant's
+    /// usage, wake this process's workers (an inbound message may have queued outbox
+    /// items) and publish it to the conversation's sockets.
+    pub fn message_stored(&self, row: MessageRow) -> MessageView {
+        let metric = match Direction::from_stored(&row.direction) {
+            Direction::Inbound => {
+                self.wake.wake();
+                Metric::MessagesInbound
+            }
             Direction::Outbound => Metric::MessagesOutbound,
         };
-        self.usage.record(tenant_id, metric, 1);
-        Ok((self.publish_message(row), true))
+        self.usage.record(&row.tenant_id, metric, 1);
+        self.publish_message(row)
     }
 
     /// Tell the conversation's sockets about a stored message.
@@ -865,15 +855,38 @@ async fn identified_visitor(
     Ok((v, token))
 }
 
-/// Store a message with the conversation's next seq. Call inside a transaction;
-/// `row.seq` is ignored. `conversation_closed` when the conversation is not open.
-pub async fn insert_message(tx: &mut Conn<'_>, row: MessageRow, now: i64) -> Result<MessageRow> {
-    let seq = repo::conversations::next_seq(tx, &row.tenant_id, &row.conversation_id, now)
-        .await?
-        .ok_or_else(|| Error::new(ErrorCode::ConversationClosed, "the conversation is closed"))?;
+/// The one way a message is stored, inside the caller's transaction (the widget, the
+/// socket, the admin API and the Telegram webhook all come here): take the open
+/// conversation's next seq — only the visitor's own conversation when `visitor_id` is
+/// given — insert the row, and queue an inbound message for Telegram when the tenant
+/// has a group. `None` when the conversation is not open (or not the visitor's); a
+/// duplicate `client_msg_id` fails on its unique constraint (see
+/// [`Error::unique_violation`]) and rolls the seq back with the transaction.
+pub async fn store_message(
+    tx: &mut Conn<'_>,
+    row: MessageRow,
+    visitor_id: Option<&str>,
+    now: i64,
+) -> Result<Option<MessageRow>> {
+    let Some((seq, group)) = repo::conversations::next_seq_for_message(
+        tx,
+        &row.tenant_id,
+        &row.conversation_id,
+        visitor_id,
+        now,
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
     let row = MessageRow { seq, ..row };
     repo::messages::insert(tx, &row).await?;
-    Ok(row)
+    if Direction::from_stored(&row.direction) == Direction::Inbound
+        && let Some(group) = group
+    {
+        enqueue_for_group(tx, &row, group, now).await?;
+    }
+    Ok(Some(row))
 }
 
 /// Queue a visitor message for its Telegram topic in the tenant's group `group_chat_id`.

@@ -10,13 +10,12 @@ use subtle::ConstantTimeEq;
 use teloxide::types::{Message, Update, UpdateKind};
 
 use super::FIELD_WEBHOOK_SECRET;
-use crate::chat::{Chat, insert_message};
+use crate::chat::{Chat, store_message};
 use crate::crypto::MasterKey;
 use crate::db::{Db, models::MessageRow, repo};
 use crate::domain::{new_id, now_ms};
 use crate::error::{Error, ErrorCode, Result};
 use crate::transaction;
-use crate::usage::Metric;
 
 /// Webhook outcomes, for metrics.
 #[derive(Debug, Default)]
@@ -217,12 +216,12 @@ pub async fn process(
             edited_at: None,
             telegram_message_id: Some(telegram_id),
         };
-        match insert_message(tx, row, now).await {
-            Ok(row) => Ok(Some(Effect::New(row))),
-            // Closed between the check and the insert: acknowledged, not stored.
-            Err(e) if e.code == ErrorCode::ConversationClosed => Ok(Some(Effect::Nothing)),
-            Err(e) => Err(e),
-        }
+        // Closed between the check and the insert: acknowledged, not stored.
+        Ok(Some(
+            store_message(tx, row, None, now)
+                .await?
+                .map_or(Effect::Nothing, Effect::New),
+        ))
     })?;
     Ok(match effect {
         None => {
@@ -231,9 +230,7 @@ pub async fn process(
         }
         Some(Effect::New(row)) => {
             counters.ok.fetch_add(1, Ordering::Relaxed);
-            chat.usage()
-                .record(&row.tenant_id, Metric::MessagesOutbound, 1);
-            chat.publish_message(row);
+            chat.message_stored(row);
             Handled::Stored
         }
         Some(Effect::Edit(row)) => {
