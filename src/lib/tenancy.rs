@@ -385,6 +385,15 @@ impl Caller {
         }
     }
 
+    /// `not_found` when a tenant key would act on another tenant than its own (as if
+    /// that tenant did not exist); platform keys and operators may act on any.
+    pub fn check_tenant(&self, tenant: &Tenant) -> Result<()> {
+        match self.own_tenant() {
+            Some(own) if own != tenant.id => Err(Error::not_found("tenant")),
+            _ => Ok(()),
+        }
+    }
+
     /// The tenant a tenant key is bound to; `None` for platform keys and operators.
     pub fn own_tenant(&self) -> Option<&str> {
         match self {

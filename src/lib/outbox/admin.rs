@@ -83,14 +83,6 @@ pub struct ItemFilter {
     pub reveal: bool,
 }
 
-/// A tenant key may only act on its own tenant: another tenant is not found.
-fn check_tenant(caller: &Caller, tenant: &Tenant) -> Result<()> {
-    match caller.own_tenant() {
-        Some(own) if own != tenant.id => Err(Error::not_found("tenant")),
-        _ => Ok(()),
-    }
-}
-
 /// A tenant's outbox items, newest first (`outbox:read`; texts redacted unless
 /// `reveal`, which needs `outbox:reveal`). `max` bounds the limit for this entry point.
 pub async fn list_items(
@@ -110,7 +102,7 @@ pub async fn list_items(
             ScopeAccess::Reveal,
         ))?;
     }
-    check_tenant(caller, tenant)?;
+    caller.check_tenant(tenant)?;
     let mut pc = db.conn().await?;
     let rows = repo::outbox::list(
         &mut pc.as_conn(),
@@ -138,7 +130,7 @@ pub async fn retry_item(
         crate::domain::Resource::Outbox,
         ScopeAccess::Write,
     ))?;
-    check_tenant(caller, tenant)?;
+    caller.check_tenant(tenant)?;
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let tenant_id = tenant.id.as_str();

@@ -264,14 +264,6 @@ pub fn short(e: &teloxide::RequestError) -> String {
     }
 }
 
-/// A tenant key acts on its own tenant only: another tenant is not found.
-fn own_tenant_only(caller: &crate::tenancy::Caller, tenant: &Tenant) -> Result<()> {
-    match caller.own_tenant() {
-        Some(own) if own != tenant.id => Err(Error::not_found("tenant")),
-        _ => Ok(()),
-    }
-}
-
 /// The tenant's Telegram connection, secrets redacted (`telegram:read`); `not_found`
 /// when it has none. `GET /v1/admin/telegram` and `chatorical telegram status`.
 pub async fn current_status(
@@ -285,7 +277,7 @@ pub async fn current_status(
         crate::domain::Resource::Telegram,
         crate::domain::ScopeAccess::Read,
     ))?;
-    own_tenant_only(caller, tenant)?;
+    caller.check_tenant(tenant)?;
     let mut pc = db.conn().await?;
     let cfg = repo::telegram::get(&mut pc.as_conn(), &tenant.id)
         .await?
@@ -310,7 +302,7 @@ pub async fn set_enabled(
         crate::domain::Resource::Telegram,
         crate::domain::ScopeAccess::Write,
     ))?;
-    own_tenant_only(caller, tenant)?;
+    caller.check_tenant(tenant)?;
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let now = crate::domain::now_ms();
