@@ -277,8 +277,31 @@ impl Tenant {
     }
 }
 
-/// Create a tenant with a fresh widget key.
-pub async fn create_tenant(db: &Db, slug: &str, name: &str, origins: &[String]) -> Result<Tenant> {
+/// `forbidden` for a tenant key: managing tenants is for platform keys, operators and
+/// the service.
+fn platform_only(caller: &Caller) -> Result<()> {
+    if caller.own_tenant().is_some() {
+        return Err(Error::new(
+            ErrorCode::Forbidden,
+            "this call needs a platform key",
+        ));
+    }
+    Ok(())
+}
+
+/// Create a tenant with a fresh widget key (`tenants:write`, not with a tenant key).
+pub async fn create_tenant(
+    db: &Db,
+    caller: &Caller,
+    slug: &str,
+    name: &str,
+    origins: &[String],
+) -> Result<Tenant> {
+    caller.require(&Scope::new(
+        crate::domain::Resource::Tenants,
+        crate::domain::ScopeAccess::Write,
+    ))?;
+    platform_only(caller)?;
     let slug = TenantSlug::parse(slug)?;
     let name = name.trim();
     if name.is_empty() {
@@ -330,8 +353,13 @@ pub async fn tenant_by_id(db: &Db, id: &str) -> Result<Tenant> {
         .and_then(Tenant::from_row)
 }
 
-/// All tenants.
-pub async fn list_tenants(db: &Db) -> Result<Vec<Tenant>> {
+/// All tenants (`tenants:read`, not with a tenant key).
+pub async fn list_tenants(db: &Db, caller: &Caller) -> Result<Vec<Tenant>> {
+    caller.require(&Scope::new(
+        crate::domain::Resource::Tenants,
+        crate::domain::ScopeAccess::Read,
+    ))?;
+    platform_only(caller)?;
     let mut pc = db.conn().await?;
     repo::tenants::list(&mut pc.as_conn())
         .await?
@@ -372,6 +400,8 @@ pub async fn update_settings(
 pub enum Caller {
     /// An operator at the command line, with the database in hand: may do anything.
     Operator,
+    /// The service itself (start-up, the worker): may do anything.
+    System,
     /// An API key, limited to its scopes (and its tenant, for a tenant key).
     Key(Principal),
 }
@@ -380,7 +410,7 @@ impl Caller {
     /// `forbidden` unless the caller may do what `needed` names (operators always may).
     pub fn require(&self, needed: &Scope) -> Result<()> {
         match self {
-            Caller::Operator => Ok(()),
+            Caller::Operator | Caller::System => Ok(()),
             Caller::Key(p) => p.require(needed),
         }
     }
@@ -397,7 +427,7 @@ impl Caller {
     /// The tenant a tenant key is bound to; `None` for platform keys and operators.
     pub fn own_tenant(&self) -> Option<&str> {
         match self {
-            Caller::Operator => None,
+            Caller::Operator | Caller::System => None,
             Caller::Key(p) => p.tenant_id.as_deref(),
         }
     }
@@ -536,7 +566,7 @@ pub async fn issue_key(db: &Db, caller: &Caller, req: KeyRequest) -> Result<Issu
         None => None,
     };
     let issuer = match caller {
-        Caller::Operator => None,
+        Caller::Operator | Caller::System => None,
         Caller::Key(p) => {
             if let Some(scope) = scopes.iter().find(|s| !p.scopes.grants(s)) {
                 return Err(Error::new(

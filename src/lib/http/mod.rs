@@ -113,7 +113,9 @@ impl OriginCache {
         let set = match cached {
             Some((at, set)) if at.elapsed() < Self::TTL => set,
             _ => {
-                let tenants = tenancy::list_tenants(db).await.ok()?;
+                let tenants = tenancy::list_tenants(db, &tenancy::Caller::System)
+                    .await
+                    .ok()?;
                 let set: Arc<HashSet<String>> = Arc::new(
                     tenants
                         .iter()

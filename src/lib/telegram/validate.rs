@@ -157,7 +157,9 @@ async fn isolation(db: &Db, tenant: &Tenant, out: &mut Vec<Check>) {
         ));
         return;
     }
-    let others = tenancy::list_tenants(db).await.unwrap_or_default();
+    let others = tenancy::list_tenants(db, &crate::tenancy::Caller::System)
+        .await
+        .unwrap_or_default();
     let shared: Vec<String> = tenant
         .settings
         .allowed_origins

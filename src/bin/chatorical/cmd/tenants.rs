@@ -110,7 +110,8 @@ pub(crate) async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitC
             name,
             origins,
         } => {
-            let t = tenancy::create_tenant(&db, &slug, &name, &origins).await?;
+            let t = tenancy::create_tenant(&db, &tenancy::Caller::Operator, &slug, &name, &origins)
+                .await?;
             if g.json {
                 output::json(&t)?;
             } else {
@@ -118,7 +119,7 @@ pub(crate) async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitC
             }
         }
         TenantsCommand::List => {
-            let list = tenancy::list_tenants(&db).await?;
+            let list = tenancy::list_tenants(&db, &tenancy::Caller::Operator).await?;
             if g.json {
                 output::json(&list)?;
             } else {
