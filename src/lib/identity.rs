@@ -146,7 +146,17 @@ pub fn verify(
 
 /// Generate a new secret for `tenant` and store it sealed, replacing any previous one
 /// (hashes made with the old secret stop verifying). Returns it: show it once.
-pub async fn generate_secret(db: &Db, key: &MasterKey, tenant: &Tenant) -> Result<IdentitySecret> {
+pub async fn generate_secret(
+    db: &Db,
+    key: &MasterKey,
+    caller: &crate::tenancy::Caller,
+    tenant: &Tenant,
+) -> Result<IdentitySecret> {
+    caller.require(&crate::domain::Scope::new(
+        crate::domain::Resource::Settings,
+        crate::domain::ScopeAccess::Write,
+    ))?;
+    caller.check_tenant(tenant)?;
     let secret = random_base62(SECRET_CHARS);
     let sealed = key.seal(&tenant.id, FIELD_SECRET, &secret)?;
     let mut pc = db.conn().await?;
@@ -160,7 +170,16 @@ pub async fn generate_secret(db: &Db, key: &MasterKey, tenant: &Tenant) -> Resul
 }
 
 /// Whether `tenant` has a secret, and whether it requires identities.
-pub async fn status(db: &Db, tenant: &Tenant) -> Result<IdentityStatus> {
+pub async fn status(
+    db: &Db,
+    caller: &crate::tenancy::Caller,
+    tenant: &Tenant,
+) -> Result<IdentityStatus> {
+    caller.require(&crate::domain::Scope::new(
+        crate::domain::Resource::Settings,
+        crate::domain::ScopeAccess::Read,
+    ))?;
+    caller.check_tenant(tenant)?;
     let mut pc = db.conn().await?;
     let sealed = repo::tenants::identity_secret(&mut pc.as_conn(), &tenant.id).await?;
     Ok(IdentityStatus {

@@ -516,7 +516,18 @@ pub struct UsageReport {
 
 /// The tenant's usage for the last `days` days (1–[`MAX_DAYS`], today included), as
 /// stored in `usage_daily` (with Redis: as of the last summary).
-pub async fn show(db: &Db, tenant_id: &str, days: u32) -> Result<UsageReport> {
+pub async fn show(
+    db: &Db,
+    caller: &crate::tenancy::Caller,
+    tenant: &crate::tenancy::Tenant,
+    days: u32,
+) -> Result<UsageReport> {
+    caller.require(&crate::domain::Scope::new(
+        crate::domain::Resource::Usage,
+        crate::domain::ScopeAccess::Read,
+    ))?;
+    caller.check_tenant(tenant)?;
+    let tenant_id = tenant.id.as_str();
     if !(1..=MAX_DAYS).contains(&days) {
         return Err(Error::validation(
             "days",

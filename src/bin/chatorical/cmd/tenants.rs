@@ -58,7 +58,13 @@ pub(crate) async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitC
         TenantsCommand::IdentitySecret { tenant } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
             let key = chatorical::app::load_master_key(&settings)?;
-            let secret = chatorical::identity::generate_secret(&db, &key, &tenant).await?;
+            let secret = chatorical::identity::generate_secret(
+                &db,
+                &key,
+                &tenancy::Caller::Operator,
+                &tenant,
+            )
+            .await?;
             if g.json {
                 output::json(&serde_json::json!({
                     "tenant": tenant.slug,

@@ -47,7 +47,8 @@ pub(crate) async fn run(g: &Global, cmd: UsageCommand) -> anyhow::Result<ExitCod
         }
         UsageCommand::Show { tenant, days } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
-            let report = usage::show(&db, &tenant.id, days).await?;
+            let report =
+                usage::show(&db, &chatorical::tenancy::Caller::Operator, &tenant, days).await?;
             if g.json {
                 output::json(&report)?;
             } else {

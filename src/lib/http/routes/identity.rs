@@ -35,7 +35,9 @@ async fn identity_status(
 ) -> ApiResult<Json<IdentityStatus>> {
     admin.require(&Scope::new(crate::domain::Resource::Settings, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
-    Ok(Json(identity::status(&state.db, &tenant).await?))
+    Ok(Json(
+        identity::status(&state.db, &admin.caller(), &tenant).await?,
+    ))
 }
 
 /// Generate a new identity secret (`settings:write`), replacing any previous one: user
@@ -52,6 +54,7 @@ async fn generate_secret(
 ) -> ApiResult<(StatusCode, Json<IdentitySecret>)> {
     admin.require(&Scope::new(crate::domain::Resource::Settings, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
-    let secret = identity::generate_secret(&state.db, state.bots.key(), &tenant).await?;
+    let secret =
+        identity::generate_secret(&state.db, state.bots.key(), &admin.caller(), &tenant).await?;
     Ok((StatusCode::CREATED, Json(secret)))
 }

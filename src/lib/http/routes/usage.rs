@@ -38,6 +38,6 @@ async fn show(
 ) -> ApiResult<Json<UsageReport>> {
     admin.require(&Scope::new(crate::domain::Resource::Usage, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
-    let report = usage::show(&state.db, &tenant.id, p.days.unwrap_or(30)).await?;
+    let report = usage::show(&state.db, &admin.caller(), &tenant, p.days.unwrap_or(30)).await?;
     Ok(Json(report))
 }
