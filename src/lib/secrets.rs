@@ -18,7 +18,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::crypto::{MasterKey, Resealed};
-use crate::db::{Db, repo, repo::secrets::SealedColumn};
+use crate::db::{Db, repo};
+
+/// The columns that hold sealed secrets.
+pub use crate::db::repo::secrets::SealedColumn;
 use crate::error::Result;
 use crate::transaction;
 

@@ -344,6 +344,15 @@ pub async fn tenant_by_slug(db: &Db, slug: &str) -> Result<Tenant> {
         .and_then(Tenant::from_row)
 }
 
+/// The tenant whose public widget key this is; `unauthorized` for an unknown key.
+pub async fn tenant_by_widget_key(db: &Db, widget_key: &str) -> Result<Tenant> {
+    let mut pc = db.conn().await?;
+    repo::tenants::by_widget_key(&mut pc.as_conn(), widget_key)
+        .await?
+        .ok_or_else(|| Error::unauthorized("unknown widget key"))
+        .and_then(Tenant::from_row)
+}
+
 /// Find a tenant by id, or `not_found`.
 pub async fn tenant_by_id(db: &Db, id: &str) -> Result<Tenant> {
     let mut pc = db.conn().await?;

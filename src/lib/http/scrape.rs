@@ -10,7 +10,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::db::repo;
 use crate::domain::now_ms;
 use crate::metrics::{authorize_scrape, install};
 
@@ -108,18 +107,13 @@ async fn refresh_gauges(state: &AppState) {
         metrics::counter!("chatorical_typing_actions_total", "outcome" => outcome.as_str())
             .absolute(state.typing.count(outcome));
     }
-    if let Ok(mut pc) = state.db.conn().await {
-        let mut conn = pc.as_conn();
-        for status in crate::outbox::OutboxStatus::ALL.map(|s| s.as_str()) {
-            if let Ok(n) = repo::outbox::count_by_status(&mut conn, status).await {
-                metrics::gauge!("chatorical_outbox_items", "status" => status).set(n as f64);
-            }
+    if let Ok(g) = crate::outbox::admin::gauges(&state.db).await {
+        for (status, n) in g.counts {
+            metrics::gauge!("chatorical_outbox_items", "status" => status.as_str()).set(n as f64);
         }
-        if let Ok(Some(oldest)) = repo::outbox::oldest_pending(&mut conn).await {
-            metrics::gauge!("chatorical_outbox_oldest_pending_seconds")
-                .set(((now_ms() - oldest).max(0) as f64) / 1000.0);
-        } else {
-            metrics::gauge!("chatorical_outbox_oldest_pending_seconds").set(0.0);
-        }
+        let oldest = g
+            .oldest_pending_at
+            .map_or(0.0, |at| ((now_ms() - at).max(0) as f64) / 1000.0);
+        metrics::gauge!("chatorical_outbox_oldest_pending_seconds").set(oldest);
     }
 }

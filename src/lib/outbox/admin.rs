@@ -152,3 +152,26 @@ pub async fn retry_item(
     })?;
     Ok(OutboxItemView::from_row(row, false))
 }
+
+/// The whole outbox as `/metrics` shows it (every tenant: an operator's view).
+#[derive(Debug, Clone, Default)]
+pub struct OutboxGauges {
+    /// Items per status (a status whose count could not be read is left out).
+    pub counts: Vec<(OutboxStatus, i64)>,
+    /// When the oldest queued or in-flight item was created, epoch ms.
+    pub oldest_pending_at: Option<i64>,
+}
+
+/// Read the outbox gauges; `Err` only when the database cannot be reached.
+pub async fn gauges(db: &Db) -> Result<OutboxGauges> {
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    let mut out = OutboxGauges::default();
+    for status in OutboxStatus::ALL {
+        if let Ok(n) = repo::outbox::count_by_status(&mut conn, status.as_str()).await {
+            out.counts.push((status, n));
+        }
+    }
+    out.oldest_pending_at = repo::outbox::oldest_pending(&mut conn).await.ok().flatten();
+    Ok(out)
+}

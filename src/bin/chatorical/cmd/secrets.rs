@@ -8,9 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use chatorical::{
     config::Settings,
     crypto::MasterKey,
-    db::repo::secrets::SealedColumn,
     error::{Error, ErrorCode},
-    secrets::{self, Counts},
+    secrets::{self, Counts, SealedColumn},
 };
 
 use crate::cli::Global;

@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::db::repo;
 use crate::domain::{
     Scope,
     ScopeAccess::{Read, Write},
@@ -32,7 +31,7 @@ use crate::http::{
     extract::{Admin, Json, Path, Query, check_origin, origin},
 };
 use crate::i18n::{self, Locale, Preview, Strings, Template};
-use crate::tenancy::Tenant;
+use crate::tenancy;
 
 /// Template and i18n routes.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -239,13 +238,7 @@ async fn widget_strings(
     Query(q): Query<I18nParams>,
 ) -> ApiResult<Response> {
     let locale = Locale::parse(&locale)?;
-    let tenant = {
-        let mut pc = state.db.conn().await?;
-        let row = repo::tenants::by_widget_key(&mut pc.as_conn(), &q.widget_key)
-            .await?
-            .ok_or_else(|| Error::unauthorized("unknown widget key"))?;
-        Tenant::from_row(row)?
-    };
+    let tenant = tenancy::tenant_by_widget_key(&state.db, &q.widget_key).await?;
     tracing::Span::current().record("tenant", tenant.id.as_str());
     if let Some(o) = origin(&headers) {
         check_origin(&tenant, o)?;
