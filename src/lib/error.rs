@@ -33,6 +33,10 @@ pub enum ErrorCode {
     RateLimited,
     /// Too many sockets open from one client address; close some first.
     TooManySockets,
+    /// A limit of the tenant's plan is reached: `details {quota, limit, used, resets_at}`.
+    QuotaExceeded,
+    /// The tenant's plan does not include this channel or feature (`details.channel`).
+    PlanRestricted,
     /// The body is larger than allowed.
     PayloadTooLarge,
     /// The request body did not arrive within `server.body_read_timeout_secs`.
@@ -62,6 +66,8 @@ impl ErrorCode {
             ErrorCode::ConversationClosed => "conversation_closed",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManySockets => "too_many_sockets",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::PlanRestricted => "plan_restricted",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::InvalidConfig => "invalid_config",
