@@ -302,6 +302,7 @@ impl Application {
         let state = AppState {
             db,
             chat,
+            master_key: bots.key().clone(),
             bots,
             wake,
             webhook: Arc::new(WebhookCounters::default()),
@@ -372,7 +373,7 @@ impl Application {
         let usage = state.usage.clone();
         let panics = state.panics.clone();
         let summarizer = tokio::spawn(usage.clone().run_summarizer(cancel.clone()));
-        watch_master_key(state.bots.key().clone(), cancel.clone());
+        watch_master_key(state.master_key.clone(), cancel.clone());
         let settings = state.settings.clone();
         let header_timeout = Duration::from_secs(settings.server.header_read_timeout_secs);
         let stats = state.metrics.connections.clone();

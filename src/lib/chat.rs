@@ -66,6 +66,8 @@ pub enum Sender<'a> {
     Visitor(&'a str),
     /// An agent (outbound), shown with this name.
     Agent(&'a str),
+    /// The service itself (outbound, no author): automatic notices.
+    System,
 }
 
 impl Sender<'_> {
@@ -73,7 +75,7 @@ impl Sender<'_> {
     pub fn direction(self) -> Direction {
         match self {
             Sender::Visitor(_) => Direction::Inbound,
-            Sender::Agent(_) => Direction::Outbound,
+            Sender::Agent(_) | Sender::System => Direction::Outbound,
         }
     }
 }
@@ -624,6 +626,7 @@ impl Chat {
         let (visitor_id, author) = match sender {
             Sender::Visitor(id) => (Some(id), None),
             Sender::Agent(name) => (None, Some(name)),
+            Sender::System => (None, None),
         };
         let direction = sender.direction();
         check_text(text)?;

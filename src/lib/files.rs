@@ -16,7 +16,7 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
 
 /// Create `dir` (and missing parents) with mode 0700 when it does not exist. An
 /// existing directory keeps its mode (the files in it are private either way).
-pub fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     if dir.as_os_str().is_empty() {
         return Ok(());
     }
@@ -40,7 +40,7 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
 /// Prepare the SQLite database at `path`: its directory private, the file created
 /// 0600 when new, and an existing file (with its `-wal`, `-shm`, `-journal`) that
 /// group or others can read chmod-ed 0600, with a warning.
-pub fn prepare_sqlite_file(path: &Path) -> Result<()> {
+pub(crate) fn prepare_sqlite_file(path: &Path) -> Result<()> {
     let name = path.to_string_lossy();
     if name == ":memory:" || name.starts_with("file:") {
         return Ok(());

@@ -34,9 +34,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::{Db, models::TemplateRow, repo};
+use crate::domain::{Resource, Scope, ScopeAccess};
 use crate::domain::{now_ms, rfc3339};
 use crate::error::{Error, ErrorCode, Result};
-use crate::tenancy::Tenant;
+use crate::tenancy::{Caller, Tenant};
 
 /// One widget string: its key, built-in English text and allowed variables.
 #[derive(Debug, Clone, Copy)]
@@ -538,11 +539,14 @@ fn template_not_found(key: &str, locale: &Locale) -> Error {
 /// Store (create or replace) the tenant's template for `key` in `locale`.
 pub async fn set(
     db: &Db,
+    caller: &Caller,
     tenant: &Tenant,
     key: &str,
     locale: &str,
     body: &str,
 ) -> Result<Template> {
+    caller.require(&Scope::new(Resource::Templates, ScopeAccess::Write))?;
+    caller.check_tenant(tenant)?;
     let def = string_def(key)?;
     let locale = Locale::parse(locale)?;
     validate(def, body)?;
@@ -559,7 +563,15 @@ pub async fn set(
 }
 
 /// The tenant's template for `key` in exactly `locale`, or `not_found`.
-pub async fn get(db: &Db, tenant: &Tenant, key: &str, locale: &str) -> Result<Template> {
+pub async fn get(
+    db: &Db,
+    caller: &Caller,
+    tenant: &Tenant,
+    key: &str,
+    locale: &str,
+) -> Result<Template> {
+    caller.require(&Scope::new(Resource::Templates, ScopeAccess::Read))?;
+    caller.check_tenant(tenant)?;
     let def = string_def(key)?;
     let locale = Locale::parse(locale)?;
     let mut pc = db.conn().await?;
@@ -570,7 +582,15 @@ pub async fn get(db: &Db, tenant: &Tenant, key: &str, locale: &str) -> Result<Te
 }
 
 /// Delete the tenant's template for `key` in `locale`; returns what was deleted.
-pub async fn delete(db: &Db, tenant: &Tenant, key: &str, locale: &str) -> Result<Template> {
+pub async fn delete(
+    db: &Db,
+    caller: &Caller,
+    tenant: &Tenant,
+    key: &str,
+    locale: &str,
+) -> Result<Template> {
+    caller.require(&Scope::new(Resource::Templates, ScopeAccess::Write))?;
+    caller.check_tenant(tenant)?;
     let def = string_def(key)?;
     let locale = Locale::parse(locale)?;
     let mut pc = db.conn().await?;
@@ -583,10 +603,13 @@ pub async fn delete(db: &Db, tenant: &Tenant, key: &str, locale: &str) -> Result
 /// The tenant's templates, optionally of one key and/or one locale.
 pub async fn list(
     db: &Db,
+    caller: &Caller,
     tenant: &Tenant,
     key: Option<&str>,
     locale: Option<&str>,
 ) -> Result<Vec<Template>> {
+    caller.require(&Scope::new(Resource::Templates, ScopeAccess::Read))?;
+    caller.check_tenant(tenant)?;
     let key = key.map(string_def).transpose()?.map(|d| d.key);
     let locale = locale.map(Locale::parse).transpose()?;
     let mut pc = db.conn().await?;
@@ -666,12 +689,15 @@ impl Overrides {
 /// not use are ignored; missing ones render as the empty string.
 pub async fn preview(
     db: &Db,
+    caller: &Caller,
     tenant: &Tenant,
     key: &str,
     locale: &str,
     vars: &BTreeMap<String, String>,
     body: Option<&str>,
 ) -> Result<Preview> {
+    caller.require(&Scope::new(Resource::Templates, ScopeAccess::Read))?;
+    caller.check_tenant(tenant)?;
     let def = string_def(key)?;
     let locale = Locale::parse(locale)?;
     if let Some(body) = body {

@@ -32,7 +32,7 @@
 //! conversation receives it. Agent replies take the same path from the admin API.
 
 pub mod app;
-pub mod assets;
+pub(crate) mod assets;
 pub mod chat;
 pub mod cluster;
 pub mod config;
@@ -40,14 +40,14 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
-pub mod files;
+pub(crate) mod files;
 pub mod http;
 pub mod i18n;
 pub mod identity;
 pub mod limits;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod outbox;
-pub mod presence;
+pub(crate) mod presence;
 pub mod realtime;
 pub mod secrets;
 pub mod tasks;

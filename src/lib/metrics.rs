@@ -22,7 +22,7 @@ use crate::error::{Error, ErrorCode, Result};
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Install the process-wide recorder (once; later calls reuse it).
-pub fn install() -> Option<PrometheusHandle> {
+pub(crate) fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
@@ -38,7 +38,7 @@ pub fn install() -> Option<PrometheusHandle> {
 /// Whether a scrape with these headers may read the metrics: always when
 /// `telemetry.metrics_token` is unset, else only with `Authorization: Bearer <token>`
 /// (compared in constant time, as SHA-256 digests so the length does not show either).
-pub fn authorize_scrape(settings: &TelemetrySettings, headers: &HeaderMap) -> Result<()> {
+pub(crate) fn authorize_scrape(settings: &TelemetrySettings, headers: &HeaderMap) -> Result<()> {
     let Some(token) = &settings.metrics_token else {
         return Ok(());
     };

@@ -282,7 +282,7 @@ async fn usage_and_identity_operations_check_the_caller(b: Backend) {
         .expect_err("other tenant");
     assert_eq!(e.code, forbidden, "other's key lacks usage:read first");
 
-    let key = app.state.bots.key();
+    let key = &app.state.master_key;
     let e = chatorical::identity::generate_secret(db, key, &no_usage, &acme)
         .await
         .expect_err("settings:read cannot write");
@@ -301,4 +301,53 @@ async fn usage_and_identity_operations_check_the_caller(b: Backend) {
         .await
         .expect("status");
     assert!(!status.configured);
+}
+
+on_both_backends!(template_operations_check_the_caller);
+
+async fn template_operations_check_the_caller(b: Backend) {
+    let app = spawn_app_with(b, |_| {}).await;
+    let t = app.tenant("acme").await;
+    let other = app.tenant("other").await;
+    let db = &app.state.db;
+    let acme = tenancy::tenant_by_slug(db, "acme").await.expect("tenant");
+    let caller = |key: String| async move {
+        Caller::Key(tenancy::authenticate(db, &key).await.expect("key"))
+    };
+    let reader = caller(app.key(&t, &["templates:read"]).await.1).await;
+    let writer = caller(app.key(&t, &["templates:write"]).await.1).await;
+    let outsider = caller(
+        app.key(&other, &["templates:read", "templates:write"])
+            .await
+            .1,
+    )
+    .await;
+    let (key, locale) = ("widget.title", "de");
+
+    let e = chatorical::i18n::set(db, &reader, &acme, key, locale, "Hallo")
+        .await
+        .expect_err("templates:read cannot write");
+    assert_eq!(e.code, chatorical::error::ErrorCode::Forbidden);
+    let e = chatorical::i18n::set(db, &outsider, &acme, key, locale, "Hallo")
+        .await
+        .expect_err("another tenant's key");
+    assert_eq!(e.code, chatorical::error::ErrorCode::NotFound);
+    // Nothing was stored by the refused calls.
+    let listed = chatorical::i18n::list(db, &Caller::Operator, &acme, None, None)
+        .await
+        .expect("list");
+    assert!(listed.is_empty(), "{listed:?}");
+
+    let stored = chatorical::i18n::set(db, &writer, &acme, key, locale, "Hallo")
+        .await
+        .expect("write");
+    assert_eq!(stored.body, "Hallo");
+    let read = chatorical::i18n::get(db, &reader, &acme, key, locale)
+        .await
+        .expect("read");
+    assert_eq!(read.body, "Hallo");
+    let e = chatorical::i18n::get(db, &outsider, &acme, key, locale)
+        .await
+        .expect_err("another tenant's key reads nothing");
+    assert_eq!(e.code, chatorical::error::ErrorCode::NotFound);
 }

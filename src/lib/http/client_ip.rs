@@ -47,7 +47,7 @@ impl FromRequestParts<AppState> for ClientIp {
 }
 
 /// The client address of a request from `peer` with these headers.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[Cidr]) -> IpAddr {
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[Cidr]) -> IpAddr {
     let peer = peer.to_canonical();
     let trusted = |ip: IpAddr| trusted_proxies.iter().any(|range| range.contains(ip));
     if !trusted(peer) {

@@ -46,12 +46,16 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::InvalidJson => StatusCode::BAD_REQUEST,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorCode::Forbidden | ErrorCode::OriginNotAllowed | ErrorCode::PlanRestricted => StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden | ErrorCode::OriginNotAllowed | ErrorCode::PlanRestricted => {
+            StatusCode::FORBIDDEN
+        }
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::Conflict | ErrorCode::ConversationClosed | ErrorCode::WebhookUrlRejected => {
             StatusCode::CONFLICT
         }
-        ErrorCode::RateLimited | ErrorCode::TooManySockets | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited | ErrorCode::TooManySockets | ErrorCode::QuotaExceeded => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -18,7 +18,7 @@ use super::{AppState, error::ApiError};
 /// `axum::Json` with the API's error format on rejection. A body with a NUL character
 /// (`\u0000`) in any string is refused (422 `validation_failed`): PostgreSQL cannot store
 /// NUL in `text` or `jsonb`, and no field of the API needs one.
-pub struct Json<T>(pub T);
+pub(crate) struct Json<T>(pub T);
 
 impl<T, S> FromRequest<S> for Json<T>
 where
@@ -64,7 +64,7 @@ pub struct Query<T>(pub T);
 /// `axum::extract::Path` with the API's error format on rejection.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct Path<T>(pub T);
+pub(crate) struct Path<T>(pub T);
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
@@ -76,13 +76,13 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The `Origin` header, if the request has one.
-pub fn origin(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn origin(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
 }
 
 /// An admin caller, authenticated by `Authorization: Bearer chk_…`.
 #[derive(Debug, Clone)]
-pub struct Admin(pub Principal);
+pub(crate) struct Admin(pub Principal);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
@@ -104,18 +104,22 @@ impl FromRequestParts<AppState> for Admin {
 
 impl Admin {
     /// The caller, for operations that take one.
-    pub fn caller(&self) -> tenancy::Caller {
+    pub(crate) fn caller(&self) -> tenancy::Caller {
         tenancy::Caller::Key(self.0.clone())
     }
 
     /// Require a scope.
-    pub fn require(&self, scope: &Scope) -> Result<(), ApiError> {
+    pub(crate) fn require(&self, scope: &Scope) -> Result<(), ApiError> {
         self.0.require(scope).map_err(ApiError)
     }
 
     /// The tenant this call acts for: a tenant key's own tenant, or for a platform
     /// key the tenant named by the `Chatorical-Tenant: <slug>` header.
-    pub async fn tenant(&self, state: &AppState, headers: &HeaderMap) -> Result<Tenant, ApiError> {
+    pub(crate) async fn tenant(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+    ) -> Result<Tenant, ApiError> {
         match &self.0.tenant_id {
             Some(id) => Ok(tenancy::tenant_by_id(&state.db, id).await?),
             None => {
@@ -141,7 +145,7 @@ impl Admin {
 /// an anonymous visitor of a tenant that requires identity verification (a token
 /// issued before it did).
 #[derive(Debug, Clone)]
-pub struct VisitorAuth(pub crate::chat::Visitor);
+pub(crate) struct VisitorAuth(pub crate::chat::Visitor);
 
 impl FromRequestParts<AppState> for VisitorAuth {
     type Rejection = ApiError;
@@ -186,6 +190,6 @@ impl OptionalFromRequestParts<AppState> for VisitorAuth {
 }
 
 /// `origin_not_allowed` unless `origin` is exactly one of the tenant's allowed origins.
-pub fn check_origin(tenant: &Tenant, origin: &str) -> Result<(), Error> {
+pub(crate) fn check_origin(tenant: &Tenant, origin: &str) -> Result<(), Error> {
     tenant.check_origin(origin)
 }

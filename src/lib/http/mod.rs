@@ -1,11 +1,11 @@
 //! HTTP: the router, its state, extractors, errors, CORS and the socket.
 
-pub mod client_ip;
+pub(crate) mod client_ip;
 pub mod error;
-pub mod extract;
-pub mod routes;
-pub mod scrape;
-pub mod server;
+pub(crate) mod extract;
+pub(crate) mod routes;
+pub(crate) mod scrape;
+pub(crate) mod server;
 pub mod ws;
 
 use std::{
@@ -54,8 +54,10 @@ pub struct AppState {
     pub db: Db,
     /// Chat use cases (with the hub).
     pub chat: Chat,
-    /// Telegram bots per tenant (and the master key).
+    /// Telegram bots per tenant.
     pub bots: Arc<crate::telegram::Bots>,
+    /// The master key sealing tenants' secrets (the same one the bots use).
+    pub master_key: Arc<crate::crypto::MasterKey>,
     /// Wakes outbox workers in this process.
     pub wake: crate::outbox::Wakeup,
     /// Telegram webhook outcomes.

@@ -16,7 +16,7 @@ use crate::metrics::{authorize_scrape, install};
 use super::{AppState, error::ApiError};
 
 /// Middleware: requests by route, method and status, with a latency histogram.
-pub async fn track_http(req: Request, next: Next) -> Response {
+pub(crate) async fn track_http(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -34,7 +34,7 @@ pub async fn track_http(req: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics` in the Prometheus text format.
-pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn render(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(e) = authorize_scrape(&state.settings.telemetry, &headers) {
         let mut resp = ApiError(e).into_response();
         resp.headers_mut().insert(

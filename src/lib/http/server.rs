@@ -98,7 +98,11 @@ impl ConnStats {
 /// The process-wide connection cap: `configured`, but at most the open-files limit
 /// `nofile` minus `reserved` descriptors (never under half of `nofile`, so a low limit
 /// still serves). `None`: no limit known (or unlimited).
-pub fn effective_max_connections(configured: usize, reserved: u64, nofile: Option<u64>) -> usize {
+pub(crate) fn effective_max_connections(
+    configured: usize,
+    reserved: u64,
+    nofile: Option<u64>,
+) -> usize {
     let Some(nofile) = nofile else {
         return configured;
     };
@@ -107,7 +111,7 @@ pub fn effective_max_connections(configured: usize, reserved: u64, nofile: Optio
 }
 
 /// The soft open-files limit of this process (`None` when unlimited or unknown).
-pub fn open_files_limit() -> Option<u64> {
+pub(crate) fn open_files_limit() -> Option<u64> {
     #[cfg(unix)]
     {
         rustix::process::getrlimit(rustix::process::Resource::Nofile).current
@@ -120,7 +124,7 @@ pub fn open_files_limit() -> Option<u64> {
 
 /// Why a connection was closed right after accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejected {
+pub(crate) enum Rejected {
     /// The process is at its cap.
     MaxConnections,
     /// The client IP is at its cap.
@@ -129,7 +133,7 @@ pub enum Rejected {
 
 /// Caps on open connections, for one listener.
 #[derive(Debug)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     max: usize,
     per_ip: usize,
     exempt: Vec<Cidr>,
@@ -155,7 +159,12 @@ fn ip_key(ip: IpAddr) -> IpAddr {
 impl ConnLimits {
     /// At most `max` connections, `per_ip` from one client IP; peers in `exempt` are
     /// only counted against `max`.
-    pub fn new(max: usize, per_ip: usize, exempt: Vec<Cidr>, stats: Arc<ConnStats>) -> Arc<Self> {
+    pub(crate) fn new(
+        max: usize,
+        per_ip: usize,
+        exempt: Vec<Cidr>,
+        stats: Arc<ConnStats>,
+    ) -> Arc<Self> {
         Arc::new(ConnLimits {
             max,
             per_ip,
@@ -166,12 +175,12 @@ impl ConnLimits {
     }
 
     /// Record this cap as the process's connection limit (for `/metrics`).
-    pub fn publish_limit(&self) {
+    pub(crate) fn publish_limit(&self) {
         self.stats.limit.store(self.max as u64, Ordering::Relaxed);
     }
 
     /// Take a slot for a connection from `ip`, or say why not (and count it).
-    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Rejected> {
+    pub(crate) fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Rejected> {
         let key = (!self.exempt.iter().any(|c| c.contains(ip))).then(|| ip_key(ip));
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if counts.open >= self.max {
@@ -200,7 +209,7 @@ impl ConnLimits {
 
 /// One connection's place under the caps; given back when dropped.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     limits: Arc<ConnLimits>,
     key: Option<IpAddr>,
 }
@@ -365,7 +374,7 @@ fn out_of_fds(e: &io::Error) -> bool {
 /// Serve `router` on `listener` until `stop` is cancelled, then stop accepting and
 /// return once every connection has finished (in-flight requests complete; idle
 /// keep-alive connections close at once).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Arc<ConnLimits>,

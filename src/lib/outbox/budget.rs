@@ -121,12 +121,12 @@ fn window(settings: &WorkerSettings, secs: u64) -> Duration {
 /// bot (`per_bot_per_sec` a second), the chat (`per_chat_per_sec` a second) and the
 /// group (`per_group_per_min` a minute).
 pub fn message_rates(settings: &WorkerSettings, lane: &str) -> Vec<(String, Rate)> {
-    let mut parts = lane.splitn(3, ':');
-    let (_, tenant, chat) = (
-        parts.next(),
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or(""),
-    );
+    let (tenant, chat) = match super::TelegramLane::parse(lane) {
+        Some(l) => (l.tenant_id, l.chat_id.to_string()),
+        // Not a Telegram lane: its own budgets, keyed by the whole lane.
+        None => (lane.to_string(), String::new()),
+    };
+    let tenant = tenant.as_str();
     let s = settings;
     vec![
         (

@@ -32,7 +32,38 @@ pub const NOTIFY_CHANNEL: &str = "chatorical_outbox";
 
 /// The lane of a tenant's Telegram group: one chat, one ordered queue.
 pub fn telegram_lane(tenant_id: &str, chat_id: i64) -> String {
-    format!("tg:{tenant_id}:{chat_id}")
+    TelegramLane {
+        tenant_id: tenant_id.to_string(),
+        chat_id,
+    }
+    .key()
+}
+
+/// What a lane key stands for: the tenant's Telegram group. Stored as
+/// `tg:<tenant id>:<chat id>`; this type is the only place that writes or reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelegramLane {
+    /// The tenant whose group it is.
+    pub tenant_id: String,
+    /// The group's chat id.
+    pub chat_id: i64,
+}
+
+impl TelegramLane {
+    /// The stored lane key.
+    pub fn key(&self) -> String {
+        format!("tg:{}:{}", self.tenant_id, self.chat_id)
+    }
+
+    /// The lane a stored key names; `None` for a key of another shape.
+    pub fn parse(key: &str) -> Option<TelegramLane> {
+        let rest = key.strip_prefix("tg:")?;
+        let (tenant_id, chat) = rest.rsplit_once(':')?;
+        Some(TelegramLane {
+            tenant_id: tenant_id.to_string(),
+            chat_id: chat.parse().ok()?,
+        })
+    }
 }
 
 /// Wakes workers in this process when something was enqueued (other processes are
@@ -201,6 +232,18 @@ mod tests {
                 "attempt {attempt}: {d:?}"
             );
         }
+    }
+
+    #[test]
+    fn telegram_lane_keys_round_trip() {
+        let lane = TelegramLane {
+            tenant_id: "tn_01a".into(),
+            chat_id: -100_123,
+        };
+        assert_eq!(lane.key(), "tg:tn_01a:-100123");
+        assert_eq!(TelegramLane::parse(&lane.key()), Some(lane));
+        assert_eq!(TelegramLane::parse("tg:tn_01a:x"), None);
+        assert_eq!(TelegramLane::parse("other:lane"), None);
     }
 
     #[test]

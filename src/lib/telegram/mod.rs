@@ -4,7 +4,7 @@
 
 pub mod delivery;
 pub mod setup;
-pub mod split;
+pub(crate) mod split;
 pub mod typing;
 pub mod validate;
 pub mod webhook;

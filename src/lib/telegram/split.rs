@@ -20,31 +20,32 @@ use std::ops::Range;
 use unicode_segmentation::UnicodeSegmentation;
 
 /// Longest text of one Telegram message, in UTF-16 code units.
-pub const MAX_MESSAGE_UTF16: usize = 4096;
+pub(crate) const MAX_MESSAGE_UTF16: usize = 4096;
 
 /// Room kept in every part of a split text for its `(i/n) ` marker (12 units would
 /// do up to 9,999 parts).
-pub const MARKER_ROOM: usize = 16;
+pub(crate) const MARKER_ROOM: usize = 16;
 
 /// The length of `s` in UTF-16 code units.
-pub fn utf16_len(s: &str) -> usize {
+pub(crate) fn utf16_len(s: &str) -> usize {
     s.chars().map(char::len_utf16).sum()
 }
 
 /// Whether `s` fits in one Telegram message as it is.
-pub fn fits(s: &str) -> bool {
+#[cfg(test)]
+fn fits(s: &str) -> bool {
     utf16_len(s) <= MAX_MESSAGE_UTF16
 }
 
 /// The parts of `text` for Telegram, as byte ranges: the whole text when it fits in one
 /// message, else parts that fit together with their markers.
-pub fn split(text: &str) -> Vec<Range<usize>> {
+pub(crate) fn split(text: &str) -> Vec<Range<usize>> {
     split_within(text, MAX_MESSAGE_UTF16)
 }
 
 /// [`split`] for messages of at most `max_units` UTF-16 code units (more than
 /// [`MARKER_ROOM`] + 1).
-pub fn split_within(text: &str, max_units: usize) -> Vec<Range<usize>> {
+pub(crate) fn split_within(text: &str, max_units: usize) -> Vec<Range<usize>> {
     if utf16_len(text) <= max_units {
         return std::iter::once(0..text.len()).collect();
     }
@@ -70,7 +71,7 @@ pub fn split_within(text: &str, max_units: usize) -> Vec<Range<usize>> {
 }
 
 /// The text of part `index` (1-based) of `count`: marked when there are several.
-pub fn render(part: &str, index: usize, count: usize) -> String {
+pub(crate) fn render(part: &str, index: usize, count: usize) -> String {
     if count <= 1 {
         part.to_string()
     } else {
@@ -79,7 +80,7 @@ pub fn render(part: &str, index: usize, count: usize) -> String {
 }
 
 /// Every part of `text`, marked: what the `sendMessage` calls carry, in order.
-pub fn rendered_parts(text: &str) -> Vec<String> {
+pub(crate) fn rendered_parts(text: &str) -> Vec<String> {
     let ranges = split(text);
     let n = ranges.len();
     ranges

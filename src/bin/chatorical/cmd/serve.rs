@@ -36,7 +36,7 @@ pub(crate) async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode>
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let app = Application::build(settings).await?;
     let stop = super::shutdown_signal();
-    super::reload_master_key_on_sighup(app.state().bots.key().clone());
+    super::reload_master_key_on_sighup(app.state().master_key.clone());
     let url = app.state().public_url.clone();
     tracing::info!(addr = %app.local_addr(), backend = ?app.state().db.backend(), "listening");
     if app

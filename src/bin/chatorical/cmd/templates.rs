@@ -6,7 +6,7 @@ use clap::{ArgGroup, Subcommand};
 
 use chatorical::{
     i18n::{self, Template},
-    tenancy,
+    tenancy::{self, Caller},
 };
 
 use crate::cli::Global;
@@ -150,7 +150,14 @@ pub(crate) async fn run(g: &Global, cmd: TemplatesCommand) -> anyhow::Result<Exi
             locale,
         } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
-            let list = i18n::list(&db, &tenant, key.as_deref(), locale.as_deref()).await?;
+            let list = i18n::list(
+                &db,
+                &Caller::Operator,
+                &tenant,
+                key.as_deref(),
+                locale.as_deref(),
+            )
+            .await?;
             print_templates(g, &list)?;
         }
         TemplatesCommand::Set {
@@ -162,7 +169,7 @@ pub(crate) async fn run(g: &Global, cmd: TemplatesCommand) -> anyhow::Result<Exi
         } => {
             let body = read_body(body, body_file)?;
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
-            let stored = i18n::set(&db, &tenant, &key, &locale, &body).await?;
+            let stored = i18n::set(&db, &Caller::Operator, &tenant, &key, &locale, &body).await?;
             if g.json {
                 output::json(&stored)?;
             } else {
@@ -175,7 +182,7 @@ pub(crate) async fn run(g: &Global, cmd: TemplatesCommand) -> anyhow::Result<Exi
             locale,
         } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
-            let deleted = i18n::delete(&db, &tenant, &key, &locale).await?;
+            let deleted = i18n::delete(&db, &Caller::Operator, &tenant, &key, &locale).await?;
             if g.json {
                 output::json(&deleted)?;
             } else {
@@ -191,7 +198,16 @@ pub(crate) async fn run(g: &Global, cmd: TemplatesCommand) -> anyhow::Result<Exi
         } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
             let vars: BTreeMap<String, String> = vars.into_iter().collect();
-            let p = i18n::preview(&db, &tenant, &key, &locale, &vars, body.as_deref()).await?;
+            let p = i18n::preview(
+                &db,
+                &Caller::Operator,
+                &tenant,
+                &key,
+                &locale,
+                &vars,
+                body.as_deref(),
+            )
+            .await?;
             if g.json {
                 output::json(&p)?;
             } else {

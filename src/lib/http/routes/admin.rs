@@ -24,7 +24,7 @@ use crate::tenancy::{
 };
 
 /// Admin routes.
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_tenant, list_tenants))
         .routes(routes!(issue_key, list_keys))
@@ -40,7 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Body of `POST /v1/admin/tenants`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateTenant {
+pub(crate) struct CreateTenant {
     /// URL-safe unique name (2–40 of a-z, 0-9, '-').
     pub slug: String,
     /// Display name.
@@ -72,7 +72,7 @@ async fn create_tenant(
 
 /// A list of tenants.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TenantList {
+pub(crate) struct TenantList {
     /// Tenants by slug.
     pub tenants: Vec<Tenant>,
 }
@@ -88,7 +88,7 @@ async fn list_tenants(State(state): State<AppState>, admin: Admin) -> ApiResult<
 /// Body of `POST /v1/admin/keys`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct IssueKey {
+pub(crate) struct IssueKey {
     /// Scopes such as `conversations:read`.
     pub scopes: Vec<String>,
     /// Label.
@@ -129,14 +129,14 @@ async fn issue_key(
 
 /// A list of keys.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct KeyList {
+pub(crate) struct KeyList {
     /// Keys, newest first.
     pub keys: Vec<ApiKeyInfo>,
 }
 
 /// Key list filter.
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct KeyFilter {
+pub(crate) struct KeyFilter {
     /// Platform keys: only this tenant's keys (slug).
     pub tenant: Option<String>,
 }
@@ -161,7 +161,7 @@ async fn list_keys(
 
 /// Revocation options.
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct RevokeParams {
+pub(crate) struct RevokeParams {
     /// Also revoke every key this key issued, transitively (default `true`).
     pub cascade: Option<bool>,
 }
@@ -211,7 +211,7 @@ async fn patch_settings(
 
 /// Conversation list filter.
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct ConversationFilter {
+pub(crate) struct ConversationFilter {
     /// `open` or `closed`.
     pub status: Option<String>,
     /// At most this many (1–500, default 50).
@@ -220,7 +220,7 @@ pub struct ConversationFilter {
 
 /// A list of conversations.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ConversationList {
+pub(crate) struct ConversationList {
     /// Most recently active first.
     pub conversations: Vec<ConversationView>,
 }
@@ -274,7 +274,7 @@ async fn close_conversation(
 /// Body of an agent reply.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AgentReply {
+pub(crate) struct AgentReply {
     /// Message text.
     pub text: String,
     /// Agent display name shown to the visitor.
@@ -350,7 +350,7 @@ async fn agent_typing(
 
 /// History parameters.
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct AdminHistory {
+pub(crate) struct AdminHistory {
     /// Messages with seq greater than this.
     pub since: Option<i64>,
     /// At most this many (1–500, default 100).

@@ -18,7 +18,7 @@ use crate::http::{
 use crate::identity::{self, IdentitySecret, IdentityStatus};
 
 /// Identity routes.
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(identity_status))
         .routes(routes!(generate_secret))
@@ -55,6 +55,6 @@ async fn generate_secret(
     admin.require(&Scope::new(crate::domain::Resource::Settings, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let secret =
-        identity::generate_secret(&state.db, state.bots.key(), &admin.caller(), &tenant).await?;
+        identity::generate_secret(&state.db, &state.master_key, &admin.caller(), &tenant).await?;
     Ok((StatusCode::CREATED, Json(secret)))
 }

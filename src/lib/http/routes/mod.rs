@@ -1,10 +1,10 @@
 //! Routes by resource.
 
-pub mod admin;
-pub mod identity;
-pub mod ops;
-pub mod outbox;
-pub mod telegram;
-pub mod templates;
-pub mod usage;
-pub mod widget;
+pub(crate) mod admin;
+pub(crate) mod identity;
+pub(crate) mod ops;
+pub(crate) mod outbox;
+pub(crate) mod telegram;
+pub(crate) mod templates;
+pub(crate) mod usage;
+pub(crate) mod widget;

@@ -17,7 +17,7 @@ use crate::http::{
 use crate::assets::{DEMO_HTML, WIDGET_JS, widget_version};
 
 /// Documented ops routes.
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Health answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
+pub(crate) struct Health {
     /// `ok`, `ready` or `unavailable`.
     pub status: String,
     /// Per-dependency status.
@@ -75,13 +75,13 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
 
 /// `?v=` of the widget script.
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct WidgetParams {
+pub(crate) struct WidgetParams {
     /// Content version; when it matches, the response is cacheable for a year.
     pub v: Option<String>,
 }
 
 /// `GET /widget.js`: long-lived cache headers when versioned, ETag always.
-pub async fn widget_js(headers: HeaderMap, Query(p): Query<WidgetParams>) -> Response {
+pub(crate) async fn widget_js(headers: HeaderMap, Query(p): Query<WidgetParams>) -> Response {
     let version = widget_version();
     let etag = format!("\"{version}\"");
     let cache = if p.v.as_deref() == Some(version.as_str()) {
@@ -112,7 +112,7 @@ pub async fn widget_js(headers: HeaderMap, Query(p): Query<WidgetParams>) -> Res
 }
 
 /// `GET /`: the demo page for the `demo` tenant (or a pointer to the docs).
-pub async fn demo_page(State(state): State<AppState>) -> Response {
+pub(crate) async fn demo_page(State(state): State<AppState>) -> Response {
     let key = state
         .demo_widget_key
         .read()

@@ -23,7 +23,7 @@ use crate::outbox::{
 };
 
 /// Outbox routes.
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, enqueue))
         .routes(routes!(retry))
@@ -31,7 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Outbox filter.
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct OutboxFilter {
+pub(crate) struct OutboxFilter {
     /// queued | in_flight | delivered | dead.
     pub status: Option<String>,
     /// At most this many (1–500, default 100).
@@ -42,7 +42,7 @@ pub struct OutboxFilter {
 
 /// A list of outbox items.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OutboxList {
+pub(crate) struct OutboxList {
     /// Newest first.
     pub items: Vec<OutboxItemView>,
 }
@@ -76,7 +76,7 @@ async fn list(
 /// Body of `POST /v1/admin/outbox`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EnqueueText {
+pub(crate) struct EnqueueText {
     /// Text to post in the tenant's Telegram group.
     pub text: String,
     /// Topic to post in (default: the tenant's default topic, else General).
@@ -87,7 +87,7 @@ pub struct EnqueueText {
 
 /// Enqueued (or already there).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Enqueued {
+pub(crate) struct Enqueued {
     /// False when the idempotency key was used before.
     pub enqueued: bool,
 }

@@ -26,7 +26,7 @@ use crate::telegram::{
 };
 
 /// Telegram routes.
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(connect, status, disconnect, toggle))
         .routes(routes!(receive_update))
@@ -35,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Body of `PUT /v1/admin/telegram`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ConnectTelegram {
+pub(crate) struct ConnectTelegram {
     /// The bot token from @BotFather (stored encrypted; never shown again).
     pub bot_token: String,
     /// The forum supergroup's chat id (e.g. -1001234567890).
@@ -95,7 +95,7 @@ async fn status(
 
 /// Disconnected.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Disconnected {
+pub(crate) struct Disconnected {
     /// Always true.
     pub disconnected: bool,
 }
@@ -117,7 +117,7 @@ async fn disconnect(
 /// Body of `PATCH /v1/admin/telegram`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ToggleTelegram {
+pub(crate) struct ToggleTelegram {
     /// false pauses delivery (items wait) and acknowledges-and-ignores webhook updates.
     pub enabled: bool,
 }
@@ -150,7 +150,7 @@ async fn toggle(
 
 /// Accepted update.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookAck {
+pub(crate) struct WebhookAck {
     /// stored | edited | duplicate | ignored.
     pub outcome: String,
 }
@@ -189,7 +189,7 @@ async fn receive_update(
             e
         }
     };
-    let auth = webhook::authenticate(&state.db, state.bots.key(), &state.webhook, &slug, secret)
+    let auth = webhook::authenticate(&state.db, &state.master_key, &state.webhook, &slug, secret)
         .await
         .map_err(unavailable)?;
     // Limited after authentication: strangers who know a slug cannot use up the

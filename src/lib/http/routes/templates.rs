@@ -19,11 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::domain::{
-    Scope,
-    ScopeAccess::{Read, Write},
-    sha256_hex,
-};
+use crate::domain::sha256_hex;
 use crate::error::Error;
 use crate::http::{
     AppState,
@@ -34,7 +30,7 @@ use crate::i18n::{self, Locale, Preview, Strings, Template};
 use crate::tenancy;
 
 /// Template and i18n routes.
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_templates))
         .routes(routes!(get_template, put_template, delete_template))
@@ -45,7 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Body of `PUT /v1/admin/templates/{key}/{locale}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SetTemplate {
+pub(crate) struct SetTemplate {
     /// The template: text with `{{variable}}` placeholders the key allows (at most 2000 characters).
     pub body: String,
 }
@@ -53,7 +49,7 @@ pub struct SetTemplate {
 /// Path of one template.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-pub struct TemplatePath {
+pub(crate) struct TemplatePath {
     /// String key, e.g. `widget.title`.
     pub key: String,
     /// Locale, `ll` or `ll-RR` (any case; stored normalised, e.g. `de-AT`).
@@ -74,10 +70,17 @@ async fn put_template(
     Path(p): Path<TemplatePath>,
     Json(req): Json<SetTemplate>,
 ) -> ApiResult<Json<Template>> {
-    admin.require(&Scope::new(crate::domain::Resource::Templates, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     Ok(Json(
-        i18n::set(&state.db, &tenant, &p.key, &p.locale, &req.body).await?,
+        i18n::set(
+            &state.db,
+            &admin.caller(),
+            &tenant,
+            &p.key,
+            &p.locale,
+            &req.body,
+        )
+        .await?,
     ))
 }
 
@@ -92,10 +95,9 @@ async fn get_template(
     headers: HeaderMap,
     Path(p): Path<TemplatePath>,
 ) -> ApiResult<Json<Template>> {
-    admin.require(&Scope::new(crate::domain::Resource::Templates, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     Ok(Json(
-        i18n::get(&state.db, &tenant, &p.key, &p.locale).await?,
+        i18n::get(&state.db, &admin.caller(), &tenant, &p.key, &p.locale).await?,
     ))
 }
 
@@ -110,16 +112,15 @@ async fn delete_template(
     headers: HeaderMap,
     Path(p): Path<TemplatePath>,
 ) -> ApiResult<Json<Template>> {
-    admin.require(&Scope::new(crate::domain::Resource::Templates, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     Ok(Json(
-        i18n::delete(&state.db, &tenant, &p.key, &p.locale).await?,
+        i18n::delete(&state.db, &admin.caller(), &tenant, &p.key, &p.locale).await?,
     ))
 }
 
 /// Template list filter.
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct TemplateFilter {
+pub(crate) struct TemplateFilter {
     /// Only this key (404 if it is not a known key).
     pub key: Option<String>,
     /// Only this exact locale (no fallback).
@@ -128,7 +129,7 @@ pub struct TemplateFilter {
 
 /// A list of templates.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TemplateList {
+pub(crate) struct TemplateList {
     /// The tenant's templates, by key and locale.
     pub templates: Vec<Template>,
 }
@@ -143,10 +144,10 @@ async fn list_templates(
     headers: HeaderMap,
     Query(f): Query<TemplateFilter>,
 ) -> ApiResult<Json<TemplateList>> {
-    admin.require(&Scope::new(crate::domain::Resource::Templates, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let templates = i18n::list(
         &state.db,
+        &admin.caller(),
         &tenant,
         f.key.as_deref().filter(|k| !k.is_empty()),
         f.locale.as_deref().filter(|l| !l.is_empty()),
@@ -158,7 +159,7 @@ async fn list_templates(
 /// Body of `POST /v1/admin/templates/preview`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PreviewRequest {
+pub(crate) struct PreviewRequest {
     /// String key, e.g. `widget.rate_limited`.
     pub key: String,
     /// Locale to render for, e.g. `de-AT`.
@@ -186,7 +187,6 @@ async fn preview(
     headers: HeaderMap,
     Json(req): Json<PreviewRequest>,
 ) -> ApiResult<Json<Preview>> {
-    admin.require(&Scope::new(crate::domain::Resource::Templates, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let vars = req
         .variables
@@ -203,6 +203,7 @@ async fn preview(
     Ok(Json(
         i18n::preview(
             &state.db,
+            &admin.caller(),
             &tenant,
             &req.key,
             &req.locale,
@@ -215,7 +216,7 @@ async fn preview(
 
 /// Query of `GET /v1/i18n/{locale}`.
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct I18nParams {
+pub(crate) struct I18nParams {
     /// The tenant's public widget key (`wk_…`).
     pub widget_key: String,
 }

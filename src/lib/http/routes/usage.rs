@@ -14,13 +14,13 @@ use crate::http::{
 use crate::usage::{self, UsageReport};
 
 /// Usage routes.
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(show))
 }
 
 /// Which days to report.
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct UsageParams {
+pub(crate) struct UsageParams {
     /// The last this many days, today (UTC) included (1–366, default 30).
     pub days: Option<u32>,
 }

@@ -18,7 +18,7 @@ use crate::http::{
 use crate::limits::{Limit, rate_limited};
 
 /// Routes for the widget.
-pub fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_session))
         .routes(routes!(open_conversation))
@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Body of `POST /v1/widget/session`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SessionRequest {
+pub(crate) struct SessionRequest {
     /// The tenant's public widget key (`wk_…`).
     pub widget_key: String,
     /// The token from an earlier session, to resume as the same visitor.
@@ -70,7 +70,7 @@ async fn create_session(
         .chat
         .widget_session(
             &state.limiter,
-            state.bots.key(),
+            &state.master_key,
             SessionStart {
                 client,
                 origin: origin(&headers),
@@ -105,7 +105,7 @@ async fn open_conversation(
 /// Body of `POST /v1/conversations/{id}/messages`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SendRequest {
+pub(crate) struct SendRequest {
     /// Client-chosen id; sending the same id again returns the stored message.
     pub client_msg_id: String,
     /// Message text (1–8000 characters).
@@ -153,7 +153,7 @@ async fn send_message(
 
 /// Backfill parameters.
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct HistoryParams {
+pub(crate) struct HistoryParams {
     /// Return messages with `seq` greater than this (default 0).
     pub since: Option<i64>,
     /// At most this many (1–500, default 100).
