@@ -12,7 +12,7 @@ use crate::db::{
     models::{ConversationRow, MessageRow, VisitorRow},
     repo,
 };
-use crate::domain::{VisitorToken, new_id, now_ms, rfc3339};
+use crate::domain::{ConversationId, TenantId, VisitorId, VisitorToken, new_id, now_ms, rfc3339};
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{Limiter, client_key};
 use crate::outbox::{self, Wakeup};
@@ -63,7 +63,7 @@ impl Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sender<'a> {
     /// The conversation's visitor (inbound; only into their own conversation).
-    Visitor(&'a str),
+    Visitor(&'a VisitorId),
     /// An agent (outbound), shown with this name.
     Agent(&'a str),
     /// The service itself (outbound, no author): automatic notices.
@@ -256,9 +256,9 @@ pub struct Chat {
 #[derive(Debug, Clone)]
 pub struct Visitor {
     /// Visitor id.
-    pub id: String,
+    pub id: VisitorId,
     /// Tenant id.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
 }
 
 fn check_client_msg_id(id: &str) -> Result<()> {
@@ -341,14 +341,14 @@ impl Chat {
 
     fn ws_token(
         &self,
-        tenant_id: &str,
-        visitor_id: &str,
+        tenant_id: &TenantId,
+        visitor_id: &VisitorId,
         conversation_id: Option<&str>,
     ) -> (String, String) {
         let exp = now_ms() + self.ws_ttl_ms;
         let claims = WsClaims {
-            t: tenant_id.to_string(),
-            v: visitor_id.to_string(),
+            t: tenant_id.clone(),
+            v: visitor_id.clone(),
             c: conversation_id.unwrap_or("").to_string(),
             exp,
         };
@@ -480,8 +480,11 @@ impl Chat {
         let conversation =
             repo::conversations::open_for_visitor(&mut conn, &tenant.id, &visitor.id).await?;
         let conversation_id = conversation.map(|c| c.id);
-        let (ws_token, ws_token_expires_at) =
-            self.ws_token(&tenant.id, &visitor.id, conversation_id.as_deref());
+        let (ws_token, ws_token_expires_at) = self.ws_token(
+            &tenant.id,
+            &VisitorId::from(visitor.id.as_str()),
+            conversation_id.as_deref(),
+        );
         Ok(Session {
             visitor_token: token.expose().to_string(),
             ws_token,
@@ -493,7 +496,7 @@ impl Chat {
 
     /// Tell the conversation's sockets (on every node) that someone is typing:
     /// `from` is `agent` or `visitor`. Nothing is stored.
-    pub fn typing(&self, conversation_id: &str, from: &str) {
+    pub fn typing(&self, conversation_id: &ConversationId, from: &str) {
         let frame = ServerFrame::Typing { from: from.into() };
         self.hub
             .publish(conversation_id, HubEvent::other(frame.to_json()));
@@ -515,8 +518,8 @@ impl Chat {
         let verified = v.external_user_id.is_some();
         Ok((
             Visitor {
-                id: v.id,
-                tenant_id: v.tenant_id,
+                id: v.id.into(),
+                tenant_id: v.tenant_id.into(),
             },
             verified,
             Tenant::from_row(tenant)?,
@@ -552,14 +555,14 @@ impl Chat {
     /// A conversation of the tenant; with `Some(visitor)` only that visitor's.
     pub async fn conversation(
         &self,
-        tenant_id: &str,
-        visitor_id: Option<&str>,
-        id: &str,
+        tenant_id: &TenantId,
+        visitor_id: Option<&VisitorId>,
+        id: &ConversationId,
     ) -> Result<ConversationView> {
         let mut pc = self.db.conn().await?;
         let row = repo::conversations::get(&mut pc.as_conn(), tenant_id, id)
             .await?
-            .filter(|c| visitor_id.is_none_or(|v| c.visitor_id == v))
+            .filter(|c| visitor_id.is_none_or(|v| *v == c.visitor_id.as_str()))
             .ok_or_else(|| Error::not_found("conversation"))?;
         Ok(row.into())
     }
@@ -567,7 +570,7 @@ impl Chat {
     /// The tenant's conversations.
     pub async fn list_conversations(
         &self,
-        tenant_id: &str,
+        tenant_id: &TenantId,
         status: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ConversationView>> {
@@ -588,9 +591,9 @@ impl Chat {
     /// Messages after `since`, at most `limit` (1–500).
     pub async fn history(
         &self,
-        tenant_id: &str,
-        visitor_id: Option<&str>,
-        conversation_id: &str,
+        tenant_id: &TenantId,
+        visitor_id: Option<&VisitorId>,
+        conversation_id: &ConversationId,
         since: i64,
         limit: i64,
     ) -> Result<History> {
@@ -617,8 +620,8 @@ impl Chat {
     /// (another is `not_found`).
     pub async fn post_message(
         &self,
-        tenant_id: &str,
-        conversation_id: &str,
+        tenant_id: &TenantId,
+        conversation_id: &ConversationId,
         sender: Sender<'_>,
         text: &str,
         client_msg_id: Option<&str>,
@@ -658,8 +661,13 @@ impl Chat {
         // group; then the insert (a duplicate client_msg_id fails on the unique index
         // and rolls the seq back) and the outbox item. Everything unusual (not found,
         // closed, a retry) is sorted out afterwards, off the common path.
-        let stored = transaction!(&mut conn, |tx| store_message(tx, row, visitor_id, now)
-            .await);
+        let stored = transaction!(&mut conn, |tx| store_message(
+            tx,
+            row,
+            visitor_id.map(VisitorId::as_str),
+            now
+        )
+        .await);
         let row = match stored {
             Ok(Some(row)) => row,
             // Not open, or not theirs: another visitor's (or tenant's) conversation is
@@ -719,7 +727,8 @@ impl Chat {
             }
             Direction::Outbound => Metric::MessagesOutbound,
         };
-        self.usage.record(&row.tenant_id, metric, 1);
+        self.usage
+            .record(&TenantId::from(row.tenant_id.as_str()), metric, 1);
         self.publish_message(row)
     }
 
@@ -753,7 +762,11 @@ impl Chat {
     }
 
     /// Close a conversation and tell its sockets.
-    pub async fn close(&self, tenant_id: &str, conversation_id: &str) -> Result<ConversationView> {
+    pub async fn close(
+        &self,
+        tenant_id: &TenantId,
+        conversation_id: &ConversationId,
+    ) -> Result<ConversationView> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
         let now = now_ms();
@@ -761,7 +774,7 @@ impl Chat {
             let closed = repo::conversations::close(tx, tenant_id, conversation_id, now).await?;
             if closed && let Some(cfg) = repo::telegram::get(tx, tenant_id).await? {
                 let job = outbox::Job::CloseTopic {
-                    conversation_id: conversation_id.to_string(),
+                    conversation_id: conversation_id.clone(),
                 };
                 let key = format!("conv_close_{conversation_id}");
                 let lane = outbox::telegram_lane(tenant_id, cfg.group_chat_id);
@@ -800,7 +813,7 @@ fn new_visitor(
 ) -> VisitorRow {
     VisitorRow {
         id: new_id("vis"),
-        tenant_id: tenant.id.clone(),
+        tenant_id: tenant.id.to_string(),
         token_hash: token.hash(),
         locale: locale.map(str::to_string),
         created_at: now,
@@ -899,7 +912,8 @@ async fn enqueue_for_group(
     group_chat_id: i64,
     now: i64,
 ) -> Result<()> {
-    let lane = outbox::telegram_lane(&row.tenant_id, group_chat_id);
+    let tenant_id = TenantId::from(row.tenant_id.as_str());
+    let lane = outbox::telegram_lane(&tenant_id, group_chat_id);
     let ranges = split::split(&row.body);
     let parts = ranges.len();
     // A message too long for one Telegram message goes as ordered parts, one item per
@@ -921,11 +935,11 @@ async fn enqueue_for_group(
             )
         };
         let job = outbox::Job::SendMessage(outbox::job::MessageJob {
-            conversation_id: row.conversation_id.clone(),
-            message_id: row.id.clone(),
+            conversation_id: row.conversation_id.as_str().into(),
+            message_id: row.id.as_str().into(),
             part,
         });
-        outbox::enqueue(tx, &row.tenant_id, &job, &key, &lane, now).await?;
+        outbox::enqueue(tx, &tenant_id, &job, &key, &lane, now).await?;
     }
     Ok(())
 }

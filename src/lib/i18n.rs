@@ -551,7 +551,7 @@ pub async fn set(
     let locale = Locale::parse(locale)?;
     validate(def, body)?;
     let row = TemplateRow {
-        tenant_id: tenant.id.clone(),
+        tenant_id: tenant.id.to_string(),
         key: def.key.to_string(),
         locale: locale.as_str().to_string(),
         body: body.to_string(),

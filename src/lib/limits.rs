@@ -415,7 +415,11 @@ impl Limiter {
 
     /// Charge a session that starts a new visitor of the tenant `tenant_id` (slug
     /// `tenant_slug`) against the tenant's budget.
-    pub async fn check_new_visitor(&self, tenant_id: &str, tenant_slug: &str) -> Result<(), Error> {
+    pub async fn check_new_visitor(
+        &self,
+        tenant_id: &crate::domain::TenantId,
+        tenant_slug: &str,
+    ) -> Result<(), Error> {
         self.check(Limit::SessionsPerTenant, tenant_id)
             .await
             .map_err(|wait| {

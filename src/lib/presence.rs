@@ -10,6 +10,7 @@ use std::{
 };
 
 use crate::cluster::Cluster;
+use crate::domain::TenantId;
 use crate::domain::now_ms;
 
 /// How long a node trusts its cached answer before asking Redis again.
@@ -37,7 +38,7 @@ impl Presence {
     }
 
     /// Record agent activity for a tenant now.
-    pub async fn touch(&self, tenant_id: &str) {
+    pub async fn touch(&self, tenant_id: &TenantId) {
         let now = now_ms();
         self.local
             .lock()
@@ -64,13 +65,13 @@ impl Presence {
     }
 
     /// Whether the tenant's agents were active within the window.
-    pub async fn online(&self, tenant_id: &str) -> bool {
+    pub async fn online(&self, tenant_id: &TenantId) -> bool {
         let Some(cluster) = &self.cluster else {
             let last = self
                 .local
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .get(tenant_id)
+                .get(tenant_id.as_str())
                 .copied();
             return last.is_some_and(|t| now_ms() - t < self.window_ms);
         };
@@ -78,7 +79,7 @@ impl Presence {
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(tenant_id)
+            .get(tenant_id.as_str())
             .copied();
         if let Some((at, v)) = cached
             && at.elapsed() < CACHE_FOR
@@ -97,7 +98,7 @@ impl Presence {
                 .local
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .get(tenant_id)
+                .get(tenant_id.as_str())
                 .is_some_and(|t| now_ms() - *t < self.window_ms),
         };
         self.cache
@@ -115,11 +116,11 @@ mod tests {
     #[tokio::test]
     async fn activity_makes_agents_online_for_the_window() {
         let p = Presence::new(None, Duration::from_millis(200));
-        assert!(!p.online("tn_a").await);
-        p.touch("tn_a").await;
-        assert!(p.online("tn_a").await);
-        assert!(!p.online("tn_b").await, "per tenant");
+        assert!(!p.online(&"tn_a".into()).await);
+        p.touch(&"tn_a".into()).await;
+        assert!(p.online(&"tn_a".into()).await);
+        assert!(!p.online(&"tn_b".into()).await, "per tenant");
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert!(!p.online("tn_a").await, "the window passed");
+        assert!(!p.online(&"tn_a".into()).await, "the window passed");
     }
 }

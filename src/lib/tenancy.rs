@@ -11,7 +11,8 @@ use crate::db::{
     repo,
 };
 use crate::domain::{
-    ApiKeySecret, Origin, Scope, Scopes, TenantSlug, new_id, now_ms, random_base62, rfc3339, text,
+    ApiKeySecret, KeyId, Origin, Scope, Scopes, TenantId, TenantSlug, new_id, now_ms,
+    random_base62, rfc3339, text,
 };
 use crate::error::{Error, ErrorCode, Result};
 
@@ -234,7 +235,8 @@ pub fn parse_origins(items: &[String]) -> Result<Vec<Origin>> {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Tenant {
     /// Opaque id.
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: TenantId,
     /// Unique slug.
     pub slug: String,
     /// Display name.
@@ -254,7 +256,7 @@ impl Tenant {
             Error::internal(format!("tenant {} has unreadable settings: {e}", row.id))
         })?;
         Ok(Tenant {
-            id: row.id,
+            id: row.id.into(),
             slug: row.slug,
             name: row.name,
             widget_key: row.widget_key,
@@ -354,7 +356,7 @@ pub async fn tenant_by_widget_key(db: &Db, widget_key: &str) -> Result<Tenant> {
 }
 
 /// Find a tenant by id, or `not_found`.
-pub async fn tenant_by_id(db: &Db, id: &str) -> Result<Tenant> {
+pub async fn tenant_by_id(db: &Db, id: &TenantId) -> Result<Tenant> {
     let mut pc = db.conn().await?;
     repo::tenants::by_id(&mut pc.as_conn(), id)
         .await?
@@ -380,7 +382,7 @@ pub async fn list_tenants(db: &Db, caller: &Caller) -> Result<Vec<Tenant>> {
 /// Apply a settings patch to a tenant.
 pub async fn update_settings(
     db: &Db,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     patch: SettingsPatch,
 ) -> Result<TenantSettings> {
     let mut tenant = tenant_by_id(db, tenant_id).await?;
@@ -428,16 +430,16 @@ impl Caller {
     /// that tenant did not exist); platform keys and operators may act on any.
     pub fn check_tenant(&self, tenant: &Tenant) -> Result<()> {
         match self.own_tenant() {
-            Some(own) if own != tenant.id => Err(Error::not_found("tenant")),
+            Some(own) if *own != tenant.id => Err(Error::not_found("tenant")),
             _ => Ok(()),
         }
     }
 
     /// The tenant a tenant key is bound to; `None` for platform keys and operators.
-    pub fn own_tenant(&self) -> Option<&str> {
+    pub fn own_tenant(&self) -> Option<&TenantId> {
         match self {
             Caller::Operator | Caller::System => None,
-            Caller::Key(p) => p.tenant_id.as_deref(),
+            Caller::Key(p) => p.tenant_id.as_ref(),
         }
     }
 
@@ -449,7 +451,7 @@ impl Caller {
             (Some(own), None) => Ok(Some(tenant_by_id(db, own).await?)),
             (Some(own), Some(slug)) => {
                 let t = tenant_by_slug(db, slug).await?;
-                if t.id != own {
+                if t.id != *own {
                     return Err(Error::not_found("tenant"));
                 }
                 Ok(Some(t))
@@ -593,7 +595,7 @@ pub async fn issue_key(db: &Db, caller: &Caller, req: KeyRequest) -> Result<Issu
     let secret = ApiKeySecret::generate();
     let row = ApiKeyRow {
         id: new_id("key"),
-        tenant_id: tenant.as_ref().map(|t| t.id.clone()),
+        tenant_id: tenant.as_ref().map(|t| t.id.to_string()),
         name: name.to_string(),
         key_hash: secret.hash(),
         prefix: secret.prefix(),
@@ -603,7 +605,7 @@ pub async fn issue_key(db: &Db, caller: &Caller, req: KeyRequest) -> Result<Issu
         expires_at,
         revoked_at: None,
         last_used_at: None,
-        issued_by: issuer.clone(),
+        issued_by: issuer.as_ref().map(KeyId::to_string),
     };
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
@@ -668,12 +670,12 @@ pub struct RevokedKey {
 /// Revoke a key (idempotent). A tenant key revokes its tenant's keys only (others are
 /// `not_found`). With `cascade` (the default of the API and the CLI) every key it issued,
 /// and every key those issued, is revoked in the same transaction.
-pub async fn revoke_key(db: &Db, caller: &Caller, id: &str, cascade: bool) -> Result<RevokedKey> {
+pub async fn revoke_key(db: &Db, caller: &Caller, id: &KeyId, cascade: bool) -> Result<RevokedKey> {
     caller.require(&Scope::new(
         crate::domain::Resource::Keys,
         crate::domain::ScopeAccess::Write,
     ))?;
-    let tenant_id = caller.own_tenant().map(str::to_string);
+    let tenant_id = caller.own_tenant().map(TenantId::to_string);
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let now = now_ms();
@@ -714,9 +716,9 @@ pub async fn revoke_key(db: &Db, caller: &Caller, id: &str, cascade: bool) -> Re
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// The key's id.
-    pub key_id: String,
+    pub key_id: KeyId,
     /// The tenant the key belongs to; `None` for platform keys.
-    pub tenant_id: Option<String>,
+    pub tenant_id: Option<TenantId>,
     /// Granted scopes.
     pub scopes: Scopes,
     /// When the key expires, epoch ms.
@@ -758,8 +760,8 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Principal> {
         repo::api_keys::touch(&mut conn, &row.id, now, DEBOUNCE_MS).await?;
     }
     Ok(Principal {
-        key_id: row.id,
-        tenant_id: row.tenant_id,
+        key_id: row.id.into(),
+        tenant_id: row.tenant_id.map(TenantId::from),
         scopes: Scopes::from_stored(&row.scopes),
         expires_at: row.expires_at,
     })

@@ -46,6 +46,7 @@ use utoipa::ToSchema;
 
 use crate::cluster::Cluster;
 use crate::db::{Db, models::UsageRow, repo};
+use crate::domain::TenantId;
 use crate::domain::{now_ms, rfc3339};
 use crate::error::{Error, Result};
 use crate::transaction;
@@ -74,15 +75,18 @@ pub enum Metric {
     MessagesOutbound,
     /// A Telegram forum topic was created for a conversation.
     TopicsCreated,
+    /// A conversation's Telegram topic was renamed (a subject or the visitor's name).
+    TopicRenames,
 }
 
 impl Metric {
     /// Every metric.
-    pub const ALL: [Metric; 4] = [
+    pub const ALL: [Metric; 5] = [
         Metric::ConversationsStarted,
         Metric::MessagesInbound,
         Metric::MessagesOutbound,
         Metric::TopicsCreated,
+        Metric::TopicRenames,
     ];
 
     /// The metric's name as stored.
@@ -92,6 +96,7 @@ impl Metric {
             Metric::MessagesInbound => "messages_inbound",
             Metric::MessagesOutbound => "messages_outbound",
             Metric::TopicsCreated => "topics_created",
+            Metric::TopicRenames => "topic_renames",
         }
     }
 
@@ -159,7 +164,7 @@ impl Usage {
 
     /// Add `n` to the tenant's `metric` today. Returns at once; the count is stored
     /// later (see the module docs) and a failure is only logged.
-    pub fn record(&self, tenant_id: &str, metric: Metric, n: i64) {
+    pub fn record(&self, tenant_id: &TenantId, metric: Metric, n: i64) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             self.failed("no async runtime");
             return;
@@ -473,8 +478,10 @@ pub struct UsageCounts {
     pub messages_inbound: i64,
     /// Messages from agents (admin API and Telegram).
     pub messages_outbound: i64,
-    /// Telegram forum topics created (topic renames are not counted yet).
+    /// Telegram forum topics created.
     pub topics_created: i64,
+    /// Telegram forum topics renamed.
+    pub topic_renames: i64,
 }
 
 impl UsageCounts {
@@ -484,6 +491,7 @@ impl UsageCounts {
             Metric::MessagesInbound => &mut self.messages_inbound,
             Metric::MessagesOutbound => &mut self.messages_outbound,
             Metric::TopicsCreated => &mut self.topics_created,
+            Metric::TopicRenames => &mut self.topic_renames,
         };
         *slot = slot.saturating_add(n);
     }

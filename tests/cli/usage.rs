@@ -108,6 +108,7 @@ fn usage_show_reports_what_a_server_counted() {
         "messages_inbound": 2,
         "messages_outbound": 1,
         "topics_created": 0,
+        "topic_renames": 0,
     });
     let today = &days[1];
     assert_eq!(today["day"], report["to"]);

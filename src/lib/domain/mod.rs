@@ -12,7 +12,7 @@ mod token;
 
 pub use api_key::{ApiKeySecret, KeyParseError};
 pub use cidr::{Cidr, CidrParseError};
-pub use ids::new_id;
+pub use ids::{ConversationId, KeyId, MessageId, TenantId, VisitorId, new_id};
 pub use origin::Origin;
 pub use scope::{Resource, Scope, ScopeAccess, Scopes};
 pub use slug::TenantSlug;

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::chat::{Sender, Visitor};
-use crate::domain::now_ms;
+use crate::domain::{ConversationId, now_ms};
 use crate::error::{Error, ErrorCode};
 use crate::http::{
     AppState,
@@ -89,11 +89,12 @@ pub async fn ws_upgrade(
         id: claims.v.clone(),
         tenant_id: claims.t.clone(),
     };
+    let opened = ConversationId::from(claims.c.as_str());
     let mut last_seq = 0;
     if !claims.c.is_empty() {
         last_seq = state
             .chat
-            .conversation(&visitor.tenant_id, Some(&visitor.id), &claims.c)
+            .conversation(&visitor.tenant_id, Some(&visitor.id), &opened)
             .await?
             .last_seq;
     }
@@ -153,7 +154,7 @@ impl Bucket {
 struct SocketSession {
     state: AppState,
     visitor: Visitor,
-    conversation_id: Option<String>,
+    conversation_id: Option<ConversationId>,
     last_seq: i64,
     sub: Option<Subscription>,
     bucket: Bucket,
@@ -187,7 +188,7 @@ impl SocketSession {
         last_seq: i64,
         slot: SocketSlot,
     ) -> Self {
-        let conversation_id = (!claims.c.is_empty()).then_some(claims.c);
+        let conversation_id = (!claims.c.is_empty()).then(|| ConversationId::from(claims.c));
         SocketSession {
             state,
             visitor,
@@ -323,7 +324,7 @@ impl SocketSession {
                 .sockets_open
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let hello = ServerFrame::Hello {
-                conversation_id: self.conversation_id.clone(),
+                conversation_id: self.conversation_id.clone().map(String::from),
                 last_seq: self.last_seq,
             }
             .to_json();
@@ -478,7 +479,7 @@ impl SocketSession {
                 if self.conversation_id.is_none() {
                     match chat.open_conversation(&self.visitor).await {
                         Ok((conv, _)) => {
-                            self.conversation_id = Some(conv.conversation.id);
+                            self.conversation_id = Some(conv.conversation.id.into());
                             self.subscribe();
                         }
                         Err(e) => return reply(socket, error_frame(&e)).await,

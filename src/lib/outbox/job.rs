@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::domain::{ConversationId, MessageId};
 use crate::error::{Error, Result};
 
 /// An outbox job.
@@ -20,7 +21,7 @@ pub enum Job {
     #[serde(rename = "telegram.close_topic")]
     CloseTopic {
         /// The conversation whose topic to close.
-        conversation_id: String,
+        conversation_id: ConversationId,
     },
     /// Send an operator's text into the group (into a topic, or the default topic).
     #[serde(rename = "telegram.send_text")]
@@ -36,9 +37,9 @@ pub enum Job {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageJob {
     /// Its conversation.
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// The stored message.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// Which part of a message too long for one Telegram message this item carries
     /// (absent: the whole message).
     #[serde(flatten)]

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 use crate::db::{Conn, models::OutboxRow, repo};
-use crate::domain::{new_id, rfc3339};
+use crate::domain::{TenantId, new_id, rfc3339};
 use crate::error::Result;
 
 /// The PostgreSQL notification channel workers listen on.
@@ -90,7 +90,7 @@ impl Wakeup {
 /// `idempotency_key` again is a no-op; returns whether this call added it.
 pub async fn enqueue(
     conn: &mut Conn<'_>,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     job: &Job,
     idempotency_key: &str,
     lane: &str,

@@ -5,15 +5,16 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::domain::{TenantId, VisitorId};
 use crate::error::{Error, Result};
 
 /// What a ws_token grants: one visitor's socket on one conversation of one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WsClaims {
     /// Tenant id.
-    pub t: String,
+    pub t: TenantId,
     /// Visitor id.
-    pub v: String,
+    pub v: VisitorId,
     /// Conversation id.
     pub c: String,
     /// Expiry, epoch ms.

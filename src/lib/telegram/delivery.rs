@@ -132,7 +132,7 @@ impl TelegramDelivery {
                         "the Telegram group became a supergroup; following it");
                     let followed = super::setup::follow_migration(
                         &self.db,
-                        &cfg.tenant_id,
+                        &cfg.tenant_id.as_str().into(),
                         cfg.group_chat_id,
                         to.0,
                     )
@@ -391,7 +391,7 @@ impl TelegramDelivery {
         }
         drop(pc);
         if let Some(usage) = &self.usage {
-            usage.record(&cfg.tenant_id, Metric::TopicsCreated, 1);
+            usage.record(&cfg.tenant_id.as_str().into(), Metric::TopicsCreated, 1);
         }
         let card = opening_card(conv, visitor.as_ref());
         bot.pace().await;

@@ -106,7 +106,7 @@ pub const MAX_OPERATOR_TEXT_CHARS: usize = 4096;
 /// twice): such a text is queued as ordered parts (`split`), one item each.
 pub async fn enqueue_text(
     db: &crate::db::Db,
-    tenant_id: &str,
+    tenant_id: &crate::domain::TenantId,
     text: &str,
     topic_id: Option<i64>,
     idempotency_key: &str,

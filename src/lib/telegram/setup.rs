@@ -187,7 +187,7 @@ pub async fn connect(
     }
     let now = now_ms();
     let row = TelegramConfigRow {
-        tenant_id: tenant.id.clone(),
+        tenant_id: tenant.id.to_string(),
         bot_token_enc: bots.key().seal(&tenant.id, FIELD_BOT_TOKEN, bot_token)?,
         webhook_secret_enc: bots.key().seal(&tenant.id, FIELD_WEBHOOK_SECRET, &secret)?,
         bot_id: i64::try_from(me.id.0).unwrap_or(i64::MAX),
@@ -223,7 +223,12 @@ pub async fn connect(
 /// move to the new chat's lane in their order. Returns `false` (changing nothing)
 /// when the connection no longer names `from` — someone followed it already, or
 /// connected another group.
-pub async fn follow_migration(db: &Db, tenant_id: &str, from: i64, to: i64) -> Result<bool> {
+pub async fn follow_migration(
+    db: &Db,
+    tenant_id: &crate::domain::TenantId,
+    from: i64,
+    to: i64,
+) -> Result<bool> {
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let now = now_ms();

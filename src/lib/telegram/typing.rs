@@ -33,6 +33,7 @@ use crate::db::{
     models::{ConversationRow, TelegramConfigRow},
     repo,
 };
+use crate::domain::ConversationId;
 use crate::error::Result;
 use crate::outbox::budget::{Budgets, Rate, typing_rates};
 
@@ -130,7 +131,7 @@ impl Typing {
         db: &Db,
         bots: &Bots,
         visitor: &Visitor,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
     ) -> TypingOutcome {
         let outcome = self.pass_on(chat, db, bots, visitor, conversation_id).await;
         self.counts[outcome.index()].fetch_add(1, Ordering::Relaxed);
@@ -143,7 +144,7 @@ impl Typing {
         db: &Db,
         bots: &Bots,
         visitor: &Visitor,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
     ) -> TypingOutcome {
         if !self.first_in_interval(conversation_id).await {
             return TypingOutcome::Throttled;
@@ -238,7 +239,7 @@ async fn load(
     let mut conn = pc.as_conn();
     let conv = repo::conversations::get(&mut conn, &visitor.tenant_id, conversation_id)
         .await?
-        .filter(|c| c.visitor_id == visitor.id);
+        .filter(|c| visitor.id == c.visitor_id.as_str());
     let cfg = repo::telegram::get(&mut conn, &visitor.tenant_id).await?;
     Ok((conv, cfg))
 }

@@ -254,7 +254,7 @@ async fn webhook_secret(
 async fn round_trip(db: &Db, cfg: &crate::db::models::TelegramConfigRow, wait: Duration) -> Check {
     let name = "round trip";
     let key = new_id("check");
-    let tenant_id = cfg.tenant_id.clone();
+    let tenant_id = crate::domain::TenantId::from(cfg.tenant_id.as_str());
     let lane = outbox::telegram_lane(&cfg.tenant_id, cfg.group_chat_id);
     let job = outbox::Job::SendText {
         text: "chatorical check: this group is connected".into(),

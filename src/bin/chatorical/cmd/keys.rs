@@ -83,7 +83,7 @@ pub(crate) async fn run(g: &Global, cmd: KeysCommand) -> anyhow::Result<ExitCode
             }
         }
         KeysCommand::Revoke { id, cascade } => {
-            let revoked = tenancy::revoke_key(&db, &Caller::Operator, &id, cascade).await?;
+            let revoked = tenancy::revoke_key(&db, &Caller::Operator, &id.into(), cascade).await?;
             if g.json {
                 output::json(&revoked)?;
             } else {

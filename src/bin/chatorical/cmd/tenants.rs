@@ -171,7 +171,7 @@ fn origins(t: &Tenant) -> String {
 
 fn detail(t: &Tenant) -> comfy_table::Table {
     let mut table = output::table(&["field", "value"]);
-    table.add_row(vec!["id".to_string(), t.id.clone()]);
+    table.add_row(vec!["id".to_string(), t.id.to_string()]);
     table.add_row(vec!["slug".to_string(), t.slug.clone()]);
     table.add_row(vec!["name".to_string(), t.name.clone()]);
     table.add_row(vec!["widget key".to_string(), t.widget_key.clone()]);

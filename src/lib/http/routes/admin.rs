@@ -10,7 +10,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::chat::{ConversationView, History, MessageView, Sender};
 use crate::domain::{
-    Scope,
+    ConversationId, KeyId, Scope,
     ScopeAccess::{Read, Write},
 };
 use crate::error::{Error, ErrorCode};
@@ -173,7 +173,7 @@ pub(crate) struct RevokeParams {
 async fn revoke_key(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<String>,
+    Path(id): Path<KeyId>,
     Query(p): Query<RevokeParams>,
 ) -> ApiResult<Json<RevokedKey>> {
     let cascade = p.cascade.unwrap_or(true);
@@ -250,7 +250,7 @@ async fn get_conversation(
     State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<ConversationId>,
 ) -> ApiResult<Json<ConversationView>> {
     admin.require(&Scope::new(crate::domain::Resource::Conversations, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
@@ -264,7 +264,7 @@ async fn close_conversation(
     State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<ConversationId>,
 ) -> ApiResult<Json<ConversationView>> {
     admin.require(&Scope::new(crate::domain::Resource::Conversations, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
@@ -291,7 +291,7 @@ async fn reply(
     State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<ConversationId>,
     Json(req): Json<AgentReply>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
     admin.require(&Scope::new(crate::domain::Resource::Conversations, Write))?;
@@ -335,7 +335,7 @@ async fn agent_typing(
     State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<ConversationId>,
 ) -> ApiResult<StatusCode> {
     admin.require(&Scope::new(crate::domain::Resource::Conversations, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
@@ -343,7 +343,7 @@ async fn agent_typing(
     if conv.status != crate::chat::ConversationStatus::Open.as_str() {
         return Err(Error::new(ErrorCode::ConversationClosed, "the conversation is closed").into());
     }
-    state.chat.typing(&conv.id, "agent");
+    state.chat.typing(&id, "agent");
     state.presence.touch(&tenant.id).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -364,7 +364,7 @@ async fn conversation_messages(
     State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<ConversationId>,
     Query(q): Query<AdminHistory>,
 ) -> ApiResult<Json<History>> {
     admin.require(&Scope::new(crate::domain::Resource::Conversations, Read))?;

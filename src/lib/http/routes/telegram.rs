@@ -205,7 +205,7 @@ async fn receive_update(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(rate_limited(wait, "too many webhook calls").into());
     }
-    let tenant_id = auth.tenant_id().to_string();
+    let tenant_id = crate::domain::TenantId::from(auth.tenant_id());
     let handled = webhook::process(&state.db, &state.chat, &state.webhook, auth, &body)
         .await
         .map_err(unavailable)?;

@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::chat::{History, MessageView, OpenedConversation, Sender, Session, SessionStart};
+use crate::domain::ConversationId;
 use crate::http::{
     AppState,
     client_ip::ClientIp,
@@ -121,7 +122,7 @@ pub(crate) struct SendRequest {
 async fn send_message(
     State(state): State<AppState>,
     VisitorAuth(visitor): VisitorAuth,
-    Path(id): Path<String>,
+    Path(id): Path<ConversationId>,
     Json(req): Json<SendRequest>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
     if let Err(wait) = state
@@ -167,7 +168,7 @@ pub(crate) struct HistoryParams {
 async fn list_messages(
     State(state): State<AppState>,
     VisitorAuth(visitor): VisitorAuth,
-    Path(id): Path<String>,
+    Path(id): Path<ConversationId>,
     Query(q): Query<HistoryParams>,
 ) -> ApiResult<Json<History>> {
     let h = state
