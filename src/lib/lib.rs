@@ -17,6 +17,7 @@
 //! - [`app`]: [`app::Application`] — bind, connect, migrate, serve until a shutdown signal.
 //! - [`limits`]: rate limits (GCRA in Redis, or in this process).
 //! - [`usage`]: per-tenant daily usage counters and their summary.
+//! - [`quota`]: plan quotas (daily counters in Redis or this process, the open-conversation cap).
 //! - [`i18n`]: widget strings, their built-in defaults, tenants' templates and locale fallback.
 //! - [`telemetry`]: logging setup, and OTLP trace export with the `otlp` cargo feature.
 //! - [`secrets`]: master key rotation: status, re-encryption, retiring old keys.
@@ -48,6 +49,7 @@ pub mod limits;
 pub(crate) mod metrics;
 pub mod outbox;
 pub(crate) mod presence;
+pub mod quota;
 pub mod realtime;
 pub mod secrets;
 pub mod tasks;

@@ -255,3 +255,13 @@ pub async fn clear_all_topics(conn: &mut Conn<'_>, tenant_id: &str) -> Result<us
         .execute(c)
         .await)?)
 }
+
+/// How many conversations of the tenant are open.
+pub async fn count_open(conn: &mut Conn<'_>, tenant_id: &str) -> Result<i64> {
+    Ok(on_conn!(conn, |c| conversations::table
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::status.eq(ConversationStatus::Open.as_str()))
+        .count()
+        .get_result(c)
+        .await)?)
+}

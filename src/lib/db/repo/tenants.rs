@@ -96,3 +96,19 @@ pub async fn identity_secret(conn: &mut Conn<'_>, tenant_id: &str) -> Result<Opt
         .optional())?
     .flatten())
 }
+
+/// Inside a transaction: hold the tenant's row until the end of it, so that checks of
+/// the tenant's totals and the writes they allow happen one transaction at a time. On
+/// PostgreSQL a row lock (`FOR UPDATE`); on SQLite nothing is needed (write
+/// transactions already run one at a time, see [`crate::transaction!`]).
+pub async fn lock(conn: &mut Conn<'_>, tenant_id: &str) -> Result<()> {
+    if let Conn::Pg(c) = conn {
+        tenants::table
+            .filter(tenants::id.eq(tenant_id))
+            .select(tenants::id)
+            .for_update()
+            .load::<String>(c)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+DROP INDEX conversations_open_per_tenant;
