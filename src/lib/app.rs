@@ -476,8 +476,7 @@ async fn ensure_demo_tenant(state: &AppState, addr: SocketAddr) -> Result<String
                 allowed_origins: origins.clone(),
                 plan: None,
             };
-            match tenancy::create_tenant(&state.db, &tenancy::Caller::System, new).await
-            {
+            match tenancy::create_tenant(&state.db, &tenancy::Caller::System, new).await {
                 Ok(t) => t,
                 Err(e) if e.code == ErrorCode::Conflict => {
                     tenancy::tenant_by_slug(&state.db, "demo").await?

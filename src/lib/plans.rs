@@ -440,9 +440,8 @@ impl Plan {
             active_conversations: limit(row.active_conversations)?,
             retention_days: limit(row.retention_days)?,
         };
-        let features = serde_json::from_str(&row.features).map_err(|e| {
-            Error::internal(format!("plan {code} has unreadable features: {e}"))
-        })?;
+        let features = serde_json::from_str(&row.features)
+            .map_err(|e| Error::internal(format!("plan {code} has unreadable features: {e}")))?;
         Ok(Plan {
             code: PlanCode(code),
             name: row.name,
@@ -654,7 +653,10 @@ fn in_use_conflict(e: Error, code: &PlanCode) -> Error {
 /// The plan `code`, if it exists and is active; else `validation_failed` naming `field`.
 async fn assignable(conn: &mut Conn<'_>, field: &str, code: &PlanCode) -> Result<PlanRow> {
     match repo::plans::get(conn, code.as_str()).await? {
-        None => Err(Error::validation(field, format!("there is no plan `{code}`"))),
+        None => Err(Error::validation(
+            field,
+            format!("there is no plan `{code}`"),
+        )),
         Some(row) if !row.active => Err(Error::validation(
             field,
             format!("plan `{code}` is not active: tenants cannot be put on it"),
@@ -738,7 +740,10 @@ mod tests {
 
     #[test]
     fn codes_follow_the_slug_rules() {
-        assert_eq!(PlanCode::parse("code", "pro-2").expect("valid").as_str(), "pro-2");
+        assert_eq!(
+            PlanCode::parse("code", "pro-2").expect("valid").as_str(),
+            "pro-2"
+        );
         for bad in ["", "p", "Pro", "2pro", "pro-", "pro plan", "pro_plan"] {
             let e = PlanCode::parse("reassign", bad).expect_err(bad);
             assert_eq!(field_of(&e), "reassign");
@@ -749,20 +754,50 @@ mod tests {
     fn validation_names_the_field() {
         assert!(spec().validate().is_ok());
         let cases: Vec<(PlanSpec, &str)> = vec![
-            (PlanSpec { name: "  ".into(), ..spec() }, "name"),
-            (PlanSpec { name: "x".repeat(101), ..spec() }, "name"),
-            (PlanSpec { price_month_cents: Some(-1), ..spec() }, "price_month_cents"),
-            (PlanSpec { price_year_cents: Some(-5), ..spec() }, "price_year_cents"),
             (
                 PlanSpec {
-                    limits: Limits { messages_per_day: Some(u32::MAX), ..Default::default() },
+                    name: "  ".into(),
+                    ..spec()
+                },
+                "name",
+            ),
+            (
+                PlanSpec {
+                    name: "x".repeat(101),
+                    ..spec()
+                },
+                "name",
+            ),
+            (
+                PlanSpec {
+                    price_month_cents: Some(-1),
+                    ..spec()
+                },
+                "price_month_cents",
+            ),
+            (
+                PlanSpec {
+                    price_year_cents: Some(-5),
+                    ..spec()
+                },
+                "price_year_cents",
+            ),
+            (
+                PlanSpec {
+                    limits: Limits {
+                        messages_per_day: Some(u32::MAX),
+                        ..Default::default()
+                    },
                     ..spec()
                 },
                 "limits.messages_per_day",
             ),
             (
                 PlanSpec {
-                    limits: Limits { retention_days: Some(0), ..Default::default() },
+                    limits: Limits {
+                        retention_days: Some(0),
+                        ..Default::default()
+                    },
                     ..spec()
                 },
                 "limits.retention_days",
@@ -782,7 +817,10 @@ mod tests {
         }
         // Zero is a limit (nothing allowed), not unlimited.
         let zero = PlanSpec {
-            limits: Limits { topic_renames_per_day: Some(0), ..Default::default() },
+            limits: Limits {
+                topic_renames_per_day: Some(0),
+                ..Default::default()
+            },
             ..spec()
         };
         assert!(zero.validate().is_ok());
@@ -798,7 +836,11 @@ mod tests {
         new.features.remove("custom_branding");
         new.features.insert("api".into(), true);
         new.channels.telegram = false;
-        let shown: Vec<String> = new.changes_from(&old).iter().map(ToString::to_string).collect();
+        let shown: Vec<String> = new
+            .changes_from(&old)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
             shown,
             [
@@ -814,11 +856,28 @@ mod tests {
     #[test]
     fn channels_are_a_list_or_a_table() {
         let list: Channels = serde_json::from_str(r#"["telegram"]"#).expect("list");
-        assert_eq!(list, Channels { widget: false, telegram: true });
+        assert_eq!(
+            list,
+            Channels {
+                widget: false,
+                telegram: true
+            }
+        );
         let table: Channels =
             serde_json::from_str(r#"{"widget": true, "telegram": false}"#).expect("table");
-        assert_eq!(table, Channels { widget: true, telegram: false });
-        for bad in [r#"["email"]"#, r#"{"widget": true}"#, r#"{"widget": true, "telegram": true, "sms": true}"#, "true"] {
+        assert_eq!(
+            table,
+            Channels {
+                widget: true,
+                telegram: false
+            }
+        );
+        for bad in [
+            r#"["email"]"#,
+            r#"{"widget": true}"#,
+            r#"{"widget": true, "telegram": true, "sms": true}"#,
+            "true",
+        ] {
             assert!(serde_json::from_str::<Channels>(bad).is_err(), "{bad}");
         }
     }

@@ -62,8 +62,8 @@ impl Catalogue {
         let located = |span: Option<Range<usize>>, field: Option<&str>, message: &str| {
             file_error(source, text, span, field, message)
         };
-        let tree = toml::de::DeTable::parse(text)
-            .map_err(|e| located(e.span(), None, e.message()))?;
+        let tree =
+            toml::de::DeTable::parse(text).map_err(|e| located(e.span(), None, e.message()))?;
         let deserializer = toml::de::Deserializer::parse(text)
             .map_err(|e| located(e.span(), None, e.message()))?;
         let file: File = serde_path_to_error::deserialize(deserializer).map_err(|e| {
@@ -87,11 +87,7 @@ impl Catalogue {
                     Some(key) => at(&format!("{field}.{key}")),
                     None => at(field),
                 };
-                located(
-                    span_of(tree.get_ref(), &path),
-                    Some(&at(field)),
-                    &e.message,
-                )
+                located(span_of(tree.get_ref(), &path), Some(&at(field)), &e.message)
             })?;
             plans.insert(parsed, spec);
         }
@@ -130,7 +126,11 @@ fn file_error(
 /// The 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Where the key at `path` (`plans.pro.limits.messages_per_day`) is written: the span of
@@ -448,16 +448,30 @@ custom_branding = true
 
         let text = GOOD.replace("retention_days = 365", "retention_days = 0");
         let (message, line, field) = error(&text);
-        assert_eq!((line, field.as_deref()), (Some(18), Some("plans.pro.limits.retention_days")), "{message}");
+        assert_eq!(
+            (line, field.as_deref()),
+            (Some(18), Some("plans.pro.limits.retention_days")),
+            "{message}"
+        );
 
         let text = GOOD.replace("custom_branding = true", "Custom = true");
         let (message, line, field) = error(&text);
-        assert_eq!((line, field.as_deref()), (Some(21), Some("plans.pro.features")), "{message}");
+        assert_eq!(
+            (line, field.as_deref()),
+            (Some(21), Some("plans.pro.features")),
+            "{message}"
+        );
 
         // A bad code names the table.
-        let text = GOOD.replace("[plans.pro]", "[plans.Pro]").replace("plans.pro.", "plans.Pro.");
+        let text = GOOD
+            .replace("[plans.pro]", "[plans.Pro]")
+            .replace("plans.pro.", "plans.Pro.");
         let (message, line, field) = error(&text);
-        assert_eq!((line, field.as_deref()), (Some(10), Some("plans.Pro")), "{message}");
+        assert_eq!(
+            (line, field.as_deref()),
+            (Some(10), Some("plans.Pro")),
+            "{message}"
+        );
 
         // An unknown channel, an unknown top-level key, a syntax error.
         let text = GOOD.replace(r#"["widget", "telegram"]"#, r#"["widget", "email"]"#);
@@ -513,10 +527,20 @@ custom_branding = true
             .collect();
         assert_eq!(
             actions,
-            [("free", "unchanged"), ("legacy", "deactivated"), ("pro", "updated")]
+            [
+                ("free", "unchanged"),
+                ("legacy", "deactivated"),
+                ("pro", "updated")
+            ]
         );
         let empty = Catalogue::parse("plans.toml", "").expect("empty file");
         assert!(plan_changes(&empty, &[], true).is_empty());
-        assert_eq!(plan_changes(&c, &[], false).iter().filter(|c| c.action == Action::Created).count(), 2);
+        assert_eq!(
+            plan_changes(&c, &[], false)
+                .iter()
+                .filter(|c| c.action == Action::Created)
+                .count(),
+            2
+        );
     }
 }

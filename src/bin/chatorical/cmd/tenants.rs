@@ -143,13 +143,9 @@ pub(crate) async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitC
             }
         }
         TenantsCommand::SetPlan { tenant, plan } => {
-            let t = chatorical::plans::set_tenant_plan(
-                &db,
-                &tenancy::Caller::Operator,
-                &tenant,
-                &plan,
-            )
-            .await?;
+            let t =
+                chatorical::plans::set_tenant_plan(&db, &tenancy::Caller::Operator, &tenant, &plan)
+                    .await?;
             if g.json {
                 output::json(&t)?;
             } else {
