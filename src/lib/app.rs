@@ -470,15 +470,13 @@ async fn ensure_demo_tenant(state: &AppState, addr: SocketAddr) -> Result<String
     let tenant = match tenancy::tenant_by_slug(&state.db, "demo").await {
         Ok(t) => t,
         Err(e) if e.code == ErrorCode::NotFound => {
-            match tenancy::create_tenant(
-                &state.db,
-                &tenancy::Caller::System,
-                "demo",
-                "Demo",
-                &origins,
-            )
-            .await
-            {
+            let new = tenancy::NewTenant {
+                slug: "demo".into(),
+                name: "Demo".into(),
+                allowed_origins: origins.clone(),
+                plan: None,
+            };
+            match tenancy::create_tenant(&state.db, &tenancy::Caller::System, new).await {
                 Ok(t) => t,
                 Err(e) if e.code == ErrorCode::Conflict => {
                     tenancy::tenant_by_slug(&state.db, "demo").await?

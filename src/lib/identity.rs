@@ -227,6 +227,7 @@ mod tests {
             slug: "a".into(),
             name: "A".into(),
             widget_key: "wk_a".into(),
+            plan: "free".into(),
             settings,
             created_at: String::new(),
         }

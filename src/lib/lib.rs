@@ -11,6 +11,7 @@
 //! - [`db`]: one schema over PostgreSQL and SQLite; repository functions in `db::repo`
 //!   written once and compiled per backend by [`on_conn!`] and [`transaction!`].
 //! - [`tenancy`]: tenants, their settings, API keys and who is calling.
+//! - [`plans`]: plans as code: limits, channels, features and prices; the catalogue file and its sync.
 //! - [`chat`]: sessions, conversations and messages (the use cases behind HTTP and the socket).
 //! - [`realtime`]: the [`realtime::Hub`] fan-out, socket frames, ws tokens and socket caps.
 //! - [`http`]: the axum router, extractors, the error envelope and the widget socket.
@@ -48,6 +49,7 @@ pub mod identity;
 pub mod limits;
 pub(crate) mod metrics;
 pub mod outbox;
+pub mod plans;
 pub(crate) mod presence;
 pub mod quota;
 pub mod realtime;

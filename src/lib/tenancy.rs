@@ -243,6 +243,8 @@ pub struct Tenant {
     pub name: String,
     /// Public widget key (`wk_…`), safe to embed in pages.
     pub widget_key: String,
+    /// The code of the tenant's plan (`free` until changed).
+    pub plan: String,
     /// Settings.
     pub settings: TenantSettings,
     /// RFC 3339.
@@ -260,6 +262,7 @@ impl Tenant {
             slug: row.slug,
             name: row.name,
             widget_key: row.widget_key,
+            plan: row.plan_code,
             settings,
             created_at: rfc3339(row.created_at),
         })
@@ -279,9 +282,9 @@ impl Tenant {
     }
 }
 
-/// `forbidden` for a tenant key: managing tenants is for platform keys, operators and
-/// the service.
-fn platform_only(caller: &Caller) -> Result<()> {
+/// `forbidden` for a tenant key: managing tenants (and plans) is for platform keys,
+/// operators and the service.
+pub(crate) fn platform_only(caller: &Caller) -> Result<()> {
     if caller.own_tenant().is_some() {
         return Err(Error::new(
             ErrorCode::Forbidden,
@@ -291,27 +294,45 @@ fn platform_only(caller: &Caller) -> Result<()> {
     Ok(())
 }
 
-/// Create a tenant with a fresh widget key (`tenants:write`, not with a tenant key).
-pub async fn create_tenant(
-    db: &Db,
-    caller: &Caller,
-    slug: &str,
-    name: &str,
-    origins: &[String],
-) -> Result<Tenant> {
+/// What to create a tenant with.
+#[derive(Debug, Clone, Default)]
+pub struct NewTenant {
+    /// URL-safe unique name (2–40 of a-z, 0-9, '-').
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Origins allowed to embed the widget.
+    pub allowed_origins: Vec<String>,
+    /// The plan's code; `None`: `free`. A named plan must exist and be active.
+    pub plan: Option<String>,
+}
+
+/// Create a tenant with a fresh widget key (`tenants:write`, not with a tenant key; a
+/// named plan also needs `plans:write`). Without a plan the tenant is on `free`.
+pub async fn create_tenant(db: &Db, caller: &Caller, new: NewTenant) -> Result<Tenant> {
     caller.require(&Scope::new(
         crate::domain::Resource::Tenants,
         crate::domain::ScopeAccess::Write,
     ))?;
     platform_only(caller)?;
-    let slug = TenantSlug::parse(slug)?;
-    let name = name.trim();
+    let plan = match &new.plan {
+        Some(code) => {
+            caller.require(&Scope::new(
+                crate::domain::Resource::Plans,
+                crate::domain::ScopeAccess::Write,
+            ))?;
+            Some(crate::plans::PlanCode::parse("plan", code)?)
+        }
+        None => None,
+    };
+    let slug = TenantSlug::parse(&new.slug)?;
+    let name = new.name.trim();
     if name.is_empty() {
         return Err(Error::validation("name", "name must be 1-120 characters"));
     }
     text::check_name("name", name, 120)?;
     let settings = TenantSettings {
-        allowed_origins: parse_origins(origins)?,
+        allowed_origins: parse_origins(&new.allowed_origins)?,
         ..Default::default()
     };
     let now = now_ms();
@@ -324,9 +345,20 @@ pub async fn create_tenant(
         created_at: now,
         updated_at: now,
         identity_secret_enc: None,
+        plan_code: plan
+            .as_ref()
+            .map_or(crate::plans::PlanCode::FREE, |p| p.as_str())
+            .to_string(),
     };
     let mut pc = db.conn().await?;
-    match repo::tenants::insert(&mut pc.as_conn(), &row).await {
+    let mut conn = pc.as_conn();
+    let inserted = crate::transaction!(&mut conn, |tx| {
+        if let Some(plan) = &plan {
+            crate::plans::check_assignable(tx, "plan", plan).await?;
+        }
+        repo::tenants::insert(tx, &row).await
+    });
+    match inserted {
         Ok(()) => Tenant::from_row(row),
         Err(e) if e.code == ErrorCode::Conflict => Err(Error::new(
             ErrorCode::Conflict,

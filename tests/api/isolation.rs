@@ -311,6 +311,42 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
             Some(json!({"body": "alpha's own"})),
             None,
         ),
+        // Plans are for platform keys: a tenant key is refused even with `plans:write`.
+        (
+            "get",
+            "/v1/admin/plans",
+            "/v1/admin/plans".into(),
+            None,
+            Some(StatusCode::FORBIDDEN),
+        ),
+        (
+            "get",
+            "/v1/admin/plans/{code}",
+            "/v1/admin/plans/free".into(),
+            None,
+            Some(StatusCode::FORBIDDEN),
+        ),
+        (
+            "put",
+            "/v1/admin/plans/{code}",
+            "/v1/admin/plans/free".into(),
+            Some(json!({"name": "Everything", "limits": {}})),
+            Some(StatusCode::FORBIDDEN),
+        ),
+        (
+            "delete",
+            "/v1/admin/plans/{code}",
+            "/v1/admin/plans/free".into(),
+            None,
+            Some(StatusCode::FORBIDDEN),
+        ),
+        (
+            "put",
+            "/v1/admin/tenants/{slug}/plan",
+            "/v1/admin/tenants/acme/plan".into(),
+            Some(json!({"plan": "free"})),
+            Some(StatusCode::FORBIDDEN),
+        ),
         (
             "get",
             "/v1/admin/tenants",
@@ -356,7 +392,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         probed, documented,
         "every admin route is probed, and only those"
     );
-    assert_eq!(probes.len(), 28);
+    assert_eq!(probes.len(), 33);
 
     for (method, template, url, body, expected) in &probes {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");

@@ -44,6 +44,9 @@ async fn openapi_documents_the_public_contract(b: Backend) {
         "/v1/admin/conversations/{id}",
         "/v1/admin/conversations/{id}/close",
         "/v1/admin/conversations/{id}/messages",
+        "/v1/admin/plans",
+        "/v1/admin/plans/{code}",
+        "/v1/admin/tenants/{slug}/plan",
         "/healthz",
         "/readyz",
     ] {

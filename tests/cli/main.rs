@@ -14,6 +14,7 @@ mod config;
 mod drift;
 mod keys;
 mod migrate;
+mod plans;
 mod secrets;
 mod templates;
 mod tenants;

@@ -50,9 +50,12 @@ pub(crate) enum Command {
     Worker(cmd::worker::WorkerArgs),
     /// Apply pending database migrations.
     Migrate(cmd::migrate::MigrateArgs),
-    /// Create, list and show tenants.
+    /// Create, list and show tenants; put a tenant on a plan.
     #[command(subcommand)]
     Tenants(cmd::tenants::TenantsCommand),
+    /// Plans as code: sync the catalogue file, list, show and delete plans.
+    #[command(subcommand)]
+    Plans(cmd::plans::PlansCommand),
     /// Issue, list and revoke API keys.
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),

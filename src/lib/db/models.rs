@@ -26,6 +26,8 @@ pub struct TenantRow {
     pub updated_at: i64,
     /// Identity verification secret, sealed for (tenant, "identity.secret").
     pub identity_secret_enc: Option<String>,
+    /// The tenant's plan (`plans.code`).
+    pub plan_code: String,
 }
 
 /// An API key row (never the key itself).
@@ -224,6 +226,42 @@ pub struct TemplateRow {
     pub locale: String,
     /// The template: text with `{{variable}}` placeholders (validated when stored).
     pub body: String,
+    /// Last changed, epoch ms.
+    pub updated_at: i64,
+}
+
+/// A plan of the catalogue (limits: `None` = unlimited).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::plans)]
+pub struct PlanRow {
+    /// Slug, the primary key.
+    pub code: String,
+    /// Display name.
+    pub name: String,
+    /// Whether tenants can be put on it.
+    pub active: bool,
+    /// EUR cents per month; `None`: not sold monthly.
+    pub price_month_cents: Option<i64>,
+    /// EUR cents per year; `None`: not sold yearly.
+    pub price_year_cents: Option<i64>,
+    /// Conversations started per UTC day.
+    pub conversation_starts_per_day: Option<i32>,
+    /// Topic renames per UTC day.
+    pub topic_renames_per_day: Option<i32>,
+    /// Messages (both directions) per UTC day.
+    pub messages_per_day: Option<i32>,
+    /// Conversations open at once.
+    pub active_conversations: Option<i32>,
+    /// Days closed conversations are kept.
+    pub retention_days: Option<i32>,
+    /// The website widget is on.
+    pub channel_widget: bool,
+    /// Telegram delivery is on.
+    pub channel_telegram: bool,
+    /// JSON object of boolean feature flags.
+    pub features: String,
+    /// Created, epoch ms.
+    pub created_at: i64,
     /// Last changed, epoch ms.
     pub updated_at: i64,
 }

@@ -13,6 +13,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         identity_secret_enc -> Nullable<Text>,
+        plan_code -> Text,
     }
 }
 
@@ -172,3 +173,26 @@ diesel::table! {
 
 diesel::joinable!(templates -> tenants (tenant_id));
 diesel::allow_tables_to_appear_in_same_query!(templates, tenants);
+
+diesel::table! {
+    plans (code) {
+        code -> Text,
+        name -> Text,
+        active -> Bool,
+        price_month_cents -> Nullable<BigInt>,
+        price_year_cents -> Nullable<BigInt>,
+        conversation_starts_per_day -> Nullable<Integer>,
+        topic_renames_per_day -> Nullable<Integer>,
+        messages_per_day -> Nullable<Integer>,
+        active_conversations -> Nullable<Integer>,
+        retention_days -> Nullable<Integer>,
+        channel_widget -> Bool,
+        channel_telegram -> Bool,
+        features -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::joinable!(tenants -> plans (plan_code));
+diesel::allow_tables_to_appear_in_same_query!(plans, tenants);

@@ -15,7 +15,7 @@ pub use cidr::{Cidr, CidrParseError};
 pub use ids::{ConversationId, KeyId, MessageId, TenantId, VisitorId, new_id};
 pub use origin::Origin;
 pub use scope::{Resource, Scope, ScopeAccess, Scopes};
-pub use slug::TenantSlug;
+pub use slug::{SLUG_RULE, TenantSlug, is_slug};
 pub use token::{VisitorToken, random_base62, sha256_hex};
 
 /// Milliseconds since the Unix epoch (all timestamps are stored this way).

@@ -179,6 +179,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::admin::router())
         .merge(routes::telegram::router())
         .merge(routes::outbox::router())
+        .merge(routes::plans::router())
         .merge(routes::usage::router())
         .merge(routes::templates::router())
         .merge(routes::ops::router())

@@ -1,4 +1,4 @@
-//! `chatorical tenants create|list|show|validate|identity-secret`.
+//! `chatorical tenants create|list|show|set-plan|validate|identity-secret`.
 
 use std::process::ExitCode;
 
@@ -23,6 +23,9 @@ pub(crate) enum TenantsCommand {
         /// Origin allowed to embed the widget, e.g. https://shop.example (repeatable).
         #[arg(long = "origin", value_name = "URL")]
         origins: Vec<String>,
+        /// The tenant's plan (an active plan's code); default `free`.
+        #[arg(long, value_name = "CODE")]
+        plan: Option<String>,
     },
     /// List tenants.
     List,
@@ -30,6 +33,15 @@ pub(crate) enum TenantsCommand {
     Show {
         /// The tenant's slug.
         slug: String,
+    },
+    /// Put a tenant on another plan (it must be active); takes effect at once.
+    SetPlan {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// The plan's code.
+        #[arg(long, value_name = "CODE")]
+        plan: String,
     },
     /// Check a tenant end to end: bot, forum group, webhook, widget isolation, a test
     /// message through the outbox (needs a running server or worker). Exit 1 on any failure.
@@ -115,9 +127,25 @@ pub(crate) async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitC
             slug,
             name,
             origins,
+            plan,
         } => {
-            let t = tenancy::create_tenant(&db, &tenancy::Caller::Operator, &slug, &name, &origins)
-                .await?;
+            let new = tenancy::NewTenant {
+                slug,
+                name,
+                allowed_origins: origins,
+                plan,
+            };
+            let t = tenancy::create_tenant(&db, &tenancy::Caller::Operator, new).await?;
+            if g.json {
+                output::json(&t)?;
+            } else {
+                output::print_table(&detail(&t));
+            }
+        }
+        TenantsCommand::SetPlan { tenant, plan } => {
+            let t =
+                chatorical::plans::set_tenant_plan(&db, &tenancy::Caller::Operator, &tenant, &plan)
+                    .await?;
             if g.json {
                 output::json(&t)?;
             } else {
@@ -129,12 +157,19 @@ pub(crate) async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitC
             if g.json {
                 output::json(&list)?;
             } else {
-                let mut t =
-                    output::table(&["slug", "name", "widget key", "allowed origins", "created"]);
+                let mut t = output::table(&[
+                    "slug",
+                    "name",
+                    "plan",
+                    "widget key",
+                    "allowed origins",
+                    "created",
+                ]);
                 for x in &list {
                     t.add_row(vec![
                         x.slug.clone(),
                         x.name.clone(),
+                        x.plan.clone(),
                         x.widget_key.clone(),
                         origins(x),
                         x.created_at.clone(),
@@ -174,6 +209,7 @@ fn detail(t: &Tenant) -> comfy_table::Table {
     table.add_row(vec!["id".to_string(), t.id.to_string()]);
     table.add_row(vec!["slug".to_string(), t.slug.clone()]);
     table.add_row(vec!["name".to_string(), t.name.clone()]);
+    table.add_row(vec!["plan".to_string(), t.plan.clone()]);
     table.add_row(vec!["widget key".to_string(), t.widget_key.clone()]);
     table.add_row(vec!["allowed origins".to_string(), origins(t)]);
     table.add_row(vec![

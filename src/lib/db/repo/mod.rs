@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod conversations;
 pub mod messages;
 pub mod outbox;
+pub mod plans;
 pub mod secrets;
 pub mod telegram;
 pub mod templates;

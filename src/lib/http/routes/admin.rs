@@ -48,9 +48,11 @@ pub(crate) struct CreateTenant {
     /// Origins allowed to embed the widget.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// The tenant's plan (an active plan's code; needs `plans:write`); default `free`.
+    pub plan: Option<String>,
 }
 
-/// Create a tenant (platform keys with `tenants:write`).
+/// Create a tenant (platform keys with `tenants:write`; with `plan`, also `plans:write`).
 #[utoipa::path(post, path = "/v1/admin/tenants", tag = "admin", security(("api_key" = [])), request_body = CreateTenant,
     responses((status = 201, body = Tenant), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_tenant(
@@ -58,14 +60,13 @@ async fn create_tenant(
     admin: Admin,
     Json(req): Json<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
-    let t = tenancy::create_tenant(
-        &state.db,
-        &admin.caller(),
-        &req.slug,
-        &req.name,
-        &req.allowed_origins,
-    )
-    .await?;
+    let new = tenancy::NewTenant {
+        slug: req.slug,
+        name: req.name,
+        allowed_origins: req.allowed_origins,
+        plan: req.plan,
+    };
+    let t = tenancy::create_tenant(&state.db, &admin.caller(), new).await?;
     state.origins.invalidate();
     Ok((StatusCode::CREATED, Json(t)))
 }

@@ -4,6 +4,7 @@ pub(crate) mod admin;
 pub(crate) mod identity;
 pub(crate) mod ops;
 pub(crate) mod outbox;
+pub(crate) mod plans;
 pub(crate) mod telegram;
 pub(crate) mod templates;
 pub(crate) mod usage;
