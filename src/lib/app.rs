@@ -279,6 +279,11 @@ impl Application {
         };
         let wake = Wakeup::default();
         let usage = Usage::new(db.clone(), cluster.clone());
+        let quotas = Arc::new(crate::quota::Quotas::new(
+            db.clone(),
+            cluster.clone(),
+            settings.redis.limits_fail_open,
+        ));
         let chat = Chat::new(
             db.clone(),
             hub,
@@ -286,7 +291,8 @@ impl Application {
             settings.ws.token_ttl_secs,
             wake.clone(),
         )
-        .with_usage(usage.clone());
+        .with_usage(usage.clone())
+        .with_quotas(quotas.clone());
         let key = Arc::new(load_master_key(&settings)?);
         let bots = Arc::new(Bots::new(&settings.telegram, key)?);
         let budgets = Arc::new(Budgets::new());
@@ -316,6 +322,7 @@ impl Application {
                 Duration::from_secs(settings.presence.window_secs),
             )),
             usage,
+            quotas,
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
             origins: OriginCache::default(),

@@ -16,6 +16,7 @@ use crate::domain::{ConversationId, TenantId, VisitorId, VisitorToken, new_id, n
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{Limiter, client_key};
 use crate::outbox::{self, Wakeup};
+use crate::quota::{Exceeded, Quota, Quotas};
 use crate::realtime::{Hub, HubEvent, ServerFrame, WsClaims, WsTokenSigner};
 use crate::telegram::split;
 use crate::tenancy::Tenant;
@@ -197,6 +198,8 @@ pub struct Session {
     pub conversation_id: Option<String>,
     /// The tenant's widget look (colour, corner).
     pub theme: crate::tenancy::WidgetTheme,
+    /// The feature flags of the tenant's plan, for the widget to adapt to.
+    pub features: std::collections::BTreeMap<String, bool>,
 }
 
 /// A widget's request for a session (`POST /v1/widget/session`), with where it came from.
@@ -250,6 +253,7 @@ pub struct Chat {
     ws_ttl_ms: i64,
     wake: Wakeup,
     usage: Usage,
+    quotas: Arc<Quotas>,
 }
 
 /// A visitor authenticated by their token.
@@ -308,6 +312,7 @@ impl Chat {
     ) -> Self {
         Chat {
             usage: Usage::new(db.clone(), None),
+            quotas: Arc::new(Quotas::new(db.clone(), None, true)),
             db,
             hub,
             signer,
@@ -322,6 +327,17 @@ impl Chat {
     pub fn with_usage(mut self, usage: Usage) -> Self {
         self.usage = usage;
         self
+    }
+
+    /// Take plan quotas from `quotas` (by default counters of this process alone).
+    pub fn with_quotas(mut self, quotas: Arc<Quotas>) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    /// The plan quotas.
+    pub fn quotas(&self) -> &Arc<Quotas> {
+        &self.quotas
     }
 
     /// The usage counters.
@@ -379,18 +395,23 @@ impl Chat {
         limiter
             .check_session_ip(&client_key(req.client), req.widget_key)
             .await?;
-        let (tenant, identity_secret) = {
+        let (tenant, identity_secret, plan) = {
             let mut pc = self.db.conn().await?;
-            let mut row = repo::tenants::by_widget_key(&mut pc.as_conn(), req.widget_key)
+            let mut conn = pc.as_conn();
+            let mut row = repo::tenants::by_widget_key(&mut conn, req.widget_key)
                 .await?
                 .ok_or_else(|| Error::unauthorized("unknown widget key"))?;
             let sealed = row.identity_secret_enc.take();
-            (Tenant::from_row(row)?, sealed)
+            let plan = crate::plans::for_tenant(&mut conn, &row.id).await?;
+            (Tenant::from_row(row)?, sealed, plan)
         };
         tracing::Span::current().record("tenant", tenant.id.as_str());
         limiter.remember_widget_key(&tenant.widget_key, &tenant.slug);
         if let Some(origin) = req.origin {
             tenant.check_origin(origin)?;
+        }
+        if !plan.channels.widget {
+            return Err(crate::plans::restricted("widget"));
         }
         let user_id = crate::identity::verify(
             key,
@@ -403,14 +424,17 @@ impl Chat {
         if existing.is_none() {
             limiter.check_new_visitor(&tenant.id, &tenant.slug).await?;
         }
-        self.start_session(
-            &tenant,
-            existing,
-            user_id.as_deref(),
-            req.locale,
-            req.page_url,
-        )
-        .await
+        let mut session = self
+            .start_session(
+                &tenant,
+                existing,
+                user_id.as_deref(),
+                req.locale,
+                req.page_url,
+            )
+            .await?;
+        session.features = plan.features;
+        Ok(session)
     }
 
     /// The visitor `visitor_token` resumes: one of `tenant`'s visitors, or none (no,
@@ -491,6 +515,7 @@ impl Chat {
             ws_token_expires_at,
             conversation_id,
             theme: tenant.settings.widget_theme(),
+            features: Default::default(),
         })
     }
 
@@ -526,16 +551,79 @@ impl Chat {
         ))
     }
 
-    /// The visitor's open conversation, created if none.
+    /// The visitor's open conversation, created if none. A new one is within the
+    /// tenant's plan: its conversation starts a day (taken before the insert, given back
+    /// if none is created) and its cap on open conversations (counted in the insert's
+    /// transaction, under the tenant's lock). Over either: 429 `quota_exceeded`.
     pub async fn open_conversation(&self, visitor: &Visitor) -> Result<(OpenedConversation, bool)> {
         let mut pc = self.db.conn().await?;
-        let (row, created) = repo::conversations::open_or_create(
-            &mut pc.as_conn(),
-            &visitor.tenant_id,
-            &visitor.id,
-            now_ms(),
-        )
-        .await?;
+        let mut conn = pc.as_conn();
+        let existing =
+            repo::conversations::open_for_visitor(&mut conn, &visitor.tenant_id, &visitor.id)
+                .await?;
+        let (row, created) = match existing {
+            Some(row) => (row, false),
+            None => {
+                let plan = crate::plans::for_tenant(&mut conn, &visitor.tenant_id).await?;
+                let taken = self
+                    .quotas
+                    .take(
+                        &visitor.tenant_id,
+                        Quota::ConversationStartsPerDay,
+                        plan.limits.conversation_starts_per_day,
+                    )
+                    .await?
+                    .map_err(Exceeded::into_error)?;
+                let cap = plan.limits.active_conversations;
+                let opened = transaction!(&mut conn, |tx| {
+                    if let Some(cap) = cap {
+                        repo::tenants::lock(tx, &visitor.tenant_id).await?;
+                        // The visitor's own open conversation may have appeared meanwhile.
+                        if let Some(row) = repo::conversations::open_for_visitor(
+                            tx,
+                            &visitor.tenant_id,
+                            &visitor.id,
+                        )
+                        .await?
+                        {
+                            return Ok((row, false));
+                        }
+                        let open = repo::conversations::count_open(tx, &visitor.tenant_id).await?;
+                        let used = u64::try_from(open).unwrap_or(0);
+                        if used >= u64::from(cap) {
+                            return Err(Exceeded {
+                                quota: Quota::ActiveConversations,
+                                limit: u64::from(cap),
+                                used,
+                                resets_at: None,
+                            }
+                            .into_error());
+                        }
+                    }
+                    repo::conversations::open_or_create(
+                        tx,
+                        &visitor.tenant_id,
+                        &visitor.id,
+                        now_ms(),
+                    )
+                    .await
+                });
+                match opened {
+                    Ok((row, true)) => {
+                        taken.keep();
+                        (row, true)
+                    }
+                    Ok((row, false)) => {
+                        self.quotas.give_back(taken).await;
+                        (row, false)
+                    }
+                    Err(e) => {
+                        self.quotas.give_back(taken).await;
+                        return Err(e);
+                    }
+                }
+            }
+        };
         if created {
             self.usage
                 .record(&visitor.tenant_id, Metric::ConversationsStarted, 1);
@@ -617,8 +705,68 @@ impl Chat {
 
     /// Store a message and publish it. The same `client_msg_id` again returns the
     /// stored message and `false`. A visitor writes only into their own conversation
-    /// (another is `not_found`).
+    /// (another is `not_found`). A new message is within the tenant's plan: one of its
+    /// messages a day is taken before the write and given back when nothing new is
+    /// stored; over the limit, 429 `quota_exceeded` (a retry of a message stored
+    /// earlier still gets it).
     pub async fn post_message(
+        &self,
+        tenant_id: &TenantId,
+        conversation_id: &ConversationId,
+        sender: Sender<'_>,
+        text: &str,
+        client_msg_id: Option<&str>,
+    ) -> Result<(MessageView, bool)> {
+        check_text(text)?;
+        if let Some(id) = client_msg_id {
+            check_client_msg_id(id)?;
+        }
+        let limit = {
+            let mut pc = self.db.conn().await?;
+            crate::plans::for_tenant(&mut pc.as_conn(), tenant_id)
+                .await?
+                .limits
+                .messages_per_day
+        };
+        let taken = match self
+            .quotas
+            .take(tenant_id, Quota::MessagesPerDay, limit)
+            .await?
+        {
+            Ok(taken) => taken,
+            Err(exceeded) => {
+                if let Sender::Visitor(v) = sender {
+                    // Only their own conversation's messages, as on the usual path.
+                    self.conversation(tenant_id, Some(v), conversation_id)
+                        .await?;
+                }
+                let mut pc = self.db.conn().await?;
+                if let Some(id) = client_msg_id
+                    && let Some(stored) = repo::messages::by_client_msg_id(
+                        &mut pc.as_conn(),
+                        tenant_id,
+                        conversation_id,
+                        id,
+                    )
+                    .await?
+                {
+                    return Ok((stored.into(), false));
+                }
+                return Err(exceeded.into_error());
+            }
+        };
+        let result = self
+            .store_posted(tenant_id, conversation_id, sender, text, client_msg_id)
+            .await;
+        match &result {
+            Ok((_, true)) => taken.keep(),
+            _ => self.quotas.give_back(taken).await,
+        }
+        result
+    }
+
+    /// [`Chat::post_message`] after the checks.
+    async fn store_posted(
         &self,
         tenant_id: &TenantId,
         conversation_id: &ConversationId,
@@ -632,14 +780,7 @@ impl Chat {
             Sender::System => (None, None),
         };
         let direction = sender.direction();
-        check_text(text)?;
-        let client_msg_id = match client_msg_id {
-            Some(id) => {
-                check_client_msg_id(id)?;
-                id.to_string()
-            }
-            None => new_id("srv"),
-        };
+        let client_msg_id = client_msg_id.map_or_else(|| new_id("srv"), str::to_string);
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
         let now = now_ms();

@@ -702,6 +702,15 @@ pub async fn set_tenant_plan(
     tenancy::tenant_by_id(db, &tenant.id).await
 }
 
+/// 403 `plan_restricted`: the tenant's plan does not include `channel` (`details.channel`).
+pub fn restricted(channel: &str) -> Error {
+    Error::new(
+        ErrorCode::PlanRestricted,
+        format!("the plan does not include the {channel} channel"),
+    )
+    .with_details(serde_json::json!({ "channel": channel }))
+}
+
 /// A tenant's plan as it is now, for the code that enforces it (no caller: this is not
 /// an operation; read inside the caller's transaction when it must agree with a write).
 /// `not_found` for an unknown tenant.

@@ -221,6 +221,9 @@ impl Taken {
     pub fn nothing() -> Self {
         Taken { counter: None }
     }
+
+    /// The write it was taken for happened: it stays taken.
+    pub fn keep(self) {}
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -76,6 +76,8 @@ pub struct AppState {
     pub typing: Arc<crate::telegram::typing::Typing>,
     /// Per-tenant daily usage counters.
     pub usage: crate::usage::Usage,
+    /// Plan quotas (the same counters `chat` takes from).
+    pub quotas: Arc<crate::quota::Quotas>,
     /// Effective settings.
     pub settings: Arc<Settings>,
     /// Cancelled when the server shuts down; sockets close with 1001.

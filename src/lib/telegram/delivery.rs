@@ -26,6 +26,10 @@ use crate::outbox::{
 };
 use crate::usage::{Metric, Usage};
 
+/// How long a tenant's items wait before looking again while its plan does not
+/// include Telegram.
+const PLAN_HOLD: Duration = Duration::from_secs(5);
+
 /// Delivers outbox items with each tenant's bot.
 pub struct TelegramDelivery {
     db: Db,
@@ -164,6 +168,19 @@ impl TelegramDelivery {
             return Err(Step::Done(Outcome::Retry {
                 after: Duration::from_secs(60),
                 error: "Telegram is paused".into(),
+                counts: false,
+            }));
+        }
+        // A plan without Telegram holds the tenant's items (nothing is lost); they go
+        // out within seconds of a plan that includes it.
+        if !crate::plans::for_tenant(&mut conn, &item.tenant_id)
+            .await?
+            .channels
+            .telegram
+        {
+            return Err(Step::Done(Outcome::Retry {
+                after: PLAN_HOLD,
+                error: "the tenant's plan does not include Telegram".into(),
                 counts: false,
             }));
         }

@@ -104,6 +104,8 @@ fn invalid(field: &str, message: impl Into<String>) -> Error {
 }
 
 /// Validate the bot and group with Telegram, register the webhook, store the connection.
+/// A tenant whose plan does not include Telegram is refused first (403
+/// `plan_restricted`).
 pub async fn connect(
     db: &Db,
     bots: &Bots,
@@ -113,6 +115,13 @@ pub async fn connect(
     group_chat_id: i64,
     default_topic_id: Option<i64>,
 ) -> Result<TelegramStatus> {
+    let plan = {
+        let mut pc = db.conn().await?;
+        crate::plans::for_tenant(&mut pc.as_conn(), &tenant.id).await?
+    };
+    if !plan.channels.telegram {
+        return Err(crate::plans::restricted("telegram"));
+    }
     let bot_token = bot_token.trim();
     // Before anything reaches Telegram: nothing half-done when it would refuse the URL.
     let url = webhook_url(public_url, &tenant.slug);
