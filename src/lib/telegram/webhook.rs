@@ -3,6 +3,11 @@
 //! The secret header is compared in constant time; updates are deduplicated by
 //! `(tenant, update_id)` in the same transaction that stores the message, so a 2xx is
 //! only ever sent after commit and a retried update is stored once.
+//!
+//! `/subject New subject` (or `/subject@BotName New subject`) in a conversation's topic
+//! is a command, not an answer: it sets the conversation's subject, renaming the topic
+//! ([`Chat::rename`]), and never reaches the visitor. A subject that is not valid gets
+//! a short notice in the topic instead.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,11 +15,12 @@ use subtle::ConstantTimeEq;
 use teloxide::types::{Message, Update, UpdateKind};
 
 use super::FIELD_WEBHOOK_SECRET;
-use crate::chat::{Chat, store_message};
+use crate::chat::{Chat, Rename, store_message};
 use crate::crypto::MasterKey;
 use crate::db::{Db, models::MessageRow, repo};
 use crate::domain::{new_id, now_ms};
 use crate::error::{Error, ErrorCode, Result};
+use crate::outbox;
 use crate::transaction;
 
 /// Webhook outcomes, for metrics.
@@ -55,6 +61,9 @@ pub enum Handled {
     Stored,
     /// Applied an edit.
     Edited,
+    /// A `/subject` command: set the conversation's subject (or answered with a
+    /// notice why not).
+    Subject,
     /// Seen before.
     Duplicate,
     /// Nothing to do.
@@ -64,6 +73,8 @@ pub enum Handled {
 enum Effect {
     New(MessageRow),
     Edit(MessageRow),
+    /// A `/subject` command was handled; `true` when it queued outbox items.
+    Subject(bool),
     Nothing,
 }
 
@@ -188,6 +199,31 @@ pub async fn process(
             return Ok(Some(Effect::Nothing));
         };
         let telegram_id = agent.telegram_message_id;
+        if let Some(subject) = subject_command(&agent.text, &cfg.bot_username) {
+            // New or edited: the latest subject wins; never an answer to the visitor.
+            let change = Rename::Subject {
+                conversation_id: &conv.id,
+                subject,
+            };
+            return match chat.rename(tx, &tenant_id, change, now).await {
+                Ok(renamed) => Ok(Some(Effect::Subject(renamed.renamed))),
+                Err(e) if e.code == ErrorCode::ValidationFailed => {
+                    let notice = outbox::Job::SendText {
+                        text: format!(
+                            "Subject not changed: {}. Write /subject followed by the new subject (at most {} characters).",
+                            e.message,
+                            crate::chat::MAX_SUBJECT_CHARS
+                        ),
+                        topic_id: Some(agent.topic),
+                    };
+                    let key = format!("tg_subject_notice_{}_{update_id}", cfg.bot_id);
+                    let lane = outbox::telegram_lane(&tenant_id, cfg.group_chat_id);
+                    outbox::enqueue(tx, &tenant_id, &notice, &key, &lane, now).await?;
+                    Ok(Some(Effect::Subject(true)))
+                }
+                Err(e) => Err(e),
+            };
+        }
         if agent.edited {
             let row = repo::messages::edit_by_telegram_id(
                 tx,
@@ -238,11 +274,34 @@ pub async fn process(
             chat.publish_edit(row);
             Handled::Edited
         }
+        Some(Effect::Subject(queued)) => {
+            counters.ok.fetch_add(1, Ordering::Relaxed);
+            if queued {
+                chat.wake_outbox();
+            }
+            Handled::Subject
+        }
         Some(Effect::Nothing) => {
             counters.ignored.fetch_add(1, Ordering::Relaxed);
             Handled::Ignored
         }
     })
+}
+
+/// The subject of a `/subject New subject` command addressed to this bot: plain
+/// `/subject`, or `/subject@<bot_username>` (any case); the rest of the text, trimmed
+/// (empty when none was given). `None` for any other text, a command for another bot
+/// included.
+pub fn subject_command<'a>(text: &'a str, bot_username: &str) -> Option<&'a str> {
+    let text = text.trim_start();
+    let end = text.find(char::is_whitespace).unwrap_or(text.len());
+    let (command, rest) = text.split_at(end);
+    let (name, bot) = match command.split_once('@') {
+        Some((name, bot)) => (name, Some(bot)),
+        None => (command, None),
+    };
+    let ours = bot.is_none_or(|b| b.eq_ignore_ascii_case(bot_username));
+    (name.eq_ignore_ascii_case("/subject") && ours).then(|| rest.trim())
 }
 
 /// A human's text message in a topic of the tenant's group.
@@ -277,4 +336,23 @@ fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64, edited: bool) -> O
         author: from.full_name().replace('\0', ""),
         edited,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_command;
+
+    #[test]
+    fn subject_commands_for_this_bot_only() {
+        let bot = "SupportBot";
+        assert_eq!(subject_command("/subject Refund for order 42", bot), Some("Refund for order 42"));
+        assert_eq!(subject_command("/subject@SupportBot  Refund ", bot), Some("Refund"));
+        assert_eq!(subject_command("/SUBJECT@supportbot Refund", bot), Some("Refund"));
+        assert_eq!(subject_command("/subject\nTwo\nlines", bot), Some("Two\nlines"));
+        assert_eq!(subject_command("/subject", bot), Some(""));
+        assert_eq!(subject_command("/subject@OtherBot Refund", bot), None);
+        assert_eq!(subject_command("/subjects Refund", bot), None);
+        assert_eq!(subject_command("subject Refund", bot), None);
+        assert_eq!(subject_command("Please see /subject Refund", bot), None);
+    }
 }

@@ -151,7 +151,7 @@ async fn toggle(
 /// Accepted update.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookAck {
-    /// stored | edited | duplicate | ignored.
+    /// stored | edited | subject (a `/subject` command) | duplicate | ignored.
     pub outcome: String,
 }
 
@@ -209,13 +209,17 @@ async fn receive_update(
     let handled = webhook::process(&state.db, &state.chat, &state.webhook, auth, &body)
         .await
         .map_err(unavailable)?;
-    if matches!(handled, webhook::Handled::Stored | webhook::Handled::Edited) {
+    if matches!(
+        handled,
+        webhook::Handled::Stored | webhook::Handled::Edited | webhook::Handled::Subject
+    ) {
         // An agent answered in the group.
         state.presence.touch(&tenant_id).await;
     }
     let outcome = match handled {
         webhook::Handled::Stored => "stored",
         webhook::Handled::Edited => "edited",
+        webhook::Handled::Subject => "subject",
         webhook::Handled::Duplicate => "duplicate",
         webhook::Handled::Ignored => "ignored",
     };
