@@ -20,6 +20,7 @@ mod long_messages;
 mod notify;
 mod operations;
 mod ops;
+mod renames;
 mod router;
 mod socket_caps;
 mod telegram;
