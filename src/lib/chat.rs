@@ -1060,9 +1060,9 @@ impl Chat {
                         renamed: false,
                     });
                 }
-                let renamed = conv.as_ref().is_some_and(|c| {
-                    topic_name(c, Some(&visitor)) != topic_name(c, Some(&after))
-                });
+                let renamed = conv
+                    .as_ref()
+                    .is_some_and(|c| topic_name(c, Some(&visitor)) != topic_name(c, Some(&after)));
                 repo::visitors::set_identity(tx, tenant_id, visitor_id, name, email).await?;
                 (conv, renamed)
             }

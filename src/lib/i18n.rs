@@ -214,7 +214,12 @@ pub const CATALOGUE: &[StringDef] = &[
         &[],
         "label of the email field",
     ),
-    def("widget.identify_save", "Save", &[], "name form's save button"),
+    def(
+        "widget.identify_save",
+        "Save",
+        &[],
+        "name form's save button",
+    ),
     def(
         "widget.identify_cancel",
         "Not now",

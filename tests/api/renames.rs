@@ -80,7 +80,11 @@ fn topic_name(t: &TelegramFixture, thread: i32) -> String {
     t.fake.topic(t.group, thread).expect("topic").name
 }
 
-async fn patch_subject(t: &TelegramFixture, conversation: &str, subject: Value) -> (StatusCode, Value) {
+async fn patch_subject(
+    t: &TelegramFixture,
+    conversation: &str,
+    subject: Value,
+) -> (StatusCode, Value) {
     t.app
         .json(
             Method::PATCH,
@@ -120,9 +124,14 @@ async fn visitor_history(t: &TelegramFixture, v: &VisitorFixture) -> Vec<String>
 async fn patched_subject_renames_the_topic_once(b: Backend) {
     let t = spawn_with_telegram(b, |_| {}).await;
     let (v, thread) = visitor_with_topic(&t).await;
-    assert!(topic_name(&t, thread).starts_with("Visitor "), "{}", topic_name(&t, thread));
+    assert!(
+        topic_name(&t, thread).starts_with("Visitor "),
+        "{}",
+        topic_name(&t, thread)
+    );
 
-    let (status, view) = patch_subject(&t, &v.conversation_id, json!("  Refund for order 42 ")).await;
+    let (status, view) =
+        patch_subject(&t, &v.conversation_id, json!("  Refund for order 42 ")).await;
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(view["id"], v.conversation_id.as_str());
     assert_eq!(view["subject"], "Refund for order 42", "stored trimmed");
@@ -185,7 +194,8 @@ async fn patched_subject_renames_the_topic_once(b: Backend) {
         .filter_map(|c| c.name().map(str::to_string))
         .collect();
     assert!(
-        (2..=3).contains(&names.len()) && names.last().map(String::as_str) == Some("Refund, order 44"),
+        (2..=3).contains(&names.len())
+            && names.last().map(String::as_str) == Some("Refund, order 44"),
         "{names:?}"
     );
     let mut unique = names.clone();
@@ -201,7 +211,11 @@ async fn subject_before_the_topic_exists_names_it_at_creation(b: Backend) {
     // The rename has no topic to rename: done without a call.
     settled(&t).await;
     assert_eq!(
-        rename_items(&t).await.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
+        rename_items(&t)
+            .await
+            .iter()
+            .map(|(_, s)| s.as_str())
+            .collect::<Vec<_>>(),
         ["delivered"]
     );
     assert!(edits(&t).is_empty());
@@ -218,7 +232,12 @@ async fn subject_before_the_topic_exists_names_it_at_creation(b: Backend) {
     // A visitor who said who they are before writing: the topic is named after them,
     // and its opening card says it too.
     let w = t.app.visitor(&t.tenant).await;
-    let (status, body) = identify(&t, &w.token, json!({"name": "Bob", "email": "bob@example.com"})).await;
+    let (status, body) = identify(
+        &t,
+        &w.token,
+        json!({"name": "Bob", "email": "bob@example.com"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = t.app.send(&w, "m1", "Hi, Bob here").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -238,8 +257,7 @@ async fn subject_before_the_topic_exists_names_it_at_creation(b: Backend) {
         .expect("the card")
         .text;
     assert!(
-        card.contains("Visitor: ")
-            && card.contains("\nName: Bob\nEmail: bob@example.com\nPage: "),
+        card.contains("Visitor: ") && card.contains("\nName: Bob\nEmail: bob@example.com\nPage: "),
         "{card}"
     );
     assert!(edits(&t).is_empty(), "{:?}", edits(&t));
@@ -262,13 +280,19 @@ async fn identify_renames_the_topic_after_the_visitor(b: Backend) {
     // The email joins the name; the name stays as it was.
     let (status, body) = identify(&t, &v.token, json!({"email": "ada@example.com"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!({"name": "Ada Lovelace", "email": "ada@example.com"}));
+    assert_eq!(
+        body,
+        json!({"name": "Ada Lovelace", "email": "ada@example.com"})
+    );
     let calls = t
         .fake
         .wait_for_calls("editforumtopic", 2, Duration::from_secs(10))
         .await;
     assert_eq!(calls[1].name(), Some("Ada Lovelace \u{b7} ada@example.com"));
-    assert_eq!(topic_name(&t, thread), "Ada Lovelace \u{b7} ada@example.com");
+    assert_eq!(
+        topic_name(&t, thread),
+        "Ada Lovelace \u{b7} ada@example.com"
+    );
 
     // The same again: nothing queued.
     settled(&t).await;
@@ -291,7 +315,10 @@ async fn identify_renames_the_topic_after_the_visitor(b: Backend) {
     assert_eq!(rename_items(&t).await.len(), 3, "only the subject's rename");
     assert_eq!(topic_name(&t, thread), "VIP");
     assert!(
-        !visitor_history(&t, &v).await.iter().any(|m| m.contains("Ada")),
+        !visitor_history(&t, &v)
+            .await
+            .iter()
+            .any(|m| m.contains("Ada")),
         "identifying adds no message"
     );
 }
@@ -308,7 +335,10 @@ async fn verified_display_name_renames_and_anonymous_is_ignored(b: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let secret = body["identity_secret"].as_str().expect("secret").to_string();
+    let secret = body["identity_secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
     let session = async |extra: Value| {
         let mut body = json!({"widget_key": t.tenant.widget_key});
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
@@ -390,7 +420,10 @@ async fn verified_display_name_renames_and_anonymous_is_ignored(b: Backend) {
         .fake
         .wait_for_calls("editforumtopic", 1, Duration::from_secs(10))
         .await;
-    assert_eq!(calls[0].name(), Some("Grace Hopper \u{b7} grace@example.com"));
+    assert_eq!(
+        calls[0].name(),
+        Some("Grace Hopper \u{b7} grace@example.com")
+    );
     // The same name on every later session renames nothing.
     settled(&t).await;
     let (status, s) = session(json!({
@@ -432,7 +465,15 @@ async fn subject_command_in_telegram_renames_and_never_reaches_the_visitor(b: Ba
             .expect("webhook call")
     };
 
-    let command = topic_text_update(30, t.group, thread, 9001, AGENT, "Ana", "/subject Shipping delay");
+    let command = topic_text_update(
+        30,
+        t.group,
+        thread,
+        9001,
+        AGENT,
+        "Ana",
+        "/subject Shipping delay",
+    );
     assert_eq!(deliver(command).await, StatusCode::OK);
     let calls = t
         .fake
@@ -453,7 +494,15 @@ async fn subject_command_in_telegram_renames_and_never_reaches_the_visitor(b: Ba
     assert_eq!(view["subject"], "Shipping delay");
 
     // Addressed to this bot by name works too; to another bot it is an ordinary answer.
-    let command = topic_text_update(31, t.group, thread, 9002, AGENT, "Ana", "/subject@bot111 Shipping delay, again");
+    let command = topic_text_update(
+        31,
+        t.group,
+        thread,
+        9002,
+        AGENT,
+        "Ana",
+        "/subject@bot111 Shipping delay, again",
+    );
     assert_eq!(deliver(command).await, StatusCode::OK);
     t.fake
         .wait_for_calls("editforumtopic", 2, Duration::from_secs(10))
@@ -464,10 +513,11 @@ async fn subject_command_in_telegram_renames_and_never_reaches_the_visitor(b: Ba
     let command = topic_text_update(32, t.group, thread, 9003, AGENT, "Ana", "/subject");
     assert_eq!(deliver(command).await, StatusCode::OK);
     eventually(10, "the notice reaches the topic", || async {
-        t.fake
-            .sent_messages(t.group)
-            .iter()
-            .any(|m| m.thread_id == Some(thread) && m.text.starts_with("Subject not changed: subject must not be empty"))
+        t.fake.sent_messages(t.group).iter().any(|m| {
+            m.thread_id == Some(thread)
+                && m.text
+                    .starts_with("Subject not changed: subject must not be empty")
+        })
     })
     .await;
 
@@ -503,7 +553,11 @@ async fn invalid_subjects_and_identities_are_refused_naming_the_field(b: Backend
         assert_eq!(e["error"]["details"]["field"], "subject", "{bad}: {e}");
     }
     let (status, e) = patch_subject(&t, &v.conversation_id, json!("a\u{0}b")).await;
-    assert_eq!((status, code(&e)), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"), "{e}");
+    assert_eq!(
+        (status, code(&e)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        "{e}"
+    );
     let (status, ok) = patch_subject(&t, &v.conversation_id, json!("y".repeat(128))).await;
     assert_eq!(status, StatusCode::OK, "128 characters are fine: {ok}");
 
@@ -542,7 +596,10 @@ async fn invalid_subjects_and_identities_are_refused_naming_the_field(b: Backend
         (json!({"email": "a@b@example.com"}), "email"),
         (json!({"email": "@example.com"}), "email"),
         (json!({"email": "has space@example.com"}), "email"),
-        (json!({"email": format!("{}@example.com", "a".repeat(243))}), "email"),
+        (
+            json!({"email": format!("{}@example.com", "a".repeat(243))}),
+            "email",
+        ),
         (json!({"name": "Ada", "email": "x"}), "email"),
     ] {
         let (status, e) = identify(&t, &v.token, body.clone()).await;
@@ -553,7 +610,12 @@ async fn invalid_subjects_and_identities_are_refused_naming_the_field(b: Backend
     assert!(status.is_client_error(), "unknown fields are refused: {e}");
     let (status, _) = t
         .app
-        .json(Method::POST, "/v1/widget/identify", None, Some(json!({"name": "Ada"})))
+        .json(
+            Method::POST,
+            "/v1/widget/identify",
+            None,
+            Some(json!({"name": "Ada"})),
+        )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // The widget routes' CORS rules: the tenant's origin is answered, another is refused.
@@ -588,7 +650,12 @@ async fn invalid_subjects_and_identities_are_refused_naming_the_field(b: Backend
         assert_eq!(code(&e), "origin_not_allowed", "{origin}: {e}");
     }
     // Nothing was stored by the refused calls.
-    let (status, body) = identify(&t, &v.token, json!({"email": format!("{}@example.com", "a".repeat(242))})).await;
+    let (status, body) = identify(
+        &t,
+        &v.token,
+        json!({"email": format!("{}@example.com", "a".repeat(242))}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "254 characters are fine: {body}");
     assert_eq!(body["name"], Value::Null, "{body}");
 }

@@ -18,13 +18,13 @@ use crate::db::{
     models::{ConversationRow, OutboxRow, TelegramConfigRow},
     repo,
 };
+use crate::domain::text::escape_controls;
 use crate::outbox::{
     self, Job, Outcome,
     budget::{Budgets, Rate, message_rates},
     job::MessageJob,
     worker::Deliver,
 };
-use crate::domain::text::escape_controls;
 use crate::usage::{Metric, Usage};
 
 /// Delivers outbox items with each tenant's bot.
@@ -459,8 +459,8 @@ impl TelegramDelivery {
     ) -> Result<(), Step> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
-        let Some(conv) = repo::conversations::get(&mut conn, &cfg.tenant_id, conversation_id)
-            .await?
+        let Some(conv) =
+            repo::conversations::get(&mut conn, &cfg.tenant_id, conversation_id).await?
         else {
             return Ok(());
         };

@@ -17,7 +17,11 @@ pub const MAX_TOPIC_NAME: usize = 128;
 /// visible `\u{…}` escapes; a name too long for Telegram is cut at a grapheme
 /// boundary and ends with `…`.
 pub fn topic_name(conv: &ConversationRow, visitor: Option<&VisitorRow>) -> String {
-    let given = |s: Option<&str>| s.map(str::trim).filter(|s| !is_blank(s)).map(str::to_string);
+    let given = |s: Option<&str>| {
+        s.map(str::trim)
+            .filter(|s| !is_blank(s))
+            .map(str::to_string)
+    };
     let subject = given(conv.subject.as_deref());
     let name = given(visitor.and_then(|v| v.name.as_deref()));
     let email = given(visitor.and_then(|v| v.email.as_deref()));
@@ -41,11 +45,7 @@ pub fn anonymous_name(conversation_id: &str, visitor_id: &str) -> String {
 }
 
 fn short_id(id: &str) -> &str {
-    let start = id
-        .char_indices()
-        .rev()
-        .nth(5)
-        .map_or(0, |(i, _)| i);
+    let start = id.char_indices().rev().nth(5).map_or(0, |(i, _)| i);
     &id[start..]
 }
 
@@ -145,7 +145,10 @@ mod tests {
         // grapheme of several code points) is never split.
         let emoji = topic_name(&conv(Some(&"👨‍👩‍👧".repeat(40))), None);
         assert!(emoji.encode_utf16().count() <= MAX_TOPIC_NAME, "{emoji}");
-        assert!(emoji.trim_end_matches('\u{2026}').ends_with("👧"), "{emoji}");
+        assert!(
+            emoji.trim_end_matches('\u{2026}').ends_with("👧"),
+            "{emoji}"
+        );
         // Escapes count: a name of controls only still fits.
         let escaped = topic_name(&conv(Some(&"\u{7}".repeat(100))), None);
         assert!(escaped.encode_utf16().count() <= MAX_TOPIC_NAME);

@@ -345,10 +345,22 @@ mod tests {
     #[test]
     fn subject_commands_for_this_bot_only() {
         let bot = "SupportBot";
-        assert_eq!(subject_command("/subject Refund for order 42", bot), Some("Refund for order 42"));
-        assert_eq!(subject_command("/subject@SupportBot  Refund ", bot), Some("Refund"));
-        assert_eq!(subject_command("/SUBJECT@supportbot Refund", bot), Some("Refund"));
-        assert_eq!(subject_command("/subject\nTwo\nlines", bot), Some("Two\nlines"));
+        assert_eq!(
+            subject_command("/subject Refund for order 42", bot),
+            Some("Refund for order 42")
+        );
+        assert_eq!(
+            subject_command("/subject@SupportBot  Refund ", bot),
+            Some("Refund")
+        );
+        assert_eq!(
+            subject_command("/SUBJECT@supportbot Refund", bot),
+            Some("Refund")
+        );
+        assert_eq!(
+            subject_command("/subject\nTwo\nlines", bot),
+            Some("Two\nlines")
+        );
         assert_eq!(subject_command("/subject", bot), Some(""));
         assert_eq!(subject_command("/subject@OtherBot Refund", bot), None);
         assert_eq!(subject_command("/subjects Refund", bot), None);
