@@ -1013,7 +1013,8 @@ impl Chat {
         change: Rename<'_>,
         now: i64,
     ) -> Result<Renamed> {
-        let (conversation, renamed) = match change {
+        // First what would change (checked input, reads only), then the writes.
+        let (conversation_id, renamed, checked) = match change {
             Rename::Subject {
                 conversation_id,
                 subject,
@@ -1035,8 +1036,11 @@ impl Chat {
                 };
                 let renamed =
                     topic_name(&conv, visitor.as_ref()) != topic_name(&after, visitor.as_ref());
-                repo::conversations::set_subject(tx, tenant_id, &conv.id, subject).await?;
-                (Some(conv), renamed)
+                let checked = Rename::Subject {
+                    conversation_id,
+                    subject,
+                };
+                (Some(conv.id), renamed, checked)
             }
             Rename::Visitor {
                 visitor_id,
@@ -1063,11 +1067,29 @@ impl Chat {
                 let renamed = conv
                     .as_ref()
                     .is_some_and(|c| topic_name(c, Some(&visitor)) != topic_name(c, Some(&after)));
-                repo::visitors::set_identity(tx, tenant_id, visitor_id, name, email).await?;
-                (conv, renamed)
+                let checked = Rename::Visitor {
+                    visitor_id,
+                    name,
+                    email,
+                };
+                (conv.map(|c| c.id), renamed, checked)
             }
         };
-        let conversation_id = conversation.map(|c| c.id);
+        match checked {
+            Rename::Subject {
+                conversation_id,
+                subject,
+            } => {
+                repo::conversations::set_subject(tx, tenant_id, conversation_id, subject).await?;
+            }
+            Rename::Visitor {
+                visitor_id,
+                name,
+                email,
+            } => {
+                repo::visitors::set_identity(tx, tenant_id, visitor_id, name, email).await?;
+            }
+        }
         if let (true, Some(id)) = (renamed, &conversation_id)
             && let Some(cfg) = repo::telegram::get(tx, tenant_id).await?
         {
