@@ -334,6 +334,50 @@ async fn topic_rules() {
         unknown_description(unknown),
         "Bad Request: message thread not found"
     );
+
+    // editForumTopic: a new name applies; the same name again, an empty or absent
+    // one (which keep the name) change nothing; too long is refused.
+    bot.edit_forum_topic(ChatId(FORUM), topic.thread_id)
+        .name("Refund for order 42")
+        .await
+        .expect("rename");
+    let renamed = |fake: &FakeTelegram| fake.topic(FORUM, topic.thread_id.0.0).expect("topic").name;
+    assert_eq!(renamed(&fake), "Refund for order 42");
+    for unchanged in [
+        bot.edit_forum_topic(ChatId(FORUM), topic.thread_id)
+            .name("Refund for order 42")
+            .await,
+        bot.edit_forum_topic(ChatId(FORUM), topic.thread_id)
+            .name("")
+            .await,
+        bot.edit_forum_topic(ChatId(FORUM), topic.thread_id).await,
+    ] {
+        assert_eq!(
+            unknown_description(unchanged),
+            "Bad Request: TOPIC_NOT_MODIFIED"
+        );
+    }
+    let too_long = bot
+        .edit_forum_topic(ChatId(FORUM), topic.thread_id)
+        .name("😀".repeat(65))
+        .await;
+    assert_eq!(
+        unknown_description(too_long),
+        "Bad Request: TOPIC_TITLE_TOO_LONG"
+    );
+    assert_eq!(renamed(&fake), "Refund for order 42");
+    let edits = fake.calls_of("editForumTopic");
+    assert_eq!(edits.len(), 6, "every call is recorded, refused ones too");
+    assert_eq!(
+        edits[1].params,
+        json!({
+            "chat_id": FORUM,
+            "message_thread_id": topic.thread_id.0.0,
+            "name": "Refund for order 42",
+        })
+    );
+    assert_eq!(edits[1].name(), Some("Refund for order 42"));
+    assert_eq!(edits[4].name(), None);
     let in_plain = bot
         .send_message(ChatId(PLAIN_GROUP), "hi")
         .message_thread_id(thread(1))

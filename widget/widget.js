@@ -7,9 +7,12 @@
  * the tenant's accent_color). Colour and corner (widget_position) come from the tenant's
  * settings with every session; title, greeting and away message are its templates.
  * Identity verification: data-user-id and data-user-hash (HMAC-SHA256 of the user id
- * with the tenant's identity secret, computed by the site's server).
+ * with the tenant's identity secret, computed by the site's server); with them,
+ * data-user-name and data-user-email tell agents who the user is.
  * Plain ES2019, no dependencies, talks only to the chatorical server.
- * Test hooks: window.chatorical = { open(), close(), send(text), state() }.
+ * Host page API and test hooks: window.chatorical = { open(), close(), send(text),
+ * identify({ name, email }), state() }. identify() resolves to true once stored, false
+ * when refused; it waits for a session (and a connection) when there is none yet.
  */
 (function () {
   'use strict';
@@ -62,7 +65,14 @@
     'widget.unavailable': 'Chat is unavailable right now.',
     'widget.rate_limited': 'You\'re sending too fast \u2013 try again in {{retry_after}} s',
     'widget.conversation_closed': 'This conversation was closed. Send a message to start a new one.',
-    'widget.too_long': 'Messages can be at most {{max}} characters.'
+    'widget.too_long': 'Messages can be at most {{max}} characters.',
+    'widget.identify_prompt': 'Tell us your name',
+    'widget.identify_name': 'Your name',
+    'widget.identify_email': 'Email (optional)',
+    'widget.identify_save': 'Save',
+    'widget.identify_cancel': 'Not now',
+    'widget.identify_thanks': 'Thanks, {{name}}!',
+    'widget.identify_failed': 'That did not work \u2013 please check your name and email.'
   };
 
   // ---------------------------------------------------------------------------
@@ -106,6 +116,7 @@
   var KEY_OUTBOX = 'chatorical:' + widgetKey + ':outbox';
   var KEY_SEEN = 'chatorical:' + widgetKey + ':seen';
   var KEY_THEME = 'chatorical:' + widgetKey + ':theme';
+  var KEY_IDENT = 'chatorical:' + widgetKey + ':identified';
   var mem = Object.create(null);
 
   function sget(k) {
@@ -189,6 +200,15 @@
   var notices = new Map();   // kind -> text
   var forceScroll = false;
   var ui = null;
+
+  // Who the visitor is (optional): told once per browser, through the form or identify().
+  var identified = sget(KEY_IDENT) === '1' || !!script.getAttribute('data-user-name');
+  var identOpen = false;     // the form is shown
+  var identWanted = null;    // { name, email } not stored yet (sent once there is a session)
+  var identBusy = false;
+  var identWaiters = [];     // identify() promises waiting for the answer
+  var identNote = '';        // thanks, or why it did not work
+  var identNoteTimer = 0;
 
   // ---------------------------------------------------------------------------
   // Small helpers
@@ -510,6 +530,11 @@
     var userHash = script.getAttribute('data-user-hash');
     if (userId) body.user_id = userId;
     if (userHash) body.user_hash = userHash.trim();
+    // Only honoured for a verified user: who they are, for the agents.
+    var userName = script.getAttribute('data-user-name');
+    var userEmail = script.getAttribute('data-user-email');
+    if (userId && userName && userName.trim()) body.user_name = userName.trim();
+    if (userId && userEmail && userEmail.trim()) body.user_email = userEmail.trim();
     if (navigator.language) body.locale = navigator.language;
     // Shown to agents on the topic's opening card; query and fragment stay private.
     if (location.protocol === 'https:' || location.protocol === 'http:') {
@@ -541,6 +566,7 @@
       switchView(cid);
       await backfill();
     }
+    sendIdentity(); // a name told before the session (or while offline) goes now
     return s.ws_token;
   }
 
@@ -879,6 +905,85 @@
   }
 
   // ---------------------------------------------------------------------------
+  // Identify: the visitor's name and email, for the agents (renames the chat's topic)
+  // ---------------------------------------------------------------------------
+
+  // Checked like the server does (name 1-128 characters, email one @ and at most 254);
+  // null when there is nothing valid to send.
+  function identityBody(who) {
+    var name = who && who.name != null ? String(who.name).trim() : '';
+    var email = who && who.email != null ? String(who.email).trim() : '';
+    if (!name && !email) return null;
+    if (charCount(name) > 128 || /[\u0000-\u001f\u007f]/.test(name)) return null;
+    if (email && (charCount(email) > 254 || !/^[^@\s]+@[^@\s]+$/.test(email))) return null;
+    var body = {};
+    if (name) body.name = name;
+    if (email) body.email = email;
+    return body;
+  }
+
+  function setIdentNote(text, fade) {
+    clearTimeout(identNoteTimer);
+    identNote = text;
+    if (fade) identNoteTimer = setTimeout(function () { identNote = ''; scheduleRender(); }, 6000);
+    scheduleRender();
+  }
+
+  function identify(who) {
+    var body = identityBody(who);
+    if (!body) {
+      setIdentNote(t('widget.identify_failed'), false);
+      return Promise.resolve(false);
+    }
+    identWanted = body;
+    return new Promise(function (resolve) {
+      identWaiters.push(resolve);
+      sendIdentity();
+    });
+  }
+
+  function identSettled(ok) {
+    var waiting = identWaiters;
+    identWaiters = [];
+    waiting.forEach(function (resolve) { resolve(ok); });
+  }
+
+  // Send what the visitor told, once there is a session. Offline, 5xx and an expired
+  // token keep it for the next session; a refusal (422) is final.
+  function sendIdentity() {
+    if (!identWanted || identBusy || !visitorToken || fatal) return;
+    var body = identWanted;
+    identBusy = true;
+    api('POST', '/v1/widget/identify', body, true).then(function (r) {
+      identBusy = false;
+      if (identWanted === body) identWanted = null;
+      identified = true;
+      identOpen = false;
+      sset(KEY_IDENT, '1');
+      setIdentNote(t('widget.identify_thanks', { name: (r && r.name) || body.name || body.email }), true);
+      if (identWanted) sendIdentity(); else identSettled(true);
+    }, function (err) {
+      identBusy = false;
+      var status = (err && err.status) || 0;
+      if (status === 429) {
+        setTimeout(sendIdentity, Math.max(1, err.retryAfter || 1) * 1000);
+      } else if (status >= 400 && status < 500 && status !== 401) {
+        if (identWanted === body) identWanted = null;
+        setIdentNote(t('widget.identify_failed'), false);
+        identSettled(false);
+      }
+    });
+  }
+
+  function showIdentForm(open) {
+    identOpen = open;
+    render();
+    if (!ui) return;
+    if (open) ui.identName.focus();
+    else if (!ui.identToggle.hidden) ui.identToggle.focus();
+  }
+
+  // ---------------------------------------------------------------------------
   // Seen marker, typing
   // ---------------------------------------------------------------------------
 
@@ -915,7 +1020,7 @@
     '.root *,.root *::before,.root *::after{box-sizing:border-box}',
     '.sr{position:absolute;width:1px;height:1px;margin:-1px;padding:0;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap;border:0}',
     'button{font:inherit;cursor:pointer}',
-    'button:focus-visible,textarea:focus-visible{outline:2px solid var(--a);outline-offset:2px}',
+    'button:focus-visible,textarea:focus-visible,input:focus-visible{outline:2px solid var(--a);outline-offset:2px}',
     '.launcher{position:relative;width:56px;height:56px;border-radius:50%;border:0;background:var(--a);color:var(--on-a);font-weight:600;',
     'box-shadow:0 4px 14px rgba(0,0,0,.22);display:flex;align-items:center;justify-content:center}',
     '.launcher:hover{filter:brightness(1.08)}',
@@ -957,6 +1062,15 @@
     'textarea:focus{outline:2px solid var(--a);outline-offset:-1px;border-color:transparent}',
     '.send{height:38px;padding:0 14px;border:0;border-radius:8px;background:var(--a);color:var(--on-a);font-weight:600}',
     '.send:disabled{opacity:.5;cursor:not-allowed}',
+    '.ident{padding:0 10px;border-top:1px solid #d0d7de;background:#fff}',
+    '.ident-toggle{margin:6px 0;padding:0;border:0;background:none;color:#59636e;font-size:12px;text-decoration:underline}',
+    '.ident-form{display:flex;flex-direction:column;gap:4px;padding:8px 0}',
+    '.ident-form label{font-size:12px;color:#59636e}',
+    '.ident-form input{margin:0 0 4px;padding:6px 8px;border:1px solid #d0d7de;border-radius:6px;font:inherit;color:#1f2328;background:#fff}',
+    '.ident-actions{display:flex;gap:8px}',
+    '.ident-actions button{height:32px;padding:0 12px;border-radius:8px;border:1px solid #d0d7de;background:#fff;color:#1f2328}',
+    '.ident-actions .ident-save{border:0;background:var(--a);color:var(--on-a);font-weight:600}',
+    '.ident-note{margin:6px 0;font-size:12px;color:#59636e}',
     '@media (prefers-reduced-motion:no-preference){.launcher,.send{transition:filter .15s,opacity .15s}}'
   ].join('');
 
@@ -971,6 +1085,20 @@
         '<ul class="list" aria-live="polite" aria-relevant="additions" data-testid="chatorical-messages"></ul>' +
         '<p class="typing" aria-live="polite" hidden></p>' +
         '<div class="notices" role="status" aria-live="polite" data-testid="chatorical-notice"></div>' +
+        '<div class="ident" data-testid="chatorical-identify">' +
+          '<button type="button" class="ident-toggle" aria-expanded="false" aria-controls="ident-form" data-testid="chatorical-identify-toggle"></button>' +
+          '<form class="ident-form" id="ident-form" novalidate hidden>' +
+            '<label for="ident-name"></label>' +
+            '<input id="ident-name" type="text" maxlength="128" autocomplete="name" data-testid="chatorical-identify-name">' +
+            '<label for="ident-email"></label>' +
+            '<input id="ident-email" type="email" maxlength="254" autocomplete="email" data-testid="chatorical-identify-email">' +
+            '<div class="ident-actions">' +
+              '<button type="submit" class="ident-save" data-testid="chatorical-identify-save"></button>' +
+              '<button type="button" class="ident-cancel"></button>' +
+            '</div>' +
+          '</form>' +
+          '<p class="ident-note" role="status" data-testid="chatorical-identify-note" hidden></p>' +
+        '</div>' +
         '<form class="form" novalidate>' +
           '<label class="sr" for="input"></label>' +
           '<textarea id="input" rows="1" maxlength="' + MAX_TEXT + '" autocomplete="off" data-testid="chatorical-input"></textarea>' +
@@ -1049,6 +1177,16 @@
       list: q('.list'),
       typing: q('.typing'),
       notices: q('.notices'),
+      ident: q('.ident'),
+      identToggle: q('.ident-toggle'),
+      identForm: q('.ident-form'),
+      identName: q('#ident-name'),
+      identEmail: q('#ident-email'),
+      identNameLabel: q('label[for="ident-name"]'),
+      identEmailLabel: q('label[for="ident-email"]'),
+      identSave: q('.ident-save'),
+      identCancel: q('.ident-cancel'),
+      identNote: q('.ident-note'),
       form: q('.form'),
       input: q('textarea'),
       send: q('.send'),
@@ -1070,6 +1208,15 @@
     ui.input.addEventListener('input', function () { autosize(); onInputTyping(); });
     ui.panel.addEventListener('keydown', function (e) {
       if (e.key === 'Escape') { e.preventDefault(); setOpen(false, true); }
+    });
+    ui.identToggle.addEventListener('click', function () { showIdentForm(true); });
+    ui.identCancel.addEventListener('click', function () { showIdentForm(false); });
+    // Its own form: saving a name never touches the message being typed.
+    ui.identForm.addEventListener('submit', function (e) {
+      e.preventDefault();
+      identify({ name: ui.identName.value, email: ui.identEmail.value }).then(function (ok) {
+        if (ok && ui) { ui.identName.value = ''; ui.identEmail.value = ''; }
+      });
     });
     ui.list.addEventListener('click', function (e) {
       var t = e.target;
@@ -1102,6 +1249,11 @@
     ui.input.setAttribute('placeholder', t('widget.placeholder'));
     ui.send.textContent = t('widget.send');
     ui.launcherText.textContent = t('widget.launcher');
+    ui.identToggle.textContent = t('widget.identify_prompt');
+    ui.identNameLabel.textContent = t('widget.identify_name');
+    ui.identEmailLabel.textContent = t('widget.identify_email');
+    ui.identSave.textContent = t('widget.identify_save');
+    ui.identCancel.textContent = t('widget.identify_cancel');
     if (notices.has('closed')) notices.set('closed', t('widget.conversation_closed'));
     ui.sigs = new WeakMap(); // messages and notices render again with the new words
     render();
@@ -1219,6 +1371,12 @@
       });
     }
     ui.send.disabled = Date.now() < limitedUntil;
+    ui.identForm.hidden = identified || !identOpen;
+    ui.identToggle.hidden = identified || identOpen;
+    ui.identToggle.setAttribute('aria-expanded', String(identOpen));
+    if (ui.identNote.textContent !== identNote) ui.identNote.textContent = identNote;
+    ui.identNote.hidden = !identNote;
+    ui.ident.hidden = identified && !identNote;
     renderStatus();
   }
 
@@ -1301,6 +1459,7 @@
     open: function () { setOpen(true, false); },
     close: function () { setOpen(false, false); },
     send: function (text) { return queueMessage(text); },
+    identify: function (who) { return identify(who); },
     state: function () {
       return {
         connected: ready,

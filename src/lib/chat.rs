@@ -12,19 +12,29 @@ use crate::db::{
     models::{ConversationRow, MessageRow, VisitorRow},
     repo,
 };
-use crate::domain::{ConversationId, TenantId, VisitorId, VisitorToken, new_id, now_ms, rfc3339};
+use crate::domain::{
+    ConversationId, Resource, Scope, ScopeAccess, TenantId, VisitorId, VisitorToken, new_id,
+    now_ms, rfc3339, text as display,
+};
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{Limiter, client_key};
 use crate::outbox::{self, Wakeup};
-use crate::quota::{Exceeded, Quota, Quotas};
+use crate::quota::{Exceeded, Quota, Quotas, Taken};
 use crate::realtime::{Hub, HubEvent, ServerFrame, WsClaims, WsTokenSigner};
-use crate::telegram::split;
-use crate::tenancy::Tenant;
+use crate::telegram::{split, topic::topic_name};
+use crate::tenancy::{Caller, Tenant};
 use crate::transaction;
 use crate::usage::{Metric, Usage};
 
 /// Longest message text, in characters.
 pub const MAX_TEXT_CHARS: usize = 8000;
+
+/// Longest conversation subject and visitor name, in characters (a forum topic's
+/// name in Telegram is at most 128 characters).
+pub const MAX_SUBJECT_CHARS: usize = 128;
+
+/// Longest email address, in characters.
+pub const MAX_EMAIL_CHARS: usize = 254;
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -169,6 +179,8 @@ pub struct ConversationView {
     pub updated_at: String,
     /// RFC 3339, if closed.
     pub closed_at: Option<String>,
+    /// The subject agents gave it (its Telegram topic is named after it), if any.
+    pub subject: Option<String>,
 }
 
 impl From<ConversationRow> for ConversationView {
@@ -176,6 +188,7 @@ impl From<ConversationRow> for ConversationView {
         ConversationView {
             id: r.id,
             visitor_id: r.visitor_id,
+            subject: r.subject,
             status: r.status,
             last_seq: r.last_seq,
             created_at: rfc3339(r.created_at),
@@ -221,6 +234,57 @@ pub struct SessionStart<'a> {
     pub user_id: Option<&'a str>,
     /// HMAC-SHA256 of `user_id` with the tenant's identity secret, lower-case hex.
     pub user_hash: Option<&'a str>,
+    /// The verified user's display name (ignored without a verified identity).
+    pub user_name: Option<&'a str>,
+    /// The verified user's email address (ignored without a verified identity).
+    pub user_email: Option<&'a str>,
+}
+
+/// What changes a conversation's topic name: every rename is one of these and goes
+/// through [`Chat::rename`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rename<'a> {
+    /// Agents give a conversation a subject (admin API, `/subject` in Telegram).
+    Subject {
+        /// The conversation.
+        conversation_id: &'a str,
+        /// The new subject (1–128 characters, trimmed).
+        subject: &'a str,
+    },
+    /// A visitor says who they are (widget identify, a verified identity's display
+    /// name): stored on the visitor; their open conversation's topic follows.
+    Visitor {
+        /// The visitor.
+        visitor_id: &'a str,
+        /// Their name, if given (1–128 characters; absent: unchanged).
+        name: Option<&'a str>,
+        /// Their email address, if given (absent: unchanged).
+        email: Option<&'a str>,
+    },
+}
+
+/// What a rename did. Hand it to [`Chat::rename_committed`] once the transaction it
+/// ran in is committed (dropped without that, its quota is given back).
+#[derive(Debug)]
+pub struct Renamed {
+    /// The conversation whose topic it concerns: the renamed one, or the visitor's open
+    /// conversation (none when the visitor has none).
+    pub conversation_id: Option<String>,
+    /// Whether the topic name changed, so a `RenameTopic` item was queued (when the
+    /// tenant has Telegram connected). `false` for a rename to the name it has, and for
+    /// a visitor's name past the plan's renames a day (stored; the topic keeps its name).
+    pub renamed: bool,
+    /// The rename taken from the plan's `topic_renames_per_day`.
+    quota: crate::quota::Taken,
+}
+
+/// What a visitor said about themselves (`POST /v1/widget/identify`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct VisitorIdentity {
+    /// The name they gave.
+    pub name: Option<String>,
+    /// The email address they gave.
+    pub email: Option<String>,
 }
 
 /// A conversation with a fresh socket token for it.
@@ -278,6 +342,52 @@ fn check_client_msg_id(id: &str) -> Result<()> {
             "client_msg_id must be 1-64 characters of A-Z, a-z, 0-9, '-' and '_'",
         ))
     }
+}
+
+/// A subject or a visitor's name as stored: trimmed, not blank, without NUL or other
+/// control characters, at most [`MAX_SUBJECT_CHARS`]; `validation_failed` naming
+/// `field` otherwise.
+pub fn check_label<'a>(field: &str, value: &'a str) -> Result<&'a str> {
+    let value = value.trim();
+    if value.contains('\0') {
+        return Err(Error::validation(
+            field,
+            format!("{field} must not contain NUL (U+0000)"),
+        ));
+    }
+    if display::is_blank(value) {
+        return Err(Error::validation(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    display::check_name(field, value, MAX_SUBJECT_CHARS)?;
+    Ok(value)
+}
+
+/// An email address, checked loosely: trimmed, one `@` with something on both sides,
+/// no spaces or control characters, at most [`MAX_EMAIL_CHARS`]; `validation_failed`
+/// naming `field` otherwise.
+pub fn check_email<'a>(field: &str, value: &'a str) -> Result<&'a str> {
+    let value = value.trim();
+    if value.chars().count() > MAX_EMAIL_CHARS {
+        return Err(Error::validation(
+            field,
+            format!("{field} must be at most {MAX_EMAIL_CHARS} characters"),
+        ));
+    }
+    let well_formed = value
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && value.matches('@').count() == 1
+        && !value.chars().any(display::is_invisible);
+    if !well_formed {
+        return Err(Error::validation(
+            field,
+            format!("{field} must be an email address like name@example.com"),
+        ));
+    }
+    Ok(value)
 }
 
 fn check_text(text: &str) -> Result<()> {
@@ -420,6 +530,21 @@ impl Chat {
             req.user_id,
             req.user_hash,
         )?;
+        // A display name and email count only with a verified identity (the host site
+        // vouches for them); an anonymous session's are ignored.
+        let told = match user_id {
+            Some(_) => Told {
+                name: req
+                    .user_name
+                    .map(|n| check_label("user_name", n))
+                    .transpose()?,
+                email: req
+                    .user_email
+                    .map(|e| check_email("user_email", e))
+                    .transpose()?,
+            },
+            None => Told::default(),
+        };
         let existing = self.resumable(&tenant, req.visitor_token).await?;
         if existing.is_none() {
             limiter.check_new_visitor(&tenant.id, &tenant.slug).await?;
@@ -429,6 +554,7 @@ impl Chat {
                 &tenant,
                 existing,
                 user_id.as_deref(),
+                told,
                 req.locale,
                 req.page_url,
             )
@@ -465,12 +591,15 @@ impl Chat {
     /// (and so its open conversation) on every device: on a device that has none of
     /// the visitor's tokens, a new token is added for that device — the other devices'
     /// tokens keep working. An anonymous visitor of this device that signs in becomes
-    /// the user's visitor, when the user has none yet.
+    /// the user's visitor, when the user has none yet. What a verified user's session
+    /// `told` (display name, email) is stored on the visitor and renames their open
+    /// conversation's topic ([`Chat::rename`]).
     async fn start_session(
         &self,
         tenant: &Tenant,
         existing: Option<(VisitorRow, VisitorToken)>,
         user_id: Option<&str>,
+        told: Told<'_>,
         locale: Option<&str>,
         page_url: Option<&str>,
     ) -> Result<Session> {
@@ -501,9 +630,21 @@ impl Chat {
                 (row, token)
             }
         };
-        let conversation =
-            repo::conversations::open_for_visitor(&mut conn, &tenant.id, &visitor.id).await?;
-        let conversation_id = conversation.map(|c| c.id);
+        let conversation_id = if told.name.is_some() || told.email.is_some() {
+            let change = Rename::Visitor {
+                visitor_id: &visitor.id,
+                name: told.name,
+                email: told.email,
+            };
+            let renamed = transaction!(&mut conn, |tx| self
+                .rename(tx, &tenant.id, change, now)
+                .await)?;
+            self.rename_committed(&tenant.id, renamed).1
+        } else {
+            repo::conversations::open_for_visitor(&mut conn, &tenant.id, &visitor.id)
+                .await?
+                .map(|c| c.id)
+        };
         let (ws_token, ws_token_expires_at) = self.ws_token(
             &tenant.id,
             &VisitorId::from(visitor.id.as_str()),
@@ -942,6 +1083,235 @@ impl Chat {
         }
         Ok(row.into())
     }
+
+    /// `PATCH /v1/admin/conversations/{id}`: give a conversation a subject
+    /// (`conversations:write`; another tenant's conversation is `not_found`). Its
+    /// Telegram topic is renamed after it; the same subject again changes nothing.
+    /// Returns the conversation and whether the topic name changed.
+    pub async fn set_subject(
+        &self,
+        caller: &Caller,
+        tenant: &Tenant,
+        conversation_id: &str,
+        subject: &str,
+    ) -> Result<(ConversationView, bool)> {
+        caller.require(&Scope::new(Resource::Conversations, ScopeAccess::Write))?;
+        caller.check_tenant(tenant)?;
+        let mut pc = self.db.conn().await?;
+        let mut conn = pc.as_conn();
+        let now = now_ms();
+        let change = Rename::Subject {
+            conversation_id,
+            subject,
+        };
+        let (row, renamed) = transaction!(&mut conn, |tx| {
+            let renamed = self.rename(tx, &tenant.id, change, now).await?;
+            let row = repo::conversations::get(tx, &tenant.id, conversation_id)
+                .await?
+                .ok_or_else(|| Error::not_found("conversation"))?;
+            Ok((row, renamed))
+        })?;
+        let (renamed, _) = self.rename_committed(&tenant.id, renamed);
+        Ok((row.into(), renamed))
+    }
+
+    /// `POST /v1/widget/identify`: the visitor says who they are (`name` and/or
+    /// `email`; at least one). Stored on the visitor; their open conversation's topic is
+    /// renamed after them unless it has a subject.
+    pub async fn identify(
+        &self,
+        visitor: &Visitor,
+        name: Option<&str>,
+        email: Option<&str>,
+    ) -> Result<VisitorIdentity> {
+        if name.is_none() && email.is_none() {
+            return Err(Error::validation("name", "give a name, an email or both"));
+        }
+        let mut pc = self.db.conn().await?;
+        let mut conn = pc.as_conn();
+        let now = now_ms();
+        let change = Rename::Visitor {
+            visitor_id: &visitor.id,
+            name,
+            email,
+        };
+        let tenant_id = &visitor.tenant_id;
+        let (row, renamed) = transaction!(&mut conn, |tx| {
+            let renamed = self.rename(tx, tenant_id, change, now).await?;
+            let row = repo::visitors::get(tx, tenant_id, &visitor.id)
+                .await?
+                .ok_or_else(|| Error::not_found("visitor"))?;
+            Ok((row, renamed))
+        })?;
+        self.rename_committed(tenant_id, renamed);
+        Ok(VisitorIdentity {
+            name: row.name,
+            email: row.email,
+        })
+    }
+
+    /// Every rename, from every entry point (the admin API, the widget's identify, a
+    /// verified identity's display name, `/subject` in Telegram), inside the caller's
+    /// transaction: check the input (`validation_failed` naming the field), store the
+    /// subject or the visitor's name and email, and — only when that changes the topic
+    /// name ([`topic_name`]) — queue a [`outbox::Job::RenameTopic`] in the
+    /// conversation's lane, after its earlier messages. A rename to the name the topic
+    /// has already changes nothing and queues nothing.
+    ///
+    /// The item's idempotency key is unique per rename (`conv_rename_<conversation>_<id>`):
+    /// every rename is delivered, and the delivery reads the name then, so renames
+    /// queued in a row coalesce into one call (see `telegram::delivery`).
+    pub async fn rename(
+        &self,
+        tx: &mut Conn<'_>,
+        tenant_id: &TenantId,
+        change: Rename<'_>,
+        now: i64,
+    ) -> Result<Renamed> {
+        // First what would change (checked input, reads only), then the writes.
+        let (conversation_id, renamed, checked) = match change {
+            Rename::Subject {
+                conversation_id,
+                subject,
+            } => {
+                let subject = check_label("subject", subject)?;
+                let conv = repo::conversations::get(tx, tenant_id, conversation_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("conversation"))?;
+                if conv.subject.as_deref() == Some(subject) {
+                    return Ok(Renamed {
+                        conversation_id: Some(conv.id),
+                        renamed: false,
+                        quota: Taken::nothing(),
+                    });
+                }
+                let visitor = repo::visitors::get(tx, tenant_id, &conv.visitor_id).await?;
+                let after = ConversationRow {
+                    subject: Some(subject.to_string()),
+                    ..conv.clone()
+                };
+                let renamed =
+                    topic_name(&conv, visitor.as_ref()) != topic_name(&after, visitor.as_ref());
+                let checked = Rename::Subject {
+                    conversation_id,
+                    subject,
+                };
+                (Some(conv.id), renamed, checked)
+            }
+            Rename::Visitor {
+                visitor_id,
+                name,
+                email,
+            } => {
+                let name = name.map(|n| check_label("name", n)).transpose()?;
+                let email = email.map(|e| check_email("email", e)).transpose()?;
+                let visitor = repo::visitors::get(tx, tenant_id, visitor_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("visitor"))?;
+                let conv = repo::conversations::open_for_visitor(tx, tenant_id, visitor_id).await?;
+                let after = VisitorRow {
+                    name: name.map(str::to_string).or_else(|| visitor.name.clone()),
+                    email: email.map(str::to_string).or_else(|| visitor.email.clone()),
+                    ..visitor.clone()
+                };
+                if after.name == visitor.name && after.email == visitor.email {
+                    return Ok(Renamed {
+                        conversation_id: conv.map(|c| c.id),
+                        renamed: false,
+                        quota: Taken::nothing(),
+                    });
+                }
+                let renamed = conv
+                    .as_ref()
+                    .is_some_and(|c| topic_name(c, Some(&visitor)) != topic_name(c, Some(&after)));
+                let checked = Rename::Visitor {
+                    visitor_id,
+                    name,
+                    email,
+                };
+                (conv.map(|c| c.id), renamed, checked)
+            }
+        };
+        // A rename that changes the topic's name is one of the plan's renames a day:
+        // an agent's is refused past the limit; a visitor's name is still stored, and
+        // the topic keeps the name it has.
+        let (renamed, quota) = if renamed {
+            let limit = crate::plans::for_tenant(tx, tenant_id)
+                .await?
+                .limits
+                .topic_renames_per_day;
+            match self
+                .quotas
+                .take(tenant_id, Quota::TopicRenamesPerDay, limit)
+                .await?
+            {
+                Ok(taken) => (true, taken),
+                Err(_) if matches!(checked, Rename::Visitor { .. }) => (false, Taken::nothing()),
+                Err(exceeded) => return Err(exceeded.into_error()),
+            }
+        } else {
+            (false, Taken::nothing())
+        };
+        match checked {
+            Rename::Subject {
+                conversation_id,
+                subject,
+            } => {
+                repo::conversations::set_subject(tx, tenant_id, conversation_id, subject).await?;
+            }
+            Rename::Visitor {
+                visitor_id,
+                name,
+                email,
+            } => {
+                repo::visitors::set_identity(tx, tenant_id, visitor_id, name, email).await?;
+            }
+        }
+        if let (true, Some(id)) = (renamed, &conversation_id)
+            && let Some(cfg) = repo::telegram::get(tx, tenant_id).await?
+        {
+            let job = outbox::Job::RenameTopic {
+                conversation_id: id.clone(),
+            };
+            let key = format!("conv_rename_{id}_{}", new_id("rn"));
+            let lane = outbox::telegram_lane(tenant_id, cfg.group_chat_id);
+            outbox::enqueue(tx, tenant_id, &job, &key, &lane, now).await?;
+        }
+        Ok(Renamed {
+            conversation_id,
+            renamed,
+            quota,
+        })
+    }
+
+    /// After the commit of a transaction that ran [`Chat::rename`]: the rename stays
+    /// counted (in the plan's quota and the usage), and the outbox workers of this
+    /// process wake for the queued rename. Returns whether the topic is renamed and the
+    /// conversation it concerns.
+    pub fn rename_committed(
+        &self,
+        tenant_id: &TenantId,
+        renamed: Renamed,
+    ) -> (bool, Option<String>) {
+        renamed.quota.keep();
+        if renamed.renamed {
+            self.usage.record(tenant_id, Metric::TopicRenames, 1);
+            self.wake.wake();
+        }
+        (renamed.renamed, renamed.conversation_id)
+    }
+
+    /// Wake this process's outbox workers (after a commit that queued items).
+    pub fn wake_outbox(&self) {
+        self.wake.wake();
+    }
+}
+
+/// What a session says about its verified user (display name, email), checked.
+#[derive(Debug, Clone, Copy, Default)]
+struct Told<'a> {
+    name: Option<&'a str>,
+    email: Option<&'a str>,
 }
 
 fn new_visitor(
@@ -961,6 +1331,8 @@ fn new_visitor(
         last_seen_at: now,
         page_url: page_url.map(str::to_string),
         external_user_id: user_id.map(str::to_string),
+        name: None,
+        email: None,
     }
 }
 

@@ -197,6 +197,48 @@ pub const CATALOGUE: &[StringDef] = &[
         &["max"],
         "notice when a message is too long",
     ),
+    def(
+        "widget.identify_prompt",
+        "Tell us your name",
+        &[],
+        "button that opens the optional name form",
+    ),
+    def(
+        "widget.identify_name",
+        "Your name",
+        &[],
+        "label of the name field",
+    ),
+    def(
+        "widget.identify_email",
+        "Email (optional)",
+        &[],
+        "label of the email field",
+    ),
+    def(
+        "widget.identify_save",
+        "Save",
+        &[],
+        "name form's save button",
+    ),
+    def(
+        "widget.identify_cancel",
+        "Not now",
+        &[],
+        "name form's button that closes it",
+    ),
+    def(
+        "widget.identify_thanks",
+        "Thanks, {{name}}!",
+        &["name"],
+        "shown after the name was saved (the name, or the email without one)",
+    ),
+    def(
+        "widget.identify_failed",
+        "That did not work \u{2013} please check your name and email.",
+        &[],
+        "shown when the name form could not be saved",
+    ),
 ];
 
 /// Built-in German texts (`de`), so that `de`, `de-AT`, `de-CH`… read German.
@@ -245,6 +287,16 @@ const DE: &[(&str, &str)] = &[
     (
         "widget.too_long",
         "Nachrichten d\u{fc}rfen h\u{f6}chstens {{max}} Zeichen lang sein.",
+    ),
+    ("widget.identify_prompt", "Sagen Sie uns Ihren Namen"),
+    ("widget.identify_name", "Ihr Name"),
+    ("widget.identify_email", "E-Mail (optional)"),
+    ("widget.identify_save", "Speichern"),
+    ("widget.identify_cancel", "Nicht jetzt"),
+    ("widget.identify_thanks", "Danke, {{name}}!"),
+    (
+        "widget.identify_failed",
+        "Das hat nicht geklappt \u{2013} bitte pr\u{fc}fen Sie Name und E-Mail.",
     ),
 ];
 

@@ -155,12 +155,19 @@ pub struct Exceeded {
 }
 
 impl Exceeded {
-    /// Seconds until `resets_at` (0 for the cap), from `now` (epoch ms).
+    /// Seconds from `now` (epoch ms) until `resets_at` (0 for the cap).
     pub fn retry_after_secs(&self, now: i64) -> u64 {
-        match self.quota.is_daily() {
-            true => u64::try_from((next_midnight(now) - now + 999) / 1000).unwrap_or(0),
-            false => 0,
-        }
+        let Some(at) = self
+            .resets_at
+            .as_deref()
+            .and_then(|at| humantime::parse_rfc3339(at).ok())
+        else {
+            return 0;
+        };
+        let at = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        u64::try_from((at - now + 999) / 1000).unwrap_or(0)
     }
 
     /// The error: 429 `quota_exceeded` with these details.
@@ -207,23 +214,33 @@ pub fn next_midnight(now: i64) -> i64 {
     (now.div_euclid(DAY_MS) + 1) * DAY_MS
 }
 
-/// What [`Quotas::take`] took: give it back with [`Quotas::give_back`] when the write
-/// it was taken for does not happen.
+/// What [`Quotas::take`] took. [`Taken::keep`] it once the write it was taken for is
+/// committed; dropped without that (an error, a rollback, a duplicate), it is given back.
 #[derive(Debug)]
-#[must_use = "give a taken quota back when the write does not happen"]
+#[must_use = "keep a taken quota once the write is committed; dropping it gives it back"]
 pub struct Taken {
-    /// `None`: nothing was counted (no limit, or Redis down and failing open).
-    counter: Option<Counter>,
+    /// `None`: nothing is counted (no limit, Redis down and failing open, or kept).
+    held: Option<(Counter, Arc<Quotas>)>,
 }
 
 impl Taken {
     /// Nothing taken (an unlimited quota).
     pub fn nothing() -> Self {
-        Taken { counter: None }
+        Taken { held: None }
     }
 
     /// The write it was taken for happened: it stays taken.
-    pub fn keep(self) {}
+    pub fn keep(mut self) {
+        self.held = None;
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if let Some((counter, quotas)) = self.held.take() {
+            quotas.give_back_now(counter);
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -319,7 +336,7 @@ impl Quotas {
     /// (`None`: unlimited, nothing is counted). Over the limit: `Err(Exceeded)` and
     /// nothing is taken.
     pub async fn take(
-        &self,
+        self: &Arc<Self>,
         tenant_id: &TenantId,
         quota: Quota,
         limit: Option<u32>,
@@ -335,7 +352,7 @@ impl Quotas {
         };
         Ok(match answer {
             Took::Yes => Ok(Taken {
-                counter: Some(counter),
+                held: Some((counter, self.clone())),
             }),
             Took::Unchecked => Ok(Taken::nothing()),
             Took::No(used) => Err(Exceeded {
@@ -347,29 +364,46 @@ impl Quotas {
         })
     }
 
-    /// Give back what [`Quotas::take`] took (the write did not happen).
-    pub async fn give_back(&self, taken: Taken) {
-        let Some(counter) = taken.counter else {
+    /// Give back what [`Quotas::take`] took (the write did not happen), and wait until
+    /// it is back (dropping the [`Taken`] gives it back in the background).
+    pub async fn give_back(&self, mut taken: Taken) {
+        let Some((counter, _)) = taken.held.take() else {
             return;
         };
         match &self.cluster {
-            Some(cluster) => {
-                let key = self.redis_key(cluster, &counter);
-                let mut conn = cluster.conn();
-                let mut call = self.give_back.key(&key);
-                call.arg(1);
-                let answer =
-                    tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<i64>(&mut conn)).await;
-                if !matches!(answer, Ok(Ok(_))) {
-                    self.redis_failed(counter.quota, "give back");
+            Some(cluster) => self.give_back_redis(cluster, &counter).await,
+            None => self.give_back_local(&counter),
+        }
+    }
+
+    /// From [`Taken`]'s drop: at once in this process; with Redis, on a task.
+    fn give_back_now(self: Arc<Self>, counter: Counter) {
+        match self.cluster.clone() {
+            None => self.give_back_local(&counter),
+            Some(cluster) => match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move { self.give_back_redis(&cluster, &counter).await });
                 }
-            }
-            None => {
-                let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(used) = local.get_mut(&counter) {
-                    *used = used.saturating_sub(1);
-                }
-            }
+                Err(_) => self.redis_failed(counter.quota, "give back outside the runtime"),
+            },
+        }
+    }
+
+    fn give_back_local(&self, counter: &Counter) {
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(used) = local.get_mut(counter) {
+            *used = used.saturating_sub(1);
+        }
+    }
+
+    async fn give_back_redis(&self, cluster: &Cluster, counter: &Counter) {
+        let key = self.redis_key(cluster, counter);
+        let mut conn = cluster.conn();
+        let mut call = self.give_back.key(&key);
+        call.arg(1);
+        let answer = tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<i64>(&mut conn)).await;
+        if !matches!(answer, Ok(Ok(_))) {
+            self.redis_failed(counter.quota, "give back");
         }
     }
 

@@ -49,6 +49,7 @@ use crate::db::{Db, models::UsageRow, repo};
 use crate::domain::TenantId;
 use crate::domain::{now_ms, rfc3339};
 use crate::error::{Error, Result};
+use crate::quota::Quota;
 use crate::transaction;
 
 /// How long a day's Redis hash lives after its last write.
@@ -520,12 +521,46 @@ pub struct UsageReport {
     pub days: Vec<UsageDay>,
     /// Sums over all reported days.
     pub totals: UsageCounts,
+    /// The tenant's plan now.
+    pub plan: PlanSummary,
+    /// Every quota of the plan: its limit, what is used today (open now, for
+    /// `active_conversations`), what remains and when it resets.
+    pub quotas: Vec<QuotaUsage>,
+}
+
+/// Which plan a tenant is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PlanSummary {
+    /// Plan code.
+    pub code: String,
+    /// Plan name.
+    pub name: String,
+    /// Days closed conversations are kept; `null`: unlimited.
+    pub retention_days: Option<u32>,
+}
+
+/// Where a tenant stands on one quota of its plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuotaUsage {
+    /// The quota (the plan's limit field).
+    pub quota: String,
+    /// The plan's limit; `null`: unlimited.
+    pub limit: Option<u64>,
+    /// Used today (open now, for `active_conversations`).
+    pub used: u64,
+    /// What is left today; `null`: unlimited.
+    pub remaining: Option<u64>,
+    /// When the count starts again (next 00:00 UTC); `null` for the open-conversation
+    /// cap.
+    pub resets_at: Option<String>,
 }
 
 /// The tenant's usage for the last `days` days (1–[`MAX_DAYS`], today included), as
-/// stored in `usage_daily` (with Redis: as of the last summary).
+/// stored in `usage_daily` (with Redis: as of the last summary), and where it stands on
+/// its plan's quotas now (from `quotas`' counters).
 pub async fn show(
     db: &Db,
+    quotas: &crate::quota::Quotas,
     caller: &crate::tenancy::Caller,
     tenant: &crate::tenancy::Tenant,
     days: u32,
@@ -565,6 +600,31 @@ pub async fn show(
             totals.add(metric, row.count);
         }
     }
+    let mut conn = pc.as_conn();
+    let plan = crate::plans::for_tenant(&mut conn, tenant_id).await?;
+    let open = repo::conversations::count_open(&mut conn, tenant_id).await?;
+    drop(pc);
+    let mut standing = Vec::new();
+    for quota in crate::quota::Quota::ALL {
+        let limit = match quota {
+            Quota::ConversationStartsPerDay => plan.limits.conversation_starts_per_day,
+            Quota::MessagesPerDay => plan.limits.messages_per_day,
+            Quota::TopicRenamesPerDay => plan.limits.topic_renames_per_day,
+            Quota::ActiveConversations => plan.limits.active_conversations,
+        }
+        .map(u64::from);
+        let used = match quota {
+            Quota::ActiveConversations => u64::try_from(open).unwrap_or(0),
+            daily => quotas.used_today(&tenant.id, daily).await?,
+        };
+        standing.push(QuotaUsage {
+            quota: quota.as_str().to_string(),
+            limit,
+            used,
+            remaining: limit.map(|l| l.saturating_sub(used)),
+            resets_at: quota.is_daily().then(|| quotas.resets_at()),
+        });
+    }
     Ok(UsageReport {
         tenant_id: tenant_id.to_string(),
         from,
@@ -574,6 +634,12 @@ pub async fn show(
             .map(|(day, counts)| UsageDay { day, counts })
             .collect(),
         totals,
+        plan: PlanSummary {
+            code: plan.code.to_string(),
+            name: plan.name,
+            retention_days: plan.limits.retention_days,
+        },
+        quotas: standing,
     })
 }
 
@@ -593,7 +659,7 @@ mod tests {
         for m in Metric::ALL {
             assert_eq!(Metric::parse(m.as_str()), Some(m));
         }
-        assert_eq!(Metric::parse("topic_renames"), None);
+        assert_eq!(Metric::parse("topic_rename"), None);
     }
 
     #[test]

@@ -375,6 +375,7 @@ async fn typing_is_throttled_per_conversation_across_nodes() {
         &t.id,
         &v.conversation_id,
         i64::from(thread),
+        "typing",
     )
     .await
     .expect("topic recorded");

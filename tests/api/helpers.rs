@@ -239,6 +239,29 @@ impl TestApp {
         }
     }
 
+    /// Put the tenant on a plan without limits (created on first use), for tests that
+    /// start more conversations or send more messages than the `free` plan allows.
+    pub(crate) async fn unlimited(&self, tenant: &TenantFixture) {
+        let (status, p) = self
+            .json(
+                Method::PUT,
+                "/v1/admin/plans/unlimited",
+                Some(&self.platform_key),
+                Some(json!({"name": "Unlimited", "active": true, "limits": {}, "channels": ["widget", "telegram"], "features": {}})),
+            )
+            .await;
+        assert!(status.is_success(), "{status}: {p}");
+        let (status, r) = self
+            .json(
+                Method::PUT,
+                &format!("/v1/admin/tenants/{}/plan", tenant.slug),
+                Some(&self.platform_key),
+                Some(json!({"plan": "unlimited"})),
+            )
+            .await;
+        assert!(status.is_success(), "{status}: {r}");
+    }
+
     /// Issue a tenant key with the given scopes (via the platform key).
     pub(crate) async fn key(&self, tenant: &TenantFixture, scopes: &[&str]) -> (String, String) {
         let (status, k) = self

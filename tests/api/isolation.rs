@@ -151,6 +151,13 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
             Some(StatusCode::NOT_FOUND),
         ),
         (
+            "patch",
+            "/v1/admin/conversations/{id}",
+            format!("/v1/admin/conversations/{conv}"),
+            Some(json!({"subject": "injected"})),
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
             "post",
             "/v1/admin/conversations/{id}/close",
             format!("/v1/admin/conversations/{conv}/close"),
@@ -392,7 +399,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         probed, documented,
         "every admin route is probed, and only those"
     );
-    assert_eq!(probes.len(), 33);
+    assert_eq!(probes.len(), 34);
 
     for (method, template, url, body, expected) in &probes {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");

@@ -271,13 +271,17 @@ async fn usage_and_identity_operations_check_the_caller(b: Backend) {
     let not_found = chatorical::error::ErrorCode::NotFound;
 
     let reader = key_with(&["usage:read"]).await;
-    assert!(chatorical::usage::show(db, &reader, &acme, 7).await.is_ok());
+    assert!(
+        chatorical::usage::show(db, &app.state.quotas, &reader, &acme, 7)
+            .await
+            .is_ok()
+    );
     let no_usage = key_with(&["settings:read"]).await;
-    let e = chatorical::usage::show(db, &no_usage, &acme, 7)
+    let e = chatorical::usage::show(db, &app.state.quotas, &no_usage, &acme, 7)
         .await
         .expect_err("no scope");
     assert_eq!(e.code, forbidden);
-    let e = chatorical::usage::show(db, &outsider, &acme, 7)
+    let e = chatorical::usage::show(db, &app.state.quotas, &outsider, &acme, 7)
         .await
         .expect_err("other tenant");
     assert_eq!(e.code, forbidden, "other's key lacks usage:read first");

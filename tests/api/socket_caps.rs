@@ -137,6 +137,7 @@ async fn typing_from_thirty_sockets_is_throttled_per_conversation_and_budgeted(b
             &t.tenant.id,
             &v.conversation_id,
             i64::from(thread),
+            &format!("topic {i}"),
         )
         .await
         .expect("topic recorded");

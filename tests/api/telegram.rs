@@ -319,6 +319,7 @@ async fn visitor_message_opens_a_topic_and_agent_reply_reaches_the_socket(b: Bac
 
 async fn two_workers_and_a_hundred_conversations_make_a_hundred_topics(b: Backend) {
     let t = spawn_with_telegram(b, |_| {}).await;
+    t.app.unlimited(&t.tenant).await;
     // A second worker beside the one inside `serve`.
     let state = &t.app.state;
     let delivery = Arc::new(TelegramDelivery::new(

@@ -62,6 +62,12 @@
 //!   else 400 `Bad Request: CHAT_ADMIN_REQUIRED`; closing a closed topic,
 //!   reopening an open one or an edit that changes nothing gives 400
 //!   `Bad Request: TOPIC_NOT_MODIFIED`;
+//! - `editForumTopic` (`chat_id`, `message_thread_id`, optional `name` and
+//!   `icon_custom_emoji_id`; teloxide sends it as JSON): an absent or empty
+//!   `name` keeps the topic's name, as Telegram documents; a name over 128
+//!   characters is refused like in `createForumTopic`. Topic names are counted
+//!   in UTF-16 code units (never laxer than Telegram). [`Call::name`] reads the
+//!   `name` a recorded call asked for;
 //! - a bot whose membership is `restricted` (no right to send messages) gets 400
 //!   `Bad Request: not enough rights to send text messages to the chat` from
 //!   `sendMessage` and `sendChatAction`;
@@ -137,7 +143,7 @@ pub(crate) const DEFAULT_ICON_COLOR: u32 = 0x6F_B9_F0;
 /// Longest text `sendMessage` accepts, in UTF-16 code units.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 4096;
 
-/// Longest forum topic name, in characters.
+/// Longest forum topic name, in characters (UTF-16 code units).
 pub(crate) const MAX_TOPIC_NAME_CHARS: usize = 128;
 
 /// Chat title used by the update builders, which do not know the group.
@@ -249,6 +255,11 @@ impl Call {
     /// The `text` parameter, if present.
     pub(crate) fn text(&self) -> Option<&str> {
         self.params.get("text")?.as_str()
+    }
+
+    /// The `name` parameter (`createForumTopic`, `editForumTopic`), if present.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.params.get("name")?.as_str()
     }
 }
 
@@ -1433,7 +1444,12 @@ impl WorldState {
         let chat_id = req.chat_id()?;
         let thread_id = req.required_thread_id()?;
         let new_name = match action {
-            TopicAction::Edit => req.str("name").map(validate_topic_name).transpose()?,
+            // Absent or empty: the topic keeps its name.
+            TopicAction::Edit => req
+                .str("name")
+                .filter(|n| !n.is_empty())
+                .map(validate_topic_name)
+                .transpose()?,
             _ => None,
         };
         let new_emoji = req.get("icon_custom_emoji_id").is_some();
@@ -1555,8 +1571,9 @@ enum TopicAction {
     Delete,
 }
 
+/// A topic name: 1..=128 characters, counted in UTF-16 code units.
 fn validate_topic_name(name: String) -> Result<String, ApiFailure> {
-    let chars = name.chars().count();
+    let chars = name.encode_utf16().count();
     if chars == 0 {
         Err(ApiFailure::bad_request("TOPIC_TITLE_EMPTY"))
     } else if chars > MAX_TOPIC_NAME_CHARS {

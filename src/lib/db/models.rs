@@ -80,6 +80,10 @@ pub struct VisitorRow {
     pub page_url: Option<String>,
     /// The verified user id of the host site (identity verification), if any.
     pub external_user_id: Option<String>,
+    /// The name the visitor gave (widget identify, or a verified identity's display name).
+    pub name: Option<String>,
+    /// The email address the visitor gave.
+    pub email: Option<String>,
 }
 
 /// A conversation row.
@@ -106,6 +110,10 @@ pub struct ConversationRow {
     pub telegram_topic_id: Option<i64>,
     /// Whether the topic was closed (closeForumTopic) with the conversation.
     pub telegram_topic_closed: bool,
+    /// The subject agents gave the conversation (names its topic).
+    pub subject: Option<String>,
+    /// The name the topic was last given in Telegram (created or renamed).
+    pub telegram_topic_name: Option<String>,
 }
 
 /// A message row.

@@ -44,6 +44,8 @@ diesel::table! {
         last_seen_at -> BigInt,
         page_url -> Nullable<Text>,
         external_user_id -> Nullable<Text>,
+        name -> Nullable<Text>,
+        email -> Nullable<Text>,
     }
 }
 
@@ -59,6 +61,8 @@ diesel::table! {
         closed_at -> Nullable<BigInt>,
         telegram_topic_id -> Nullable<BigInt>,
         telegram_topic_closed -> Bool,
+        subject -> Nullable<Text>,
+        telegram_topic_name -> Nullable<Text>,
     }
 }
 

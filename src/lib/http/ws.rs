@@ -32,6 +32,7 @@ use crate::http::{
     extract::{Query, check_origin, origin},
 };
 use crate::limits::{Limit, retry_after_secs};
+use crate::quota::Exceeded;
 use crate::realtime::{
     ClientFrame, Delivery, HubEvent, ServerFrame, SocketSlot, Subscription, WsClaims,
 };
@@ -450,6 +451,8 @@ impl SocketSession {
                 ServerFrame::Limit {
                     code: "rate_limited".into(),
                     retry_after,
+                    client_msg_id: None,
+                    details: None,
                 },
             )
             .await;
@@ -472,6 +475,8 @@ impl SocketSession {
                     let frame = ServerFrame::Limit {
                         code: "rate_limited".into(),
                         retry_after: retry_after_secs(wait),
+                        client_msg_id: Some(client_msg_id),
+                        details: None,
                     };
                     return reply(socket, frame).await;
                 }
@@ -482,7 +487,9 @@ impl SocketSession {
                             self.conversation_id = Some(conv.conversation.id.into());
                             self.subscribe();
                         }
-                        Err(e) => return reply(socket, error_frame(&e)).await,
+                        Err(e) => {
+                            return reply(socket, error_frame(&e, Some(client_msg_id))).await;
+                        }
                     }
                 }
                 let Some(conv) = self.conversation_id.clone() else {
@@ -508,14 +515,24 @@ impl SocketSession {
                         )
                         .await
                     }
-                    Err(e) => reply(socket, error_frame(&e)).await,
+                    Err(e) => reply(socket, error_frame(&e, Some(client_msg_id))).await,
                 }
             }
         }
     }
 }
 
-fn error_frame(e: &Error) -> ServerFrame {
+/// The frame for a failed `send` (`client_msg_id`): a `limit` frame for a plan quota,
+/// else an `error` frame.
+fn error_frame(e: &Error, client_msg_id: Option<String>) -> ServerFrame {
+    if let Some(exceeded) = Exceeded::from_error(e) {
+        return ServerFrame::Limit {
+            code: e.code.as_str().into(),
+            retry_after: exceeded.retry_after_secs(now_ms()),
+            client_msg_id,
+            details: e.details.clone(),
+        };
+    }
     if e.is_internal() {
         tracing::error!(code = %e.code, cause = ?e.source.as_ref().map(ToString::to_string), "socket frame failed");
     }

@@ -23,6 +23,13 @@ pub enum Job {
         /// The conversation whose topic to close.
         conversation_id: ConversationId,
     },
+    /// Give a conversation's forum topic its current name (read when delivered: see
+    /// [`crate::telegram::topic::topic_name`]). Nothing to do while it has no topic.
+    #[serde(rename = "telegram.rename_topic")]
+    RenameTopic {
+        /// The conversation whose topic to rename.
+        conversation_id: String,
+    },
     /// Send an operator's text into the group (into a topic, or the default topic).
     #[serde(rename = "telegram.send_text")]
     SendText {
@@ -65,6 +72,7 @@ impl Job {
         match self {
             Job::SendMessage(_) => "telegram.send_message",
             Job::CloseTopic { .. } => "telegram.close_topic",
+            Job::RenameTopic { .. } => "telegram.rename_topic",
             Job::SendText { .. } => "telegram.send_text",
         }
     }
@@ -128,7 +136,15 @@ mod tests {
         let close = Job::CloseTopic {
             conversation_id: "cv_9".into(),
         };
-        for job in [whole, part, text, close] {
+        let rename = Job::RenameTopic {
+            conversation_id: "cv_8".into(),
+        };
+        assert_eq!(rename.kind(), "telegram.rename_topic");
+        assert_eq!(
+            rename.payload(),
+            serde_json::json!({"conversation_id": "cv_8"})
+        );
+        for job in [whole, part, text, close, rename] {
             let back = Job::parse(job.kind(), &job.payload().to_string()).expect("parses");
             assert_eq!(back, job);
         }

@@ -47,12 +47,21 @@ pub enum ServerFrame {
         /// Which conversation.
         conversation_id: String,
     },
-    /// A rate limit was hit; wait `retry_after` seconds.
+    /// A limit was hit: a rate limit (`rate_limited`; wait `retry_after` seconds) or a
+    /// quota of the tenant's plan (`quota_exceeded`, with `details {quota, limit, used,
+    /// resets_at}`; `retry_after` counts to `resets_at`, 0 for the open-conversation
+    /// cap). The `send` it refused (`client_msg_id`) was not stored.
     Limit {
         /// Stable code.
         code: String,
         /// Seconds.
         retry_after: u64,
+        /// The refused `send`, when a send was refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+        /// What limit, for a plan quota.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<serde_json::Value>,
     },
     /// A frame could not be handled.
     Error {

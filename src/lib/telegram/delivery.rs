@@ -1,23 +1,24 @@
 //! Delivering outbox items to Telegram: a topic per conversation (created on the
 //! first delivery, re-created when Telegram says it is gone), visitor messages into
-//! it, topics closed with their conversations.
+//! it, topics renamed and closed with their conversations.
 
 use std::{sync::Arc, time::Duration};
 
 use teloxide::{
     Bot, RequestError,
-    payloads::SendMessageSetters,
+    payloads::{EditForumTopicSetters, SendMessageSetters},
     prelude::Requester,
     types::{ChatId, MessageId, ThreadId},
 };
 
-use super::{Bots, classify, is_no_topic_rights, is_thread_gone, split};
+use super::{Bots, classify, is_no_topic_rights, is_thread_gone, split, topic::topic_name};
 use crate::config::WorkerSettings;
 use crate::db::{
     Db,
     models::{ConversationRow, OutboxRow, TelegramConfigRow},
     repo,
 };
+use crate::domain::text::escape_controls;
 use crate::outbox::{
     self, Job, Outcome,
     budget::{Budgets, Rate, message_rates},
@@ -209,6 +210,9 @@ impl TelegramDelivery {
             Job::CloseTopic { conversation_id } => {
                 self.close_topic(cfg, &bot, &conversation_id).await
             }
+            Job::RenameTopic { conversation_id } => {
+                self.rename_topic(cfg, &bot, &conversation_id).await
+            }
             Job::SendText { text, topic_id } => {
                 // Texts are split when queued; one queued whole that is too long (an
                 // older item) still goes, as parts.
@@ -358,10 +362,7 @@ impl TelegramDelivery {
                     .await
                 {
                     Ok(_) => {}
-                    Err(e)
-                        if e.to_string()
-                            .to_ascii_lowercase()
-                            .contains("topic_not_modified") => {}
+                    Err(e) if is_not_modified(&e) => {}
                     Err(e) if is_thread_gone(&e) => return Ok(Some(t)),
                     Err(e) => return Err(Step::Api(e)),
                 }
@@ -383,10 +384,10 @@ impl TelegramDelivery {
         let visitor =
             repo::visitors::get(&mut pc.as_conn(), &cfg.tenant_id, &conv.visitor_id).await?;
         drop(pc);
-        let name = topic_name(&conv.id, &conv.visitor_id);
+        let name = topic_name(conv, visitor.as_ref());
         bot.pace().await;
         let created = match bot
-            .create_forum_topic(ChatId(cfg.group_chat_id), name)
+            .create_forum_topic(ChatId(cfg.group_chat_id), name.clone())
             .await
         {
             Ok(t) => i64::from(t.thread_id.0.0),
@@ -397,9 +398,14 @@ impl TelegramDelivery {
             Err(e) => return Err(Step::Api(e)),
         };
         let mut pc = self.db.conn().await?;
-        let recorded =
-            repo::conversations::set_topic(&mut pc.as_conn(), &cfg.tenant_id, &conv.id, created)
-                .await?;
+        let recorded = repo::conversations::set_topic(
+            &mut pc.as_conn(),
+            &cfg.tenant_id,
+            &conv.id,
+            created,
+            &name,
+        )
+        .await?;
         if !recorded {
             // Only after a lost lease: another delivery recorded a topic first; use it.
             let conv =
@@ -442,11 +448,7 @@ impl TelegramDelivery {
             .await
         {
             Ok(_) => {}
-            Err(e)
-                if is_thread_gone(&e)
-                    || e.to_string()
-                        .to_ascii_lowercase()
-                        .contains("topic_not_modified") => {}
+            Err(e) if is_thread_gone(&e) || is_not_modified(&e) => {}
             Err(e) => return Err(Step::Api(e)),
         }
         let mut pc = self.db.conn().await?;
@@ -459,6 +461,65 @@ impl TelegramDelivery {
         .await?;
         Ok(())
     }
+
+    /// Give the conversation's topic its current name (editForumTopic). Read now, not
+    /// when the rename was queued: of several renames queued in a row the first makes
+    /// the call and the others find the name applied already; a retry after a call
+    /// whose answer was lost gets TOPIC_NOT_MODIFIED, which counts as done. Nothing to
+    /// do without a topic (the one created later takes the current name) or when
+    /// Telegram says the topic is gone (the next message re-creates it, named).
+    async fn rename_topic(
+        &self,
+        cfg: &TelegramConfigRow,
+        bot: &GroupBot<'_>,
+        conversation_id: &str,
+    ) -> Result<(), Step> {
+        let mut pc = self.db.conn().await?;
+        let mut conn = pc.as_conn();
+        let Some(conv) =
+            repo::conversations::get(&mut conn, &cfg.tenant_id, conversation_id).await?
+        else {
+            return Ok(());
+        };
+        let Some(topic) = conv.telegram_topic_id else {
+            return Ok(());
+        };
+        let visitor = repo::visitors::get(&mut conn, &cfg.tenant_id, &conv.visitor_id).await?;
+        drop(pc);
+        let name = topic_name(&conv, visitor.as_ref());
+        if conv.telegram_topic_name.as_deref() == Some(name.as_str()) {
+            return Ok(());
+        }
+        bot.pace().await;
+        match bot
+            .edit_forum_topic(ChatId(cfg.group_chat_id), thread(topic))
+            .name(name.clone())
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_not_modified(&e) => {}
+            Err(e) if is_thread_gone(&e) => return Ok(()),
+            Err(e) => return Err(Step::Api(e)),
+        }
+        let mut pc = self.db.conn().await?;
+        repo::conversations::set_topic_name(
+            &mut pc.as_conn(),
+            &cfg.tenant_id,
+            conversation_id,
+            topic,
+            &name,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Telegram's answer to a topic call that changes nothing (closing a closed topic,
+/// renaming it to its name): the wanted state holds already.
+fn is_not_modified(e: &RequestError) -> bool {
+    e.to_string()
+        .to_ascii_lowercase()
+        .contains("topic_not_modified")
 }
 
 impl Deliver for TelegramDelivery {
@@ -477,20 +538,6 @@ pub(crate) fn thread(id: i64) -> ThreadId {
     ThreadId(MessageId(i32::try_from(id).unwrap_or(i32::MAX)))
 }
 
-fn short_id(id: &str) -> &str {
-    let n = id.len();
-    &id[n.saturating_sub(6)..]
-}
-
-/// `Visitor 3f2a1b · cv 9c0d11`: recognisable, and unique per conversation.
-pub fn topic_name(conversation_id: &str, visitor_id: &str) -> String {
-    format!(
-        "Visitor {} · cv {}",
-        short_id(visitor_id),
-        short_id(conversation_id)
-    )
-}
-
 fn opening_card(conv: &ConversationRow, visitor: Option<&crate::db::models::VisitorRow>) -> String {
     let page = visitor
         .and_then(|v| v.page_url.as_deref())
@@ -502,8 +549,16 @@ fn opening_card(conv: &ConversationRow, visitor: Option<&crate::db::models::Visi
         Some(user) => format!("verified user {user}"),
         None => "not verified".to_string(),
     };
+    // What the visitor said about themselves, when they did (one line each).
+    let told: String = [
+        ("Name", visitor.and_then(|v| v.name.as_deref())),
+        ("Email", visitor.and_then(|v| v.email.as_deref())),
+    ]
+    .into_iter()
+    .filter_map(|(label, value)| Some(format!("\n{label}: {}", escape_controls(value?))))
+    .collect();
     format!(
-        "New conversation {}\nVisitor: {}\nPage: {page}\nLocale: {locale}\nIdentity: {identity}\n\nReply in this topic to answer the visitor.",
+        "New conversation {}\nVisitor: {}{told}\nPage: {page}\nLocale: {locale}\nIdentity: {identity}\n\nReply in this topic to answer the visitor.",
         conv.id, conv.visitor_id
     )
 }

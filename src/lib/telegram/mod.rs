@@ -5,6 +5,7 @@
 pub mod delivery;
 pub mod setup;
 pub(crate) mod split;
+pub mod topic;
 pub mod typing;
 pub mod validate;
 pub mod webhook;

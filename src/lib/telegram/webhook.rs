@@ -3,6 +3,11 @@
 //! The secret header is compared in constant time; updates are deduplicated by
 //! `(tenant, update_id)` in the same transaction that stores the message, so a 2xx is
 //! only ever sent after commit and a retried update is stored once.
+//!
+//! `/subject New subject` (or `/subject@BotName New subject`) in a conversation's topic
+//! is a command, not an answer: it sets the conversation's subject, renaming the topic
+//! ([`Chat::rename`]), and never reaches the visitor. A subject that is not valid gets
+//! a short notice in the topic instead.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,11 +15,13 @@ use subtle::ConstantTimeEq;
 use teloxide::types::{Message, Update, UpdateKind};
 
 use super::FIELD_WEBHOOK_SECRET;
-use crate::chat::{Chat, store_message};
+use crate::chat::{Chat, Rename, store_message};
 use crate::crypto::MasterKey;
 use crate::db::{Db, models::MessageRow, repo};
-use crate::domain::{new_id, now_ms};
+use crate::domain::{TenantId, new_id, now_ms};
 use crate::error::{Error, ErrorCode, Result};
+use crate::outbox;
+use crate::quota::{Exceeded, Quota};
 use crate::transaction;
 
 /// Webhook outcomes, for metrics.
@@ -32,6 +39,8 @@ pub struct WebhookCounters {
     pub parse_error: AtomicU64,
     /// Over the per-tenant rate.
     pub rate_limited: AtomicU64,
+    /// Past a quota of the tenant's plan (not stored; a notice went to the topic).
+    pub over_quota: AtomicU64,
 }
 
 impl WebhookCounters {
@@ -44,6 +53,7 @@ impl WebhookCounters {
             ("ignored", self.ignored.load(Ordering::Relaxed)),
             ("parse_error", self.parse_error.load(Ordering::Relaxed)),
             ("rate_limited", self.rate_limited.load(Ordering::Relaxed)),
+            ("over_quota", self.over_quota.load(Ordering::Relaxed)),
         ]
     }
 }
@@ -55,6 +65,12 @@ pub enum Handled {
     Stored,
     /// Applied an edit.
     Edited,
+    /// A `/subject` command: set the conversation's subject (or answered with a
+    /// notice why not).
+    Subject,
+    /// Past a quota of the tenant's plan: not stored (or not renamed); the agents got a
+    /// notice in the topic.
+    OverQuota,
     /// Seen before.
     Duplicate,
     /// Nothing to do.
@@ -64,6 +80,10 @@ pub enum Handled {
 enum Effect {
     New(MessageRow),
     Edit(MessageRow),
+    /// A `/subject` command was handled.
+    Subject(crate::chat::Renamed),
+    /// Past a plan quota: not done, a notice queued for the topic.
+    OverQuota,
     Nothing,
 }
 
@@ -158,6 +178,11 @@ pub fn parse_update(body: &[u8], group_chat_id: i64, bot_id: i64) -> Result<Pars
 
 /// Handle one authenticated update: `invalid_json` for a body that is not an update;
 /// database trouble is an error too (Telegram then retries).
+///
+/// An agent's new message is one of the plan's messages a day, taken before the write;
+/// past the limit it is not stored (the visitor never sees it) and the bot answers in
+/// the topic with a notice naming the quota, the limit and the reset — at most one a
+/// topic an hour. A `/subject` past the plan's renames a day gets a notice too.
 pub async fn process(
     db: &Db,
     chat: &Chat,
@@ -166,6 +191,7 @@ pub async fn process(
     body: &[u8],
 ) -> Result<Handled> {
     let Authenticated { tenant_id, cfg } = auth;
+    let tenant_id = TenantId::from(tenant_id);
     let parsed = parse_update(body, cfg.group_chat_id, cfg.bot_id).inspect_err(|_| {
         counters.parse_error.fetch_add(1, Ordering::Relaxed);
     })?;
@@ -176,7 +202,24 @@ pub async fn process(
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let update_id = parsed.update_id;
+    // A new message (not an edit, not a command) takes one of the day's messages first;
+    // given back (dropped) unless it is stored.
+    let message_quota = match &parsed.agent {
+        Some(a) if !a.edited && subject_command(&a.text, &cfg.bot_username).is_none() => {
+            let limit = crate::plans::for_tenant(&mut conn, &tenant_id)
+                .await?
+                .limits
+                .messages_per_day;
+            Some(
+                chat.quotas()
+                    .take(&tenant_id, Quota::MessagesPerDay, limit)
+                    .await?,
+            )
+        }
+        _ => None,
+    };
     let now = now_ms();
+    let lane = outbox::telegram_lane(&tenant_id, cfg.group_chat_id);
     let effect = transaction!(&mut conn, |tx| {
         if !repo::telegram::record_update(tx, &tenant_id, cfg.bot_id, update_id, now).await? {
             return Ok(None);
@@ -188,6 +231,36 @@ pub async fn process(
             return Ok(Some(Effect::Nothing));
         };
         let telegram_id = agent.telegram_message_id;
+        if let Some(subject) = subject_command(&agent.text, &cfg.bot_username) {
+            // New or edited: the latest subject wins; never an answer to the visitor.
+            let change = Rename::Subject {
+                conversation_id: &conv.id,
+                subject,
+            };
+            return match chat.rename(tx, &tenant_id, change, now).await {
+                Ok(renamed) => Ok(Some(Effect::Subject(renamed))),
+                Err(e) if e.code == ErrorCode::ValidationFailed => {
+                    let notice = outbox::Job::SendText {
+                        text: format!(
+                            "Subject not changed: {}. Write /subject followed by the new subject (at most {} characters).",
+                            e.message,
+                            crate::chat::MAX_SUBJECT_CHARS
+                        ),
+                        topic_id: Some(agent.topic),
+                    };
+                    let key = format!("tg_subject_notice_{}_{update_id}", cfg.bot_id);
+                    outbox::enqueue(tx, &tenant_id, &notice, &key, &lane, now).await?;
+                    Ok(Some(Effect::Nothing))
+                }
+                Err(e) => match Exceeded::from_error(&e) {
+                    Some(exceeded) => {
+                        quota_notice(tx, &tenant_id, &lane, agent.topic, &exceeded, now).await?;
+                        Ok(Some(Effect::OverQuota))
+                    }
+                    None => Err(e),
+                },
+            };
+        }
         if agent.edited {
             let row = repo::messages::edit_by_telegram_id(
                 tx,
@@ -203,9 +276,13 @@ pub async fn process(
         if conv.status != crate::chat::ConversationStatus::Open.as_str() {
             return Ok(Some(Effect::Nothing));
         }
+        if let Some(Err(exceeded)) = &message_quota {
+            quota_notice(tx, &tenant_id, &lane, agent.topic, exceeded, now).await?;
+            return Ok(Some(Effect::OverQuota));
+        }
         let row = MessageRow {
             id: new_id("msg"),
-            tenant_id: tenant_id.clone(),
+            tenant_id: tenant_id.to_string(),
             conversation_id: conv.id.clone(),
             seq: 0,
             direction: crate::chat::Direction::Outbound.as_str().into(),
@@ -229,6 +306,9 @@ pub async fn process(
             Handled::Duplicate
         }
         Some(Effect::New(row)) => {
+            if let Some(Ok(taken)) = message_quota {
+                taken.keep();
+            }
             counters.ok.fetch_add(1, Ordering::Relaxed);
             chat.message_stored(row);
             Handled::Stored
@@ -238,11 +318,70 @@ pub async fn process(
             chat.publish_edit(row);
             Handled::Edited
         }
+        Some(Effect::Subject(renamed)) => {
+            counters.ok.fetch_add(1, Ordering::Relaxed);
+            chat.rename_committed(&tenant_id, renamed);
+            Handled::Subject
+        }
+        Some(Effect::OverQuota) => {
+            counters.over_quota.fetch_add(1, Ordering::Relaxed);
+            chat.wake_outbox();
+            Handled::OverQuota
+        }
         Some(Effect::Nothing) => {
             counters.ignored.fetch_add(1, Ordering::Relaxed);
+            chat.wake_outbox();
             Handled::Ignored
         }
     })
+}
+
+/// Tell the agents in the topic that the plan's `exceeded` quota is used up: what was
+/// not done, the limit and when it resets. At most one such notice per topic, quota and
+/// hour (the outbox's idempotency key).
+async fn quota_notice(
+    tx: &mut crate::db::Conn<'_>,
+    tenant_id: &TenantId,
+    lane: &str,
+    topic: i64,
+    exceeded: &Exceeded,
+    now: i64,
+) -> Result<()> {
+    let what = match exceeded.quota {
+        Quota::TopicRenamesPerDay => "Subject not changed",
+        _ => "Not delivered to the visitor",
+    };
+    let until = exceeded
+        .resets_at
+        .as_deref()
+        .map_or(String::new(), |at| format!(" It resets at {at}."));
+    let notice = outbox::Job::SendText {
+        text: format!(
+            "{what}: the plan's limit of {} ({}) is reached.{until}",
+            exceeded.limit, exceeded.quota
+        ),
+        topic_id: Some(topic),
+    };
+    let hour = now.div_euclid(3_600_000);
+    let key = format!("quota_notice_{topic}_{}_{hour}", exceeded.quota);
+    outbox::enqueue(tx, tenant_id, &notice, &key, lane, now).await?;
+    Ok(())
+}
+
+/// The subject of a `/subject New subject` command addressed to this bot: plain
+/// `/subject`, or `/subject@<bot_username>` (any case); the rest of the text, trimmed
+/// (empty when none was given). `None` for any other text, a command for another bot
+/// included.
+pub fn subject_command<'a>(text: &'a str, bot_username: &str) -> Option<&'a str> {
+    let text = text.trim_start();
+    let end = text.find(char::is_whitespace).unwrap_or(text.len());
+    let (command, rest) = text.split_at(end);
+    let (name, bot) = match command.split_once('@') {
+        Some((name, bot)) => (name, Some(bot)),
+        None => (command, None),
+    };
+    let ours = bot.is_none_or(|b| b.eq_ignore_ascii_case(bot_username));
+    (name.eq_ignore_ascii_case("/subject") && ours).then(|| rest.trim())
 }
 
 /// A human's text message in a topic of the tenant's group.
@@ -277,4 +416,35 @@ fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64, edited: bool) -> O
         author: from.full_name().replace('\0', ""),
         edited,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_command;
+
+    #[test]
+    fn subject_commands_for_this_bot_only() {
+        let bot = "SupportBot";
+        assert_eq!(
+            subject_command("/subject Refund for order 42", bot),
+            Some("Refund for order 42")
+        );
+        assert_eq!(
+            subject_command("/subject@SupportBot  Refund ", bot),
+            Some("Refund")
+        );
+        assert_eq!(
+            subject_command("/SUBJECT@supportbot Refund", bot),
+            Some("Refund")
+        );
+        assert_eq!(
+            subject_command("/subject\nTwo\nlines", bot),
+            Some("Two\nlines")
+        );
+        assert_eq!(subject_command("/subject", bot), Some(""));
+        assert_eq!(subject_command("/subject@OtherBot Refund", bot), None);
+        assert_eq!(subject_command("/subjects Refund", bot), None);
+        assert_eq!(subject_command("subject Refund", bot), None);
+        assert_eq!(subject_command("Please see /subject Refund", bot), None);
+    }
 }

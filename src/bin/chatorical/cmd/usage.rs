@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use chatorical::{cluster::Cluster, tenancy, usage};
+use chatorical::{cluster::Cluster, quota::Quotas, tenancy, usage};
 
 use crate::cli::Global;
 use crate::output;
@@ -47,8 +47,21 @@ pub(crate) async fn run(g: &Global, cmd: UsageCommand) -> anyhow::Result<ExitCod
         }
         UsageCommand::Show { tenant, days } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
-            let report =
-                usage::show(&db, &chatorical::tenancy::Caller::Operator, &tenant, days).await?;
+            // Today's counts: Redis's when configured (every node's), else the day's
+            // summary in the database.
+            let quotas = Quotas::new(
+                db.clone(),
+                Cluster::connect(&settings.redis)?,
+                settings.redis.limits_fail_open,
+            );
+            let report = usage::show(
+                &db,
+                &quotas,
+                &chatorical::tenancy::Caller::Operator,
+                &tenant,
+                days,
+            )
+            .await?;
             if g.json {
                 output::json(&report)?;
             } else {
@@ -58,6 +71,7 @@ pub(crate) async fn run(g: &Global, cmd: UsageCommand) -> anyhow::Result<ExitCod
                     "messages in",
                     "messages out",
                     "topics",
+                    "renames",
                 ]);
                 let row = |label: String, c: &usage::UsageCounts| {
                     vec![
@@ -66,6 +80,7 @@ pub(crate) async fn run(g: &Global, cmd: UsageCommand) -> anyhow::Result<ExitCod
                         c.messages_inbound.to_string(),
                         c.messages_outbound.to_string(),
                         c.topics_created.to_string(),
+                        c.topic_renames.to_string(),
                     ]
                 };
                 for d in &report.days {
@@ -73,6 +88,24 @@ pub(crate) async fn run(g: &Global, cmd: UsageCommand) -> anyhow::Result<ExitCod
                 }
                 t.add_row(row("total".into(), &report.totals));
                 output::print_table(&t);
+                println!(
+                    "plan: {} ({})",
+                    output::safe(&report.plan.name),
+                    report.plan.code
+                );
+                let mut q = output::table(&["quota", "limit", "used", "remaining", "resets at"]);
+                let or_unlimited =
+                    |v: Option<u64>| v.map_or("unlimited".to_string(), |n| n.to_string());
+                for u in &report.quotas {
+                    q.add_row(vec![
+                        u.quota.clone(),
+                        or_unlimited(u.limit),
+                        u.used.to_string(),
+                        or_unlimited(u.remaining),
+                        u.resets_at.clone().unwrap_or_else(|| "-".into()),
+                    ]);
+                }
+                output::print_table(&q);
             }
         }
     }

@@ -52,6 +52,8 @@ pub async fn open_or_create(
         closed_at: None,
         telegram_topic_id: None,
         telegram_topic_closed: false,
+        subject: None,
+        telegram_topic_name: None,
     };
     let inserted = on_conn!(conn, |c| diesel::insert_into(conversations::table)
         .values(&row)
@@ -177,13 +179,14 @@ pub async fn next_seq_for_message(
     })?)
 }
 
-/// Record the conversation's forum topic, unless one is already recorded.
-/// Returns whether this call recorded it.
+/// Record the conversation's forum topic, created with `name`, unless one is already
+/// recorded. Returns whether this call recorded it.
 pub async fn set_topic(
     conn: &mut Conn<'_>,
     tenant_id: &str,
     id: &str,
     topic_id: i64,
+    name: &str,
 ) -> Result<bool> {
     let n = on_conn!(conn, |c| diesel::update(conversations::table)
         .filter(conversations::tenant_id.eq(tenant_id))
@@ -191,8 +194,44 @@ pub async fn set_topic(
         .filter(conversations::telegram_topic_id.is_null())
         .set((
             conversations::telegram_topic_id.eq(topic_id),
-            conversations::telegram_topic_closed.eq(false)
+            conversations::telegram_topic_closed.eq(false),
+            conversations::telegram_topic_name.eq(name),
         ))
+        .execute(c)
+        .await)?;
+    Ok(n == 1)
+}
+
+/// Record the name Telegram now shows for the conversation's topic `topic_id` (after a
+/// rename); nothing when the conversation has another topic by now.
+pub async fn set_topic_name(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    id: &str,
+    topic_id: i64,
+    name: &str,
+) -> Result<()> {
+    on_conn!(conn, |c| diesel::update(conversations::table)
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::id.eq(id))
+        .filter(conversations::telegram_topic_id.eq(topic_id))
+        .set(conversations::telegram_topic_name.eq(name))
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// Set the conversation's subject. Returns whether the conversation exists.
+pub async fn set_subject(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    id: &str,
+    subject: &str,
+) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(conversations::table)
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::id.eq(id))
+        .set(conversations::subject.eq(subject))
         .execute(c)
         .await)?;
     Ok(n == 1)
@@ -209,7 +248,10 @@ pub async fn clear_topic(
         .filter(conversations::tenant_id.eq(tenant_id))
         .filter(conversations::id.eq(id))
         .filter(conversations::telegram_topic_id.eq(topic_id))
-        .set(conversations::telegram_topic_id.eq(None::<i64>))
+        .set((
+            conversations::telegram_topic_id.eq(None::<i64>),
+            conversations::telegram_topic_name.eq(None::<String>),
+        ))
         .execute(c)
         .await)?;
     Ok(())
@@ -251,7 +293,10 @@ pub async fn clear_all_topics(conn: &mut Conn<'_>, tenant_id: &str) -> Result<us
     Ok(on_conn!(conn, |c| diesel::update(conversations::table)
         .filter(conversations::tenant_id.eq(tenant_id))
         .filter(conversations::telegram_topic_id.is_not_null())
-        .set(conversations::telegram_topic_id.eq(None::<i64>))
+        .set((
+            conversations::telegram_topic_id.eq(None::<i64>),
+            conversations::telegram_topic_name.eq(None::<String>),
+        ))
         .execute(c)
         .await)?)
 }

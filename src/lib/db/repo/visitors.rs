@@ -139,6 +139,33 @@ pub async fn touch(
     Ok(())
 }
 
+/// Store what the visitor told about themselves: `name` and `email` when given (an
+/// absent one stays as it is).
+pub async fn set_identity(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    id: &str,
+    name: Option<&str>,
+    email: Option<&str>,
+) -> Result<()> {
+    if name.is_none() && email.is_none() {
+        return Ok(());
+    }
+    on_conn!(conn, |c| {
+        let target = visitors::table
+            .filter(visitors::tenant_id.eq(tenant_id))
+            .filter(visitors::id.eq(id));
+        diesel::update(target)
+            .set((
+                name.map(|n| visitors::name.eq(n)),
+                email.map(|e| visitors::email.eq(e)),
+            ))
+            .execute(c)
+            .await
+    })?;
+    Ok(())
+}
+
 /// Most device tokens kept per visitor besides the first device's (the oldest go).
 pub const MAX_EXTRA_TOKENS: i64 = 20;
 

@@ -31,7 +31,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_key))
         .routes(routes!(get_settings, patch_settings))
         .routes(routes!(list_conversations))
-        .routes(routes!(get_conversation))
+        .routes(routes!(get_conversation, patch_conversation))
         .routes(routes!(close_conversation))
         .routes(routes!(reply, conversation_messages))
         .routes(routes!(agent_typing))
@@ -256,6 +256,36 @@ async fn get_conversation(
     admin.require(&Scope::new(crate::domain::Resource::Conversations, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
     Ok(Json(state.chat.conversation(&tenant.id, None, &id).await?))
+}
+
+/// Body of `PATCH /v1/admin/conversations/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConversationPatch {
+    /// The conversation's subject (1–128 characters, not blank, no control
+    /// characters; trimmed). The Telegram topic is renamed after it.
+    pub subject: String,
+}
+
+/// Give a conversation a subject (`conversations:write`). Its Telegram forum topic is
+/// renamed after it (editForumTopic, through the outbox, after the conversation's
+/// earlier messages); the same subject again changes nothing.
+#[utoipa::path(patch, path = "/v1/admin/conversations/{id}", tag = "admin", security(("api_key" = [])),
+    params(("id" = String, Path, description = "Conversation id")), request_body = ConversationPatch,
+    responses((status = 200, body = ConversationView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn patch_conversation(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(patch): Json<ConversationPatch>,
+) -> ApiResult<Json<ConversationView>> {
+    let tenant = admin.tenant(&state, &headers).await?;
+    let (view, _) = state
+        .chat
+        .set_subject(&admin.caller(), &tenant, &id, &patch.subject)
+        .await?;
+    Ok(Json(view))
 }
 
 /// Close a conversation (`conversations:write`); closing twice is harmless.

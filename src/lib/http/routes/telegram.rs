@@ -151,7 +151,8 @@ async fn toggle(
 /// Accepted update.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct WebhookAck {
-    /// stored | edited | duplicate | ignored.
+    /// stored | edited | subject (a `/subject` command) | over_quota (past a plan
+    /// quota: not stored, the agents told in the topic) | duplicate | ignored.
     pub outcome: String,
 }
 
@@ -209,13 +210,18 @@ async fn receive_update(
     let handled = webhook::process(&state.db, &state.chat, &state.webhook, auth, &body)
         .await
         .map_err(unavailable)?;
-    if matches!(handled, webhook::Handled::Stored | webhook::Handled::Edited) {
+    if matches!(
+        handled,
+        webhook::Handled::Stored | webhook::Handled::Edited | webhook::Handled::Subject
+    ) {
         // An agent answered in the group.
         state.presence.touch(&tenant_id).await;
     }
     let outcome = match handled {
         webhook::Handled::Stored => "stored",
         webhook::Handled::Edited => "edited",
+        webhook::Handled::Subject => "subject",
+        webhook::Handled::OverQuota => "over_quota",
         webhook::Handled::Duplicate => "duplicate",
         webhook::Handled::Ignored => "ignored",
     };

@@ -38,6 +38,13 @@ async fn show(
 ) -> ApiResult<Json<UsageReport>> {
     admin.require(&Scope::new(crate::domain::Resource::Usage, Read))?;
     let tenant = admin.tenant(&state, &headers).await?;
-    let report = usage::show(&state.db, &admin.caller(), &tenant, p.days.unwrap_or(30)).await?;
+    let report = usage::show(
+        &state.db,
+        &state.quotas,
+        &admin.caller(),
+        &tenant,
+        p.days.unwrap_or(30),
+    )
+    .await?;
     Ok(Json(report))
 }

@@ -8,7 +8,9 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::chat::{History, MessageView, OpenedConversation, Sender, Session, SessionStart};
+use crate::chat::{
+    History, MessageView, OpenedConversation, Sender, Session, SessionStart, VisitorIdentity,
+};
 use crate::domain::ConversationId;
 use crate::http::{
     AppState,
@@ -22,6 +24,7 @@ use crate::limits::{Limit, rate_limited};
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_session))
+        .routes(routes!(identify))
         .routes(routes!(open_conversation))
         .routes(routes!(send_message, list_messages))
 }
@@ -43,6 +46,11 @@ pub(crate) struct SessionRequest {
     /// Lower-case hex HMAC-SHA256 of `user_id`, keyed with the tenant's identity secret
     /// (computed by the host site's server).
     pub user_hash: Option<String>,
+    /// The verified user's display name (1–128 characters), shown to agents and naming
+    /// the conversation's Telegram topic. Ignored without a verified identity.
+    pub user_name: Option<String>,
+    /// The verified user's email address. Ignored without a verified identity.
+    pub user_email: Option<String>,
 }
 
 /// Start or resume a visitor session. Limited per client IP
@@ -54,7 +62,9 @@ pub(crate) struct SessionRequest {
 /// Identity verification: with `user_id` and `user_hash` the session belongs to that
 /// user's visitor (the same conversation on every device). A hash that does not match
 /// is 401 `unauthorized`; no identity while the tenant requires one is 401 too; an
-/// identity for a tenant without an identity secret is 422.
+/// identity for a tenant without an identity secret is 422. A verified session may
+/// carry the user's `user_name` and `user_email`: stored on the visitor, they rename
+/// the open conversation's Telegram topic (as `POST /v1/widget/identify` does).
 ///
 /// The client IP is the TCP peer address, or behind a reverse proxy listed in
 /// `server.trusted_proxies` the right-most `X-Forwarded-For` address that is not a trusted
@@ -81,10 +91,47 @@ async fn create_session(
                 page_url: req.page_url.as_deref(),
                 user_id: req.user_id.as_deref(),
                 user_hash: req.user_hash.as_deref(),
+                user_name: req.user_name.as_deref(),
+                user_email: req.user_email.as_deref(),
             },
         )
         .await?;
     Ok(Json(session))
+}
+
+/// Body of `POST /v1/widget/identify`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IdentifyRequest {
+    /// The visitor's name (1–128 characters, not blank, no control characters).
+    pub name: Option<String>,
+    /// The visitor's email address (one `@`, at most 254 characters).
+    pub email: Option<String>,
+}
+
+/// The visitor says who they are: `name`, `email` or both (an absent one stays as it
+/// was). Shown to agents: the open conversation's Telegram topic is renamed after them
+/// (unless agents gave it a subject). Counts against the visitor's message budget
+/// (`limits.messages_per_visitor_per_min`): over it, 429 `rate_limited`.
+#[utoipa::path(post, path = "/v1/widget/identify", tag = "widget", security(("visitor_token" = [])), request_body = IdentifyRequest,
+    responses((status = 200, body = VisitorIdentity), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn identify(
+    State(state): State<AppState>,
+    VisitorAuth(visitor): VisitorAuth,
+    Json(req): Json<IdentifyRequest>,
+) -> ApiResult<Json<VisitorIdentity>> {
+    if let Err(wait) = state
+        .limiter
+        .check(Limit::MessagesPerVisitor, &visitor.id)
+        .await
+    {
+        return Err(rate_limited(wait, "too many requests").into());
+    }
+    let identity = state
+        .chat
+        .identify(&visitor, req.name.as_deref(), req.email.as_deref())
+        .await?;
+    Ok(Json(identity))
 }
 
 /// The visitor's open conversation; created (201) if there is none (200 otherwise).
