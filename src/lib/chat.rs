@@ -709,6 +709,7 @@ impl Chat {
                 let taken = self
                     .quotas
                     .take(
+                        &mut conn,
                         &visitor.tenant_id,
                         Quota::ConversationStartsPerDay,
                         plan.limits.conversation_starts_per_day,
@@ -862,18 +863,18 @@ impl Chat {
         if let Some(id) = client_msg_id {
             check_client_msg_id(id)?;
         }
-        let limit = {
+        let taken = {
             let mut pc = self.db.conn().await?;
-            crate::plans::for_tenant(&mut pc.as_conn(), tenant_id)
+            let mut conn = pc.as_conn();
+            let limit = crate::plans::for_tenant(&mut conn, tenant_id)
                 .await?
                 .limits
-                .messages_per_day
+                .messages_per_day;
+            self.quotas
+                .take(&mut conn, tenant_id, Quota::MessagesPerDay, limit)
+                .await?
         };
-        let taken = match self
-            .quotas
-            .take(tenant_id, Quota::MessagesPerDay, limit)
-            .await?
-        {
+        let taken = match taken {
             Ok(taken) => taken,
             Err(exceeded) => {
                 if let Sender::Visitor(v) = sender {
@@ -1242,7 +1243,7 @@ impl Chat {
                 .topic_renames_per_day;
             match self
                 .quotas
-                .take(tenant_id, Quota::TopicRenamesPerDay, limit)
+                .take(tx, tenant_id, Quota::TopicRenamesPerDay, limit)
                 .await?
             {
                 Ok(taken) => (true, taken),

@@ -36,7 +36,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::cluster::Cluster;
-use crate::db::{Db, repo};
+use crate::db::{Conn, Db, repo};
 use crate::domain::{TenantId, now_ms, rfc3339};
 use crate::error::{Error, ErrorCode, Result};
 use crate::usage::{Metric, day_of};
@@ -335,8 +335,13 @@ impl Quotas {
     /// Take one of the daily `quota` of the tenant, whose plan allows `limit` a day
     /// (`None`: unlimited, nothing is counted). Over the limit: `Err(Exceeded)` and
     /// nothing is taken.
+    ///
+    /// `conn` is the caller's connection (or transaction): a counter that does not
+    /// exist yet is seeded with it, so a caller never waits for a second connection
+    /// while holding one.
     pub async fn take(
         self: &Arc<Self>,
+        conn: &mut Conn<'_>,
         tenant_id: &TenantId,
         quota: Quota,
         limit: Option<u32>,
@@ -347,8 +352,8 @@ impl Quotas {
         let limit = u64::from(limit);
         let counter = self.counter(tenant_id, quota);
         let answer = match &self.cluster {
-            Some(cluster) => self.take_redis(cluster, &counter, limit).await?,
-            None => self.take_local(&counter, limit).await?,
+            Some(cluster) => self.take_redis(conn, cluster, &counter, limit).await?,
+            None => self.take_local(conn, &counter, limit).await?,
         };
         Ok(match answer {
             Took::Yes => Ok(Taken {
@@ -432,38 +437,25 @@ impl Quotas {
         {
             return Ok(*used);
         }
-        self.seed(&counter).await
+        let mut pc = self.db.conn().await?;
+        seed(&mut pc.as_conn(), &counter).await
     }
 
     fn redis_key(&self, cluster: &Cluster, c: &Counter) -> String {
         cluster.key(&["quota", &c.tenant_id, c.quota.as_str(), &c.day.to_string()])
     }
 
-    /// Where a counter that does not exist yet starts: the day's usage as summarized in
-    /// the database.
-    async fn seed(&self, c: &Counter) -> Result<u64> {
-        let day = day_of(c.day * DAY_MS);
-        let mut pc = self.db.conn().await?;
-        let rows = repo::usage::range(&mut pc.as_conn(), &c.tenant_id, &day, &day).await?;
-        let names: Vec<&str> = c.quota.metrics().iter().map(|m| m.as_str()).collect();
-        Ok(rows
-            .iter()
-            .filter(|r| names.contains(&r.metric.as_str()))
-            .map(|r| u64::try_from(r.count).unwrap_or(0))
-            .sum())
-    }
-
-    async fn take_local(&self, c: &Counter, limit: u64) -> Result<Took> {
+    async fn take_local(&self, conn: &mut Conn<'_>, c: &Counter, limit: u64) -> Result<Took> {
         let known = self
             .local
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(c);
-        let seed = if known { 0 } else { self.seed(c).await? };
+        let start = if known { 0 } else { seed(conn, c).await? };
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         // Yesterday's counters are done with.
         local.retain(|k, _| k.day >= c.day - 1);
-        let used = local.entry(c.clone()).or_insert(seed);
+        let used = local.entry(c.clone()).or_insert(start);
         if *used + 1 > limit {
             return Ok(Took::No(*used));
         }
@@ -471,20 +463,26 @@ impl Quotas {
         Ok(Took::Yes)
     }
 
-    async fn take_redis(&self, cluster: &Cluster, c: &Counter, limit: u64) -> Result<Took> {
+    async fn take_redis(
+        &self,
+        conn: &mut Conn<'_>,
+        cluster: &Cluster,
+        c: &Counter,
+        limit: u64,
+    ) -> Result<Took> {
         let key = self.redis_key(cluster, c);
         let mut seed = String::new();
         for _ in 0..2 {
-            let mut conn = cluster.conn();
+            let mut redis = cluster.conn();
             let mut call = self.take.key(&key);
             call.arg(limit).arg(1).arg(KEY_TTL_SECS).arg(&seed);
             let answer =
-                tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<(i64, u64)>(&mut conn))
+                tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<(i64, u64)>(&mut redis))
                     .await;
             match answer {
                 Ok(Ok((1, _))) => return Ok(Took::Yes),
                 Ok(Ok((0, used))) => return Ok(Took::No(used)),
-                Ok(Ok(_)) => seed = self.seed(c).await?.to_string(),
+                Ok(Ok(_)) => seed = self::seed(conn, c).await?.to_string(),
                 Ok(Err(e)) => return self.fail(c.quota, &format!("{:?}", e.kind())),
                 Err(_) => return self.fail(c.quota, "timed out"),
             }
@@ -513,6 +511,19 @@ impl Quotas {
                 "quotas: Redis unavailable");
         }
     }
+}
+
+/// Where a counter that does not exist yet starts: the day's usage as summarized in the
+/// database.
+async fn seed(conn: &mut Conn<'_>, c: &Counter) -> Result<u64> {
+    let day = day_of(c.day * DAY_MS);
+    let rows = repo::usage::range(conn, &c.tenant_id, &day, &day).await?;
+    let names: Vec<&str> = c.quota.metrics().iter().map(|m| m.as_str()).collect();
+    Ok(rows
+        .iter()
+        .filter(|r| names.contains(&r.metric.as_str()))
+        .map(|r| u64::try_from(r.count).unwrap_or(0))
+        .sum())
 }
 
 enum Took {

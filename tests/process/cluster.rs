@@ -133,16 +133,20 @@ impl Drop for OwnRedis {
 
 /// One deployment: an installation (database, master key, settings) and two
 /// `serve` nodes, each with a data dir of its own.
-struct Deployment {
-    install: Install,
-    a: Server,
-    b: Server,
+pub(crate) struct Deployment {
+    pub(crate) install: Install,
+    pub(crate) a: Server,
+    pub(crate) b: Server,
     _dirs: [TempDir; 2],
 }
 
 /// `chatorical migrate`, then node A, then node B (A creates the master key both
 /// use), each ready (`/readyz` 200: database and Redis reachable).
-async fn deployment(telegram_api: &str, redis_url: &str, settings: &[(&str, &str)]) -> Deployment {
+pub(crate) async fn deployment(
+    telegram_api: &str,
+    redis_url: &str,
+    settings: &[(&str, &str)],
+) -> Deployment {
     let mut install = Install::new(Backend::Postgres, telegram_api)
         .await
         .with_env("CHATORICAL_REDIS__URL", redis_url)

@@ -212,7 +212,7 @@ pub async fn process(
                 .messages_per_day;
             Some(
                 chat.quotas()
-                    .take(&tenant_id, Quota::MessagesPerDay, limit)
+                    .take(&mut conn, &tenant_id, Quota::MessagesPerDay, limit)
                     .await?,
             )
         }
