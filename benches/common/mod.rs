@@ -273,6 +273,8 @@ impl Deployment {
                 "templates:write",
                 "--scope",
                 "usage:write",
+                "--scope",
+                "plans:write",
                 "--name",
                 "bench",
                 "--json",
@@ -717,7 +719,10 @@ pub(crate) struct Visitor {
     pub conversation_id: String,
 }
 
-/// Create a tenant (allowed origin [`ORIGIN`]) and a key with `scopes`.
+/// Every limit of the plan the benchmarks' tenants are on (the largest a plan takes).
+const BENCH_LIMIT: u32 = 2_000_000_000;
+
+/// Create a tenant (allowed origin [`ORIGIN`]) on the `bench` plan and a key with `scopes`.
 pub(crate) async fn create_tenant(
     http: &Client,
     base: &str,
@@ -746,6 +751,35 @@ pub(crate) async fn create_tenant(
     .await?;
     if st != StatusCode::CREATED {
         bail!("create key for {slug}: {st} {k}");
+    }
+    // On a plan whose limits are checked on every write but never reached: the
+    // measurements include the quota checks without being cut short by them.
+    let (st, p) = call(
+        http,
+        reqwest::Method::PUT,
+        &format!("{base}/v1/admin/plans/bench"),
+        Some(platform),
+        Some(json!({"name": "Bench", "limits": {
+            "conversation_starts_per_day": BENCH_LIMIT,
+            "messages_per_day": BENCH_LIMIT,
+            "topic_renames_per_day": BENCH_LIMIT,
+            "active_conversations": BENCH_LIMIT,
+        }})),
+    )
+    .await?;
+    if !st.is_success() {
+        bail!("create the bench plan: {st} {p}");
+    }
+    let (st, p) = call(
+        http,
+        reqwest::Method::PUT,
+        &format!("{base}/v1/admin/tenants/{slug}/plan"),
+        Some(platform),
+        Some(json!({"plan": "bench"})),
+    )
+    .await?;
+    if !st.is_success() {
+        bail!("put {slug} on the bench plan: {st} {p}");
     }
     Ok(Tenant {
         slug: slug.to_string(),

@@ -512,6 +512,7 @@ async fn limits_body() {
         "messages_inbound": LIMIT + 1,
         "messages_outbound": 2,
         "topics_created": 0,
+        "topic_renames": 0,
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     let shown = loop {

@@ -177,6 +177,8 @@ impl Install {
                     "templates:write",
                     "--scope",
                     "usage:write",
+                    "--scope",
+                    "plans:write",
                     "--json",
                 ],
             )
@@ -187,8 +189,15 @@ impl Install {
 
     /// A tenant (`tenants create --json`) allowing the origin `https://SLUG.example`,
     /// and a key with every tenant scope the tests use (`keys issue --json`).
+    ///
+    /// The tenant is on a plan without limits (`unlimited`, synced from a catalogue file
+    /// first): these tests are about other things than plans.
     pub(crate) async fn tenant(&self, slug: &str) -> Tenant {
         let origin = format!("https://{slug}.example");
+        let catalogue = self.dir.path().join("unlimited-plan.toml");
+        std::fs::write(&catalogue, UNLIMITED_PLAN).expect("write the plan catalogue");
+        let catalogue = catalogue.to_str().expect("utf-8 path").to_string();
+        self.run_ok(&["plans", "sync", "--file", &catalogue]).await;
         let out = self
             .run_ok(&[
                 "tenants",
@@ -199,6 +208,8 @@ impl Install {
                 &format!("{slug} Inc"),
                 "--origin",
                 &origin,
+                "--plan",
+                "unlimited",
                 "--json",
             ])
             .await;
@@ -532,6 +543,9 @@ pub(crate) struct Api {
     http: Client,
 }
 
+/// A plan catalogue with one plan without limits.
+const UNLIMITED_PLAN: &str = "[plans.unlimited]\nname = \"Unlimited\"\n";
+
 /// A tenant with a key holding the scopes the tests need.
 #[derive(Debug, Clone)]
 pub(crate) struct Tenant {
@@ -635,6 +649,22 @@ impl Api {
                 Some(json!({"tenant": slug, "scopes": ["conversations:write", "telegram:write", "outbox:write", "keys:write", "settings:write"]})),
             )
             .await;
+        // On a plan without limits: these tests are about other things than plans.
+        self.json(
+            Method::PUT,
+            "/v1/admin/plans/unlimited",
+            Some(platform_key),
+            Some(json!({"name": "Unlimited"})),
+        )
+        .await;
+        self.expect(
+            StatusCode::OK,
+            Method::PUT,
+            &format!("/v1/admin/tenants/{slug}/plan"),
+            Some(platform_key),
+            Some(json!({"plan": "unlimited"})),
+        )
+        .await;
         Tenant {
             id: t["id"].as_str().expect("tenant id").into(),
             slug: slug.into(),
