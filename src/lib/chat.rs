@@ -1093,7 +1093,7 @@ impl Chat {
         &self,
         caller: &Caller,
         tenant: &Tenant,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         subject: &str,
     ) -> Result<(ConversationView, bool)> {
         caller.require(&Scope::new(Resource::Conversations, ScopeAccess::Write))?;

@@ -277,7 +277,7 @@ async fn patch_conversation(
     State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(id): Path<ConversationId>,
     Json(patch): Json<ConversationPatch>,
 ) -> ApiResult<Json<ConversationView>> {
     let tenant = admin.tenant(&state, &headers).await?;
