@@ -5,7 +5,9 @@
 //!
 //! A daily quota is taken **before** the write it limits and given back when the write
 //! does not happen (a duplicate, a closed conversation, a failed transaction): a refused
-//! or undone request never counts. With Redis (`redis.url`) the counter of a tenant,
+//! or undone request never counts. A quota the plan leaves unlimited is counted too
+//! (never refused), so a limit that applies later the same day (a downgrade) starts
+//! from the day's real count. With Redis (`redis.url`) the counter of a tenant,
 //! quota and day is one Redis key, checked and incremented by one Lua script, so any
 //! number of nodes together never admit more than the limit; without Redis it lives in
 //! this process (one node by definition). Keys live two days; a new day is a new key,
@@ -46,6 +48,9 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 const KEY_TTL_SECS: u64 = 2 * 24 * 3600;
 const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// The limit an unlimited quota is counted under (never reached: a plan's limits are
+/// at most [`crate::plans::MAX_LIMIT`], and Lua reads it as a float well above that).
+const UNLIMITED: u64 = u64::MAX;
 
 /// Check and take `ARGV[2]` of the counter `KEYS[1]` under the limit `ARGV[1]`.
 /// A missing counter starts at `ARGV[4]` (set only if still missing) or, with an empty
@@ -219,12 +224,12 @@ pub fn next_midnight(now: i64) -> i64 {
 #[derive(Debug)]
 #[must_use = "keep a taken quota once the write is committed; dropping it gives it back"]
 pub struct Taken {
-    /// `None`: nothing is counted (no limit, Redis down and failing open, or kept).
+    /// `None`: nothing is counted (Redis down and failing open, or kept).
     held: Option<(Counter, Arc<Quotas>)>,
 }
 
 impl Taken {
-    /// Nothing taken (an unlimited quota).
+    /// Nothing taken (nothing to count).
     pub fn nothing() -> Self {
         Taken { held: None }
     }
@@ -332,9 +337,12 @@ impl Quotas {
         }
     }
 
-    /// Take one of the daily `quota` of the tenant, whose plan allows `limit` a day
-    /// (`None`: unlimited, nothing is counted). Over the limit: `Err(Exceeded)` and
-    /// nothing is taken.
+    /// Take one of the daily `quota` of the tenant, whose plan allows `limit` a day.
+    /// Over the limit: `Err(Exceeded)` and nothing is taken.
+    ///
+    /// `None` (unlimited) is never refused but counted all the same: the day's count
+    /// must be right when the tenant's plan gets a limit later that day (a downgrade,
+    /// a changed plan), and for the usage report.
     ///
     /// `conn` is the caller's connection (or transaction): a counter that does not
     /// exist yet is seeded with it, so a caller never waits for a second connection
@@ -346,10 +354,7 @@ impl Quotas {
         quota: Quota,
         limit: Option<u32>,
     ) -> Result<Result<Taken, Exceeded>> {
-        let Some(limit) = limit else {
-            return Ok(Ok(Taken::nothing()));
-        };
-        let limit = u64::from(limit);
+        let limit = limit.map_or(UNLIMITED, u64::from);
         let counter = self.counter(tenant_id, quota);
         let answer = match &self.cluster {
             Some(cluster) => self.take_redis(conn, cluster, &counter, limit).await?,
@@ -456,7 +461,7 @@ impl Quotas {
         // Yesterday's counters are done with.
         local.retain(|k, _| k.day >= c.day - 1);
         let used = local.entry(c.clone()).or_insert(start);
-        if *used + 1 > limit {
+        if *used >= limit {
             return Ok(Took::No(*used));
         }
         *used += 1;

@@ -21,6 +21,7 @@ mod notify;
 mod operations;
 mod ops;
 mod plans;
+mod quotas;
 mod renames;
 mod router;
 mod socket_caps;

@@ -29,7 +29,7 @@ const AGENT: u64 = 555;
 
 /// A visitor whose conversation has a topic (after their first message); returns the
 /// topic's thread id.
-async fn visitor_with_topic(t: &TelegramFixture) -> (VisitorFixture, i32) {
+pub(crate) async fn visitor_with_topic(t: &TelegramFixture) -> (VisitorFixture, i32) {
     let v = t.app.visitor(&t.tenant).await;
     let (status, body) = t.app.send(&v, "m1", "hello").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -45,7 +45,7 @@ async fn visitor_with_topic(t: &TelegramFixture) -> (VisitorFixture, i32) {
 }
 
 /// Wait until the tenant's outbox has nothing queued or in flight.
-async fn settled(t: &TelegramFixture) {
+pub(crate) async fn settled(t: &TelegramFixture) {
     eventually(15, "the outbox is delivered", || async {
         let mut pc = t.app.state.db.conn().await.expect("conn");
         let items = repo::outbox::list(&mut pc.as_conn(), &t.tenant.id, None, 500)
@@ -59,7 +59,7 @@ async fn settled(t: &TelegramFixture) {
 }
 
 /// The tenant's rename items (oldest first), as `(idempotency key, status)`.
-async fn rename_items(t: &TelegramFixture) -> Vec<(String, String)> {
+pub(crate) async fn rename_items(t: &TelegramFixture) -> Vec<(String, String)> {
     let mut pc = t.app.state.db.conn().await.expect("conn");
     let mut items: Vec<_> = repo::outbox::list(&mut pc.as_conn(), &t.tenant.id, None, 500)
         .await
@@ -72,15 +72,15 @@ async fn rename_items(t: &TelegramFixture) -> Vec<(String, String)> {
     items.into_iter().map(|(_, k, s)| (k, s)).collect()
 }
 
-fn edits(t: &TelegramFixture) -> Vec<Call> {
+pub(crate) fn edits(t: &TelegramFixture) -> Vec<Call> {
     t.fake.calls_of("editforumtopic")
 }
 
-fn topic_name(t: &TelegramFixture, thread: i32) -> String {
+pub(crate) fn topic_name(t: &TelegramFixture, thread: i32) -> String {
     t.fake.topic(t.group, thread).expect("topic").name
 }
 
-async fn patch_subject(
+pub(crate) async fn patch_subject(
     t: &TelegramFixture,
     conversation: &str,
     subject: Value,
@@ -95,14 +95,14 @@ async fn patch_subject(
         .await
 }
 
-async fn identify(t: &TelegramFixture, token: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn identify(t: &TelegramFixture, token: &str, body: Value) -> (StatusCode, Value) {
     t.app
         .json(Method::POST, "/v1/widget/identify", Some(token), Some(body))
         .await
 }
 
 /// Every text the visitor can see in their conversation's history.
-async fn visitor_history(t: &TelegramFixture, v: &VisitorFixture) -> Vec<String> {
+pub(crate) async fn visitor_history(t: &TelegramFixture, v: &VisitorFixture) -> Vec<String> {
     let (status, h) = t
         .app
         .json(

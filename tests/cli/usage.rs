@@ -126,3 +126,125 @@ fn usage_show_reports_what_a_server_counted() {
     let stderr = cli.fails(&["usage", "show", "--tenant", "nope"]);
     assert!(stderr.contains("not found"), "{stderr}");
 }
+
+/// The first 00:00 UTC from now, as the report writes it.
+fn next_midnight() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    let day = now.as_secs() / 86_400 + 1;
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_secs(day * 86_400))
+        .to_string()
+}
+
+/// The cells of the table row that starts with `first`.
+fn row<'a>(table: &'a str, first: &str) -> Vec<&'a str> {
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|line| {
+            line.split(['│', '┆', '|'])
+                .map(str::trim)
+                .filter(|cell| !cell.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|cells| cells.first() == Some(&first))
+        .collect();
+    assert_eq!(rows.len(), 1, "one row for {first} in:\n{table}");
+    rows.into_iter().next().unwrap_or_default()
+}
+
+#[test]
+fn usage_show_prints_the_plan_and_the_quota_table() {
+    let cli = Cli::new(Backend::Sqlite);
+    let catalogue = cli.data_dir().join("plans.toml");
+    std::fs::write(
+        &catalogue,
+        r#"[plans.small]
+name = "Small"
+
+[plans.small.limits]
+conversation_starts_per_day = 5
+messages_per_day = 10
+active_conversations = 3
+retention_days = 7
+"#,
+    )
+    .expect("write the catalogue");
+    cli.ok(&[
+        "plans",
+        "sync",
+        "--file",
+        catalogue.to_str().expect("UTF-8 path"),
+    ]);
+    let tenant = cli.json(&[
+        "tenants", "create", "--slug", "acme", "--name", "Acme", "--plan", "small",
+    ]);
+    assert_eq!(tenant["plan"], "small", "{tenant}");
+    let issued = cli.json(&[
+        "keys",
+        "issue",
+        "--tenant",
+        "acme",
+        "--scope",
+        "conversations:write",
+    ]);
+    // One conversation (still open), two visitor messages, one agent answer.
+    traffic(
+        &cli,
+        str_field(&tenant, "widget_key"),
+        str_field(&issued, "key"),
+    );
+
+    let midnight = next_midnight();
+    let table = cli.ok(&["usage", "show", "--tenant", "acme", "--days", "1"]);
+    assert!(table.contains("plan: Small (small)"), "{table}");
+    assert_eq!(
+        row(&table, "quota"),
+        ["quota", "limit", "used", "remaining", "resets at"]
+    );
+    assert_eq!(
+        row(&table, "conversation_starts_per_day"),
+        [
+            "conversation_starts_per_day",
+            "5",
+            "1",
+            "4",
+            midnight.as_str()
+        ]
+    );
+    assert_eq!(
+        row(&table, "messages_per_day"),
+        ["messages_per_day", "10", "3", "7", midnight.as_str()]
+    );
+    assert_eq!(
+        row(&table, "topic_renames_per_day"),
+        [
+            "topic_renames_per_day",
+            "unlimited",
+            "0",
+            "unlimited",
+            midnight.as_str()
+        ]
+    );
+    assert_eq!(
+        row(&table, "active_conversations"),
+        ["active_conversations", "3", "1", "2", "-"]
+    );
+
+    let report = cli.json(&["usage", "show", "--tenant", "acme", "--days", "1"]);
+    assert_eq!(
+        report["plan"],
+        json!({"code": "small", "name": "Small", "retention_days": 7}),
+        "{report:#}"
+    );
+    assert_eq!(
+        report["quotas"],
+        json!([
+            {"quota": "conversation_starts_per_day", "limit": 5, "used": 1, "remaining": 4, "resets_at": midnight},
+            {"quota": "messages_per_day", "limit": 10, "used": 3, "remaining": 7, "resets_at": midnight},
+            {"quota": "topic_renames_per_day", "limit": null, "used": 0, "remaining": null, "resets_at": midnight},
+            {"quota": "active_conversations", "limit": 3, "used": 1, "remaining": 2, "resets_at": null},
+        ]),
+        "{report:#}"
+    );
+}

@@ -8,6 +8,8 @@
 //!   budgets that the outbox worker's messages take from, plus a typing share of the
 //!   chat. An action that does not fit is dropped, not delayed: a late "typing…" is
 //!   worth nothing.
+//! - by the tenant's plan: while it does not include Telegram, nothing is shown there
+//!   (as the delivery holds the tenant's queued items).
 
 use std::{
     collections::HashMap,
@@ -229,7 +231,8 @@ impl Typing {
     }
 }
 
-/// The visitor's conversation (any other is `None`) and the tenant's Telegram config.
+/// The visitor's conversation (any other is `None`) and the tenant's Telegram config
+/// (`None` too while the tenant's plan does not include Telegram).
 async fn load(
     db: &Db,
     visitor: &Visitor,
@@ -240,7 +243,17 @@ async fn load(
     let conv = repo::conversations::get(&mut conn, &visitor.tenant_id, conversation_id)
         .await?
         .filter(|c| visitor.id == c.visitor_id.as_str());
-    let cfg = repo::telegram::get(&mut conn, &visitor.tenant_id).await?;
+    let cfg = match repo::telegram::get(&mut conn, &visitor.tenant_id).await? {
+        Some(cfg)
+            if crate::plans::for_tenant(&mut conn, &visitor.tenant_id)
+                .await?
+                .channels
+                .telegram =>
+        {
+            Some(cfg)
+        }
+        _ => None,
+    };
     Ok((conv, cfg))
 }
 
