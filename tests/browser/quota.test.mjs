@@ -175,6 +175,39 @@ test('all open conversations taken: "busy", and no resend loop although there is
   await page.context().close();
 });
 
+test('after a close, a new conversation refused over HTTP: the notice, the message held, one request', async () => {
+  // One start left today (the first test's visitor used one).
+  await onPlan('two-a-day', { limits: { conversation_starts_per_day: 2 } });
+  const page = await countingPage();
+  const starts = [];
+  page.on('request', (r) => {
+    if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/conversations') starts.push(r.url());
+  });
+  await page.goto(it.host.set('/closed', { snippet: it.snippet }));
+  await connected(page);
+  await w(page, 'launcher').click();
+  await w(page, 'input').fill('first');
+  await w(page, 'input').press('Enter');
+  const cid = await eventually('the first message acknowledged', async () => {
+    const s = await widgetState(page);
+    return s.messages.length === 1 && !s.messages[0].pending && s.conversationId;
+  });
+  await it.api('POST', `/v1/admin/conversations/${cid}/close`);
+  await eventually('the closed notice', async () => /was closed/.test(await w(page, 'notice').innerText()));
+
+  await w(page, 'input').fill('second');
+  await w(page, 'input').press('Enter');
+  await eventually('the quota notice', async () => /not taking new conversations today/.test(await w(page, 'notice').innerText()));
+  assert.match(await bubble(page, 'second').innerText(), /not sent/);
+  await sleep(3000);
+  assert.equal(starts.length, 1, `one POST /v1/conversations: ${starts.length}`);
+  const second = (await widgetState(page)).messages.find((m) => m.text === 'second');
+  assert.ok(second && second.held, JSON.stringify(second));
+  assert.equal(page.sends.get(second.client_msg_id), undefined, 'never sent on the socket');
+  assert.equal((await it.conversations()).length, 2, 'no third conversation');
+  await page.context().close();
+});
+
 test('a plan without the widget: no launcher, no chat, the reason on the console', async () => {
   await onPlan('telegram-only', { channels: ['telegram'] });
   const page = await newPage(browser);
