@@ -13,6 +13,9 @@
  * Host page API and test hooks: window.chatorical = { open(), close(), send(text),
  * identify({ name, email }), state() }. identify() resolves to true once stored, false
  * when refused; it waits for a session (and a connection) when there is none yet.
+ * state().features holds the feature flags of the tenant's plan (from the session).
+ * A message a plan quota refuses is kept as "not sent" (also across reloads) and goes
+ * again only when the visitor presses Retry; a plan without the widget hides it.
  */
 (function () {
   'use strict';
@@ -38,6 +41,7 @@
   var TYPING_THROTTLE_MS = 4000;
   var AGENT_TYPING_MS = 5000;
   var ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+  var QUOTA_PAUSE_MS = 30000;       // the open-conversation cap has no reset time
 
   // UI strings: built-in English (the server's defaults, src/lib/i18n.rs), replaced at
   // start by the tenant's texts for the visitor's locale (GET /v1/i18n/{locale}).
@@ -64,6 +68,10 @@
     'widget.reconnecting': 'offline \u2013 reconnecting',
     'widget.unavailable': 'Chat is unavailable right now.',
     'widget.rate_limited': 'You\'re sending too fast \u2013 try again in {{retry_after}} s',
+    'widget.quota_conversations': 'This chat is not taking new conversations today \u2013 try again after {{time}}',
+    'widget.quota_messages': 'This chat is not taking more messages today \u2013 try again after {{time}}',
+    'widget.quota_active': 'All our agents\' conversations are busy \u2013 please try again later',
+    'widget.not_sent': 'not sent',
     'widget.conversation_closed': 'This conversation was closed. Send a message to start a new one.',
     'widget.too_long': 'Messages can be at most {{max}} characters.',
     'widget.identify_prompt': 'Tell us your name',
@@ -145,9 +153,15 @@
     }
   }
   // Read-modify-write on every change so another tab's entries are not clobbered.
+  // An entry already there is replaced where it is (held or not, say).
   function outboxAdd(entry) {
-    var list = readOutbox();
-    if (!list.some(function (e) { return e.client_msg_id === entry.client_msg_id; })) list.push(entry);
+    var found = false;
+    var list = readOutbox().map(function (e) {
+      if (e.client_msg_id !== entry.client_msg_id) return e;
+      found = true;
+      return entry;
+    });
+    if (!found) list.push(entry);
     sset(KEY_OUTBOX, JSON.stringify(list));
   }
   function outboxRemove(id) {
@@ -190,6 +204,11 @@
   var limitTimer = 0;
   var holdUntil = 0;         // back-off after a transient send error
   var pumpTimer = 0;
+  var quotaUntil = 0;        // a plan quota refused a send: no sending until then
+  var quotaNote = null;      // that refusal's notice: { key, at } (at: reset time, ms)
+  var quotaTimer = 0;
+  var restricted = false;    // the tenant's plan has no widget channel
+  var features = {};         // the plan's feature flags, from the session
 
   var lastTypingAt = 0;
   var agentTyping = false;
@@ -300,6 +319,7 @@
       err.status = res.status;
       err.code = e.code || '';
       err.retryAfter = (e.details && Number(e.details.retry_after)) || 0;
+      err.details = e.details || null;
       throw err;
     }
     return data;
@@ -497,7 +517,7 @@
   // ---------------------------------------------------------------------------
 
   function hasSendable() {
-    return pending.some(function (p) { return !p.failed; });
+    return pending.some(function (p) { return !p.failed && !p.held; });
   }
 
   function connect() {
@@ -553,6 +573,11 @@
       sset(KEY_THEME, JSON.stringify(s.theme)); // next page load starts with it: no flash
       applyTheme(s.theme);
     }
+    features = {};
+    var f = s.features;
+    if (f && typeof f === 'object') {
+      Object.keys(f).forEach(function (k) { if (typeof f[k] === 'boolean') features[k] = f[k]; });
+    }
     var cid = s.conversation_id || null;
     // We had a conversation and the server has no open one: it was closed meanwhile.
     if (!cid && conversationId) {
@@ -588,6 +613,22 @@
       // session): nothing will change until the tenant adds it.
       disable("this page's origin " + location.origin + ' is not allowed for this widget; ' +
         "add it to the tenant's allowed_origins");
+      return;
+    }
+    if (err && err.code === 'quota_exceeded') {
+      // No new conversation today (or too many open): the messages wait for the
+      // visitor's Retry. A lost socket comes back as a plain session.
+      onQuota(err.details);
+      if (!socket) connect();
+      return;
+    }
+    if (err && err.code === 'plan_restricted') {
+      // The tenant's plan has no widget: a host site would rather show no chat
+      // button than one that leads nowhere, so the launcher goes (an open panel
+      // stays, saying the chat is unavailable, until it is closed).
+      restricted = true;
+      disable('chat disabled: the plan of this widget\'s tenant does not include the widget');
+      render();
       return;
     }
     if (err && err.session && (status === 401 || status === 403 || status === 422)) {
@@ -771,6 +812,11 @@
   }
 
   function onLimit(f) {
+    if (f.code === 'quota_exceeded') {
+      clearInflight(); // the refused send (f.client_msg_id) is held with the rest
+      onQuota(f.details);
+      return;
+    }
     var secs = Math.max(1, Math.ceil(Number(f.retry_after) || 1));
     // We can't tell which frame was refused, so forget the in-flight send; it is
     // resent once the limit passes (the server dedups by client_msg_id).
@@ -817,6 +863,57 @@
     }
   }
 
+  // A plan quota refused a send (or a new conversation). Nothing is resent by itself:
+  // every unsent message is held ("not sent", Retry; kept in the outbox across
+  // reloads), and new ones stay in the text box until the quota resets.
+  function onQuota(d) {
+    d = d || {};
+    var at = Date.parse(d.resets_at);
+    quotaNote = {
+      key: d.quota === 'active_conversations' ? 'widget.quota_active'
+        : d.quota === 'conversation_starts_per_day' ? 'widget.quota_conversations' : 'widget.quota_messages',
+      at: at
+    };
+    quotaUntil = at > Date.now() ? at : Date.now() + QUOTA_PAUSE_MS;
+    pending.forEach(function (p) {
+      if (p.failed || p.held) return;
+      p.held = true;
+      outboxAdd({ client_msg_id: p.client_msg_id, text: p.text, created_at: p.created_at, held: true });
+    });
+    notices.set('quota', quotaText());
+    tickQuota();
+  }
+
+  function tickQuota() {
+    clearTimeout(quotaTimer);
+    var left = quotaUntil - Date.now();
+    if (left > 0) {
+      quotaTimer = setTimeout(tickQuota, Math.min(left, 3600000)); // long timeouts overflow
+    } else {
+      quotaUntil = 0;
+      quotaNote = null;
+      notices.delete('quota');
+    }
+    scheduleRender();
+  }
+
+  // The reset time in the visitor's locale and time zone, with the zone's name
+  // (e.g. "7:00 PM EST" for 00:00 UTC) and the weekday when it is not today.
+  function quotaText() {
+    var d = new Date(quotaNote.at);
+    var time = '';
+    if (!isNaN(d.getTime())) {
+      var opts = { hour: 'numeric', minute: '2-digit', timeZoneName: 'short' };
+      if (d.toDateString() !== new Date().toDateString()) opts.weekday = 'short';
+      try {
+        time = new Intl.DateTimeFormat(navigator.language || undefined, opts).format(d);
+      } catch (e) {
+        time = d.toISOString().slice(11, 16) + ' UTC';
+      }
+    }
+    return t(quotaNote.key, { time: time });
+  }
+
   function failPending(p, reason) {
     p.failed = reason;
     outboxRemove(p.client_msg_id); // don't resend it forever after reloads
@@ -846,7 +943,7 @@
       pumpTimer = setTimeout(pump, wait);
       return;
     }
-    var next = pending.find(function (p) { return !p.failed; });
+    var next = pending.find(function (p) { return !p.failed && !p.held; });
     if (!next) return;
     if (!sendFrame({ type: 'send', client_msg_id: next.client_msg_id, text: next.text })) return;
     inflightId = next.client_msg_id;
@@ -869,6 +966,7 @@
       edited_at: null,
       pending: true,
       failed: null,
+      held: !!e.held,
       tries: 0
     };
   }
@@ -893,12 +991,22 @@
     return entry.client_msg_id;
   }
 
+  // Retry of a message a quota held: every held message goes again, in order (the
+  // visitor asked; a refusal holds them again). One send per press, never a loop.
   function retryFailed(id) {
     var p = pending.find(function (x) { return x.client_msg_id === id; });
     if (!p) return;
-    p.failed = null;
-    p.tries = 0;
-    outboxAdd({ client_msg_id: p.client_msg_id, text: p.text, created_at: p.created_at });
+    var again = p.held ? pending.filter(function (x) { return x.held; }) : [p];
+    if (p.held) {
+      quotaUntil = 0;
+      tickQuota();
+    }
+    again.forEach(function (x) {
+      x.failed = null;
+      x.held = false;
+      x.tries = 0;
+      outboxAdd({ client_msg_id: x.client_msg_id, text: x.text, created_at: x.created_at });
+    });
     scheduleRender();
     if (!socket && !connecting && !reconnectTimer) connect();
     pump();
@@ -1255,6 +1363,7 @@
     ui.identSave.textContent = t('widget.identify_save');
     ui.identCancel.textContent = t('widget.identify_cancel');
     if (notices.has('closed')) notices.set('closed', t('widget.conversation_closed'));
+    if (quotaNote) notices.set('quota', quotaText());
     ui.sigs = new WeakMap(); // messages and notices render again with the new words
     render();
   }
@@ -1265,9 +1374,14 @@
     t.style.height = Math.min(t.scrollHeight + 2, 120) + 'px';
   }
 
+  // Rate limited or over a plan quota: sending waits (the text stays in the box).
+  function blocked() {
+    return Date.now() < Math.max(limitedUntil, quotaUntil);
+  }
+
   function submit() {
-    // While rate limited the text stays in the box; the button is disabled too.
-    if (Date.now() < limitedUntil) return;
+    // While blocked the text stays in the box; the button is disabled too.
+    if (blocked()) return;
     if (queueMessage(ui.input.value)) {
       ui.input.value = '';
       autosize();
@@ -1370,7 +1484,9 @@
         ui.notices.appendChild(p);
       });
     }
-    ui.send.disabled = Date.now() < limitedUntil;
+    ui.send.disabled = blocked();
+    // A plan without the widget: no launcher (an open panel stays until closed).
+    ui.root.hidden = restricted && !isOpen;
     ui.identForm.hidden = identified || !identOpen;
     ui.identToggle.hidden = identified || identOpen;
     ui.identToggle.setAttribute('aria-expanded', String(identOpen));
@@ -1381,11 +1497,12 @@
   }
 
   function updateItem(el, m) {
-    var sig = [m.text, m.edited_at, m.pending, m.failed, m.author, m.created_at, m.seq, m.direction].join('\u0001');
+    var sig = [m.text, m.edited_at, m.pending, m.failed, m.held, m.author, m.created_at, m.seq, m.direction].join('\u0001');
     if (ui.sigs.get(el) === sig) return;
     ui.sigs.set(el, sig);
     var out = m.direction === 'outbound';
-    el.className = 'msg ' + (out ? 'out' : 'in') + (m.pending ? ' pending' : '') + (m.failed ? ' failed' : '');
+    var unsent = m.failed || m.held;
+    el.className = 'msg ' + (out ? 'out' : 'in') + (m.pending ? ' pending' : '') + (unsent ? ' failed' : '');
     el.setAttribute('data-direction', m.direction);
     if (m.pending) {
       el.removeAttribute('data-seq');
@@ -1415,9 +1532,9 @@
     }
     if (m.created_at) time.setAttribute('datetime', m.created_at);
     meta.appendChild(time);
-    var extra = m.failed ? ' \u00b7 ' + t('widget.failed', { reason: m.failed }) : m.pending ? ' \u00b7 ' + t('widget.sending') : m.edited_at ? ' \u00b7 ' + t('widget.edited') : '';
+    var extra = m.held ? ' \u00b7 ' + t('widget.not_sent') : m.failed ? ' \u00b7 ' + t('widget.failed', { reason: m.failed }) : m.pending ? ' \u00b7 ' + t('widget.sending') : m.edited_at ? ' \u00b7 ' + t('widget.edited') : '';
     if (extra) meta.appendChild(document.createTextNode(extra));
-    if (m.failed) {
+    if (unsent) {
       var r = document.createElement('button');
       r.type = 'button';
       r.className = 'retry';
@@ -1479,9 +1596,11 @@
             created_at: m.created_at,
             edited_at: m.edited_at,
             pending: !!m.pending,
-            failed: m.failed || null
+            failed: m.failed || null,
+            held: !!m.held
           };
-        })
+        }),
+        features: Object.assign({}, features)
       };
     }
   };

@@ -186,6 +186,30 @@ pub const CATALOGUE: &[StringDef] = &[
         "notice while rate limited (seconds left)",
     ),
     def(
+        "widget.quota_conversations",
+        "This chat is not taking new conversations today \u{2013} try again after {{time}}",
+        &["time"],
+        "notice when the plan's conversations a day are used up (the reset time in the visitor's time zone)",
+    ),
+    def(
+        "widget.quota_messages",
+        "This chat is not taking more messages today \u{2013} try again after {{time}}",
+        &["time"],
+        "notice when the plan's messages a day are used up (the reset time in the visitor's time zone)",
+    ),
+    def(
+        "widget.quota_active",
+        "All our agents' conversations are busy \u{2013} please try again later",
+        &[],
+        "notice when the plan's open conversations are all taken",
+    ),
+    def(
+        "widget.not_sent",
+        "not sent",
+        &[],
+        "under a message a plan limit refused (kept, with a Retry button)",
+    ),
+    def(
         "widget.conversation_closed",
         "This conversation was closed. Send a message to start a new one.",
         &[],
@@ -280,6 +304,19 @@ const DE: &[(&str, &str)] = &[
         "widget.rate_limited",
         "Sie senden zu schnell \u{2013} bitte in {{retry_after}} s erneut versuchen",
     ),
+    (
+        "widget.quota_conversations",
+        "Dieser Chat nimmt heute keine neuen Gespr\u{e4}che mehr an \u{2013} bitte nach {{time}} erneut versuchen",
+    ),
+    (
+        "widget.quota_messages",
+        "Dieser Chat nimmt heute keine weiteren Nachrichten mehr an \u{2013} bitte nach {{time}} erneut versuchen",
+    ),
+    (
+        "widget.quota_active",
+        "Alle unsere Mitarbeitenden sind gerade in Gespr\u{e4}chen \u{2013} bitte versuchen Sie es sp\u{e4}ter erneut",
+    ),
+    ("widget.not_sent", "nicht gesendet"),
     (
         "widget.conversation_closed",
         "Dieses Gespr\u{e4}ch wurde beendet. Senden Sie eine Nachricht, um ein neues zu beginnen.",

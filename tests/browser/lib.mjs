@@ -242,8 +242,8 @@ export async function launchBrowser() {
 }
 
 /** A page of a fresh browser context; console errors are kept for assertions. */
-export async function newPage(browser, { locale = 'en-US', viewport = { width: 1100, height: 760 }, reducedMotion } = {}) {
-  const context = await browser.newContext({ locale, viewport, reducedMotion });
+export async function newPage(browser, { locale = 'en-US', viewport = { width: 1100, height: 760 }, reducedMotion, timezoneId } = {}) {
+  const context = await browser.newContext({ locale, viewport, reducedMotion, timezoneId });
   const page = await context.newPage();
   page.consoleErrors = [];
   page.on('console', (m) => {
