@@ -51,6 +51,9 @@ pub enum ErrorCode {
     BillingNotConfigured,
     /// A signed request (a Stripe webhook) carries no valid signature for its body.
     InvalidSignature,
+    /// Stripe refused a call (`details {stripe_code, stripe_type, status}`), or its
+    /// answer could not be read.
+    StripeError,
     /// A dependency (database) is unreachable; retry later.
     Unavailable,
     /// Anything else; details are in the server log, never in the response.
@@ -79,6 +82,7 @@ impl ErrorCode {
             ErrorCode::WebhookUrlRejected => "webhook_url_rejected",
             ErrorCode::BillingNotConfigured => "billing_not_configured",
             ErrorCode::InvalidSignature => "invalid_signature",
+            ErrorCode::StripeError => "stripe_error",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

@@ -4,8 +4,28 @@
 //!
 //! [`Billing`] exists only when `[billing.stripe] secret_key` is set; every billing
 //! operation without it answers [`not_configured`] (503 `billing_not_configured`).
+//!
+//! What chatorical puts in Stripe, for whoever reads it back (webhooks, the dashboard):
+//! - one Product per plan, `metadata.chatorical_plan = <code>`;
+//! - one active Price per plan and interval, EUR, found by its lookup key
+//!   `chatorical_<code>_<month|year>` ([`lookup_key`]), `metadata.chatorical_plan` and
+//!   `metadata.chatorical_interval`;
+//! - one Customer per tenant, `metadata.chatorical_tenant = <tenant id>`;
+//! - Checkout Sessions in `subscription` mode with `client_reference_id = <tenant id>`
+//!   and `metadata` (also on the subscription, `subscription_data.metadata`)
+//!   `chatorical_tenant`, `chatorical_plan`, `chatorical_interval`.
+//!
+//! Every write carries an `Idempotency-Key` derived from what it is meant to achieve
+//! (`idempotency_key`), so a repeated attempt is answered with the first result.
+
+pub mod catalogue;
+pub mod checkout;
 
 use std::{fmt, sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::config::{Secret, StripeSettings};
 use crate::error::{Error, ErrorCode, Result};
@@ -87,6 +107,143 @@ fn api_base_url(api_base: &str) -> String {
         format!("{api_base}/")
     }
 }
+
+/// A billing interval: how often a subscription is paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    /// Paid every month (`price_month_cents`).
+    Month,
+    /// Paid every year (`price_year_cents`).
+    Year,
+}
+
+impl Interval {
+    /// Both intervals.
+    pub const ALL: [Interval; 2] = [Interval::Month, Interval::Year];
+
+    /// `month` or `year`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interval::Month => "month",
+            Interval::Year => "year",
+        }
+    }
+
+    /// The plan's price for this interval, in EUR cents (`None`: not sold so).
+    pub fn price_of(self, spec: &crate::plans::PlanSpec) -> Option<i64> {
+        match self {
+            Interval::Month => spec.price_month_cents,
+            Interval::Year => spec.price_year_cents,
+        }
+    }
+
+    /// The plan field holding this interval's price.
+    pub fn price_field(self) -> &'static str {
+        match self {
+            Interval::Month => "price_month_cents",
+            Interval::Year => "price_year_cents",
+        }
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The lookup key of a plan's price for an interval: `chatorical_<code>_<interval>`.
+pub fn lookup_key(plan: &crate::plans::PlanCode, interval: Interval) -> String {
+    format!("chatorical_{plan}_{interval}")
+}
+
+/// Metadata key naming the plan of a Product or Price.
+pub const META_PLAN: &str = "chatorical_plan";
+/// Metadata key naming the interval of a Price.
+pub const META_INTERVAL: &str = "chatorical_interval";
+/// Metadata key naming the tenant of a Customer, Checkout Session or subscription.
+pub const META_TENANT: &str = "chatorical_tenant";
+
+/// How to send a Stripe write: once, with an `Idempotency-Key` derived from `parts` (what the write is
+/// meant to achieve, and from which state): the same parts give the same key, so
+/// Stripe answers a repeated write with the first one's result instead of doing it
+/// twice.
+pub(crate) fn idempotency_key(parts: &[&str]) -> stripe::RequestStrategy {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    // 64 hex characters plus the prefix: never empty, well under Stripe's 255.
+    match stripe::IdempotencyKey::new(format!("chatorical-{hex}")) {
+        Ok(key) => stripe::RequestStrategy::Idempotent(key),
+        Err(_) => stripe::RequestStrategy::Once,
+    }
+}
+
+/// The shape of a Stripe failure as our error, naming what was being done (`what`):
+/// Stripe's refusals are `stripe_error` with Stripe's error code and type in `details`
+/// (its message is kept as the cause: logged, shown by the CLI, never in an HTTP
+/// response); no answer in time or no connection is `unavailable` (retry).
+pub(crate) fn stripe_failure(what: &str, e: stripe::StripeError) -> Error {
+    match e {
+        stripe::StripeError::Stripe(api, status) => {
+            let code = api.code.as_ref().map(|c| c.as_str().to_string());
+            let kind = api.type_.as_str().to_string();
+            let shown = code.clone().unwrap_or_else(|| kind.clone());
+            let err = Error::new(
+                ErrorCode::StripeError,
+                format!("Stripe refused {what}: {shown} (HTTP {status})"),
+            )
+            .with_details(serde_json::json!({
+                "stripe_code": code,
+                "stripe_type": kind,
+                "status": status,
+            }));
+            match api.message {
+                Some(message) => err.with_source(StripeCause(message)),
+                None => err,
+            }
+        }
+        stripe::StripeError::Timeout => Error::new(
+            ErrorCode::Unavailable,
+            format!("Stripe did not answer {what} in time; try again"),
+        )
+        .with_details(serde_json::json!({ "stripe_code": "timeout" })),
+        stripe::StripeError::ClientError(message) => Error::new(
+            ErrorCode::Unavailable,
+            format!("cannot reach Stripe for {what}; try again"),
+        )
+        .with_details(serde_json::json!({ "stripe_code": "connection" }))
+        .with_source(StripeCause(message)),
+        stripe::StripeError::JSONDeserialize(message) => Error::new(
+            ErrorCode::StripeError,
+            format!("Stripe's answer to {what} could not be read"),
+        )
+        .with_details(serde_json::json!({ "stripe_code": "unreadable_response" }))
+        .with_source(StripeCause(message)),
+        stripe::StripeError::ConfigError(message) => Error::new(
+            ErrorCode::InvalidConfig,
+            format!("invalid setting `billing.stripe`: {message}"),
+        ),
+    }
+}
+
+/// Stripe's own words about a failure: the cause of an [`Error`], never sent to API
+/// clients.
+#[derive(Debug)]
+struct StripeCause(String);
+
+impl fmt::Display for StripeCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::domain::text::escape_controls(&self.0))
+    }
+}
+
+impl std::error::Error for StripeCause {}
 
 /// 503 `billing_not_configured`: this server has no Stripe secret key.
 pub fn not_configured() -> Error {

@@ -58,6 +58,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         }
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        ErrorCode::StripeError => StatusCode::BAD_GATEWAY,
         ErrorCode::Unavailable | ErrorCode::BillingNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::InvalidConfig | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
