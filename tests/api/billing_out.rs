@@ -64,7 +64,11 @@ fn billing(app: &TestApp) -> &Billing {
 fn no_progress(_: Progress<'_>) {}
 
 /// `plans sync` as the CLI runs it: the database, then Stripe.
-async fn sync(app: &TestApp, text: &str, options: SyncOptions) -> chatorical::error::Result<SyncReport> {
+async fn sync(
+    app: &TestApp,
+    text: &str,
+    options: SyncOptions,
+) -> chatorical::error::Result<SyncReport> {
     let catalogue = Catalogue::parse("plans.toml", text).expect("valid catalogue");
     let db = catalogue::Database::new(&app.state.db);
     catalogue::sync(&Caller::Operator, &catalogue, &db, options).await?;
@@ -116,7 +120,11 @@ fn assert_stripe_matches(fake: &FakeStripe, expected: &[(&str, &str, i64)]) {
         assert_eq!(price["metadata"]["chatorical_interval"], *interval, "{key}");
     }
     let active: Vec<&Value> = prices.iter().filter(|p| p["active"] == true).collect();
-    assert_eq!(active.len(), expected.len(), "no stray active price: {prices:#?}");
+    assert_eq!(
+        active.len(),
+        expected.len(),
+        "no stray active price: {prices:#?}"
+    );
 }
 
 async fn sync_to_stripe_creates_the_catalogue_then_writes_nothing(b: Backend) {
@@ -124,17 +132,30 @@ async fn sync_to_stripe_creates_the_catalogue_then_writes_nothing(b: Backend) {
     let app = spawn_with_stripe(b, &fake).await;
 
     // A dry run lists the calls it would make and makes none.
-    let dry = sync(&app, CATALOGUE, SyncOptions { dry_run: true, prune: false })
-        .await
-        .expect("dry run");
+    let dry = sync(
+        &app,
+        CATALOGUE,
+        SyncOptions {
+            dry_run: true,
+            prune: false,
+        },
+    )
+    .await
+    .expect("dry run");
     assert_eq!(fake.write_count(), 0);
     assert!(dry.dry_run && dry.changed);
     let pro = plan(&dry, "pro");
     assert_eq!(pro.action, Action::Created);
     assert_eq!(pro.calls.len(), 3, "{:?}", pro.calls);
-    assert!(pro.calls[0].starts_with("POST /v1/products"), "{:?}", pro.calls);
     assert!(
-        pro.calls[1].starts_with("POST /v1/prices (1900 EUR cents every month, lookup_key chatorical_pro_month"),
+        pro.calls[0].starts_with("POST /v1/products"),
+        "{:?}",
+        pro.calls
+    );
+    assert!(
+        pro.calls[1].starts_with(
+            "POST /v1/prices (1900 EUR cents every month, lookup_key chatorical_pro_month"
+        ),
         "{:?}",
         pro.calls
     );
@@ -155,7 +176,11 @@ async fn sync_to_stripe_creates_the_catalogue_then_writes_nothing(b: Backend) {
     assert_eq!(product_of(&products, "free")["active"], true);
     assert_stripe_matches(
         &fake,
-        &[("pro", "month", 1900), ("pro", "year", 19000), ("team", "month", 4900)],
+        &[
+            ("pro", "month", 1900),
+            ("pro", "year", 19000),
+            ("team", "month", 4900),
+        ],
     );
 
     // What async-stripe put on the wire: form-encoded bracket syntax, the secret key as
@@ -165,7 +190,11 @@ async fn sync_to_stripe_creates_the_catalogue_then_writes_nothing(b: Backend) {
         eprintln!("{} {} {}", call.method, call.path, call.raw);
     }
     let writes: Vec<_> = calls.iter().filter(|c| c.is_write()).collect();
-    assert!(writes.iter().all(|c| c.idempotency_key.as_deref().is_some_and(|k| k.starts_with("chatorical-"))));
+    assert!(writes.iter().all(|c| {
+        c.idempotency_key
+            .as_deref()
+            .is_some_and(|k| k.starts_with("chatorical-"))
+    }));
     let create = writes
         .iter()
         .find(|c| c.path == "/v1/prices" && c.params["lookup_key"] == "chatorical_pro_month")
@@ -177,9 +206,14 @@ async fn sync_to_stripe_creates_the_catalogue_then_writes_nothing(b: Backend) {
     assert_eq!(create.params["metadata"]["chatorical_plan"], "pro");
     let lookup = calls
         .iter()
-        .find(|c| c.method == "GET" && c.path == "/v1/prices" && c.params.get("lookup_keys").is_some())
+        .find(|c| {
+            c.method == "GET" && c.path == "/v1/prices" && c.params.get("lookup_keys").is_some()
+        })
         .expect("prices read by lookup key");
-    assert_eq!(lookup.params["lookup_keys"].as_array().map(Vec::len), Some(6));
+    assert_eq!(
+        lookup.params["lookup_keys"].as_array().map(Vec::len),
+        Some(6)
+    );
 
     // The second run reads, writes nothing and says so.
     fake.clear_calls();
@@ -187,7 +221,12 @@ async fn sync_to_stripe_creates_the_catalogue_then_writes_nothing(b: Backend) {
         .await
         .expect("second sync");
     assert!(!second.changed, "{second:?}");
-    assert!(second.plans.iter().all(|p| p.action == Action::Unchanged && p.calls.is_empty()));
+    assert!(
+        second
+            .plans
+            .iter()
+            .all(|p| p.action == Action::Unchanged && p.calls.is_empty())
+    );
     assert_eq!(fake.write_count(), 0, "{:#?}", fake.calls());
     assert!(!fake.calls().is_empty(), "it did read Stripe");
 
@@ -207,7 +246,9 @@ async fn sync_to_stripe_creates_the_catalogue_then_writes_nothing(b: Backend) {
     assert_eq!(product_of(&products, "team")["active"], false);
     assert_eq!(product_of(&products, "pro")["name"], "Pro+");
     fake.clear_calls();
-    let fourth = sync(&app, &changed, SyncOptions::default()).await.expect("fourth");
+    let fourth = sync(&app, &changed, SyncOptions::default())
+        .await
+        .expect("fourth");
     assert!(!fourth.changed);
     assert_eq!(fake.write_count(), 0);
 }
@@ -215,14 +256,18 @@ async fn sync_to_stripe_creates_the_catalogue_then_writes_nothing(b: Backend) {
 async fn a_changed_price_moves_the_lookup_key_and_archives_the_old_price(b: Backend) {
     let fake = FakeStripe::start().await;
     let app = spawn_with_stripe(b, &fake).await;
-    sync(&app, CATALOGUE, SyncOptions::default()).await.expect("first sync");
+    sync(&app, CATALOGUE, SyncOptions::default())
+        .await
+        .expect("first sync");
     let old = fake
         .price_by_lookup_key("chatorical_pro_month")
         .expect("pro monthly price");
 
     let dearer = CATALOGUE.replace("price_month_cents = 1900", "price_month_cents = 2900");
     fake.clear_calls();
-    let report = sync(&app, &dearer, SyncOptions::default()).await.expect("sync");
+    let report = sync(&app, &dearer, SyncOptions::default())
+        .await
+        .expect("sync");
     let pro = plan(&report, "pro");
     let Action::Updated { changes } = &pro.action else {
         panic!("pro updated: {report:?}");
@@ -247,16 +292,24 @@ async fn a_changed_price_moves_the_lookup_key_and_archives_the_old_price(b: Back
     assert_eq!(archived["lookup_key"], Value::Null);
     assert_stripe_matches(
         &fake,
-        &[("pro", "month", 2900), ("pro", "year", 19000), ("team", "month", 4900)],
+        &[
+            ("pro", "month", 2900),
+            ("pro", "year", 19000),
+            ("team", "month", 4900),
+        ],
     );
 
     // A plan no longer sold yearly has its yearly price deactivated.
     let monthly_only = dearer.replace("price_year_cents = 19000\n", "");
-    sync(&app, &monthly_only, SyncOptions::default()).await.expect("sync");
+    sync(&app, &monthly_only, SyncOptions::default())
+        .await
+        .expect("sync");
     assert_stripe_matches(&fake, &[("pro", "month", 2900), ("team", "month", 4900)]);
 
     fake.clear_calls();
-    let again = sync(&app, &monthly_only, SyncOptions::default()).await.expect("sync");
+    let again = sync(&app, &monthly_only, SyncOptions::default())
+        .await
+        .expect("sync");
     assert!(!again.changed);
     assert_eq!(fake.write_count(), 0);
 }
@@ -279,13 +332,19 @@ async fn a_stripe_500_mid_sync_stops_naming_the_plan_and_a_rerun_converges(b: Ba
     assert_eq!(fake.products().len(), 2);
 
     // The re-run finishes the job: nothing twice, everything once.
-    let report = sync(&app, CATALOGUE, SyncOptions::default()).await.expect("re-run");
+    let report = sync(&app, CATALOGUE, SyncOptions::default())
+        .await
+        .expect("re-run");
     assert_eq!(plan(&report, "free").action, Action::Unchanged);
     assert_eq!(plan(&report, "team").action, Action::Created);
     assert_eq!(fake.products().len(), 3);
     assert_stripe_matches(
         &fake,
-        &[("pro", "month", 1900), ("pro", "year", 19000), ("team", "month", 4900)],
+        &[
+            ("pro", "month", 1900),
+            ("pro", "year", 19000),
+            ("team", "month", 4900),
+        ],
     );
 
     // A timeout after Stripe did the write (the answer lost): the re-run finds it.
@@ -297,13 +356,21 @@ async fn a_stripe_500_mid_sync_stops_naming_the_plan_and_a_rerun_converges(b: Ba
         .expect_err("timed out");
     assert_eq!(err.code, ErrorCode::Unavailable, "{err:?}");
     assert!(err.message.contains("plan `team`"), "{}", err.message);
-    sync(&app, &dearer, SyncOptions::default()).await.expect("re-run");
+    sync(&app, &dearer, SyncOptions::default())
+        .await
+        .expect("re-run");
     assert_stripe_matches(
         &fake,
-        &[("pro", "month", 1900), ("pro", "year", 19000), ("team", "month", 5900)],
+        &[
+            ("pro", "month", 1900),
+            ("pro", "year", 19000),
+            ("team", "month", 5900),
+        ],
     );
     fake.clear_calls();
-    let again = sync(&app, &dearer, SyncOptions::default()).await.expect("again");
+    let again = sync(&app, &dearer, SyncOptions::default())
+        .await
+        .expect("again");
     assert!(!again.changed);
     assert_eq!(fake.write_count(), 0);
 }
@@ -344,7 +411,9 @@ fn pro_monthly(tenant: &TenantFixture) -> Value {
 async fn checkout_retried_after_a_timeout_makes_one_session_and_one_customer(b: Backend) {
     let fake = FakeStripe::start().await;
     let app = spawn_with_stripe(b, &fake).await;
-    sync(&app, CATALOGUE, SyncOptions::default()).await.expect("sync");
+    sync(&app, CATALOGUE, SyncOptions::default())
+        .await
+        .expect("sync");
     let t = app.tenant("acme").await;
     let key = billing_key(&app, &t).await;
     fake.clear_calls();
@@ -410,11 +479,12 @@ async fn checkout_retried_after_a_timeout_makes_one_session_and_one_customer(b: 
         create.params["subscription_data"]["metadata"]["chatorical_tenant"],
         t.id.as_str()
     );
-    assert!(fake
-        .calls()
-        .iter()
-        .filter(|c| c.is_write())
-        .all(|c| c.idempotency_key.is_some()));
+    assert!(
+        fake.calls()
+            .iter()
+            .filter(|c| c.is_write())
+            .all(|c| c.idempotency_key.is_some())
+    );
 
     // The customer is stored: a later checkout without a key reuses it.
     let (status, third) = checkout(&app, &key, None, pro_monthly(&t)).await;
@@ -426,15 +496,23 @@ async fn checkout_retried_after_a_timeout_makes_one_session_and_one_customer(b: 
 async fn checkout_checks_urls_plans_and_the_idempotency_key(b: Backend) {
     let fake = FakeStripe::start().await;
     let app = spawn_with_stripe(b, &fake).await;
-    sync(&app, CATALOGUE, SyncOptions::default()).await.expect("sync");
+    sync(&app, CATALOGUE, SyncOptions::default())
+        .await
+        .expect("sync");
     let t = app.tenant("acme").await;
     let key = billing_key(&app, &t).await;
 
     let cases = [
-        (json!({"success_url": "http://acme.example/done"}), "success_url"),
+        (
+            json!({"success_url": "http://acme.example/done"}),
+            "success_url",
+        ),
         (json!({"cancel_url": "javascript:alert(1)"}), "cancel_url"),
         (json!({"success_url": "/relative"}), "success_url"),
-        (json!({"success_url": "https://user:pw@acme.example/"}), "success_url"),
+        (
+            json!({"success_url": "https://user:pw@acme.example/"}),
+            "success_url",
+        ),
         (json!({"plan": "nope"}), "plan"),
         (json!({"plan": "Not A Code"}), "plan"),
         (json!({"plan": "free"}), "interval"),
@@ -449,7 +527,8 @@ async fn checkout_checks_urls_plans_and_the_idempotency_key(b: Backend) {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {err}");
         assert_eq!(err["error"]["details"]["field"], field, "{body}: {err}");
     }
-    let (status, err) = checkout(&app, &key, None, json!({"plan": "pro", "interval": "week"})).await;
+    let (status, err) =
+        checkout(&app, &key, None, json!({"plan": "pro", "interval": "week"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     // Nothing reached Stripe for any of them.
     assert_eq!(fake.customers().len(), 0);
@@ -481,7 +560,9 @@ async fn checkout_checks_urls_plans_and_the_idempotency_key(b: Backend) {
     let (status, err) = checkout(&app, &key, None, business).await;
     assert_eq!(status, StatusCode::CONFLICT, "{err}");
     assert!(
-        err["error"]["message"].as_str().is_some_and(|m| m.contains("plans sync")),
+        err["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("plans sync")),
         "{err}"
     );
 
@@ -492,7 +573,10 @@ async fn checkout_checks_urls_plans_and_the_idempotency_key(b: Backend) {
     assert_eq!(code(&err), "stripe_error");
     assert_eq!(err["error"]["details"]["stripe_type"], "api_error");
     let shown = err.to_string();
-    assert!(!shown.contains("injected") && !shown.contains(fake_stripe::SECRET_KEY), "{shown}");
+    assert!(
+        !shown.contains("injected") && !shown.contains(fake_stripe::SECRET_KEY),
+        "{shown}"
+    );
 }
 
 async fn portal_opens_a_session_for_the_tenants_customer(b: Backend) {
@@ -510,7 +594,9 @@ async fn portal_opens_a_session_for_the_tenants_customer(b: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(
-        body["url"].as_str().is_some_and(|u| u.starts_with("https://billing.stripe.test/")),
+        body["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://billing.stripe.test/")),
         "{body}"
     );
     let sessions = fake.portal_sessions();
@@ -569,7 +655,9 @@ async fn billing_routes_answer_503_without_stripe(b: Backend) {
 async fn billing_routes_need_billing_write_on_the_tenant(b: Backend) {
     let fake = FakeStripe::start().await;
     let app = spawn_with_stripe(b, &fake).await;
-    sync(&app, CATALOGUE, SyncOptions::default()).await.expect("sync");
+    sync(&app, CATALOGUE, SyncOptions::default())
+        .await
+        .expect("sync");
     let t = app.tenant("acme").await;
     let other = app.tenant("other").await;
     let (_, read_only) = app.key(&t, &["billing:read"]).await;
@@ -580,7 +668,9 @@ async fn billing_routes_need_billing_write_on_the_tenant(b: Backend) {
             pro_monthly(&t)
         };
         for key in [read_only.as_str(), t.key.as_str()] {
-            let (status, err) = app.json(Method::POST, path, Some(key), Some(body.clone())).await;
+            let (status, err) = app
+                .json(Method::POST, path, Some(key), Some(body.clone()))
+                .await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {err}");
             assert_eq!(code(&err), "forbidden");
         }
@@ -602,5 +692,8 @@ async fn billing_routes_need_billing_write_on_the_tenant(b: Backend) {
     assert_eq!(resp.status(), StatusCode::OK);
     let customers = fake.customers();
     assert_eq!(customers.len(), 1);
-    assert_eq!(customers[0]["metadata"]["chatorical_tenant"], other.id.as_str());
+    assert_eq!(
+        customers[0]["metadata"]["chatorical_tenant"],
+        other.id.as_str()
+    );
 }

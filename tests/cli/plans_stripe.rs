@@ -44,7 +44,10 @@ fn stripe_env(fake: &FakeStripe) -> Vec<(&'static str, String)> {
             fake_stripe::SECRET_KEY.to_string(),
         ),
         ("CHATORICAL_BILLING__STRIPE__API_BASE", fake.url()),
-        ("CHATORICAL_BILLING__STRIPE__REQUEST_TIMEOUT_SECS", "5".into()),
+        (
+            "CHATORICAL_BILLING__STRIPE__REQUEST_TIMEOUT_SECS",
+            "5".into(),
+        ),
     ]
 }
 
@@ -76,28 +79,51 @@ fn sync_to_stripe_then_nothing_to_do(backend: Backend) {
     // A dry run: the calls it would make, none made.
     let run = cli.run_env(&["plans", "sync", "--file", &file, "--dry-run"], &env);
     assert_eq!(run.code, Some(0), "{run:?}");
-    assert!(run.stdout.contains("Dry run, nothing written: 2 created"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Dry run, nothing written: 2 created"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("in Stripe from"), "{}", run.stdout);
-    assert!(run.stdout.contains("POST /v1/prices (1900 EUR cents every month"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("POST /v1/prices (1900 EUR cents every month"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(fake.write_count(), 0);
 
     // The first run writes the catalogue; progress as plain lines (not a terminal).
     let run = cli.run_env(&["plans", "sync", "--file", &file], &env);
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(
-        run.stdout.contains("2 created, 0 updated, 0 deactivated, 0 unchanged in Stripe from"),
+        run.stdout
+            .contains("2 created, 0 updated, 0 deactivated, 0 unchanged in Stripe from"),
         "{}",
         run.stdout
     );
     assert!(run.stdout.contains("(4 write call(s))"), "{}", run.stdout);
-    assert!(run.stderr.contains("stripe: syncing 2 plan(s)"), "{}", run.stderr);
     assert!(
-        run.stderr.contains("stripe: pro: POST /v1/prices (19000 EUR cents every year"),
+        run.stderr.contains("stripe: syncing 2 plan(s)"),
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("stripe: pro: created"), "{}", run.stderr);
-    assert!(!run.stderr.contains(fake_stripe::SECRET_KEY), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("stripe: pro: POST /v1/prices (19000 EUR cents every year"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("stripe: pro: created"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(fake_stripe::SECRET_KEY),
+        "{}",
+        run.stderr
+    );
     assert_eq!(fake.write_count(), 4);
     assert_eq!(fake.products().len(), 2);
 
@@ -105,7 +131,9 @@ fn sync_to_stripe_then_nothing_to_do(backend: Backend) {
     let run = cli.run_env(&["plans", "sync", "--file", &file], &env);
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(
-        run.stdout.contains("Nothing changed: Stripe already matches") && run.stdout.contains("no changes, no write calls"),
+        run.stdout
+            .contains("Nothing changed: Stripe already matches")
+            && run.stdout.contains("no changes, no write calls"),
         "{}",
         run.stdout
     );
@@ -117,11 +145,18 @@ fn sync_to_stripe_then_nothing_to_do(backend: Backend) {
     assert_eq!(report["stripe"]["target"], "stripe");
     assert_eq!(report["stripe"]["changed"], false);
     assert_eq!(array(&report["stripe"]["plans"]).len(), 2);
-    assert_eq!(fake.write_count(), 4, "no write call on the second and third runs");
+    assert_eq!(
+        fake.write_count(),
+        4,
+        "no write call on the second and third runs"
+    );
 
     // A changed price: the dry run lists the new price and the archived one.
     let file = write(&cli, &CATALOGUE.replace("= 1900\n", "= 2900\n"));
-    let run = cli.run_env(&["plans", "sync", "--file", &file, "--dry-run", "--json"], &env);
+    let run = cli.run_env(
+        &["plans", "sync", "--file", &file, "--dry-run", "--json"],
+        &env,
+    );
     assert_eq!(run.code, Some(0), "{run:?}");
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
     let pro = array(&report["stripe"]["plans"])
@@ -130,9 +165,15 @@ fn sync_to_stripe_then_nothing_to_do(backend: Backend) {
         .expect("pro")
         .clone();
     assert_eq!(pro["action"], "updated");
-    let calls: Vec<&str> = array(&pro["calls"]).iter().filter_map(|c| c.as_str()).collect();
+    let calls: Vec<&str> = array(&pro["calls"])
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
     assert_eq!(calls.len(), 2, "{calls:?}");
-    assert!(calls[0].contains("2900 EUR cents every month") && calls[0].contains("transferred from"), "{calls:?}");
+    assert!(
+        calls[0].contains("2900 EUR cents every month") && calls[0].contains("transferred from"),
+        "{calls:?}"
+    );
     assert!(calls[1].ends_with("(active=false)"), "{calls:?}");
     assert_eq!(fake.write_count(), 4);
 }
@@ -152,7 +193,11 @@ fn a_stripe_error_exits_1_naming_the_plan_and_a_rerun_finishes(backend: Backend)
     assert!(run.stderr.contains("plan `pro`"), "{}", run.stderr);
     assert!(run.stderr.contains("api_error"), "{}", run.stderr);
     // The database part was done and reported.
-    assert!(run.stdout.contains("in the database from"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("in the database from"),
+        "{}",
+        run.stdout
+    );
 
     // --json: the report with Stripe's error, exit 1.
     fake.fail_writes(0, 1);
@@ -166,7 +211,11 @@ fn a_stripe_error_exits_1_naming_the_plan_and_a_rerun_finishes(backend: Backend)
     let run = cli.run_env(&["plans", "sync", "--file", &file], &env);
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(run.stdout.contains("1 updated"), "{}", run.stdout);
-    let active: Vec<_> = fake.prices().into_iter().filter(|p| p["active"] == true).collect();
+    let active: Vec<_> = fake
+        .prices()
+        .into_iter()
+        .filter(|p| p["active"] == true)
+        .collect();
     assert_eq!(active.len(), 2, "{active:?}");
     assert!(fake.price_by_lookup_key("chatorical_pro_month").is_some());
     assert!(fake.price_by_lookup_key("chatorical_pro_year").is_some());

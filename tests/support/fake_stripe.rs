@@ -145,7 +145,13 @@ struct StripeError {
 }
 
 impl StripeError {
-    fn new(status: u16, kind: &str, code: Option<&str>, message: &str, param: Option<&str>) -> Self {
+    fn new(
+        status: u16,
+        kind: &str,
+        code: Option<&str>,
+        message: &str,
+        param: Option<&str>,
+    ) -> Self {
         let mut error = json!({ "type": kind, "message": message });
         if let Some(code) = code {
             error["code"] = code.into();
@@ -648,10 +654,7 @@ fn create_product(s: &mut State, p: &Value) -> Answer {
 }
 
 fn update_product(s: &mut State, id: &str, p: &Value) -> Answer {
-    known(
-        p,
-        &["name", "active", "metadata", "description", "expand"],
-    )?;
+    known(p, &["name", "active", "metadata", "description", "expand"])?;
     let clock = {
         s.clock += 1;
         s.clock
@@ -672,10 +675,7 @@ fn update_product(s: &mut State, id: &str, p: &Value) -> Answer {
 }
 
 fn list_products(s: &mut State, p: &Value) -> Answer {
-    known(
-        p,
-        &["active", "ids", "limit", "starting_after", "expand"],
-    )?;
+    known(p, &["active", "ids", "limit", "starting_after", "expand"])?;
     let active = flag(p, "active")?;
     let ids = strings(p, "ids");
     let data = newest_first(s, &s.products)
@@ -734,12 +734,7 @@ fn recurring_interval(p: &Value) -> Result<String, StripeError> {
 }
 
 /// Give `lookup_key` to `to`: refused when another price holds it, unless `transfer`.
-fn take_lookup_key(
-    s: &mut State,
-    key: &str,
-    to: &str,
-    transfer: bool,
-) -> Result<(), StripeError> {
+fn take_lookup_key(s: &mut State, key: &str, to: &str, transfer: bool) -> Result<(), StripeError> {
     let holder = s
         .prices
         .values()
@@ -799,7 +794,12 @@ fn create_price(s: &mut State, p: &Value) -> Answer {
     let id = new_id(s, "price");
     let lookup_key = text(p, "lookup_key").map(str::to_string);
     if let Some(key) = &lookup_key {
-        take_lookup_key(s, key, &id, flag(p, "transfer_lookup_key")?.unwrap_or(false))?;
+        take_lookup_key(
+            s,
+            key,
+            &id,
+            flag(p, "transfer_lookup_key")?.unwrap_or(false),
+        )?;
     }
     let n = s.seq;
     s.order.insert(id.clone(), n);

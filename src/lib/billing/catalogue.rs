@@ -316,7 +316,8 @@ impl PlanSync<'_> {
             return Ok(None);
         }
         let active = spec.active.to_string();
-        let strategy = idempotency_key(&["product.create", self.code.as_str(), &spec.name, &active]);
+        let strategy =
+            idempotency_key(&["product.create", self.code.as_str(), &spec.name, &active]);
         let product = CreateProduct::new(spec.name.as_str())
             .active(spec.active)
             .metadata(self.metadata())
@@ -391,7 +392,11 @@ impl PlanSync<'_> {
                 {
                     return Ok(Some(price.id.as_str().to_string()));
                 }
-                self.change(interval.price_field(), show(held_amount), amount.to_string());
+                self.change(
+                    interval.price_field(),
+                    show(held_amount),
+                    amount.to_string(),
+                );
                 let id = self
                     .create_price(amount, interval, &key, product_id, holder)
                     .await?;
@@ -487,11 +492,18 @@ impl PlanSync<'_> {
             .await
             .map_err(|e| stripe_failure("listing the product's prices", e))?;
         for price in page.data {
-            let ours = price.metadata.get(META_PLAN).map(String::as_str) == Some(self.code.as_str());
+            let ours =
+                price.metadata.get(META_PLAN).map(String::as_str) == Some(self.code.as_str());
             let id = price.id.as_str();
             if ours && !keep.contains(id) && !self.deactivated.contains(id) {
-                let amount = price.unit_amount.map_or_else(|| "-".into(), |a| a.to_string());
-                self.change(&format!("price {}", price.id.as_str()), amount, "archived".into());
+                let amount = price
+                    .unit_amount
+                    .map_or_else(|| "-".into(), |a| a.to_string());
+                self.change(
+                    &format!("price {}", price.id.as_str()),
+                    amount,
+                    "archived".into(),
+                );
                 self.deactivate_price(price.id.as_str()).await?;
             }
         }

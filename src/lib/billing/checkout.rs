@@ -108,7 +108,10 @@ pub async fn checkout(
     let metadata = HashMap::from([
         (META_TENANT.to_string(), tenant_id.to_string()),
         (META_PLAN.to_string(), code.as_str().to_string()),
-        (META_INTERVAL.to_string(), request.interval.as_str().to_string()),
+        (
+            META_INTERVAL.to_string(),
+            request.interval.as_str().to_string(),
+        ),
     ]);
     let mut item = CreateCheckoutSessionLineItems::new();
     item.price = Some(price);
@@ -366,4 +369,68 @@ fn hash(parts: &[&str]) -> String {
         h.update([0]);
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenancy::TenantSettings;
+
+    fn tenant(origins: &[&str]) -> Tenant {
+        let settings = TenantSettings {
+            allowed_origins: origins
+                .iter()
+                .map(|o| crate::domain::Origin::parse(o).expect("origin"))
+                .collect(),
+            ..TenantSettings::default()
+        };
+        Tenant {
+            id: "t_1".to_string().into(),
+            slug: "acme".into(),
+            name: "Acme".into(),
+            widget_key: "wk_x".into(),
+            plan: "free".into(),
+            settings,
+            created_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn return_urls_are_https_or_under_an_allowed_origin() {
+        let t = tenant(&["http://localhost:3000", "https://shop.example"]);
+        for ok in [
+            "https://anywhere.example/done?session={CHECKOUT_SESSION_ID}",
+            "http://localhost:3000/billing/done",
+            "http://localhost:3000",
+        ] {
+            check_return_url(&t, "success_url", ok).unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+        }
+        for bad in [
+            "http://localhost:3001/done",
+            "http://shop.example/done",
+            "ftp://shop.example/",
+            "https://user@shop.example/",
+            "shop.example/done",
+            "",
+        ] {
+            let e = check_return_url(&t, "cancel_url", bad).expect_err(bad);
+            assert_eq!(e.code, ErrorCode::ValidationFailed, "{bad}");
+            assert_eq!(e.details.expect("details")["field"], "cancel_url", "{bad}");
+        }
+        let long = format!("https://shop.example/{}", "a".repeat(MAX_URL));
+        assert!(check_return_url(&t, "return_url", &long).is_err());
+    }
+
+    #[test]
+    fn client_idempotency_keys_are_visible_ascii() {
+        assert!(check_client_key("order-1_ABC:2").is_ok());
+        for bad in [
+            "",
+            "with space",
+            "ümlaut",
+            &"k".repeat(MAX_IDEMPOTENCY_KEY + 1),
+        ] {
+            assert!(check_client_key(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -109,7 +109,9 @@ fn api_base_url(api_base: &str) -> String {
 }
 
 /// A billing interval: how often a subscription is paid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Interval {
     /// Paid every month (`price_month_cents`).

@@ -172,7 +172,10 @@ pub(crate) async fn run(g: &Global, cmd: PlansCommand) -> anyhow::Result<ExitCod
 
 /// The database's report (as before Stripe existed) with `stripe`: Stripe's report,
 /// `{"error": …}` when it stopped, or `null` when Stripe is not configured.
-fn with_stripe(report: &SyncReport, stripe: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+fn with_stripe(
+    report: &SyncReport,
+    stripe: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
     let mut value = serde_json::to_value(report)?;
     if let Some(map) = value.as_object_mut() {
         map.insert("stripe".into(), stripe);
@@ -235,11 +238,7 @@ fn print_report(report: &SyncReport) {
                 .join("\n"),
             _ => String::new(),
         };
-        let mut row = vec![
-            p.code.to_string(),
-            p.action.as_str().to_string(),
-            changes,
-        ];
+        let mut row = vec![p.code.to_string(), p.action.as_str().to_string(), changes];
         if with_calls {
             row.push(p.calls.join("\n"));
         }
@@ -253,7 +252,9 @@ fn print_report(report: &SyncReport) {
     };
     if !report.changed {
         if report.target == "stripe" {
-            println!("Nothing changed: {target} already matches {file} (no changes, no write calls).");
+            println!(
+                "Nothing changed: {target} already matches {file} (no changes, no write calls)."
+            );
         } else {
             println!("Nothing changed: {target} already matches {file}.");
         }

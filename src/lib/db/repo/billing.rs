@@ -62,7 +62,10 @@ pub async fn insert_checkout(
 ) -> Result<BillingCheckoutRow> {
     on_conn!(conn, |c| diesel::insert_into(billing_checkouts::table)
         .values(row)
-        .on_conflict((billing_checkouts::tenant_id, billing_checkouts::idempotency_key))
+        .on_conflict((
+            billing_checkouts::tenant_id,
+            billing_checkouts::idempotency_key
+        ))
         .do_nothing()
         .execute(c)
         .await)?;
