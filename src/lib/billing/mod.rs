@@ -31,18 +31,21 @@ use crate::config::{Secret, StripeSettings};
 use crate::error::{Error, ErrorCode, Result};
 
 /// A configured Stripe connection: the API client (pointed at `api_base`) and the
-/// billing settings. Cheap to clone.
+/// billing settings. Cheap to clone, and one pointer wide (it sits in `AppState`, which
+/// every socket's future holds).
 #[derive(Clone)]
-pub struct Billing {
+pub struct Billing(Arc<Inner>);
+
+struct Inner {
     client: stripe::Client,
-    settings: Arc<StripeSettings>,
+    settings: StripeSettings,
 }
 
 impl fmt::Debug for Billing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The settings' secrets print as `***`; the client is left out altogether.
         f.debug_struct("Billing")
-            .field("settings", &self.settings)
+            .field("settings", &self.0.settings)
             .finish_non_exhaustive()
     }
 }
@@ -71,30 +74,30 @@ impl Billing {
                 )
                 .with_details(serde_json::json!({ "key": "billing.stripe" }))
             })?;
-        Ok(Billing {
+        Ok(Billing(Arc::new(Inner {
             client,
-            settings: Arc::new(settings.clone()),
-        })
+            settings: settings.clone(),
+        })))
     }
 
     /// The Stripe API client.
     pub fn client(&self) -> &stripe::Client {
-        &self.client
+        &self.0.client
     }
 
     /// The `[billing.stripe]` settings this connection was built from.
     pub fn settings(&self) -> &StripeSettings {
-        &self.settings
+        &self.0.settings
     }
 
     /// Days a tenant whose payment failed keeps its plan (`grace_days`).
     pub fn grace_days(&self) -> u32 {
-        self.settings.grace_days
+        self.0.settings.grace_days
     }
 
     /// The webhook endpoint's signing secret, when set.
     pub fn webhook_secret(&self) -> Option<&Secret> {
-        self.settings.webhook_secret.as_ref()
+        self.0.settings.webhook_secret.as_ref()
     }
 }
 
@@ -278,6 +281,10 @@ mod tests {
             .expect("configured");
         assert!(!format!("{billing:?}").contains("hunter2"));
         assert_eq!(billing.grace_days(), 7);
+        assert_eq!(
+            std::mem::size_of::<Option<Billing>>(),
+            std::mem::size_of::<usize>()
+        );
         assert_eq!(api_base_url("http://127.0.0.1:9"), "http://127.0.0.1:9/");
         assert_eq!(
             api_base_url("https://api.stripe.com/"),
