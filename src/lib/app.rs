@@ -305,6 +305,7 @@ impl Application {
             settings.ws.max_sockets_per_visitor,
             settings.ws.max_sockets_per_ip,
         ));
+        let billing = crate::billing::Billing::from_settings(&settings.billing.stripe)?;
         let state = AppState {
             db,
             chat,
@@ -323,6 +324,7 @@ impl Application {
             )),
             usage,
             quotas,
+            billing,
             settings: Arc::new(settings),
             shutdown: CancellationToken::new(),
             origins: OriginCache::default(),

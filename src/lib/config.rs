@@ -84,6 +84,48 @@ pub struct Settings {
     pub presence: PresenceSettings,
     /// Trace export (OpenTelemetry) and the Prometheus endpoint.
     pub telemetry: TelemetrySettings,
+    /// Billing: plans sold through Stripe.
+    pub billing: BillingSettings,
+}
+
+/// Billing settings (the `[billing]` section; its one table is `[billing.stripe]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingSettings {
+    /// Stripe: catalogue sync, Checkout, the customer portal and webhooks.
+    pub stripe: StripeSettings,
+}
+
+/// Stripe settings (`[billing.stripe]`). Billing is on when `secret_key` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StripeSettings {
+    /// Stripe secret API key (`sk_live_…`, `sk_test_…` or a restricted `rk_…` key).
+    /// Unset: no billing (`plans sync` writes the database only, billing routes answer
+    /// 503 `billing_not_configured`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<Secret>,
+    /// Signing secret of the webhook endpoint (`whsec_…`), checked on every delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<Secret>,
+    /// Base URL of the Stripe API (tests point it at a fake).
+    pub api_base: String,
+    /// Days a tenant whose payment failed keeps its plan before it drops to `free`.
+    pub grace_days: u32,
+    /// Seconds before one Stripe API request counts as failed (timed out).
+    pub request_timeout_secs: u64,
+}
+
+impl Default for StripeSettings {
+    fn default() -> Self {
+        StripeSettings {
+            secret_key: None,
+            webhook_secret: None,
+            api_base: "https://api.stripe.com".into(),
+            grace_days: 7,
+            request_timeout_secs: 30,
+        }
+    }
 }
 
 /// Trace export settings (exporting needs a binary built with the `otlp` feature) and
@@ -640,6 +682,23 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "telemetry.metrics_listen",
         "A second HOST:PORT serving only /metrics (the main listener then answers 404 for it). Unset: /metrics is on the main listener.",
     ),
+    (
+        "billing.stripe.secret_key",
+        "Stripe secret API key (sk_live_..., sk_test_... or a restricted rk_... key). Unset: no billing; plans sync writes the database only and billing routes answer 503 billing_not_configured.",
+    ),
+    (
+        "billing.stripe.webhook_secret",
+        "Signing secret (whsec_...) of the Stripe webhook endpoint POST /v1/billing/stripe/webhook.",
+    ),
+    ("billing.stripe.api_base", "Base URL of the Stripe API."),
+    (
+        "billing.stripe.grace_days",
+        "Days a tenant whose payment failed keeps its plan before it drops to free.",
+    ),
+    (
+        "billing.stripe.request_timeout_secs",
+        "Seconds before one Stripe API request counts as failed (timed out).",
+    ),
 ];
 
 /// Optional keys that have no default value but are documented in the example.
@@ -661,6 +720,8 @@ const OPTIONAL_KEYS: &[(&str, &str)] = &[
         "\"change-me-to-a-long-random-token\"",
     ),
     ("telemetry.metrics_listen", "\"127.0.0.1:9090\""),
+    ("billing.stripe.secret_key", "\"sk_live_...\""),
+    ("billing.stripe.webhook_secret", "\"whsec_...\""),
 ];
 
 /// Values set on the command line, the highest layer.
@@ -925,6 +986,40 @@ impl Settings {
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| config_error("log.filter", e.to_string()))?;
         self.validate_telemetry()?;
+        self.validate_billing()?;
+        Ok(())
+    }
+
+    fn validate_billing(&self) -> Result<()> {
+        let stripe = &self.billing.stripe;
+        if !(stripe.api_base.starts_with("http://") || stripe.api_base.starts_with("https://")) {
+            return Err(config_error(
+                "billing.stripe.api_base",
+                "must start with http:// or https://",
+            ));
+        }
+        if stripe.grace_days == 0 {
+            return Err(config_error(
+                "billing.stripe.grace_days",
+                "must be at least 1",
+            ));
+        }
+        if stripe.request_timeout_secs == 0 {
+            return Err(config_error(
+                "billing.stripe.request_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        for (key, secret) in [
+            ("billing.stripe.secret_key", &stripe.secret_key),
+            ("billing.stripe.webhook_secret", &stripe.webhook_secret),
+        ] {
+            if let Some(secret) = secret
+                && secret.expose().trim().is_empty()
+            {
+                return Err(config_error(key, "must not be empty (unset it instead)"));
+            }
+        }
         Ok(())
     }
 
@@ -1054,47 +1149,68 @@ impl Settings {
         let mut out = String::from(
             "# chatorical configuration: every key with its default.\n\
              # Generated by `chatorical config example`; do not edit by hand.\n\
-             # Layers: defaults < this file < CHATORICAL_<SECTION>__<KEY> environment < flags.\n",
+             # Layers: defaults < this file < CHATORICAL_<SECTION>__<KEY> environment < flags\n\
+             # (nested tables nest further: CHATORICAL_BILLING__STRIPE__SECRET_KEY).\n",
         );
         let Value::Table(sections) = defaults else {
             return out;
         };
         for (section, body) in sections {
-            out.push_str(&format!("\n[{section}]\n"));
-            let Value::Table(keys) = body else { continue };
-            let mut names: Vec<String> = keys.keys().cloned().collect();
-            for (k, _) in OPTIONAL_KEYS {
-                if let Some(name) = k.strip_prefix(&format!("{section}.")) {
-                    names.push(name.to_string());
-                }
-            }
-            let order: Vec<&str> = KEY_DOCS
-                .iter()
-                .filter_map(|(k, _)| k.strip_prefix(&format!("{section}.")))
-                .collect();
-            names.sort_by_key(|n| order.iter().position(|o| o == n).unwrap_or(usize::MAX));
-            for name in names {
-                let full = format!("{section}.{name}");
-                let doc = KEY_DOCS
-                    .iter()
-                    .find(|(k, _)| *k == full)
-                    .map(|(_, d)| *d)
-                    .unwrap_or("");
-                out.push_str(&format!("# {doc}\n"));
-                match keys.get(&name) {
-                    Some(v) => out.push_str(&format!("{name} = {v}\n")),
-                    None => {
-                        let example = OPTIONAL_KEYS
-                            .iter()
-                            .find(|(k, _)| *k == full)
-                            .map(|(_, v)| *v)
-                            .unwrap_or("\"\"");
-                        out.push_str(&format!("# {name} = {example}\n"));
-                    }
-                }
+            if let Value::Table(keys) = body {
+                write_example_table(&mut out, &section, &keys);
             }
         }
         out
+    }
+}
+
+/// One table of the example file at its dotted path (`server`, `billing.stripe`): its
+/// keys in `KEY_DOCS` order, each after its doc line, optional keys commented out; then
+/// its sub-tables. A table with only sub-tables gets no header of its own.
+fn write_example_table(out: &mut String, path: &str, keys: &toml::Table) {
+    let prefix = format!("{path}.");
+    let direct = |k: &&str| -> Option<String> {
+        k.strip_prefix(&prefix)
+            .filter(|rest| !rest.contains('.'))
+            .map(str::to_string)
+    };
+    let mut names: Vec<String> = keys
+        .iter()
+        .filter(|(_, v)| !v.is_table())
+        .map(|(k, _)| k.clone())
+        .collect();
+    names.extend(OPTIONAL_KEYS.iter().filter_map(|(k, _)| direct(k)));
+    let subtables: Vec<(&String, &toml::Table)> = keys
+        .iter()
+        .filter_map(|(k, v)| v.as_table().map(|t| (k, t)))
+        .collect();
+    let order: Vec<String> = KEY_DOCS.iter().filter_map(|(k, _)| direct(k)).collect();
+    names.sort_by_key(|n| order.iter().position(|o| o == n).unwrap_or(usize::MAX));
+    if !names.is_empty() || subtables.is_empty() {
+        out.push_str(&format!("\n[{path}]\n"));
+    }
+    for name in names {
+        let full = format!("{path}.{name}");
+        let doc = KEY_DOCS
+            .iter()
+            .find(|(k, _)| *k == full)
+            .map(|(_, d)| *d)
+            .unwrap_or("");
+        out.push_str(&format!("# {doc}\n"));
+        match keys.get(&name) {
+            Some(v) => out.push_str(&format!("{name} = {v}\n")),
+            None => {
+                let example = OPTIONAL_KEYS
+                    .iter()
+                    .find(|(k, _)| *k == full)
+                    .map(|(_, v)| *v)
+                    .unwrap_or("\"\"");
+                out.push_str(&format!("# {name} = {example}\n"));
+            }
+        }
+    }
+    for (name, table) in subtables {
+        write_example_table(out, &format!("{path}.{name}"), table);
     }
 }
 
@@ -1380,14 +1496,101 @@ mod tests {
         let parsed: Value = toml::from_str(&text).expect("example parses");
         let defaults = Value::try_from(Settings::default()).expect("serialize");
         assert_eq!(parsed, defaults, "example must hold exactly the defaults");
-        for (section, body) in defaults.as_table().expect("table") {
-            for key in body.as_table().expect("table").keys() {
-                let full = format!("{section}.{key}");
-                assert!(
-                    KEY_DOCS.iter().any(|(k, _)| *k == full),
-                    "{full} has no doc line"
-                );
+        fn leaves(prefix: &str, value: &Value, out: &mut Vec<String>) {
+            match value.as_table() {
+                Some(table) => {
+                    for (k, v) in table {
+                        let path = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        leaves(&path, v, out);
+                    }
+                }
+                None => out.push(prefix.to_string()),
             }
+        }
+        let mut keys = Vec::new();
+        leaves("", &defaults, &mut keys);
+        assert!(keys.iter().any(|k| k == "billing.stripe.grace_days"));
+        for full in keys
+            .iter()
+            .map(String::as_str)
+            .chain(OPTIONAL_KEYS.iter().map(|(k, _)| *k))
+        {
+            assert!(
+                KEY_DOCS.iter().any(|(k, _)| *k == full),
+                "{full} has no doc line"
+            );
+        }
+        // Every optional key is written (commented out) in its own table.
+        for (key, _) in OPTIONAL_KEYS {
+            let (table, name) = key.rsplit_once('.').expect("dotted");
+            let header = format!("[{table}]\n");
+            let section = text.split(&header).nth(1).expect("table header");
+            let section = section.split("\n[").next().unwrap_or(section);
+            assert!(section.contains(&format!("\n# {name} = ")), "{key}");
+        }
+    }
+
+    #[test]
+    fn stripe_settings_nest_from_env_and_are_checked() {
+        let loaded = Settings::load_from(
+            None,
+            &env(&[
+                ("CHATORICAL_BILLING__STRIPE__SECRET_KEY", "sk_test_hunter2"),
+                (
+                    "CHATORICAL_BILLING__STRIPE__WEBHOOK_SECRET",
+                    "whsec_hunter3",
+                ),
+                (
+                    "CHATORICAL_BILLING__STRIPE__API_BASE",
+                    "http://127.0.0.1:12111",
+                ),
+                ("CHATORICAL_BILLING__STRIPE__GRACE_DAYS", "3"),
+            ]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        let stripe = &loaded.settings.billing.stripe;
+        assert_eq!(
+            stripe.secret_key.as_ref().map(Secret::expose),
+            Some("sk_test_hunter2")
+        );
+        assert_eq!(
+            stripe.webhook_secret.as_ref().map(Secret::expose),
+            Some("whsec_hunter3")
+        );
+        assert_eq!(stripe.api_base, "http://127.0.0.1:12111");
+        assert_eq!(stripe.grace_days, 3);
+        let shown = format!(
+            "{:?}{}",
+            loaded.settings,
+            loaded.settings.to_redacted_toml()
+        );
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(
+            loaded
+                .settings
+                .to_redacted_toml()
+                .contains("secret_key = \"***\"")
+        );
+
+        for (key, value) in [
+            ("CHATORICAL_BILLING__STRIPE__GRACE_DAYS", "0"),
+            ("CHATORICAL_BILLING__STRIPE__API_BASE", "api.stripe.com"),
+            ("CHATORICAL_BILLING__STRIPE__SECRET_KEY", ""),
+            ("CHATORICAL_BILLING__STRIPE__SECRETKEY", "sk_test_x"),
+        ] {
+            let err = Settings::load_from(None, &env(&[(key, value)]), &Overrides::default())
+                .expect_err(key);
+            assert_eq!(err.code, ErrorCode::InvalidConfig, "{key}");
+            assert!(
+                err.message.contains("billing.stripe"),
+                "{key}: {}",
+                err.message
+            );
         }
     }
 }

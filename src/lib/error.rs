@@ -46,6 +46,14 @@ pub enum ErrorCode {
     /// Telegram would refuse this server's webhook URL (its cloud Bot API takes only
     /// https on port 443, 80, 88 or 8443): the operator must set `server.public_url`.
     WebhookUrlRejected,
+    /// Billing is not set up on this server (`[billing.stripe]` has no `secret_key`,
+    /// or no `webhook_secret` for the webhook).
+    BillingNotConfigured,
+    /// A signed request (a Stripe webhook) carries no valid signature for its body.
+    InvalidSignature,
+    /// Stripe refused a call (`details {stripe_code, stripe_type, status}`), or its
+    /// answer could not be read.
+    StripeError,
     /// A dependency (database) is unreachable; retry later.
     Unavailable,
     /// Anything else; details are in the server log, never in the response.
@@ -72,6 +80,9 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::WebhookUrlRejected => "webhook_url_rejected",
+            ErrorCode::BillingNotConfigured => "billing_not_configured",
+            ErrorCode::InvalidSignature => "invalid_signature",
+            ErrorCode::StripeError => "stripe_error",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

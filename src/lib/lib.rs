@@ -12,6 +12,7 @@
 //!   written once and compiled per backend by [`on_conn!`] and [`transaction!`].
 //! - [`tenancy`]: tenants, their settings, API keys and who is calling.
 //! - [`plans`]: plans as code: limits, channels, features and prices; the catalogue file and its sync.
+//! - [`billing`]: Stripe: catalogue sync, Checkout, the customer portal, subscriptions.
 //! - [`chat`]: sessions, conversations and messages (the use cases behind HTTP and the socket).
 //! - [`realtime`]: the [`realtime::Hub`] fan-out, socket frames, ws tokens and socket caps.
 //! - [`http`]: the axum router, extractors, the error envelope and the widget socket.
@@ -35,6 +36,7 @@
 
 pub mod app;
 pub(crate) mod assets;
+pub mod billing;
 pub mod chat;
 pub mod cluster;
 pub mod config;

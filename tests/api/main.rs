@@ -1,6 +1,8 @@
 //! API tests: a real server on port 0 per test, every test on SQLite and PostgreSQL.
 
 mod cluster;
+#[path = "../support/fake_stripe.rs"]
+mod fake_stripe;
 #[path = "../support/fake_telegram.rs"]
 mod fake_telegram;
 mod helpers;
@@ -9,6 +11,7 @@ mod pg;
 #[path = "../support/redis.rs"]
 mod test_redis;
 
+mod billing_out;
 mod connections;
 mod fuzz_regressions;
 mod hardening;

@@ -47,6 +47,8 @@ async fn openapi_documents_the_public_contract(b: Backend) {
         "/v1/admin/plans",
         "/v1/admin/plans/{code}",
         "/v1/admin/tenants/{slug}/plan",
+        "/v1/billing/checkout",
+        "/v1/billing/portal",
         "/healthz",
         "/readyz",
     ] {

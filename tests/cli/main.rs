@@ -4,6 +4,8 @@
 //! with an empty environment and from inside that directory, so tests run in parallel and
 //! never pick up a `./chatorical.toml` or `CHATORICAL_*` variables of the caller.
 
+#[path = "../support/fake_stripe.rs"]
+mod fake_stripe;
 #[path = "../support/fake_telegram.rs"]
 mod fake_telegram;
 #[path = "../support/pg.rs"]
@@ -15,6 +17,7 @@ mod drift;
 mod keys;
 mod migrate;
 mod plans;
+mod plans_stripe;
 mod secrets;
 mod templates;
 mod tenants;

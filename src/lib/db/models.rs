@@ -273,3 +273,33 @@ pub struct PlanRow {
     /// Last changed, epoch ms.
     pub updated_at: i64,
 }
+
+/// A tenant's Stripe Customer.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::billing_customers)]
+pub struct BillingCustomerRow {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Stripe's id, `cus_…`.
+    pub stripe_customer_id: String,
+    /// Created, epoch ms.
+    pub created_at: i64,
+}
+
+/// A Checkout Session asked for with a client's `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::billing_checkouts)]
+pub struct BillingCheckoutRow {
+    /// Tenant.
+    pub tenant_id: String,
+    /// The client's `Idempotency-Key` header.
+    pub idempotency_key: String,
+    /// SHA-256 (hex) of what was asked for: the same key with another request is refused.
+    pub request_hash: String,
+    /// Stripe's id, `cs_…`.
+    pub stripe_session_id: String,
+    /// Where the client sends the buyer.
+    pub url: String,
+    /// Created, epoch ms.
+    pub created_at: i64,
+}

@@ -200,3 +200,26 @@ diesel::table! {
 
 diesel::joinable!(tenants -> plans (plan_code));
 diesel::allow_tables_to_appear_in_same_query!(plans, tenants);
+
+diesel::table! {
+    billing_customers (tenant_id) {
+        tenant_id -> Text,
+        stripe_customer_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    billing_checkouts (tenant_id, idempotency_key) {
+        tenant_id -> Text,
+        idempotency_key -> Text,
+        request_hash -> Text,
+        stripe_session_id -> Text,
+        url -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(billing_customers -> tenants (tenant_id));
+diesel::joinable!(billing_checkouts -> tenants (tenant_id));
+diesel::allow_tables_to_appear_in_same_query!(billing_customers, billing_checkouts, tenants);

@@ -44,7 +44,7 @@ impl From<Error> for ApiError {
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::InvalidJson => StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidJson | ErrorCode::InvalidSignature => StatusCode::BAD_REQUEST,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden | ErrorCode::OriginNotAllowed | ErrorCode::PlanRestricted => {
             StatusCode::FORBIDDEN
@@ -58,7 +58,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         }
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::StripeError => StatusCode::BAD_GATEWAY,
+        ErrorCode::Unavailable | ErrorCode::BillingNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::InvalidConfig | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

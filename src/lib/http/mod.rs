@@ -78,6 +78,8 @@ pub struct AppState {
     pub usage: crate::usage::Usage,
     /// Plan quotas (the same counters `chat` takes from).
     pub quotas: Arc<crate::quota::Quotas>,
+    /// Stripe, when `billing.stripe.secret_key` is set.
+    pub billing: Option<crate::billing::Billing>,
     /// Effective settings.
     pub settings: Arc<Settings>,
     /// Cancelled when the server shuts down; sockets close with 1001.
@@ -186,6 +188,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::templates::router())
         .merge(routes::ops::router())
         .merge(routes::identity::router())
+        .merge(routes::billing::router())
         .routes(routes!(ws::ws_upgrade))
         .split_for_parts()
 }

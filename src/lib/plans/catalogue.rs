@@ -9,8 +9,8 @@
 //! [`SyncTarget`] makes itself match it: it computes the changes per plan (`created`,
 //! `updated` with each `field: old → new`, `unchanged`, `deactivated` with `--prune`)
 //! and applies them all at once, or with `dry_run` only reports them. Plans are never
-//! deleted by a sync. The database ([`Database`]) is the first target; others (a
-//! payment provider's products and prices) implement the same trait.
+//! deleted by a sync. The database ([`Database`]) is the first target; Stripe's
+//! products and prices (`billing::catalogue::Stripe`) the second.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -198,12 +198,16 @@ pub struct PlanChange {
     /// What happens to it.
     #[serde(flatten)]
     pub action: Action,
+    /// The write calls this target made for the plan (in a dry run: would make), when
+    /// it lists them (Stripe does; the database does not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<String>,
 }
 
 /// What a sync did to one target (or, for a dry run, would do).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SyncReport {
-    /// The target: `database`.
+    /// The target: `database` or `stripe`.
     pub target: String,
     /// The catalogue file.
     pub file: String,
@@ -248,6 +252,7 @@ pub fn plan_changes(catalogue: &Catalogue, current: &[Plan], prune: bool) -> Vec
             PlanChange {
                 code: code.clone(),
                 action,
+                calls: Vec::new(),
             }
         })
         .collect();
@@ -259,6 +264,7 @@ pub fn plan_changes(catalogue: &Catalogue, current: &[Plan], prune: bool) -> Vec
                 .map(|p| PlanChange {
                     code: p.code.clone(),
                     action: Action::Deactivated,
+                    calls: Vec::new(),
                 }),
         );
         out.sort_by(|a, b| a.code.cmp(&b.code));

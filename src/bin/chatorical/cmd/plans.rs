@@ -1,9 +1,14 @@
 //! `chatorical plans sync|list|show|delete`.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, sync::OnceLock};
 
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
 
+use chatorical::billing::{
+    Billing,
+    catalogue::{Progress, Stripe},
+};
 use chatorical::plans::{
     self, Plan,
     catalogue::{self, Action, Catalogue, SyncOptions, SyncReport},
@@ -19,11 +24,18 @@ pub(crate) enum PlansCommand {
     /// Make the database match a catalogue file (TOML, see config/plans.example.toml):
     /// create and update plans, and with --prune deactivate the ones the file lacks.
     /// All or nothing: an invalid file changes nothing. Plans are never deleted.
+    ///
+    /// With Stripe configured (billing.stripe.secret_key), then Stripe too: a Product per
+    /// plan, a Price per plan and interval (found by lookup key chatorical_<code>_<month|year>;
+    /// a changed amount gets a new Price and the old one is archived), an inactive plan's
+    /// Product deactivated. Nothing is written when Stripe already matches. A Stripe error
+    /// stops the sync (exit 1, naming the plan and Stripe's error code); run it again to
+    /// finish. Progress goes to stderr: a bar on a terminal, plain lines otherwise.
     Sync {
         /// The catalogue file.
         #[arg(long, value_name = "PATH")]
         file: PathBuf,
-        /// Show what would change; write nothing.
+        /// Show what would change (and the Stripe calls that would be made); write nothing.
         #[arg(long)]
         dry_run: bool,
         /// Deactivate plans that are not in the file (their tenants keep them).
@@ -59,14 +71,47 @@ pub(crate) async fn run(g: &Global, cmd: PlansCommand) -> anyhow::Result<ExitCod
         } => {
             // A bad file fails before the database is even opened.
             let catalogue = Catalogue::load(&file)?;
-            let (_, db) = super::open(g).await?;
+            let (settings, db) = super::open(g).await?;
+            let billing = Billing::from_settings(&settings.billing.stripe)?;
             let target = catalogue::Database::new(&db);
             let options = SyncOptions { dry_run, prune };
             let report = catalogue::sync(&caller, &catalogue, &target, options).await?;
-            if g.json {
-                output::json(&report)?;
-            } else {
+            if !g.json {
                 print_report(&report);
+            }
+            let Some(billing) = billing else {
+                if g.json {
+                    output::json(&with_stripe(&report, serde_json::Value::Null)?)?;
+                } else {
+                    println!(
+                        "Stripe is not configured (billing.stripe.secret_key is unset): synced the database only."
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            };
+            let display = SyncProgress::default();
+            let progress = |p: Progress<'_>| display.show(p);
+            let stripe = Stripe::new(&billing, &progress);
+            let result = catalogue::sync(&caller, &catalogue, &stripe, options).await;
+            display.finish();
+            match result {
+                Ok(stripe) => {
+                    if g.json {
+                        output::json(&with_stripe(&report, serde_json::to_value(&stripe)?)?)?;
+                    } else {
+                        println!();
+                        print_report(&stripe);
+                    }
+                }
+                Err(e) => {
+                    if g.json {
+                        let error = serde_json::json!({ "error": {
+                            "code": e.code, "message": e.message, "details": e.details,
+                        }});
+                        output::json(&with_stripe(&report, error)?)?;
+                    }
+                    return Err(e.into());
+                }
             }
         }
         PlansCommand::List => {
@@ -125,8 +170,65 @@ pub(crate) async fn run(g: &Global, cmd: PlansCommand) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// The database's report (as before Stripe existed) with `stripe`: Stripe's report,
+/// `{"error": …}` when it stopped, or `null` when Stripe is not configured.
+fn with_stripe(
+    report: &SyncReport,
+    stripe: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(report)?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("stripe".into(), stripe);
+    }
+    Ok(value)
+}
+
+/// Progress of a Stripe sync on stderr: a bar on a terminal, plain lines otherwise.
+#[derive(Default)]
+struct SyncProgress {
+    bar: OnceLock<ProgressBar>,
+}
+
+impl SyncProgress {
+    fn show(&self, p: Progress<'_>) {
+        let terminal = std::io::stderr().is_terminal();
+        match p {
+            Progress::Started { plans } => {
+                if terminal {
+                    let bar = ProgressBar::new(plans as u64).with_style(
+                        ProgressStyle::with_template("stripe {bar:30} {pos}/{len} plans {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    let _ = self.bar.set(bar);
+                } else {
+                    eprintln!("stripe: syncing {plans} plan(s)");
+                }
+            }
+            Progress::Call { code, call } => match self.bar.get() {
+                Some(bar) => bar.set_message(format!("{code}: {}", output::safe(call))),
+                None => eprintln!("stripe: {code}: {}", output::safe(call)),
+            },
+            Progress::PlanDone { code, action } => match self.bar.get() {
+                Some(bar) => bar.inc(1),
+                None => eprintln!("stripe: {code}: {}", action.as_str()),
+            },
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.bar.get() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 fn print_report(report: &SyncReport) {
-    let mut t = output::table(&["plan", "action", "changes"]);
+    let with_calls = report.plans.iter().any(|p| !p.calls.is_empty());
+    let mut header = vec!["plan", "action", "changes"];
+    if with_calls {
+        header.push("calls");
+    }
+    let mut t = output::table(&header);
     for p in &report.plans {
         let changes = match &p.action {
             Action::Updated { changes } => changes
@@ -136,31 +238,41 @@ fn print_report(report: &SyncReport) {
                 .join("\n"),
             _ => String::new(),
         };
-        t.add_row(vec![
-            p.code.to_string(),
-            p.action.as_str().to_string(),
-            changes,
-        ]);
+        let mut row = vec![p.code.to_string(), p.action.as_str().to_string(), changes];
+        if with_calls {
+            row.push(p.calls.join("\n"));
+        }
+        t.add_row(row);
     }
     output::print_table(&t);
     let file = output::safe(&report.file);
+    let target = match report.target.as_str() {
+        "stripe" => "Stripe".to_string(),
+        other => format!("the {other}"),
+    };
     if !report.changed {
-        println!(
-            "Nothing changed: the {} already matches {file}.",
-            report.target
-        );
+        if report.target == "stripe" {
+            println!(
+                "Nothing changed: {target} already matches {file} (no changes, no write calls)."
+            );
+        } else {
+            println!("Nothing changed: {target} already matches {file}.");
+        }
         return;
     }
     let counts = ["created", "updated", "deactivated", "unchanged"]
         .map(|a| format!("{} {a}", report.count(a)))
         .join(", ");
-    if report.dry_run {
-        println!(
-            "Dry run, nothing written: {counts} in the {} from {file}.",
-            report.target
-        );
+    let calls: usize = report.plans.iter().map(|p| p.calls.len()).sum();
+    let calls = if calls > 0 {
+        format!(" ({calls} write call(s))")
     } else {
-        println!("{counts} in the {} from {file}.", report.target);
+        String::new()
+    };
+    if report.dry_run {
+        println!("Dry run, nothing written: {counts} in {target} from {file}{calls}.");
+    } else {
+        println!("{counts} in {target} from {file}{calls}.");
     }
 }
 

@@ -1,6 +1,7 @@
 //! Routes by resource.
 
 pub(crate) mod admin;
+pub(crate) mod billing;
 pub(crate) mod identity;
 pub(crate) mod ops;
 pub(crate) mod outbox;

@@ -1,0 +1,2 @@
+DROP TABLE billing_checkouts;
+DROP TABLE billing_customers;
