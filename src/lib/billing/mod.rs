@@ -4,6 +4,17 @@
 //!
 //! [`Billing`] exists only when `[billing.stripe] secret_key` is set; every billing
 //! operation without it answers [`not_configured`] (503 `billing_not_configured`).
+//!
+//! The webhook half: [`signature`] (the `Stripe-Signature` header), [`events`] (the
+//! webhook's events, deduplicated and applied in one transaction), [`subscription`]
+//! (each tenant's subscription state, ordered by Stripe's own timestamps, and
+//! `GET /v1/billing/subscription`) and [`dunning`] (grace periods after failed
+//! payments, and the downgrade when they end).
+
+pub mod dunning;
+pub mod events;
+pub mod signature;
+pub mod subscription;
 
 use std::{fmt, sync::Arc, time::Duration};
 

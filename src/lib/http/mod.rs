@@ -188,6 +188,8 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::templates::router())
         .merge(routes::ops::router())
         .merge(routes::identity::router())
+        .merge(routes::billing_webhook::router())
+        .merge(routes::billing_subscription::router())
         .routes(routes!(ws::ws_upgrade))
         .split_for_parts()
 }

@@ -2,6 +2,7 @@
 //! (except lookups by a secret that identifies the tenant) and a [`Conn`](super::Conn).
 
 pub mod api_keys;
+pub mod billing_subscriptions;
 pub mod conversations;
 pub mod messages;
 pub mod outbox;

@@ -1,6 +1,8 @@
 //! Routes by resource.
 
 pub(crate) mod admin;
+pub(crate) mod billing_subscription;
+pub(crate) mod billing_webhook;
 pub(crate) mod identity;
 pub(crate) mod ops;
 pub(crate) mod outbox;
