@@ -9,6 +9,7 @@ mod pg;
 #[path = "../support/redis.rs"]
 mod test_redis;
 
+mod billing_webhook;
 mod connections;
 mod fuzz_regressions;
 mod hardening;

@@ -66,8 +66,10 @@ pub async fn run_due(db: &Db, now: i64) -> Result<DunningRun> {
 }
 
 /// Downgrade one tenant if its grace period still ended by `now`; `Some(noticed)` when
-/// it did.
+/// it did. What it writes is stamped with the wall clock (`now` only decides: tests
+/// pass a time past the deadline, and the notice must still go out at once).
 async fn downgrade(conn: &mut Conn<'_>, tenant_id: &TenantId, now: i64) -> Result<Option<bool>> {
+    let written = now_ms();
     transaction!(conn, |tx| {
         repo::tenants::lock(tx, tenant_id).await?;
         let Some(row) = repo::billing_subscriptions::get(tx, tenant_id).await? else {
@@ -80,8 +82,8 @@ async fn downgrade(conn: &mut Conn<'_>, tenant_id: &TenantId, now: i64) -> Resul
         if !tracked.grace_expired(now) {
             return Ok(None);
         }
-        enforce(tx, &tracked, now).await?;
-        repo::billing_subscriptions::save(tx, &tracked.to_row(now)).await?;
+        enforce(tx, &tracked, written).await?;
+        repo::billing_subscriptions::save(tx, &tracked.to_row(written)).await?;
         let plan = tracked.plan.clone().unwrap_or_else(|| "paid".into());
         let text = format!(
             "Billing: the payment for the {plan} plan is still outstanding after the grace \
@@ -90,7 +92,7 @@ async fn downgrade(conn: &mut Conn<'_>, tenant_id: &TenantId, now: i64) -> Resul
             rfc3339(deadline)
         );
         let key = format!("billing_downgraded_{tenant_id}_{deadline}");
-        Ok(Some(notify(tx, tenant_id, &text, &key, now).await?))
+        Ok(Some(notify(tx, tenant_id, &text, &key, written).await?))
     })
 }
 

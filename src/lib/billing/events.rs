@@ -224,7 +224,8 @@ pub async fn process(db: &Db, grace_days: u32, event: &Event, now: i64) -> Resul
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let received = transaction!(&mut conn, |tx| {
-        if !repo::billing_subscriptions::record_event(tx, &event.id, &event.event_type, now).await? {
+        if !repo::billing_subscriptions::record_event(tx, &event.id, &event.event_type, now).await?
+        {
             return Ok(Received {
                 outcome: Outcome::Duplicate,
                 notified: false,
@@ -255,7 +256,8 @@ async fn apply(
     let (hint, subscription, customer) = match event.kind() {
         EventKind::Other => return Ok((Outcome::Ignored, None, false)),
         EventKind::CheckoutSessionCompleted => (
-            text(obj, &["client_reference_id"]).or_else(|| text(obj, &["metadata", "chatorical_tenant"])),
+            text(obj, &["client_reference_id"])
+                .or_else(|| text(obj, &["metadata", "chatorical_tenant"])),
             expandable_id(obj.get("subscription")),
             expandable_id(obj.get("customer")),
         ),

@@ -237,8 +237,14 @@ mod tests {
     fn any_one_of_several_v1_may_match() {
         let wrong = sign("whsec_old_secret", T, BODY);
         let wrong_v1 = wrong.split_once("v1=").expect("v1").1;
-        assert_eq!(check(&format!("t={T},v1={wrong_v1},v1={KNOWN}"), BODY, T), Ok(()));
-        assert_eq!(check(&format!("t={T},v1={KNOWN},v1={wrong_v1}"), BODY, T), Ok(()));
+        assert_eq!(
+            check(&format!("t={T},v1={wrong_v1},v1={KNOWN}"), BODY, T),
+            Ok(())
+        );
+        assert_eq!(
+            check(&format!("t={T},v1={KNOWN},v1={wrong_v1}"), BODY, T),
+            Ok(())
+        );
         assert_eq!(
             check(&format!("t={T},v1={wrong_v1},v1=nothex"), BODY, T),
             Err(SignatureError::NoMatch)

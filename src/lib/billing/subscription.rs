@@ -337,7 +337,8 @@ impl Tracked {
         if let Some(s) = subscription {
             match &self.subscription {
                 Some(current) if current == s => {}
-                Some(_) if self.status.is_live() || self.status == SubscriptionStatus::Incomplete => {}
+                Some(_)
+                    if self.status.is_live() || self.status == SubscriptionStatus::Incomplete => {}
                 _ => self.adopt(s),
             }
         }

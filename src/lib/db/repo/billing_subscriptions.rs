@@ -136,13 +136,15 @@ pub async fn set_event_outcome(
     outcome: &str,
     tenant_id: Option<&str>,
 ) -> Result<()> {
-    on_conn!(conn, |c| diesel::update(billing_events::table.find(event_id))
-        .set((
-            billing_events::outcome.eq(outcome),
-            billing_events::tenant_id.eq(tenant_id),
-        ))
-        .execute(c)
-        .await)?;
+    on_conn!(conn, |c| diesel::update(
+        billing_events::table.find(event_id)
+    )
+    .set((
+        billing_events::outcome.eq(outcome),
+        billing_events::tenant_id.eq(tenant_id),
+    ))
+    .execute(c)
+    .await)?;
     Ok(())
 }
 

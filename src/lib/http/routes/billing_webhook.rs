@@ -69,16 +69,22 @@ async fn receive_event(
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
-    let received = events::receive(&state.db, state.billing.as_ref(), signature, &body, now_ms())
-        .await
-        .map_err(|e| {
-            // Database trouble must be a 5xx so that Stripe retries.
-            if e.code == ErrorCode::Internal {
-                Error::new(ErrorCode::Unavailable, "try again").with_source(e)
-            } else {
-                e
-            }
-        })?;
+    let received = events::receive(
+        &state.db,
+        state.billing.as_ref(),
+        signature,
+        &body,
+        now_ms(),
+    )
+    .await
+    .map_err(|e| {
+        // Database trouble must be a 5xx so that Stripe retries.
+        if e.code == ErrorCode::Internal {
+            Error::new(ErrorCode::Unavailable, "try again").with_source(e)
+        } else {
+            e
+        }
+    })?;
     if received.notified {
         state.wake.wake();
     }
