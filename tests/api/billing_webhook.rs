@@ -26,6 +26,7 @@ on_both_backends!(
     unknown_unmatched_and_unknown_plan_events_change_nothing_and_are_counted,
     without_stripe_billing_routes_answer_503,
     subscription_status_needs_billing_read_and_stays_in_its_tenant,
+    openapi_documents_the_webhook_and_the_subscription,
 );
 
 /// The endpoint's signing secret the test app is configured with.
@@ -1219,4 +1220,38 @@ async fn large_events_are_taken() {
     let body = serde_json::to_vec(&big).expect("json");
     assert!(body.len() > 64 * 1024, "{}", body.len());
     assert_eq!(deliver(&app, &big).await, "ignored");
+}
+
+async fn openapi_documents_the_webhook_and_the_subscription(b: Backend) {
+    let app = spawn_app(b).await;
+    let (status, doc) = app.json(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let webhook = &doc["paths"]["/v1/billing/stripe/webhook"]["post"];
+    assert!(webhook.is_object(), "webhook documented");
+    let params = webhook["parameters"].to_string();
+    assert!(params.contains("Stripe-Signature"), "{params}");
+    for code in ["200", "400", "503"] {
+        assert!(
+            webhook["responses"][code].is_object(),
+            "webhook answers {code}"
+        );
+    }
+    let sub = &doc["paths"]["/v1/billing/subscription"]["get"];
+    assert!(sub.is_object(), "subscription documented");
+    assert!(sub["responses"]["200"].is_object());
+    let schema = &doc["components"]["schemas"]["BillingStatus"]["properties"];
+    for field in [
+        "plan",
+        "status",
+        "interval",
+        "current_period_end",
+        "cancel_at_period_end",
+        "grace_until",
+        "dunning",
+    ] {
+        assert!(
+            schema[field].is_object(),
+            "BillingStatus.{field} documented: {schema}"
+        );
+    }
 }

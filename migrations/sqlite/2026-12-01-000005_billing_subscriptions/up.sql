@@ -26,7 +26,8 @@ CREATE INDEX billing_subscriptions_subscription ON billing_subscriptions (stripe
 CREATE INDEX billing_subscriptions_customer ON billing_subscriptions (stripe_customer_id);
 CREATE INDEX billing_subscriptions_grace ON billing_subscriptions (grace_until) WHERE dunning = 'grace';
 
--- Every verified Stripe event once (event ids deduplicate replays), with what it did.
+-- Every verified Stripe event once (event ids deduplicate replays), with what it did:
+-- recorded first, in the transaction that applies it, and its outcome set at the end.
 CREATE TABLE billing_events (
     event_id     TEXT PRIMARY KEY,              -- evt_…
     type         TEXT NOT NULL,                 -- e.g. customer.subscription.updated

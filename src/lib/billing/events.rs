@@ -369,23 +369,20 @@ async fn resolve_tenant(
     Ok(None)
 }
 
-/// The non-empty string at `path` in `v`.
+/// The non-empty string at `path` in `v` (without NUL, which no Stripe id or code has
+/// and PostgreSQL cannot compare).
 fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter()
         .try_fold(v, |v, key| v.get(key))?
         .as_str()
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && !s.contains('\0'))
 }
 
 /// An expandable field: an id (`"cus_…"`), or the expanded object's `id`.
 fn expandable_id(v: Option<&Value>) -> Option<String> {
     match v? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Object(o) => o
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
+        id @ Value::String(_) => text(id, &[]).map(str::to_string),
+        object @ Value::Object(_) => text(object, &["id"]).map(str::to_string),
         _ => None,
     }
 }
@@ -460,7 +457,8 @@ fn snapshot(sub: &Value) -> Option<Snapshot> {
 
 /// The plan (and interval) of a subscription: the first item whose price has a
 /// `chatorical_<plan>_<interval>` lookup key; else a `chatorical_plan` in the metadata
-/// of an item's product (expanded) or price, or of the subscription.
+/// of an item's product (expanded) or price (with the price's recurring interval, or its
+/// `chatorical_interval`), or of the subscription (what `plans sync` and Checkout write).
 fn subscription_plan<'a>(sub: &'a Value, items: &'a [Value]) -> Option<(String, Option<Interval>)> {
     static NO_PRICE: Value = Value::Null;
     let price = |item: &'a Value| item.get("price").unwrap_or(&NO_PRICE);
@@ -474,7 +472,9 @@ fn subscription_plan<'a>(sub: &'a Value, items: &'a [Value]) -> Option<(String, 
     let valid = |code: &str| PlanCode::parse("chatorical_plan", code).ok();
     for item in items {
         let price = price(item);
-        let interval = text(price, &["recurring", "interval"]).and_then(Interval::parse);
+        let interval = text(price, &["recurring", "interval"])
+            .or_else(|| text(price, &["metadata", "chatorical_interval"]))
+            .and_then(Interval::parse);
         let named = text(price, &["product", "metadata", "chatorical_plan"])
             .or_else(|| text(price, &["metadata", "chatorical_plan"]));
         if let Some(code) = named.and_then(valid) {
@@ -541,6 +541,14 @@ mod tests {
         assert_eq!(s.plan, Some(("business".into(), Some(Interval::Month))));
         assert_eq!(s.current_period_end, Some(10_000));
 
+        let by_price = json!({
+            "id": "sub_1", "status": "active",
+            "items": {"data": [{"price": {"product": "prod_1",
+                "metadata": {"chatorical_plan": "pro", "chatorical_interval": "year"}}}]}
+        });
+        let s = snapshot(&by_price).expect("snapshot");
+        assert_eq!(s.plan, Some(("pro".into(), Some(Interval::Year))));
+
         let unknown = json!({"id": "sub_1", "status": "active", "items": {"data": [{"price": {"product": "prod_1"}}]}});
         assert_eq!(snapshot(&unknown).expect("snapshot").plan, None);
         assert!(snapshot(&json!({"id": "sub_1", "status": "exotic"})).is_none());
@@ -556,6 +564,13 @@ mod tests {
         assert_eq!(invoice_subscription(&new).as_deref(), Some("sub_2"));
         assert_eq!(invoice_tenant_hint(&new), Some("tn_2"));
         assert_eq!(invoice_subscription(&json!({"id": "in_1"})), None);
+        assert_eq!(
+            expandable_id(Some(&json!({"id": "cus_1"}))).as_deref(),
+            Some("cus_1")
+        );
+        assert_eq!(expandable_id(Some(&json!("sub_\0x"))), None);
+        assert_eq!(expandable_id(Some(&json!(""))), None);
+        assert_eq!(expandable_id(Some(&json!(7))), None);
     }
 
     #[test]
