@@ -27,6 +27,7 @@ on_both_backends!(
     without_stripe_billing_routes_answer_503,
     subscription_status_needs_billing_read_and_stays_in_its_tenant,
     openapi_documents_the_webhook_and_the_subscription,
+    the_periodic_job_downgrades_a_grace_period_that_ended,
 );
 
 /// The endpoint's signing secret the test app is configured with.
@@ -1254,4 +1255,63 @@ async fn openapi_documents_the_webhook_and_the_subscription(b: Backend) {
             "BillingStatus.{field} documented: {schema}"
         );
     }
+}
+
+async fn the_periodic_job_downgrades_a_grace_period_that_ended(b: Backend) {
+    let app = spawn_billing(b).await;
+    plans(&app).await;
+    let t = app.tenant("acme").await;
+    let key = reader(&app, &t).await;
+    // Stripe's own time of the failure is 8 days ago (the delivery is signed now): the
+    // 7-day grace period is already over.
+    let t0 = now_s() - 8 * 86400;
+    let created = event(
+        "evt_j_created",
+        "customer.subscription.created",
+        t0 - 100,
+        subscription(
+            &t.id,
+            "sub_j",
+            "active",
+            "chatorical_pro_month",
+            t0 + 86400,
+            false,
+        ),
+    );
+    let past_due = event(
+        "evt_j_past_due",
+        "customer.subscription.updated",
+        t0,
+        subscription(
+            &t.id,
+            "sub_j",
+            "past_due",
+            "chatorical_pro_month",
+            t0 + 86400,
+            false,
+        ),
+    );
+    assert_eq!(deliver(&app, &created).await, "applied");
+    assert_eq!(deliver(&app, &past_due).await, "applied");
+    let state = billing_status(&app, &key).await;
+    assert_eq!(
+        (state["plan"].as_str(), state["dunning"].as_str()),
+        (Some("pro"), Some("grace")),
+        "until the job runs: {state}"
+    );
+    // The job as the worker runs it, on a short period.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let job = chatorical::billing::dunning::spawn(
+        app.state.db.clone(),
+        app.state.wake.clone(),
+        Duration::from_millis(50),
+        stop.clone(),
+    );
+    crate::helpers::eventually(10, "the job downgrades the tenant", || async {
+        billing_status(&app, &key).await["plan"] == "free"
+    })
+    .await;
+    stop.cancel();
+    job.await.expect("the job stops cleanly");
+    assert_eq!(billing_status(&app, &key).await["dunning"], "downgraded");
 }

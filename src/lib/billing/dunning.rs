@@ -117,9 +117,9 @@ pub(crate) async fn notify(
     outbox::enqueue(tx, tenant_id, &job, idempotency_key, &lane, now).await
 }
 
-/// Run [`run_due`] every `every` until `shutdown` (the first run right away); wakes
-/// this process's outbox workers when notices were queued. Failures are logged and
-/// retried at the next tick.
+/// Run [`run_due`] every `every` until `shutdown` (the first run `every` after the
+/// start); wakes this process's outbox workers when notices were queued. Failures are
+/// logged and retried at the next tick.
 pub fn spawn(
     db: Db,
     wake: Wakeup,
@@ -129,6 +129,9 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate: start one period after start-up instead, when
+        // the process is serving.
+        tick.tick().await;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
