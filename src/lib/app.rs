@@ -39,6 +39,7 @@ pub struct Application {
     metrics_listener: Option<(TcpListener, SocketAddr)>,
     max_connections: usize,
     worker: Option<tokio::task::JoinHandle<()>>,
+    dunning: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Connections the `telemetry.metrics_listen` address accepts at once (scrapers only).
@@ -340,6 +341,15 @@ impl Application {
             }
         }
         let worker = state.settings.worker.embedded.then(|| spawn_worker(&state));
+        // Grace periods that ended are checked where outbox workers run.
+        let dunning = state.settings.worker.embedded.then(|| {
+            crate::billing::dunning::spawn(
+                state.db.clone(),
+                state.wake.clone(),
+                crate::billing::dunning::RUN_EVERY,
+                state.shutdown.clone(),
+            )
+        });
         Ok(Application {
             listener,
             state,
@@ -347,6 +357,7 @@ impl Application {
             metrics_listener,
             max_connections,
             worker,
+            dunning,
         })
     }
 
@@ -431,6 +442,12 @@ impl Application {
             && panics.check_join("outbox worker", &joined)
         {
             crashed.push("outbox worker");
+        }
+        if let Some(dunning) = self.dunning
+            && let Ok(joined) = tokio::time::timeout(grace, dunning).await
+            && panics.check_join("dunning job", &joined)
+        {
+            crashed.push("dunning job");
         }
         let served = tokio::time::timeout(grace, server).await;
         if let Ok(joined) = &served

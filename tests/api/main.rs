@@ -12,6 +12,7 @@ mod pg;
 mod test_redis;
 
 mod billing_out;
+mod billing_webhook;
 mod connections;
 mod fuzz_regressions;
 mod hardening;

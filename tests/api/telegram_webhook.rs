@@ -672,7 +672,7 @@ async fn disabled_connection_acknowledges_and_ignores_updates(b: Backend) {
 // ---------------------------------------------------------------------------
 
 /// Allow or refuse connections to database `name`; refusing also ends the open ones.
-async fn allow_connections(name: &str, allow: bool) -> Result<(), String> {
+pub(crate) async fn allow_connections(name: &str, allow: bool) -> Result<(), String> {
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
     let mut conn = AsyncPgConnection::establish(&crate::pg::admin_url())
         .await
@@ -694,7 +694,7 @@ async fn allow_connections(name: &str, allow: bool) -> Result<(), String> {
 }
 
 /// Re-allows connections when dropped (so a failing test still lets the database go).
-struct ReallowOnDrop(String);
+pub(crate) struct ReallowOnDrop(pub(crate) String);
 
 impl Drop for ReallowOnDrop {
     fn drop(&mut self) {

@@ -56,6 +56,9 @@ pub(crate) enum Command {
     /// Plans as code: sync the catalogue file, list, show and delete plans.
     #[command(subcommand)]
     Plans(cmd::plans::PlansCommand),
+    /// Billing: where a tenant stands with its Stripe subscription.
+    #[command(subcommand)]
+    Billing(cmd::billing::BillingCommand),
     /// Issue, list and revoke API keys.
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),

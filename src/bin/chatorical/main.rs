@@ -41,6 +41,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Outbox(c) => cmd::outbox::run(&g, c).await,
         Command::Tenants(c) => cmd::tenants::run(&g, c).await,
         Command::Plans(c) => cmd::plans::run(&g, c).await,
+        Command::Billing(c) => cmd::billing::run(&g, c).await,
         Command::Keys(c) => cmd::keys::run(&g, c).await,
         Command::Usage(c) => cmd::usage::run(&g, c).await,
         Command::Templates(c) => cmd::templates::run(&g, c).await,

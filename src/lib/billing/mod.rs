@@ -17,9 +17,19 @@
 //!
 //! Every write carries an `Idempotency-Key` derived from what it is meant to achieve
 //! (`idempotency_key`), so a repeated attempt is answered with the first result.
+//!
+//! The webhook half: [`signature`] (the `Stripe-Signature` header), [`events`] (the
+//! webhook's events, deduplicated and applied in one transaction), [`subscription`]
+//! (each tenant's subscription state, ordered by Stripe's own timestamps, and
+//! `GET /v1/billing/subscription`) and [`dunning`] (grace periods after failed
+//! payments, and the downgrade when they end).
 
 pub mod catalogue;
 pub mod checkout;
+pub mod dunning;
+pub mod events;
+pub mod signature;
+pub mod subscription;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -133,6 +143,11 @@ impl Interval {
             Interval::Month => "month",
             Interval::Year => "year",
         }
+    }
+
+    /// Parse `month` or `year`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Interval::ALL.into_iter().find(|i| i.as_str() == s)
     }
 
     /// The plan's price for this interval, in EUR cents (`None`: not sold so).

@@ -220,6 +220,42 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    billing_subscriptions (tenant_id) {
+        tenant_id -> Text,
+        stripe_customer_id -> Nullable<Text>,
+        stripe_subscription_id -> Nullable<Text>,
+        plan_code -> Nullable<Text>,
+        interval -> Nullable<Text>,
+        status -> Text,
+        current_period_end -> Nullable<BigInt>,
+        cancel_at_period_end -> Bool,
+        dunning -> Text,
+        grace_until -> Nullable<BigInt>,
+        last_event_created -> Nullable<BigInt>,
+        last_payment_created -> Nullable<BigInt>,
+        last_payment_failed -> Bool,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    billing_events (event_id) {
+        event_id -> Text,
+        #[sql_name = "type"]
+        event_type -> Text,
+        tenant_id -> Nullable<Text>,
+        received_at -> BigInt,
+        outcome -> Text,
+    }
+}
+
 diesel::joinable!(billing_customers -> tenants (tenant_id));
 diesel::joinable!(billing_checkouts -> tenants (tenant_id));
-diesel::allow_tables_to_appear_in_same_query!(billing_customers, billing_checkouts, tenants);
+diesel::joinable!(billing_subscriptions -> tenants (tenant_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    billing_customers,
+    billing_checkouts,
+    billing_subscriptions,
+    tenants
+);

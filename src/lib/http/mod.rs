@@ -189,6 +189,8 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::ops::router())
         .merge(routes::identity::router())
         .merge(routes::billing::router())
+        .merge(routes::billing_webhook::router())
+        .merge(routes::billing_subscription::router())
         .routes(routes!(ws::ws_upgrade))
         .split_for_parts()
 }

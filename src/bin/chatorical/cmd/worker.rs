@@ -58,6 +58,13 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
         panics: chatorical::tasks::Panics::default(),
     };
     let panics = parts.panics.clone();
+    // Grace periods of failed payments that ended: downgrade those tenants.
+    let dunning = chatorical::billing::dunning::spawn(
+        db.clone(),
+        parts.wake.clone(),
+        chatorical::billing::dunning::RUN_EVERY,
+        shutdown.clone(),
+    );
     let mut handles = Vec::new();
     for _ in 0..args.workers.max(1) {
         let worker = Arc::new(telegram_worker(&settings, &parts));
@@ -74,6 +81,7 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
         panics.check_join("outbox worker", &h.await);
     }
     panics.check_join("usage summarizer", &summarizer.await);
+    panics.check_join("dunning job", &dunning.await);
     if let Err(e) = usage.summarize().await {
         tracing::warn!(error = %e, "last usage summary failed");
     }

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod billing;
+pub mod billing_subscriptions;
 pub mod conversations;
 pub mod messages;
 pub mod outbox;
