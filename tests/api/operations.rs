@@ -355,3 +355,48 @@ async fn template_operations_check_the_caller(b: Backend) {
         .expect_err("another tenant's key reads nothing");
     assert_eq!(e.code, chatorical::error::ErrorCode::NotFound);
 }
+
+on_both_backends!(telegram_connect_and_disconnect_check_the_caller);
+
+async fn telegram_connect_and_disconnect_check_the_caller(b: Backend) {
+    use chatorical::telegram::setup;
+    let app = spawn_app_with(b, |_| {}).await;
+    let t = app.tenant("acme").await;
+    let other = app.tenant("other").await;
+    let db = &app.state.db;
+    let bots = &app.state.bots;
+    let acme = tenancy::tenant_by_slug(db, "acme").await.expect("tenant");
+    let caller = |key: String| async move {
+        Caller::Key(tenancy::authenticate(db, &key).await.expect("key"))
+    };
+    let reader = caller(app.key(&t, &["telegram:read"]).await.1).await;
+    let outsider = caller(app.key(&other, &["telegram:write"]).await.1).await;
+    let req = setup::Connect {
+        bot_token: "123456:ABCDEFGHIJKLMNOP",
+        group_chat_id: -100_1,
+        default_topic_id: None,
+    };
+    // Refused before Telegram is asked anything (the bot API URL is not even reachable).
+    let e = setup::connect(db, bots, &reader, &acme, "https://x.example", req)
+        .await
+        .expect_err("telegram:read cannot connect");
+    assert_eq!(e.code, chatorical::error::ErrorCode::Forbidden);
+    let e = setup::connect(db, bots, &outsider, &acme, "https://x.example", req)
+        .await
+        .expect_err("another tenant's key");
+    assert_eq!(e.code, chatorical::error::ErrorCode::NotFound);
+    let e = setup::disconnect(db, bots, &reader, &acme)
+        .await
+        .expect_err("telegram:read cannot disconnect");
+    assert_eq!(e.code, chatorical::error::ErrorCode::Forbidden);
+    let e = setup::disconnect(db, bots, &outsider, &acme)
+        .await
+        .expect_err("another tenant's key");
+    assert_eq!(e.code, chatorical::error::ErrorCode::NotFound);
+    // The operator passes the checks and meets the real state: nothing connected.
+    let e = setup::disconnect(db, bots, &Caller::Operator, &acme)
+        .await
+        .expect_err("not connected");
+    assert_eq!(e.code, chatorical::error::ErrorCode::NotFound);
+    assert!(e.message.contains("telegram"), "{}", e.message);
+}

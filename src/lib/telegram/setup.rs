@@ -10,9 +10,9 @@ use utoipa::ToSchema;
 
 use super::{Bots, FIELD_BOT_TOKEN, FIELD_WEBHOOK_SECRET, redact_token};
 use crate::db::{Db, models::TelegramConfigRow, repo};
-use crate::domain::{now_ms, random_base62};
+use crate::domain::{Resource, Scope, ScopeAccess, now_ms, random_base62};
 use crate::error::{Error, ErrorCode, Result};
-use crate::tenancy::Tenant;
+use crate::tenancy::{Caller, Tenant};
 use crate::transaction;
 
 /// A tenant's Telegram connection as shown to people (secrets redacted).
@@ -103,18 +103,36 @@ fn invalid(field: &str, message: impl Into<String>) -> Error {
     Error::validation(field, message)
 }
 
-/// Validate the bot and group with Telegram, register the webhook, store the connection.
-/// A tenant whose plan does not include Telegram is refused first (403
-/// `plan_restricted`).
+/// What connecting Telegram takes: the bot and the forum group.
+#[derive(Debug, Clone, Copy)]
+pub struct Connect<'a> {
+    /// The bot token from @BotFather (never logged or returned).
+    pub bot_token: &'a str,
+    /// The forum supergroup's chat id.
+    pub group_chat_id: i64,
+    /// The topic used when the bot may not create topics.
+    pub default_topic_id: Option<i64>,
+}
+
+/// `PUT /v1/admin/telegram` and `chatorical telegram setup` (`telegram:write`; a
+/// tenant key only for its own tenant): validate the bot and group with Telegram,
+/// register the webhook, store the connection. A tenant whose plan does not include
+/// Telegram is refused first (403 `plan_restricted`).
 pub async fn connect(
     db: &Db,
     bots: &Bots,
+    caller: &Caller,
     tenant: &Tenant,
     public_url: &str,
-    bot_token: &str,
-    group_chat_id: i64,
-    default_topic_id: Option<i64>,
+    req: Connect<'_>,
 ) -> Result<TelegramStatus> {
+    caller.require(&Scope::new(Resource::Telegram, ScopeAccess::Write))?;
+    caller.check_tenant(tenant)?;
+    let Connect {
+        bot_token,
+        group_chat_id,
+        default_topic_id,
+    } = req;
     let plan = {
         let mut pc = db.conn().await?;
         crate::plans::for_tenant(&mut pc.as_conn(), &tenant.id).await?
@@ -253,8 +271,12 @@ pub async fn follow_migration(
     })
 }
 
-/// Remove the connection and the webhook (the webhook removal is best effort).
-pub async fn disconnect(db: &Db, bots: &Bots, tenant: &Tenant) -> Result<()> {
+/// `DELETE /v1/admin/telegram` and `chatorical telegram disconnect` (`telegram:write`;
+/// a tenant key only for its own tenant): remove the connection and the webhook (the
+/// webhook removal is best effort).
+pub async fn disconnect(db: &Db, bots: &Bots, caller: &Caller, tenant: &Tenant) -> Result<()> {
+    caller.require(&Scope::new(Resource::Telegram, ScopeAccess::Write))?;
+    caller.check_tenant(tenant)?;
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let cfg = repo::telegram::get(&mut conn, &tenant.id)

@@ -81,11 +81,14 @@ pub(crate) async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<Exit
             let status = setup::connect(
                 &db,
                 &bots,
+                &Caller::Operator,
                 &tenant,
                 &public_url,
-                token.trim(),
-                group,
-                default_topic,
+                setup::Connect {
+                    bot_token: token.trim(),
+                    group_chat_id: group,
+                    default_topic_id: default_topic,
+                },
             )
             .await?;
             print_status(g, &status)?;
@@ -104,7 +107,7 @@ pub(crate) async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<Exit
         }
         TelegramCommand::Disconnect { tenant } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
-            setup::disconnect(&db, &bots, &tenant).await?;
+            setup::disconnect(&db, &bots, &Caller::Operator, &tenant).await?;
             if g.json {
                 output::json(&serde_json::json!({ "disconnected": true }))?;
             } else {

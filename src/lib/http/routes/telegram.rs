@@ -56,16 +56,18 @@ async fn connect(
     headers: HeaderMap,
     Json(req): Json<ConnectTelegram>,
 ) -> ApiResult<Json<TelegramStatus>> {
-    admin.require(&Scope::new(crate::domain::Resource::Telegram, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
     let status = setup::connect(
         &state.db,
         &state.bots,
+        &admin.caller(),
         &tenant,
         &state.public_url,
-        &req.bot_token,
-        req.group_chat_id,
-        req.default_topic_id,
+        setup::Connect {
+            bot_token: &req.bot_token,
+            group_chat_id: req.group_chat_id,
+            default_topic_id: req.default_topic_id,
+        },
     )
     .await?;
     Ok(Json(status))
@@ -108,9 +110,8 @@ async fn disconnect(
     admin: Admin,
     headers: HeaderMap,
 ) -> ApiResult<Json<Disconnected>> {
-    admin.require(&Scope::new(crate::domain::Resource::Telegram, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
-    setup::disconnect(&state.db, &state.bots, &tenant).await?;
+    setup::disconnect(&state.db, &state.bots, &admin.caller(), &tenant).await?;
     Ok(Json(Disconnected { disconnected: true }))
 }
 
