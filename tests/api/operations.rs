@@ -373,7 +373,7 @@ async fn telegram_connect_and_disconnect_check_the_caller(b: Backend) {
     let outsider = caller(app.key(&other, &["telegram:write"]).await.1).await;
     let req = setup::Connect {
         bot_token: "123456:ABCDEFGHIJKLMNOP",
-        group_chat_id: -100_1,
+        group_chat_id: -1_001,
         default_topic_id: None,
     };
     // Refused before Telegram is asked anything (the bot API URL is not even reachable).
