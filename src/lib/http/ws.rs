@@ -488,7 +488,8 @@ impl SocketSession {
                             self.subscribe();
                         }
                         Err(e) => {
-                            return reply(socket, error_frame(&e, Some(client_msg_id))).await;
+                            let now = self.state.quotas.clock().now();
+                            return reply(socket, error_frame(&e, Some(client_msg_id), now)).await;
                         }
                     }
                 }
@@ -515,20 +516,23 @@ impl SocketSession {
                         )
                         .await
                     }
-                    Err(e) => reply(socket, error_frame(&e, Some(client_msg_id))).await,
+                    Err(e) => {
+                        let now = self.state.quotas.clock().now();
+                        reply(socket, error_frame(&e, Some(client_msg_id), now)).await
+                    }
                 }
             }
         }
     }
 }
 
-/// The frame for a failed `send` (`client_msg_id`): a `limit` frame for a plan quota,
-/// else an `error` frame.
-fn error_frame(e: &Error, client_msg_id: Option<String>) -> ServerFrame {
+/// The frame for a failed `send` (`client_msg_id`): a `limit` frame for a plan quota
+/// (`retry_after` counted from `now` on the quotas' clock), else an `error` frame.
+fn error_frame(e: &Error, client_msg_id: Option<String>, now: i64) -> ServerFrame {
     if let Some(exceeded) = Exceeded::from_error(e) {
         return ServerFrame::Limit {
             code: e.code.as_str().into(),
-            retry_after: exceeded.retry_after_secs(now_ms()),
+            retry_after: exceeded.retry_after_secs(now),
             client_msg_id,
             details: e.details.clone(),
         };
