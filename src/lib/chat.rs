@@ -863,8 +863,9 @@ impl Chat {
         if let Some(id) = client_msg_id {
             check_client_msg_id(id)?;
         }
+        // One connection for the plan, the quota and the write.
+        let mut pc = self.db.conn().await?;
         let taken = {
-            let mut pc = self.db.conn().await?;
             let mut conn = pc.as_conn();
             let limit = crate::plans::for_tenant(&mut conn, tenant_id)
                 .await?
@@ -877,6 +878,7 @@ impl Chat {
         let taken = match taken {
             Ok(taken) => taken,
             Err(exceeded) => {
+                drop(pc);
                 if let Sender::Visitor(v) = sender {
                     // Only their own conversation's messages, as on the usual path.
                     self.conversation(tenant_id, Some(v), conversation_id)
@@ -898,7 +900,7 @@ impl Chat {
             }
         };
         let result = self
-            .store_posted(tenant_id, conversation_id, sender, text, client_msg_id)
+            .store_posted(pc, tenant_id, conversation_id, sender, text, client_msg_id)
             .await;
         match &result {
             Ok((_, true)) => taken.keep(),
@@ -907,9 +909,10 @@ impl Chat {
         result
     }
 
-    /// [`Chat::post_message`] after the checks.
+    /// [`Chat::post_message`] after the checks, on the connection `pc` they used.
     async fn store_posted(
         &self,
+        mut pc: crate::db::PooledConn,
         tenant_id: &TenantId,
         conversation_id: &ConversationId,
         sender: Sender<'_>,
@@ -923,7 +926,6 @@ impl Chat {
         };
         let direction = sender.direction();
         let client_msg_id = client_msg_id.map_or_else(|| new_id("srv"), str::to_string);
-        let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
         let now = now_ms();
         let row = MessageRow {
