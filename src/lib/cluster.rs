@@ -84,3 +84,34 @@ impl Cluster {
         )
     }
 }
+
+/// Redis calls that failed, for one user of Redis (rate limits, quotas): counted, and
+/// a warning due at most once every ten seconds, so an outage is visible without
+/// flooding the log.
+#[derive(Debug, Default)]
+pub(crate) struct RedisErrors {
+    count: std::sync::atomic::AtomicU64,
+    last_warning: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl RedisErrors {
+    const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Count one failure; `Some(failures so far)` when a warning is due now.
+    pub(crate) fn record(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let errors = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|at| at.elapsed() >= Self::WARN_EVERY) {
+            *last = Some(std::time::Instant::now());
+            Some(errors)
+        } else {
+            None
+        }
+    }
+
+    /// Failures so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

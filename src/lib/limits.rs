@@ -35,8 +35,6 @@ use crate::error::{Error, ErrorCode};
 
 /// Longest wait for Redis before a check counts as a Redis failure.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
-/// Fewest seconds between two "Redis is unavailable" warnings.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 /// How long a refusal asks callers to wait when Redis is down and limits fail closed.
 const FAIL_CLOSED_WAIT: Duration = Duration::from_secs(1);
 /// Most widget keys remembered for naming the tenant of a per-IP refusal; the map is
@@ -250,8 +248,7 @@ pub struct Limiter {
     script: redis::Script,
     local: Mutex<Local>,
     rejected: [AtomicU64; 4],
-    redis_errors: AtomicU64,
-    last_warning: Mutex<Option<Instant>>,
+    redis_errors: crate::cluster::RedisErrors,
     /// Refused widget sessions by (tenant slug, reason).
     session_refusals: Mutex<HashMap<(String, SessionRefusal), u64>>,
     /// Widget key → tenant slug, for keys this node has matched to a tenant.
@@ -291,8 +288,7 @@ impl Limiter {
                 checks: 0,
             }),
             rejected: Default::default(),
-            redis_errors: AtomicU64::new(0),
-            last_warning: Mutex::new(None),
+            redis_errors: Default::default(),
             session_refusals: Mutex::new(HashMap::new()),
             widget_tenants: Mutex::new(HashMap::new()),
         }
@@ -350,10 +346,7 @@ impl Limiter {
     }
 
     fn redis_failed(&self, limit: Limit, error: &str) -> Result<(), Duration> {
-        let errors = self.redis_errors.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
-            *last = Some(Instant::now());
+        if let Some(errors) = self.redis_errors.record() {
             tracing::warn!(
                 limit = %limit,
                 error,
@@ -390,7 +383,7 @@ impl Limiter {
 
     /// Checks that could not reach Redis so far.
     pub fn redis_errors(&self) -> u64 {
-        self.redis_errors.load(Ordering::Relaxed)
+        self.redis_errors.count()
     }
 
     /// Charge a widget session against the budget of the client address `client`

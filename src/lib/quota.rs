@@ -29,9 +29,9 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicI64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde::Serialize;
@@ -47,7 +47,6 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 /// Redis keys outlive their day by a day (reports read yesterday's too).
 const KEY_TTL_SECS: u64 = 2 * 24 * 3600;
 const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
-const WARN_EVERY: Duration = Duration::from_secs(10);
 /// The limit an unlimited quota is counted under (never reached: a plan's limits are
 /// at most [`crate::plans::MAX_LIMIT`], and Lua reads it as a float well above that).
 const UNLIMITED: u64 = u64::MAX;
@@ -285,8 +284,7 @@ pub struct Quotas {
     take: redis::Script,
     give_back: redis::Script,
     local: Mutex<HashMap<Counter, u64>>,
-    redis_errors: AtomicU64,
-    last_warning: Mutex<Option<Instant>>,
+    redis_errors: crate::cluster::RedisErrors,
 }
 
 impl std::fmt::Debug for Quotas {
@@ -309,8 +307,7 @@ impl Quotas {
             take: redis::Script::new(TAKE_LUA),
             give_back: redis::Script::new(GIVE_BACK_LUA),
             local: Mutex::new(HashMap::new()),
-            redis_errors: AtomicU64::new(0),
-            last_warning: Mutex::new(None),
+            redis_errors: Default::default(),
         }
     }
 
@@ -321,7 +318,7 @@ impl Quotas {
 
     /// Calls that could not reach Redis so far.
     pub fn redis_errors(&self) -> u64 {
-        self.redis_errors.load(Ordering::Relaxed)
+        self.redis_errors.count()
     }
 
     /// When today's counts start again: the next 00:00 UTC, RFC 3339.
@@ -508,10 +505,7 @@ impl Quotas {
     }
 
     fn redis_failed(&self, quota: Quota, error: &str) {
-        let errors = self.redis_errors.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
-            *last = Some(Instant::now());
+        if let Some(errors) = self.redis_errors.record() {
             tracing::warn!(%quota, error, errors_so_far = errors, fail_open = self.fail_open,
                 "quotas: Redis unavailable");
         }
