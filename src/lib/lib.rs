@@ -36,6 +36,7 @@
 
 pub mod app;
 pub(crate) mod assets;
+pub mod audit;
 pub mod billing;
 pub mod chat;
 pub mod cluster;

@@ -259,3 +259,23 @@ diesel::allow_tables_to_appear_in_same_query!(
     billing_subscriptions,
     tenants
 );
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> BigInt,
+        tenant_id -> Nullable<Text>,
+        actor -> Text,
+        actor_name -> Nullable<Text>,
+        action -> Text,
+        target -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        changes -> Text,
+    }
+}
+
+diesel::table! {
+    audit_purge_gate (one) {
+        one -> Integer,
+    }
+}

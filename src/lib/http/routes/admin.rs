@@ -205,7 +205,7 @@ async fn patch_settings(
 ) -> ApiResult<Json<TenantSettings>> {
     admin.require(&Scope::new(crate::domain::Resource::Settings, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
-    let settings = tenancy::update_settings(&state.db, &tenant.id, patch).await?;
+    let settings = tenancy::update_settings(&state.db, &admin.caller(), &tenant.id, patch).await?;
     state.origins.invalidate();
     Ok(Json(settings))
 }
