@@ -36,3 +36,10 @@ CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+
+-- Outbox items name the conversation they are about (retention deletes and erasure
+-- cancels a conversation's items by it); existing items get it from their payload.
+ALTER TABLE outbox ADD COLUMN conversation_id TEXT;
+UPDATE outbox SET conversation_id = payload::jsonb ->> 'conversation_id'
+    WHERE kind <> 'telegram.send_text';
+CREATE INDEX outbox_conversation ON outbox (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL;

@@ -30,3 +30,10 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN
     SELECT RAISE(ABORT, 'audit_log is append-only (DELETE refused)');
 END;
+
+-- Outbox items name the conversation they are about (retention deletes and erasure
+-- cancels a conversation's items by it); existing items get it from their payload.
+ALTER TABLE outbox ADD COLUMN conversation_id TEXT;
+UPDATE outbox SET conversation_id = json_extract(payload, '$.conversation_id')
+    WHERE kind <> 'telegram.send_text';
+CREATE INDEX outbox_conversation ON outbox (tenant_id, conversation_id) WHERE conversation_id IS NOT NULL;

@@ -124,6 +124,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         delivered_at -> Nullable<BigInt>,
+        conversation_id -> Nullable<Text>,
     }
 }
 
