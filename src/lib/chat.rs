@@ -144,6 +144,10 @@ pub struct MessageView {
     pub created_at: String,
     /// RFC 3339, if edited.
     pub edited_at: Option<String>,
+    /// `true` when the text was erased with its visitor's data (`text` is then empty;
+    /// seq, direction, author and times stay). Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
 }
 
 impl From<MessageRow> for MessageView {
@@ -158,6 +162,7 @@ impl From<MessageRow> for MessageView {
             client_msg_id: r.client_msg_id,
             created_at: rfc3339(r.created_at),
             edited_at: r.edited_at.map(rfc3339),
+            erased: r.erased_at.is_some(),
         }
     }
 }
@@ -692,6 +697,17 @@ impl Chat {
         ))
     }
 
+    /// `unauthorized` unless the visitor a ws token names still exists and is not
+    /// erased (tokens issued before an erasure open nothing).
+    pub async fn check_socket_visitor(&self, visitor: &Visitor) -> Result<()> {
+        let mut pc = self.db.conn().await?;
+        if repo::visitors::is_active(&mut pc.as_conn(), &visitor.tenant_id, &visitor.id).await? {
+            Ok(())
+        } else {
+            Err(Error::unauthorized("invalid or expired ws token"))
+        }
+    }
+
     /// The visitor's open conversation, created if none. A new one is within the
     /// tenant's plan: its conversation starts a day (taken before the insert, given back
     /// if none is created) and its cap on open conversations (counted in the insert's
@@ -718,6 +734,11 @@ impl Chat {
                     .map_err(Exceeded::into_error)?;
                 let cap = plan.limits.active_conversations;
                 let opened = transaction!(&mut conn, |tx| {
+                    // The visitor's row lock: an erasure running now either commits
+                    // first (then nothing is opened) or sees this conversation.
+                    if !repo::visitors::lock_active(tx, &visitor.tenant_id, &visitor.id).await? {
+                        return Err(Error::unauthorized("invalid visitor token"));
+                    }
                     if let Some(cap) = cap {
                         repo::tenants::lock(tx, &visitor.tenant_id).await?;
                         // The visitor's own open conversation may have appeared meanwhile.
@@ -940,6 +961,7 @@ impl Chat {
             created_at: now,
             edited_at: None,
             telegram_message_id: None,
+            erased_at: None,
         };
         // One transaction, one connection: the first statement takes the next seq of
         // the open conversation, checks tenant and visitor and reads the Telegram
@@ -1336,6 +1358,7 @@ fn new_visitor(
         external_user_id: user_id.map(str::to_string),
         name: None,
         email: None,
+        erased_at: None,
     }
 }
 

@@ -24,6 +24,7 @@
 //! - [`telemetry`]: logging setup, and OTLP trace export with the `otlp` cargo feature.
 //! - [`secrets`]: master key rotation: status, re-encryption, retiring old keys.
 //! - [`identity`]: identity verification (HMAC of the host site's user id), the tenant secret.
+//! - [`visitors`]: visitors' personal data (GDPR): export everything about a visitor, erase it.
 //! - [`tasks`]: every spawned task and request handler under a watch that logs and counts panics.
 //! - [`assets`]: the embedded widget script and demo page.
 //! - [`widget_release`]: the versioned widget asset and its embed snippet with SRI.
@@ -62,4 +63,5 @@ pub mod telegram;
 pub mod telemetry;
 pub mod tenancy;
 pub mod usage;
+pub mod visitors;
 pub mod widget_release;

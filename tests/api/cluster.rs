@@ -73,12 +73,12 @@ impl Drop for OwnRedis {
     }
 }
 
-fn shared_redis() -> String {
+pub(crate) fn shared_redis() -> String {
     crate::test_redis::url()
 }
 
 /// Two nodes on one PostgreSQL database and one Redis (prefix unique to the test).
-async fn two_nodes(redis_url: String) -> (TestApp, TestApp) {
+pub(crate) async fn two_nodes(redis_url: String) -> (TestApp, TestApp) {
     let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
     let url = redis_url.clone();
     let p = prefix.clone();

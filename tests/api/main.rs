@@ -35,5 +35,6 @@ mod telegram_webhook;
 mod templates;
 mod topic_card;
 mod usage;
+mod visitors;
 mod websocket;
 mod widget_chat;

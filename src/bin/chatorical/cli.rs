@@ -80,6 +80,9 @@ pub(crate) enum Command {
     /// The audit log: list entries, export them to a file.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
+    /// Visitors' personal data (GDPR): export everything about a visitor, erase it.
+    #[command(subcommand)]
+    Visitors(cmd::visitors::VisitorsCommand),
     /// Check or print configuration.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),

@@ -316,13 +316,22 @@ macro_rules! transaction {
     }};
 }
 
-/// SQLite pragmas set on every connection.
+/// SQLite pragmas set on every connection. `secure_delete` overwrites what a write
+/// frees (an updated row's old cell, deleted rows, freed pages) with zeros: an erased
+/// visitor's texts do not linger in the file's free space.
 fn sqlite_pragmas(busy_timeout_ms: u64) -> String {
     format!(
         // busy_timeout first: the others may need to wait for a lock.
         "PRAGMA busy_timeout = {busy_timeout_ms}; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
-         PRAGMA synchronous = FULL;"
+         PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;"
     )
+}
+
+/// One row of `PRAGMA wal_checkpoint`.
+#[derive(diesel::QueryableByName)]
+struct CheckpointRow {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
 }
 
 impl Db {
@@ -426,6 +435,23 @@ impl Db {
             .execute(c)
             .await)?;
         Ok(())
+    }
+
+    /// SQLite: copy the write-ahead log into the database file and truncate the log to
+    /// zero bytes (`PRAGMA wal_checkpoint(TRUNCATE)`), so older versions of pages — an
+    /// erased visitor's texts — are no longer in the log. Waits for this process's
+    /// writers; `Ok(false)` when readers kept it from finishing within `busy_timeout`
+    /// (the next checkpoint completes it). PostgreSQL: nothing to do, `Ok(true)`.
+    pub async fn truncate_wal(&self) -> Result<bool> {
+        let Pools::Sqlite(pool, lock) = &self.pools else {
+            return Ok(true);
+        };
+        let _writer = lock.lock().await;
+        let mut conn = pool.get().await?;
+        let rows: Vec<CheckpointRow> = diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .load(&mut *conn)
+            .await?;
+        Ok(rows.iter().next().is_some_and(|r| r.busy == 0))
     }
 
     /// Names of migrations not yet applied.

@@ -84,6 +84,8 @@ pub struct VisitorRow {
     pub name: Option<String>,
     /// The email address the visitor gave.
     pub email: Option<String>,
+    /// When the visitor was erased (profile, identity and tokens removed), epoch ms.
+    pub erased_at: Option<i64>,
 }
 
 /// A conversation row.
@@ -142,6 +144,8 @@ pub struct MessageRow {
     pub edited_at: Option<i64>,
     /// The Telegram message carrying it (either direction).
     pub telegram_message_id: Option<i64>,
+    /// When its text was erased with its visitor (the body is then empty), epoch ms.
+    pub erased_at: Option<i64>,
 }
 
 /// A tenant's Telegram connection (secrets sealed with the master key).
@@ -188,7 +192,7 @@ pub struct OutboxRow {
     pub lane: String,
     /// JSON payload.
     pub payload: String,
-    /// queued | in_flight | delivered | dead.
+    /// queued | in_flight | delivered | dead | cancelled.
     pub status: String,
     /// Delivery attempts so far.
     pub attempts: i32,

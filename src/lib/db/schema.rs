@@ -46,6 +46,7 @@ diesel::table! {
         external_user_id -> Nullable<Text>,
         name -> Nullable<Text>,
         email -> Nullable<Text>,
+        erased_at -> Nullable<BigInt>,
     }
 }
 
@@ -79,6 +80,7 @@ diesel::table! {
         created_at -> BigInt,
         edited_at -> Nullable<BigInt>,
         telegram_message_id -> Nullable<BigInt>,
+        erased_at -> Nullable<BigInt>,
     }
 }
 

@@ -192,6 +192,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::billing_webhook::router())
         .merge(routes::billing_subscription::router())
         .merge(routes::audit::router())
+        .merge(routes::visitors::router())
         .routes(routes!(ws::ws_upgrade))
         .split_for_parts()
 }

@@ -46,7 +46,8 @@ pub mod close_code {
     /// Server going away (shutdown).
     pub const GOING_AWAY: u16 = 1001;
     /// Policy violation (binary frames; the oldest socket of a visitor who opened
-    /// more than `ws.max_sockets_per_visitor`).
+    /// more than `ws.max_sockets_per_visitor`; every socket of a visitor whose data
+    /// was erased).
     pub const POLICY: u16 = 1008;
     /// Message too big.
     pub const TOO_BIG: u16 = 1009;
@@ -65,7 +66,8 @@ pub struct WsParams {
 ///
 /// A client address may hold `ws.max_sockets_per_ip` sockets (429 `too_many_sockets`
 /// beyond); a visitor `ws.max_sockets_per_visitor` — one more closes the visitor's
-/// oldest socket with 1008.
+/// oldest socket with 1008. An erased visitor's token is refused (401), and their open
+/// sockets are closed with 1008 on every node.
 #[utoipa::path(get, path = "/v1/ws", tag = "widget", params(WsParams),
     responses((status = 101, description = "Switching protocols"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 429, description = "Too many sockets from this address (`too_many_sockets`)", body = ErrorBody)))]
@@ -90,6 +92,8 @@ pub async fn ws_upgrade(
         id: claims.v.clone(),
         tenant_id: claims.t.clone(),
     };
+    // A ws token issued before its visitor was erased opens nothing.
+    state.chat.check_socket_visitor(&visitor).await?;
     let opened = ConversationId::from(claims.c.as_str());
     let mut last_seq = 0;
     if !claims.c.is_empty() {
@@ -345,6 +349,8 @@ impl SocketSession {
                 tokio::select! {
                     _ = close.cancelled() => outcome = Some(Some(if self.state.shutdown.is_cancelled() {
                         (close_code::GOING_AWAY, "server shutting down")
+                    } else if self.slot.closed_for_erasure() {
+                        (close_code::POLICY, "the visitor's data was erased")
                     } else {
                         (close_code::POLICY, "too many sockets for this visitor: closed the oldest")
                     })),

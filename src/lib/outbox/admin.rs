@@ -24,15 +24,18 @@ pub enum OutboxStatus {
     Delivered,
     /// Given up on (a permanent refusal, or too many attempts); an operator may retry it.
     Dead,
+    /// Withdrawn before delivery (its visitor's data was erased); never delivered.
+    Cancelled,
 }
 
 impl OutboxStatus {
     /// Every status, in life order.
-    pub const ALL: [OutboxStatus; 4] = [
+    pub const ALL: [OutboxStatus; 5] = [
         OutboxStatus::Queued,
         OutboxStatus::InFlight,
         OutboxStatus::Delivered,
         OutboxStatus::Dead,
+        OutboxStatus::Cancelled,
     ];
 
     /// The stored and displayed name.
@@ -42,6 +45,7 @@ impl OutboxStatus {
             OutboxStatus::InFlight => "in_flight",
             OutboxStatus::Delivered => "delivered",
             OutboxStatus::Dead => "dead",
+            OutboxStatus::Cancelled => "cancelled",
         }
     }
 
@@ -50,7 +54,7 @@ impl OutboxStatus {
         s.parse().map_err(|()| {
             Error::validation(
                 field,
-                format!("{field} must be queued, in_flight, delivered or dead"),
+                format!("{field} must be queued, in_flight, delivered, dead or cancelled"),
             )
         })
     }

@@ -167,7 +167,7 @@ pub struct OutboxItemView {
     pub kind: String,
     /// Idempotency key.
     pub idempotency_key: String,
-    /// queued | in_flight | delivered | dead.
+    /// queued | in_flight | delivered | dead | cancelled.
     pub status: String,
     /// Attempts so far.
     pub attempts: i32,

@@ -10,7 +10,9 @@ use std::{
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::{Delivery, Hub, HubEvent, Subscription};
+use futures_util::future::BoxFuture;
+
+use super::{Delivery, Hub, HubEvent, Subscription, VisitorCloser};
 
 struct Subscriber {
     id: u64,
@@ -23,6 +25,7 @@ struct Inner {
     topics: Mutex<HashMap<String, Vec<Subscriber>>>,
     next_id: AtomicU64,
     count: AtomicU64,
+    closer: Mutex<Option<VisitorCloser>>,
 }
 
 /// Fan-out within one process.
@@ -74,6 +77,19 @@ impl LocalHub {
     /// Tell one conversation's subscribers on this node to catch up from the database.
     pub fn resync_one(&self, conversation_id: &str) {
         self.deliver(conversation_id, Delivery::Resync);
+    }
+
+    /// Close the visitor's sockets on this node (through the closer, when one is set).
+    pub fn close_visitor_here(&self, visitor_id: &str) {
+        let closer = self
+            .inner
+            .closer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(close) = closer {
+            close(visitor_id);
+        }
     }
 
     /// Conversations with at least one subscriber on this node.
@@ -142,6 +158,15 @@ impl Hub for LocalHub {
     fn subscriber_count(&self) -> usize {
         self.inner.count.load(Ordering::Relaxed) as usize
     }
+
+    fn close_visitor(&self, visitor_id: &str) -> BoxFuture<'static, ()> {
+        self.close_visitor_here(visitor_id);
+        Box::pin(std::future::ready(()))
+    }
+
+    fn set_visitor_closer(&self, closer: VisitorCloser) {
+        *self.inner.closer.lock().unwrap_or_else(|p| p.into_inner()) = Some(closer);
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +199,20 @@ mod tests {
         assert_eq!(hub.subscriber_count(), 2);
         drop(a);
         assert_eq!(hub.subscriber_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn closing_a_visitor_reaches_the_closer() {
+        let hub = LocalHub::new();
+        // No closer yet: nothing to do, nothing fails.
+        hub.close_visitor("vis_0").await;
+        let closed = Arc::new(Mutex::new(Vec::new()));
+        let seen = closed.clone();
+        hub.set_visitor_closer(Arc::new(move |id: &str| {
+            seen.lock().expect("lock").push(id.to_string());
+        }));
+        hub.close_visitor("vis_1").await;
+        assert_eq!(*closed.lock().expect("lock"), vec!["vis_1".to_string()]);
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ mod token;
 
 pub use frames::{ClientFrame, InvalidFrame, ServerFrame};
 pub use local::LocalHub;
-pub use redis_hub::RedisHub;
+pub use redis_hub::{RedisHub, announce_visitor_closed};
 pub use sockets::{SocketCaps, SocketSlot};
 pub use token::{WsClaims, WsTokenSigner};
 
@@ -23,6 +23,7 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
+use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
 /// One event for a conversation: a serialized frame, and for new messages their seq.
@@ -50,6 +51,10 @@ pub enum Delivery {
     Resync,
 }
 
+/// What closing a visitor's sockets means on one node (set by the app: the socket
+/// caps' registry of open sockets, see [`SocketCaps::close_visitor`]).
+pub type VisitorCloser = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Carries events to every socket subscribed to a conversation.
 ///
 /// Each subscription has a bounded queue: a subscriber that falls behind is dropped
@@ -61,6 +66,12 @@ pub trait Hub: Send + Sync + 'static {
     fn subscribe(&self, conversation_id: &str, capacity: usize) -> Subscription;
     /// Number of live subscriptions on this node.
     fn subscriber_count(&self) -> usize;
+    /// Close every socket of the visitor on every node (their data was erased): each
+    /// node hands the id to its [`VisitorCloser`]. Resolves once the announcement is
+    /// out (handed to this node's closer, and published to the other nodes).
+    fn close_visitor(&self, visitor_id: &str) -> BoxFuture<'static, ()>;
+    /// Set what closing a visitor's sockets means on this node.
+    fn set_visitor_closer(&self, closer: VisitorCloser);
 }
 
 /// A live subscription; dropping it unsubscribes.

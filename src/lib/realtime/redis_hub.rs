@@ -7,6 +7,9 @@
 //! and once the subscriber is back every local socket is told to
 //! [`Delivery::Resync`](super::Delivery::Resync) from the database — so nothing is
 //! lost, and the seq on each event keeps anything from being shown twice.
+//!
+//! Besides the conversations' channels every node listens on one control channel: a
+//! visitor whose data was erased has their sockets closed on every node.
 
 use std::{
     collections::HashSet,
@@ -21,7 +24,9 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::{Hub, HubEvent, LocalHub, Subscription};
+use futures_util::future::BoxFuture;
+
+use super::{Hub, HubEvent, LocalHub, Subscription, VisitorCloser};
 use crate::cluster::Cluster;
 
 #[derive(Serialize, Deserialize)]
@@ -85,6 +90,27 @@ fn channel(cluster: &Cluster, conversation_id: &str) -> String {
     cluster.key(&["conv", conversation_id])
 }
 
+/// The channel every node listens on for visitors whose sockets are to be closed
+/// (the payload is the visitor id).
+fn close_channel(cluster: &Cluster) -> String {
+    cluster.key(&["ctl", "close_visitor"])
+}
+
+/// Tell every node (through Redis) to close the visitor's sockets. `false` when Redis
+/// did not take it within two seconds.
+pub async fn announce_visitor_closed(cluster: &Cluster, visitor_id: &str) -> bool {
+    let mut conn = cluster.conn();
+    let sent = tokio::time::timeout(
+        Duration::from_secs(2),
+        redis::cmd("PUBLISH")
+            .arg(close_channel(cluster))
+            .arg(visitor_id)
+            .query_async::<i64>(&mut conn),
+    )
+    .await;
+    matches!(sent, Ok(Ok(_)))
+}
+
 impl Hub for RedisHub {
     fn publish(&self, conversation_id: &str, event: HubEvent) {
         // Ordered per node: one publisher task sends everything in order.
@@ -117,6 +143,24 @@ impl Hub for RedisHub {
 
     fn subscriber_count(&self) -> usize {
         self.inner.local.subscriber_count()
+    }
+
+    fn close_visitor(&self, visitor_id: &str) -> BoxFuture<'static, ()> {
+        // This node at once (even with Redis down), the others through Redis.
+        self.inner.local.close_visitor_here(visitor_id);
+        let inner = self.inner.clone();
+        let visitor_id = visitor_id.to_string();
+        Box::pin(async move {
+            if !announce_visitor_closed(&inner.cluster, &visitor_id).await {
+                tracing::warn!(
+                    "redis did not take a visitor's socket closure; sockets on other nodes stay open until they end"
+                );
+            }
+        })
+    }
+
+    fn set_visitor_closer(&self, closer: VisitorCloser) {
+        self.inner.local.set_visitor_closer(closer);
     }
 }
 
@@ -187,9 +231,10 @@ async fn subscriber(inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Com
             .iter()
             .cloned()
             .collect();
-        let mut ok = true;
+        let closes = close_channel(&inner.cluster);
+        let mut ok = sink.subscribe(&closes).await.is_ok();
         for id in &wanted {
-            if sink.subscribe(channel(&inner.cluster, id)).await.is_err() {
+            if !ok || sink.subscribe(channel(&inner.cluster, id)).await.is_err() {
                 ok = false;
                 break;
             }
@@ -214,6 +259,12 @@ async fn subscriber(inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Com
             tokio::select! {
                 msg = stream.next() => {
                     let Some(msg) = msg else { break };
+                    if msg.get_channel_name() == closes {
+                        if let Ok(visitor_id) = msg.get_payload::<String>() {
+                            inner.local.close_visitor_here(&visitor_id);
+                        }
+                        continue;
+                    }
                     let Some(id) = msg.get_channel_name().strip_prefix(&prefix).map(str::to_string) else { continue };
                     let Ok(payload) = msg.get_payload::<String>() else { continue };
                     let Ok(env) = serde_json::from_str::<Envelope>(&payload) else { continue };

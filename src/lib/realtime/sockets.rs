@@ -1,6 +1,7 @@
 //! Caps on the widget sockets open in this process: per visitor (a new socket beyond
 //! the cap closes the visitor's oldest) and per client address (a socket beyond the cap
-//! is refused before the upgrade).
+//! is refused before the upgrade). The same registry closes all of a visitor's sockets
+//! when the visitor is erased.
 //!
 //! Counted per process, not across nodes: behind a load balancer with N nodes a
 //! visitor or an address can hold up to N times a cap. A count lives exactly as long as
@@ -8,7 +9,7 @@
 //! socket ends in any way, and a node that dies takes its counts with it.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     net::{IpAddr, Ipv6Addr},
     sync::{
         Arc, Mutex,
@@ -26,6 +27,8 @@ struct Open {
     visitors: HashMap<String, VecDeque<(u64, CancellationToken)>>,
     /// Sockets per client address (IPv6: per /64).
     addresses: HashMap<IpAddr, usize>,
+    /// Sockets closed because their visitor was erased (until their slot is dropped).
+    erased: HashSet<u64>,
 }
 
 /// The open sockets of this process, by visitor and by client address.
@@ -68,6 +71,21 @@ impl SocketCaps {
     /// Upgrades refused because their address had the cap open.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Close every socket of the visitor in this process (their data was erased): each
+    /// ends with 1008. Returns how many there were.
+    pub fn close_visitor(&self, visitor_id: &str) -> usize {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(sockets) = open.visitors.remove(visitor_id) else {
+            return 0;
+        };
+        let n = sockets.len();
+        for (id, close) in sockets {
+            open.erased.insert(id);
+            close.cancel();
+        }
+        n
     }
 
     /// Sockets open from `ip` (or its /64) in this process.
@@ -123,11 +141,19 @@ impl SocketSlot {
         }
         self.visitor = Some(visitor_id.to_string());
     }
+
+    /// Whether this socket was closed because its visitor was erased
+    /// ([`SocketCaps::close_visitor`]).
+    pub fn closed_for_erasure(&self) -> bool {
+        let open = self.caps.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.erased.contains(&self.id)
+    }
 }
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
         let mut open = self.caps.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.erased.remove(&self.id);
         if let Some(v) = self.visitor.take()
             && let Some(sockets) = open.visitors.get_mut(&v)
         {
@@ -189,6 +215,29 @@ mod tests {
         let mut s2 = caps.reserve(ip("192.0.2.1")).expect("slot");
         s2.join_visitor("vis_1", CancellationToken::new());
         assert_eq!(caps.evicted(), 1);
+    }
+
+    #[test]
+    fn closing_a_visitor_closes_all_their_sockets_and_only_theirs() {
+        let caps = Arc::new(SocketCaps::new(5, 0));
+        let mine: Vec<CancellationToken> = (0..2).map(|_| CancellationToken::new()).collect();
+        let mut slots = Vec::new();
+        for t in &mine {
+            let mut s = caps.reserve(ip("192.0.2.1")).expect("slot");
+            s.join_visitor("vis_1", t.clone());
+            slots.push(s);
+        }
+        let theirs = CancellationToken::new();
+        let mut other = caps.reserve(ip("192.0.2.1")).expect("slot");
+        other.join_visitor("vis_2", theirs.clone());
+        assert_eq!(caps.close_visitor("vis_1"), 2);
+        assert!(mine.iter().all(CancellationToken::is_cancelled));
+        assert!(slots.iter().all(SocketSlot::closed_for_erasure));
+        assert!(!theirs.is_cancelled() && !other.closed_for_erasure());
+        assert_eq!(caps.evicted(), 0, "not counted as evictions");
+        assert_eq!(caps.close_visitor("vis_1"), 0, "nothing left to close");
+        drop(slots);
+        assert!(caps.open.lock().expect("lock").erased.is_empty());
     }
 
     #[test]

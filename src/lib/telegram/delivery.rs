@@ -245,6 +245,12 @@ impl TelegramDelivery {
         let message = repo::messages::get(&mut conn, &cfg.tenant_id, &p.message_id)
             .await?
             .ok_or_else(gone)?;
+        if message.erased_at.is_some() {
+            // Erased with its visitor (the item is cancelled too): never sent.
+            return Err(Step::Done(Outcome::Dead {
+                error: "the message was erased".into(),
+            }));
+        }
         let conv = repo::conversations::get(&mut conn, &cfg.tenant_id, &p.conversation_id)
             .await?
             .ok_or_else(gone)?;

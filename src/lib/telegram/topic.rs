@@ -103,6 +103,7 @@ mod tests {
             external_user_id: None,
             name: name.map(str::to_string),
             email: email.map(str::to_string),
+            erased_at: None,
         }
     }
 

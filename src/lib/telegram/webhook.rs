@@ -292,6 +292,7 @@ pub async fn process(
             created_at: now,
             edited_at: None,
             telegram_message_id: Some(telegram_id),
+            erased_at: None,
         };
         // Closed between the check and the insert: acknowledged, not stored.
         Ok(Some(

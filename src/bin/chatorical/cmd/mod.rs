@@ -14,6 +14,7 @@ pub(crate) mod telegram;
 pub(crate) mod templates;
 pub(crate) mod tenants;
 pub(crate) mod usage;
+pub(crate) mod visitors;
 pub(crate) mod widget;
 pub(crate) mod worker;
 

@@ -23,7 +23,7 @@ pub(crate) enum OutboxCommand {
         /// Tenant slug.
         #[arg(long)]
         tenant: String,
-        /// queued, in_flight, delivered or dead.
+        /// queued, in_flight, delivered, dead or cancelled.
         #[arg(long)]
         status: Option<String>,
         /// At most this many.

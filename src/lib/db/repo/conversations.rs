@@ -310,3 +310,64 @@ pub async fn count_open(conn: &mut Conn<'_>, tenant_id: &str) -> Result<i64> {
         .get_result(c)
         .await)?)
 }
+
+/// Every conversation of the visitor, oldest first.
+pub async fn of_visitor(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    visitor_id: &str,
+) -> Result<Vec<ConversationRow>> {
+    Ok(on_conn!(conn, |c| conversations::table
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::visitor_id.eq(visitor_id))
+        .order((conversations::created_at.asc(), conversations::id.asc()))
+        .select(ConversationRow::as_select())
+        .load(c)
+        .await)?)
+}
+
+/// Close the visitor's open conversations (their rows stay locked until commit, so a
+/// message being stored into one either commits first or finds it closed). Returns
+/// how many were open.
+pub async fn close_all_of_visitor(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    visitor_id: &str,
+    now: i64,
+) -> Result<usize> {
+    Ok(on_conn!(conn, |c| diesel::update(conversations::table)
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::visitor_id.eq(visitor_id))
+        .filter(conversations::status.eq(ConversationStatus::Open.as_str()))
+        .set((
+            conversations::status.eq(ConversationStatus::Closed.as_str()),
+            conversations::closed_at.eq(now),
+            conversations::updated_at.eq(now),
+        ))
+        .execute(c)
+        .await)?)
+}
+
+/// Clear the subject and the recorded topic name of the visitor's conversations (both
+/// may name the visitor); the topic itself is renamed through the outbox. Returns how
+/// many conversations had either.
+pub async fn clear_labels_of_visitor(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    visitor_id: &str,
+) -> Result<usize> {
+    Ok(on_conn!(conn, |c| diesel::update(conversations::table)
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::visitor_id.eq(visitor_id))
+        .filter(
+            conversations::subject
+                .is_not_null()
+                .or(conversations::telegram_topic_name.is_not_null()),
+        )
+        .set((
+            conversations::subject.eq(None::<String>),
+            conversations::telegram_topic_name.eq(None::<String>),
+        ))
+        .execute(c)
+        .await)?)
+}

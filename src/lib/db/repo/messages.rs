@@ -3,7 +3,11 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::db::{Conn, models::MessageRow, schema::messages};
+use crate::db::{
+    Conn,
+    models::MessageRow,
+    schema::{conversations, messages},
+};
 use crate::error::Result;
 use crate::on_conn;
 
@@ -80,7 +84,8 @@ pub async fn set_telegram_id(
     Ok(())
 }
 
-/// Change the text of the message a Telegram message carries; the updated row.
+/// Change the text of the message a Telegram message carries; the updated row. An
+/// erased message keeps its erased text (`None`).
 pub async fn edit_by_telegram_id(
     conn: &mut Conn<'_>,
     tenant_id: &str,
@@ -93,9 +98,46 @@ pub async fn edit_by_telegram_id(
         .filter(messages::tenant_id.eq(tenant_id))
         .filter(messages::conversation_id.eq(conversation_id))
         .filter(messages::telegram_message_id.eq(telegram_message_id))
+        .filter(messages::erased_at.is_null())
         .set((messages::body.eq(body), messages::edited_at.eq(now)))
         .returning(MessageRow::as_returning())
         .get_result(c)
         .await
         .optional())?)
+}
+
+/// How many messages the visitor's conversations hold.
+pub async fn count_of_visitor(conn: &mut Conn<'_>, tenant_id: &str, visitor_id: &str) -> Result<i64> {
+    let theirs = conversations::table
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::visitor_id.eq(visitor_id))
+        .select(conversations::id);
+    Ok(on_conn!(conn, |c| messages::table
+        .filter(messages::tenant_id.eq(tenant_id))
+        .filter(messages::conversation_id.eq_any(theirs))
+        .count()
+        .get_result(c)
+        .await)?)
+}
+
+/// Erase the text of every message in the visitor's conversations, both directions
+/// (agents' replies quote the visitor): the body becomes empty and `erased_at` is set;
+/// seq, direction, author and times stay. Returns how many were not erased before.
+pub async fn erase_of_visitor(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    visitor_id: &str,
+    now: i64,
+) -> Result<usize> {
+    let theirs = conversations::table
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::visitor_id.eq(visitor_id))
+        .select(conversations::id);
+    Ok(on_conn!(conn, |c| diesel::update(messages::table)
+        .filter(messages::tenant_id.eq(tenant_id))
+        .filter(messages::conversation_id.eq_any(theirs))
+        .filter(messages::erased_at.is_null().or(messages::body.ne("")))
+        .set((messages::body.eq(""), messages::erased_at.eq(now)))
+        .execute(c)
+        .await)?)
 }

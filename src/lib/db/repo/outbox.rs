@@ -4,10 +4,14 @@ use diesel::dsl::min;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::db::{Conn, models::OutboxRow, schema::outbox};
+use crate::db::{
+    Conn,
+    models::OutboxRow,
+    schema::{conversations, outbox},
+};
 use crate::error::Result;
 use crate::on_conn;
-use crate::outbox::OutboxStatus::{Dead, Delivered, InFlight, Queued};
+use crate::outbox::OutboxStatus::{Cancelled, Dead, Delivered, InFlight, Queued};
 
 /// Insert an item; a second item with the same (tenant, idempotency key) is ignored.
 /// Returns whether this call inserted it.
@@ -304,6 +308,36 @@ pub async fn move_lane(
         .filter(outbox::lane.eq(from))
         .filter(outbox::status.eq_any(["queued", "in_flight"]))
         .set((outbox::lane.eq(to), outbox::updated_at.eq(now)))
+        .execute(c)
+        .await)?)
+}
+
+/// Cancel the pending (queued or in-flight) items of the visitor's conversations,
+/// except those of the kinds in `keep` — they are never delivered (a worker holding
+/// one loses it: its outcome finds the item no longer in flight). Returns how many.
+pub async fn cancel_for_visitor(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    visitor_id: &str,
+    keep: &[&str],
+    reason: &str,
+    now: i64,
+) -> Result<usize> {
+    let theirs = conversations::table
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::visitor_id.eq(visitor_id))
+        .select(conversations::id.nullable());
+    Ok(on_conn!(conn, |c| diesel::update(outbox::table)
+        .filter(outbox::tenant_id.eq(tenant_id))
+        .filter(outbox::conversation_id.eq_any(theirs))
+        .filter(outbox::status.eq_any([Queued.as_str(), InFlight.as_str()]))
+        .filter(outbox::kind.ne_all(keep))
+        .set((
+            outbox::status.eq(Cancelled.as_str()),
+            outbox::lease_until.eq(None::<i64>),
+            outbox::last_error.eq(reason),
+            outbox::updated_at.eq(now),
+        ))
         .execute(c)
         .await)?)
 }

@@ -21,7 +21,7 @@ pub async fn insert(conn: &mut Conn<'_>, row: &VisitorRow) -> Result<()> {
 }
 
 /// Find a visitor of `tenant_id` by the hash of one of their tokens (the first
-/// device's, or another device's in `visitor_tokens`).
+/// device's, or another device's in `visitor_tokens`). An erased visitor is never found.
 pub async fn by_token_hash(
     conn: &mut Conn<'_>,
     tenant_id: &str,
@@ -30,6 +30,7 @@ pub async fn by_token_hash(
     let first = on_conn!(conn, |c| visitors::table
         .filter(visitors::tenant_id.eq(tenant_id))
         .filter(visitors::token_hash.eq(token_hash))
+        .filter(visitors::erased_at.is_null())
         .select(VisitorRow::as_select())
         .first(c)
         .await
@@ -42,6 +43,7 @@ pub async fn by_token_hash(
         .filter(visitor_tokens::token_hash.eq(token_hash))
         .filter(visitor_tokens::tenant_id.eq(tenant_id))
         .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::erased_at.is_null())
         .select(VisitorRow::as_select())
         .first(c)
         .await
@@ -56,6 +58,7 @@ pub async fn by_token_hash_any(
 ) -> Result<Option<VisitorRow>> {
     let first = on_conn!(conn, |c| visitors::table
         .filter(visitors::token_hash.eq(token_hash))
+        .filter(visitors::erased_at.is_null())
         .select(VisitorRow::as_select())
         .first(c)
         .await
@@ -66,6 +69,7 @@ pub async fn by_token_hash_any(
     Ok(on_conn!(conn, |c| visitor_tokens::table
         .inner_join(visitors::table)
         .filter(visitor_tokens::token_hash.eq(token_hash))
+        .filter(visitors::erased_at.is_null())
         .select(VisitorRow::as_select())
         .first(c)
         .await
@@ -81,6 +85,7 @@ pub async fn by_token_hash_any_with_tenant(
     let first = on_conn!(conn, |c| visitors::table
         .inner_join(tenants::table)
         .filter(visitors::token_hash.eq(token_hash))
+        .filter(visitors::erased_at.is_null())
         .select((VisitorRow::as_select(), TenantRow::as_select()))
         .first(c)
         .await
@@ -91,6 +96,7 @@ pub async fn by_token_hash_any_with_tenant(
     let Some(visitor) = on_conn!(conn, |c| visitor_tokens::table
         .inner_join(visitors::table)
         .filter(visitor_tokens::token_hash.eq(token_hash))
+        .filter(visitors::erased_at.is_null())
         .select(VisitorRow::as_select())
         .first(c)
         .await
@@ -126,7 +132,8 @@ pub async fn touch(
     on_conn!(conn, |c| {
         let target = visitors::table
             .filter(visitors::tenant_id.eq(tenant_id))
-            .filter(visitors::id.eq(id));
+            .filter(visitors::id.eq(id))
+            .filter(visitors::erased_at.is_null());
         diesel::update(target)
             .set((
                 visitors::last_seen_at.eq(now),
@@ -154,7 +161,8 @@ pub async fn set_identity(
     on_conn!(conn, |c| {
         let target = visitors::table
             .filter(visitors::tenant_id.eq(tenant_id))
-            .filter(visitors::id.eq(id));
+            .filter(visitors::id.eq(id))
+            .filter(visitors::erased_at.is_null());
         diesel::update(target)
             .set((
                 name.map(|n| visitors::name.eq(n)),
@@ -208,6 +216,7 @@ pub async fn claim_external_user(
             .filter(visitors::tenant_id.eq(tenant_id))
             .filter(visitors::id.eq(id))
             .filter(visitors::external_user_id.is_null())
+            .filter(visitors::erased_at.is_null())
     )
     .set(visitors::external_user_id.eq(external_user_id))
     .execute(c)
@@ -254,4 +263,98 @@ pub async fn add_token(
         .await)?;
     }
     Ok(())
+}
+
+/// Take the visitor's row lock until the transaction ends (PostgreSQL; on SQLite the
+/// write transaction holds the database). Statements after it see every change
+/// committed before it. Returns whether the visitor exists.
+pub async fn lock(conn: &mut Conn<'_>, tenant_id: &str, id: &str) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(
+        visitors::table
+            .filter(visitors::tenant_id.eq(tenant_id))
+            .filter(visitors::id.eq(id))
+    )
+    .set(visitors::last_seen_at.eq(visitors::last_seen_at))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
+}
+
+/// Take the row lock of a visitor that is not erased (see [`lock`]); `false` when the
+/// visitor does not exist or is erased (checked after any erasure running now commits).
+pub async fn lock_active(conn: &mut Conn<'_>, tenant_id: &str, id: &str) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(
+        visitors::table
+            .filter(visitors::tenant_id.eq(tenant_id))
+            .filter(visitors::id.eq(id))
+            .filter(visitors::erased_at.is_null())
+    )
+    .set(visitors::last_seen_at.eq(visitors::last_seen_at))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
+}
+
+/// Whether the visitor exists and is not erased (a socket may open for it).
+pub async fn is_active(conn: &mut Conn<'_>, tenant_id: &str, id: &str) -> Result<bool> {
+    let n: i64 = on_conn!(conn, |c| visitors::table
+        .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::id.eq(id))
+        .filter(visitors::erased_at.is_null())
+        .count()
+        .get_result(c)
+        .await)?;
+    Ok(n > 0)
+}
+
+/// When the visitor's extra device tokens were issued, oldest first (never the hashes).
+pub async fn token_times(conn: &mut Conn<'_>, tenant_id: &str, id: &str) -> Result<Vec<i64>> {
+    Ok(on_conn!(conn, |c| visitor_tokens::table
+        .filter(visitor_tokens::tenant_id.eq(tenant_id))
+        .filter(visitor_tokens::visitor_id.eq(id))
+        .order(visitor_tokens::created_at.asc())
+        .select(visitor_tokens::created_at)
+        .load(c)
+        .await)?)
+}
+
+/// Delete the visitor's extra device tokens; returns how many there were.
+pub async fn delete_tokens(conn: &mut Conn<'_>, tenant_id: &str, id: &str) -> Result<usize> {
+    Ok(on_conn!(conn, |c| diesel::delete(
+        visitor_tokens::table
+            .filter(visitor_tokens::tenant_id.eq(tenant_id))
+            .filter(visitor_tokens::visitor_id.eq(id))
+    )
+    .execute(c)
+    .await)?)
+}
+
+/// The `token_hash` of an erased visitor: unique, and never the hash of a token
+/// (those are 64 hex digits), so no token authenticates as the visitor again.
+pub fn revoked_token_hash(id: &str) -> String {
+    format!("erased:{id}")
+}
+
+/// Erase the visitor's row: profile and identity removed (locale, page, name, email,
+/// verified user id), the first device's token revoked ([`revoked_token_hash`]),
+/// `erased_at` set. Returns whether the visitor exists.
+pub async fn erase(conn: &mut Conn<'_>, tenant_id: &str, id: &str, erased_at: i64) -> Result<bool> {
+    let revoked = revoked_token_hash(id);
+    let n = on_conn!(conn, |c| diesel::update(
+        visitors::table
+            .filter(visitors::tenant_id.eq(tenant_id))
+            .filter(visitors::id.eq(id))
+    )
+    .set((
+        visitors::token_hash.eq(&revoked),
+        visitors::locale.eq(None::<String>),
+        visitors::page_url.eq(None::<String>),
+        visitors::external_user_id.eq(None::<String>),
+        visitors::name.eq(None::<String>),
+        visitors::email.eq(None::<String>),
+        visitors::erased_at.eq(erased_at),
+    ))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
 }

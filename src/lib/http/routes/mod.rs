@@ -12,4 +12,5 @@ pub(crate) mod plans;
 pub(crate) mod telegram;
 pub(crate) mod templates;
 pub(crate) mod usage;
+pub(crate) mod visitors;
 pub(crate) mod widget;

@@ -32,7 +32,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 /// Outbox filter.
 #[derive(Debug, Deserialize, IntoParams)]
 pub(crate) struct OutboxFilter {
-    /// queued | in_flight | delivered | dead.
+    /// queued | in_flight | delivered | dead | cancelled.
     pub status: Option<String>,
     /// At most this many (1–500, default 100).
     pub limit: Option<i64>,
