@@ -52,6 +52,8 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         "usage:write",
         "plans:write",
         "billing:write",
+        "audit:write",
+        "visitors:write",
     ];
     // Tenant A: an attacker holding every tenant scope of its own tenant.
     let a = app.tenant("alpha").await;
@@ -63,6 +65,19 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
     let vb = app.visitor(tb).await;
     let (status, _) = app.send(&vb, "b1", "bravo's secret").await;
     assert_eq!(status, StatusCode::CREATED);
+    let (status, vb_conv) = app
+        .json(
+            Method::GET,
+            &format!("/v1/admin/conversations/{}", vb.conversation_id),
+            Some(&b_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{vb_conv}");
+    let b_visitor_id = vb_conv["visitor_id"]
+        .as_str()
+        .expect("visitor_id")
+        .to_string();
     let (b_key_id, _) = app.key(tb, &["conversations:read"]).await;
     let (status, tpl) = app
         .json(
@@ -126,6 +141,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         b_outbox_id.as_str(),
         tb.widget_key.as_str(),
         tb.id.as_str(),
+        b_visitor_id.as_str(),
         "bravo's secret",
         "bravo greeting",
         "bravo_flag",
@@ -375,6 +391,27 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
             None,
             Some(StatusCode::OK),
         ),
+        (
+            "get",
+            "/v1/admin/audit",
+            "/v1/admin/audit".into(),
+            None,
+            Some(StatusCode::OK),
+        ),
+        (
+            "get",
+            "/v1/admin/visitors/{id}/export",
+            format!("/v1/admin/visitors/{b_visitor_id}/export"),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "delete",
+            "/v1/admin/visitors/{id}",
+            format!("/v1/admin/visitors/{b_visitor_id}"),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
     ];
 
     // The table covers exactly the admin operations the router documents.
@@ -399,7 +436,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         probed, documented,
         "every admin route is probed, and only those"
     );
-    assert_eq!(probes.len(), 34);
+    assert_eq!(probes.len(), 37);
 
     for (method, template, url, body, expected) in &probes {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");

@@ -24,4 +24,5 @@ mod secrets;
 mod templates;
 mod tenants;
 mod usage;
+mod visitors;
 mod widget;
