@@ -308,9 +308,10 @@ impl Application {
         ));
         // An erased visitor's sockets (on this node, told by any node) close with 1008.
         let open = sockets.clone();
-        chat.hub().set_visitor_closer(Arc::new(move |visitor_id: &str| {
-            open.close_visitor(visitor_id);
-        }));
+        chat.hub()
+            .set_visitor_closer(Arc::new(move |visitor_id: &str| {
+                open.close_visitor(visitor_id);
+            }));
         let billing = crate::billing::Billing::from_settings(&settings.billing.stripe)?;
         let state = AppState {
             db,

@@ -20,6 +20,7 @@ use crate::on_both_backends;
 on_both_backends!(
     export_then_erasure_leaves_nothing_of_the_visitor,
     erasure_is_scoped_isolated_idempotent_and_revokes_every_token,
+    erasure_racing_the_visitors_own_writes_leaves_nothing_open_or_unerased,
 );
 
 /// What the visitor told about themselves, and what they wrote: none of it may be
@@ -145,10 +146,7 @@ async fn stored(app: &TestApp, needles: &[String]) -> Vec<String> {
                     continue;
                 };
                 for needle in needles {
-                    if bytes
-                        .windows(needle.len())
-                        .any(|w| w == needle.as_bytes())
-                    {
+                    if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
                         hits.push(format!("{} holds {needle}", file.to_string_lossy()));
                     }
                 }
@@ -351,7 +349,9 @@ async fn export_then_erasure_leaves_nothing_of_the_visitor(b: Backend) {
     let before = stored(app, &needles).await;
     for needle in &needles {
         assert!(
-            before.iter().any(|h| h.contains(&format!(" holds {needle}"))),
+            before
+                .iter()
+                .any(|h| h.contains(&format!(" holds {needle}"))),
             "{needle} is stored before the erasure: {before:#?}"
         );
     }
@@ -446,7 +446,12 @@ async fn export_then_erasure_leaves_nothing_of_the_visitor(b: Backend) {
     // off for the pause's minute).
     eventually(20, "the rename tried while Telegram is paused", || async {
         let (_, q) = app
-            .json(Method::GET, "/v1/admin/outbox?status=queued", Some(&t.key), None)
+            .json(
+                Method::GET,
+                "/v1/admin/outbox?status=queued",
+                Some(&t.key),
+                None,
+            )
             .await;
         q["items"].as_array().is_some_and(|items| {
             items.iter().any(|i| {
@@ -494,7 +499,12 @@ async fn export_then_erasure_leaves_nothing_of_the_visitor(b: Backend) {
     // Nothing pending is left for the visitor's conversation.
     eventually(20, "the outbox drained", || async {
         let (_, q) = app
-            .json(Method::GET, "/v1/admin/outbox?status=queued", Some(&t.key), None)
+            .json(
+                Method::GET,
+                "/v1/admin/outbox?status=queued",
+                Some(&t.key),
+                None,
+            )
             .await;
         q["items"].as_array().is_some_and(Vec::is_empty)
     })
@@ -568,14 +578,20 @@ async fn erasure_is_scoped_isolated_idempotent_and_revokes_every_token(b: Backen
     }
     let (status, body) = app.json(Method::GET, &export_path, Some(&read), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = app.json(Method::DELETE, &erase_path, Some(&read), None).await;
+    let (status, body) = app
+        .json(Method::DELETE, &erase_path, Some(&read), None)
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
     // Another tenant's key (with every visitors scope) finds nothing and changes nothing.
     let (_, other_key) = app.key(&other, &["visitors:write"]).await;
     for (path, method) in [(&export_path, Method::GET), (&erase_path, Method::DELETE)] {
         let (status, body) = app.json(method, path, Some(&other_key), None).await;
-        assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"), "{path}");
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}"
+        );
         assert!(!body.to_string().contains(NAME));
     }
     let (status, body) = app
@@ -609,6 +625,22 @@ async fn erasure_is_scoped_isolated_idempotent_and_revokes_every_token(b: Backen
             .await;
         assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
     }
+    // Both routes are documented, with their answers' schemas.
+    let (_, doc) = app.json(Method::GET, "/openapi.json", None, None).await;
+    for (path, method, schema) in [
+        ("/v1/admin/visitors/{id}/export", "get", "VisitorExport"),
+        ("/v1/admin/visitors/{id}", "delete", "Erasure"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} documented");
+        assert_eq!(
+            op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            format!("#/components/schemas/{schema}"),
+            "{op}"
+        );
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+    assert!(doc["components"]["schemas"]["ConversationExport"].is_object());
     // A platform key acts for the tenant it names.
     let resp = app
         .http
@@ -621,12 +653,16 @@ async fn erasure_is_scoped_isolated_idempotent_and_revokes_every_token(b: Backen
     assert_eq!(resp.status(), StatusCode::OK);
 
     // Erase, then again: the same shape, nothing changed, one audit entry.
-    let (status, first) = app.json(Method::DELETE, &erase_path, Some(&write), None).await;
+    let (status, first) = app
+        .json(Method::DELETE, &erase_path, Some(&write), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["already_erased"], false);
     assert_eq!(first["tokens_revoked"], 2);
     assert_eq!(first["outbox_cancelled"], 0, "no Telegram, no outbox");
-    let (status, again) = app.json(Method::DELETE, &erase_path, Some(&write), None).await;
+    let (status, again) = app
+        .json(Method::DELETE, &erase_path, Some(&write), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{again}");
     let keys = |v: &Value| -> Vec<String> {
         let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
@@ -650,7 +686,11 @@ async fn erasure_is_scoped_isolated_idempotent_and_revokes_every_token(b: Backen
     }
     let entries = audit_entries(&app, &write, "visitor.erased").await;
     assert_eq!(entries.len(), 1, "{entries:?}");
-    assert!(entries[0]["actor"].as_str().is_some_and(|a| a.starts_with("key:")));
+    assert!(
+        entries[0]["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("key:"))
+    );
 
     // No token of the visitor works any more, on any widget route.
     for token in &v.tokens {
@@ -706,6 +746,177 @@ async fn erasure_is_scoped_isolated_idempotent_and_revokes_every_token(b: Backen
     }
 }
 
+/// The visitor keeps opening conversations and writing into them from four clients
+/// while the erasure runs: whatever committed before it is erased, nothing commits
+/// after it (no open conversation, no text left), and every client is refused at last.
+/// (Whether a request falls exactly into the erasure's window is up to timing; the
+/// window itself is then exercised directly on the operations.)
+async fn erasure_racing_the_visitors_own_writes_leaves_nothing_open_or_unerased(b: Backend) {
+    let app = spawn_app(b).await;
+    let t = app.tenant("acme").await;
+    app.unlimited(&t).await;
+    let v = app.visitor(&t).await;
+    let (status, c) = app
+        .json(
+            Method::GET,
+            &format!("/v1/admin/conversations/{}", v.conversation_id),
+            Some(&t.key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let visitor_id = c["visitor_id"].as_str().expect("visitor_id").to_string();
+    let (_, key) = app.key(&t, &["visitors:write"]).await;
+    let (base, token) = (app.base.clone(), v.token.clone());
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (base, token, http) = (base.clone(), token.clone(), app.http.clone());
+            tokio::spawn(async move {
+                let mut written = 0;
+                for i in 0..400 {
+                    // Close nothing, open (or find) the conversation, write into it.
+                    let resp = http
+                        .post(format!("{base}/v1/conversations"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                        .expect("sent");
+                    if resp.status() == StatusCode::UNAUTHORIZED {
+                        return written;
+                    }
+                    let conv: Value = resp.json().await.expect("json");
+                    let Some(id) = conv["id"].as_str() else {
+                        continue;
+                    };
+                    let resp = http
+                        .post(format!("{base}/v1/conversations/{id}/messages"))
+                        .bearer_auth(&token)
+                        .json(&json!({"client_msg_id": format!("w{w}-{i}"), "text": format!("racing-needle {w} {i}")}))
+                        .send()
+                        .await
+                        .expect("sent");
+                    match resp.status() {
+                        StatusCode::CREATED => written += 1,
+                        StatusCode::UNAUTHORIZED => return written,
+                        // Closed under it by the erasure (or by the agent below).
+                        StatusCode::CONFLICT => {}
+                        other => panic!("unexpected {other}"),
+                    }
+                }
+                panic!("writer {w} was never refused");
+            })
+        })
+        .collect();
+    // Meanwhile an agent closes the conversation now and then, so new ones are opened.
+    let mut closed = 0;
+    let erase_path = format!("/v1/admin/visitors/{visitor_id}");
+    loop {
+        let (_, list) = app
+            .json(
+                Method::GET,
+                "/v1/admin/conversations?status=open",
+                Some(&t.key),
+                None,
+            )
+            .await;
+        if let Some(id) = list["conversations"][0]["id"].as_str() {
+            app.json(
+                Method::POST,
+                &format!("/v1/admin/conversations/{id}/close"),
+                Some(&t.key),
+                None,
+            )
+            .await;
+            closed += 1;
+        }
+        if closed >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, erased) = app
+        .json(Method::DELETE, &erase_path, Some(&key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    let mut written = 0;
+    for w in writers {
+        written += w.await.expect("writer");
+    }
+    assert!(written > 0, "the writers wrote before the erasure");
+    let (status, export) = app
+        .json(
+            Method::GET,
+            &format!("{erase_path}/export"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    let convs = export["conversations"].as_array().expect("conversations");
+    assert!(convs.len() >= 2, "{}", convs.len());
+    let mut messages = 0;
+    for c in convs {
+        assert_eq!(c["status"], "closed", "{c}");
+        for m in c["messages"].as_array().expect("messages") {
+            assert_eq!(
+                (m["text"].as_str(), m["erased"].as_bool()),
+                (Some(""), Some(true)),
+                "{m}"
+            );
+            messages += 1;
+        }
+    }
+    assert_eq!(messages, written, "every message that was stored is erased");
+    // A request authenticated just before the erasure and acting just after it (the
+    // window the race above may or may not hit): no conversation is opened, nothing is
+    // written.
+    let authenticated = chatorical::chat::Visitor {
+        id: visitor_id.as_str().into(),
+        tenant_id: t.id.as_str().into(),
+    };
+    let err = app
+        .state
+        .chat
+        .open_conversation(&authenticated)
+        .await
+        .expect_err("no conversation for an erased visitor");
+    assert_eq!(
+        err.code,
+        chatorical::error::ErrorCode::Unauthorized,
+        "{err:?}"
+    );
+    let last = convs.last().expect("a conversation")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let err = app
+        .state
+        .chat
+        .post_message(
+            &authenticated.tenant_id,
+            &last.as_str().into(),
+            chatorical::chat::Sender::Visitor(&authenticated.id),
+            "racing-needle late",
+            Some("late"),
+        )
+        .await
+        .expect_err("nothing written for an erased visitor");
+    assert_eq!(
+        err.code,
+        chatorical::error::ErrorCode::ConversationClosed,
+        "{err:?}"
+    );
+    // A second erasure finds nothing that slipped past the first.
+    let (status, again) = app
+        .json(Method::DELETE, &erase_path, Some(&key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["messages_erased"], 0, "{again}");
+    assert_eq!(again["conversations_closed"], 0, "{again}");
+    let hits = stored(&app, &["racing-needle".to_string()]).await;
+    assert!(hits.is_empty(), "{hits:#?}");
+}
+
 /// Wait until `n` nodes listen on the channel erasures are announced on.
 async fn nodes_listening(app: &TestApp, n: i64) {
     let cluster = app.state.cluster.as_ref().expect("a node on Redis");
@@ -736,7 +947,10 @@ async fn erasure_on_one_node_closes_the_socket_on_the_other() {
     let t = a.tenant("acme").await;
     let v = a.visitor(&t).await;
     let bystander = a.visitor(&t).await;
-    let mut ws = a.ws(&v.ws_token, Some(&t.origin)).await.expect("socket on A");
+    let mut ws = a
+        .ws(&v.ws_token, Some(&t.origin))
+        .await
+        .expect("socket on A");
     next_of(&mut ws, "hello").await;
     let mut other_ws = a
         .ws(&bystander.ws_token, Some(&t.origin))

@@ -109,7 +109,14 @@ fn visitors_export_and_erase(backend: Backend) {
     let file = cli.data_dir().join("export.json");
     let path = file.to_str().expect("UTF-8 path");
     let summary = cli.json(&[
-        "visitors", "export", "--tenant", "acme", "--visitor", v, "--out", path,
+        "visitors",
+        "export",
+        "--tenant",
+        "acme",
+        "--visitor",
+        v,
+        "--out",
+        path,
     ]);
     assert_eq!(
         summary,
@@ -133,7 +140,14 @@ fn visitors_export_and_erase(backend: Backend) {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // Bad input: named, non-zero, nothing printed on stdout.
-    let err = cli.fails(&["visitors", "export", "--tenant", "acme", "--visitor", "vis_nope"]);
+    let err = cli.fails(&[
+        "visitors",
+        "export",
+        "--tenant",
+        "acme",
+        "--visitor",
+        "vis_nope",
+    ]);
     assert!(err.contains("visitor"), "{err}");
     let err = cli.fails(&["visitors", "erase", "--tenant", "other", "--visitor", v]);
     assert!(err.contains("not found"), "{err}");
@@ -173,7 +187,14 @@ fn visitors_export_and_erase(backend: Backend) {
     }
 
     // Audited once, as the operator, with counts only.
-    let page = cli.json(&["audit", "list", "--tenant", "acme", "--action", "visitor.erased"]);
+    let page = cli.json(&[
+        "audit",
+        "list",
+        "--tenant",
+        "acme",
+        "--action",
+        "visitor.erased",
+    ]);
     let entries = array(&page["entries"]);
     assert_eq!(entries.len(), 1, "{page:#}");
     assert!(
@@ -181,10 +202,20 @@ fn visitors_export_and_erase(backend: Backend) {
         "{page:#}"
     );
     assert_eq!(entries[0]["target"], v);
-    let exported = cli.json(&["audit", "list", "--tenant", "acme", "--action", "visitor.exported"]);
+    let exported = cli.json(&[
+        "audit",
+        "list",
+        "--tenant",
+        "acme",
+        "--action",
+        "visitor.exported",
+    ]);
     assert_eq!(array(&exported["entries"]).len(), 3, "{exported:#}");
     let all = cli.json(&["audit", "list", "--tenant", "acme", "--limit", "500"]);
     for needle in [NAME, EMAIL, TEXT] {
-        assert!(!all.to_string().contains(needle), "{needle} in the audit log");
+        assert!(
+            !all.to_string().contains(needle),
+            "{needle} in the audit log"
+        );
     }
 }

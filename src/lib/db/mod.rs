@@ -451,7 +451,7 @@ impl Db {
         let rows: Vec<CheckpointRow> = diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)")
             .load(&mut *conn)
             .await?;
-        Ok(rows.iter().next().is_some_and(|r| r.busy == 0))
+        Ok(rows.as_slice().first().is_some_and(|r| r.busy == 0))
     }
 
     /// Names of migrations not yet applied.

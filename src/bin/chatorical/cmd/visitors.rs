@@ -114,11 +114,20 @@ pub(crate) async fn run(g: &Global, cmd: VisitorsCommand) -> anyhow::Result<Exit
                     ("erased at", erasure.erased_at.clone()),
                     ("already erased", erasure.already_erased.to_string()),
                     ("conversations", erasure.conversations.to_string()),
-                    ("conversations closed", erasure.conversations_closed.to_string()),
+                    (
+                        "conversations closed",
+                        erasure.conversations_closed.to_string(),
+                    ),
                     ("messages erased", erasure.messages_erased.to_string()),
-                    ("subjects/topic names cleared", erasure.labels_cleared.to_string()),
+                    (
+                        "subjects/topic names cleared",
+                        erasure.labels_cleared.to_string(),
+                    ),
                     ("tokens revoked", erasure.tokens_revoked.to_string()),
-                    ("outbox items cancelled", erasure.outbox_cancelled.to_string()),
+                    (
+                        "outbox items cancelled",
+                        erasure.outbox_cancelled.to_string(),
+                    ),
                     ("topics renamed", erasure.topics_renamed.to_string()),
                     ("topics closed", erasure.topics_closed.to_string()),
                 ];

@@ -107,7 +107,11 @@ pub async fn edit_by_telegram_id(
 }
 
 /// How many messages the visitor's conversations hold.
-pub async fn count_of_visitor(conn: &mut Conn<'_>, tenant_id: &str, visitor_id: &str) -> Result<i64> {
+pub async fn count_of_visitor(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    visitor_id: &str,
+) -> Result<i64> {
     let theirs = conversations::table
         .filter(conversations::tenant_id.eq(tenant_id))
         .filter(conversations::visitor_id.eq(visitor_id))
