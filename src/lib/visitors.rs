@@ -13,7 +13,8 @@
 //!   the first device's token is replaced by a value no token hashes to and the other
 //!   device tokens are deleted — no token of theirs authenticates again, and a ws token
 //!   issued earlier opens no socket (checked at the upgrade);
-//! - pending outbox items of their conversations are cancelled (never delivered);
+//! - undelivered outbox items of their conversations (queued, in flight, or dead and
+//!   retryable) are cancelled: never delivered;
 //! - with Telegram connected, each topic that showed more than ids is renamed to the
 //!   id-only name and each open topic closed, through the outbox;
 //! - one `visitor.erased` audit entry with counts only.
@@ -146,7 +147,7 @@ pub struct Erasure {
     pub labels_cleared: usize,
     /// Device tokens this call revoked.
     pub tokens_revoked: usize,
-    /// Pending outbox items this call cancelled.
+    /// Undelivered outbox items (queued, in flight, dead) this call cancelled.
     pub outbox_cancelled: usize,
     /// Telegram topics queued for a rename to the id-only name.
     pub topics_renamed: usize,

@@ -36,6 +36,7 @@ const SUBJECT: &str = "Refund for Zelda Quillfeather";
 /// Repeated into a text long enough for SQLite's overflow pages.
 const LONG_PART: &str = "overflow-needle-two ";
 const PENDING: &str = "pending-needle-three";
+const DEAD: &str = "dead-needle-four";
 
 /// A verified visitor of `t` with everything a visitor can leave behind: profile,
 /// identity, two device tokens, a conversation with a subject, texts in both
@@ -356,6 +357,34 @@ async fn export_then_erasure_leaves_nothing_of_the_visitor(b: Backend) {
         );
     }
 
+    // Telegram refuses one message for good: a dead item (an operator could retry it).
+    tg.fake.fail_next_text(
+        "sendMessage",
+        DEAD,
+        crate::fake_telegram::Failure::Status(400, "Bad Request: refused by the test".into()),
+    );
+    let (status, m) = app
+        .json(
+            Method::POST,
+            &format!("/v1/conversations/{}/messages", v.conversation_id),
+            Some(&v.tokens[0]),
+            Some(json!({"client_msg_id": "m-dead", "text": DEAD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    eventually(20, "the refused message dead-lettered", || async {
+        let (_, d) = app
+            .json(
+                Method::GET,
+                "/v1/admin/outbox?status=dead",
+                Some(&t.key),
+                None,
+            )
+            .await;
+        d["items"].as_array().is_some_and(|i| i.len() == 1)
+    })
+    .await;
+
     // Telegram paused: the next visitor message waits in the outbox.
     let (status, _) = app
         .json(
@@ -394,10 +423,13 @@ async fn export_then_erasure_leaves_nothing_of_the_visitor(b: Backend) {
     assert_eq!(erased["already_erased"], false);
     assert_eq!(erased["conversations"], 1);
     assert_eq!(erased["conversations_closed"], 1);
-    assert_eq!(erased["messages_erased"], 4);
+    assert_eq!(erased["messages_erased"], 5);
     assert_eq!(erased["labels_cleared"], 1);
     assert_eq!(erased["tokens_revoked"], 2);
-    assert_eq!(erased["outbox_cancelled"], 1, "the pending message");
+    assert_eq!(
+        erased["outbox_cancelled"], 2,
+        "the pending and the dead message"
+    );
     assert_eq!(erased["topics_renamed"], 1);
     assert_eq!(erased["topics_closed"], 1);
 
@@ -435,7 +467,8 @@ async fn export_then_erasure_leaves_nothing_of_the_visitor(b: Backend) {
             (1, "inbound", "", true),
             (2, "inbound", "", true),
             (3, "outbound", "", true),
-            (4, "inbound", "", true)
+            (4, "inbound", "", true),
+            (5, "inbound", "", true)
         ]
     );
     assert_eq!(h["messages"][2]["author"], "Ana");
@@ -494,8 +527,26 @@ async fn export_then_erasure_leaves_nothing_of_the_visitor(b: Backend) {
         )
         .await;
     let items = items["items"].as_array().expect("items");
-    assert_eq!(items.len(), 1, "{items:?}");
-    assert_eq!(items[0]["kind"], "telegram.send_message");
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(
+        items.iter().all(|i| i["kind"] == "telegram.send_message"),
+        "{items:?}"
+    );
+    // A cancelled item cannot be retried.
+    for item in items {
+        let (status, body) = app
+            .json(
+                Method::POST,
+                &format!(
+                    "/v1/admin/outbox/{}/retry",
+                    item["id"].as_str().expect("id")
+                ),
+                Some(&t.key),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    }
     // Nothing pending is left for the visitor's conversation.
     eventually(20, "the outbox drained", || async {
         let (_, q) = app
@@ -536,19 +587,19 @@ async fn export_then_erasure_leaves_nothing_of_the_visitor(b: Backend) {
     );
     let c = &after["conversations"][0];
     assert_eq!(c["status"], "closed");
-    assert!(c["subject"].is_null() && c["messages"].as_array().expect("m").len() == 4);
+    assert!(c["subject"].is_null() && c["messages"].as_array().expect("m").len() == 5);
 
     // Nothing of the visitor is stored anywhere: not in any table, not in the file.
     let hits = stored(app, &needles).await;
     assert!(hits.is_empty(), "still stored after the erasure: {hits:#?}");
-    let hits = stored(app, &[PENDING.to_string()]).await;
+    let hits = stored(app, &[PENDING.to_string(), DEAD.to_string()]).await;
     assert!(hits.is_empty(), "{hits:#?}");
 
     // One audit entry with counts only.
     let entries = audit_entries(app, &key, "visitor.erased").await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0]["target"], v.visitor_id.as_str());
-    assert_eq!(entries[0]["changes"]["messages_erased"], 4);
+    assert_eq!(entries[0]["changes"]["messages_erased"], 5);
     assert!(
         entries[0]["changes"]
             .as_object()

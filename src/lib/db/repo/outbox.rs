@@ -312,9 +312,10 @@ pub async fn move_lane(
         .await)?)
 }
 
-/// Cancel the pending (queued or in-flight) items of the visitor's conversations,
-/// except those of the kinds in `keep` — they are never delivered (a worker holding
-/// one loses it: its outcome finds the item no longer in flight). Returns how many.
+/// Cancel the undelivered items (queued, in flight, or dead — an operator could retry
+/// those) of the visitor's conversations, except those of the kinds in `keep`: they are
+/// never delivered (a worker holding one loses it: its outcome finds the item no longer
+/// in flight). Returns how many.
 pub async fn cancel_for_visitor(
     conn: &mut Conn<'_>,
     tenant_id: &str,
@@ -330,7 +331,7 @@ pub async fn cancel_for_visitor(
     Ok(on_conn!(conn, |c| diesel::update(outbox::table)
         .filter(outbox::tenant_id.eq(tenant_id))
         .filter(outbox::conversation_id.eq_any(theirs))
-        .filter(outbox::status.eq_any([Queued.as_str(), InFlight.as_str()]))
+        .filter(outbox::status.eq_any([Queued.as_str(), InFlight.as_str(), Dead.as_str()]))
         .filter(outbox::kind.ne_all(keep))
         .set((
             outbox::status.eq(Cancelled.as_str()),

@@ -43,8 +43,8 @@ async fn export_visitor(
 /// conversations (both directions) is replaced by an erasure marker (empty `text`,
 /// `erased: true`; seqs and times stay), their open conversations are closed, subjects
 /// and topic names cleared, profile and identity removed, every token revoked (their
-/// open sockets close with 1008 on every node; earlier ws tokens open nothing), pending
-/// outbox items of their conversations cancelled; Telegram topics are renamed to the
+/// open sockets close with 1008 on every node; earlier ws tokens open nothing), outbox
+/// items of their conversations not delivered yet cancelled; Telegram topics are renamed to the
 /// id-only name and closed. One `visitor.erased` audit entry (counts only). Erasing
 /// again answers 200 with `already_erased: true`, changes nothing and records nothing.
 /// Messages Telegram already received stay in Telegram. Another tenant's visitor is 404.
