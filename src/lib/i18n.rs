@@ -652,8 +652,7 @@ pub async fn set(
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let stored = crate::transaction!(&mut conn, |tx| {
-        let previous =
-            repo::templates::get(tx, &tenant.id, def.key, locale.as_str()).await?;
+        let previous = repo::templates::get(tx, &tenant.id, def.key, locale.as_str()).await?;
         if let Some(previous) = previous.as_ref().filter(|p| p.body == row.body) {
             // The same text again: nothing written, nothing recorded.
             return Ok(previous.clone());

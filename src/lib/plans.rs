@@ -548,8 +548,12 @@ pub async fn put(
                 }
                 let row = spec.to_row(&code, old.created_at, now)?;
                 repo::plans::replace(tx, &row).await?;
-                crate::audit::record(tx, caller, plan_updated(&code, Some(&current.spec()), &spec))
-                    .await?;
+                crate::audit::record(
+                    tx,
+                    caller,
+                    plan_updated(&code, Some(&current.spec()), &spec),
+                )
+                .await?;
                 Ok((row, PutOutcome::Replaced))
             }
         }
@@ -605,22 +609,25 @@ pub async fn delete(
             .ok_or_else(|| Error::not_found("plan"))?;
         let in_use = repo::plans::tenant_count(tx, code.as_str()).await?;
         let mut reassigned = 0;
+        // Each moved tenant's own log shows its plan changing (after the deletion).
+        let mut moves = Vec::new();
         match &reassign {
             Some(to) => {
                 assignable(tx, "reassign", to).await?;
                 let moved = repo::plans::tenant_ids_on(tx, code.as_str()).await?;
                 reassigned = repo::plans::reassign_tenants(tx, code.as_str(), to.as_str(), now)
                     .await? as u64;
-                // Each tenant's own log shows its plan changing.
-                for tenant_id in &moved {
-                    let entry = plan_changed(
-                        &TenantId::from(tenant_id.clone()),
-                        code.as_str(),
-                        to.as_str(),
-                        "plan_deleted",
-                    );
-                    crate::audit::record(tx, caller, entry).await?;
-                }
+                moves = moved
+                    .into_iter()
+                    .map(|t| {
+                        plan_changed(
+                            &TenantId::from(t),
+                            code.as_str(),
+                            to.as_str(),
+                            "plan_deleted",
+                        )
+                    })
+                    .collect();
             }
             None if in_use > 0 => {
                 return Err(Error::new(
@@ -650,6 +657,9 @@ pub async fn delete(
                 })),
         )
         .await?;
+        for entry in moves {
+            crate::audit::record(tx, caller, entry).await?;
+        }
         Ok((row, reassigned))
     })?;
     Ok(DeletedPlan {

@@ -217,8 +217,13 @@ pub async fn portal(
     let mut conn = pc.as_conn();
     let session_id = session.id.as_str();
     crate::transaction!(&mut conn, |tx| {
-        if repo::audit::exists(tx, &tenant.id, Action::BillingPortalOpened.as_str(), session_id)
-            .await?
+        if repo::audit::exists(
+            tx,
+            &tenant.id,
+            Action::BillingPortalOpened.as_str(),
+            session_id,
+        )
+        .await?
         {
             return Ok(());
         }

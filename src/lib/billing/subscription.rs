@@ -596,7 +596,10 @@ impl Tracked {
 
     /// The fields [`Tracked::audit_fields`] shows that differ from `before`, as
     /// `{field: {from, to}}`; empty when nothing the log shows changed.
-    pub(crate) fn audit_diff(&self, before: &Tracked) -> serde_json::Map<String, serde_json::Value> {
+    pub(crate) fn audit_diff(
+        &self,
+        before: &Tracked,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let (a, b) = (before.audit_fields(), self.audit_fields());
         b.into_iter()
             .filter(|(k, v)| a.get(k) != Some(v))

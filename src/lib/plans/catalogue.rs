@@ -336,12 +336,7 @@ impl SyncTarget for Database<'_> {
             let current = load_plans(tx).await?;
             let changes = plan_changes(catalogue, &current, options.prune);
             // One `plan.updated` per plan written, in this transaction.
-            let was = |code: &PlanCode| {
-                current
-                    .iter()
-                    .find(|p| &p.code == code)
-                    .map(Plan::spec)
-            };
+            let was = |code: &PlanCode| current.iter().find(|p| &p.code == code).map(Plan::spec);
             for change in &changes {
                 let code = &change.code;
                 match &change.action {

@@ -122,7 +122,10 @@ async fn rotate(
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         )
     };
-    let report = secrets::reencrypt(&db, &Caller::Operator, &key, batch, &|done| bar.set_position(done)).await;
+    let report = secrets::reencrypt(&db, &Caller::Operator, &key, batch, &|done| {
+        bar.set_position(done)
+    })
+    .await;
     bar.finish_and_clear();
     let report = report?;
     let remaining = secrets::status(&db, &key, batch).await?.not_under_newest();
