@@ -1109,8 +1109,9 @@ impl Chat {
 
     /// `PATCH /v1/admin/conversations/{id}`: give a conversation a subject
     /// (`conversations:write`; another tenant's conversation is `not_found`). Its
-    /// Telegram topic is renamed after it; the same subject again changes nothing.
-    /// Returns the conversation and whether the topic name changed.
+    /// Telegram topic is renamed after it; the same subject again changes nothing. A new
+    /// subject records `conversation.updated` ([`subject_changed`]) in the same
+    /// transaction. Returns the conversation and whether the topic name changed.
     pub async fn set_subject(
         &self,
         caller: &Caller,

@@ -519,8 +519,9 @@ pub enum PutOutcome {
     Unchanged,
 }
 
-/// Create or replace one plan (`plans:write`, platform keys only). Replacing a plan
-/// with what it already is writes nothing (`updated_at` stays).
+/// Create or replace one plan (`plans:write`, platform keys only), recording
+/// `plan.updated` in the same transaction. Replacing a plan with what it already is
+/// writes and records nothing (`updated_at` stays).
 pub async fn put(
     db: &Db,
     caller: &Caller,
@@ -575,7 +576,8 @@ pub struct DeletedPlan {
 
 /// Delete a plan (`plans:write`, platform keys only). A plan still used by tenants is
 /// refused (`conflict`, naming how many) unless `reassign` names an active plan to
-/// move them to, in the same transaction. `free` is never deleted.
+/// move them to, in the same transaction. `free` is never deleted. Records `plan.deleted`
+/// and, for each moved tenant, `plan.changed` (reason `plan_deleted`).
 pub async fn delete(
     db: &Db,
     caller: &Caller,
@@ -715,6 +717,8 @@ pub(crate) async fn check_assignable(
 
 /// Put a tenant on a plan (`plans:write`, platform keys only). The plan must exist and
 /// be active. It takes effect at once: the next request of the tenant is held to it.
+/// Records `plan.changed` (`{from, to}`) in the same transaction; putting a tenant on the
+/// plan it has changes and records nothing.
 pub async fn set_tenant_plan(
     db: &Db,
     caller: &Caller,

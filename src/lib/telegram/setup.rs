@@ -117,8 +117,9 @@ pub struct Connect<'a> {
 
 /// `PUT /v1/admin/telegram` and `chatorical telegram setup` (`telegram:write`; a
 /// tenant key only for its own tenant): validate the bot and group with Telegram,
-/// register the webhook, store the connection. A tenant whose plan does not include
-/// Telegram is refused first (403 `plan_restricted`).
+/// register the webhook, store the connection and record `telegram.connected` (never
+/// the token or the webhook secret). A tenant whose plan does not include Telegram is
+/// refused first (403 `plan_restricted`).
 pub async fn connect(
     db: &Db,
     bots: &Bots,
@@ -267,7 +268,8 @@ pub async fn connect(
 /// answered `migrate_to_chat_id` = `to`): in one transaction the tenant's connection
 /// moves to `to`, its conversations forget their topics and the default topic (thread
 /// ids belong to the old chat; topics are created anew), and its pending outbox items
-/// move to the new chat's lane in their order. Returns `false` (changing nothing)
+/// move to the new chat's lane in their order; recorded as `telegram.connected` by
+/// `system`. Returns `false` (changing nothing)
 /// when the connection no longer names `from` — someone followed it already, or
 /// connected another group.
 pub async fn follow_migration(
@@ -307,7 +309,7 @@ pub async fn follow_migration(
 
 /// `DELETE /v1/admin/telegram` and `chatorical telegram disconnect` (`telegram:write`;
 /// a tenant key only for its own tenant): remove the connection and the webhook (the
-/// webhook removal is best effort).
+/// webhook removal is best effort), recording `telegram.disconnected`.
 pub async fn disconnect(db: &Db, bots: &Bots, caller: &Caller, tenant: &Tenant) -> Result<()> {
     caller.require(&Scope::new(Resource::Telegram, ScopeAccess::Write))?;
     caller.check_tenant(tenant)?;
@@ -378,7 +380,7 @@ pub async fn current_status(
 /// ignored) or resume (`true`: waiting items are due at once) the tenant's Telegram
 /// (`telegram:write`); `not_found` when it has no connection. The caller wakes its
 /// workers after a resume. `PATCH /v1/admin/telegram` and `chatorical telegram
-/// enable|disable`.
+/// enable|disable`. Records `telegram.toggled` only when `enabled` changed.
 pub async fn set_enabled(
     db: &Db,
     bots: &Bots,
