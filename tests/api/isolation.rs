@@ -52,7 +52,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         "usage:write",
         "plans:write",
         "billing:write",
-        "audit:write",
+        "audit:read",
         "visitors:write",
     ];
     // Tenant A: an attacker holding every tenant scope of its own tenant.
@@ -394,9 +394,9 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         (
             "get",
             "/v1/admin/audit",
-            "/v1/admin/audit".into(),
+            "/v1/admin/audit?tenant=acme".into(),
             None,
-            Some(StatusCode::OK),
+            Some(StatusCode::NOT_FOUND),
         ),
         (
             "get",
