@@ -14,6 +14,7 @@ mod test_redis;
 mod billing_out;
 mod billing_webhook;
 mod connections;
+mod environments;
 mod fuzz_regressions;
 mod hardening;
 mod identity;

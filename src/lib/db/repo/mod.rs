@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod billing;
 pub mod billing_subscriptions;
 pub mod conversations;
+pub mod environments;
 pub mod messages;
 pub mod outbox;
 pub mod plans;
