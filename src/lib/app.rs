@@ -529,7 +529,7 @@ async fn ensure_demo_tenant(state: &AppState, addr: SocketAddr) -> Result<String
             allowed_origins: Some(wanted),
             ..Default::default()
         };
-        tenancy::update_settings(&state.db, &tenant.id, patch).await?;
+        tenancy::update_settings(&state.db, &tenancy::Caller::System, &tenant.id, patch).await?;
     }
     Ok(tenant.widget_key)
 }

@@ -86,6 +86,24 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Billing: plans sold through Stripe.
     pub billing: BillingSettings,
+    /// The audit log.
+    pub audit: AuditSettings,
+}
+
+/// Audit log settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Days audit entries are kept; older ones are deleted by the worker's hourly retention.
+    pub retention_days: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            retention_days: 400,
+        }
+    }
 }
 
 /// Billing settings (the `[billing]` section; its one table is `[billing.stripe]`).
@@ -683,6 +701,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "A second HOST:PORT serving only /metrics (the main listener then answers 404 for it). Unset: /metrics is on the main listener.",
     ),
     (
+        "audit.retention_days",
+        "Days audit log entries are kept; the worker deletes older ones every hour.",
+    ),
+    (
         "billing.stripe.secret_key",
         "Stripe secret API key (sk_live_..., sk_test_... or a restricted rk_... key). Unset: no billing; plans sync writes the database only and billing routes answer 503 billing_not_configured.",
     ),
@@ -987,6 +1009,9 @@ impl Settings {
             .map_err(|e| config_error("log.filter", e.to_string()))?;
         self.validate_telemetry()?;
         self.validate_billing()?;
+        if self.audit.retention_days == 0 {
+            return Err(config_error("audit.retention_days", "must be at least 1"));
+        }
         Ok(())
     }
 

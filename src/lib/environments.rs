@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::audit;
 use crate::db::{Conn, Db, models::TenantEnvironmentRow, repo};
-use crate::domain::{Environment, Resource, Scope, ScopeAccess, now_ms, rfc3339};
+use crate::domain::{Environment, Resource, Scope, ScopeAccess, TenantId, now_ms, rfc3339};
 use crate::error::{Error, ErrorCode, Result};
 use crate::tenancy::{self, Caller, SettingsPatch, Tenant, TenantSettings};
 use crate::transaction;
@@ -195,7 +196,8 @@ pub async fn get(
     read_view(&mut pc.as_conn(), &tenant.id, env).await
 }
 
-/// Create or change an environment (`settings:write`), in one transaction: staging is
+/// Create or change an environment (`settings:write`), in one transaction with its
+/// `environment.updated` audit entry (what changed, never the key itself): staging is
 /// created on first use (a fresh widget key, default settings, `change` applied);
 /// `rotate_widget_key` gives it a new key; `allowed_origins` replaces its origins;
 /// `telegram_group_chat_id` (staging only) moves its conversations to a forum group of
@@ -263,13 +265,44 @@ pub async fn put(
                 }
             }
         }
+        let mut changes = serde_json::Map::new();
+        if created {
+            changes.insert("created".into(), true.into());
+        }
+        if change.rotate_widget_key {
+            // Which key it was is no business of the log: only that it changed.
+            changes.insert("widget_key_rotated".into(), true.into());
+        }
         if let Some(origins) = &origins {
-            let mut settings = read_view(tx, tenant_id, env).await?.settings;
+            let before = read_view(tx, tenant_id, env).await?.settings;
+            let mut settings = before.clone();
             settings.allowed_origins = origins.clone();
-            write_settings(tx, tenant_id, env, &settings, now).await?;
+            if settings != before {
+                write_settings(tx, tenant_id, env, &settings, now).await?;
+                changes.extend(tenancy::settings_diff(&before, &settings));
+            }
         }
         if let Some(group) = change.telegram_group_chat_id {
-            set_telegram_group(tx, tenant_id, env, group, now).await?;
+            let before = repo::environments::telegram_group(tx, tenant_id, env.as_str()).await?;
+            if before != group {
+                set_telegram_group(tx, tenant_id, env, group, now).await?;
+                changes.insert(
+                    "telegram_group_chat_id".into(),
+                    serde_json::json!({ "from": before, "to": group }),
+                );
+            }
+        }
+        if !changes.is_empty() {
+            changes.insert("environment".into(), env.as_str().into());
+            audit::record(
+                tx,
+                caller,
+                audit::Entry::new(audit::Action::EnvironmentUpdated)
+                    .tenant(&tenant.id)
+                    .target(format!("{tenant_id}:{env}"))
+                    .changes(serde_json::Value::Object(changes)),
+            )
+            .await?;
         }
         let view = read_view(tx, tenant_id, env).await?;
         Ok((view, created))
@@ -356,6 +389,8 @@ pub async fn follow_migration(
 /// Apply a settings patch to one environment of the tenant (`settings:write`), in one
 /// transaction; every field is validated first (nothing is written on a bad one).
 /// `identity_required` needs the tenant's identity secret (shared by its environments).
+/// Records `settings.updated` with the fields that changed (and, for staging, the
+/// environment) in the same transaction; a patch that changes nothing writes nothing.
 pub async fn update_settings(
     db: &Db,
     caller: &Caller,
@@ -363,16 +398,28 @@ pub async fn update_settings(
     env: Environment,
     patch: SettingsPatch,
 ) -> Result<TenantSettings> {
-    caller.require(&settings_scope(ScopeAccess::Write))?;
     caller.check_tenant(tenant)?;
+    update_settings_of(db, caller, &tenant.id, env, patch).await
+}
+
+/// [`update_settings`] by the tenant's id (whoever found the tenant checked the
+/// caller's tenancy; the scope is checked here).
+pub(crate) async fn update_settings_of(
+    db: &Db,
+    caller: &Caller,
+    tenant_id: &TenantId,
+    env: Environment,
+    patch: SettingsPatch,
+) -> Result<TenantSettings> {
+    caller.require(&settings_scope(ScopeAccess::Write))?;
     let require_identity = patch.identity_required == Some(true);
-    let tenant_id = tenant.id.as_str();
     let now = now_ms();
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     transaction!(&mut conn, |tx| {
         repo::tenants::lock(tx, tenant_id).await?;
-        let mut settings = read_view(tx, tenant_id, env).await?.settings;
+        let before = read_view(tx, tenant_id, env).await?.settings;
+        let mut settings = before.clone();
         settings.apply(patch.clone())?;
         if require_identity
             && repo::tenants::identity_secret(tx, tenant_id)
@@ -385,7 +432,23 @@ pub async fn update_settings(
                 "generate an identity secret first (POST /v1/admin/identity/secret)",
             ));
         }
+        let mut changes = tenancy::settings_diff(&before, &settings);
+        if changes.is_empty() {
+            return Ok(settings);
+        }
         write_settings(tx, tenant_id, env, &settings, now).await?;
+        if env != Environment::Production {
+            changes.insert("environment".into(), env.as_str().into());
+        }
+        audit::record(
+            tx,
+            caller,
+            audit::Entry::new(audit::Action::SettingsUpdated)
+                .tenant(tenant_id)
+                .target(tenant_id.to_string())
+                .changes(serde_json::Value::Object(changes)),
+        )
+        .await?;
         Ok(settings)
     })
 }
@@ -508,7 +571,8 @@ pub async fn flag(
 }
 
 /// Set (`Some`) or unset (`None`) one flag of the environment (`settings:write`) in one
-/// transaction; unsetting one that is not set changes nothing. At most
+/// transaction, with its `flag.set` or `flag.unset` audit entry; setting a flag to the
+/// value it has, or unsetting one that is not set, changes (and records) nothing. At most
 /// [`tenancy::MAX_FLAGS`] flags per environment.
 pub async fn set_flag(
     db: &Db,
@@ -535,6 +599,23 @@ pub async fn set_flag(
                 ..Default::default()
             })?;
             write_settings(tx, tenant_id, env, &settings, now).await?;
+            let action = match value {
+                Some(_) => audit::Action::FlagSet,
+                None => audit::Action::FlagUnset,
+            };
+            audit::record(
+                tx,
+                caller,
+                audit::Entry::new(action)
+                    .tenant(&tenant.id)
+                    .target(name.to_string())
+                    .changes(serde_json::json!({
+                        "environment": env.as_str(),
+                        "from": before,
+                        "to": value,
+                    })),
+            )
+            .await?;
         }
         let plan = crate::plans::for_tenant(tx, tenant_id).await?;
         Ok((value, plan.features.get(name).copied()))

@@ -37,6 +37,7 @@
 
 pub mod app;
 pub(crate) mod assets;
+pub mod audit;
 pub mod billing;
 pub mod chat;
 pub mod cluster;

@@ -398,7 +398,21 @@ pub async fn create_tenant(db: &Db, caller: &Caller, new: NewTenant) -> Result<T
         if let Some(plan) = &plan {
             crate::plans::check_assignable(tx, "plan", plan).await?;
         }
-        repo::tenants::insert(tx, &row).await
+        repo::tenants::insert(tx, &row).await?;
+        crate::audit::record(
+            tx,
+            caller,
+            crate::audit::Entry::new(crate::audit::Action::TenantCreated)
+                .tenant(&TenantId::from(row.id.clone()))
+                .target(row.id.clone())
+                .changes(serde_json::json!({
+                    "slug": row.slug,
+                    "name": row.name,
+                    "plan": row.plan_code,
+                    "allowed_origins": settings.allowed_origins.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
+                })),
+        )
+        .await
     });
     match inserted {
         Ok(()) => Tenant::from_row(row),
@@ -502,22 +516,34 @@ pub async fn list_tenants(db: &Db, caller: &Caller) -> Result<Vec<Tenant>> {
         .collect()
 }
 
-/// Apply a settings patch to a tenant's production environment (see
-/// [`crate::environments::update_settings`] for any environment, with a caller).
+/// Apply a settings patch to a tenant's production environment (the caller's scopes
+/// are checked; operators may do anything), recording `settings.updated` with the
+/// fields that changed in the same transaction. A patch that changes nothing writes
+/// nothing. See [`crate::environments::update_settings`] for any environment.
 pub async fn update_settings(
     db: &Db,
+    caller: &Caller,
     tenant_id: &TenantId,
     patch: SettingsPatch,
 ) -> Result<TenantSettings> {
-    let tenant = tenant_by_id(db, tenant_id).await?;
-    crate::environments::update_settings(
-        db,
-        &Caller::System,
-        &tenant,
-        Environment::Production,
-        patch,
-    )
-    .await
+    crate::environments::update_settings_of(db, caller, tenant_id, Environment::Production, patch)
+        .await
+}
+
+/// The settings fields that differ, as `{field: {"from": old, "to": new}}`.
+pub(crate) fn settings_diff(
+    before: &TenantSettings,
+    after: &TenantSettings,
+) -> serde_json::Map<String, serde_json::Value> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(before), serde_json::to_value(after))
+    else {
+        return Default::default();
+    };
+    b.iter()
+        .filter(|(k, v)| a.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), serde_json::json!({ "from": a.get(k), "to": v })))
+        .collect()
 }
 
 /// Who is asking for an operation: the caller every operation takes, checks and records.
@@ -731,7 +757,21 @@ pub async fn issue_key(db: &Db, caller: &Caller, req: KeyRequest) -> Result<Issu
         {
             return Err(Error::unauthorized("API key revoked"));
         }
-        repo::api_keys::insert(tx, &row).await
+        repo::api_keys::insert(tx, &row).await?;
+        crate::audit::record(
+            tx,
+            caller,
+            crate::audit::Entry::new(crate::audit::Action::KeyIssued)
+                .tenant_opt(tenant.as_ref().map(|t| &t.id))
+                .target(row.id.clone())
+                .changes(serde_json::json!({
+                    "name": row.name,
+                    "prefix": row.prefix,
+                    "scopes": scopes.names(),
+                    "expires_at": row.expires_at.map(rfc3339),
+                })),
+        )
+        .await
     })?;
     Ok(IssuedKey {
         info: ApiKeyInfo::from_row(row, tenant.map(|t| t.slug)),
@@ -794,6 +834,11 @@ pub async fn revoke_key(db: &Db, caller: &Caller, id: &KeyId, cascade: bool) -> 
     let mut conn = pc.as_conn();
     let now = now_ms();
     let (row, cascaded) = crate::transaction!(&mut conn, |tx| {
+        let already = repo::api_keys::get(tx, tenant_id.as_deref(), id)
+            .await?
+            .ok_or_else(|| Error::not_found("key"))?
+            .revoked_at
+            .is_some();
         if !repo::api_keys::revoke(tx, tenant_id.as_deref(), id, now).await? {
             return Err(Error::not_found("key"));
         }
@@ -814,6 +859,19 @@ pub async fn revoke_key(db: &Db, caller: &Caller, id: &KeyId, cascade: bool) -> 
         let row = repo::api_keys::get(tx, tenant_id.as_deref(), id)
             .await?
             .ok_or_else(|| Error::not_found("key"))?;
+        // Revoking a revoked key again changes nothing (unless it reaches keys its
+        // earlier revocation did not cascade to) and records nothing.
+        if !already || cascaded > 0 {
+            crate::audit::record(
+                tx,
+                caller,
+                crate::audit::Entry::new(crate::audit::Action::KeyRevoked)
+                    .tenant_opt(row.tenant_id.clone().map(TenantId::from).as_ref())
+                    .target(row.id.clone())
+                    .changes(serde_json::json!({ "name": row.name, "cascaded": cascaded })),
+            )
+            .await?;
+        }
         Ok((row, cascaded))
     })?;
     let slug = match &row.tenant_id {
@@ -837,6 +895,10 @@ pub struct Principal {
     pub scopes: Scopes,
     /// When the key expires, epoch ms.
     pub expires_at: Option<i64>,
+    /// The key's name (recorded with audit entries).
+    pub name: String,
+    /// The HTTP request's id (`X-Request-Id`), recorded with audit entries.
+    pub request_id: Option<String>,
 }
 
 impl Principal {
@@ -878,5 +940,7 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Principal> {
         tenant_id: row.tenant_id.map(TenantId::from),
         scopes: Scopes::from_stored(&row.scopes),
         expires_at: row.expires_at,
+        name: row.name,
+        request_id: None,
     })
 }

@@ -400,6 +400,14 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
             None,
             Some(StatusCode::OK),
         ),
+        // The audit log: A reads its own tenant's entries only.
+        (
+            "get",
+            "/v1/admin/audit",
+            "/v1/admin/audit".into(),
+            None,
+            Some(StatusCode::OK),
+        ),
         // Environments and flags: A acts on its own tenant only (B's staging key and
         // flags never show; A creating its own staging touches nothing of B's).
         (
@@ -475,7 +483,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         probed, documented,
         "every admin route is probed, and only those"
     );
-    assert_eq!(probes.len(), 41);
+    assert_eq!(probes.len(), 42);
 
     for (method, template, url, body, expected) in &probes {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");

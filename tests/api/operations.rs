@@ -36,6 +36,7 @@ async fn item(app: &TestApp, tenant_id: &str, id: &str, status: &str) {
         created_at: now,
         updated_at: now,
         delivered_at: (status == "delivered").then_some(now),
+        conversation_id: None,
     };
     let mut pc = app.state.db.conn().await.expect("connection");
     assert!(

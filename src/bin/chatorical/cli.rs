@@ -80,6 +80,9 @@ pub(crate) enum Command {
     /// Master key rotation: which key seals what, rotate, retire old keys.
     #[command(subcommand)]
     Secrets(cmd::secrets::SecretsCommand),
+    /// The audit log: list entries, export them to a file.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
     /// Check or print configuration.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),

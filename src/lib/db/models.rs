@@ -211,6 +211,9 @@ pub struct OutboxRow {
     pub updated_at: i64,
     /// Delivered, epoch ms.
     pub delivered_at: Option<i64>,
+    /// The conversation the item is about, if any (retention and erasure find a
+    /// conversation's items by it).
+    pub conversation_id: Option<String>,
 }
 
 /// One tenant's count of one metric on one day.

@@ -126,6 +126,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         delivered_at -> Nullable<BigInt>,
+        conversation_id -> Nullable<Text>,
     }
 }
 
@@ -261,6 +262,26 @@ diesel::allow_tables_to_appear_in_same_query!(
     billing_subscriptions,
     tenants
 );
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> BigInt,
+        tenant_id -> Nullable<Text>,
+        actor -> Text,
+        actor_name -> Nullable<Text>,
+        action -> Text,
+        target -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        changes -> Text,
+    }
+}
+
+diesel::table! {
+    audit_purge_gate (one) {
+        one -> Integer,
+    }
+}
 
 diesel::table! {
     tenant_environments (tenant_id, environment) {

@@ -6,6 +6,8 @@ use crate::error::{Error, Result};
 /// are stored and shown) by resource name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Resource {
+    /// The audit log.
+    Audit,
     /// Billing.
     Billing,
     /// Conversations and messages.
@@ -26,11 +28,14 @@ pub enum Resource {
     Tenants,
     /// Usage counters.
     Usage,
+    /// Visitors' personal data (export and erasure).
+    Visitors,
 }
 
 impl Resource {
     /// Every resource, in name order.
-    pub const ALL: [Resource; 10] = [
+    pub const ALL: [Resource; 12] = [
+        Resource::Audit,
         Resource::Billing,
         Resource::Conversations,
         Resource::Keys,
@@ -41,6 +46,7 @@ impl Resource {
         Resource::Templates,
         Resource::Tenants,
         Resource::Usage,
+        Resource::Visitors,
     ];
 
     /// The name used in scopes (`outbox` in `outbox:read`).
@@ -56,6 +62,8 @@ impl Resource {
             Resource::Plans => "plans",
             Resource::Usage => "usage",
             Resource::Billing => "billing",
+            Resource::Audit => "audit",
+            Resource::Visitors => "visitors",
         }
     }
 }

@@ -93,7 +93,12 @@ impl FromRequestParts<AppState> for Admin {
     ) -> Result<Self, Self::Rejection> {
         let key = bearer(&parts.headers)
             .ok_or_else(|| Error::unauthorized("missing Authorization: Bearer <API key>"))?;
-        let principal = tenancy::authenticate(&state.db, key).await?;
+        let mut principal = tenancy::authenticate(&state.db, key).await?;
+        principal.request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         tracing::Span::current().record("key", principal.key_id.as_str());
         if let Some(t) = &principal.tenant_id {
             tracing::Span::current().record("tenant", t.as_str());

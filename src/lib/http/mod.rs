@@ -180,6 +180,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::billing_webhook::router())
         .merge(routes::billing_subscription::router())
         .merge(routes::environments::router())
+        .merge(routes::audit::router())
         .routes(routes!(ws::ws_upgrade))
         .split_for_parts()
 }
@@ -276,6 +277,7 @@ pub fn router(state: AppState) -> Router {
         body_deadline,
     ))
     .layer(middleware::from_fn_with_state(state.clone(), widget_cors))
+    .layer(middleware::from_fn(request_id))
     .layer(
         TraceLayer::new_for_http()
             .make_span_with(|req: &Request| {
@@ -285,7 +287,7 @@ pub fn router(state: AppState) -> Router {
                     .get::<MatchedPath>()
                     .map(|p| p.as_str().to_string())
                     .unwrap_or_else(|| "unmatched".into());
-                let span = tracing::info_span!("request", method = %req.method(), route = %route, tenant = tracing::field::Empty, key = tracing::field::Empty, otel.name = tracing::field::Empty, otel.kind = tracing::field::Empty, otel.status_code = tracing::field::Empty);
+                let span = tracing::info_span!("request", method = %req.method(), route = %route, tenant = tracing::field::Empty, key = tracing::field::Empty, request_id = tracing::field::Empty, otel.name = tracing::field::Empty, otel.kind = tracing::field::Empty, otel.status_code = tracing::field::Empty);
                 if crate::telemetry::exporting() {
                     // Exported spans are named after the route template too.
                     span.record("otel.name", format!("{} {route}", req.method()));
@@ -312,6 +314,29 @@ pub fn metrics_router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(scrape::track_http))
         .with_state(state)
+}
+
+/// The request's id: the client's `X-Request-Id` when it is 1-64 characters of
+/// `A-Z a-z 0-9 . _ : -`, else a fresh UUID (v7). Handlers (and audit entries) read it
+/// from the request's header, the request span records it, and the response carries it.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    const HEADER: &str = "x-request-id";
+    let valid = |v: &str| {
+        (1..=64).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    };
+    let id = match req.headers().get(HEADER).and_then(|v| v.to_str().ok()) {
+        Some(v) if valid(v) => v.to_string(),
+        _ => uuid::Uuid::now_v7().simple().to_string(),
+    };
+    let value = axum::http::HeaderValue::from_str(&id)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("invalid"));
+    req.headers_mut().insert(HEADER, value.clone());
+    tracing::Span::current().record("request_id", id.as_str());
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(HEADER, value);
+    resp
 }
 
 /// 422 for a path or query string holding an encoded NUL (`%00`): PostgreSQL cannot

@@ -77,6 +77,16 @@ impl Job {
         }
     }
 
+    /// The conversation the job is about (`None` for an operator's text).
+    pub fn conversation_id(&self) -> Option<&str> {
+        match self {
+            Job::SendMessage(m) => Some(&m.conversation_id),
+            Job::CloseTopic { conversation_id } => Some(conversation_id),
+            Job::RenameTopic { conversation_id } => Some(conversation_id),
+            Job::SendText { .. } => None,
+        }
+    }
+
     /// The `payload` column (the job's fields as JSON).
     pub fn payload(&self) -> Value {
         match serde_json::to_value(self) {

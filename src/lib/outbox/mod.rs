@@ -112,6 +112,7 @@ pub async fn enqueue(
         created_at: now,
         updated_at: now,
         delivered_at: None,
+        conversation_id: job.conversation_id().map(str::to_string),
     };
     let inserted = repo::outbox::enqueue(conn, &row).await?;
     if inserted && let Conn::Pg(c) = conn {

@@ -1,5 +1,6 @@
 //! One file per command: its arguments and how it runs.
 
+pub(crate) mod audit;
 pub(crate) mod billing;
 pub(crate) mod config;
 pub(crate) mod environments;

@@ -2,6 +2,7 @@
 //! (except lookups by a secret that identifies the tenant) and a [`Conn`](super::Conn).
 
 pub mod api_keys;
+pub mod audit;
 pub mod billing;
 pub mod billing_subscriptions;
 pub mod conversations;

@@ -1,6 +1,7 @@
 //! Routes by resource.
 
 pub(crate) mod admin;
+pub(crate) mod audit;
 pub(crate) mod billing;
 pub(crate) mod billing_subscription;
 pub(crate) mod billing_webhook;
