@@ -174,6 +174,21 @@ async fn conversation(app: &TestApp, t: &TenantFixture, id: &str) -> Value {
     c
 }
 
+/// The tenant's audit entries of `action`, oldest first.
+async fn audit(app: &TestApp, t: &TenantFixture, action: &str) -> Vec<Value> {
+    let (_, key) = app.key(t, &["audit:read"]).await;
+    let (status, page) = app
+        .json(
+            Method::GET,
+            &format!("/v1/admin/audit?action={action}&limit=500"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["entries"].as_array().expect("entries").clone()
+}
+
 /// The ids of the tenant's conversations listed with `query`.
 async fn listed(app: &TestApp, t: &TenantFixture, query: &str) -> Vec<String> {
     let (status, l) = app
@@ -414,6 +429,39 @@ async fn a_staging_key_works_only_from_staging_origins_end_to_end(b: Backend) {
         )
         .await;
     assert_eq!(after["widget_key"], new_key, "nothing half-written");
+
+    // Audited: the creation and the rotation (one entry each, by the tenant's key; the
+    // call that changed nothing and the refused ones none), never a key itself; the
+    // staging settings change as settings.updated of staging.
+    let entries = audit(&app, &t, "environment.updated").await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(
+        entries[0]["changes"],
+        json!({"created": true, "environment": "staging",
+            "allowed_origins": {"from": [], "to": [STAGING_ORIGIN]}})
+    );
+    assert_eq!(
+        entries[1]["changes"],
+        json!({"widget_key_rotated": true, "environment": "staging"})
+    );
+    for e in &entries {
+        assert!(
+            e["actor"].as_str().expect("actor").starts_with("key:"),
+            "{e}"
+        );
+        assert_eq!(e["actor_name"], "all", "{e}");
+        let text = e.to_string();
+        assert!(
+            !text.contains(&staging_key) && !text.contains(new_key),
+            "{text}"
+        );
+    }
+    let settings = audit(&app, &t, "settings.updated").await;
+    assert_eq!(settings.len(), 1, "{settings:?}");
+    assert_eq!(
+        settings[0]["changes"],
+        json!({"environment": "staging", "accent_color": {"from": "#2f6feb", "to": "#ff0000"}})
+    );
     // Another tenant's key never sees or changes acme's staging.
     let other = app.tenant("other").await;
     let (status, body) = app
@@ -1007,6 +1055,35 @@ async fn flags_per_environment_merge_with_the_plan_and_reach_the_session(b: Back
     assert_eq!(code(&err), "invalid_json", "{err}");
     let (_, after) = flag(Method::GET, "/v1/admin/flags", None).await;
     assert_eq!(after["flags"], json!({"new-widget": true}));
+
+    // One audit entry per change, in the environment it was made in; none for the
+    // unset that changed nothing or the refused calls.
+    let set = audit(&app, &t, "flag.set").await;
+    let summary: Vec<(Value, Value, Value)> = set
+        .iter()
+        .map(|e| {
+            (
+                e["target"].clone(),
+                e["changes"]["environment"].clone(),
+                e["changes"]["to"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (json!("beta"), json!("production"), json!(true)),
+            (json!("new-widget"), json!("production"), json!(true)),
+            (json!("custom_branding"), json!("staging"), json!(false)),
+        ]
+    );
+    let unset = audit(&app, &t, "flag.unset").await;
+    assert_eq!(unset.len(), 1, "{unset:?}");
+    assert_eq!(
+        unset[0]["changes"],
+        json!({"environment": "production", "from": true, "to": null})
+    );
+    assert!(set.iter().chain(&unset).all(|e| e["actor_name"] == "all"));
 
     // Scopes: settings:read lists, only settings:write sets.
     let (_, read_only) = app.key(&t, &["settings:read"]).await;

@@ -54,6 +54,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         "usage:write",
         "plans:write",
         "billing:write",
+        "audit:read",
     ];
     // Tenant A: an attacker holding every tenant scope of its own tenant.
     let a = app.tenant("alpha").await;
