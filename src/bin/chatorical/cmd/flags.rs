@@ -39,7 +39,7 @@ pub(crate) enum FlagsCommand {
         /// Flag name: 1-64 of A-Z, a-z, 0-9, '_', '-', '.', ':'.
         name: String,
         /// on or off (true/false, yes/no, 1/0).
-        #[arg(value_parser = clap::builder::BoolishValueParser::new())]
+        #[arg(action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
         value: bool,
     },
     /// Unset a flag in an environment (the plan's feature of that name applies again).
