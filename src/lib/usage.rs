@@ -532,12 +532,19 @@ impl UsageCounts {
 pub struct UsageDay {
     /// UTC day, `YYYY-MM-DD`.
     pub day: String,
-    /// The day's counts (production: what the plan's quotas count).
+    /// The day's counts.
     #[serde(flatten)]
     pub counts: UsageCounts,
-    /// The day's counts of the staging environment (never against the plan's quotas).
-    #[serde(default)]
-    pub staging: UsageCounts,
+}
+
+/// A tenant's usage in its staging environment: counted apart, never against the
+/// plan's quotas.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StagingUsage {
+    /// The same days as the report's, oldest first.
+    pub days: Vec<UsageDay>,
+    /// Sums over all reported days.
+    pub totals: UsageCounts,
 }
 
 /// A tenant's usage over the last days.
@@ -551,11 +558,11 @@ pub struct UsageReport {
     pub to: String,
     /// Every day from `from` to `to`, oldest first (days without usage count zero).
     pub days: Vec<UsageDay>,
-    /// Sums over all reported days (production).
+    /// Sums over all reported days (production: what the plan's quotas count).
     pub totals: UsageCounts,
-    /// Sums over all reported days of the staging environment.
+    /// The staging environment's days and totals.
     #[serde(default)]
-    pub staging_totals: UsageCounts,
+    pub staging: StagingUsage,
     /// The tenant's plan now.
     pub plan: PlanSummary,
     /// Every quota of the plan: its limit, what is used today (open now, for
@@ -626,20 +633,20 @@ pub async fn show(
         .map(|d| (d.clone(), Default::default()))
         .collect();
     let mut totals = UsageCounts::default();
-    let mut staging_totals = UsageCounts::default();
+    let mut staging = StagingUsage::default();
     for row in rows {
         let Some((env, metric)) = parse_stored(&row.metric) else {
             continue;
         };
-        if let Some((production, staging)) = by_day.get_mut(&row.day) {
+        if let Some((production, staging_day)) = by_day.get_mut(&row.day) {
             match env {
                 Environment::Production => {
                     production.add(metric, row.count);
                     totals.add(metric, row.count);
                 }
                 Environment::Staging => {
-                    staging.add(metric, row.count);
-                    staging_totals.add(metric, row.count);
+                    staging_day.add(metric, row.count);
+                    staging.totals.add(metric, row.count);
                 }
             }
         }
@@ -675,14 +682,16 @@ pub async fn show(
         to,
         days: by_day
             .into_iter()
-            .map(|(day, (counts, staging))| UsageDay {
-                day,
-                counts,
-                staging,
+            .map(|(day, (counts, staged))| {
+                staging.days.push(UsageDay {
+                    day: day.clone(),
+                    counts: staged,
+                });
+                UsageDay { day, counts }
             })
             .collect(),
         totals,
-        staging_totals,
+        staging,
         plan: PlanSummary {
             code: plan.code.to_string(),
             name: plan.name,

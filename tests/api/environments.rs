@@ -600,10 +600,10 @@ async fn staging_never_counts_against_quotas_and_is_counted_apart(b: Backend) {
     assert_eq!(u["totals"]["messages_inbound"], 2, "{u}");
     assert_eq!(u["totals"]["conversations_started"], 1, "{u}");
     assert_eq!(u["totals"]["messages_outbound"], 0, "{u}");
-    assert_eq!(u["staging_totals"]["messages_inbound"], 10, "{u}");
-    assert_eq!(u["staging_totals"]["messages_outbound"], 1, "{u}");
-    assert_eq!(u["staging_totals"]["conversations_started"], 2, "{u}");
-    assert_eq!(u["days"][0]["staging"]["messages_inbound"], 10, "{u}");
+    assert_eq!(u["staging"]["totals"]["messages_inbound"], 10, "{u}");
+    assert_eq!(u["staging"]["totals"]["messages_outbound"], 1, "{u}");
+    assert_eq!(u["staging"]["totals"]["conversations_started"], 2, "{u}");
+    assert_eq!(u["staging"]["days"][0]["messages_inbound"], 10, "{u}");
     let quota = |name: &str| {
         u["quotas"]
             .as_array()

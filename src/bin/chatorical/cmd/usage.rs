@@ -88,7 +88,7 @@ pub(crate) async fn run(g: &Global, cmd: UsageCommand) -> anyhow::Result<ExitCod
                 }
                 t.add_row(row("total".into(), &report.totals));
                 output::print_table(&t);
-                if report.staging_totals != usage::UsageCounts::default() {
+                if report.staging.totals != usage::UsageCounts::default() {
                     println!("staging (counted apart, never against the plan):");
                     let mut st = output::table(&[
                         "day",
@@ -98,12 +98,12 @@ pub(crate) async fn run(g: &Global, cmd: UsageCommand) -> anyhow::Result<ExitCod
                         "topics",
                         "renames",
                     ]);
-                    for d in &report.days {
-                        if d.staging != usage::UsageCounts::default() {
-                            st.add_row(row(d.day.clone(), &d.staging));
+                    for d in &report.staging.days {
+                        if d.counts != usage::UsageCounts::default() {
+                            st.add_row(row(d.day.clone(), &d.counts));
                         }
                     }
-                    st.add_row(row("total".into(), &report.staging_totals));
+                    st.add_row(row("total".into(), &report.staging.totals));
                     output::print_table(&st);
                 }
                 println!(
