@@ -283,6 +283,9 @@ pub struct Renamed {
     /// tenant has Telegram connected). `false` for a rename to the name it has, and for
     /// a visitor's name past the plan's renames a day (stored; the topic keeps its name).
     pub renamed: bool,
+    /// Whether anything was stored: the subject, or the visitor's name or email, differs
+    /// from what it was (`false` for the same subject again).
+    pub changed: bool,
     /// The rename taken from the plan's `topic_renames_per_day`.
     quota: crate::quota::Taken,
     /// The environment of the conversation (or visitor) renamed: where it is counted.
@@ -1134,12 +1137,19 @@ impl Chat {
         view
     }
 
-    /// Close a conversation and tell its sockets.
+    /// `POST /v1/admin/conversations/{id}/close` (`conversations:write`; another
+    /// tenant's conversation is `not_found`): close a conversation, queue the closing of
+    /// its topic, record `conversation.closed`, and tell its sockets. Closing a closed
+    /// conversation changes and records nothing.
     pub async fn close(
         &self,
-        tenant_id: &TenantId,
+        caller: &Caller,
+        tenant: &Tenant,
         conversation_id: &ConversationId,
     ) -> Result<ConversationView> {
+        caller.require(&Scope::new(Resource::Conversations, ScopeAccess::Write))?;
+        caller.check_tenant(tenant)?;
+        let tenant_id = &tenant.id;
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
         let now = now_ms();
@@ -1151,6 +1161,16 @@ impl Chat {
                 };
                 let key = format!("conv_close_{conversation_id}");
                 outbox::enqueue(tx, tenant_id, &job, &key, &lane, now).await?;
+            }
+            if closed {
+                crate::audit::record(
+                    tx,
+                    caller,
+                    crate::audit::Entry::new(crate::audit::Action::ConversationClosed)
+                        .tenant(tenant_id)
+                        .target(conversation_id.to_string()),
+                )
+                .await?;
             }
             Ok(closed)
         })?;
@@ -1176,8 +1196,9 @@ impl Chat {
 
     /// `PATCH /v1/admin/conversations/{id}`: give a conversation a subject
     /// (`conversations:write`; another tenant's conversation is `not_found`). Its
-    /// Telegram topic is renamed after it; the same subject again changes nothing.
-    /// Returns the conversation and whether the topic name changed.
+    /// Telegram topic is renamed after it; the same subject again changes nothing. A new
+    /// subject records `conversation.updated` ([`subject_changed`]) in the same
+    /// transaction. Returns the conversation and whether the topic name changed.
     pub async fn set_subject(
         &self,
         caller: &Caller,
@@ -1196,6 +1217,14 @@ impl Chat {
         };
         let (row, renamed) = transaction!(&mut conn, |tx| {
             let renamed = self.rename(tx, &tenant.id, change, now).await?;
+            if renamed.changed {
+                crate::audit::record(
+                    tx,
+                    caller,
+                    subject_changed(&tenant.id, conversation_id, subject, renamed.renamed),
+                )
+                .await?;
+            }
             let row = repo::conversations::get(tx, &tenant.id, conversation_id)
                 .await?
                 .ok_or_else(|| Error::not_found("conversation"))?;
@@ -1273,6 +1302,7 @@ impl Chat {
                         environment: Environment::from_stored(&conv.environment),
                         conversation_id: Some(conv.id),
                         renamed: false,
+                        changed: false,
                         quota: Taken::nothing(),
                     });
                 }
@@ -1311,6 +1341,7 @@ impl Chat {
                     return Ok(Renamed {
                         conversation_id: conv.map(|c| c.id),
                         renamed: false,
+                        changed: false,
                         quota: Taken::nothing(),
                         environment: env,
                     });
@@ -1375,6 +1406,7 @@ impl Chat {
         Ok(Renamed {
             conversation_id,
             renamed,
+            changed: true,
             quota,
             environment,
         })
@@ -1481,6 +1513,26 @@ async fn identified_visitor(
         .ok_or_else(|| Error::internal("identified visitor vanished after a conflict"))?;
     repo::visitors::add_token(conn, &tenant.id, &v.id, &token.hash(), now).await?;
     Ok((v, token))
+}
+
+/// The audit entry of a conversation's subject change (`conversation.updated`). The
+/// subject itself is left out — agents write what they like there, names and order
+/// numbers included — only that it changed, its length, and whether the topic was
+/// renamed.
+pub fn subject_changed(
+    tenant_id: &TenantId,
+    conversation_id: &ConversationId,
+    subject: &str,
+    topic_renamed: bool,
+) -> crate::audit::Entry {
+    crate::audit::Entry::new(crate::audit::Action::ConversationUpdated)
+        .tenant(tenant_id)
+        .target(conversation_id.to_string())
+        .changes(serde_json::json!({
+            "subject_changed": true,
+            "subject_chars": subject.trim().chars().count(),
+            "topic_renamed": topic_renamed,
+        }))
 }
 
 /// The one way a message is stored, inside the caller's transaction (the widget, the

@@ -401,13 +401,12 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
             None,
             Some(StatusCode::OK),
         ),
-        // The audit log: A reads its own tenant's entries only.
         (
             "get",
             "/v1/admin/audit",
-            "/v1/admin/audit".into(),
+            "/v1/admin/audit?tenant=acme".into(),
             None,
-            Some(StatusCode::OK),
+            Some(StatusCode::NOT_FOUND),
         ),
         // Environments and flags: A acts on its own tenant only (B's staging key and
         // flags never show; A creating its own staging touches nothing of B's).
