@@ -32,7 +32,7 @@ use utoipa::ToSchema;
 use crate::audit::{self, Action, Entry};
 use crate::chat::MessageView;
 use crate::db::{Db, models::ConversationRow, repo};
-use crate::domain::{Resource, Scope, ScopeAccess, VisitorId, now_ms, rfc3339};
+use crate::domain::{Environment, Resource, Scope, ScopeAccess, VisitorId, now_ms, rfc3339};
 use crate::error::{Error, Result};
 use crate::outbox::{self, Job, Wakeup};
 use crate::realtime::Hub;
@@ -77,6 +77,8 @@ pub struct VisitorProfile {
     pub name: Option<String>,
     /// The email address the visitor gave.
     pub email: Option<String>,
+    /// The environment of the visitor's first session: `production` or `staging`.
+    pub environment: Environment,
     /// Whether the visitor was erased (then profile and identity are empty).
     pub erased: bool,
     /// RFC 3339: when the visitor was erased.
@@ -108,6 +110,8 @@ pub struct ConversationExport {
     pub id: String,
     /// `open` or `closed`.
     pub status: String,
+    /// `production` or `staging`.
+    pub environment: Environment,
     /// The subject agents gave it.
     pub subject: Option<String>,
     /// RFC 3339.
@@ -171,6 +175,7 @@ impl Erasure {
 
 fn conversation_export(row: ConversationRow, messages: Vec<MessageView>) -> ConversationExport {
     ConversationExport {
+        environment: Environment::from_stored(&row.environment),
         id: row.id,
         status: row.status,
         subject: row.subject,
@@ -252,6 +257,7 @@ pub async fn export(
             page_url: visitor.page_url,
             name: visitor.name,
             email: visitor.email,
+            environment: Environment::from_stored(&visitor.environment),
             erased,
             erased_at: visitor.erased_at.map(rfc3339),
         },
@@ -394,9 +400,10 @@ pub async fn erase(
     Ok(erasure)
 }
 
-/// With Telegram connected: queue a rename to the id-only name for every topic whose
-/// name showed more than ids (or is not known), and a close for every open topic, in
-/// the tenant's lane. Keys are per conversation: erasing again queues nothing new.
+/// With Telegram connected: queue a rename to the id-only name (`[staging] ` prefixed in
+/// staging's topics of the tenant's group) for every topic whose name showed more than
+/// ids (or is not known), and a close for every open topic, in the lane of the
+/// conversation's group. Keys are per conversation: erasing again queues nothing new.
 /// Returns how many of each were queued.
 async fn queue_topic_work(
     tx: &mut crate::db::Conn<'_>,
@@ -407,12 +414,16 @@ async fn queue_topic_work(
     let Some(cfg) = repo::telegram::get(tx, tenant_id).await? else {
         return Ok((0, 0));
     };
-    let lane = outbox::telegram_lane(tenant_id, cfg.group_chat_id);
     let (mut renamed, mut closed) = (0, 0);
     for conv in conversations {
         if conv.telegram_topic_id.is_none() {
             continue;
         }
+        // The conversation's group: staging's own when it has one.
+        let environment = Environment::from_stored(&conv.environment);
+        let group =
+            crate::telegram::group_for(tx, tenant_id, environment, cfg.group_chat_id).await?;
+        let lane = outbox::telegram_lane(tenant_id, group);
         let anonymous = topic_name(
             &ConversationRow {
                 subject: None,

@@ -299,6 +299,7 @@ async fn export_then_erasure_leaves_nothing_of_the_visitor(b: Backend) {
     assert_eq!(p["locale"], LOCALE);
     assert_eq!(p["page_url"], PAGE);
     assert_eq!(p["erased"], false);
+    assert_eq!(p["environment"], "production");
     assert!(p["created_at"].is_string() && p["last_seen_at"].is_string());
     assert_eq!(
         export["identity"],
@@ -924,6 +925,7 @@ async fn erasure_racing_the_visitors_own_writes_leaves_nothing_open_or_unerased(
     let authenticated = chatorical::chat::Visitor {
         id: visitor_id.as_str().into(),
         tenant_id: t.id.as_str().into(),
+        environment: chatorical::domain::Environment::Production,
     };
     let err = app
         .state
@@ -946,6 +948,7 @@ async fn erasure_racing_the_visitors_own_writes_leaves_nothing_open_or_unerased(
         .post_message(
             &authenticated.tenant_id,
             &last.as_str().into(),
+            Some(authenticated.environment),
             chatorical::chat::Sender::Visitor(&authenticated.id),
             "racing-needle late",
             Some("late"),
