@@ -57,10 +57,11 @@
 //! - a second getUpdates of the same bot ends the one being held with 409
 //!   `Conflict: terminated by other getUpdates request; make sure that only one bot
 //!   instance is running` (teloxide: `ApiError::TerminatedByOtherGetUpdates`);
-//! - [`FakeTelegram::hold_polls`] keeps new getUpdates requests of a bot from being
-//!   processed (they wait, confirm nothing and answer nothing) until released — a
-//!   request whose client went away meanwhile never takes effect, as if it had never
-//!   reached Telegram.
+//! - [`FakeTelegram::hold_polls`] keeps the bot's getUpdates requests that would
+//!   confirm a given update (an `offset` above its id) from being processed: they
+//!   wait, confirm nothing and answer nothing until released — and a request whose
+//!   client went away meanwhile never takes effect, as if it had never reached
+//!   Telegram.
 //!
 //! [`FakeTelegram::polls`] counts getUpdates requests of a bot, and the most that
 //! were held at once; [`FakeTelegram::pending_updates`] lists what is queued.
@@ -644,16 +645,24 @@ impl FakeTelegram {
     /// Queues `update` (built with the update builders below; it must carry a numeric
     /// `update_id`) for the bot's getUpdates, and answers a request being held.
     pub(crate) fn queue_update(&self, token: &str, update: Value) {
-        let id = update
-            .get("update_id")
-            .and_then(Value::as_i64)
-            .unwrap_or_else(|| panic!("fake telegram: an update needs an update_id: {update}"));
-        self.shared
-            .lock()
-            .updates
-            .entry(token.to_owned())
-            .or_default()
-            .push_back((id, update));
+        self.queue_updates(token, vec![update]);
+    }
+
+    /// Queues several updates at once: a request being held answers with all of them.
+    pub(crate) fn queue_updates(&self, token: &str, updates: Vec<Value>) {
+        {
+            let mut state = self.shared.lock();
+            let queue = state.updates.entry(token.to_owned()).or_default();
+            for update in updates {
+                let id = update
+                    .get("update_id")
+                    .and_then(Value::as_i64)
+                    .unwrap_or_else(|| {
+                        panic!("fake telegram: an update needs an update_id: {update}")
+                    });
+                queue.push_back((id, update));
+            }
+        }
         self.shared.poll_wake.notify_waiters();
     }
 
@@ -667,15 +676,15 @@ impl FakeTelegram {
             .unwrap_or_default()
     }
 
-    /// Hold (`true`) or release (`false`) the bot's getUpdates requests: while held, a
-    /// request waits without taking effect (see the module docs).
-    pub(crate) fn hold_polls(&self, token: &str, hold: bool) {
+    /// Hold the bot's getUpdates requests that would confirm update `update_id` (their
+    /// `offset` is above it) until called again with `None`: such a request waits
+    /// without taking effect (see the module docs). Other requests go on as usual.
+    pub(crate) fn hold_polls(&self, token: &str, update_id: Option<i64>) {
         let mut state = self.shared.lock();
-        if hold {
-            state.held_polls.insert(token.to_owned());
-        } else {
-            state.held_polls.remove(token);
-        }
+        match update_id {
+            Some(id) => state.held_polls.insert(token.to_owned(), id),
+            None => state.held_polls.remove(token),
+        };
         drop(state);
         self.shared.poll_wake.notify_waiters();
     }
@@ -800,8 +809,8 @@ struct WorldState {
     polls: HashMap<String, PollStats>,
     /// The newest getUpdates request of each bot (older ones are terminated).
     poll_generation: HashMap<String, u64>,
-    /// Bots whose getUpdates requests are held.
-    held_polls: std::collections::HashSet<String>,
+    /// Bots whose getUpdates requests confirming this update id are held.
+    held_polls: HashMap<String, i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -1214,11 +1223,13 @@ fn update_kind(update: &Value) -> Option<&str> {
 /// `getUpdates`, with long polling (see the module docs).
 async fn get_updates(shared: &Shared, token: &str, params: &Map<String, Value>) -> Response {
     // Held: wait without taking effect (a dropped request never does).
+    let confirms = params.get("offset").and_then(int_value);
     loop {
         let released = shared.poll_wake.notified();
         tokio::pin!(released);
         released.as_mut().enable();
-        if !shared.lock().held_polls.contains(token) {
+        let held = shared.lock().held_polls.get(token).copied();
+        if !held.is_some_and(|id| confirms.is_some_and(|offset| offset > id)) {
             break;
         }
         released.await;
