@@ -210,6 +210,16 @@ async fn without_a_public_url_a_new_connection_polls_and_agent_replies_reach_the
         1
     );
     assert_eq!(fake.polls(&token).terminated, 0, "one poller");
+    let metrics = app
+        .call(Method::GET, "/metrics", None, None)
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("chatorical_telegram_polls_total{outcome=\"ok\"}"),
+        "polls counted"
+    );
 }
 
 /// The database of `app`, for a second node.

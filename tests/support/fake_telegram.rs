@@ -1229,7 +1229,8 @@ async fn get_updates(shared: &Shared, token: &str, params: &Map<String, Value>) 
         tokio::pin!(released);
         released.as_mut().enable();
         let held = shared.lock().held_polls.get(token).copied();
-        if !held.is_some_and(|id| confirms.is_some_and(|offset| offset > id)) {
+        let would_confirm = held.is_some_and(|id| confirms.is_some_and(|offset| offset > id));
+        if !would_confirm {
             break;
         }
         released.await;

@@ -189,7 +189,7 @@ async fn polling(
             "no worker has polled the bot yet: is `chatorical serve` or `chatorical worker` running?"
                 .to_string(),
         ),
-        Some(p) if !p.lease_until.is_some_and(|until| until >= now) => (
+        Some(p) if p.lease_until.is_none_or(|until| until < now) => (
             false,
             "no worker polls the bot now: is `chatorical serve` or `chatorical worker` running?"
                 .to_string(),
