@@ -192,6 +192,25 @@ async fn without_a_public_url_a_new_connection_polls_and_agent_replies_reach_the
     assert!(st["polling"]["last_poll_at"].is_string(), "{st}");
     assert!(st["polling"]["last_error"].is_null(), "{st}");
 
+    // `tenants validate` checks what polling needs instead of the webhook.
+    let acme = chatorical::tenancy::tenant_by_slug(&app.state.db, "acme")
+        .await
+        .expect("tenant");
+    let checks = chatorical::telegram::validate::validate(
+        &app.state.db,
+        &app.state.bots,
+        &acme,
+        &app.base,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
+    let names: Vec<&str> = checks.iter().map(|c| c.check.as_str()).collect();
+    for expected in ["no webhook set", "bot polled", "round trip"] {
+        assert!(names.contains(&expected), "{expected} missing: {names:?}");
+    }
+    assert!(!names.contains(&"webhook registered"), "{names:?}");
+
     // Paused: updates are acknowledged and ignored, as the webhook does, and the poll
     // moves past them.
     let (s, body) = patch(&app, &tenant, json!({"enabled": false})).await;
