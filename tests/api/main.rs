@@ -11,6 +11,7 @@ mod pg;
 #[path = "../support/redis.rs"]
 mod test_redis;
 
+mod audit;
 mod billing_out;
 mod billing_webhook;
 mod connections;
