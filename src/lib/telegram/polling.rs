@@ -301,9 +301,8 @@ impl Poller {
         let cfg = &cfg;
         let tenant = TenantId::from(tenant_id);
         for update in &updates {
-            let parsed = webhook::read_update(update, cfg.group_chat_id, cfg.bot_id);
-            let update_id = parsed.update_id;
-            match webhook::handle_update(&self.handler, &tenant, cfg, &parsed, Some(&self.id)).await
+            let update_id = i64::from(update.id.0);
+            match webhook::handle_update(&self.handler, &tenant, cfg, update, Some(&self.id)).await
             {
                 Ok(_) => state.update_failures = None,
                 Err(e) if webhook::is_lease_lost(&e) => return Round::Stop,

@@ -28,7 +28,7 @@ use crate::db::{
     models::{MessageRow, TelegramConfigRow},
     repo,
 };
-use crate::domain::{TenantId, new_id, now_ms};
+use crate::domain::{Environment, TenantId, new_id, now_ms};
 use crate::error::{Error, ErrorCode, Result};
 use crate::outbox;
 use crate::presence::Presence;
@@ -89,7 +89,7 @@ pub enum Handled {
 }
 
 enum Effect {
-    New(MessageRow),
+    New((MessageRow, crate::domain::Environment)),
     Edit(MessageRow),
     /// A `/subject` command was handled.
     Subject(crate::chat::Renamed),
@@ -256,10 +256,11 @@ pub fn read_update(update: &Update, group_chat_id: i64, bot_id: i64) -> ParsedUp
 /// [`handle_update`].
 pub async fn process(handler: &UpdateHandler, auth: Authenticated, body: &[u8]) -> Result<Handled> {
     let Authenticated { tenant_id, cfg } = auth;
-    let parsed = parse_update(body, cfg.group_chat_id, cfg.bot_id).inspect_err(|_| {
+    let update: Update = serde_json::from_slice(body).map_err(|_| {
         handler.counters.parse_error.fetch_add(1, Ordering::Relaxed);
+        Error::new(ErrorCode::InvalidJson, "not a Telegram update")
     })?;
-    handle_update(handler, &TenantId::from(tenant_id), &cfg, &parsed, None).await
+    handle_update(handler, &TenantId::from(tenant_id), &cfg, &update, None).await
 }
 
 /// Handle one update of the tenant's bot, from the webhook or from a long poll: dedup
@@ -281,7 +282,7 @@ pub async fn handle_update(
     handler: &UpdateHandler,
     tenant_id: &TenantId,
     cfg: &TelegramConfigRow,
-    parsed: &ParsedUpdate,
+    update: &Update,
     poller: Option<&str>,
 ) -> Result<Handled> {
     let UpdateHandler {
@@ -290,7 +291,7 @@ pub async fn handle_update(
         counters,
         presence,
     } = handler;
-    let handled = handle(db, chat, counters, tenant_id, cfg, parsed, poller).await?;
+    let handled = handle(db, chat, counters, tenant_id, cfg, update, poller).await?;
     if matches!(
         handled,
         Handled::Stored | Handled::Edited | Handled::Subject
@@ -307,10 +308,11 @@ async fn handle(
     counters: &WebhookCounters,
     tenant_id: &TenantId,
     cfg: &TelegramConfigRow,
-    parsed: &ParsedUpdate,
+    update: &Update,
     poller: Option<&str>,
 ) -> Result<Handled> {
     let tenant_id = tenant_id.clone();
+    let parsed = read_update(update, cfg.group_chat_id, cfg.bot_id);
     if !cfg.enabled {
         if let Some(poller) = poller {
             // Acknowledged and ignored, as the webhook does: the poll moves past it.
@@ -330,10 +332,38 @@ async fn handle(
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let update_id = parsed.update_id;
-    // A new message (not an edit, not a command) takes one of the day's messages first;
-    // given back (dropped) unless it is stored.
+    // Staging may have a forum group of its own (the same bot): an agent's message there
+    // answers a staging conversation, and topic ids are that group's.
+    let staging_group =
+        repo::environments::telegram_group(&mut conn, &tenant_id, Environment::Staging.as_str())
+            .await?;
+    let (parsed, group, topics_of) = match staging_group {
+        Some(own) if parsed.agent.is_none() => match read_update(update, own, cfg.bot_id) {
+            p if p.agent.is_some() => (p, own, Some(Environment::Staging)),
+            _ => (parsed, cfg.group_chat_id, Some(Environment::Production)),
+        },
+        Some(_) => (parsed, cfg.group_chat_id, Some(Environment::Production)),
+        // One group for both: a topic's conversation may be of either environment.
+        None => (parsed, cfg.group_chat_id, None),
+    };
+    // A new message (not an edit, not a command) of a production conversation takes
+    // one of the day's messages first; given back (dropped) unless it is stored.
+    // Staging's take nothing from the plan: which environment the topic's conversation
+    // is must be known first (read only when one group holds both environments').
+    let new_message = parsed
+        .agent
+        .as_ref()
+        .filter(|a| !a.edited && subject_command(&a.text, &cfg.bot_username).is_none());
+    let counts = match (new_message, topics_of) {
+        (None, _) => false,
+        (Some(_), Some(env)) => env.counts_against_quotas(),
+        (Some(a), None) => repo::conversations::by_topic(&mut conn, &tenant_id, a.topic, None)
+            .await?
+            .is_none_or(|c| Environment::from_stored(&c.environment).counts_against_quotas()),
+    };
+    let topics_of = topics_of.map(Environment::as_str);
     let message_quota = match &parsed.agent {
-        Some(a) if !a.edited && subject_command(&a.text, &cfg.bot_username).is_none() => {
+        Some(_) if counts => {
             let limit = crate::plans::for_tenant(&mut conn, &tenant_id)
                 .await?
                 .limits
@@ -347,7 +377,7 @@ async fn handle(
         _ => None,
     };
     let now = now_ms();
-    let lane = outbox::telegram_lane(&tenant_id, cfg.group_chat_id);
+    let lane = outbox::telegram_lane(&tenant_id, group);
     let effect = transaction!(&mut conn, |tx| {
         if let Some(poller) = poller
             && !repo::telegram::advance_offset(
@@ -368,7 +398,9 @@ async fn handle(
         let Some(agent) = &parsed.agent else {
             return Ok(Some(Effect::Nothing));
         };
-        let Some(conv) = repo::conversations::by_topic(tx, &tenant_id, agent.topic).await? else {
+        let Some(conv) =
+            repo::conversations::by_topic(tx, &tenant_id, agent.topic, topics_of).await?
+        else {
             return Ok(Some(Effect::Nothing));
         };
         let telegram_id = agent.telegram_message_id;
@@ -460,12 +492,12 @@ async fn handle(
             counters.duplicate.fetch_add(1, Ordering::Relaxed);
             Handled::Duplicate
         }
-        Some(Effect::New(row)) => {
+        Some(Effect::New((row, environment))) => {
             if let Some(Ok(taken)) = message_quota {
                 taken.keep();
             }
             counters.ok.fetch_add(1, Ordering::Relaxed);
-            chat.message_stored(row);
+            chat.message_stored(row, environment);
             Handled::Stored
         }
         Some(Effect::Edit(row)) => {
