@@ -124,6 +124,8 @@ impl Env {
             ("CHATORICAL_TELEGRAM__REQUEST_TIMEOUT_SECS", "5".into()),
             // The fake is a local Bot API server: the webhook is plain http.
             ("CHATORICAL_TELEGRAM__ALLOW_HTTP_WEBHOOK", "true".into()),
+            // Webhook mode (without server.public_url the default would be polling).
+            ("CHATORICAL_TELEGRAM__DEFAULT_MODE", "webhook".into()),
             ("CHATORICAL_WORKER__EMBEDDED", embedded_worker.to_string()),
             ("CHATORICAL_WORKER__PER_CHAT_PER_SEC", "100000".into()),
             ("CHATORICAL_WORKER__PER_GROUP_PER_MIN", "100000000".into()),

@@ -27,7 +27,13 @@ use crate::limits::Limiter;
 use crate::outbox::{Wakeup, budget::Budgets, worker::Worker};
 use crate::presence::Presence;
 use crate::realtime::{Hub, LocalHub, RedisHub, SocketCaps, WsTokenSigner};
-use crate::telegram::{Bots, delivery::TelegramDelivery, typing::Typing, webhook::WebhookCounters};
+use crate::telegram::{
+    Bots,
+    delivery::TelegramDelivery,
+    polling::Poller,
+    typing::Typing,
+    webhook::{UpdateHandler, WebhookCounters},
+};
 use crate::tenancy::{self, SettingsPatch};
 use crate::usage::Usage;
 
@@ -40,6 +46,7 @@ pub struct Application {
     max_connections: usize,
     worker: Option<tokio::task::JoinHandle<()>>,
     dunning: Option<tokio::task::JoinHandle<()>>,
+    poller: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Connections the `telemetry.metrics_listen` address accepts at once (scrapers only).
@@ -184,6 +191,68 @@ fn spawn_worker(state: &AppState) -> tokio::task::JoinHandle<()> {
     };
     let worker = Arc::new(telegram_worker(&state.settings, &parts));
     tokio::spawn(worker.run(state.shutdown.clone()))
+}
+
+/// The long poll of the bots of tenants in polling mode: one per worker process (the
+/// embedded worker of `serve`, `chatorical worker`), handling updates with `handler`
+/// exactly as the webhook does.
+pub fn telegram_poller(
+    settings: &Settings,
+    bots: Arc<Bots>,
+    handler: UpdateHandler,
+    panics: crate::tasks::Panics,
+) -> Poller {
+    Poller::new(settings, bots, handler).with_panics(panics)
+}
+
+/// The update handling of a process without the HTTP server (`chatorical worker`):
+/// agents' answers it polls reach widget sockets on other nodes through Redis (a
+/// process without Redis has no sockets to publish to: the visitor sees them at the
+/// next reconnect or gap backfill).
+pub fn standalone_update_handler(
+    settings: &Settings,
+    db: Db,
+    cluster: Option<Cluster>,
+    usage: Usage,
+    wake: Wakeup,
+    panics: &crate::tasks::Panics,
+) -> UpdateHandler {
+    let hub: Arc<dyn Hub> = match &cluster {
+        Some(c) => Arc::new(RedisHub::start(c.clone(), panics)),
+        None => Arc::new(LocalHub::new()),
+    };
+    let quotas = Arc::new(crate::quota::Quotas::new(
+        db.clone(),
+        cluster.clone(),
+        settings.redis.limits_fail_open,
+    ));
+    // This process issues no socket tokens: a signer nobody can verify is enough.
+    let signer = WsTokenSigner::new(random_base62(48).as_bytes());
+    let chat = Chat::new(db.clone(), hub, signer, settings.ws.token_ttl_secs, wake)
+        .with_usage(usage)
+        .with_quotas(quotas);
+    let presence = Arc::new(Presence::new(
+        cluster,
+        Duration::from_secs(settings.presence.window_secs),
+    ));
+    UpdateHandler::new(db, chat, Arc::new(WebhookCounters::default()), presence)
+}
+
+/// Start the embedded worker's long poll on the application's shutdown signal.
+fn spawn_poller(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let handler = UpdateHandler::new(
+        state.db.clone(),
+        state.chat.clone(),
+        state.webhook.clone(),
+        state.presence.clone(),
+    );
+    let poller = Arc::new(telegram_poller(
+        &state.settings,
+        state.bots.clone(),
+        handler,
+        state.panics.clone(),
+    ));
+    tokio::spawn(poller.run(state.shutdown.clone()))
 }
 
 /// Open the configured database, migrating when the settings say so (always on SQLite).
@@ -356,6 +425,8 @@ impl Application {
                 state.shutdown.clone(),
             )
         });
+        // Bots of tenants in polling mode are polled where outbox workers run.
+        let poller = state.settings.worker.embedded.then(|| spawn_poller(&state));
         Ok(Application {
             listener,
             state,
@@ -364,6 +435,7 @@ impl Application {
             max_connections,
             worker,
             dunning,
+            poller,
         })
     }
 
@@ -454,6 +526,12 @@ impl Application {
             && panics.check_join("dunning job", &joined)
         {
             crashed.push("dunning job");
+        }
+        if let Some(poller) = self.poller
+            && let Ok(joined) = tokio::time::timeout(grace, poller).await
+            && panics.check_join("telegram poller", &joined)
+        {
+            crashed.push("telegram poller");
         }
         let served = tokio::time::timeout(grace, server).await;
         if let Ok(joined) = &served

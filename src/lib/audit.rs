@@ -147,6 +147,8 @@ pub enum Action {
     TelegramDisconnected,
     /// Telegram delivery was paused or resumed.
     TelegramToggled,
+    /// How Telegram updates arrive changed (`webhook` / `polling`).
+    TelegramModeChanged,
     /// A widget text was set.
     TemplateSet,
     /// A widget text was deleted.
@@ -189,7 +191,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 28] = [
         Action::TenantCreated,
         Action::KeyIssued,
         Action::KeyRevoked,
@@ -198,6 +200,7 @@ impl Action {
         Action::TelegramConnected,
         Action::TelegramDisconnected,
         Action::TelegramToggled,
+        Action::TelegramModeChanged,
         Action::TemplateSet,
         Action::TemplateDeleted,
         Action::PlanUpdated,
@@ -230,6 +233,7 @@ impl Action {
             Action::TelegramConnected => "telegram.connected",
             Action::TelegramDisconnected => "telegram.disconnected",
             Action::TelegramToggled => "telegram.toggled",
+            Action::TelegramModeChanged => "telegram.mode_changed",
             Action::TemplateSet => "template.set",
             Action::TemplateDeleted => "template.deleted",
             Action::PlanUpdated => "plan.updated",

@@ -258,6 +258,27 @@ pub struct TelegramSettings {
     /// before Telegram is called. A local Bot API server (`telegram-bot-api --local`)
     /// accepts plain http on any port: turn this on only with one (or in tests).
     pub allow_http_webhook: bool,
+    /// How a tenant is connected when `telegram setup` (or `PUT /v1/admin/telegram`)
+    /// names no mode and it had none before.
+    pub default_mode: TelegramDefaultMode,
+    /// Seconds one getUpdates long poll waits for updates (mode `polling`).
+    pub poll_timeout_secs: u64,
+    /// Seconds a poller waits after a 409 Conflict from getUpdates (a webhook is set,
+    /// or another program polls the bot); the longest wait after other errors.
+    pub poll_backoff_secs: u64,
+}
+
+/// `telegram.default_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TelegramDefaultMode {
+    /// `webhook` when `server.public_url` is set, else `polling` (Telegram cannot reach
+    /// a server without a public URL).
+    Auto,
+    /// Always `webhook`.
+    Webhook,
+    /// Always `polling`.
+    Polling,
 }
 
 impl Default for TelegramSettings {
@@ -267,6 +288,9 @@ impl Default for TelegramSettings {
             request_timeout_secs: 15,
             webhook_per_sec: 50,
             allow_http_webhook: false,
+            default_mode: TelegramDefaultMode::Auto,
+            poll_timeout_secs: 25,
+            poll_backoff_secs: 30,
         }
     }
 }
@@ -602,6 +626,18 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "telegram.allow_http_webhook",
         "Accept an http:// public URL (any port) for webhooks: only with a local Bot API server (telegram-bot-api --local) or in tests. Off: https on port 443, 80, 88 or 8443, as Telegram's cloud API demands.",
+    ),
+    (
+        "telegram.default_mode",
+        "How `telegram setup` connects a tenant that names no mode: \"auto\" (webhook when server.public_url is set, else long polling: Telegram cannot reach a server without a public URL), \"webhook\" or \"polling\".",
+    ),
+    (
+        "telegram.poll_timeout_secs",
+        "Seconds one getUpdates long poll waits for updates (tenants in polling mode; 1-50).",
+    ),
+    (
+        "telegram.poll_backoff_secs",
+        "Seconds a poller waits after a 409 Conflict from getUpdates (a webhook is set, or another program polls the same bot), and the longest wait after other errors.",
     ),
     (
         "worker.embedded",
@@ -982,6 +1018,18 @@ impl Settings {
             return Err(config_error(
                 "telegram.api_url",
                 "must start with http:// or https://",
+            ));
+        }
+        if !(1..=50).contains(&self.telegram.poll_timeout_secs) {
+            return Err(config_error(
+                "telegram.poll_timeout_secs",
+                "must be 1 to 50",
+            ));
+        }
+        if self.telegram.poll_backoff_secs == 0 {
+            return Err(config_error(
+                "telegram.poll_backoff_secs",
+                "must be at least 1",
             ));
         }
         if self.worker.concurrency == 0

@@ -108,6 +108,9 @@ pub(crate) async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Set
     // Webhooks at this server's plain-http loopback address, which the fake Bot API
     // takes as a local Bot API server does (FakeTelegram::start_local).
     settings.telegram.allow_http_webhook = true;
+    // These tests connect tenants in webhook mode unless they ask for polling (with
+    // no server.public_url the product's default would be polling).
+    settings.telegram.default_mode = chatorical::config::TelegramDefaultMode::Webhook;
     let pg = match backend {
         Backend::Sqlite => None,
         Backend::Postgres => {

@@ -33,6 +33,7 @@ mod router;
 mod socket_caps;
 mod telegram;
 mod telegram_limits;
+mod telegram_polling;
 mod telegram_webhook;
 mod templates;
 mod topic_card;

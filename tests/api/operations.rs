@@ -376,6 +376,8 @@ async fn telegram_connect_and_disconnect_check_the_caller(b: Backend) {
         bot_token: "123456:ABCDEFGHIJKLMNOP",
         group_chat_id: -1_001,
         default_topic_id: None,
+        mode: None,
+        default_mode: chatorical::telegram::TelegramMode::Polling,
     };
     // Refused before Telegram is asked anything (the bot API URL is not even reachable).
     let e = setup::connect(db, bots, &reader, &acme, "https://x.example", req)
@@ -394,7 +396,42 @@ async fn telegram_connect_and_disconnect_check_the_caller(b: Backend) {
         .await
         .expect_err("another tenant's key");
     assert_eq!(e.code, chatorical::error::ErrorCode::NotFound);
+    // Switching modes: the same checks.
+    use chatorical::telegram::{TelegramMode, mode};
+    let e = mode::set_mode(
+        db,
+        bots,
+        &reader,
+        &acme,
+        "https://x.example",
+        TelegramMode::Polling,
+    )
+    .await
+    .expect_err("telegram:read cannot switch modes");
+    assert_eq!(e.code, chatorical::error::ErrorCode::Forbidden);
+    let e = mode::set_mode(
+        db,
+        bots,
+        &outsider,
+        &acme,
+        "https://x.example",
+        TelegramMode::Polling,
+    )
+    .await
+    .expect_err("another tenant's key");
+    assert_eq!(e.code, chatorical::error::ErrorCode::NotFound);
     // The operator passes the checks and meets the real state: nothing connected.
+    let e = mode::set_mode(
+        db,
+        bots,
+        &Caller::Operator,
+        &acme,
+        "https://x.example",
+        TelegramMode::Polling,
+    )
+    .await
+    .expect_err("not connected");
+    assert_eq!(e.code, chatorical::error::ErrorCode::NotFound);
     let e = setup::disconnect(db, bots, &Caller::Operator, &acme)
         .await
         .expect_err("not connected");

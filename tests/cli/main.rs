@@ -22,6 +22,7 @@ mod migrate;
 mod plans;
 mod plans_stripe;
 mod secrets;
+mod telegram_polling;
 mod templates;
 mod tenants;
 mod usage;

@@ -70,7 +70,7 @@ impl Fixture {
         std::fs::write(
             cli.data_dir().join("chatorical.toml"),
             format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\n[telegram]\napi_url = {api_url:?}\nallow_http_webhook = true\n\
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n[telegram]\napi_url = {api_url:?}\nallow_http_webhook = true\ndefault_mode = \"webhook\"\n\
                  [secrets]\nmaster_key_file = {:?}\n",
                 key.to_str().expect("UTF-8")
             ),

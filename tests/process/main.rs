@@ -16,6 +16,7 @@ mod crash;
 mod logs;
 mod metrics;
 mod pg_restart;
+mod polling;
 mod quotas;
 mod regressions;
 mod shutdown;

@@ -89,6 +89,8 @@ impl Install {
             .env("CHATORICAL_TELEGRAM__API_URL", &self.telegram_api)
             // The fake is a local Bot API server: webhooks at plain http on loopback.
             .env("CHATORICAL_TELEGRAM__ALLOW_HTTP_WEBHOOK", "true")
+            // Webhook mode unless a test asks for polling (no server.public_url here).
+            .env("CHATORICAL_TELEGRAM__DEFAULT_MODE", "webhook")
             .env(
                 "CHATORICAL_SECRETS__MASTER_KEY_FILE",
                 dir.join("master.key"),

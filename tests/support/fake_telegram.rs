@@ -38,8 +38,33 @@
 //! `ApiError::InvalidToken` in teloxide, as with the real API).
 //!
 //! Implemented methods: `getMe`, `getChat`, `getChatMember`, `setWebhook`,
-//! `deleteWebhook`, `getWebhookInfo`, `createForumTopic`, `editForumTopic`,
-//! `closeForumTopic`, `reopenForumTopic`, `deleteForumTopic`, `sendMessage`.
+//! `deleteWebhook`, `getWebhookInfo`, `getUpdates`, `createForumTopic`,
+//! `editForumTopic`, `closeForumTopic`, `reopenForumTopic`, `deleteForumTopic`,
+//! `sendMessage`.
+//!
+//! `getUpdates` (long polling; teloxide sends it as JSON: `offset`, `limit`,
+//! `timeout`, `allowed_updates`) serves the updates a test queued for the bot with
+//! [`FakeTelegram::queue_update`], as Telegram does:
+//! - an `offset` confirms (forgets) every queued update with a smaller `update_id`;
+//!   the answer holds the queued updates from `offset` on, in order, at most `limit`
+//!   (default 100), whose kind is in the `allowed_updates` last given (if any);
+//! - with nothing to send and `timeout` > 0 the request is held up to `timeout`
+//!   seconds (at most 50) and answered as soon as an update is queued (`[]` when the
+//!   time is up);
+//! - while the bot has a webhook: 409 `Conflict: can't use getUpdates method while
+//!   webhook is active; use deleteWebhook to delete the webhook first` (a held
+//!   request gets it as soon as a webhook is set);
+//! - a second getUpdates of the same bot ends the one being held with 409
+//!   `Conflict: terminated by other getUpdates request; make sure that only one bot
+//!   instance is running` (teloxide: `ApiError::TerminatedByOtherGetUpdates`);
+//! - [`FakeTelegram::hold_polls`] keeps the bot's getUpdates requests that would
+//!   confirm a given update (an `offset` above its id) from being processed: they
+//!   wait, confirm nothing and answer nothing until released — and a request whose
+//!   client went away meanwhile never takes effect, as if it had never reached
+//!   Telegram.
+//!
+//! [`FakeTelegram::polls`] counts getUpdates requests of a bot, and the most that
+//! were held at once; [`FakeTelegram::pending_updates`] lists what is queued.
 //!
 //! State model: bots are known by token; groups are supergroups, optionally
 //! forums; each (bot, chat) pair has a membership (default: `left`). Message
@@ -319,6 +344,21 @@ pub(crate) struct SentMessage {
 // ---------------------------------------------------------------------------
 // The handle
 // ---------------------------------------------------------------------------
+
+/// A bot's long polling as the fake saw it, see [`FakeTelegram::polls`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PollStats {
+    /// getUpdates requests received.
+    pub requests: usize,
+    /// getUpdates requests being held (waiting for updates) right now.
+    pub in_flight: usize,
+    /// The most getUpdates requests held at once.
+    pub max_in_flight: usize,
+    /// Requests answered 409 because another getUpdates came in.
+    pub terminated: usize,
+    /// Requests answered 409 because a webhook was set.
+    pub refused_for_webhook: usize,
+}
 
 /// A running fake Bot API server; it stops when the handle is dropped.
 ///
@@ -600,6 +640,75 @@ impl FakeTelegram {
         self.shared.lock().webhooks.get(token).cloned()
     }
 
+    // --- long polling ------------------------------------------------------
+
+    /// Queues `update` (built with the update builders below; it must carry a numeric
+    /// `update_id`) for the bot's getUpdates, and answers a request being held.
+    pub(crate) fn queue_update(&self, token: &str, update: Value) {
+        self.queue_updates(token, vec![update]);
+    }
+
+    /// Queues several updates at once: a request being held answers with all of them.
+    pub(crate) fn queue_updates(&self, token: &str, updates: Vec<Value>) {
+        {
+            let mut state = self.shared.lock();
+            let queue = state.updates.entry(token.to_owned()).or_default();
+            for update in updates {
+                let id = update
+                    .get("update_id")
+                    .and_then(Value::as_i64)
+                    .unwrap_or_else(|| {
+                        panic!("fake telegram: an update needs an update_id: {update}")
+                    });
+                queue.push_back((id, update));
+            }
+        }
+        self.shared.poll_wake.notify_waiters();
+    }
+
+    /// The `update_id`s queued for a bot and not confirmed yet.
+    pub(crate) fn pending_updates(&self, token: &str) -> Vec<i64> {
+        self.shared
+            .lock()
+            .updates
+            .get(token)
+            .map(|q| q.iter().map(|(id, _)| *id).collect())
+            .unwrap_or_default()
+    }
+
+    /// Hold the bot's getUpdates requests that would confirm update `update_id` (their
+    /// `offset` is above it) until called again with `None`: such a request waits
+    /// without taking effect (see the module docs). Other requests go on as usual.
+    pub(crate) fn hold_polls(&self, token: &str, update_id: Option<i64>) {
+        let mut state = self.shared.lock();
+        match update_id {
+            Some(id) => state.held_polls.insert(token.to_owned(), id),
+            None => state.held_polls.remove(token),
+        };
+        drop(state);
+        self.shared.poll_wake.notify_waiters();
+    }
+
+    /// How the bot's getUpdates requests went so far.
+    pub(crate) fn polls(&self, token: &str) -> PollStats {
+        self.shared
+            .lock()
+            .polls
+            .get(token)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The `offset` parameters of the bot's getUpdates requests, in arrival order
+    /// (`None` for a request without one).
+    pub(crate) fn poll_offsets(&self, token: &str) -> Vec<Option<i64>> {
+        self.calls_of("getUpdates")
+            .into_iter()
+            .filter(|c| c.token == token)
+            .map(|c| c.params.get("offset").and_then(int_value))
+            .collect()
+    }
+
     /// One topic of a chat (including deleted ones).
     pub(crate) fn topic(&self, chat_id: i64, thread_id: i32) -> Option<Topic> {
         self.shared
@@ -659,6 +768,9 @@ impl FakeTelegram {
 #[derive(Default)]
 struct Shared {
     state: Mutex<WorldState>,
+    /// Wakes held getUpdates requests: an update was queued, a webhook set, another
+    /// request came in, or polls were released.
+    poll_wake: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -689,6 +801,16 @@ struct WorldState {
     /// When counted calls were accepted, by scope.
     flood: HashMap<FloodKey, VecDeque<Instant>>,
     throttled: Vec<Call>,
+    /// Updates queued for getUpdates, by token: (update_id, update).
+    updates: HashMap<String, VecDeque<(i64, Value)>>,
+    /// The `allowed_updates` a bot's getUpdates last gave.
+    allowed_updates: HashMap<String, Vec<String>>,
+    /// getUpdates statistics, by token.
+    polls: HashMap<String, PollStats>,
+    /// The newest getUpdates request of each bot (older ones are terminated).
+    poll_generation: HashMap<String, u64>,
+    /// Bots whose getUpdates requests confirming this update id are held.
+    held_polls: HashMap<String, i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -1041,6 +1163,12 @@ async fn handle_method(
         };
         (params, delay)
     };
+    if method == "getupdates" {
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        return get_updates(&shared, token, &params).await;
+    }
     let Some(delay) = delay else {
         return answer(&shared, token, &method, &params, call);
     };
@@ -1053,6 +1181,162 @@ async fn handle_method(
     })
     .await
     .unwrap_or_else(|_| ApiFailure::new(500, "Internal Server Error").into_response())
+}
+
+/// Counts a getUpdates request as held while it lives (also when its client goes away
+/// and the request future is dropped).
+struct InFlightPoll<'a> {
+    shared: &'a Shared,
+    token: String,
+}
+
+impl<'a> InFlightPoll<'a> {
+    fn start(shared: &'a Shared, token: &str) -> Self {
+        let mut state = shared.lock();
+        let stats = state.polls.entry(token.to_owned()).or_default();
+        stats.in_flight += 1;
+        stats.max_in_flight = stats.max_in_flight.max(stats.in_flight);
+        Self {
+            shared,
+            token: token.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlightPoll<'_> {
+    fn drop(&mut self) {
+        if let Some(stats) = self.shared.lock().polls.get_mut(&self.token) {
+            stats.in_flight = stats.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+/// The kind of an update (`message`, `edited_message`, …): its key besides `update_id`.
+fn update_kind(update: &Value) -> Option<&str> {
+    update
+        .as_object()?
+        .keys()
+        .find(|k| k.as_str() != "update_id")
+        .map(String::as_str)
+}
+
+/// `getUpdates`, with long polling (see the module docs).
+async fn get_updates(shared: &Shared, token: &str, params: &Map<String, Value>) -> Response {
+    // Held: wait without taking effect (a dropped request never does).
+    let confirms = params.get("offset").and_then(int_value);
+    loop {
+        let released = shared.poll_wake.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        let held = shared.lock().held_polls.get(token).copied();
+        let would_confirm = held.is_some_and(|id| confirms.is_some_and(|offset| offset > id));
+        if !would_confirm {
+            break;
+        }
+        released.await;
+    }
+    let request = Request {
+        token,
+        bot: &BotAccount {
+            id: 0,
+            username: String::new(),
+        },
+        params,
+    };
+    let parsed = (|| -> Result<_, ApiFailure> {
+        let offset = request.int("offset")?;
+        let limit = request.int("limit")?.unwrap_or(100).clamp(1, 100);
+        let timeout = request.int("timeout")?.unwrap_or(0).clamp(0, 50);
+        let allowed = match request.get("allowed_updates") {
+            None => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect::<Vec<_>>(),
+            ),
+            Some(_) => return Err(ApiFailure::bad_request("can't parse allowed updates")),
+        };
+        Ok((offset, limit, timeout, allowed))
+    })();
+    let (offset, limit, timeout, allowed) = match parsed {
+        Ok(p) => p,
+        Err(failure) => return failure.into_response(),
+    };
+    let generation = {
+        let mut state = shared.lock();
+        state.polls.entry(token.to_owned()).or_default().requests += 1;
+        if let Some(allowed) = allowed.filter(|a| !a.is_empty()) {
+            state.allowed_updates.insert(token.to_owned(), allowed);
+        }
+        let queue = state.updates.entry(token.to_owned()).or_default();
+        match offset {
+            // A negative offset keeps the last -offset updates.
+            Some(o) if o < 0 => {
+                let keep = usize::try_from(o.unsigned_abs()).unwrap_or(usize::MAX);
+                while queue.len() > keep {
+                    queue.pop_front();
+                }
+            }
+            Some(o) => queue.retain(|(id, _)| *id >= o),
+            None => {}
+        }
+        let generation = state.poll_generation.entry(token.to_owned()).or_default();
+        *generation += 1;
+        *generation
+    };
+    // The request this one replaces ends with 409.
+    shared.poll_wake.notify_waiters();
+    let _in_flight = InFlightPoll::start(shared, token);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout.unsigned_abs());
+    loop {
+        let woken = shared.poll_wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        {
+            let mut state = shared.lock();
+            if state.webhooks.contains_key(token) {
+                if let Some(stats) = state.polls.get_mut(token) {
+                    stats.refused_for_webhook += 1;
+                }
+                return ApiFailure::new(
+                    409,
+                    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+                )
+                .into_response();
+            }
+            if state.poll_generation.get(token) != Some(&generation) {
+                if let Some(stats) = state.polls.get_mut(token) {
+                    stats.terminated += 1;
+                }
+                return ApiFailure::new(
+                    409,
+                    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+                )
+                .into_response();
+            }
+            let allowed = state.allowed_updates.get(token).cloned();
+            let queue = state.updates.entry(token.to_owned()).or_default();
+            if let Some(allowed) = &allowed {
+                // Telegram never sends kinds the bot did not ask for.
+                queue.retain(|(_, u)| {
+                    update_kind(u).is_some_and(|k| allowed.iter().any(|a| a == k))
+                });
+            }
+            let batch: Vec<Value> = queue
+                .iter()
+                .take(usize::try_from(limit).unwrap_or(100))
+                .map(|(_, u)| u.clone())
+                .collect();
+            if !batch.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Reply::from(Value::Array(batch)).into_response();
+            }
+        }
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
 }
 
 /// Checks migration and flood limits for an authenticated call, then runs it.
@@ -1081,10 +1365,16 @@ fn answer(
         state.throttled.push(call);
         return failure.into_response();
     }
-    match state.dispatch(method, &request) {
+    let response = match state.dispatch(method, &request) {
         Ok(reply) => reply.into_response(),
         Err(failure) => failure.into_response(),
+    };
+    drop(state);
+    if method == "setwebhook" {
+        // A held getUpdates now gets 409.
+        shared.poll_wake.notify_waiters();
     }
+    response
 }
 
 /// One authenticated call, as the method implementations see it.
@@ -1386,6 +1676,9 @@ impl WorldState {
     }
 
     fn delete_webhook(&mut self, req: &Request<'_>) -> Reply {
+        if req.bool("drop_pending_updates") {
+            self.updates.remove(req.token);
+        }
         match self.webhooks.remove(req.token) {
             Some(_) => Reply::with_description(json!(true), "Webhook was deleted"),
             None => Reply::with_description(json!(true), "Webhook is already deleted"),

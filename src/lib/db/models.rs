@@ -3,7 +3,8 @@
 use diesel::prelude::*;
 
 use super::schema::{
-    api_keys, conversations, messages, outbox, telegram_configs, tenants, usage_daily, visitors,
+    api_keys, conversations, messages, outbox, telegram_configs, telegram_polls, tenants,
+    usage_daily, visitors,
 };
 
 /// A tenant row.
@@ -179,6 +180,33 @@ pub struct TelegramConfigRow {
     pub created_at: i64,
     /// Last changed, epoch ms.
     pub updated_at: i64,
+    /// How updates arrive: `webhook` (Telegram calls us) or `polling` (a worker calls
+    /// getUpdates), see `telegram::TelegramMode`.
+    pub mode: String,
+}
+
+/// Where long polling of a tenant's bot stands (`telegram_polls`).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = telegram_polls)]
+pub struct TelegramPollRow {
+    /// Tenant.
+    pub tenant_id: String,
+    /// The bot the offset belongs to (update ids are counted per bot).
+    pub bot_id: i64,
+    /// The next update id to ask getUpdates for (the last handled one + 1).
+    pub poll_offset: Option<i64>,
+    /// When `poll_offset` was stored, epoch ms.
+    pub poll_offset_at: Option<i64>,
+    /// The poller holding the lease.
+    pub leased_by: Option<String>,
+    /// Until when, epoch ms.
+    pub lease_until: Option<i64>,
+    /// Last getUpdates answered, epoch ms.
+    pub last_poll_at: Option<i64>,
+    /// What the last failed getUpdates said (cleared by the next answer).
+    pub last_error: Option<String>,
+    /// When, epoch ms.
+    pub last_error_at: Option<i64>,
 }
 
 /// A durable outbox item.

@@ -99,6 +99,21 @@ diesel::table! {
         enabled -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        mode -> Text,
+    }
+}
+
+diesel::table! {
+    telegram_polls (tenant_id) {
+        tenant_id -> Text,
+        bot_id -> BigInt,
+        poll_offset -> Nullable<BigInt>,
+        poll_offset_at -> Nullable<BigInt>,
+        leased_by -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        last_poll_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        last_error_at -> Nullable<BigInt>,
     }
 }
 

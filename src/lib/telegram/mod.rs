@@ -1,8 +1,11 @@
 //! The Telegram bridge: a tenant's bot and forum group, a topic per conversation,
 //! delivery of visitor messages (an outbox [`Deliver`](crate::outbox::worker::Deliver)
-//! implementation) and the webhook that brings agents' answers back.
+//! implementation) and the webhook — or, without a public URL, the long poll
+//! (`polling`) — that brings agents' answers back.
 
 pub mod delivery;
+pub mod mode;
+pub mod polling;
 pub mod setup;
 pub(crate) mod split;
 pub mod topic;
@@ -23,6 +26,8 @@ use crate::crypto::MasterKey;
 use crate::db::models::TelegramConfigRow;
 use crate::error::{Error, ErrorCode, Result};
 use crate::outbox::Outcome;
+
+pub use mode::TelegramMode;
 
 /// Field names the sealed secrets are bound to.
 pub const FIELD_BOT_TOKEN: &str = "telegram.bot_token";
@@ -54,6 +59,8 @@ pub struct Bots {
     api_url: reqwest::Url,
     allow_http_webhook: bool,
     client: reqwest::Client,
+    /// For getUpdates: its timeout outlasts the long poll's.
+    poll_client: reqwest::Client,
     key: Arc<MasterKey>,
     cache: Mutex<HashMap<String, (String, Bot)>>,
 }
@@ -71,10 +78,19 @@ impl Bots {
             .timeout(Duration::from_secs(settings.request_timeout_secs.max(1)))
             .build()
             .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("telegram client: {e}")))?;
+        // teloxide does not lengthen a request's timeout for getUpdates' `timeout`: a
+        // client of its own waits the long poll plus the usual request timeout.
+        let poll_client = teloxide::net::default_reqwest_settings()
+            .timeout(Duration::from_secs(
+                settings.request_timeout_secs.max(1) + settings.poll_timeout_secs,
+            ))
+            .build()
+            .map_err(|e| Error::new(ErrorCode::InvalidConfig, format!("telegram client: {e}")))?;
         Ok(Bots {
             api_url,
             allow_http_webhook: settings.allow_http_webhook,
             client,
+            poll_client,
             key,
             cache: Mutex::new(HashMap::new()),
         })
@@ -94,6 +110,15 @@ impl Bots {
     /// A bot for a plaintext token (setup, before anything is stored).
     pub fn for_token(&self, token: &str) -> Bot {
         Bot::with_client(token, self.client.clone()).set_api_url(self.api_url.clone())
+    }
+
+    /// The tenant's bot for getUpdates long polls (a client whose timeout outlasts
+    /// `telegram.poll_timeout_secs`).
+    pub fn poller_for_tenant(&self, cfg: &TelegramConfigRow) -> Result<Bot> {
+        let token = self
+            .key
+            .open(&cfg.tenant_id, FIELD_BOT_TOKEN, &cfg.bot_token_enc)?;
+        Ok(Bot::with_client(token, self.poll_client.clone()).set_api_url(self.api_url.clone()))
     }
 
     /// The tenant's bot; the token is decrypted once per stored ciphertext.

@@ -1,5 +1,6 @@
 //! Connecting a tenant's bot and forum group: validate with the Bot API, register
-//! the webhook with a fresh secret, store the secrets sealed.
+//! the webhook with a fresh secret (or, in polling mode, delete any webhook), store
+//! the secrets sealed.
 
 use serde::Serialize;
 use teloxide::{
@@ -8,6 +9,7 @@ use teloxide::{
 };
 use utoipa::ToSchema;
 
+use super::mode::TelegramMode;
 use super::{Bots, FIELD_BOT_TOKEN, FIELD_WEBHOOK_SECRET, redact_token};
 use crate::audit::{Action, Entry};
 use crate::db::{Db, models::TelegramConfigRow, repo};
@@ -33,9 +35,36 @@ pub struct TelegramStatus {
     pub can_manage_topics: bool,
     /// Delivery and webhook on.
     pub enabled: bool,
-    /// Where Telegram sends updates.
+    /// Where Telegram sends updates in `webhook` mode.
     pub webhook_url: String,
+    /// How updates arrive: `webhook` (Telegram calls `webhook_url`) or `polling` (a
+    /// worker long-polls getUpdates; no public URL needed).
+    pub mode: TelegramMode,
+    /// Where long polling stands (mode `polling` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polling: Option<PollingStatus>,
 }
+
+/// Where long polling of a tenant's bot stands.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PollingStatus {
+    /// The next update id the poller asks getUpdates for (the last handled one + 1);
+    /// `null` before the first update.
+    pub offset: Option<i64>,
+    /// When getUpdates last answered (RFC 3339), `null` before the first poll.
+    pub last_poll_at: Option<String>,
+    /// What the last failed getUpdates said, until one answers again — e.g. `409
+    /// Conflict: …` when a webhook is set or another program polls the same bot.
+    pub last_error: Option<String>,
+    /// When that was (RFC 3339).
+    pub last_error_at: Option<String>,
+    /// Whether a worker holds the lease on polling the bot right now.
+    pub polled: bool,
+}
+
+/// The updates the webhook and the poller ask Telegram for.
+pub const ALLOWED_UPDATES: [AllowedUpdate; 2] =
+    [AllowedUpdate::Message, AllowedUpdate::EditedMessage];
 
 /// The webhook URL of a tenant.
 pub fn webhook_url(public_url: &str, slug: &str) -> String {
@@ -66,7 +95,34 @@ pub fn status(
         can_manage_topics: cfg.can_manage_topics,
         enabled: cfg.enabled,
         webhook_url: webhook_url(public_url, slug),
+        mode: TelegramMode::from_stored(&cfg.mode),
+        polling: None,
     }
+}
+
+/// `status` with where polling stands (`poll`: the tenant's `telegram_polls` row, if
+/// a worker ever polled its bot) when the mode is `polling`.
+pub fn with_polling(
+    mut status: TelegramStatus,
+    poll: Option<&crate::db::models::TelegramPollRow>,
+) -> TelegramStatus {
+    if status.mode == TelegramMode::Polling {
+        let now = now_ms();
+        status.polling = Some(PollingStatus {
+            offset: poll.and_then(|p| p.poll_offset),
+            last_poll_at: poll
+                .and_then(|p| p.last_poll_at)
+                .map(crate::domain::rfc3339),
+            last_error: poll.and_then(|p| p.last_error.clone()),
+            last_error_at: poll
+                .and_then(|p| p.last_error_at)
+                .map(crate::domain::rfc3339),
+            polled: poll.is_some_and(|p| {
+                p.leased_by.is_some() && p.lease_until.is_some_and(|until| until >= now)
+            }),
+        });
+    }
+    status
 }
 
 /// The ports Telegram's cloud Bot API delivers webhooks to.
@@ -113,13 +169,20 @@ pub struct Connect<'a> {
     pub group_chat_id: i64,
     /// The topic used when the bot may not create topics.
     pub default_topic_id: Option<i64>,
+    /// How updates arrive; `None` keeps the connection's mode, or for a new one
+    /// takes `default_mode`.
+    pub mode: Option<TelegramMode>,
+    /// The mode of a new connection that names none ([`TelegramMode::default_for`]).
+    pub default_mode: TelegramMode,
 }
 
 /// `PUT /v1/admin/telegram` and `chatorical telegram setup` (`telegram:write`; a
 /// tenant key only for its own tenant): validate the bot and group with Telegram,
-/// register the webhook, store the connection and record `telegram.connected` (never
-/// the token or the webhook secret). A tenant whose plan does not include Telegram is
-/// refused first (403 `plan_restricted`).
+/// register the webhook (mode `webhook`) or delete it (mode `polling`: a worker
+/// long-polls getUpdates, which Telegram refuses while a webhook is set), store the
+/// connection and record `telegram.connected` (never the token or the webhook secret;
+/// with the mode), and `telegram.mode_changed` when a reconnect changes the mode. A
+/// tenant whose plan does not include Telegram is refused first (403 `plan_restricted`).
 pub async fn connect(
     db: &Db,
     bots: &Bots,
@@ -134,18 +197,29 @@ pub async fn connect(
         bot_token,
         group_chat_id,
         default_topic_id,
+        mode,
+        default_mode,
     } = req;
-    let plan = {
+    let (plan, current_mode) = {
         let mut pc = db.conn().await?;
-        crate::plans::for_tenant(&mut pc.as_conn(), &tenant.id).await?
+        let mut conn = pc.as_conn();
+        let plan = crate::plans::for_tenant(&mut conn, &tenant.id).await?;
+        let current = repo::telegram::get(&mut conn, &tenant.id).await?;
+        (plan, current.map(|c| TelegramMode::from_stored(&c.mode)))
     };
     if !plan.channels.telegram {
         return Err(crate::plans::restricted("telegram"));
     }
+    let mode = mode.or(current_mode).unwrap_or(default_mode);
     let bot_token = bot_token.trim();
     // Before anything reaches Telegram: nothing half-done when it would refuse the URL.
-    let url = webhook_url(public_url, &tenant.slug);
-    let parsed = check_webhook_url(&url, bots.allow_http_webhook())?;
+    let parsed = match mode {
+        TelegramMode::Webhook => Some(check_webhook_url(
+            &webhook_url(public_url, &tenant.slug),
+            bots.allow_http_webhook(),
+        )?),
+        TelegramMode::Polling => None,
+    };
     let (id_part, secret_part) = bot_token.split_once(':').unwrap_or(("", ""));
     if id_part.is_empty() || !id_part.bytes().all(|b| b.is_ascii_digit()) || secret_part.len() < 10
     {
@@ -205,15 +279,14 @@ pub async fn connect(
             "the bot may not create topics: make it an admin with Manage Topics, or give a default_topic_id",
         ));
     }
+    // Kept in polling mode too: switching to webhook later registers it.
     let secret = random_base62(48);
-    {
-        use teloxide::payloads::SetWebhookSetters;
-        bot.set_webhook(parsed)
-            .secret_token(secret.clone())
-            .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::EditedMessage])
-            .await
-            .map_err(|e| invalid("bot_token", format!("setWebhook failed: {}", short(&e))))?;
-    }
+    super::mode::apply(&bot, mode, parsed.map(|url| (url, secret.clone())))
+        .await
+        .map_err(|e| match e.code {
+            ErrorCode::Internal => e,
+            _ => invalid("bot_token", e.message),
+        })?;
     let now = now_ms();
     let row = TelegramConfigRow {
         tenant_id: tenant.id.to_string(),
@@ -227,12 +300,31 @@ pub async fn connect(
         enabled: true,
         created_at: now,
         updated_at: now,
+        mode: mode.as_str().to_string(),
     };
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let previous = repo::telegram::get(&mut conn, &tenant.id).await?;
     let tenant_id = tenant.id.clone();
     transaction!(&mut conn, |tx| {
+        // A reconnect that switches the mode says so, as `telegram mode` does.
+        let was = previous
+            .as_ref()
+            .map(|p| TelegramMode::from_stored(&p.mode));
+        if let Some(was) = was.filter(|was| *was != mode) {
+            crate::audit::record(
+                tx,
+                caller,
+                Entry::new(Action::TelegramModeChanged)
+                    .tenant(&tenant_id)
+                    .target(tenant_id.to_string())
+                    .changes(serde_json::json!({
+                        "mode": { "from": was.as_str(), "to": mode.as_str() },
+                    })),
+            )
+            .await?;
+        }
+
         // Thread ids are per group: after a group change the old topics mean nothing.
         let group_changed = previous
             .as_ref()
@@ -255,13 +347,18 @@ pub async fn connect(
                     "group_chat_id": row.group_chat_id,
                     "default_topic_id": row.default_topic_id,
                     "can_manage_topics": row.can_manage_topics,
+                    "mode": row.mode,
                     "reconnected": previous.is_some(),
                     "group_changed": group_changed,
                 })),
         )
         .await
     })?;
-    Ok(status(bots, &row, public_url, &tenant.slug))
+    let poll = repo::telegram::poll_state(&mut conn, &tenant.id).await?;
+    Ok(with_polling(
+        status(bots, &row, public_url, &tenant.slug),
+        poll.as_ref(),
+    ))
 }
 
 /// Follow a group that Telegram migrated to a supergroup (a Bot API call into `from`
@@ -370,10 +467,15 @@ pub async fn current_status(
     ))?;
     caller.check_tenant(tenant)?;
     let mut pc = db.conn().await?;
-    let cfg = repo::telegram::get(&mut pc.as_conn(), &tenant.id)
+    let mut conn = pc.as_conn();
+    let cfg = repo::telegram::get(&mut conn, &tenant.id)
         .await?
         .ok_or_else(|| Error::not_found("telegram connection"))?;
-    Ok(status(bots, &cfg, public_url, &tenant.slug))
+    let poll = repo::telegram::poll_state(&mut conn, &tenant.id).await?;
+    Ok(with_polling(
+        status(bots, &cfg, public_url, &tenant.slug),
+        poll.as_ref(),
+    ))
 }
 
 /// Pause (`false`: items wait in the outbox, webhook updates are acknowledged and
@@ -425,7 +527,11 @@ pub async fn set_enabled(
             .await?
             .ok_or_else(|| Error::not_found("telegram connection"))
     })?;
-    Ok(status(bots, &cfg, public_url, &tenant.slug))
+    let poll = repo::telegram::poll_state(&mut conn, tenant_id).await?;
+    Ok(with_polling(
+        status(bots, &cfg, public_url, &tenant.slug),
+        poll.as_ref(),
+    ))
 }
 
 #[cfg(test)]

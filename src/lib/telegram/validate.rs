@@ -129,6 +129,11 @@ pub async fn validate(
         }
         Err(e) => out.push(check("bot is group admin", false, setup::short(&e))),
     }
+    if super::TelegramMode::from_stored(&cfg.mode) == super::TelegramMode::Polling {
+        polling(db, &bot, &cfg, &mut out).await;
+        out.push(round_trip(db, &cfg, round_trip_wait).await);
+        return out;
+    }
     let expected = setup::webhook_url(public_url, &tenant.slug);
     match bot.get_webhook_info().await {
         Ok(info) => {
@@ -146,6 +151,55 @@ pub async fn validate(
     out.push(webhook_secret(bots, &cfg, &expected).await);
     out.push(round_trip(db, &cfg, round_trip_wait).await);
     out
+}
+
+/// Polling mode: no webhook set (Telegram refuses getUpdates while one is), and a
+/// worker polls the bot without errors.
+async fn polling(
+    db: &Db,
+    bot: &teloxide::Bot,
+    cfg: &crate::db::models::TelegramConfigRow,
+    out: &mut Vec<Check>,
+) {
+    match bot.get_webhook_info().await {
+        Ok(info) => match info.url {
+            None => out.push(check("no webhook set", true, "updates are polled")),
+            Some(url) => out.push(check(
+                "no webhook set",
+                false,
+                format!(
+                    "a webhook is set ({url}): Telegram refuses getUpdates; run `chatorical \
+                     telegram mode polling` again"
+                ),
+            )),
+        },
+        Err(e) => out.push(check("no webhook set", false, setup::short(&e))),
+    }
+    let poll = match db.conn().await {
+        Ok(mut pc) => repo::telegram::poll_state(&mut pc.as_conn(), &cfg.tenant_id)
+            .await
+            .ok()
+            .flatten(),
+        Err(_) => None,
+    };
+    let now = now_ms();
+    let (ok, detail) = match poll {
+        None => (
+            false,
+            "no worker has polled the bot yet: is `chatorical serve` or `chatorical worker` running?"
+                .to_string(),
+        ),
+        Some(p) if p.lease_until.is_none_or(|until| until < now) => (
+            false,
+            "no worker polls the bot now: is `chatorical serve` or `chatorical worker` running?"
+                .to_string(),
+        ),
+        Some(p) => match p.last_error {
+            Some(e) => (false, format!("getUpdates fails: {e}")),
+            None => (true, "a worker polls the bot".to_string()),
+        },
+    };
+    out.push(check("bot polled", ok, detail));
 }
 
 async fn isolation(db: &Db, tenant: &Tenant, out: &mut Vec<Check>) {

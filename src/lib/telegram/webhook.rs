@@ -1,15 +1,21 @@
 //! `POST /v1/telegram/webhook/{tenant_slug}`: agents' answers from the forum topics.
 //!
-//! The secret header is compared in constant time; updates are deduplicated by
-//! `(tenant, update_id)` in the same transaction that stores the message, so a 2xx is
-//! only ever sent after commit and a retried update is stored once.
+//! The secret header is compared in constant time ([`authenticate`]); the update is
+//! then handled by [`handle_update`], which the long poll (`telegram::polling`) uses
+//! for every update it gets too. Updates are deduplicated by `(tenant, update_id)` in
+//! the same transaction that stores the message, so a 2xx is only ever sent after
+//! commit and a retried update is stored once; a polled update's transaction also
+//! stores the next offset.
 //!
 //! `/subject New subject` (or `/subject@BotName New subject`) in a conversation's topic
 //! is a command, not an answer: it sets the conversation's subject, renaming the topic
 //! ([`Chat::rename`]), and never reaches the visitor. A subject that is not valid gets
 //! a short notice in the topic instead.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use subtle::ConstantTimeEq;
 use teloxide::types::{Message, Update, UpdateKind};
@@ -17,14 +23,19 @@ use teloxide::types::{Message, Update, UpdateKind};
 use super::FIELD_WEBHOOK_SECRET;
 use crate::chat::{Chat, Rename, store_message};
 use crate::crypto::MasterKey;
-use crate::db::{Db, models::MessageRow, repo};
+use crate::db::{
+    Db,
+    models::{MessageRow, TelegramConfigRow},
+    repo,
+};
 use crate::domain::{Environment, TenantId, new_id, now_ms};
 use crate::error::{Error, ErrorCode, Result};
 use crate::outbox;
+use crate::presence::Presence;
 use crate::quota::{Exceeded, Quota};
 use crate::transaction;
 
-/// Webhook outcomes, for metrics.
+/// Outcomes of handled updates (webhook and long poll alike), for metrics.
 #[derive(Debug, Default)]
 pub struct WebhookCounters {
     /// Stored (or edited) an agent message.
@@ -85,6 +96,62 @@ enum Effect {
     /// Past a plan quota: not done, a notice queued for the topic.
     OverQuota,
     Nothing,
+}
+
+/// What handling an update takes: the webhook route and the long poll each build one
+/// over the process's parts.
+#[derive(Clone)]
+pub struct UpdateHandler {
+    db: Db,
+    chat: Chat,
+    counters: Arc<WebhookCounters>,
+    presence: Arc<Presence>,
+}
+
+impl UpdateHandler {
+    /// Handle updates over `db` with `chat` (stores, publishes, quotas), counting
+    /// outcomes in `counters` and agents' activity in `presence`.
+    pub fn new(
+        db: Db,
+        chat: Chat,
+        counters: Arc<WebhookCounters>,
+        presence: Arc<Presence>,
+    ) -> Self {
+        UpdateHandler {
+            db,
+            chat,
+            counters,
+            presence,
+        }
+    }
+
+    /// The outcome counters.
+    pub fn counters(&self) -> &WebhookCounters {
+        &self.counters
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+/// The error [`handle_update`] returns when the poller no longer holds the lease on
+/// the tenant's updates: nothing was written.
+pub fn lease_lost() -> Error {
+    Error::new(
+        ErrorCode::Conflict,
+        "another worker polls this bot's updates now",
+    )
+    .with_details(serde_json::json!({ "reason": "poll_lease_lost" }))
+}
+
+/// Whether `e` is [`lease_lost`].
+pub fn is_lease_lost(e: &Error) -> bool {
+    e.code == ErrorCode::Conflict
+        && e.details
+            .as_ref()
+            .is_some_and(|d| d["reason"] == "poll_lease_lost")
 }
 
 /// An authenticated webhook call: the tenant and its Telegram connection.
@@ -167,37 +234,98 @@ pub struct ParsedUpdate {
 pub fn parse_update(body: &[u8], group_chat_id: i64, bot_id: i64) -> Result<ParsedUpdate> {
     let update: Update = serde_json::from_slice(body)
         .map_err(|_| Error::new(ErrorCode::InvalidJson, "not a Telegram update"))?;
+    Ok(read_update(&update, group_chat_id, bot_id))
+}
+
+/// An update as teloxide read it (a webhook body, or one of getUpdates' answer), read
+/// against the tenant's connection. Kinds teloxide cannot read are ignored.
+pub fn read_update(update: &Update, group_chat_id: i64, bot_id: i64) -> ParsedUpdate {
     let agent = match &update.kind {
         UpdateKind::Message(m) => agent_text(m, group_chat_id, bot_id, false),
         UpdateKind::EditedMessage(m) => agent_text(m, group_chat_id, bot_id, true),
         _ => None,
     };
-    Ok(ParsedUpdate {
+    ParsedUpdate {
         update_id: i64::from(update.id.0),
         agent,
-    })
+    }
 }
 
-/// Handle one authenticated update: `invalid_json` for a body that is not an update;
-/// database trouble is an error too (Telegram then retries).
+/// Handle one authenticated webhook call: `invalid_json` for a body that is not an
+/// update; database trouble is an error too (Telegram then retries). The rest is
+/// [`handle_update`].
+pub async fn process(handler: &UpdateHandler, auth: Authenticated, body: &[u8]) -> Result<Handled> {
+    let Authenticated { tenant_id, cfg } = auth;
+    let update: Update = serde_json::from_slice(body).map_err(|_| {
+        handler.counters.parse_error.fetch_add(1, Ordering::Relaxed);
+        Error::new(ErrorCode::InvalidJson, "not a Telegram update")
+    })?;
+    handle_update(handler, &TenantId::from(tenant_id), &cfg, &update, None).await
+}
+
+/// Handle one update of the tenant's bot, from the webhook or from a long poll: dedup
+/// by update id, an agent's answer stored and published to the visitor, an edit
+/// applied, a `/subject` command, quotas, metrics and agents' presence. Database
+/// trouble is an error (the webhook answers 5xx and Telegram retries; the poller asks
+/// again from the stored offset).
+///
+/// `poller` is the long poll's lease holder: the transaction then also stores the
+/// next offset (this update's id + 1), so the update's effects and the offset commit
+/// together, and fails with [`lease_lost`] (writing nothing) when another worker
+/// holds the lease now.
 ///
 /// An agent's new message is one of the plan's messages a day, taken before the write;
 /// past the limit it is not stored (the visitor never sees it) and the bot answers in
 /// the topic with a notice naming the quota, the limit and the reset — at most one a
 /// topic an hour. A `/subject` past the plan's renames a day gets a notice too.
-pub async fn process(
+pub async fn handle_update(
+    handler: &UpdateHandler,
+    tenant_id: &TenantId,
+    cfg: &TelegramConfigRow,
+    update: &Update,
+    poller: Option<&str>,
+) -> Result<Handled> {
+    let UpdateHandler {
+        db,
+        chat,
+        counters,
+        presence,
+    } = handler;
+    let handled = handle(db, chat, counters, tenant_id, cfg, update, poller).await?;
+    if matches!(
+        handled,
+        Handled::Stored | Handled::Edited | Handled::Subject
+    ) {
+        // An agent answered in the group.
+        presence.touch(tenant_id).await;
+    }
+    Ok(handled)
+}
+
+async fn handle(
     db: &Db,
     chat: &Chat,
     counters: &WebhookCounters,
-    auth: Authenticated,
-    body: &[u8],
+    tenant_id: &TenantId,
+    cfg: &TelegramConfigRow,
+    update: &Update,
+    poller: Option<&str>,
 ) -> Result<Handled> {
-    let Authenticated { tenant_id, cfg } = auth;
-    let tenant_id = TenantId::from(tenant_id);
-    let parsed = parse_update(body, cfg.group_chat_id, cfg.bot_id).inspect_err(|_| {
-        counters.parse_error.fetch_add(1, Ordering::Relaxed);
-    })?;
+    let tenant_id = tenant_id.clone();
+    let parsed = read_update(update, cfg.group_chat_id, cfg.bot_id);
     if !cfg.enabled {
+        if let Some(poller) = poller {
+            // Acknowledged and ignored, as the webhook does: the poll moves past it.
+            let mut pc = db.conn().await?;
+            let mut conn = pc.as_conn();
+            let (bot_id, next) = (cfg.bot_id, parsed.update_id + 1);
+            transaction!(&mut conn, |tx| {
+                let held =
+                    repo::telegram::advance_offset(tx, &tenant_id, bot_id, poller, next, now_ms())
+                        .await?;
+                if held { Ok(()) } else { Err(lease_lost()) }
+            })?;
+        }
         counters.ignored.fetch_add(1, Ordering::Relaxed);
         return Ok(Handled::Ignored);
     }
@@ -210,7 +338,7 @@ pub async fn process(
         repo::environments::telegram_group(&mut conn, &tenant_id, Environment::Staging.as_str())
             .await?;
     let (parsed, group, topics_of) = match staging_group {
-        Some(own) if parsed.agent.is_none() => match parse_update(body, own, cfg.bot_id)? {
+        Some(own) if parsed.agent.is_none() => match read_update(update, own, cfg.bot_id) {
             p if p.agent.is_some() => (p, own, Some(Environment::Staging)),
             _ => (parsed, cfg.group_chat_id, Some(Environment::Production)),
         },
@@ -251,6 +379,19 @@ pub async fn process(
     let now = now_ms();
     let lane = outbox::telegram_lane(&tenant_id, group);
     let effect = transaction!(&mut conn, |tx| {
+        if let Some(poller) = poller
+            && !repo::telegram::advance_offset(
+                tx,
+                &tenant_id,
+                cfg.bot_id,
+                poller,
+                update_id + 1,
+                now,
+            )
+            .await?
+        {
+            return Err(lease_lost());
+        }
         if !repo::telegram::record_update(tx, &tenant_id, cfg.bot_id, update_id, now).await? {
             return Ok(None);
         }

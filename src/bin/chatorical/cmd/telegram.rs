@@ -1,4 +1,4 @@
-//! `chatorical telegram setup|status|disconnect`.
+//! `chatorical telegram setup|status|mode|enable|disable|disconnect`.
 
 use std::{io::Read, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use chatorical::{
     app::load_master_key,
-    telegram::{Bots, setup},
+    telegram::{Bots, TelegramMode, mode, setup},
     tenancy::{self, Caller},
 };
 
@@ -16,7 +16,8 @@ use crate::output;
 /// Telegram commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum TelegramCommand {
-    /// Connect a tenant's bot and forum group (validates with Telegram, registers the webhook).
+    /// Connect a tenant's bot and forum group (validates with Telegram; registers the
+    /// webhook, or in polling mode deletes it and a worker long-polls getUpdates).
     Setup {
         /// Tenant slug.
         #[arg(long)]
@@ -30,6 +31,22 @@ pub(crate) enum TelegramCommand {
         /// Topic to use when the bot may not create topics.
         #[arg(long, value_name = "ID")]
         default_topic: Option<i64>,
+        /// How updates arrive: `webhook` (Telegram calls server.public_url) or `polling`
+        /// (a worker long-polls; no public URL needed). Default: the tenant's current
+        /// mode, else telegram.default_mode (webhook when server.public_url is set,
+        /// else polling).
+        #[arg(long, value_enum)]
+        mode: Option<TelegramMode>,
+    },
+    /// Switch how a tenant's updates arrive: `webhook` (setWebhook) or `polling`
+    /// (deleteWebhook; a worker long-polls getUpdates).
+    Mode {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The new mode.
+        #[arg(value_enum)]
+        mode: TelegramMode,
     },
     /// Show a tenant's Telegram connection (token redacted).
     Status {
@@ -68,6 +85,7 @@ pub(crate) async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<Exit
             bot_token_file,
             group,
             default_topic,
+            mode,
         } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
             let token = if bot_token_file.as_os_str() == "-" {
@@ -88,6 +106,8 @@ pub(crate) async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<Exit
                     bot_token: token.trim(),
                     group_chat_id: group,
                     default_topic_id: default_topic,
+                    mode,
+                    default_mode: TelegramMode::default_for(&settings),
                 },
             )
             .await?;
@@ -97,6 +117,12 @@ pub(crate) async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<Exit
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
             let status =
                 setup::current_status(&db, &bots, &Caller::Operator, &tenant, &public_url).await?;
+            print_status(g, &status)?;
+        }
+        TelegramCommand::Mode { tenant, mode } => {
+            let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
+            let status =
+                mode::set_mode(&db, &bots, &Caller::Operator, &tenant, &public_url, mode).await?;
             print_status(g, &status)?;
         }
         TelegramCommand::Disable { tenant } => {
@@ -138,7 +164,34 @@ fn print_status(g: &Global, s: &setup::TelegramStatus) -> anyhow::Result<()> {
         s.can_manage_topics.to_string(),
     ]);
     t.add_row(vec!["enabled".to_string(), s.enabled.to_string()]);
-    t.add_row(vec!["webhook".to_string(), s.webhook_url.clone()]);
+    t.add_row(vec!["mode".to_string(), s.mode.to_string()]);
+    match &s.polling {
+        None => t.add_row(vec!["webhook".to_string(), s.webhook_url.clone()]),
+        Some(p) => {
+            let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            t.add_row(vec![
+                "polled by a worker".to_string(),
+                if p.polled {
+                    "yes"
+                } else {
+                    "no (is a worker running?)"
+                }
+                .to_string(),
+            ]);
+            t.add_row(vec!["last poll".to_string(), or_dash(&p.last_poll_at)]);
+            t.add_row(vec![
+                "next update id".to_string(),
+                p.offset.map_or("-".into(), |o| o.to_string()),
+            ]);
+            match &p.last_error {
+                Some(e) => t.add_row(vec![
+                    "last error".to_string(),
+                    format!("{e} (at {})", or_dash(&p.last_error_at)),
+                ]),
+                None => t.add_row(vec!["last error".to_string(), "-".to_string()]),
+            }
+        }
+    };
     output::print_table(&t);
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `chatorical worker`: outbox workers without the HTTP server.
+//! `chatorical worker`: outbox workers (and the long poll of tenants in Telegram
+//! polling mode) without the HTTP server.
 
 use std::{process::ExitCode, sync::Arc};
 
@@ -6,7 +7,9 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use chatorical::{
-    app::{WorkerParts, load_master_key, telegram_worker},
+    app::{
+        WorkerParts, load_master_key, standalone_update_handler, telegram_poller, telegram_worker,
+    },
     cluster::Cluster,
     config::Settings,
     outbox::{Wakeup, budget::Budgets},
@@ -45,8 +48,9 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
     chatorical::app::watch_master_key(key.clone(), shutdown.clone());
     super::reload_master_key_on_sighup(key.clone());
     let bots = Arc::new(Bots::new(&settings.telegram, key)?);
+    let cluster = Cluster::connect(&settings.redis)?;
     // Counts topics it creates, and folds the Redis usage counters every minute.
-    let usage = Usage::new(db.clone(), Cluster::connect(&settings.redis)?);
+    let usage = Usage::new(db.clone(), cluster.clone());
     let summarizer = tokio::spawn(usage.clone().run_summarizer(shutdown.clone()));
     // One set of Telegram budgets for all the workers of this process.
     let parts = WorkerParts {
@@ -65,6 +69,29 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
         chatorical::billing::dunning::RUN_EVERY,
         shutdown.clone(),
     );
+    // One long poll per process for the bots of tenants in polling mode (a lease in
+    // the database keeps it to one poller per bot across processes).
+    let handler = standalone_update_handler(
+        &settings,
+        db.clone(),
+        cluster.clone(),
+        usage.clone(),
+        parts.wake.clone(),
+        &panics,
+    );
+    if cluster.is_none() {
+        tracing::info!(
+            "no redis.url: agents' answers this worker polls reach visitors' sockets on \
+             other processes only when they reconnect or backfill"
+        );
+    }
+    let poller = Arc::new(telegram_poller(
+        &settings,
+        parts.bots.clone(),
+        handler,
+        panics.clone(),
+    ));
+    let polling = tokio::spawn(poller.run(shutdown.clone()));
     let mut handles = Vec::new();
     for _ in 0..args.workers.max(1) {
         let worker = Arc::new(telegram_worker(&settings, &parts));
@@ -82,6 +109,7 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
     }
     panics.check_join("usage summarizer", &summarizer.await);
     panics.check_join("dunning job", &dunning.await);
+    panics.check_join("telegram poller", &polling.await);
     if let Err(e) = usage.summarize().await {
         tracing::warn!(error = %e, "last usage summary failed");
     }

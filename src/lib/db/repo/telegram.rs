@@ -1,18 +1,27 @@
-//! Telegram connection per tenant, and webhook update dedup.
+//! Telegram connection per tenant, webhook update dedup, and the state of long
+//! polling (mode, offset, the poller's lease).
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::db::{
     Conn,
-    models::TelegramConfigRow,
-    schema::{telegram_configs, telegram_updates},
+    models::{TelegramConfigRow, TelegramPollRow},
+    schema::{telegram_configs, telegram_polls, telegram_updates},
 };
 use crate::error::Result;
 use crate::on_conn;
 
-/// Insert or replace the tenant's Telegram connection.
+/// Insert or replace the tenant's Telegram connection. Update ids are counted per
+/// bot: another bot's stored polling offset is forgotten.
 pub async fn upsert(conn: &mut Conn<'_>, row: &TelegramConfigRow) -> Result<()> {
+    on_conn!(conn, |c| diesel::delete(
+        telegram_polls::table
+            .filter(telegram_polls::tenant_id.eq(&row.tenant_id))
+            .filter(telegram_polls::bot_id.ne(row.bot_id))
+    )
+    .execute(c)
+    .await)?;
     on_conn!(conn, |c| diesel::insert_into(telegram_configs::table)
         .values(row)
         .on_conflict(telegram_configs::tenant_id)
@@ -27,6 +36,7 @@ pub async fn upsert(conn: &mut Conn<'_>, row: &TelegramConfigRow) -> Result<()> 
             telegram_configs::can_manage_topics.eq(row.can_manage_topics),
             telegram_configs::enabled.eq(row.enabled),
             telegram_configs::updated_at.eq(row.updated_at),
+            telegram_configs::mode.eq(&row.mode),
         ))
         .execute(c)
         .await)?;
@@ -125,4 +135,196 @@ pub async fn move_group(
     .execute(c)
     .await)?;
     Ok(n == 1)
+}
+
+/// Set how the tenant's updates arrive (`webhook` or `polling`); the last poll error is
+/// forgotten (it was about the time before). `false` when the tenant has no connection.
+pub async fn set_mode(conn: &mut Conn<'_>, tenant_id: &str, mode: &str, now: i64) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(
+        telegram_configs::table.find(tenant_id)
+    )
+    .set((
+        telegram_configs::mode.eq(mode),
+        telegram_configs::updated_at.eq(now),
+    ))
+    .execute(c)
+    .await)?;
+    on_conn!(conn, |c| diesel::update(
+        telegram_polls::table.find(tenant_id)
+    )
+    .set((
+        telegram_polls::last_error.eq(None::<String>),
+        telegram_polls::last_error_at.eq(None::<i64>),
+    ))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
+}
+
+/// Where polling of the tenant's bot stands, once a worker polled it.
+pub async fn poll_state(conn: &mut Conn<'_>, tenant_id: &str) -> Result<Option<TelegramPollRow>> {
+    Ok(on_conn!(conn, |c| telegram_polls::table
+        .find(tenant_id)
+        .select(TelegramPollRow::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// Tenants in polling mode whose bot `poller` may poll now: nobody holds the lease, it
+/// ran out, or it is `poller`'s.
+pub async fn pollable(conn: &mut Conn<'_>, poller: &str, now: i64) -> Result<Vec<String>> {
+    let polling: Vec<String> = on_conn!(conn, |c| telegram_configs::table
+        .filter(telegram_configs::mode.eq("polling"))
+        .order(telegram_configs::tenant_id)
+        .select(telegram_configs::tenant_id)
+        .load::<String>(c)
+        .await)?;
+    if polling.is_empty() {
+        return Ok(polling);
+    }
+    let busy: Vec<String> = on_conn!(conn, |c| telegram_polls::table
+        .filter(telegram_polls::leased_by.ne(poller))
+        .filter(telegram_polls::lease_until.ge(now))
+        .select(telegram_polls::tenant_id)
+        .load::<String>(c)
+        .await)?;
+    Ok(polling.into_iter().filter(|t| !busy.contains(t)).collect())
+}
+
+/// Take or extend the lease on polling the tenant's bot until `until` (one
+/// transaction): only while the connection is in polling mode and the lease is free,
+/// ran out, or is `poller`'s already. The connection and the poll's state when
+/// `poller` holds the lease now, else `None`. A stored offset of another bot is
+/// forgotten.
+pub async fn lease_poll(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    poller: &str,
+    now: i64,
+    until: i64,
+) -> Result<Option<(TelegramConfigRow, TelegramPollRow)>> {
+    crate::transaction!(conn, |tx| {
+        let Some(cfg) = get(tx, tenant_id).await? else {
+            return Ok(None);
+        };
+        if cfg.mode != "polling" {
+            return Ok(None);
+        }
+        on_conn!(tx, |c| diesel::insert_into(telegram_polls::table)
+            .values((
+                telegram_polls::tenant_id.eq(tenant_id),
+                telegram_polls::bot_id.eq(cfg.bot_id),
+            ))
+            .on_conflict_do_nothing()
+            .execute(c)
+            .await)?;
+        let n = on_conn!(tx, |c| diesel::update(
+            telegram_polls::table
+                .filter(telegram_polls::tenant_id.eq(tenant_id))
+                .filter(
+                    telegram_polls::leased_by
+                        .is_null()
+                        .or(telegram_polls::lease_until.lt(now))
+                        .or(telegram_polls::leased_by.eq(poller)),
+                )
+        )
+        .set((
+            telegram_polls::leased_by.eq(poller),
+            telegram_polls::lease_until.eq(until),
+        ))
+        .execute(c)
+        .await)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        on_conn!(tx, |c| diesel::update(
+            telegram_polls::table
+                .filter(telegram_polls::tenant_id.eq(tenant_id))
+                .filter(telegram_polls::bot_id.ne(cfg.bot_id))
+        )
+        .set((
+            telegram_polls::bot_id.eq(cfg.bot_id),
+            telegram_polls::poll_offset.eq(None::<i64>),
+            telegram_polls::poll_offset_at.eq(None::<i64>),
+        ))
+        .execute(c)
+        .await)?;
+        let poll = poll_state(tx, tenant_id).await?;
+        Ok(poll.map(|p| (cfg, p)))
+    })
+}
+
+/// Give the lease back (if `poller` still holds it).
+pub async fn release_poll(conn: &mut Conn<'_>, tenant_id: &str, poller: &str) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(
+        telegram_polls::table
+            .filter(telegram_polls::tenant_id.eq(tenant_id))
+            .filter(telegram_polls::leased_by.eq(poller))
+    )
+    .set((
+        telegram_polls::leased_by.eq(None::<String>),
+        telegram_polls::lease_until.eq(None::<i64>),
+    ))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
+}
+
+/// Store the next update id to ask bot `bot_id` for, in the transaction that handled
+/// the update before it. `false` (the caller rolls back) when `poller` no longer holds
+/// the lease or the stored state is another bot's: another poller owns the stream now.
+pub async fn advance_offset(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    bot_id: i64,
+    poller: &str,
+    offset: i64,
+    now: i64,
+) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(
+        telegram_polls::table
+            .filter(telegram_polls::tenant_id.eq(tenant_id))
+            .filter(telegram_polls::bot_id.eq(bot_id))
+            .filter(telegram_polls::leased_by.eq(poller))
+    )
+    .set((
+        telegram_polls::poll_offset.eq(offset),
+        telegram_polls::poll_offset_at.eq(now),
+    ))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
+}
+
+/// Record what a getUpdates of `poller` said: answered (`error` `None`: the last poll
+/// time, and the last error is forgotten) or failed (the error and its time).
+pub async fn record_poll(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    poller: &str,
+    error: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let target = telegram_polls::table
+        .filter(telegram_polls::tenant_id.eq(tenant_id))
+        .filter(telegram_polls::leased_by.eq(poller));
+    match error {
+        None => on_conn!(conn, |c| diesel::update(target)
+            .set((
+                telegram_polls::last_poll_at.eq(now),
+                telegram_polls::last_error.eq(None::<String>),
+                telegram_polls::last_error_at.eq(None::<i64>),
+            ))
+            .execute(c)
+            .await)?,
+        Some(error) => on_conn!(conn, |c| diesel::update(target)
+            .set((
+                telegram_polls::last_error.eq(error),
+                telegram_polls::last_error_at.eq(now),
+            ))
+            .execute(c)
+            .await)?,
+    };
+    Ok(())
 }

@@ -21,6 +21,7 @@ use crate::http::{
 };
 use crate::limits::{Limit, rate_limited};
 use crate::telegram::{
+    TelegramMode, mode,
     setup::{self, TelegramStatus},
     webhook,
 };
@@ -42,10 +43,15 @@ pub(crate) struct ConnectTelegram {
     pub group_chat_id: i64,
     /// Topic used when the bot may not create topics.
     pub default_topic_id: Option<i64>,
+    /// `webhook` or `polling`; absent keeps the current mode, or for a new connection
+    /// takes `telegram.default_mode` (by default `webhook` when the server has a
+    /// `server.public_url`, else `polling`).
+    pub mode: Option<TelegramMode>,
 }
 
 /// Connect the tenant's bot and forum group (`telegram:write`): checks the bot with
-/// getMe, the group is a forum where the bot may manage topics, and registers the webhook.
+/// getMe, the group is a forum where the bot may manage topics, and registers the
+/// webhook — or in `polling` mode deletes it, and a worker long-polls getUpdates.
 /// 409 `webhook_url_rejected` when Telegram would refuse the server's webhook URL (not
 /// https on port 443, 80, 88 or 8443, and `telegram.allow_http_webhook` off).
 #[utoipa::path(put, path = "/v1/admin/telegram", tag = "telegram", security(("api_key" = [])), request_body = ConnectTelegram,
@@ -67,6 +73,8 @@ async fn connect(
             bot_token: &req.bot_token,
             group_chat_id: req.group_chat_id,
             default_topic_id: req.default_topic_id,
+            mode: req.mode,
+            default_mode: TelegramMode::default_for(&state.settings),
         },
     )
     .await?;
@@ -120,12 +128,18 @@ async fn disconnect(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ToggleTelegram {
     /// false pauses delivery (items wait) and acknowledges-and-ignores webhook updates.
-    pub enabled: bool,
+    pub enabled: Option<bool>,
+    /// `webhook` (registers the webhook: needs a URL Telegram can reach) or `polling`
+    /// (deletes the webhook; a worker long-polls getUpdates).
+    pub mode: Option<TelegramMode>,
 }
 
-/// Pause or resume Telegram for the tenant (`telegram:write`).
+/// Pause or resume Telegram for the tenant, or switch how its updates arrive
+/// (`telegram:write`). At least one of `enabled` and `mode`. A mode switch tells
+/// Telegram first (setWebhook or deleteWebhook) and changes nothing when it refuses;
+/// 409 `webhook_url_rejected` when Telegram would refuse the server's webhook URL.
 #[utoipa::path(patch, path = "/v1/admin/telegram", tag = "telegram", security(("api_key" = [])), request_body = ToggleTelegram,
-    responses((status = 200, body = TelegramStatus), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TelegramStatus), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn toggle(
     State(state): State<AppState>,
     admin: Admin,
@@ -133,19 +147,41 @@ async fn toggle(
     Json(req): Json<ToggleTelegram>,
 ) -> ApiResult<Json<TelegramStatus>> {
     admin.require(&Scope::new(crate::domain::Resource::Telegram, Write))?;
-    let tenant = admin.tenant(&state, &headers).await?;
-    let status = setup::set_enabled(
-        &state.db,
-        &state.bots,
-        &admin.caller(),
-        &tenant,
-        &state.public_url,
-        req.enabled,
-    )
-    .await?;
-    if req.enabled {
-        state.wake.wake();
+    if req.enabled.is_none() && req.mode.is_none() {
+        return Err(Error::validation("enabled", "give `enabled`, `mode` or both").into());
     }
+    let tenant = admin.tenant(&state, &headers).await?;
+    let mut status = None;
+    if let Some(mode) = req.mode {
+        status = Some(
+            mode::set_mode(
+                &state.db,
+                &state.bots,
+                &admin.caller(),
+                &tenant,
+                &state.public_url,
+                mode,
+            )
+            .await?,
+        );
+    }
+    if let Some(enabled) = req.enabled {
+        status = Some(
+            setup::set_enabled(
+                &state.db,
+                &state.bots,
+                &admin.caller(),
+                &tenant,
+                &state.public_url,
+                enabled,
+            )
+            .await?,
+        );
+        if enabled {
+            state.wake.wake();
+        }
+    }
+    let status = status.ok_or_else(|| Error::internal("no change applied"))?;
     Ok(Json(status))
 }
 
@@ -207,17 +243,15 @@ async fn receive_update(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(rate_limited(wait, "too many webhook calls").into());
     }
-    let tenant_id = crate::domain::TenantId::from(auth.tenant_id());
-    let handled = webhook::process(&state.db, &state.chat, &state.webhook, auth, &body)
+    let handler = webhook::UpdateHandler::new(
+        state.db.clone(),
+        state.chat.clone(),
+        state.webhook.clone(),
+        state.presence.clone(),
+    );
+    let handled = webhook::process(&handler, auth, &body)
         .await
         .map_err(unavailable)?;
-    if matches!(
-        handled,
-        webhook::Handled::Stored | webhook::Handled::Edited | webhook::Handled::Subject
-    ) {
-        // An agent answered in the group.
-        state.presence.touch(&tenant_id).await;
-    }
     let outcome = match handled {
         webhook::Handled::Stored => "stored",
         webhook::Handled::Edited => "edited",

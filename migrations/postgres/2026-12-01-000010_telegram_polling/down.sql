@@ -1,0 +1,2 @@
+DROP TABLE telegram_polls;
+ALTER TABLE telegram_configs DROP COLUMN mode;
