@@ -40,6 +40,7 @@ pub struct Application {
     max_connections: usize,
     worker: Option<tokio::task::JoinHandle<()>>,
     dunning: Option<tokio::task::JoinHandle<()>>,
+    retention: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Connections the `telemetry.metrics_listen` address accepts at once (scrapers only).
@@ -350,6 +351,16 @@ impl Application {
                 state.shutdown.clone(),
             )
         });
+        // So is retention (closed conversations, unused visitors, the audit log), hourly.
+        let retention = state.settings.worker.embedded.then(|| {
+            crate::retention::spawn(
+                state.db.clone(),
+                state.wake.clone(),
+                state.settings.retention.clone(),
+                state.settings.audit.retention_days,
+                state.shutdown.clone(),
+            )
+        });
         Ok(Application {
             listener,
             state,
@@ -358,6 +369,7 @@ impl Application {
             max_connections,
             worker,
             dunning,
+            retention,
         })
     }
 
@@ -448,6 +460,12 @@ impl Application {
             && panics.check_join("dunning job", &joined)
         {
             crashed.push("dunning job");
+        }
+        if let Some(retention) = self.retention
+            && let Ok(joined) = tokio::time::timeout(grace, retention).await
+            && panics.check_join("retention job", &joined)
+        {
+            crashed.push("retention job");
         }
         let served = tokio::time::timeout(grace, server).await;
         if let Ok(joined) = &served

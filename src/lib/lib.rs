@@ -22,6 +22,7 @@
 //! - [`quota`]: plan quotas (daily counters in Redis or this process, the open-conversation cap).
 //! - [`i18n`]: widget strings, their built-in defaults, tenants' templates and locale fallback.
 //! - [`telemetry`]: logging setup, and OTLP trace export with the `otlp` cargo feature.
+//! - [`retention`]: deleting closed conversations past their tenant's retention, and unused visitors.
 //! - [`secrets`]: master key rotation: status, re-encryption, retiring old keys.
 //! - [`identity`]: identity verification (HMAC of the host site's user id), the tenant secret.
 //! - [`tasks`]: every spawned task and request handler under a watch that logs and counts panics.
@@ -56,6 +57,7 @@ pub mod plans;
 pub(crate) mod presence;
 pub mod quota;
 pub mod realtime;
+pub mod retention;
 pub mod secrets;
 pub mod tasks;
 pub mod telegram;

@@ -80,6 +80,9 @@ pub(crate) enum Command {
     /// The audit log: list entries, export them to a file.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
+    /// Retention: delete closed conversations past their tenant's retention, and unused visitors.
+    #[command(subcommand)]
+    Retention(cmd::retention::RetentionCommand),
     /// Check or print configuration.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),

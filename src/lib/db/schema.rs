@@ -95,6 +95,7 @@ diesel::table! {
         enabled -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        delete_topics_on_retention -> Bool,
     }
 }
 
@@ -165,6 +166,7 @@ diesel::table! {
 
 diesel::joinable!(visitor_tokens -> visitors (visitor_id));
 diesel::allow_tables_to_appear_in_same_query!(visitor_tokens, visitors);
+diesel::allow_tables_to_appear_in_same_query!(visitor_tokens, conversations);
 
 diesel::table! {
     templates (tenant_id, key, locale) {

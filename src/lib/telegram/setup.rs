@@ -34,6 +34,9 @@ pub struct TelegramStatus {
     pub enabled: bool,
     /// Where Telegram sends updates.
     pub webhook_url: String,
+    /// Whether retention also deletes a purged conversation's forum topic (with its
+    /// messages) in the group; needs the bot's "Delete messages" admin right.
+    pub delete_topics_on_retention: bool,
 }
 
 /// The webhook URL of a tenant.
@@ -65,6 +68,7 @@ pub fn status(
         can_manage_topics: cfg.can_manage_topics,
         enabled: cfg.enabled,
         webhook_url: webhook_url(public_url, slug),
+        delete_topics_on_retention: cfg.delete_topics_on_retention,
     }
 }
 
@@ -213,7 +217,7 @@ pub async fn connect(
             .map_err(|e| invalid("bot_token", format!("setWebhook failed: {}", short(&e))))?;
     }
     let now = now_ms();
-    let row = TelegramConfigRow {
+    let mut row = TelegramConfigRow {
         tenant_id: tenant.id.to_string(),
         bot_token_enc: bots.key().seal(&tenant.id, FIELD_BOT_TOKEN, bot_token)?,
         webhook_secret_enc: bots.key().seal(&tenant.id, FIELD_WEBHOOK_SECRET, &secret)?,
@@ -225,10 +229,15 @@ pub async fn connect(
         enabled: true,
         created_at: now,
         updated_at: now,
+        delete_topics_on_retention: false,
     };
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let previous = repo::telegram::get(&mut conn, &tenant.id).await?;
+    // A reconnection keeps the tenant's choice (the upsert leaves the column alone).
+    row.delete_topics_on_retention = previous
+        .as_ref()
+        .is_some_and(|p| p.delete_topics_on_retention);
     let tenant_id = tenant.id.clone();
     transaction!(&mut conn, |tx| {
         // Thread ids are per group: after a group change the old topics mean nothing.
@@ -350,6 +359,51 @@ pub async fn set_enabled(
         if enabled {
             repo::outbox::make_due(tx, tenant_id, now).await?;
         }
+        repo::telegram::get(tx, tenant_id)
+            .await?
+            .ok_or_else(|| Error::not_found("telegram connection"))
+    })?;
+    Ok(status(bots, &cfg, public_url, &tenant.slug))
+}
+
+/// Opt in to (`true`) or out of retention deleting a purged conversation's forum
+/// topic (`telegram:write`; a tenant key only for its own tenant); `not_found` when the
+/// tenant has no connection. Recorded as `settings.updated`
+/// (`telegram.delete_topics_on_retention`) when it changed; setting the value it has
+/// writes nothing. `PATCH /v1/admin/telegram` and `chatorical telegram set`.
+pub async fn set_delete_topics_on_retention(
+    db: &Db,
+    bots: &Bots,
+    caller: &Caller,
+    tenant: &Tenant,
+    public_url: &str,
+    on: bool,
+) -> Result<TelegramStatus> {
+    caller.require(&Scope::new(Resource::Telegram, ScopeAccess::Write))?;
+    caller.check_tenant(tenant)?;
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    let now = now_ms();
+    let tenant_id = &tenant.id;
+    let cfg = transaction!(&mut conn, |tx| {
+        let before = repo::telegram::get(tx, tenant_id)
+            .await?
+            .ok_or_else(|| Error::not_found("telegram connection"))?;
+        if before.delete_topics_on_retention == on {
+            return Ok(before);
+        }
+        repo::telegram::set_delete_topics_on_retention(tx, tenant_id, on, now).await?;
+        crate::audit::record(
+            tx,
+            caller,
+            crate::audit::Entry::new(crate::audit::Action::SettingsUpdated)
+                .tenant(tenant_id)
+                .target(tenant_id.to_string())
+                .changes(serde_json::json!({
+                    "telegram.delete_topics_on_retention": { "from": !on, "to": on }
+                })),
+        )
+        .await?;
         repo::telegram::get(tx, tenant_id)
             .await?
             .ok_or_else(|| Error::not_found("telegram connection"))

@@ -65,6 +65,14 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
         chatorical::billing::dunning::RUN_EVERY,
         shutdown.clone(),
     );
+    // Retention (closed conversations, unused visitors, the audit log), hourly.
+    let retention = chatorical::retention::spawn(
+        db.clone(),
+        parts.wake.clone(),
+        settings.retention.clone(),
+        settings.audit.retention_days,
+        shutdown.clone(),
+    );
     let mut handles = Vec::new();
     for _ in 0..args.workers.max(1) {
         let worker = Arc::new(telegram_worker(&settings, &parts));
@@ -82,6 +90,7 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
     }
     panics.check_join("usage summarizer", &summarizer.await);
     panics.check_join("dunning job", &dunning.await);
+    panics.check_join("retention job", &retention.await);
     if let Err(e) = usage.summarize().await {
         tracing::warn!(error = %e, "last usage summary failed");
     }

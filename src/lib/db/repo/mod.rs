@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod messages;
 pub mod outbox;
 pub mod plans;
+pub mod retention;
 pub mod secrets;
 pub mod telegram;
 pub mod templates;

@@ -115,17 +115,21 @@ async fn disconnect(
     Ok(Json(Disconnected { disconnected: true }))
 }
 
-/// Body of `PATCH /v1/admin/telegram`.
+/// Body of `PATCH /v1/admin/telegram`: at least one of the fields.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ToggleTelegram {
     /// false pauses delivery (items wait) and acknowledges-and-ignores webhook updates.
-    pub enabled: bool,
+    pub enabled: Option<bool>,
+    /// true: retention also deletes a purged conversation's forum topic (with its
+    /// messages) in the group; the bot needs the "Delete messages" admin right.
+    pub delete_topics_on_retention: Option<bool>,
 }
 
-/// Pause or resume Telegram for the tenant (`telegram:write`).
+/// Pause or resume Telegram for the tenant, or opt in to (or out of) retention
+/// deleting purged conversations' topics (`telegram:write`).
 #[utoipa::path(patch, path = "/v1/admin/telegram", tag = "telegram", security(("api_key" = [])), request_body = ToggleTelegram,
-    responses((status = 200, body = TelegramStatus), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TelegramStatus), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn toggle(
     State(state): State<AppState>,
     admin: Admin,
@@ -133,20 +137,48 @@ async fn toggle(
     Json(req): Json<ToggleTelegram>,
 ) -> ApiResult<Json<TelegramStatus>> {
     admin.require(&Scope::new(crate::domain::Resource::Telegram, Write))?;
-    let tenant = admin.tenant(&state, &headers).await?;
-    let status = setup::set_enabled(
-        &state.db,
-        &state.bots,
-        &admin.caller(),
-        &tenant,
-        &state.public_url,
-        req.enabled,
-    )
-    .await?;
-    if req.enabled {
-        state.wake.wake();
+    if req.enabled.is_none() && req.delete_topics_on_retention.is_none() {
+        return Err(Error::validation(
+            "enabled",
+            "give enabled or delete_topics_on_retention (or both)",
+        )
+        .into());
     }
-    Ok(Json(status))
+    let tenant = admin.tenant(&state, &headers).await?;
+    let mut status = None;
+    if let Some(on) = req.delete_topics_on_retention {
+        status = Some(
+            setup::set_delete_topics_on_retention(
+                &state.db,
+                &state.bots,
+                &admin.caller(),
+                &tenant,
+                &state.public_url,
+                on,
+            )
+            .await?,
+        );
+    }
+    if let Some(enabled) = req.enabled {
+        status = Some(
+            setup::set_enabled(
+                &state.db,
+                &state.bots,
+                &admin.caller(),
+                &tenant,
+                &state.public_url,
+                enabled,
+            )
+            .await?,
+        );
+        if enabled {
+            state.wake.wake();
+        }
+    }
+    match status {
+        Some(status) => Ok(Json(status)),
+        None => Err(Error::internal("no Telegram change applied").into()),
+    }
 }
 
 /// Accepted update.
