@@ -107,7 +107,8 @@ pub struct RetentionSettings {
     /// Messages deleted per transaction at most, a bigger conversation going in parts
     /// (1–10,000).
     pub batch_messages: u32,
-    /// Milliseconds between two transactions, leaving room to other writers.
+    /// Least milliseconds between two transactions, leaving room to other writers; a
+    /// batch that took longer is followed by a pause as long as it took. 0: no pause.
     pub pause_ms: u64,
 }
 
@@ -750,7 +751,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ),
     (
         "retention.pause_ms",
-        "Milliseconds retention waits between two transactions, leaving room to other writers.",
+        "Least milliseconds retention waits between two transactions, leaving room to other writers; after a batch that took longer it waits as long as the batch took (retention holds the database about half the time at most). 0: no pause at all.",
     ),
     (
         "billing.stripe.secret_key",

@@ -11,8 +11,9 @@
 //!
 //! The work goes in batches of bounded size ([`Batches`]: conversations or visitors,
 //! and messages, per transaction), each its own short transaction, with a pause in
-//! between that lets other writers in (on SQLite a write transaction holds up every
-//! writer). Nothing has to be resumed after a crash: a batch is all or nothing, and a
+//! between at least as long as the batch took, that lets other writers in (on SQLite
+//! a write transaction holds up every writer) and keeps retention to about half of
+//! the database's time at most. Nothing has to be resumed after a crash: a batch is all or nothing, and a
 //! later run finds what is still due. Several runs at once (workers in several
 //! processes) split the work: a batch picks its rows with `FOR UPDATE SKIP LOCKED` on
 //! PostgreSQL, and SQLite runs write transactions one at a time; counts are the rows
@@ -60,7 +61,8 @@ pub struct Batches {
     pub conversations: i64,
     /// Messages per transaction (a conversation with more goes in parts).
     pub messages: i64,
-    /// Pause between two transactions.
+    /// Least pause between two transactions; a batch that took longer is followed by
+    /// a pause as long as it took. Zero: no pause at all.
     pub pause: Duration,
 }
 
@@ -234,7 +236,7 @@ pub async fn run(
     let now = now_ms();
     let mut due = Vec::with_capacity(tenants.len());
     for tenant in tenants {
-        due.push(work_out(db, tenant, now).await?);
+        due.push(work_out(db, tenant, now, opts.dry_run).await?);
     }
     let total: u64 = due
         .iter()
@@ -293,7 +295,8 @@ pub async fn run(
                 progress(Progress {
                     tenant: &d.tenant.slug,
                     done,
-                    // Others' runs may have added to what is due since it was counted.
+                    // The due set only shrinks after the count (the cutoff is fixed):
+                    // never past the end all the same.
                     total: total.max(done),
                 });
             };
@@ -324,8 +327,9 @@ pub async fn run(
     Ok(report)
 }
 
-/// A tenant's retention, cutoff and what is due now.
-async fn work_out(db: &Db, tenant: Tenant, now: i64) -> Result<Due> {
+/// A tenant's retention, cutoff and what is due now (all of it for a dry run, else
+/// the conversations and visitors a progress bar counts).
+async fn work_out(db: &Db, tenant: Tenant, now: i64, full: bool) -> Result<Due> {
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let plan = crate::plans::for_tenant(&mut conn, &tenant.id).await?;
@@ -333,7 +337,7 @@ async fn work_out(db: &Db, tenant: Tenant, now: i64) -> Result<Due> {
     let cutoff = days.map(|d| now - i64::from(d) * DAY_MS);
     let (counts, topics) = match cutoff {
         Some(cutoff) => (
-            repo::retention::count_due(&mut conn, &tenant.id, cutoff).await,
+            repo::retention::count_due(&mut conn, &tenant.id, cutoff, full).await,
             repo::telegram::get(&mut conn, &tenant.id)
                 .await?
                 .is_some_and(|c| c.delete_topics_on_retention),
@@ -407,9 +411,12 @@ async fn purge_tenant(
         purged.add(&batch);
         on_batch(&batch);
         if !opts.batches.pause.is_zero() {
+            // At least as long as the batch took: retention holds the database (and on
+            // SQLite the write lock) at most about half the time.
+            let pause = opts.batches.pause.max(started.elapsed());
             tokio::select! {
                 _ = opts.stop.cancelled() => {}
-                _ = tokio::time::sleep(opts.batches.pause) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         } else {
             // Still let queued writers of this process go first.

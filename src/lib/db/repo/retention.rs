@@ -236,8 +236,15 @@ pub struct DueCounts {
     pub visitor_tokens: i64,
 }
 
-/// Count what retention would delete for the tenant at `cutoff`.
-pub async fn count_due(conn: &mut Conn<'_>, tenant_id: &str, cutoff: i64) -> Result<DueCounts> {
+/// Count what retention would delete for the tenant at `cutoff`: everything, or with
+/// `full` false only the conversations and visitors (what a progress bar needs; the
+/// other counts are zero).
+pub async fn count_due(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    cutoff: i64,
+    full: bool,
+) -> Result<DueCounts> {
     let closed = ConversationStatus::Closed.as_str();
     // A conversation that keeps its visitor: not closed, or closed since the cutoff.
     macro_rules! doomed_visitors {
@@ -262,22 +269,28 @@ pub async fn count_due(conn: &mut Conn<'_>, tenant_id: &str, cutoff: i64) -> Res
             .count()
             .get_result(c)
             .await?;
-        let topics: i64 = due_conversations!(tenant_id, cutoff)
-            .filter(conversations::telegram_topic_id.is_not_null())
-            .count()
-            .get_result(c)
-            .await?;
-        let messages: i64 = messages::table
-            .filter(messages::tenant_id.eq(tenant_id))
-            .filter(
-                messages::conversation_id
-                    .eq_any(due_conversations!(tenant_id, cutoff).select(conversations::id)),
-            )
-            .count()
-            .get_result(c)
-            .await?;
-        let outbox: i64 =
-            outbox::table
+        let visitors: i64 = doomed_visitors!().count().get_result(c).await?;
+        let mut counts = DueCounts {
+            conversations,
+            visitors,
+            ..Default::default()
+        };
+        if full {
+            counts.topics = due_conversations!(tenant_id, cutoff)
+                .filter(conversations::telegram_topic_id.is_not_null())
+                .count()
+                .get_result(c)
+                .await?;
+            counts.messages = messages::table
+                .filter(messages::tenant_id.eq(tenant_id))
+                .filter(
+                    messages::conversation_id
+                        .eq_any(due_conversations!(tenant_id, cutoff).select(conversations::id)),
+                )
+                .count()
+                .get_result(c)
+                .await?;
+            counts.outbox = outbox::table
                 .filter(outbox::tenant_id.eq(tenant_id))
                 .filter(outbox::conversation_id.eq_any(
                     due_conversations!(tenant_id, cutoff).select(conversations::id.nullable()),
@@ -285,20 +298,13 @@ pub async fn count_due(conn: &mut Conn<'_>, tenant_id: &str, cutoff: i64) -> Res
                 .count()
                 .get_result(c)
                 .await?;
-        let visitors: i64 = doomed_visitors!().count().get_result(c).await?;
-        let visitor_tokens: i64 = visitor_tokens::table
-            .filter(visitor_tokens::tenant_id.eq(tenant_id))
-            .filter(visitor_tokens::visitor_id.eq_any(doomed_visitors!().select(visitors::id)))
-            .count()
-            .get_result(c)
-            .await?;
-        diesel::QueryResult::Ok(DueCounts {
-            conversations,
-            messages,
-            outbox,
-            topics,
-            visitors,
-            visitor_tokens,
-        })
+            counts.visitor_tokens = visitor_tokens::table
+                .filter(visitor_tokens::tenant_id.eq(tenant_id))
+                .filter(visitor_tokens::visitor_id.eq_any(doomed_visitors!().select(visitors::id)))
+                .count()
+                .get_result(c)
+                .await?;
+        }
+        diesel::QueryResult::Ok(counts)
     })?)
 }
