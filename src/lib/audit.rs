@@ -74,7 +74,10 @@ impl Actor {
                 .iter()
                 .filter_map(|v| std::env::var(v).ok())
                 .find(|u| !u.is_empty())
-                .unwrap_or_else(|| format!("uid{}", rustix::process::getuid().as_raw()));
+                .unwrap_or_else(|| {
+                    let uid = rustix::process::getuid().as_raw();
+                    login_name(uid).unwrap_or_else(|| format!("uid{uid}"))
+                });
             let host = rustix::system::uname()
                 .nodename()
                 .to_string_lossy()
@@ -104,6 +107,17 @@ impl Actor {
             _ => None,
         }
     }
+}
+
+/// The login name of `uid` in `/etc/passwd`.
+fn login_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
 }
 
 /// Keep a user or host name printable and short (they come from the environment).
@@ -602,9 +616,9 @@ pub struct ExportReport {
 /// Rows read per query while exporting.
 const EXPORT_PAGE: i64 = 2_000;
 
-/// Export audit entries to a file, page by page (memory stays flat however many rows):
-/// written to `<out>.tmp-<pid>` in the same directory, synced, then renamed over `out`.
-/// On any failure the temporary file is removed and `out` is untouched. `progress` is
+/// Export audit entries to a file, page by page (memory stays flat however many rows),
+/// into an unnamed file in `out`'s directory that is synced and renamed over `out` only
+/// when complete: on any failure, or a kill, `out` is untouched and nothing is left. `progress` is
 /// called with (rows written, rows expected) after each page.
 pub async fn export(
     db: &Db,
@@ -631,60 +645,130 @@ pub async fn export(
         action: None,
         actor: None,
     };
-    let tmp = temp_path(&req.out)?;
-    let result = write_export(db, &filter, req.format, &tmp, &mut progress).await;
-    match result {
-        Ok((rows, bytes)) => {
-            std::fs::rename(&tmp, &req.out).map_err(|e| {
+    let file = ExportFile::create(&req.out)?;
+    let (rows, bytes) =
+        write_export(db, &filter, req.format, &file, &req.out, &mut progress).await?;
+    file.publish(&req.out)?;
+    Ok(ExportReport {
+        rows,
+        bytes,
+        path: req.out.display().to_string(),
+    })
+}
+
+/// The file an export writes: on Linux an unnamed file in the target's directory
+/// (`O_TMPFILE`), so a process killed mid-export leaves nothing behind; it gets a name
+/// only when complete (linked under a temporary name and renamed over the target at
+/// once). Where the file system has no unnamed files, a hidden `.<name>.tmp-<pid>`
+/// that is removed on failure.
+struct ExportFile {
+    file: std::fs::File,
+    /// The temporary name of a named fallback file.
+    named: Option<PathBuf>,
+}
+
+fn io_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorCode::ValidationFailed,
+        format!("cannot write {}: {e}", path.display()),
+    )
+}
+
+impl ExportFile {
+    fn create(out: &Path) -> Result<Self> {
+        let name = out
+            .file_name()
+            .ok_or_else(|| Error::validation("out", "must name a file"))?;
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let unnamed = rustix::fs::open(
+            &dir,
+            rustix::fs::OFlags::TMPFILE | rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        );
+        match unnamed {
+            Ok(fd) => Ok(ExportFile {
+                file: std::fs::File::from(fd),
+                named: None,
+            }),
+            Err(e) if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::NOTDIR => {
+                Err(io_error(out, "no such directory"))
+            }
+            Err(_) => {
+                let mut tmp_name = std::ffi::OsString::from(".");
+                tmp_name.push(name);
+                tmp_name.push(format!(".tmp-{}", std::process::id()));
+                let tmp = out.with_file_name(tmp_name);
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
+                    .map_err(|e| io_error(&tmp, e))?;
+                Ok(ExportFile {
+                    file,
+                    named: Some(tmp),
+                })
+            }
+        }
+    }
+
+    /// Give the complete file the name `out` (replacing what was there).
+    fn publish(self, out: &Path) -> Result<()> {
+        self.file.sync_all().map_err(|e| io_error(out, e))?;
+        let tmp = match &self.named {
+            Some(tmp) => tmp.clone(),
+            None => {
+                let mut tmp_name = std::ffi::OsString::from(".");
+                tmp_name.push(out.file_name().unwrap_or_default());
+                tmp_name.push(format!(".link-{}", std::process::id()));
+                let tmp = out.with_file_name(tmp_name);
                 let _ = std::fs::remove_file(&tmp);
-                Error::new(
-                    ErrorCode::ValidationFailed,
-                    format!("cannot write {}: {e}", req.out.display()),
+                let fd_path = format!(
+                    "/proc/self/fd/{}",
+                    std::os::fd::AsRawFd::as_raw_fd(&self.file)
+                );
+                rustix::fs::linkat(
+                    rustix::fs::CWD,
+                    fd_path.as_str(),
+                    rustix::fs::CWD,
+                    &tmp,
+                    rustix::fs::AtFlags::SYMLINK_FOLLOW,
                 )
-            })?;
-            Ok(ExportReport {
-                rows,
-                bytes,
-                path: req.out.display().to_string(),
-            })
-        }
-        Err(e) => {
+                .map_err(|e| io_error(out, e))?;
+                tmp
+            }
+        };
+        std::fs::rename(&tmp, out).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
+            io_error(out, e)
+        })
     }
 }
 
-fn temp_path(out: &Path) -> Result<PathBuf> {
-    let name = out
-        .file_name()
-        .ok_or_else(|| Error::validation("out", "must name a file"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    Ok(out.with_file_name(tmp_name))
+impl Drop for ExportFile {
+    fn drop(&mut self) {
+        // A named fallback file not renamed into place is half-written: remove it.
+        if let Some(tmp) = &self.named
+            && tmp.exists()
+        {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
 }
 
 async fn write_export(
     db: &Db,
     filter: &Filter,
     format: ExportFormat,
-    tmp: &Path,
+    out: &ExportFile,
+    path: &Path,
     progress: &mut impl FnMut(u64, u64),
 ) -> Result<(u64, u64)> {
-    let io_err = |e: std::io::Error| {
-        Error::new(
-            ErrorCode::ValidationFailed,
-            format!("cannot write {}: {e}", tmp.display()),
-        )
-    };
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp)
-        .map_err(io_err)?;
+    let io_err = |e: std::io::Error| io_error(path, e);
     let counted = CountingWriter {
-        inner: std::io::BufWriter::with_capacity(1 << 16, file),
+        inner: std::io::BufWriter::with_capacity(1 << 16, &out.file),
         bytes: 0,
     };
     let mut csv_out = None;
@@ -739,10 +823,10 @@ async fn write_export(
                     row.request_id.as_deref().unwrap_or(""),
                     row.changes.as_str(),
                 ])
-                .map_err(|e| Error::internal(format!("csv: {e}")))?;
+                .map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
             } else if let Some(w) = json_out.as_mut() {
                 serde_json::to_writer(&mut *w, &AuditEntry::from_row(row))
-                    .map_err(|e| Error::internal(format!("json: {e}")))?;
+                    .map_err(|e| io_err(std::io::Error::other(e.to_string())))?;
                 w.write_all(b"\n").map_err(io_err)?;
             }
         }
@@ -760,11 +844,10 @@ async fn write_export(
         (None, None) => return Err(Error::internal("no writer")),
     };
     let bytes = counted.bytes;
-    let file = counted
+    counted
         .inner
         .into_inner()
         .map_err(|e| io_err(e.into_error()))?;
-    file.sync_all().map_err(io_err)?;
     Ok((rows, bytes))
 }
 

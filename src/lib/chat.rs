@@ -274,6 +274,9 @@ pub struct Renamed {
     /// tenant has Telegram connected). `false` for a rename to the name it has, and for
     /// a visitor's name past the plan's renames a day (stored; the topic keeps its name).
     pub renamed: bool,
+    /// Whether anything was stored: the subject, or the visitor's name or email, differs
+    /// from what it was (`false` for the same subject again).
+    pub changed: bool,
     /// The rename taken from the plan's `topic_renames_per_day`.
     quota: crate::quota::Taken,
 }
@@ -1046,12 +1049,19 @@ impl Chat {
         view
     }
 
-    /// Close a conversation and tell its sockets.
+    /// `POST /v1/admin/conversations/{id}/close` (`conversations:write`; another
+    /// tenant's conversation is `not_found`): close a conversation, queue the closing of
+    /// its topic, record `conversation.closed`, and tell its sockets. Closing a closed
+    /// conversation changes and records nothing.
     pub async fn close(
         &self,
-        tenant_id: &TenantId,
+        caller: &Caller,
+        tenant: &Tenant,
         conversation_id: &ConversationId,
     ) -> Result<ConversationView> {
+        caller.require(&Scope::new(Resource::Conversations, ScopeAccess::Write))?;
+        caller.check_tenant(tenant)?;
+        let tenant_id = &tenant.id;
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
         let now = now_ms();
@@ -1064,6 +1074,16 @@ impl Chat {
                 let key = format!("conv_close_{conversation_id}");
                 let lane = outbox::telegram_lane(tenant_id, cfg.group_chat_id);
                 outbox::enqueue(tx, tenant_id, &job, &key, &lane, now).await?;
+            }
+            if closed {
+                crate::audit::record(
+                    tx,
+                    caller,
+                    crate::audit::Entry::new(crate::audit::Action::ConversationClosed)
+                        .tenant(tenant_id)
+                        .target(conversation_id.to_string()),
+                )
+                .await?;
             }
             Ok(closed)
         })?;
@@ -1089,8 +1109,9 @@ impl Chat {
 
     /// `PATCH /v1/admin/conversations/{id}`: give a conversation a subject
     /// (`conversations:write`; another tenant's conversation is `not_found`). Its
-    /// Telegram topic is renamed after it; the same subject again changes nothing.
-    /// Returns the conversation and whether the topic name changed.
+    /// Telegram topic is renamed after it; the same subject again changes nothing. A new
+    /// subject records `conversation.updated` ([`subject_changed`]) in the same
+    /// transaction. Returns the conversation and whether the topic name changed.
     pub async fn set_subject(
         &self,
         caller: &Caller,
@@ -1109,6 +1130,14 @@ impl Chat {
         };
         let (row, renamed) = transaction!(&mut conn, |tx| {
             let renamed = self.rename(tx, &tenant.id, change, now).await?;
+            if renamed.changed {
+                crate::audit::record(
+                    tx,
+                    caller,
+                    subject_changed(&tenant.id, conversation_id, subject, renamed.renamed),
+                )
+                .await?;
+            }
             let row = repo::conversations::get(tx, &tenant.id, conversation_id)
                 .await?
                 .ok_or_else(|| Error::not_found("conversation"))?;
@@ -1185,6 +1214,7 @@ impl Chat {
                     return Ok(Renamed {
                         conversation_id: Some(conv.id),
                         renamed: false,
+                        changed: false,
                         quota: Taken::nothing(),
                     });
                 }
@@ -1221,6 +1251,7 @@ impl Chat {
                     return Ok(Renamed {
                         conversation_id: conv.map(|c| c.id),
                         renamed: false,
+                        changed: false,
                         quota: Taken::nothing(),
                     });
                 }
@@ -1283,6 +1314,7 @@ impl Chat {
         Ok(Renamed {
             conversation_id,
             renamed,
+            changed: true,
             quota,
         })
     }
@@ -1385,6 +1417,26 @@ async fn identified_visitor(
         .ok_or_else(|| Error::internal("identified visitor vanished after a conflict"))?;
     repo::visitors::add_token(conn, &tenant.id, &v.id, &token.hash(), now).await?;
     Ok((v, token))
+}
+
+/// The audit entry of a conversation's subject change (`conversation.updated`). The
+/// subject itself is left out — agents write what they like there, names and order
+/// numbers included — only that it changed, its length, and whether the topic was
+/// renamed.
+pub fn subject_changed(
+    tenant_id: &TenantId,
+    conversation_id: &ConversationId,
+    subject: &str,
+    topic_renamed: bool,
+) -> crate::audit::Entry {
+    crate::audit::Entry::new(crate::audit::Action::ConversationUpdated)
+        .tenant(tenant_id)
+        .target(conversation_id.to_string())
+        .changes(serde_json::json!({
+            "subject_changed": true,
+            "subject_chars": subject.trim().chars().count(),
+            "topic_renamed": topic_renamed,
+        }))
 }
 
 /// The one way a message is stored, inside the caller's transaction (the widget, the

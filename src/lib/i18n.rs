@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::audit::{Action, Entry};
 use crate::db::{Db, models::TemplateRow, repo};
 use crate::domain::{Resource, Scope, ScopeAccess};
 use crate::domain::{now_ms, rfc3339};
@@ -625,7 +626,9 @@ fn template_not_found(key: &str, locale: &Locale) -> Error {
     )
 }
 
-/// Store (create or replace) the tenant's template for `key` in `locale`.
+/// Store (create or replace) the tenant's template for `key` in `locale`, recording
+/// `template.set` (the key, the locale, the text's length and digest — never the text)
+/// in the same transaction. The same text again writes and records nothing.
 pub async fn set(
     db: &Db,
     caller: &Caller,
@@ -647,8 +650,43 @@ pub async fn set(
         updated_at: now_ms(),
     };
     let mut pc = db.conn().await?;
-    repo::templates::upsert(&mut pc.as_conn(), &row).await?;
-    Ok(row.into())
+    let mut conn = pc.as_conn();
+    let stored = crate::transaction!(&mut conn, |tx| {
+        let previous = repo::templates::get(tx, &tenant.id, def.key, locale.as_str()).await?;
+        if let Some(previous) = previous.as_ref().filter(|p| p.body == row.body) {
+            // The same text again: nothing written, nothing recorded.
+            return Ok(previous.clone());
+        }
+        repo::templates::upsert(tx, &row).await?;
+        crate::audit::record(
+            tx,
+            caller,
+            Entry::new(Action::TemplateSet)
+                .tenant(&tenant.id)
+                .target(format!("{}/{}", row.key, row.locale))
+                .changes(serde_json::json!({
+                    "key": row.key,
+                    "locale": row.locale,
+                    "created": previous.is_none(),
+                    "chars": row.body.chars().count(),
+                    "sha256": body_digest(&row.body),
+                })),
+        )
+        .await?;
+        Ok(row)
+    })?;
+    Ok(stored.into())
+}
+
+/// A short digest of a template text for the audit log (which never holds the text):
+/// the first 16 hex digits of its SHA-256.
+fn body_digest(body: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(body.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The tenant's template for `key` in exactly `locale`, or `not_found`.
@@ -670,7 +708,8 @@ pub async fn get(
         .ok_or_else(|| template_not_found(key, &locale))
 }
 
-/// Delete the tenant's template for `key` in `locale`; returns what was deleted.
+/// Delete the tenant's template for `key` in `locale`, recording `template.deleted`;
+/// returns what was deleted (`not_found`, recording nothing, when there was none).
 pub async fn delete(
     db: &Db,
     caller: &Caller,
@@ -683,10 +722,26 @@ pub async fn delete(
     let def = string_def(key)?;
     let locale = Locale::parse(locale)?;
     let mut pc = db.conn().await?;
-    repo::templates::delete(&mut pc.as_conn(), &tenant.id, def.key, locale.as_str())
-        .await?
-        .map(Template::from)
-        .ok_or_else(|| template_not_found(key, &locale))
+    let mut conn = pc.as_conn();
+    let deleted = crate::transaction!(&mut conn, |tx| {
+        let deleted = repo::templates::delete(tx, &tenant.id, def.key, locale.as_str())
+            .await?
+            .ok_or_else(|| template_not_found(key, &locale))?;
+        crate::audit::record(
+            tx,
+            caller,
+            Entry::new(Action::TemplateDeleted)
+                .tenant(&tenant.id)
+                .target(format!("{}/{}", deleted.key, deleted.locale))
+                .changes(serde_json::json!({
+                    "key": deleted.key,
+                    "locale": deleted.locale,
+                })),
+        )
+        .await?;
+        Ok(deleted)
+    })?;
+    Ok(deleted.into())
 }
 
 /// The tenant's templates, optionally of one key and/or one locale.

@@ -16,6 +16,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
+use crate::audit::{Action, Entry};
 use crate::crypto::MasterKey;
 use crate::db::{Db, repo};
 use crate::domain::{now_ms, random_base62};
@@ -145,7 +146,8 @@ pub fn verify(
 }
 
 /// Generate a new secret for `tenant` and store it sealed, replacing any previous one
-/// (hashes made with the old secret stop verifying). Returns it: show it once.
+/// (hashes made with the old secret stop verifying), recording `identity.secret_rotated`
+/// (never the secret) in the same transaction. Returns it: show it once.
 pub async fn generate_secret(
     db: &Db,
     key: &MasterKey,
@@ -160,10 +162,25 @@ pub async fn generate_secret(
     let secret = random_base62(SECRET_CHARS);
     let sealed = key.seal(&tenant.id, FIELD_SECRET, &secret)?;
     let mut pc = db.conn().await?;
-    if !repo::tenants::set_identity_secret(&mut pc.as_conn(), &tenant.id, &sealed, now_ms()).await?
-    {
-        return Err(Error::not_found("tenant"));
-    }
+    let mut conn = pc.as_conn();
+    crate::transaction!(&mut conn, |tx| {
+        let replaced = repo::tenants::identity_secret(tx, &tenant.id)
+            .await?
+            .is_some();
+        if !repo::tenants::set_identity_secret(tx, &tenant.id, &sealed, now_ms()).await? {
+            return Err(Error::not_found("tenant"));
+        }
+        // Never the secret: only that there is a new one, and whether it replaced one.
+        crate::audit::record(
+            tx,
+            caller,
+            Entry::new(Action::IdentitySecretRotated)
+                .tenant(&tenant.id)
+                .target(tenant.id.to_string())
+                .changes(serde_json::json!({ "replaced": replaced })),
+        )
+        .await
+    })?;
     Ok(IdentitySecret {
         identity_secret: secret,
     })

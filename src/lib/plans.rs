@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::{Conn, Db, models::PlanRow, repo};
-use crate::domain::{Resource, SLUG_RULE, Scope, ScopeAccess, is_slug, now_ms, rfc3339, text};
+use crate::domain::{
+    Resource, SLUG_RULE, Scope, ScopeAccess, TenantId, is_slug, now_ms, rfc3339, text,
+};
 use crate::error::{Error, ErrorCode, Result};
 use crate::tenancy::{self, Caller, Tenant};
 
@@ -517,8 +519,9 @@ pub enum PutOutcome {
     Unchanged,
 }
 
-/// Create or replace one plan (`plans:write`, platform keys only). Replacing a plan
-/// with what it already is writes nothing (`updated_at` stays).
+/// Create or replace one plan (`plans:write`, platform keys only), recording
+/// `plan.updated` in the same transaction. Replacing a plan with what it already is
+/// writes and records nothing (`updated_at` stays).
 pub async fn put(
     db: &Db,
     caller: &Caller,
@@ -536,6 +539,7 @@ pub async fn put(
             None => {
                 let row = spec.to_row(&code, now, now)?;
                 repo::plans::insert(tx, &row).await?;
+                crate::audit::record(tx, caller, plan_updated(&code, None, &spec)).await?;
                 Ok((row, PutOutcome::Created))
             }
             Some(old) => {
@@ -545,6 +549,12 @@ pub async fn put(
                 }
                 let row = spec.to_row(&code, old.created_at, now)?;
                 repo::plans::replace(tx, &row).await?;
+                crate::audit::record(
+                    tx,
+                    caller,
+                    plan_updated(&code, Some(&current.spec()), &spec),
+                )
+                .await?;
                 Ok((row, PutOutcome::Replaced))
             }
         }
@@ -566,7 +576,8 @@ pub struct DeletedPlan {
 
 /// Delete a plan (`plans:write`, platform keys only). A plan still used by tenants is
 /// refused (`conflict`, naming how many) unless `reassign` names an active plan to
-/// move them to, in the same transaction. `free` is never deleted.
+/// move them to, in the same transaction. `free` is never deleted. Records `plan.deleted`
+/// and, for each moved tenant, `plan.changed` (reason `plan_deleted`).
 pub async fn delete(
     db: &Db,
     caller: &Caller,
@@ -600,11 +611,25 @@ pub async fn delete(
             .ok_or_else(|| Error::not_found("plan"))?;
         let in_use = repo::plans::tenant_count(tx, code.as_str()).await?;
         let mut reassigned = 0;
+        // Each moved tenant's own log shows its plan changing (after the deletion).
+        let mut moves = Vec::new();
         match &reassign {
             Some(to) => {
                 assignable(tx, "reassign", to).await?;
+                let moved = repo::plans::tenant_ids_on(tx, code.as_str()).await?;
                 reassigned = repo::plans::reassign_tenants(tx, code.as_str(), to.as_str(), now)
                     .await? as u64;
+                moves = moved
+                    .into_iter()
+                    .map(|t| {
+                        plan_changed(
+                            &TenantId::from(t),
+                            code.as_str(),
+                            to.as_str(),
+                            "plan_deleted",
+                        )
+                    })
+                    .collect();
             }
             None if in_use > 0 => {
                 return Err(Error::new(
@@ -622,6 +647,21 @@ pub async fn delete(
         repo::plans::delete(tx, code.as_str())
             .await
             .map_err(|e| in_use_conflict(e, &code))?;
+        crate::audit::record(
+            tx,
+            caller,
+            crate::audit::Entry::new(crate::audit::Action::PlanDeleted)
+                .target(code.as_str())
+                .changes(serde_json::json!({
+                    "name": row.name,
+                    "reassigned": reassigned,
+                    "reassigned_to": reassign.as_ref().map(PlanCode::as_str),
+                })),
+        )
+        .await?;
+        for entry in moves {
+            crate::audit::record(tx, caller, entry).await?;
+        }
         Ok((row, reassigned))
     })?;
     Ok(DeletedPlan {
@@ -677,6 +717,8 @@ pub(crate) async fn check_assignable(
 
 /// Put a tenant on a plan (`plans:write`, platform keys only). The plan must exist and
 /// be active. It takes effect at once: the next request of the tenant is held to it.
+/// Records `plan.changed` (`{from, to}`) in the same transaction; putting a tenant on the
+/// plan it has changes and records nothing.
 pub async fn set_tenant_plan(
     db: &Db,
     caller: &Caller,
@@ -693,13 +735,76 @@ pub async fn set_tenant_plan(
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     crate::transaction!(&mut conn, |tx| {
+        repo::tenants::lock(tx, &tenant.id).await?;
+        let from = repo::plans::of_tenant(tx, &tenant.id)
+            .await?
+            .ok_or_else(|| Error::not_found("tenant"))?
+            .code;
+        if from == code.as_str() {
+            // Put on it meanwhile: nothing changes, nothing is recorded.
+            return Ok(());
+        }
         assignable(tx, "plan", &code).await?;
         if !repo::plans::set_tenant_plan(tx, &tenant.id, code.as_str(), now).await? {
             return Err(Error::not_found("tenant"));
         }
-        Ok(())
+        let entry = plan_changed(&tenant.id, &from, code.as_str(), "set");
+        crate::audit::record(tx, caller, entry).await
     })?;
     tenancy::tenant_by_id(db, &tenant.id).await
+}
+
+/// The audit entry of a plan created (`old` is `None`) or changed: `plan.updated`
+/// with the whole plan when created, else the fields that changed (`{field: {from, to}}`).
+pub(crate) fn plan_updated(
+    code: &PlanCode,
+    old: Option<&PlanSpec>,
+    new: &PlanSpec,
+) -> crate::audit::Entry {
+    let changes = match old {
+        // Feature names are chosen by people: a list, never object keys (which the
+        // audit log checks against names such as `token`).
+        None => serde_json::json!({
+            "created": true,
+            "name": new.name,
+            "active": new.active,
+            "price_month_cents": new.price_month_cents,
+            "price_year_cents": new.price_year_cents,
+            "limits": new.limits,
+            "channels": new.channels,
+            "features": new
+                .features
+                .iter()
+                .map(|(name, on)| serde_json::json!({ "name": name, "on": on }))
+                .collect::<Vec<_>>(),
+        }),
+        Some(old) => {
+            let fields: serde_json::Map<String, serde_json::Value> = new
+                .changes_from(old)
+                .into_iter()
+                .map(|c| (c.field, serde_json::json!({ "from": c.old, "to": c.new })))
+                .collect();
+            serde_json::json!({ "created": false, "fields": fields })
+        }
+    };
+    crate::audit::Entry::new(crate::audit::Action::PlanUpdated)
+        .target(code.as_str())
+        .changes(changes)
+}
+
+/// The audit entry of a tenant moved from plan `from` to plan `to` (`plan.changed`);
+/// `reason` says why: `set` (an operator or a platform key), `plan_deleted`,
+/// `subscription` (Stripe), `dunning` (a grace period ended unpaid).
+pub(crate) fn plan_changed(
+    tenant_id: &TenantId,
+    from: &str,
+    to: &str,
+    reason: &str,
+) -> crate::audit::Entry {
+    crate::audit::Entry::new(crate::audit::Action::PlanChanged)
+        .tenant(tenant_id)
+        .target(tenant_id.to_string())
+        .changes(serde_json::json!({ "from": from, "to": to, "reason": reason }))
 }
 
 /// 403 `plan_restricted`: the tenant's plan does not include `channel` (`details.channel`).

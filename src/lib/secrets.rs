@@ -23,6 +23,7 @@ use crate::db::{Db, repo};
 /// The columns that hold sealed secrets.
 pub use crate::db::repo::secrets::SealedColumn;
 use crate::error::Result;
+use crate::tenancy::Caller;
 use crate::transaction;
 
 /// The field name a column's values are bound to inside the ciphertext.
@@ -171,8 +172,13 @@ pub async fn status(db: &Db, key: &MasterKey, batch_size: i64) -> Result<Status>
 
 /// Re-encrypt every sealed value not yet under `key`'s newest identity, `batch_size`
 /// rows per transaction; `progress` gets the number of values done after each batch.
+/// A run that re-encrypted anything records one `secrets.rotated` entry at its end
+/// (counts only: never a key, a fingerprint or a value), after its batches — the work
+/// spans many transactions by design; an interrupted run records when a re-run
+/// finishes it.
 pub async fn reencrypt(
     db: &Db,
+    caller: &Caller,
     key: &MasterKey,
     batch_size: i64,
     progress: &(dyn Fn(u64) + Sync),
@@ -222,6 +228,24 @@ pub async fn reencrypt(
             }
             progress(report.total);
         }
+    }
+    if report.reencrypted.total > 0 {
+        let mut conn = pc.as_conn();
+        let changes = serde_json::json!({
+            "reencrypted": report.reencrypted.total,
+            "already_current": report.already_current,
+            "changed_meanwhile": report.changed_meanwhile,
+            "failed": report.failed.len(),
+            "identities": key.len(),
+        });
+        transaction!(&mut conn, |tx| {
+            crate::audit::record(
+                tx,
+                caller,
+                crate::audit::Entry::new(crate::audit::Action::SecretsRotated).changes(changes),
+            )
+            .await
+        })?;
     }
     Ok(report)
 }

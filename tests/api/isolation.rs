@@ -52,6 +52,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         "usage:write",
         "plans:write",
         "billing:write",
+        "audit:read",
     ];
     // Tenant A: an attacker holding every tenant scope of its own tenant.
     let a = app.tenant("alpha").await;
@@ -375,6 +376,13 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
             None,
             Some(StatusCode::OK),
         ),
+        (
+            "get",
+            "/v1/admin/audit",
+            "/v1/admin/audit?tenant=acme".into(),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
     ];
 
     // The table covers exactly the admin operations the router documents.
@@ -399,7 +407,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         probed, documented,
         "every admin route is probed, and only those"
     );
-    assert_eq!(probes.len(), 34);
+    assert_eq!(probes.len(), 35);
 
     for (method, template, url, body, expected) in &probes {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");

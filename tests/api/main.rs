@@ -13,6 +13,7 @@ mod retention_seed;
 #[path = "../support/redis.rs"]
 mod test_redis;
 
+mod audit;
 mod billing_out;
 mod billing_webhook;
 mod connections;

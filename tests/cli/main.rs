@@ -12,6 +12,7 @@ mod fake_telegram;
 mod pg;
 mod support;
 
+mod audit;
 mod billing;
 mod config;
 mod drift;

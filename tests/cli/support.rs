@@ -134,6 +134,22 @@ impl Cli {
         cmd
     }
 
+    /// The same invocation as [`Cli::command`] as a `std::process::Command`, for tests
+    /// that watch or kill the process while it runs.
+    pub(crate) fn process(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("chatorical"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .current_dir(self.dir.path())
+            .arg("--data-dir")
+            .arg(self.dir.path());
+        if let Some(db) = &self.pg {
+            cmd.args(["--database-url", &db.url]);
+        }
+        cmd
+    }
+
     /// Run with `args` and the given extra environment.
     pub(crate) fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = self.command();

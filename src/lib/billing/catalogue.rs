@@ -35,6 +35,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::plans::catalogue::{Action, Catalogue, PlanChange, SyncOptions, SyncTarget};
 use crate::plans::{FieldChange, PlanCode, PlanSpec};
+use crate::tenancy::Caller;
 
 /// What a Stripe sync is doing, for a progress display.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +90,12 @@ impl SyncTarget for Stripe<'_> {
         "stripe"
     }
 
-    async fn apply(&self, catalogue: &Catalogue, options: SyncOptions) -> Result<Vec<PlanChange>> {
+    async fn apply(
+        &self,
+        _caller: &Caller,
+        catalogue: &Catalogue,
+        options: SyncOptions,
+    ) -> Result<Vec<PlanChange>> {
         let client = self.billing.client();
         let keys: Vec<String> = catalogue
             .plans

@@ -26,6 +26,7 @@ use super::{
     Billing, Interval, META_INTERVAL, META_PLAN, META_TENANT, idempotency_key, lookup_key,
     not_configured, stripe_failure,
 };
+use crate::audit::{Action, Entry};
 use crate::db::{
     Db,
     models::{BillingCheckoutRow, BillingCustomerRow},
@@ -72,8 +73,10 @@ pub struct SessionUrl {
 }
 
 /// Open a Stripe Checkout Session for the tenant to subscribe to `plan` every
-/// `interval` (`billing:write`). With `idempotency_key` (the client's header) a repeated
-/// request gets the same session; the same key with another request is a conflict.
+/// `interval` (`billing:write`), recording `billing.checkout_started` (plan, interval,
+/// the session's id) once per session. With `idempotency_key` (the client's header) a
+/// repeated request gets the same session and records nothing more; the same key with
+/// another request is a conflict.
 pub async fn checkout(
     db: &Db,
     billing: Option<&Billing>,
@@ -142,7 +145,23 @@ pub async fn checkout(
             "Stripe opened a Checkout Session without a URL",
         )
     })?;
+    // Recorded once per session: a retry with the client's key that gets the same
+    // session (stored by a concurrent request) records nothing more.
+    let started = || {
+        Entry::new(Action::BillingCheckoutStarted)
+            .tenant(&tenant.id)
+            .target(session.id.as_str())
+            .changes(serde_json::json!({
+                "plan": code.as_str(),
+                "interval": request.interval.as_str(),
+            }))
+    };
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
     let Some(key) = client_key else {
+        crate::transaction!(&mut conn, |tx| {
+            crate::audit::record(tx, caller, started()).await
+        })?;
         return Ok(SessionUrl { url });
     };
     let row = BillingCheckoutRow {
@@ -153,14 +172,19 @@ pub async fn checkout(
         url,
         created_at: now_ms(),
     };
-    let mut pc = db.conn().await?;
-    let mut conn = pc.as_conn();
-    let stored = repo::billing::insert_checkout(&mut conn, &row).await?;
-    same_request(&stored, &request_hash)?;
+    let stored = crate::transaction!(&mut conn, |tx| {
+        let (stored, inserted) = repo::billing::insert_checkout(tx, &row).await?;
+        same_request(&stored, &request_hash)?;
+        if inserted {
+            crate::audit::record(tx, caller, started()).await?;
+        }
+        Ok(stored)
+    })?;
     Ok(SessionUrl { url: stored.url })
 }
 
-/// Open a session of Stripe's customer portal for the tenant (`billing:write`).
+/// Open a session of Stripe's customer portal for the tenant (`billing:write`),
+/// recording `billing.portal_opened` (the session's id) once per session.
 pub async fn portal(
     db: &Db,
     billing: Option<&Billing>,
@@ -187,6 +211,31 @@ pub async fn portal(
         .send(billing.client())
         .await
         .map_err(|e| stripe_failure("opening a customer portal session", e))?;
+    // A retry with the client's key gets the same session back from Stripe: recorded
+    // once.
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    let session_id = session.id.as_str();
+    crate::transaction!(&mut conn, |tx| {
+        if repo::audit::exists(
+            tx,
+            &tenant.id,
+            Action::BillingPortalOpened.as_str(),
+            session_id,
+        )
+        .await?
+        {
+            return Ok(());
+        }
+        crate::audit::record(
+            tx,
+            caller,
+            Entry::new(Action::BillingPortalOpened)
+                .tenant(&tenant.id)
+                .target(session_id),
+        )
+        .await
+    })?;
     Ok(SessionUrl { url: session.url })
 }
 

@@ -82,8 +82,12 @@ async fn downgrade(conn: &mut Conn<'_>, tenant_id: &TenantId, now: i64) -> Resul
         if !tracked.grace_expired(now) {
             return Ok(None);
         }
-        enforce(tx, &tracked, written).await?;
+        let enforced = enforce(tx, &tracked, written).await?;
         repo::billing_subscriptions::save(tx, &tracked.to_row(written)).await?;
+        if let Some((from, to)) = &enforced.moved {
+            let entry = crate::plans::plan_changed(tenant_id, from, to, "dunning");
+            crate::audit::record_as(tx, &crate::audit::Actor::System, None, entry).await?;
+        }
         let plan = tracked.plan.clone().unwrap_or_else(|| "paid".into());
         let text = format!(
             "Billing: the payment for the {plan} plan is still outstanding after the grace \

@@ -26,6 +26,7 @@ use super::subscription::{
     Applied, DunningChange, Interval, Snapshot, SubscriptionEvent, SubscriptionStatus, Tracked,
     parse_lookup_key,
 };
+use crate::audit::{Action, Actor, Entry};
 use crate::db::{Conn, Db, repo};
 use crate::domain::{TenantId, rfc3339};
 use crate::error::{Error, ErrorCode, Result};
@@ -290,6 +291,7 @@ async fn apply(
         Some(row) => Tracked::from_row(row)?,
         None => Tracked::new(tenant_id.clone()),
     };
+    let before = tracked.clone();
     let applied = match event.kind() {
         EventKind::CheckoutSessionCompleted => {
             tracked.link_checkout(customer.as_deref(), subscription.as_deref());
@@ -313,8 +315,34 @@ async fn apply(
         return Ok((Outcome::Stale, Some(tenant_id), false));
     }
     let change = tracked.reconcile(grace_days);
-    let known = super::subscription::enforce(tx, &tracked, now).await?;
+    let enforced = super::subscription::enforce(tx, &tracked, now).await?;
+    let known = enforced.known;
     repo::billing_subscriptions::save(tx, &tracked.to_row(now)).await?;
+    // Stripe's changes in the tenant's log: the subscription as the log shows it (when
+    // that changed) and the plan (when it moved).
+    let diff = tracked.audit_diff(&before);
+    if !diff.is_empty() {
+        let mut changes = diff;
+        changes.insert("event".into(), event.event_type.clone().into());
+        let target = tracked
+            .subscription
+            .clone()
+            .unwrap_or_else(|| tenant_id.to_string());
+        crate::audit::record_as(
+            tx,
+            &Actor::Stripe,
+            None,
+            Entry::new(Action::BillingSubscriptionUpdated)
+                .tenant(&tenant_id)
+                .target(target)
+                .changes(serde_json::Value::Object(changes)),
+        )
+        .await?;
+    }
+    if let Some((from, to)) = &enforced.moved {
+        let entry = crate::plans::plan_changed(&tenant_id, from, to, "subscription");
+        crate::audit::record_as(tx, &Actor::Stripe, None, entry).await?;
+    }
     let notified = if change == DunningChange::GraceStarted {
         let until = tracked.grace_until.map(rfc3339).unwrap_or_default();
         let plan = tracked.plan.clone().unwrap_or_else(|| "current".into());

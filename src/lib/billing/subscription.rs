@@ -534,23 +534,81 @@ pub async fn status(db: &Db, caller: &Caller, tenant: &Tenant) -> Result<Billing
 /// Put the tenant on the plan its subscription entitles it to ([`Tracked::entitlement`]),
 /// inside the caller's transaction: the same write as [`crate::plans::set_tenant_plan`],
 /// which takes effect at the tenant's next request. A plan made inactive since the
-/// subscription began is kept (as for any tenant on it). Returns false, changing
-/// nothing, when the subscription names a plan this server does not have.
-pub(crate) async fn enforce(tx: &mut Conn<'_>, tracked: &Tracked, now: i64) -> Result<bool> {
+/// subscription began is kept (as for any tenant on it). `known` is false, nothing
+/// changed, when the subscription names a plan this server does not have.
+pub(crate) async fn enforce(tx: &mut Conn<'_>, tracked: &Tracked, now: i64) -> Result<Enforced> {
+    let unchanged = |known| Enforced { known, moved: None };
     let code = match tracked.entitlement() {
         Entitlement::Plan(code) => code,
         Entitlement::Free => PlanCode::FREE.to_string(),
-        Entitlement::UnknownPlan => return Ok(false),
-        Entitlement::Unchanged => return Ok(true),
+        Entitlement::UnknownPlan => return Ok(unchanged(false)),
+        Entitlement::Unchanged => return Ok(unchanged(true)),
     };
     if repo::plans::get(tx, &code).await?.is_none() {
-        return Ok(false);
+        return Ok(unchanged(false));
     }
     let current = repo::plans::of_tenant(tx, &tracked.tenant_id).await?;
-    if current.is_none_or(|p| p.code != code) {
-        repo::plans::set_tenant_plan(tx, &tracked.tenant_id, &code, now).await?;
+    match current {
+        Some(p) if p.code == code => Ok(unchanged(true)),
+        current => {
+            repo::plans::set_tenant_plan(tx, &tracked.tenant_id, &code, now).await?;
+            Ok(Enforced {
+                known: true,
+                moved: current.map(|p| (p.code, code)),
+            })
+        }
     }
-    Ok(true)
+}
+
+/// What [`enforce`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Enforced {
+    /// False when the subscription names a plan this server does not have.
+    pub known: bool,
+    /// The tenant's plan changed: (from, to).
+    pub moved: Option<(String, String)>,
+}
+
+impl Tracked {
+    /// What the audit log shows of the subscription (no customer, no email: Stripe's
+    /// ids of the subscription, its plan, interval, status, period and dunning).
+    fn audit_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("subscription".into(), self.subscription.clone().into());
+        m.insert("plan".into(), self.plan.clone().into());
+        m.insert(
+            "interval".into(),
+            self.interval.map(|i| i.as_str().to_string()).into(),
+        );
+        m.insert("status".into(), self.status.as_str().into());
+        m.insert(
+            "current_period_end".into(),
+            self.current_period_end.map(rfc3339).into(),
+        );
+        m.insert(
+            "cancel_at_period_end".into(),
+            self.cancel_at_period_end.into(),
+        );
+        m.insert("dunning".into(), self.dunning.as_str().into());
+        m.insert("grace_until".into(), self.grace_until.map(rfc3339).into());
+        m
+    }
+
+    /// The fields [`Tracked::audit_fields`] shows that differ from `before`, as
+    /// `{field: {from, to}}`; empty when nothing the log shows changed.
+    pub(crate) fn audit_diff(
+        &self,
+        before: &Tracked,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let (a, b) = (before.audit_fields(), self.audit_fields());
+        b.into_iter()
+            .filter(|(k, v)| a.get(k) != Some(v))
+            .map(|(k, v)| {
+                let from = a.get(&k).cloned().unwrap_or_default();
+                (k, serde_json::json!({ "from": from, "to": v }))
+            })
+            .collect()
+    }
 }
 
 /// `chatorical_<plan code>_<month|year>`: the lookup key `plans sync` gives a plan's

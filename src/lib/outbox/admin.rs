@@ -119,7 +119,8 @@ pub async fn list_items(
 
 /// Put a dead item back in the queue (`outbox:write`): `not_found` for an id the tenant
 /// does not have, `conflict` for an item that is not dead (nothing changes then).
-/// Checked and done in one transaction. The caller wakes its workers.
+/// Checked, done and recorded (`outbox.retried`) in one transaction. The caller wakes
+/// its workers.
 pub async fn retry_item(
     db: &Db,
     caller: &Caller,
@@ -146,6 +147,18 @@ pub async fn retry_item(
             .with_details(serde_json::json!({ "status": row.status })));
         }
         repo::outbox::retry_dead(tx, tenant_id, id, now_ms()).await?;
+        crate::audit::record(
+            tx,
+            caller,
+            crate::audit::Entry::new(crate::audit::Action::OutboxRetried)
+                .tenant(&tenant.id)
+                .target(id)
+                .changes(serde_json::json!({
+                    "kind": row.kind,
+                    "attempts": row.attempts,
+                })),
+        )
+        .await?;
         repo::outbox::get(tx, tenant_id, id)
             .await?
             .ok_or_else(|| Error::not_found("outbox item"))

@@ -19,7 +19,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{FieldChange, Plan, PlanCode, PlanSpec};
+use super::{FieldChange, Plan, PlanCode, PlanSpec, plan_updated};
 use crate::db::{Db, repo};
 use crate::domain::{Resource, Scope, ScopeAccess, now_ms, text};
 use crate::error::{Error, ErrorCode, Result};
@@ -279,9 +279,12 @@ pub trait SyncTarget {
     /// Its name in reports (`database`).
     fn name(&self) -> &'static str;
 
-    /// Make the target match `catalogue`; returns what changed (or would change).
+    /// Make the target match `catalogue` for `caller` (already checked by [`sync`]; a
+    /// target that keeps an audit trail records the changes as theirs); returns what
+    /// changed (or would change).
     fn apply(
         &self,
+        caller: &Caller,
         catalogue: &Catalogue,
         options: SyncOptions,
     ) -> impl Future<Output = Result<Vec<PlanChange>>> + Send;
@@ -313,7 +316,12 @@ impl SyncTarget for Database<'_> {
         "database"
     }
 
-    async fn apply(&self, catalogue: &Catalogue, options: SyncOptions) -> Result<Vec<PlanChange>> {
+    async fn apply(
+        &self,
+        caller: &Caller,
+        catalogue: &Catalogue,
+        options: SyncOptions,
+    ) -> Result<Vec<PlanChange>> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
         let current = load_plans(&mut conn).await?;
@@ -327,21 +335,36 @@ impl SyncTarget for Database<'_> {
             // Diff again against what is there now, under the write transaction.
             let current = load_plans(tx).await?;
             let changes = plan_changes(catalogue, &current, options.prune);
+            // One `plan.updated` per plan written, in this transaction.
+            let was = |code: &PlanCode| current.iter().find(|p| &p.code == code).map(Plan::spec);
             for change in &changes {
                 let code = &change.code;
                 match &change.action {
                     Action::Unchanged => {}
                     Action::Created => {
-                        let row = catalogue.plans[code].to_row(code, now, now)?;
+                        let spec = &catalogue.plans[code];
+                        let row = spec.to_row(code, now, now)?;
                         repo::plans::insert(tx, &row).await?;
+                        crate::audit::record(tx, caller, plan_updated(code, None, spec)).await?;
                     }
                     Action::Updated { .. } => {
                         // `replace` keeps `created_at`.
-                        let row = catalogue.plans[code].to_row(code, now, now)?;
+                        let spec = &catalogue.plans[code];
+                        let row = spec.to_row(code, now, now)?;
                         repo::plans::replace(tx, &row).await?;
+                        let entry = plan_updated(code, was(code).as_ref(), spec);
+                        crate::audit::record(tx, caller, entry).await?;
                     }
                     Action::Deactivated => {
                         repo::plans::deactivate(tx, code.as_str(), now).await?;
+                        if let Some(old) = was(code) {
+                            let new = PlanSpec {
+                                active: false,
+                                ..old.clone()
+                            };
+                            let entry = plan_updated(code, Some(&old), &new);
+                            crate::audit::record(tx, caller, entry).await?;
+                        }
                     }
                 }
             }
@@ -365,7 +388,7 @@ pub async fn sync<T: SyncTarget>(
     };
     caller.require(&Scope::new(Resource::Plans, access))?;
     tenancy::platform_only(caller)?;
-    let plans = target.apply(catalogue, options).await?;
+    let plans = target.apply(caller, catalogue, options).await?;
     Ok(SyncReport {
         target: target.name().to_string(),
         file: catalogue.source.clone(),

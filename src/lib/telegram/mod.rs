@@ -104,14 +104,23 @@ pub const MAX_OPERATOR_TEXT_CHARS: usize = 4096;
 /// the default topic). `idempotency_key` (1-128 characters) makes a retry a no-op:
 /// returns whether this call queued it. Telegram counts a message's length so that a
 /// text of 4,096 characters may still not fit (characters outside the BMP count
-/// twice): such a text is queued as ordered parts (`split`), one item each.
+/// twice): such a text is queued as ordered parts (`split`), one item each. Needs
+/// `outbox:write` (a tenant key for its own tenant); records `outbox.enqueued` (the
+/// length, never the text) in the same transaction when it queued anything.
 pub async fn enqueue_text(
     db: &crate::db::Db,
-    tenant_id: &crate::domain::TenantId,
+    caller: &crate::tenancy::Caller,
+    tenant: &crate::tenancy::Tenant,
     text: &str,
     topic_id: Option<i64>,
     idempotency_key: &str,
 ) -> Result<bool> {
+    caller.require(&crate::domain::Scope::new(
+        crate::domain::Resource::Outbox,
+        crate::domain::ScopeAccess::Write,
+    ))?;
+    caller.check_tenant(tenant)?;
+    let tenant_id = &tenant.id;
     if crate::domain::text::is_blank(text) || text.chars().count() > MAX_OPERATOR_TEXT_CHARS {
         return Err(Error::validation(
             "text",
@@ -152,6 +161,23 @@ pub async fn enqueue_text(
             };
             let added = crate::outbox::enqueue(tx, tenant_id, &job, &key, &lane, now).await?;
             inserted |= added;
+        }
+        // The same idempotency key again queues and records nothing. Never the text.
+        if inserted {
+            crate::audit::record(
+                tx,
+                caller,
+                crate::audit::Entry::new(crate::audit::Action::OutboxEnqueued)
+                    .tenant(tenant_id)
+                    .target(format!("api_{idempotency_key}"))
+                    .changes(serde_json::json!({
+                        "kind": "telegram.send_text",
+                        "parts": n,
+                        "chars": text.chars().count(),
+                        "topic_id": topic_id,
+                    })),
+            )
+            .await?;
         }
         Ok(inserted)
     })

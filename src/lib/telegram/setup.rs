@@ -9,6 +9,7 @@ use teloxide::{
 use utoipa::ToSchema;
 
 use super::{Bots, FIELD_BOT_TOKEN, FIELD_WEBHOOK_SECRET, redact_token};
+use crate::audit::{Action, Entry};
 use crate::db::{Db, models::TelegramConfigRow, repo};
 use crate::domain::{Resource, Scope, ScopeAccess, now_ms, random_base62};
 use crate::error::{Error, ErrorCode, Result};
@@ -120,8 +121,9 @@ pub struct Connect<'a> {
 
 /// `PUT /v1/admin/telegram` and `chatorical telegram setup` (`telegram:write`; a
 /// tenant key only for its own tenant): validate the bot and group with Telegram,
-/// register the webhook, store the connection. A tenant whose plan does not include
-/// Telegram is refused first (403 `plan_restricted`).
+/// register the webhook, store the connection and record `telegram.connected` (never
+/// the token or the webhook secret). A tenant whose plan does not include Telegram is
+/// refused first (403 `plan_restricted`).
 pub async fn connect(
     db: &Db,
     bots: &Bots,
@@ -241,13 +243,32 @@ pub async fn connect(
     let tenant_id = tenant.id.clone();
     transaction!(&mut conn, |tx| {
         // Thread ids are per group: after a group change the old topics mean nothing.
-        if previous
+        let group_changed = previous
             .as_ref()
-            .is_some_and(|p| p.group_chat_id != row.group_chat_id)
-        {
+            .is_some_and(|p| p.group_chat_id != row.group_chat_id);
+        if group_changed {
             repo::conversations::clear_all_topics(tx, &tenant_id).await?;
         }
-        repo::telegram::upsert(tx, &row).await
+        repo::telegram::upsert(tx, &row).await?;
+        // Every connect registers a new webhook secret, so it always changes something.
+        // Never the token or the webhook secret.
+        crate::audit::record(
+            tx,
+            caller,
+            Entry::new(Action::TelegramConnected)
+                .tenant(&tenant_id)
+                .target(tenant_id.to_string())
+                .changes(serde_json::json!({
+                    "bot_id": row.bot_id,
+                    "bot_username": row.bot_username,
+                    "group_chat_id": row.group_chat_id,
+                    "default_topic_id": row.default_topic_id,
+                    "can_manage_topics": row.can_manage_topics,
+                    "reconnected": previous.is_some(),
+                    "group_changed": group_changed,
+                })),
+        )
+        .await
     })?;
     Ok(status(bots, &row, public_url, &tenant.slug))
 }
@@ -256,7 +277,8 @@ pub async fn connect(
 /// answered `migrate_to_chat_id` = `to`): in one transaction the tenant's connection
 /// moves to `to`, its conversations forget their topics and the default topic (thread
 /// ids belong to the old chat; topics are created anew), and its pending outbox items
-/// move to the new chat's lane in their order. Returns `false` (changing nothing)
+/// move to the new chat's lane in their order; recorded as `telegram.connected` by
+/// `system`. Returns `false` (changing nothing)
 /// when the connection no longer names `from` — someone followed it already, or
 /// connected another group.
 pub async fn follow_migration(
@@ -276,28 +298,61 @@ pub async fn follow_migration(
         }
         repo::conversations::clear_all_topics(tx, tenant_id).await?;
         repo::outbox::move_lane(tx, tenant_id, &old_lane, &new_lane, now).await?;
+        // Telegram moved the group; the service followed it.
+        crate::audit::record_as(
+            tx,
+            &crate::audit::Actor::System,
+            None,
+            Entry::new(Action::TelegramConnected)
+                .tenant(tenant_id)
+                .target(tenant_id.to_string())
+                .changes(serde_json::json!({
+                    "group_chat_id": { "from": from, "to": to },
+                    "migrated": true,
+                })),
+        )
+        .await?;
         Ok(true)
     })
 }
 
 /// `DELETE /v1/admin/telegram` and `chatorical telegram disconnect` (`telegram:write`;
 /// a tenant key only for its own tenant): remove the connection and the webhook (the
-/// webhook removal is best effort).
+/// webhook removal is best effort), recording `telegram.disconnected`.
 pub async fn disconnect(db: &Db, bots: &Bots, caller: &Caller, tenant: &Tenant) -> Result<()> {
     caller.require(&Scope::new(Resource::Telegram, ScopeAccess::Write))?;
     caller.check_tenant(tenant)?;
-    let mut pc = db.conn().await?;
-    let mut conn = pc.as_conn();
-    let cfg = repo::telegram::get(&mut conn, &tenant.id)
-        .await?
-        .ok_or_else(|| Error::not_found("telegram connection"))?;
+    let cfg = {
+        let mut pc = db.conn().await?;
+        repo::telegram::get(&mut pc.as_conn(), &tenant.id)
+            .await?
+            .ok_or_else(|| Error::not_found("telegram connection"))?
+    };
     if let Ok(bot) = bots.for_tenant(&cfg)
         && let Err(e) = bot.delete_webhook().await
     {
         tracing::warn!(tenant = %tenant.id, error = %short(&e), "deleteWebhook failed");
     }
-    repo::telegram::delete(&mut conn, &tenant.id).await?;
-    Ok(())
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    transaction!(&mut conn, |tx| {
+        // Disconnected meanwhile (a concurrent call): nothing changes, nothing recorded.
+        if !repo::telegram::delete(tx, &tenant.id).await? {
+            return Err(Error::not_found("telegram connection"));
+        }
+        crate::audit::record(
+            tx,
+            caller,
+            Entry::new(Action::TelegramDisconnected)
+                .tenant(&tenant.id)
+                .target(tenant.id.to_string())
+                .changes(serde_json::json!({
+                    "bot_username": cfg.bot_username,
+                    "group_chat_id": cfg.group_chat_id,
+                })),
+        )
+        .await
+    })
 }
 
 /// An error's text without anything secret (teloxide errors never carry the token,
@@ -334,7 +389,7 @@ pub async fn current_status(
 /// ignored) or resume (`true`: waiting items are due at once) the tenant's Telegram
 /// (`telegram:write`); `not_found` when it has no connection. The caller wakes its
 /// workers after a resume. `PATCH /v1/admin/telegram` and `chatorical telegram
-/// enable|disable`.
+/// enable|disable`. Records `telegram.toggled` only when `enabled` changed.
 pub async fn set_enabled(
     db: &Db,
     bots: &Bots,
@@ -353,11 +408,27 @@ pub async fn set_enabled(
     let now = crate::domain::now_ms();
     let tenant_id = tenant.id.as_str();
     let cfg = crate::transaction!(&mut conn, |tx| {
+        let was = repo::telegram::get(tx, tenant_id)
+            .await?
+            .ok_or_else(|| Error::not_found("telegram connection"))?
+            .enabled;
         if !repo::telegram::set_enabled(tx, tenant_id, enabled, now).await? {
             return Err(Error::not_found("telegram connection"));
         }
         if enabled {
             repo::outbox::make_due(tx, tenant_id, now).await?;
+        }
+        // Pausing a paused connection (or resuming a running one) records nothing.
+        if was != enabled {
+            crate::audit::record(
+                tx,
+                caller,
+                Entry::new(Action::TelegramToggled)
+                    .tenant(&tenant.id)
+                    .target(tenant_id.to_string())
+                    .changes(serde_json::json!({ "enabled": enabled })),
+            )
+            .await?;
         }
         repo::telegram::get(tx, tenant_id)
             .await?
@@ -396,7 +467,7 @@ pub async fn set_delete_topics_on_retention(
         crate::audit::record(
             tx,
             caller,
-            crate::audit::Entry::new(crate::audit::Action::SettingsUpdated)
+            Entry::new(Action::SettingsUpdated)
                 .tenant(tenant_id)
                 .target(tenant_id.to_string())
                 .changes(serde_json::json!({

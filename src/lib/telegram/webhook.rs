@@ -145,6 +145,8 @@ pub struct AgentText {
     pub text: String,
     /// The sender's full name, without NUL.
     pub author: String,
+    /// The sender's Telegram user id (the actor of a `/subject` in the audit log).
+    pub user_id: i64,
     /// An `edited_message` rather than a new one.
     pub edited: bool,
 }
@@ -238,7 +240,21 @@ pub async fn process(
                 subject,
             };
             return match chat.rename(tx, &tenant_id, change, now).await {
-                Ok(renamed) => Ok(Some(Effect::Subject(renamed))),
+                Ok(renamed) => {
+                    if renamed.changed {
+                        let actor = crate::audit::Actor::Telegram {
+                            user_id: agent.user_id,
+                        };
+                        let entry = crate::chat::subject_changed(
+                            &tenant_id,
+                            &crate::domain::ConversationId::from(conv.id.as_str()),
+                            subject,
+                            renamed.renamed,
+                        );
+                        crate::audit::record_as(tx, &actor, None, entry).await?;
+                    }
+                    Ok(Some(Effect::Subject(renamed)))
+                }
                 Err(e) if e.code == ErrorCode::ValidationFailed => {
                     let notice = outbox::Job::SendText {
                         text: format!(
@@ -414,6 +430,7 @@ fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64, edited: bool) -> O
         telegram_message_id: i64::from(msg.id.0),
         text: text.to_string(),
         author: from.full_name().replace('\0', ""),
+        user_id: i64::try_from(from.id.0).unwrap_or(i64::MAX),
         edited,
     })
 }

@@ -10,6 +10,7 @@ use chatorical::{
     crypto::MasterKey,
     error::{Error, ErrorCode},
     secrets::{self, Counts, SealedColumn},
+    tenancy::Caller,
 };
 
 use crate::cli::Global;
@@ -121,7 +122,10 @@ async fn rotate(
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         )
     };
-    let report = secrets::reencrypt(&db, &key, batch, &|done| bar.set_position(done)).await;
+    let report = secrets::reencrypt(&db, &Caller::Operator, &key, batch, &|done| {
+        bar.set_position(done)
+    })
+    .await;
     bar.finish_and_clear();
     let report = report?;
     let remaining = secrets::status(&db, &key, batch).await?.not_under_newest();

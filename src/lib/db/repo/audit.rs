@@ -159,3 +159,21 @@ pub async fn purge_before(conn: &mut Conn<'_>, cutoff: i64, limit: i64) -> Resul
         Ok::<usize, diesel::result::Error>(n)
     })?)
 }
+
+/// Whether `tenant_id` has an entry of `action` on `target` (to record a replayed
+/// external event once).
+pub async fn exists(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    action: &str,
+    target: &str,
+) -> Result<bool> {
+    Ok(on_conn!(conn, |c| diesel::select(diesel::dsl::exists(
+        audit_log::table
+            .filter(audit_log::tenant_id.eq(tenant_id))
+            .filter(audit_log::action.eq(action))
+            .filter(audit_log::target.eq(target))
+    ))
+    .get_result(c)
+    .await)?)
+}

@@ -55,12 +55,13 @@ pub async fn checkout(
 }
 
 /// Remember a Checkout Session under its idempotency key (the first one stays when two
-/// requests race: both got the same session from Stripe anyway); the row afterwards.
+/// requests race: both got the same session from Stripe anyway); the row afterwards,
+/// and whether this call stored it.
 pub async fn insert_checkout(
     conn: &mut Conn<'_>,
     row: &BillingCheckoutRow,
-) -> Result<BillingCheckoutRow> {
-    on_conn!(conn, |c| diesel::insert_into(billing_checkouts::table)
+) -> Result<(BillingCheckoutRow, bool)> {
+    let inserted = on_conn!(conn, |c| diesel::insert_into(billing_checkouts::table)
         .values(row)
         .on_conflict((
             billing_checkouts::tenant_id,
@@ -69,9 +70,10 @@ pub async fn insert_checkout(
         .do_nothing()
         .execute(c)
         .await)?;
-    Ok(on_conn!(conn, |c| billing_checkouts::table
+    let stored = on_conn!(conn, |c| billing_checkouts::table
         .find((&row.tenant_id, &row.idempotency_key))
         .select(BillingCheckoutRow::as_select())
         .first(c)
-        .await)?)
+        .await)?;
+    Ok((stored, inserted == 1))
 }

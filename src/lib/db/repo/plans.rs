@@ -99,6 +99,16 @@ pub async fn tenant_count(conn: &mut Conn<'_>, code: &str) -> Result<i64> {
         .await)?)
 }
 
+/// The ids of the tenants on plan `code`.
+pub async fn tenant_ids_on(conn: &mut Conn<'_>, code: &str) -> Result<Vec<String>> {
+    Ok(on_conn!(conn, |c| tenants::table
+        .filter(tenants::plan_code.eq(code))
+        .select(tenants::id)
+        .order(tenants::id.asc())
+        .load(c)
+        .await)?)
+}
+
 /// Put a tenant on a plan; false if there is no such tenant.
 pub async fn set_tenant_plan(
     conn: &mut Conn<'_>,

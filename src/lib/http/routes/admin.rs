@@ -299,7 +299,7 @@ async fn close_conversation(
 ) -> ApiResult<Json<ConversationView>> {
     admin.require(&Scope::new(crate::domain::Resource::Conversations, Write))?;
     let tenant = admin.tenant(&state, &headers).await?;
-    Ok(Json(state.chat.close(&tenant.id, &id).await?))
+    Ok(Json(state.chat.close(&admin.caller(), &tenant, &id).await?))
 }
 
 /// Body of an agent reply.

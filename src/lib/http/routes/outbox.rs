@@ -105,7 +105,8 @@ async fn enqueue(
     let tenant = admin.tenant(&state, &headers).await?;
     let inserted = crate::telegram::enqueue_text(
         &state.db,
-        &tenant.id,
+        &admin.caller(),
+        &tenant,
         &req.text,
         req.topic_id,
         &req.idempotency_key,
