@@ -13,7 +13,8 @@
  * Host page API and test hooks: window.chatorical = { open(), close(), send(text),
  * identify({ name, email }), state() }. identify() resolves to true once stored, false
  * when refused; it waits for a session (and a connection) when there is none yet.
- * state().features holds the feature flags of the tenant's plan (from the session).
+ * state().features holds the effective feature flags (from the session): the plan's
+ * features with the environment's flags (production or staging) over them.
  * A message a plan quota refuses is kept as "not sent" (also across reloads) and goes
  * again only when the visitor presses Retry; a plan without the widget hides it.
  */

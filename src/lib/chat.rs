@@ -13,8 +13,8 @@ use crate::db::{
     repo,
 };
 use crate::domain::{
-    ConversationId, Resource, Scope, ScopeAccess, TenantId, VisitorId, VisitorToken, new_id,
-    now_ms, rfc3339, text as display,
+    ConversationId, Environment, Resource, Scope, ScopeAccess, TenantId, VisitorId, VisitorToken,
+    new_id, now_ms, rfc3339, text as display,
 };
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{Limiter, client_key};
@@ -181,11 +181,15 @@ pub struct ConversationView {
     pub closed_at: Option<String>,
     /// The subject agents gave it (its Telegram topic is named after it), if any.
     pub subject: Option<String>,
+    /// The environment it came from: `production`, or `staging` (a staging widget key's
+    /// visitor: counted apart, never against the plan's quotas).
+    pub environment: Environment,
 }
 
 impl From<ConversationRow> for ConversationView {
     fn from(r: ConversationRow) -> Self {
         ConversationView {
+            environment: Environment::from_stored(&r.environment),
             id: r.id,
             visitor_id: r.visitor_id,
             subject: r.subject,
@@ -211,8 +215,13 @@ pub struct Session {
     pub conversation_id: Option<String>,
     /// The tenant's widget look (colour, corner).
     pub theme: crate::tenancy::WidgetTheme,
-    /// The feature flags of the tenant's plan, for the widget to adapt to.
+    /// The effective feature flags, for the widget to adapt to: the plan's features,
+    /// each overridden by the environment's flag of the same name, and the
+    /// environment's other flags.
     pub features: std::collections::BTreeMap<String, bool>,
+    /// The environment of the widget key: `production` or `staging`.
+    #[serde(default)]
+    pub environment: Environment,
 }
 
 /// A widget's request for a session (`POST /v1/widget/session`), with where it came from.
@@ -279,6 +288,8 @@ pub struct Renamed {
     pub changed: bool,
     /// The rename taken from the plan's `topic_renames_per_day`.
     quota: crate::quota::Taken,
+    /// The environment of the conversation (or visitor) renamed: where it is counted.
+    environment: Environment,
 }
 
 /// What a visitor said about themselves (`POST /v1/widget/identify`).
@@ -330,6 +341,8 @@ pub struct Visitor {
     pub id: VisitorId,
     /// Tenant id.
     pub tenant_id: TenantId,
+    /// The environment the visitor belongs to (their first session's widget key).
+    pub environment: Environment,
 }
 
 fn check_client_msg_id(id: &str) -> Result<()> {
@@ -471,12 +484,14 @@ impl Chat {
     fn ws_token(
         &self,
         tenant_id: &TenantId,
+        environment: Environment,
         visitor_id: &VisitorId,
         conversation_id: Option<&str>,
     ) -> (String, String) {
         let exp = now_ms() + self.ws_ttl_ms;
         let claims = WsClaims {
             t: tenant_id.clone(),
+            e: environment,
             v: visitor_id.clone(),
             c: conversation_id.unwrap_or("").to_string(),
             exp,
@@ -488,9 +503,11 @@ impl Chat {
     ///
     /// 1. the client address's budget (`limits.sessions_per_ip_per_min`), for every
     ///    session and before any database work (unknown widget keys are charged too);
-    /// 2. the widget key names the tenant (else 401), the browser's `Origin` (when
-    ///    sent) is one of its allowed origins (else 403 `origin_not_allowed`), and the
-    ///    identity, if any, verifies (see [`crate::identity::verify`]);
+    /// 2. the widget key names the tenant and one of its environments (else 401), the
+    ///    browser's `Origin` (when sent) is one of that environment's allowed origins
+    ///    (else 403 `origin_not_allowed`: a staging key from a production origin, or the
+    ///    other way round), and the identity, if any, verifies (see
+    ///    [`crate::identity::verify`]);
     /// 3. a *resume* — a visitor token that belongs to a visitor of this tenant — is
     ///    never refused for the tenant's budget; anything else (no token, a malformed,
     ///    unknown or other tenant's token) starts a new visitor and is charged to the
@@ -511,12 +528,11 @@ impl Chat {
         let (tenant, identity_secret, plan) = {
             let mut pc = self.db.conn().await?;
             let mut conn = pc.as_conn();
-            let mut row = repo::tenants::by_widget_key(&mut conn, req.widget_key)
+            let (tenant, sealed) = crate::tenancy::by_widget_key(&mut conn, req.widget_key)
                 .await?
                 .ok_or_else(|| Error::unauthorized("unknown widget key"))?;
-            let sealed = row.identity_secret_enc.take();
-            let plan = crate::plans::for_tenant(&mut conn, &row.id).await?;
-            (Tenant::from_row(row)?, sealed, plan)
+            let plan = crate::plans::for_tenant(&mut conn, &tenant.id).await?;
+            (tenant, sealed, plan)
         };
         tracing::Span::current().record("tenant", tenant.id.as_str());
         limiter.remember_widget_key(&tenant.widget_key, &tenant.slug);
@@ -562,12 +578,14 @@ impl Chat {
                 req.page_url,
             )
             .await?;
-        session.features = plan.features;
+        session.features =
+            crate::environments::effective_flags(&plan.features, &tenant.settings.flags);
         Ok(session)
     }
 
-    /// The visitor `visitor_token` resumes: one of `tenant`'s visitors, or none (no,
-    /// a malformed, an unknown or another tenant's token).
+    /// The visitor `visitor_token` resumes: one of `tenant`'s visitors of the same
+    /// environment, or none (no, a malformed, an unknown or another tenant's token, or a
+    /// visitor of the tenant's other environment).
     async fn resumable(
         &self,
         tenant: &Tenant,
@@ -580,6 +598,7 @@ impl Chat {
         Ok(
             repo::visitors::by_token_hash(&mut pc.as_conn(), &tenant.id, &token.hash())
                 .await?
+                .filter(|v| v.environment == tenant.environment.as_str())
                 .map(|v| (v, token)),
         )
     }
@@ -650,6 +669,7 @@ impl Chat {
         };
         let (ws_token, ws_token_expires_at) = self.ws_token(
             &tenant.id,
+            tenant.environment,
             &VisitorId::from(visitor.id.as_str()),
             conversation_id.as_deref(),
         );
@@ -660,6 +680,7 @@ impl Chat {
             conversation_id,
             theme: tenant.settings.widget_theme(),
             features: Default::default(),
+            environment: tenant.environment,
         })
     }
 
@@ -672,7 +693,8 @@ impl Chat {
     }
 
     /// The visitor a bearer token belongs to, whether it is a verified user, and the
-    /// visitor's tenant — read together (one statement for most tokens).
+    /// visitor's tenant as the visitor's environment sees it (its origins and settings)
+    /// — read together (one statement for most production tokens).
     pub async fn authenticate_visitor_with_tenant(
         &self,
         token: &str,
@@ -680,25 +702,35 @@ impl Chat {
         let token = VisitorToken::parse(token)
             .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
         let mut pc = self.db.conn().await?;
-        let (v, tenant) =
-            repo::visitors::by_token_hash_any_with_tenant(&mut pc.as_conn(), &token.hash())
-                .await?
-                .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
+        let mut conn = pc.as_conn();
+        let (v, tenant) = repo::visitors::by_token_hash_any_with_tenant(&mut conn, &token.hash())
+            .await?
+            .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
         let verified = v.external_user_id.is_some();
+        let environment = Environment::from_stored(&v.environment);
+        let tenant = crate::tenancy::in_environment(&mut conn, tenant, environment)
+            .await
+            .map_err(|e| match e.code {
+                ErrorCode::NotFound => Error::unauthorized("invalid visitor token"),
+                _ => e,
+            })?;
         Ok((
             Visitor {
                 id: v.id.into(),
                 tenant_id: v.tenant_id.into(),
+                environment,
             },
             verified,
-            Tenant::from_row(tenant)?,
+            tenant,
         ))
     }
 
-    /// The visitor's open conversation, created if none. A new one is within the
-    /// tenant's plan: its conversation starts a day (taken before the insert, given back
-    /// if none is created) and its cap on open conversations (counted in the insert's
-    /// transaction, under the tenant's lock). Over either: 429 `quota_exceeded`.
+    /// The visitor's open conversation, created if none (in the visitor's environment).
+    /// A new production one is within the tenant's plan: its conversation starts a day
+    /// (taken before the insert, given back if none is created) and its cap on open
+    /// conversations (counted in the insert's transaction, under the tenant's lock; only
+    /// production's open conversations count). Over either: 429 `quota_exceeded`. A
+    /// staging conversation takes nothing from the plan.
     pub async fn open_conversation(&self, visitor: &Visitor) -> Result<(OpenedConversation, bool)> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
@@ -707,6 +739,16 @@ impl Chat {
                 .await?;
         let (row, created) = match existing {
             Some(row) => (row, false),
+            None if !visitor.environment.counts_against_quotas() => {
+                repo::conversations::open_or_create(
+                    &mut conn,
+                    &visitor.tenant_id,
+                    &visitor.id,
+                    visitor.environment.as_str(),
+                    now_ms(),
+                )
+                .await?
+            }
             None => {
                 let plan = crate::plans::for_tenant(&mut conn, &visitor.tenant_id).await?;
                 let taken = self
@@ -749,6 +791,7 @@ impl Chat {
                         tx,
                         &visitor.tenant_id,
                         &visitor.id,
+                        visitor.environment.as_str(),
                         now_ms(),
                     )
                     .await
@@ -770,11 +813,21 @@ impl Chat {
             }
         };
         if created {
-            self.usage
-                .record(&visitor.tenant_id, Metric::ConversationsStarted, 1);
+            self.usage.record_in(
+                &visitor.tenant_id,
+                visitor.environment,
+                Metric::ConversationsStarted,
+                1,
+            );
+            metrics::counter!("chatorical_conversations_started_total", "environment" => visitor.environment.as_str())
+                .increment(1);
         }
-        let (ws_token, ws_token_expires_at) =
-            self.ws_token(&visitor.tenant_id, &visitor.id, Some(&row.id));
+        let (ws_token, ws_token_expires_at) = self.ws_token(
+            &visitor.tenant_id,
+            visitor.environment,
+            &visitor.id,
+            Some(&row.id),
+        );
         Ok((
             OpenedConversation {
                 conversation: row.into(),
@@ -800,25 +853,35 @@ impl Chat {
         Ok(row.into())
     }
 
-    /// The tenant's conversations.
+    /// The tenant's conversations; with `env` (`production` or `staging`) only that
+    /// environment's.
     pub async fn list_conversations(
         &self,
         tenant_id: &TenantId,
         status: Option<&str>,
+        env: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ConversationView>> {
         let status = status
             .map(|s| ConversationStatus::parse("status", s))
             .transpose()?
             .map(ConversationStatus::as_str);
+        let env = env
+            .map(|e| Environment::parse("env", e))
+            .transpose()?
+            .map(Environment::as_str);
         let mut pc = self.db.conn().await?;
-        Ok(
-            repo::conversations::list(&mut pc.as_conn(), tenant_id, status, limit.clamp(1, 500))
-                .await?
-                .into_iter()
-                .map(Into::into)
-                .collect(),
+        Ok(repo::conversations::list(
+            &mut pc.as_conn(),
+            tenant_id,
+            status,
+            env,
+            limit.clamp(1, 500),
         )
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
     }
 
     /// Messages after `since`, at most `limit` (1–500).
@@ -850,14 +913,19 @@ impl Chat {
 
     /// Store a message and publish it. The same `client_msg_id` again returns the
     /// stored message and `false`. A visitor writes only into their own conversation
-    /// (another is `not_found`). A new message is within the tenant's plan: one of its
-    /// messages a day is taken before the write and given back when nothing new is
-    /// stored; over the limit, 429 `quota_exceeded` (a retry of a message stored
-    /// earlier still gets it).
+    /// (another is `not_found`). A new message of a production conversation is within
+    /// the tenant's plan: one of its messages a day is taken before the write and given
+    /// back when nothing new is stored; over the limit, 429 `quota_exceeded` (a retry of
+    /// a message stored earlier still gets it). A staging conversation's messages take
+    /// nothing from the plan.
+    ///
+    /// `environment` is the conversation's when the caller knows it (a visitor's is
+    /// theirs); `None` reads it.
     pub async fn post_message(
         &self,
         tenant_id: &TenantId,
         conversation_id: &ConversationId,
+        environment: Option<Environment>,
         sender: Sender<'_>,
         text: &str,
         client_msg_id: Option<&str>,
@@ -868,6 +936,20 @@ impl Chat {
         }
         // One connection for the plan, the quota and the write.
         let mut pc = self.db.conn().await?;
+        let environment = match environment {
+            Some(env) => env,
+            // Unknown conversations are sorted out by the write (not found).
+            None => {
+                repo::conversations::environment_of(&mut pc.as_conn(), tenant_id, conversation_id)
+                    .await?
+                    .map_or(Environment::Production, |e| Environment::from_stored(&e))
+            }
+        };
+        if !environment.counts_against_quotas() {
+            return self
+                .store_posted(pc, tenant_id, conversation_id, sender, text, client_msg_id)
+                .await;
+        }
         let taken = {
             let mut conn = pc.as_conn();
             let limit = crate::plans::for_tenant(&mut conn, tenant_id)
@@ -956,8 +1038,8 @@ impl Chat {
             now
         )
         .await);
-        let row = match stored {
-            Ok(Some(row)) => row,
+        let (row, environment) = match stored {
+            Ok(Some(stored)) => stored,
             // Not open, or not theirs: another visitor's (or tenant's) conversation is
             // not found; a retry of a stored message returns it even once closed.
             Ok(None) => {
@@ -1001,29 +1083,35 @@ impl Chat {
             }
             Err(e) => return Err(e),
         };
-        Ok((self.message_stored(row), true))
+        Ok((self.message_stored(row, environment), true))
     }
 
     /// After the commit of a new message, whoever stored it: count it in the tenant's
-    /// usage, wake this process's workers (an inbound message may have queued outbox
-    /// items) and publish it to the conversation's sockets.
-    pub fn message_stored(&self, row: MessageRow) -> MessageView {
-        let metric = match Direction::from_stored(&row.direction) {
+    /// usage (apart for its conversation's `environment`), wake this process's workers
+    /// (an inbound message may have queued outbox items) and publish it to the
+    /// conversation's sockets.
+    pub fn message_stored(&self, row: MessageRow, environment: Environment) -> MessageView {
+        let direction = Direction::from_stored(&row.direction);
+        let metric = match direction {
             Direction::Inbound => {
                 self.wake.wake();
                 Metric::MessagesInbound
             }
             Direction::Outbound => Metric::MessagesOutbound,
         };
-        self.usage
-            .record(&TenantId::from(row.tenant_id.as_str()), metric, 1);
+        self.usage.record_in(
+            &TenantId::from(row.tenant_id.as_str()),
+            environment,
+            metric,
+            1,
+        );
+        metrics::counter!("chatorical_messages_stored_total", "direction" => direction.as_str(), "environment" => environment.as_str())
+            .increment(1);
         self.publish_message(row)
     }
 
     /// Tell the conversation's sockets about a stored message.
     pub fn publish_message(&self, row: MessageRow) -> MessageView {
-        metrics::counter!("chatorical_messages_stored_total", "direction" => Direction::from_stored(&row.direction).as_str())
-            .increment(1);
         let view = MessageView::from(row);
         let frame = ServerFrame::Message {
             message: view.clone(),
@@ -1067,12 +1155,11 @@ impl Chat {
         let now = now_ms();
         let closed = transaction!(&mut conn, |tx| {
             let closed = repo::conversations::close(tx, tenant_id, conversation_id, now).await?;
-            if closed && let Some(cfg) = repo::telegram::get(tx, tenant_id).await? {
+            if closed && let Some(lane) = conversation_lane(tx, tenant_id, conversation_id).await? {
                 let job = outbox::Job::CloseTopic {
                     conversation_id: conversation_id.clone(),
                 };
                 let key = format!("conv_close_{conversation_id}");
-                let lane = outbox::telegram_lane(tenant_id, cfg.group_chat_id);
                 outbox::enqueue(tx, tenant_id, &job, &key, &lane, now).await?;
             }
             if closed {
@@ -1201,7 +1288,7 @@ impl Chat {
         now: i64,
     ) -> Result<Renamed> {
         // First what would change (checked input, reads only), then the writes.
-        let (conversation_id, renamed, checked) = match change {
+        let (conversation_id, renamed, checked, environment) = match change {
             Rename::Subject {
                 conversation_id,
                 subject,
@@ -1212,6 +1299,7 @@ impl Chat {
                     .ok_or_else(|| Error::not_found("conversation"))?;
                 if conv.subject.as_deref() == Some(subject) {
                     return Ok(Renamed {
+                        environment: Environment::from_stored(&conv.environment),
                         conversation_id: Some(conv.id),
                         renamed: false,
                         changed: false,
@@ -1229,7 +1317,8 @@ impl Chat {
                     conversation_id,
                     subject,
                 };
-                (Some(conv.id), renamed, checked)
+                let env = Environment::from_stored(&conv.environment);
+                (Some(conv.id), renamed, checked, env)
             }
             Rename::Visitor {
                 visitor_id,
@@ -1247,12 +1336,14 @@ impl Chat {
                     email: email.map(str::to_string).or_else(|| visitor.email.clone()),
                     ..visitor.clone()
                 };
+                let env = Environment::from_stored(&visitor.environment);
                 if after.name == visitor.name && after.email == visitor.email {
                     return Ok(Renamed {
                         conversation_id: conv.map(|c| c.id),
                         renamed: false,
                         changed: false,
                         quota: Taken::nothing(),
+                        environment: env,
                     });
                 }
                 let renamed = conv
@@ -1263,13 +1354,15 @@ impl Chat {
                     name,
                     email,
                 };
-                (conv.map(|c| c.id), renamed, checked)
+                (conv.map(|c| c.id), renamed, checked, env)
             }
         };
         // A rename that changes the topic's name is one of the plan's renames a day:
         // an agent's is refused past the limit; a visitor's name is still stored, and
-        // the topic keeps the name it has.
-        let (renamed, quota) = if renamed {
+        // the topic keeps the name it has. Staging's renames take nothing from the plan.
+        let (renamed, quota) = if renamed && !environment.counts_against_quotas() {
+            (true, Taken::nothing())
+        } else if renamed {
             let limit = crate::plans::for_tenant(tx, tenant_id)
                 .await?
                 .limits
@@ -1302,13 +1395,12 @@ impl Chat {
             }
         }
         if let (true, Some(id)) = (renamed, &conversation_id)
-            && let Some(cfg) = repo::telegram::get(tx, tenant_id).await?
+            && let Some(lane) = environment_lane(tx, tenant_id, environment).await?
         {
             let job = outbox::Job::RenameTopic {
                 conversation_id: id.clone(),
             };
             let key = format!("conv_rename_{id}_{}", new_id("rn"));
-            let lane = outbox::telegram_lane(tenant_id, cfg.group_chat_id);
             outbox::enqueue(tx, tenant_id, &job, &key, &lane, now).await?;
         }
         Ok(Renamed {
@@ -1316,6 +1408,7 @@ impl Chat {
             renamed,
             changed: true,
             quota,
+            environment,
         })
     }
 
@@ -1330,7 +1423,8 @@ impl Chat {
     ) -> (bool, Option<String>) {
         renamed.quota.keep();
         if renamed.renamed {
-            self.usage.record(tenant_id, Metric::TopicRenames, 1);
+            self.usage
+                .record_in(tenant_id, renamed.environment, Metric::TopicRenames, 1);
             self.wake.wake();
         }
         (renamed.renamed, renamed.conversation_id)
@@ -1368,6 +1462,7 @@ fn new_visitor(
         external_user_id: user_id.map(str::to_string),
         name: None,
         email: None,
+        environment: tenant.environment.as_str().to_string(),
     }
 }
 
@@ -1383,7 +1478,8 @@ async fn identified_visitor(
     now: i64,
 ) -> Result<(VisitorRow, VisitorToken)> {
     // Another device of the user got there first: join it, with a token of our own.
-    if let Some(v) = repo::visitors::by_external_user(conn, &tenant.id, user_id).await? {
+    let env = tenant.environment.as_str();
+    if let Some(v) = repo::visitors::by_external_user(conn, &tenant.id, env, user_id).await? {
         let token = VisitorToken::generate();
         repo::visitors::add_token(conn, &tenant.id, &v.id, &token.hash(), now).await?;
         return Ok((v, token));
@@ -1412,7 +1508,7 @@ async fn identified_visitor(
     if repo::visitors::insert_if_absent(conn, &row).await? {
         return Ok((row, token));
     }
-    let v = repo::visitors::by_external_user(conn, &tenant.id, user_id)
+    let v = repo::visitors::by_external_user(conn, &tenant.id, env, user_id)
         .await?
         .ok_or_else(|| Error::internal("identified visitor vanished after a conflict"))?;
     repo::visitors::add_token(conn, &tenant.id, &v.id, &token.hash(), now).await?;
@@ -1443,16 +1539,18 @@ pub fn subject_changed(
 /// socket, the admin API and the Telegram webhook all come here): take the open
 /// conversation's next seq — only the visitor's own conversation when `visitor_id` is
 /// given — insert the row, and queue an inbound message for Telegram when the tenant
-/// has a group. `None` when the conversation is not open (or not the visitor's); a
-/// duplicate `client_msg_id` fails on its unique constraint (see
-/// [`Error::unique_violation`]) and rolls the seq back with the transaction.
+/// has a group (a staging conversation's: staging's own group when it has one). `None`
+/// when the conversation is not open (or not the visitor's); a duplicate
+/// `client_msg_id` fails on its unique constraint (see [`Error::unique_violation`])
+/// and rolls the seq back with the transaction. Returns the row and its
+/// conversation's environment.
 pub async fn store_message(
     tx: &mut Conn<'_>,
     row: MessageRow,
     visitor_id: Option<&str>,
     now: i64,
-) -> Result<Option<MessageRow>> {
-    let Some((seq, group)) = repo::conversations::next_seq_for_message(
+) -> Result<Option<(MessageRow, Environment)>> {
+    let Some((seq, group, environment)) = repo::conversations::next_seq_for_message(
         tx,
         &row.tenant_id,
         &row.conversation_id,
@@ -1464,13 +1562,41 @@ pub async fn store_message(
         return Ok(None);
     };
     let row = MessageRow { seq, ..row };
+    let environment = Environment::from_stored(&environment);
     repo::messages::insert(tx, &row).await?;
     if Direction::from_stored(&row.direction) == Direction::Inbound
         && let Some(group) = group
     {
+        let group = crate::telegram::group_for(tx, &row.tenant_id, environment, group).await?;
         enqueue_for_group(tx, &row, group, now).await?;
     }
-    Ok(Some(row))
+    Ok(Some((row, environment)))
+}
+
+/// The outbox lane of the environment's Telegram group (staging's own group when it has
+/// one, else the tenant's); `None` without a Telegram connection.
+async fn environment_lane(
+    tx: &mut Conn<'_>,
+    tenant_id: &TenantId,
+    environment: Environment,
+) -> Result<Option<String>> {
+    let Some(cfg) = repo::telegram::get(tx, tenant_id).await? else {
+        return Ok(None);
+    };
+    let group = crate::telegram::group_for(tx, tenant_id, environment, cfg.group_chat_id).await?;
+    Ok(Some(outbox::telegram_lane(tenant_id, group)))
+}
+
+/// The outbox lane of a conversation's Telegram group (see [`environment_lane`]).
+async fn conversation_lane(
+    tx: &mut Conn<'_>,
+    tenant_id: &TenantId,
+    conversation_id: &str,
+) -> Result<Option<String>> {
+    let environment = repo::conversations::environment_of(tx, tenant_id, conversation_id)
+        .await?
+        .map_or(Environment::Production, |e| Environment::from_stored(&e));
+    environment_lane(tx, tenant_id, environment).await
 }
 
 /// Queue a visitor message for its Telegram topic in the tenant's group `group_chat_id`.

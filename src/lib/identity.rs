@@ -243,6 +243,7 @@ mod tests {
             id: "tn_a".into(),
             slug: "a".into(),
             name: "A".into(),
+            environment: crate::domain::Environment::Production,
             widget_key: "wk_a".into(),
             plan: "free".into(),
             settings,

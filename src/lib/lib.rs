@@ -11,6 +11,7 @@
 //! - [`db`]: one schema over PostgreSQL and SQLite; repository functions in `db::repo`
 //!   written once and compiled per backend by [`on_conn!`] and [`transaction!`].
 //! - [`tenancy`]: tenants, their settings, API keys and who is calling.
+//! - [`environments`]: a tenant's production and staging environments, feature flags.
 //! - [`plans`]: plans as code: limits, channels, features and prices; the catalogue file and its sync.
 //! - [`billing`]: Stripe: catalogue sync, Checkout, the customer portal, subscriptions.
 //! - [`chat`]: sessions, conversations and messages (the use cases behind HTTP and the socket).
@@ -45,6 +46,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod environments;
 pub mod error;
 pub(crate) mod files;
 pub mod http;

@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::db::{
-    Db,
-    models::{ApiKeyRow, TenantRow},
+    Conn, Db,
+    models::{ApiKeyRow, TenantEnvironmentRow, TenantRow},
     repo,
 };
 use crate::domain::{
-    ApiKeySecret, KeyId, Origin, Scope, Scopes, TenantId, TenantSlug, new_id, now_ms,
+    ApiKeySecret, Environment, KeyId, Origin, Scope, Scopes, TenantId, TenantSlug, new_id, now_ms,
     random_base62, rfc3339, text,
 };
 use crate::error::{Error, ErrorCode, Result};
@@ -110,17 +110,7 @@ impl TenantSettings {
         if let Some(flags) = patch.flags {
             let before = self.flags.len();
             for (k, v) in flags {
-                let ok = (1..=MAX_FLAG_NAME).contains(&k.len())
-                    && k.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
-                if !ok {
-                    return Err(Error::validation(
-                        "flags",
-                        format!(
-                            "flag names are 1-{MAX_FLAG_NAME} characters of A-Z, a-z, 0-9, '_', '-', '.', ':'"
-                        ),
-                    ));
-                }
+                check_flag_name("flags", &k)?;
                 match v {
                     Some(on) => {
                         self.flags.insert(k, on);
@@ -192,6 +182,30 @@ impl TenantSettings {
     }
 }
 
+/// `validation_failed` naming `field` unless `name` is a flag name: 1–[`MAX_FLAG_NAME`]
+/// characters of A-Z, a-z, 0-9, '_', '-', '.', ':'.
+pub fn check_flag_name(field: &str, name: &str) -> Result<()> {
+    let ok = (1..=MAX_FLAG_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::validation(
+            field,
+            format!(
+                "flag names are 1-{MAX_FLAG_NAME} characters of A-Z, a-z, 0-9, '_', '-', '.', ':'"
+            ),
+        ))
+    }
+}
+
+/// A new public widget key (`wk_…`).
+pub(crate) fn new_widget_key() -> String {
+    format!("wk_{}", random_base62(24))
+}
+
 /// Stored origins, read leniently: an entry an older release accepted but this one's
 /// URL parser refuses (`http://a.test:80:80`) is dropped with a warning instead of making
 /// the whole tenant unreadable; the rest are normalised.
@@ -231,7 +245,8 @@ pub fn parse_origins(items: &[String]) -> Result<Vec<Origin>> {
     Ok(out)
 }
 
-/// A tenant with parsed settings.
+/// A tenant with parsed settings, as one of its environments sees it: the widget key
+/// and settings (allowed origins, look, flags, identity) are that environment's.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Tenant {
     /// Opaque id.
@@ -241,27 +256,54 @@ pub struct Tenant {
     pub slug: String,
     /// Display name.
     pub name: String,
-    /// Public widget key (`wk_…`), safe to embed in pages.
+    /// The environment whose widget key and settings these are (`production` unless
+    /// asked for another).
+    pub environment: Environment,
+    /// The environment's public widget key (`wk_…`), safe to embed in pages.
     pub widget_key: String,
     /// The code of the tenant's plan (`free` until changed).
     pub plan: String,
-    /// Settings.
+    /// The environment's settings.
     pub settings: TenantSettings,
     /// RFC 3339.
     pub created_at: String,
 }
 
+/// Parse stored settings JSON, naming whose they are when unreadable.
+fn parse_settings(json: &str, whose: impl std::fmt::Display) -> Result<TenantSettings> {
+    serde_json::from_str(json)
+        .map_err(|e| Error::internal(format!("{whose} has unreadable settings: {e}")))
+}
+
 impl Tenant {
-    /// Parse a stored row.
+    /// Parse a stored row: the tenant's production environment.
     pub fn from_row(row: TenantRow) -> Result<Self> {
-        let settings: TenantSettings = serde_json::from_str(&row.settings).map_err(|e| {
-            Error::internal(format!("tenant {} has unreadable settings: {e}", row.id))
-        })?;
+        let settings = parse_settings(&row.settings, format_args!("tenant {}", row.id))?;
         Ok(Tenant {
             id: row.id.into(),
             slug: row.slug,
             name: row.name,
+            environment: Environment::Production,
             widget_key: row.widget_key,
+            plan: row.plan_code,
+            settings,
+            created_at: rfc3339(row.created_at),
+        })
+    }
+
+    /// The tenant as its environment `env` (a row of `tenant_environments`) sees it.
+    pub fn in_environment(row: TenantRow, env: TenantEnvironmentRow) -> Result<Self> {
+        let environment = Environment::from_stored(&env.environment);
+        let settings = parse_settings(
+            &env.settings,
+            format_args!("tenant {} ({environment})", row.id),
+        )?;
+        Ok(Tenant {
+            id: row.id.into(),
+            slug: row.slug,
+            name: row.name,
+            environment,
+            widget_key: env.widget_key,
             plan: row.plan_code,
             settings,
             created_at: rfc3339(row.created_at),
@@ -340,7 +382,7 @@ pub async fn create_tenant(db: &Db, caller: &Caller, new: NewTenant) -> Result<T
         id: new_id("tn"),
         slug: slug.as_str().to_string(),
         name: name.to_string(),
-        widget_key: format!("wk_{}", random_base62(24)),
+        widget_key: new_widget_key(),
         settings: serde_json::to_string(&settings).map_err(|e| Error::internal(e.to_string()))?,
         created_at: now,
         updated_at: now,
@@ -392,22 +434,71 @@ pub async fn tenant_by_slug(db: &Db, slug: &str) -> Result<Tenant> {
         .and_then(Tenant::from_row)
 }
 
-/// The tenant whose public widget key this is; `unauthorized` for an unknown key.
+/// The tenant whose public widget key this is, as the key's environment sees it (a
+/// staging key: the staging settings and origins); `unauthorized` for an unknown key.
 pub async fn tenant_by_widget_key(db: &Db, widget_key: &str) -> Result<Tenant> {
     let mut pc = db.conn().await?;
-    repo::tenants::by_widget_key(&mut pc.as_conn(), widget_key)
+    by_widget_key(&mut pc.as_conn(), widget_key)
         .await?
+        .map(|(t, _)| t)
         .ok_or_else(|| Error::unauthorized("unknown widget key"))
-        .and_then(Tenant::from_row)
 }
 
-/// Find a tenant by id, or `not_found`.
+/// The tenant of a widget key of any of its environments, as that environment sees it,
+/// with the tenant's sealed identity secret (if it has one); `None` for an unknown key.
+/// Production keys (every key of a tenant without a staging environment) take one read.
+pub(crate) async fn by_widget_key(
+    conn: &mut Conn<'_>,
+    widget_key: &str,
+) -> Result<Option<(Tenant, Option<String>)>> {
+    if let Some(mut row) = repo::tenants::by_widget_key(conn, widget_key).await? {
+        let sealed = row.identity_secret_enc.take();
+        return Ok(Some((Tenant::from_row(row)?, sealed)));
+    }
+    match repo::environments::by_widget_key(conn, widget_key).await? {
+        Some((env, mut row)) => {
+            let sealed = row.identity_secret_enc.take();
+            Ok(Some((Tenant::in_environment(row, env)?, sealed)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Find a tenant by id, or `not_found`: its production environment.
 pub async fn tenant_by_id(db: &Db, id: &TenantId) -> Result<Tenant> {
     let mut pc = db.conn().await?;
     repo::tenants::by_id(&mut pc.as_conn(), id)
         .await?
         .ok_or_else(|| Error::not_found("tenant"))
         .and_then(Tenant::from_row)
+}
+
+/// The tenant `id` as its environment `env` sees it; `not_found` for an unknown tenant
+/// or an environment it has not created.
+pub async fn tenant_in(db: &Db, id: &TenantId, env: Environment) -> Result<Tenant> {
+    let mut pc = db.conn().await?;
+    let row = repo::tenants::by_id(&mut pc.as_conn(), id)
+        .await?
+        .ok_or_else(|| Error::not_found("tenant"))?;
+    in_environment(&mut pc.as_conn(), row, env).await
+}
+
+/// `row` as its environment `env` sees it (reading the environment's row unless it is
+/// production); `not_found` for an environment the tenant has not created.
+pub(crate) async fn in_environment(
+    conn: &mut Conn<'_>,
+    row: TenantRow,
+    env: Environment,
+) -> Result<Tenant> {
+    match env {
+        Environment::Production => Tenant::from_row(row),
+        other => {
+            let env_row = repo::environments::get(conn, &row.id, other.as_str())
+                .await?
+                .ok_or_else(|| crate::environments::not_created(other))?;
+            Tenant::in_environment(row, env_row)
+        }
+    }
 }
 
 /// All tenants (`tenants:read`, not with a tenant key).
@@ -425,59 +516,18 @@ pub async fn list_tenants(db: &Db, caller: &Caller) -> Result<Vec<Tenant>> {
         .collect()
 }
 
-/// Apply a settings patch to a tenant (the caller's scopes are checked by the route;
-/// operators may do anything), recording `settings.updated` with the fields that changed
-/// in the same transaction. A patch that changes nothing writes nothing.
+/// Apply a settings patch to a tenant's production environment (the caller's scopes
+/// are checked; operators may do anything), recording `settings.updated` with the
+/// fields that changed in the same transaction. A patch that changes nothing writes
+/// nothing. See [`crate::environments::update_settings`] for any environment.
 pub async fn update_settings(
     db: &Db,
     caller: &Caller,
     tenant_id: &TenantId,
     patch: SettingsPatch,
 ) -> Result<TenantSettings> {
-    caller.require(&Scope::new(
-        crate::domain::Resource::Settings,
-        crate::domain::ScopeAccess::Write,
-    ))?;
-    let require_identity = patch.identity_required == Some(true);
-    let mut pc = db.conn().await?;
-    let mut conn = pc.as_conn();
-    crate::transaction!(&mut conn, |tx| {
-        repo::tenants::lock(tx, tenant_id).await?;
-        let mut tenant = repo::tenants::by_id(tx, tenant_id)
-            .await?
-            .ok_or_else(|| Error::not_found("tenant"))
-            .and_then(Tenant::from_row)?;
-        let before = tenant.settings.clone();
-        tenant.settings.apply(patch.clone())?;
-        if require_identity
-            && repo::tenants::identity_secret(tx, tenant_id)
-                .await?
-                .is_none()
-        {
-            // Every session would be refused: there is nothing to verify identities with.
-            return Err(Error::validation(
-                "identity_required",
-                "generate an identity secret first (POST /v1/admin/identity/secret)",
-            ));
-        }
-        let changes = settings_diff(&before, &tenant.settings);
-        if changes.is_empty() {
-            return Ok(tenant.settings);
-        }
-        let json =
-            serde_json::to_string(&tenant.settings).map_err(|e| Error::internal(e.to_string()))?;
-        repo::tenants::update_settings(tx, tenant_id, &json, now_ms()).await?;
-        crate::audit::record(
-            tx,
-            caller,
-            crate::audit::Entry::new(crate::audit::Action::SettingsUpdated)
-                .tenant(tenant_id)
-                .target(tenant_id.to_string())
-                .changes(serde_json::Value::Object(changes)),
-        )
-        .await?;
-        Ok(tenant.settings)
-    })
+    crate::environments::update_settings_of(db, caller, tenant_id, Environment::Production, patch)
+        .await
 }
 
 /// The settings fields that differ, as `{field: {"from": old, "to": new}}`.

@@ -27,8 +27,9 @@
 //! and counted in [`Usage::failed_count`]; without Redis its counts are kept and
 //! written with the next flush.
 //!
-//! Topic renames are not implemented yet, so there is no rename metric; topic creations
-//! are counted instead.
+//! Staging (a tenant's second environment) is counted apart: its metrics are stored
+//! as `staging.<metric>` (`staging.messages_inbound`), shown beside production's and
+//! never read by the plan's quotas (which start from production's names).
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -47,7 +48,7 @@ use utoipa::ToSchema;
 use crate::cluster::Cluster;
 use crate::db::{Db, models::UsageRow, repo};
 use crate::domain::TenantId;
-use crate::domain::{now_ms, rfc3339};
+use crate::domain::{Environment, now_ms, rfc3339};
 use crate::error::{Error, Result};
 use crate::quota::Quota;
 use crate::transaction;
@@ -107,6 +108,24 @@ impl Metric {
     }
 }
 
+/// The stored name of `metric` counted in `env`: production's is the metric's own
+/// name, another environment's is prefixed with it (`staging.messages_inbound`).
+pub fn stored_name(env: Environment, metric: Metric) -> std::borrow::Cow<'static, str> {
+    match env {
+        Environment::Production => metric.as_str().into(),
+        other => format!("{}.{}", other.as_str(), metric.as_str()).into(),
+    }
+}
+
+/// The environment and metric of a stored name (see [`stored_name`]).
+pub fn parse_stored(name: &str) -> Option<(Environment, Metric)> {
+    match name.split_once('.') {
+        None => Metric::parse(name).map(|m| (Environment::Production, m)),
+        Some(("staging", metric)) => Metric::parse(metric).map(|m| (Environment::Staging, m)),
+        Some(_) => None,
+    }
+}
+
 /// The UTC day (`YYYY-MM-DD`) of an epoch-millisecond time.
 pub fn day_of(ms: i64) -> String {
     rfc3339(ms).get(..10).unwrap_or("1970-01-01").to_string()
@@ -134,7 +153,7 @@ struct Inner {
 
 #[derive(Default)]
 struct Pending {
-    counts: HashMap<(String, String, Metric), i64>,
+    counts: HashMap<(String, String, Environment, Metric), i64>,
     flusher: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -163,9 +182,14 @@ impl Usage {
         }
     }
 
-    /// Add `n` to the tenant's `metric` today. Returns at once; the count is stored
-    /// later (see the module docs) and a failure is only logged.
+    /// Add `n` to the tenant's production `metric` today. Returns at once; the count is
+    /// stored later (see the module docs) and a failure is only logged.
     pub fn record(&self, tenant_id: &TenantId, metric: Metric, n: i64) {
+        self.record_in(tenant_id, Environment::Production, metric, n);
+    }
+
+    /// Add `n` to the tenant's `metric` of environment `env` today (see [`Usage::record`]).
+    pub fn record_in(&self, tenant_id: &TenantId, env: Environment, metric: Metric, n: i64) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             self.failed("no async runtime");
             return;
@@ -174,7 +198,10 @@ impl Usage {
         let day = day_of(now_ms());
         if self.inner.cluster.is_none() {
             let mut pending = self.lock_pending();
-            *pending.counts.entry((tenant_id, day, metric)).or_insert(0) += n;
+            *pending
+                .counts
+                .entry((tenant_id, day, env, metric))
+                .or_insert(0) += n;
             if pending.flusher.as_ref().is_none_or(|h| h.is_finished()) {
                 pending.flusher =
                     Some(runtime.spawn(flush_periodically(Arc::downgrade(&self.inner))));
@@ -184,7 +211,7 @@ impl Usage {
         let this = self.clone();
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
         runtime.spawn(async move {
-            if let Err(e) = this.store(&tenant_id, &day, metric, n).await {
+            if let Err(e) = this.store(&tenant_id, &day, env, metric, n).await {
                 this.failed(&e);
             }
             if this.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -197,13 +224,15 @@ impl Usage {
         &self,
         tenant_id: &str,
         day: &str,
+        env: Environment,
         metric: Metric,
         n: i64,
     ) -> std::result::Result<(), String> {
+        let name = stored_name(env, metric);
         match &self.inner.cluster {
             Some(cluster) => {
                 let key = cluster.key(&["usage", day]);
-                let field = format!("{tenant_id}|{}", metric.as_str());
+                let field = format!("{tenant_id}|{name}");
                 let ttl = i64::try_from(REDIS_TTL.as_secs()).unwrap_or(i64::MAX);
                 let mut conn = cluster.conn();
                 let mut pipe = redis::pipe();
@@ -219,7 +248,7 @@ impl Usage {
             }
             None => {
                 let mut pc = self.inner.db.conn().await.map_err(|e| e.to_string())?;
-                repo::usage::add(&mut pc.as_conn(), tenant_id, day, metric.as_str(), n)
+                repo::usage::add(&mut pc.as_conn(), tenant_id, day, &name, n)
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -235,7 +264,7 @@ impl Usage {
     /// counts are kept for the next flush.
     async fn store_pending(&self) {
         let _writing = self.inner.writing.lock().await;
-        let mut batch: Vec<((String, String, Metric), i64)> =
+        let mut batch: Vec<((String, String, Environment, Metric), i64)> =
             std::mem::take(&mut self.lock_pending().counts)
                 .into_iter()
                 .filter(|(_, n)| *n != 0)
@@ -248,8 +277,8 @@ impl Usage {
             let mut pc = self.inner.db.conn().await?;
             let mut conn = pc.as_conn();
             transaction!(&mut conn, |tx| {
-                for ((tenant_id, day, metric), n) in &batch {
-                    repo::usage::add(tx, tenant_id, day, metric.as_str(), *n).await?;
+                for ((tenant_id, day, env, metric), n) in &batch {
+                    repo::usage::add(tx, tenant_id, day, &stored_name(*env, *metric), *n).await?;
                 }
                 Ok(())
             })
@@ -401,7 +430,7 @@ async fn redis_totals(cluster: &Cluster) -> Result<(Vec<UsageRow>, Vec<(String, 
             let Some((tenant_id, metric)) = field.split_once('|') else {
                 continue;
             };
-            if Metric::parse(metric).is_none() {
+            if parse_stored(metric).is_none() {
                 continue;
             }
             rows.push(UsageRow {
@@ -508,6 +537,16 @@ pub struct UsageDay {
     pub counts: UsageCounts,
 }
 
+/// A tenant's usage in its staging environment: counted apart, never against the
+/// plan's quotas.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StagingUsage {
+    /// The same days as the report's, oldest first.
+    pub days: Vec<UsageDay>,
+    /// Sums over all reported days.
+    pub totals: UsageCounts,
+}
+
 /// A tenant's usage over the last days.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UsageReport {
@@ -519,8 +558,11 @@ pub struct UsageReport {
     pub to: String,
     /// Every day from `from` to `to`, oldest first (days without usage count zero).
     pub days: Vec<UsageDay>,
-    /// Sums over all reported days.
+    /// Sums over all reported days (production: what the plan's quotas count).
     pub totals: UsageCounts,
+    /// The staging environment's days and totals.
+    #[serde(default)]
+    pub staging: StagingUsage,
     /// The tenant's plan now.
     pub plan: PlanSummary,
     /// Every quota of the plan: its limit, what is used today (open now, for
@@ -586,18 +628,27 @@ pub async fn show(
     let to = all.last().cloned().unwrap_or_else(|| day_of(now));
     let mut pc = db.conn().await?;
     let rows = repo::usage::range(&mut pc.as_conn(), tenant_id, &from, &to).await?;
-    let mut by_day: BTreeMap<String, UsageCounts> = all
+    let mut by_day: BTreeMap<String, (UsageCounts, UsageCounts)> = all
         .iter()
-        .map(|d| (d.clone(), UsageCounts::default()))
+        .map(|d| (d.clone(), Default::default()))
         .collect();
     let mut totals = UsageCounts::default();
+    let mut staging = StagingUsage::default();
     for row in rows {
-        let Some(metric) = Metric::parse(&row.metric) else {
+        let Some((env, metric)) = parse_stored(&row.metric) else {
             continue;
         };
-        if let Some(counts) = by_day.get_mut(&row.day) {
-            counts.add(metric, row.count);
-            totals.add(metric, row.count);
+        if let Some((production, staging_day)) = by_day.get_mut(&row.day) {
+            match env {
+                Environment::Production => {
+                    production.add(metric, row.count);
+                    totals.add(metric, row.count);
+                }
+                Environment::Staging => {
+                    staging_day.add(metric, row.count);
+                    staging.totals.add(metric, row.count);
+                }
+            }
         }
     }
     let mut conn = pc.as_conn();
@@ -631,9 +682,16 @@ pub async fn show(
         to,
         days: by_day
             .into_iter()
-            .map(|(day, counts)| UsageDay { day, counts })
+            .map(|(day, (counts, staged))| {
+                staging.days.push(UsageDay {
+                    day: day.clone(),
+                    counts: staged,
+                });
+                UsageDay { day, counts }
+            })
             .collect(),
         totals,
+        staging,
         plan: PlanSummary {
             code: plan.code.to_string(),
             name: plan.name,
@@ -660,6 +718,21 @@ mod tests {
             assert_eq!(Metric::parse(m.as_str()), Some(m));
         }
         assert_eq!(Metric::parse("topic_rename"), None);
+    }
+
+    #[test]
+    fn staging_metrics_are_stored_apart() {
+        for m in Metric::ALL {
+            for env in Environment::ALL {
+                assert_eq!(parse_stored(&stored_name(env, m)), Some((env, m)));
+            }
+        }
+        assert_eq!(
+            stored_name(Environment::Staging, Metric::MessagesInbound),
+            "staging.messages_inbound"
+        );
+        assert_eq!(parse_stored("preview.messages_inbound"), None);
+        assert_eq!(parse_stored("staging.nothing"), None);
     }
 
     #[test]

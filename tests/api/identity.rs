@@ -176,10 +176,11 @@ async fn concurrent_first_sessions_of_a_user_make_one_visitor(b: Backend) {
     // The loser of the race inserts nothing (and then joins the winner's visitor).
     let mut pc = app.state.db.conn().await.expect("conn");
     let mut conn = pc.as_conn();
-    let winner = chatorical::db::repo::visitors::by_external_user(&mut conn, &t.id, "racer")
-        .await
-        .expect("query")
-        .expect("the user's visitor");
+    let winner =
+        chatorical::db::repo::visitors::by_external_user(&mut conn, &t.id, "production", "racer")
+            .await
+            .expect("query")
+            .expect("the user's visitor");
     let loser = chatorical::db::models::VisitorRow {
         id: "vis_loser".into(),
         token_hash: "not-a-real-hash".into(),

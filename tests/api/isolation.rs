@@ -30,6 +30,8 @@ async fn snapshot(app: &TestApp, key: &str, conversation_id: &str) -> Value {
         "/v1/admin/telegram".to_string(),
         "/v1/admin/identity".to_string(),
         "/v1/admin/usage?days=2".to_string(),
+        "/v1/admin/environments".to_string(),
+        "/v1/admin/flags?env=staging".to_string(),
     ] {
         let (status, body) = app.json(Method::GET, &path, Some(key), None).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
@@ -92,6 +94,26 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // B has a staging environment, with a flag of its own.
+    let (status, b_staging) = app
+        .json(
+            Method::PUT,
+            "/v1/admin/environments/staging",
+            Some(&b_key),
+            Some(json!({"allowed_origins": ["https://staging.acme.example"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{b_staging}");
+    let b_staging_key = b_staging["widget_key"].as_str().expect("key").to_string();
+    let (status, _) = app
+        .json(
+            Method::PUT,
+            "/v1/admin/flags/bravo_staging_flag?env=staging",
+            Some(&b_key),
+            Some(json!({"value": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     // The visitor's message is delivered to B's topic: B has a real outbox item.
     tg.fake
         .wait_for_calls("sendMessage", 1, std::time::Duration::from_secs(20))
@@ -130,6 +152,9 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         "bravo's secret",
         "bravo greeting",
         "bravo_flag",
+        b_staging_key.as_str(),
+        "bravo_staging_flag",
+        "staging.acme.example",
     ];
 
     // Every admin operation the OpenAPI document lists, with B's real ids wherever an id
@@ -383,6 +408,57 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
             None,
             Some(StatusCode::NOT_FOUND),
         ),
+        // Environments and flags: A acts on its own tenant only (B's staging key and
+        // flags never show; A creating its own staging touches nothing of B's).
+        (
+            "get",
+            "/v1/admin/environments",
+            "/v1/admin/environments".into(),
+            None,
+            Some(StatusCode::OK),
+        ),
+        (
+            "get",
+            "/v1/admin/environments/{env}",
+            "/v1/admin/environments/staging".into(),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "put",
+            "/v1/admin/environments/{env}",
+            "/v1/admin/environments/production".into(),
+            Some(json!({"allowed_origins": ["https://alpha.example"]})),
+            Some(StatusCode::OK),
+        ),
+        (
+            "get",
+            "/v1/admin/flags",
+            "/v1/admin/flags?env=staging".into(),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "get",
+            "/v1/admin/flags/{name}",
+            "/v1/admin/flags/bravo_flag".into(),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "put",
+            "/v1/admin/flags/{name}",
+            "/v1/admin/flags/bravo_flag?env=staging".into(),
+            Some(json!({"value": false})),
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "delete",
+            "/v1/admin/flags/{name}",
+            "/v1/admin/flags/alpha_flag".into(),
+            None,
+            Some(StatusCode::OK),
+        ),
     ];
 
     // The table covers exactly the admin operations the router documents.
@@ -407,7 +483,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         probed, documented,
         "every admin route is probed, and only those"
     );
-    assert_eq!(probes.len(), 35);
+    assert_eq!(probes.len(), 42);
 
     for (method, template, url, body, expected) in &probes {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");

@@ -17,6 +17,7 @@ mod audit;
 mod billing_out;
 mod billing_webhook;
 mod connections;
+mod environments;
 mod fuzz_regressions;
 mod hardening;
 mod identity;

@@ -16,6 +16,7 @@ mod audit;
 mod billing;
 mod config;
 mod drift;
+mod environments;
 mod keys;
 mod migrate;
 mod plans;

@@ -71,6 +71,9 @@ pub(crate) enum Command {
     /// Per-tenant daily usage: summarize the counters, show a tenant's days.
     #[command(subcommand)]
     Usage(cmd::usage::UsageCommand),
+    /// A tenant's feature flags per environment (over the plan's features): list, set, unset.
+    #[command(subcommand)]
+    Flags(cmd::flags::FlagsCommand),
     /// A tenant's texts for the widget's strings, per locale: list, set, delete, preview.
     #[command(subcommand)]
     Templates(cmd::templates::TemplatesCommand),

@@ -45,6 +45,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(c) => cmd::keys::run(&g, c).await,
         Command::Usage(c) => cmd::usage::run(&g, c).await,
         Command::Templates(c) => cmd::templates::run(&g, c).await,
+        Command::Flags(c) => cmd::flags::run(&g, c).await,
         Command::Secrets(c) => cmd::secrets::run(&g, c).await,
         Command::Audit(c) => cmd::audit::run(&g, c).await,
         Command::Retention(c) => cmd::retention::run(&g, c).await,

@@ -437,6 +437,7 @@ mod tests {
             id: "t_1".to_string().into(),
             slug: "acme".into(),
             name: "Acme".into(),
+            environment: crate::domain::Environment::Production,
             widget_key: "wk_x".into(),
             plan: "free".into(),
             settings,

@@ -84,6 +84,9 @@ pub struct VisitorRow {
     pub name: Option<String>,
     /// The email address the visitor gave.
     pub email: Option<String>,
+    /// The environment whose widget key started the visitor's first session
+    /// (`production` or `staging`).
+    pub environment: String,
 }
 
 /// A conversation row.
@@ -114,6 +117,8 @@ pub struct ConversationRow {
     pub subject: Option<String>,
     /// The name the topic was last given in Telegram (created or renamed).
     pub telegram_topic_name: Option<String>,
+    /// The visitor's environment (`production` or `staging`).
+    pub environment: String,
 }
 
 /// A message row.
@@ -307,4 +312,24 @@ pub struct BillingCheckoutRow {
     pub url: String,
     /// Created, epoch ms.
     pub created_at: i64,
+}
+
+/// A tenant's environment besides production (which lives on the tenant row).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::tenant_environments)]
+pub struct TenantEnvironmentRow {
+    /// Tenant.
+    pub tenant_id: String,
+    /// `staging`.
+    pub environment: String,
+    /// The environment's public widget key (`wk_…`).
+    pub widget_key: String,
+    /// The environment's settings as JSON text (`TenantSettings`).
+    pub settings: String,
+    /// A forum group of the environment's own (the tenant's bot), if any.
+    pub telegram_group_chat_id: Option<i64>,
+    /// Created, epoch ms.
+    pub created_at: i64,
+    /// Last changed, epoch ms.
+    pub updated_at: i64,
 }

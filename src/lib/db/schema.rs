@@ -46,6 +46,7 @@ diesel::table! {
         external_user_id -> Nullable<Text>,
         name -> Nullable<Text>,
         email -> Nullable<Text>,
+        environment -> Text,
     }
 }
 
@@ -63,6 +64,7 @@ diesel::table! {
         telegram_topic_closed -> Bool,
         subject -> Nullable<Text>,
         telegram_topic_name -> Nullable<Text>,
+        environment -> Text,
     }
 }
 
@@ -282,3 +284,18 @@ diesel::table! {
         one -> Integer,
     }
 }
+
+diesel::table! {
+    tenant_environments (tenant_id, environment) {
+        tenant_id -> Text,
+        environment -> Text,
+        widget_key -> Text,
+        settings -> Text,
+        telegram_group_chat_id -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::joinable!(tenant_environments -> tenants (tenant_id));
+diesel::allow_tables_to_appear_in_same_query!(tenant_environments, tenants);

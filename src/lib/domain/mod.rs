@@ -2,6 +2,7 @@
 
 mod api_key;
 mod cidr;
+mod environment;
 mod ids;
 mod origin;
 /// API key scopes: resources and access.
@@ -12,6 +13,7 @@ mod token;
 
 pub use api_key::{ApiKeySecret, KeyParseError};
 pub use cidr::{Cidr, CidrParseError};
+pub use environment::Environment;
 pub use ids::{ConversationId, KeyId, MessageId, TenantId, VisitorId, new_id};
 pub use origin::Origin;
 pub use scope::{Resource, Scope, ScopeAccess, Scopes};

@@ -34,7 +34,6 @@ use crate::chat::Chat;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::error::{Error, ErrorCode};
-use crate::tenancy;
 
 use self::error::ApiError;
 
@@ -119,20 +118,9 @@ impl OriginCache {
         let set = match cached {
             Some((at, set)) if at.elapsed() < Self::TTL => set,
             _ => {
-                let tenants = tenancy::list_tenants(db, &tenancy::Caller::System)
-                    .await
-                    .ok()?;
-                let set: Arc<HashSet<String>> = Arc::new(
-                    tenants
-                        .iter()
-                        .flat_map(|t| {
-                            t.settings
-                                .allowed_origins
-                                .iter()
-                                .map(|o| o.as_str().to_string())
-                        })
-                        .collect(),
-                );
+                // Every environment's origins (production's and staging's).
+                let set: Arc<HashSet<String>> =
+                    Arc::new(crate::environments::all_allowed_origins(db).await.ok()?);
                 *self.inner.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((Instant::now(), set.clone()));
                 set
@@ -191,6 +179,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::billing::router())
         .merge(routes::billing_webhook::router())
         .merge(routes::billing_subscription::router())
+        .merge(routes::environments::router())
         .merge(routes::audit::router())
         .routes(routes!(ws::ws_upgrade))
         .split_for_parts()

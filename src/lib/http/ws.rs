@@ -80,7 +80,9 @@ pub async fn ws_upgrade(
     tracing::Span::current().record("tenant", claims.t.as_str());
     // Before anything costs a database read; given back if the upgrade never happens.
     let slot = state.sockets.reserve(ip)?;
-    let tenant = tenancy::tenant_by_id(&state.db, &claims.t)
+    // The origins of the visitor's environment: a staging visitor's socket opens only
+    // from staging origins.
+    let tenant = tenancy::tenant_in(&state.db, &claims.t, claims.e)
         .await
         .map_err(|_| Error::unauthorized("invalid or expired ws token"))?;
     let origin = origin(&headers)
@@ -89,6 +91,7 @@ pub async fn ws_upgrade(
     let visitor = Visitor {
         id: claims.v.clone(),
         tenant_id: claims.t.clone(),
+        environment: claims.e,
     };
     let opened = ConversationId::from(claims.c.as_str());
     let mut last_seq = 0;
@@ -500,6 +503,7 @@ impl SocketSession {
                     .post_message(
                         &self.visitor.tenant_id,
                         &conv,
+                        Some(self.visitor.environment),
                         Sender::Visitor(&self.visitor.id),
                         &text,
                         Some(&client_msg_id),

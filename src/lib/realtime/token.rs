@@ -5,7 +5,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::domain::{TenantId, VisitorId};
+use crate::domain::{Environment, TenantId, VisitorId};
 use crate::error::{Error, Result};
 
 /// What a ws_token grants: one visitor's socket on one conversation of one tenant.
@@ -13,6 +13,10 @@ use crate::error::{Error, Result};
 pub struct WsClaims {
     /// Tenant id.
     pub t: TenantId,
+    /// The visitor's environment (absent: production, as in tokens signed before
+    /// environments existed): whose allowed origins the socket's `Origin` must be in.
+    #[serde(default, skip_serializing_if = "Environment::is_production")]
+    pub e: Environment,
     /// Visitor id.
     pub v: VisitorId,
     /// Conversation id.
@@ -80,6 +84,7 @@ mod tests {
     fn claims(exp: i64) -> WsClaims {
         WsClaims {
             t: "tn_1".into(),
+            e: Environment::Production,
             v: "vis_1".into(),
             c: "cv_1".into(),
             exp,

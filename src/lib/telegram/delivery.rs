@@ -19,6 +19,7 @@ use crate::db::{
     models::{ConversationRow, OutboxRow, TelegramConfigRow},
     repo,
 };
+use crate::domain::Environment;
 use crate::domain::text::escape_controls;
 use crate::outbox::{
     self, Job, Outcome,
@@ -120,8 +121,14 @@ impl TelegramDelivery {
     }
 
     /// One attempt; a group that Telegram says became a supergroup is followed once
-    /// (the connection moves to the new chat id) and the item sent there.
+    /// (the connection, or the environment's group, moves to the new chat id) and the
+    /// item sent there.
     async fn attempt(&self, item: &OutboxRow) -> Outcome {
+        // An unknown kind or a payload that does not fit it will never deliver.
+        let job = match Job::parse(&item.kind, &item.payload) {
+            Ok(job) => job,
+            Err(e) => return Outcome::Dead { error: e.message },
+        };
         let mut migrated = false;
         loop {
             let cfg = match self.config(item).await {
@@ -129,20 +136,40 @@ impl TelegramDelivery {
                 Err(Step::Done(o)) => return o,
                 Err(Step::Api(e)) => return self.outcome_of(&e, item.attempts),
             };
-            match self.run(item, &cfg).await {
+            let (cfg, own_group) = match self.target(item, cfg).await {
+                Ok(target) => target,
+                Err(Step::Done(o)) => return o,
+                Err(Step::Api(e)) => return self.outcome_of(&e, item.attempts),
+            };
+            match self.run(&cfg, &job).await {
                 Ok(()) => return Outcome::Delivered,
                 Err(Step::Done(o)) => return o,
                 Err(Step::Api(RequestError::MigrateToChatId(to))) if !migrated => {
                     migrated = true;
                     tracing::warn!(tenant = %cfg.tenant_id, from = cfg.group_chat_id, to = to.0,
                         "the Telegram group became a supergroup; following it");
-                    let followed = super::setup::follow_migration(
-                        &self.db,
-                        &cfg.tenant_id.as_str().into(),
-                        cfg.group_chat_id,
-                        to.0,
-                    )
-                    .await;
+                    let tenant_id = cfg.tenant_id.as_str().into();
+                    let followed = match own_group {
+                        None => {
+                            super::setup::follow_migration(
+                                &self.db,
+                                &tenant_id,
+                                cfg.group_chat_id,
+                                to.0,
+                            )
+                            .await
+                        }
+                        Some(env) => {
+                            crate::environments::follow_migration(
+                                &self.db,
+                                &tenant_id,
+                                env,
+                                cfg.group_chat_id,
+                                to.0,
+                            )
+                            .await
+                        }
+                    };
                     if let Err(e) = followed {
                         // Our database failed: try again later (Telegram will say it again).
                         return Outcome::Retry {
@@ -189,7 +216,41 @@ impl TelegramDelivery {
         Ok(cfg)
     }
 
-    async fn run(&self, item: &OutboxRow, cfg: &TelegramConfigRow) -> Result<(), Step> {
+    /// Where the item goes: its lane's group — the tenant's, or an environment's group
+    /// of its own (then `cfg` names that chat, without the tenant group's default
+    /// topic, and the environment is returned). A lane of a group that is neither (one
+    /// replaced since the item was queued) goes to the tenant's group, as before
+    /// environments existed. Items of the tenant's group read nothing more.
+    async fn target(
+        &self,
+        item: &OutboxRow,
+        cfg: TelegramConfigRow,
+    ) -> Result<(TelegramConfigRow, Option<Environment>), Step> {
+        let Some(lane) = outbox::TelegramLane::parse(&item.lane) else {
+            return Ok((cfg, None));
+        };
+        if lane.chat_id == cfg.group_chat_id {
+            return Ok((cfg, None));
+        }
+        let mut pc = self.db.conn().await?;
+        let own = repo::environments::telegram_group(
+            &mut pc.as_conn(),
+            &cfg.tenant_id,
+            Environment::Staging.as_str(),
+        )
+        .await?;
+        if own != Some(lane.chat_id) {
+            return Ok((cfg, None));
+        }
+        let routed = TelegramConfigRow {
+            group_chat_id: lane.chat_id,
+            default_topic_id: None,
+            ..cfg
+        };
+        Ok((routed, Some(Environment::Staging)))
+    }
+
+    async fn run(&self, cfg: &TelegramConfigRow, job: &Job) -> Result<(), Step> {
         let bot = self.bots.for_tenant(cfg).map_err(|_| {
             Step::Done(Outcome::Dead {
                 error: "the stored bot token cannot be decrypted for this tenant".into(),
@@ -203,16 +264,13 @@ impl TelegramDelivery {
                 &outbox::telegram_lane(&cfg.tenant_id, cfg.group_chat_id),
             ),
         };
-        // An unknown kind or a payload that does not fit it will never deliver.
-        let job = Job::parse(&item.kind, &item.payload)
-            .map_err(|e| Step::Done(Outcome::Dead { error: e.message }))?;
         match job {
-            Job::SendMessage(p) => self.send_visitor_message(cfg, &bot, &p).await,
+            Job::SendMessage(p) => self.send_visitor_message(cfg, &bot, p).await,
             Job::CloseTopic { conversation_id } => {
-                self.close_topic(cfg, &bot, &conversation_id).await
+                self.close_topic(cfg, &bot, conversation_id).await
             }
             Job::RenameTopic { conversation_id } => {
-                self.rename_topic(cfg, &bot, &conversation_id).await
+                self.rename_topic(cfg, &bot, conversation_id).await
             }
             Job::DeleteTopic { chat_id, topic_id } => {
                 self.delete_topic(cfg, &bot, chat_id, topic_id).await
@@ -220,7 +278,7 @@ impl TelegramDelivery {
             Job::SendText { text, topic_id } => {
                 // Texts are split when queued; one queued whole that is too long (an
                 // older item) still goes, as parts.
-                for text in split::rendered_parts(&text) {
+                for text in split::rendered_parts(text) {
                     let mut req = bot.send_message(ChatId(cfg.group_chat_id), text);
                     if let Some(t) = topic_id.or(cfg.default_topic_id) {
                         req = req.message_thread_id(thread(t));
@@ -418,7 +476,12 @@ impl TelegramDelivery {
         }
         drop(pc);
         if let Some(usage) = &self.usage {
-            usage.record(&cfg.tenant_id.as_str().into(), Metric::TopicsCreated, 1);
+            usage.record_in(
+                &cfg.tenant_id.as_str().into(),
+                Environment::from_stored(&conv.environment),
+                Metric::TopicsCreated,
+                1,
+            );
         }
         let card = opening_card(conv, visitor.as_ref());
         bot.pace().await;

@@ -29,6 +29,25 @@ pub const FIELD_BOT_TOKEN: &str = "telegram.bot_token";
 /// Field name of the sealed webhook secret.
 pub const FIELD_WEBHOOK_SECRET: &str = "telegram.webhook_secret";
 
+/// The forum group an environment's conversations go to: staging's group of its own
+/// when it has one, else the tenant's group `tenant_group` (staging's topics are then
+/// prefixed `[staging] `, see [`topic::topic_name`]). Production reads nothing.
+pub async fn group_for(
+    conn: &mut crate::db::Conn<'_>,
+    tenant_id: &str,
+    environment: crate::domain::Environment,
+    tenant_group: i64,
+) -> Result<i64> {
+    if environment == crate::domain::Environment::Production {
+        return Ok(tenant_group);
+    }
+    Ok(
+        crate::db::repo::environments::telegram_group(conn, tenant_id, environment.as_str())
+            .await?
+            .unwrap_or(tenant_group),
+    )
+}
+
 /// Builds (and caches) one teloxide [`Bot`] per tenant, pointed at the configured
 /// Bot API URL.
 pub struct Bots {

@@ -4,6 +4,7 @@
 use unicode_segmentation::UnicodeSegmentation;
 
 use crate::db::models::{ConversationRow, VisitorRow};
+use crate::domain::Environment;
 use crate::domain::text::{escape_controls, is_blank};
 
 /// Longest forum topic name Telegram takes (1–128 characters). Counted here in UTF-16
@@ -11,11 +12,15 @@ use crate::domain::text::{escape_controls, is_blank};
 /// Telegram, however it counts.
 pub const MAX_TOPIC_NAME: usize = 128;
 
+/// What a staging conversation's topic name starts with, so agents tell it from
+/// production's in the same group.
+pub const STAGING_PREFIX: &str = "[staging] ";
+
 /// The topic name of `conv`: its subject if it has one, else the visitor's name and
 /// email (either alone when only one is known), else `Visitor 3f2a1b · cv 9c0d11`
-/// (recognisable, and unique per conversation). Control characters are written as
-/// visible `\u{…}` escapes; a name too long for Telegram is cut at a grapheme
-/// boundary and ends with `…`.
+/// (recognisable, and unique per conversation); a staging conversation's starts with
+/// [`STAGING_PREFIX`]. Control characters are written as visible `\u{…}` escapes; a
+/// name too long for Telegram is cut at a grapheme boundary and ends with `…`.
 pub fn topic_name(conv: &ConversationRow, visitor: Option<&VisitorRow>) -> String {
     let given = |s: Option<&str>| {
         s.map(str::trim)
@@ -31,7 +36,11 @@ pub fn topic_name(conv: &ConversationRow, visitor: Option<&VisitorRow>) -> Strin
         (None, Some(one), None) | (None, None, Some(one)) => one,
         (None, None, None) => anonymous_name(&conv.id, &conv.visitor_id),
     };
-    fit(&escape_controls(&wanted))
+    let prefix = match Environment::from_stored(&conv.environment) {
+        Environment::Production => "",
+        Environment::Staging => STAGING_PREFIX,
+    };
+    fit(&format!("{prefix}{}", escape_controls(&wanted)))
 }
 
 /// `Visitor 3f2a1b · cv 9c0d11`: the name of a topic whose visitor said nothing about
@@ -88,6 +97,7 @@ mod tests {
             telegram_topic_closed: false,
             subject: subject.map(str::to_string),
             telegram_topic_name: None,
+            environment: "production".into(),
         }
     }
 
@@ -103,7 +113,25 @@ mod tests {
             external_user_id: None,
             name: name.map(str::to_string),
             email: email.map(str::to_string),
+            environment: "production".into(),
         }
+    }
+
+    #[test]
+    fn staging_topics_are_prefixed_and_still_fit() {
+        let staging = ConversationRow {
+            environment: "staging".into(),
+            ..conv(Some("Refund"))
+        };
+        assert_eq!(topic_name(&staging, None), "[staging] Refund");
+        assert_eq!(topic_name(&conv(Some("Refund")), None), "Refund");
+        let long = ConversationRow {
+            subject: Some("x".repeat(200)),
+            ..staging
+        };
+        let name = topic_name(&long, None);
+        assert!(name.starts_with(STAGING_PREFIX), "{name}");
+        assert_eq!(name.encode_utf16().count(), MAX_TOPIC_NAME);
     }
 
     #[test]

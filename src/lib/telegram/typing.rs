@@ -250,7 +250,18 @@ async fn load(
                 .channels
                 .telegram =>
         {
-            Some(cfg)
+            // The group the visitor's environment's topics are in.
+            let group = super::group_for(
+                &mut conn,
+                &visitor.tenant_id,
+                visitor.environment,
+                cfg.group_chat_id,
+            )
+            .await?;
+            Some(TelegramConfigRow {
+                group_chat_id: group,
+                ..cfg
+            })
         }
         _ => None,
     };

@@ -18,7 +18,7 @@ use super::FIELD_WEBHOOK_SECRET;
 use crate::chat::{Chat, Rename, store_message};
 use crate::crypto::MasterKey;
 use crate::db::{Db, models::MessageRow, repo};
-use crate::domain::{TenantId, new_id, now_ms};
+use crate::domain::{Environment, TenantId, new_id, now_ms};
 use crate::error::{Error, ErrorCode, Result};
 use crate::outbox;
 use crate::quota::{Exceeded, Quota};
@@ -78,7 +78,7 @@ pub enum Handled {
 }
 
 enum Effect {
-    New(MessageRow),
+    New((MessageRow, crate::domain::Environment)),
     Edit(MessageRow),
     /// A `/subject` command was handled.
     Subject(crate::chat::Renamed),
@@ -204,10 +204,38 @@ pub async fn process(
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let update_id = parsed.update_id;
-    // A new message (not an edit, not a command) takes one of the day's messages first;
-    // given back (dropped) unless it is stored.
+    // Staging may have a forum group of its own (the same bot): an agent's message there
+    // answers a staging conversation, and topic ids are that group's.
+    let staging_group =
+        repo::environments::telegram_group(&mut conn, &tenant_id, Environment::Staging.as_str())
+            .await?;
+    let (parsed, group, topics_of) = match staging_group {
+        Some(own) if parsed.agent.is_none() => match parse_update(body, own, cfg.bot_id)? {
+            p if p.agent.is_some() => (p, own, Some(Environment::Staging)),
+            _ => (parsed, cfg.group_chat_id, Some(Environment::Production)),
+        },
+        Some(_) => (parsed, cfg.group_chat_id, Some(Environment::Production)),
+        // One group for both: a topic's conversation may be of either environment.
+        None => (parsed, cfg.group_chat_id, None),
+    };
+    // A new message (not an edit, not a command) of a production conversation takes
+    // one of the day's messages first; given back (dropped) unless it is stored.
+    // Staging's take nothing from the plan: which environment the topic's conversation
+    // is must be known first (read only when one group holds both environments').
+    let new_message = parsed
+        .agent
+        .as_ref()
+        .filter(|a| !a.edited && subject_command(&a.text, &cfg.bot_username).is_none());
+    let counts = match (new_message, topics_of) {
+        (None, _) => false,
+        (Some(_), Some(env)) => env.counts_against_quotas(),
+        (Some(a), None) => repo::conversations::by_topic(&mut conn, &tenant_id, a.topic, None)
+            .await?
+            .is_none_or(|c| Environment::from_stored(&c.environment).counts_against_quotas()),
+    };
+    let topics_of = topics_of.map(Environment::as_str);
     let message_quota = match &parsed.agent {
-        Some(a) if !a.edited && subject_command(&a.text, &cfg.bot_username).is_none() => {
+        Some(_) if counts => {
             let limit = crate::plans::for_tenant(&mut conn, &tenant_id)
                 .await?
                 .limits
@@ -221,7 +249,7 @@ pub async fn process(
         _ => None,
     };
     let now = now_ms();
-    let lane = outbox::telegram_lane(&tenant_id, cfg.group_chat_id);
+    let lane = outbox::telegram_lane(&tenant_id, group);
     let effect = transaction!(&mut conn, |tx| {
         if !repo::telegram::record_update(tx, &tenant_id, cfg.bot_id, update_id, now).await? {
             return Ok(None);
@@ -229,7 +257,9 @@ pub async fn process(
         let Some(agent) = &parsed.agent else {
             return Ok(Some(Effect::Nothing));
         };
-        let Some(conv) = repo::conversations::by_topic(tx, &tenant_id, agent.topic).await? else {
+        let Some(conv) =
+            repo::conversations::by_topic(tx, &tenant_id, agent.topic, topics_of).await?
+        else {
             return Ok(Some(Effect::Nothing));
         };
         let telegram_id = agent.telegram_message_id;
@@ -321,12 +351,12 @@ pub async fn process(
             counters.duplicate.fetch_add(1, Ordering::Relaxed);
             Handled::Duplicate
         }
-        Some(Effect::New(row)) => {
+        Some(Effect::New((row, environment))) => {
             if let Some(Ok(taken)) = message_quota {
                 taken.keep();
             }
             counters.ok.fetch_add(1, Ordering::Relaxed);
-            chat.message_stored(row);
+            chat.message_stored(row, environment);
             Handled::Stored
         }
         Some(Effect::Edit(row)) => {

@@ -3,6 +3,8 @@
 pub(crate) mod audit;
 pub(crate) mod billing;
 pub(crate) mod config;
+pub(crate) mod environments;
+pub(crate) mod flags;
 pub(crate) mod keys;
 pub(crate) mod man;
 pub(crate) mod migrate;

@@ -1,4 +1,4 @@
-//! `chatorical tenants create|list|show|set-plan|validate|identity-secret`.
+//! `chatorical tenants create|list|show|set-plan|validate|identity-secret|env`.
 
 use std::process::ExitCode;
 
@@ -61,12 +61,16 @@ pub(crate) enum TenantsCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// A tenant's environments (production, staging): widget keys, origins, Telegram group.
+    #[command(subcommand)]
+    Env(super::environments::EnvCommand),
 }
 
 /// Run a tenant command.
 pub(crate) async fn run(g: &Global, cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
     let (settings, db) = super::open(g).await?;
     match cmd {
+        TenantsCommand::Env(c) => return super::environments::run(g, &db, c).await,
         TenantsCommand::IdentitySecret { tenant } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
             let key = chatorical::app::load_master_key(&settings)?;
@@ -210,6 +214,7 @@ fn detail(t: &Tenant) -> comfy_table::Table {
     table.add_row(vec!["slug".to_string(), t.slug.clone()]);
     table.add_row(vec!["name".to_string(), t.name.clone()]);
     table.add_row(vec!["plan".to_string(), t.plan.clone()]);
+    table.add_row(vec!["environment".to_string(), t.environment.to_string()]);
     table.add_row(vec!["widget key".to_string(), t.widget_key.clone()]);
     table.add_row(vec!["allowed origins".to_string(), origins(t)]);
     table.add_row(vec![

@@ -16,7 +16,7 @@ pub(crate) enum UsageCommand {
     /// minute; without Redis the counts are in the database already).
     Summarize,
     /// A tenant's usage per UTC day: conversations started, messages in and out,
-    /// Telegram topics created.
+    /// Telegram topics created; staging's apart, below.
     Show {
         /// Tenant slug.
         #[arg(long)]
@@ -88,6 +88,24 @@ pub(crate) async fn run(g: &Global, cmd: UsageCommand) -> anyhow::Result<ExitCod
                 }
                 t.add_row(row("total".into(), &report.totals));
                 output::print_table(&t);
+                if report.staging.totals != usage::UsageCounts::default() {
+                    println!("staging (counted apart, never against the plan):");
+                    let mut st = output::table(&[
+                        "day",
+                        "conversations",
+                        "messages in",
+                        "messages out",
+                        "topics",
+                        "renames",
+                    ]);
+                    for d in &report.staging.days {
+                        if d.counts != usage::UsageCounts::default() {
+                            st.add_row(row(d.day.clone(), &d.counts));
+                        }
+                    }
+                    st.add_row(row("total".into(), &report.staging.totals));
+                    output::print_table(&st);
+                }
                 println!(
                     "plan: {} ({})",
                     output::safe(&report.plan.name),

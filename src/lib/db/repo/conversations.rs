@@ -29,13 +29,14 @@ pub async fn open_for_visitor(
         .optional())?)
 }
 
-/// The visitor's open conversation, created if there is none. The unique partial
-/// index on open conversations makes concurrent starts converge on one row.
-/// Returns the conversation and whether this call created it.
+/// The visitor's open conversation, created if there is none (in `environment`, the
+/// visitor's). The unique partial index on open conversations makes concurrent starts
+/// converge on one row. Returns the conversation and whether this call created it.
 pub async fn open_or_create(
     conn: &mut Conn<'_>,
     tenant_id: &str,
     visitor_id: &str,
+    environment: &str,
     now: i64,
 ) -> Result<(ConversationRow, bool)> {
     if let Some(existing) = open_for_visitor(conn, tenant_id, visitor_id).await? {
@@ -54,6 +55,7 @@ pub async fn open_or_create(
         telegram_topic_closed: false,
         subject: None,
         telegram_topic_name: None,
+        environment: environment.to_string(),
     };
     let inserted = on_conn!(conn, |c| diesel::insert_into(conversations::table)
         .values(&row)
@@ -83,11 +85,28 @@ pub async fn get(
         .optional())?)
 }
 
-/// The tenant's conversations, most recently active first.
+/// The environment of one conversation of the tenant (`None`: no such conversation).
+pub async fn environment_of(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    id: &str,
+) -> Result<Option<String>> {
+    Ok(on_conn!(conn, |c| conversations::table
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::id.eq(id))
+        .select(conversations::environment)
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// The tenant's conversations (of one environment, when given), most recently active
+/// first.
 pub async fn list(
     conn: &mut Conn<'_>,
     tenant_id: &str,
     status: Option<&str>,
+    environment: Option<&str>,
     limit: i64,
 ) -> Result<Vec<ConversationRow>> {
     Ok(on_conn!(conn, |c| {
@@ -99,6 +118,9 @@ pub async fn list(
             .into_boxed();
         if let Some(s) = status {
             q = q.filter(conversations::status.eq(s));
+        }
+        if let Some(e) = environment {
+            q = q.filter(conversations::environment.eq(e));
         }
         q.load(c).await
     })?)
@@ -145,16 +167,16 @@ pub async fn next_seq(
 /// Take the next seq of an open conversation for a new message (locks the row until
 /// commit), checking ownership in the same statement: with `visitor_id`, only that
 /// visitor's conversation matches. Also returns the tenant's Telegram group chat (a
-/// subquery in `RETURNING`; `None` when Telegram is not connected), so storing a
-/// message needs no other read. `None` when the conversation is not open, not the
-/// tenant's or not the visitor's.
+/// subquery in `RETURNING`; `None` when Telegram is not connected) and the
+/// conversation's environment, so storing a production message needs no other read.
+/// `None` when the conversation is not open, not the tenant's or not the visitor's.
 pub async fn next_seq_for_message(
     conn: &mut Conn<'_>,
     tenant_id: &str,
     id: &str,
     visitor_id: Option<&str>,
     now: i64,
-) -> Result<Option<(i64, Option<i64>)>> {
+) -> Result<Option<(i64, Option<i64>, String)>> {
     let group = telegram_configs::table
         .find(tenant_id)
         .select(telegram_configs::group_chat_id)
@@ -172,8 +194,8 @@ pub async fn next_seq_for_message(
             conversations::last_seq.eq(conversations::last_seq + 1),
             conversations::updated_at.eq(now),
         ))
-        .returning((conversations::last_seq, group))
-        .get_result::<(i64, Option<i64>)>(c)
+        .returning((conversations::last_seq, group, conversations::environment))
+        .get_result::<(i64, Option<i64>, String)>(c)
         .await
         .optional()
     })?)
@@ -273,19 +295,45 @@ pub async fn set_topic_closed(
     Ok(())
 }
 
-/// The conversation that owns a forum topic.
+/// The conversation that owns a forum topic; with `environment`, only a conversation
+/// of that environment (topic ids are per group: an environment with a group of its own
+/// numbers its topics apart).
 pub async fn by_topic(
     conn: &mut Conn<'_>,
     tenant_id: &str,
     topic_id: i64,
+    environment: Option<&str>,
 ) -> Result<Option<ConversationRow>> {
-    Ok(on_conn!(conn, |c| conversations::table
+    Ok(on_conn!(conn, |c| {
+        let mut q = conversations::table
+            .filter(conversations::tenant_id.eq(tenant_id))
+            .filter(conversations::telegram_topic_id.eq(topic_id))
+            .select(ConversationRow::as_select())
+            .into_boxed();
+        if let Some(e) = environment {
+            q = q.filter(conversations::environment.eq(e));
+        }
+        q.first(c).await.optional()
+    })?)
+}
+
+/// Forget the topics of the tenant's conversations of one environment (its group
+/// changed; topics are re-created where they go now).
+pub async fn clear_env_topics(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    environment: &str,
+) -> Result<usize> {
+    Ok(on_conn!(conn, |c| diesel::update(conversations::table)
         .filter(conversations::tenant_id.eq(tenant_id))
-        .filter(conversations::telegram_topic_id.eq(topic_id))
-        .select(ConversationRow::as_select())
-        .first(c)
-        .await
-        .optional())?)
+        .filter(conversations::environment.eq(environment))
+        .filter(conversations::telegram_topic_id.is_not_null())
+        .set((
+            conversations::telegram_topic_id.eq(None::<i64>),
+            conversations::telegram_topic_name.eq(None::<String>),
+        ))
+        .execute(c)
+        .await)?)
 }
 
 /// Forget every topic of the tenant (the forum group changed; topics are re-created).
@@ -301,11 +349,13 @@ pub async fn clear_all_topics(conn: &mut Conn<'_>, tenant_id: &str) -> Result<us
         .await)?)
 }
 
-/// How many conversations of the tenant are open.
+/// How many production conversations of the tenant are open (the plan's cap counts
+/// those; staging's never count against it).
 pub async fn count_open(conn: &mut Conn<'_>, tenant_id: &str) -> Result<i64> {
     Ok(on_conn!(conn, |c| conversations::table
         .filter(conversations::tenant_id.eq(tenant_id))
         .filter(conversations::status.eq(ConversationStatus::Open.as_str()))
+        .filter(conversations::environment.eq(crate::domain::Environment::Production.as_str()))
         .count()
         .get_result(c)
         .await)?)

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod billing;
 pub mod billing_subscriptions;
 pub mod conversations;
+pub mod environments;
 pub mod messages;
 pub mod outbox;
 pub mod plans;

@@ -112,3 +112,21 @@ pub async fn lock(conn: &mut Conn<'_>, tenant_id: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Give the tenant (its production environment) a new widget key. Returns whether the
+/// tenant exists.
+pub async fn set_widget_key(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    widget_key: &str,
+    now: i64,
+) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(tenants::table.find(tenant_id))
+        .set((
+            tenants::widget_key.eq(widget_key),
+            tenants::updated_at.eq(now)
+        ))
+        .execute(c)
+        .await)?;
+    Ok(n == 1)
+}

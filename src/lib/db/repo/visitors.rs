@@ -169,14 +169,17 @@ pub async fn set_identity(
 /// Most device tokens kept per visitor besides the first device's (the oldest go).
 pub const MAX_EXTRA_TOKENS: i64 = 20;
 
-/// The visitor of `tenant_id` that belongs to a verified user of the host site.
+/// The visitor of `tenant_id` in `environment` that belongs to a verified user of the
+/// host site.
 pub async fn by_external_user(
     conn: &mut Conn<'_>,
     tenant_id: &str,
+    environment: &str,
     external_user_id: &str,
 ) -> Result<Option<VisitorRow>> {
     Ok(on_conn!(conn, |c| visitors::table
         .filter(visitors::tenant_id.eq(tenant_id))
+        .filter(visitors::environment.eq(environment))
         .filter(visitors::external_user_id.eq(external_user_id))
         .select(VisitorRow::as_select())
         .first(c)
@@ -184,7 +187,7 @@ pub async fn by_external_user(
         .optional())?)
 }
 
-/// Insert a visitor unless one with the same `(tenant, external_user_id)` exists
+/// Insert a visitor unless one with the same `(tenant, environment, external_user_id)` exists
 /// (a concurrent first session of the same user); returns whether it was inserted.
 pub async fn insert_if_absent(conn: &mut Conn<'_>, row: &VisitorRow) -> Result<bool> {
     let n = on_conn!(conn, |c| diesel::insert_into(visitors::table)

@@ -183,29 +183,46 @@ async fn revoke_key(
     ))
 }
 
-/// The tenant's settings (`settings:read`).
-#[utoipa::path(get, path = "/v1/admin/settings", tag = "admin", security(("api_key" = [])), responses((status = 200, body = Tenant)))]
+/// Which environment a call is about.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct EnvParam {
+    /// `production` (the default) or `staging`.
+    pub env: Option<String>,
+}
+
+/// The tenant's settings (`settings:read`): with `?env=staging`, the staging
+/// environment's widget key and settings (404 before it was created).
+#[utoipa::path(get, path = "/v1/admin/settings", tag = "admin", security(("api_key" = [])), params(EnvParam),
+    responses((status = 200, body = Tenant), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn get_settings(
     State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
+    Query(q): Query<EnvParam>,
 ) -> ApiResult<Json<Tenant>> {
     admin.require(&Scope::new(crate::domain::Resource::Settings, Read))?;
-    Ok(Json(admin.tenant(&state, &headers).await?))
+    let env = crate::environments::parse_env("env", q.env.as_deref())?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    Ok(Json(tenancy::tenant_in(&state.db, &tenant.id, env).await?))
 }
 
 /// Change the tenant's settings (`settings:write`); absent fields stay as they are.
-#[utoipa::path(patch, path = "/v1/admin/settings", tag = "admin", security(("api_key" = [])), request_body = SettingsPatch,
-    responses((status = 200, body = TenantSettings), (status = 422, body = ErrorBody)))]
+/// With `?env=staging`, the staging environment's (404 before it was created).
+#[utoipa::path(patch, path = "/v1/admin/settings", tag = "admin", security(("api_key" = [])), params(EnvParam), request_body = SettingsPatch,
+    responses((status = 200, body = TenantSettings), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn patch_settings(
     State(state): State<AppState>,
     admin: Admin,
     headers: HeaderMap,
+    Query(q): Query<EnvParam>,
     Json(patch): Json<SettingsPatch>,
 ) -> ApiResult<Json<TenantSettings>> {
     admin.require(&Scope::new(crate::domain::Resource::Settings, Write))?;
+    let env = crate::environments::parse_env("env", q.env.as_deref())?;
     let tenant = admin.tenant(&state, &headers).await?;
-    let settings = tenancy::update_settings(&state.db, &admin.caller(), &tenant.id, patch).await?;
+    let settings =
+        crate::environments::update_settings(&state.db, &admin.caller(), &tenant, env, patch)
+            .await?;
     state.origins.invalidate();
     Ok(Json(settings))
 }
@@ -215,6 +232,8 @@ async fn patch_settings(
 pub(crate) struct ConversationFilter {
     /// `open` or `closed`.
     pub status: Option<String>,
+    /// Only this environment's: `production` or `staging`.
+    pub env: Option<String>,
     /// At most this many (1–500, default 50).
     pub limit: Option<i64>,
 }
@@ -239,7 +258,12 @@ async fn list_conversations(
     let tenant = admin.tenant(&state, &headers).await?;
     let conversations = state
         .chat
-        .list_conversations(&tenant.id, f.status.as_deref(), f.limit.unwrap_or(50))
+        .list_conversations(
+            &tenant.id,
+            f.status.as_deref(),
+            f.env.as_deref(),
+            f.limit.unwrap_or(50),
+        )
         .await?;
     Ok(Json(ConversationList { conversations }))
 }
@@ -339,6 +363,7 @@ async fn reply(
         .post_message(
             &tenant.id,
             &id,
+            None,
             Sender::Agent(author),
             &req.text,
             req.client_msg_id.as_deref(),

@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod billing;
 pub(crate) mod billing_subscription;
 pub(crate) mod billing_webhook;
+pub(crate) mod environments;
 pub(crate) mod identity;
 pub(crate) mod ops;
 pub(crate) mod outbox;

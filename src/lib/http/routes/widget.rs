@@ -184,6 +184,7 @@ async fn send_message(
         .post_message(
             &visitor.tenant_id,
             &id,
+            Some(visitor.environment),
             Sender::Visitor(&visitor.id),
             &req.text,
             Some(&req.client_msg_id),
