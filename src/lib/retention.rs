@@ -1,8 +1,9 @@
 //! Retention: what a tenant's retention no longer keeps is deleted.
 //!
 //! A tenant's retention is its plan's `retention_days` (none: forever), shortened —
-//! never lengthened — by the tenant setting `retention_days` ([`effective_days`]).
-//! [`run`] deletes, per tenant, the closed conversations closed before the cutoff
+//! never lengthened — by the setting `retention_days` ([`effective_days`]) of each of
+//! its environments (production, staging: each has its own settings).
+//! [`run`] deletes, per tenant and environment, the closed conversations closed before the cutoff
 //! (now minus the retention) with their messages and outbox items, then the visitors
 //! no conversation refers to any more that were last seen before the cutoff, with
 //! their device tokens. A tenant that opted in (`telegram.delete_topics_on_retention`)
@@ -13,7 +14,8 @@
 //! and messages, per transaction), each its own short transaction, with a pause in
 //! between at least as long as the batch took, that lets other writers in (on SQLite
 //! a write transaction holds up every writer) and keeps retention to about half of
-//! the database's time at most. Nothing has to be resumed after a crash: a batch is all or nothing, and a
+//! the database's time at most; on SQLite retention also checkpoints the write-ahead
+//! log after each batch, so that a chat write's commit does not pay for its pages. Nothing has to be resumed after a crash: a batch is all or nothing, and a
 //! later run finds what is still due. Several runs at once (workers in several
 //! processes) split the work: a batch picks its rows with `FOR UPDATE SKIP LOCKED` on
 //! PostgreSQL, and SQLite runs write transactions one at a time; counts are the rows
@@ -34,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{self, Action, Entry};
 use crate::config::RetentionSettings;
 use crate::db::{Conn, Db, repo};
-use crate::domain::{Resource, Scope, ScopeAccess, TenantId, now_ms, rfc3339};
+use crate::domain::{Environment, Resource, Scope, ScopeAccess, TenantId, now_ms, rfc3339};
 use crate::error::{Error, Result};
 use crate::outbox::{self, Job, Wakeup};
 use crate::tenancy::{self, Caller, Tenant};
@@ -142,20 +144,22 @@ impl Purged {
     }
 }
 
-/// One tenant's part of a run.
+/// One tenant environment's part of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantRun {
     /// The tenant's slug.
     pub tenant: String,
     /// The tenant's id.
     pub tenant_id: String,
+    /// The environment (each has its own settings, so its own retention).
+    pub environment: Environment,
     /// The effective retention; `null`: kept forever (nothing to do).
     pub retention_days: Option<u32>,
     /// RFC 3339: conversations closed and visitors last seen before this are due.
     pub cutoff: Option<String>,
     /// What was deleted (or would be, in a dry run).
     pub purged: Purged,
-    /// Why this tenant's run stopped early (what was deleted before stays deleted).
+    /// Why this part of the run stopped early (what was deleted before stays deleted).
     pub error: Option<String>,
 }
 
@@ -164,7 +168,7 @@ pub struct TenantRun {
 pub struct Report {
     /// Whether this was a dry run (nothing deleted).
     pub dry_run: bool,
-    /// Per tenant, in slug order.
+    /// Per tenant (in slug order) and environment (production first).
     pub tenants: Vec<TenantRun>,
     /// The sum over the tenants.
     pub total: Purged,
@@ -189,22 +193,30 @@ pub struct Progress<'a> {
     pub total: u64,
 }
 
-/// A tenant with its retention worked out.
-struct Due {
+/// A tenant with the retention of each of its environments worked out.
+struct TenantDue {
     tenant: Tenant,
-    days: Option<u32>,
-    cutoff: Option<i64>,
-    /// Conversations and visitors due now (for progress), or the error reading them.
-    counts: Result<repo::retention::DueCounts>,
+    envs: Vec<Due>,
     /// Whether the tenant opted in to topic deletion (and has Telegram connected).
     topics: bool,
 }
 
+/// One environment of a tenant with its retention worked out.
+struct Due {
+    environment: Environment,
+    days: Option<u32>,
+    cutoff: Option<i64>,
+    /// What is due now (all of it for a dry run, else conversations and visitors for
+    /// progress), or the error reading it.
+    counts: Result<repo::retention::DueCounts>,
+}
+
 /// Run retention (`conversations:write` and `visitors:write`): for one tenant (`slug`;
-/// a tenant key only its own) or, for a platform caller, every tenant. A dry run
-/// counts what would be deleted and changes nothing. A tenant whose run fails is
-/// reported with its error (what was deleted before stays deleted) and the others
-/// still run. `progress` is called after every batch.
+/// a tenant key only its own) or, for a platform caller, every tenant; in each of the
+/// tenant's environments with that environment's retention. A dry run counts what
+/// would be deleted and changes nothing. A tenant whose run fails is reported with its
+/// error (what was deleted before stays deleted) and the others still run. `progress`
+/// is called after every batch.
 pub async fn run(
     db: &Db,
     caller: &Caller,
@@ -240,6 +252,7 @@ pub async fn run(
     }
     let total: u64 = due
         .iter()
+        .flat_map(|t| &t.envs)
         .filter_map(|d| d.counts.as_ref().ok())
         .map(|c| (c.conversations + c.visitors).max(0) as u64)
         .sum();
@@ -249,125 +262,182 @@ pub async fn run(
         tenants: Vec::with_capacity(due.len()),
         total: Purged::default(),
     };
-    for d in due {
-        let mut tr = TenantRun {
-            tenant: d.tenant.slug.clone(),
-            tenant_id: d.tenant.id.to_string(),
-            retention_days: d.days,
-            cutoff: d.cutoff.map(rfc3339),
-            purged: Purged::default(),
-            error: None,
-        };
-        let (Some(cutoff), Some(days)) = (d.cutoff, d.days) else {
-            report.tenants.push(tr);
-            continue;
-        };
-        let counts = match d.counts {
-            Ok(c) => c,
-            Err(e) => {
-                tr.error = Some(e.message);
+    for t in due {
+        let mut summary = Vec::new();
+        for d in t.envs {
+            let mut tr = TenantRun {
+                tenant: t.tenant.slug.clone(),
+                tenant_id: t.tenant.id.to_string(),
+                environment: d.environment,
+                retention_days: d.days,
+                cutoff: d.cutoff.map(rfc3339),
+                purged: Purged::default(),
+                error: None,
+            };
+            let (Some(cutoff), Some(days)) = (d.cutoff, d.days) else {
                 report.tenants.push(tr);
                 continue;
-            }
-        };
-        if opts.dry_run {
-            tr.purged = Purged {
-                conversations: counts.conversations.max(0) as u64,
-                messages: counts.messages.max(0) as u64,
-                outbox: counts.outbox.max(0) as u64,
-                visitors: counts.visitors.max(0) as u64,
-                visitor_tokens: counts.visitor_tokens.max(0) as u64,
-                topics: if d.topics {
-                    counts.topics.max(0) as u64
-                } else {
-                    0
-                },
             };
-            done += tr.purged.conversations + tr.purged.visitors;
-            progress(Progress {
-                tenant: &tr.tenant,
-                done,
-                total,
-            });
-        } else {
-            let mut on_batch = |batch: &Purged| {
-                done += batch.conversations + batch.visitors;
-                progress(Progress {
-                    tenant: &d.tenant.slug,
-                    done,
-                    // The due set only shrinks after the count (the cutoff is fixed):
-                    // never past the end all the same.
-                    total: total.max(done),
-                });
-            };
-            let purged = purge_tenant(db, &d.tenant, cutoff, opts, &mut on_batch).await;
-            tr.purged = purged.purged;
-            tr.error = purged.error.map(|e| e.message);
-            if !tr.purged.is_empty() {
-                if let Err(e) = summarize(db, caller, &d.tenant.id, days, cutoff, &tr.purged).await
-                {
-                    tr.error.get_or_insert(e.message);
+            let counts = match d.counts {
+                Ok(c) => c,
+                Err(e) => {
+                    tr.error = Some(e.message);
+                    report.tenants.push(tr);
+                    continue;
                 }
-                tracing::info!(
-                    tenant = %d.tenant.slug,
-                    conversations = tr.purged.conversations,
-                    messages = tr.purged.messages,
-                    visitors = tr.purged.visitors,
-                    topics = tr.purged.topics,
-                    "retention purged"
-                );
+            };
+            if opts.dry_run {
+                tr.purged = Purged {
+                    conversations: counts.conversations.max(0) as u64,
+                    messages: counts.messages.max(0) as u64,
+                    outbox: counts.outbox.max(0) as u64,
+                    visitors: counts.visitors.max(0) as u64,
+                    visitor_tokens: counts.visitor_tokens.max(0) as u64,
+                    topics: if t.topics {
+                        counts.topics.max(0) as u64
+                    } else {
+                        0
+                    },
+                };
+                done += tr.purged.conversations + tr.purged.visitors;
+                progress(Progress {
+                    tenant: &tr.tenant,
+                    done,
+                    total,
+                });
+            } else {
+                let mut on_batch = |batch: &Purged| {
+                    done += batch.conversations + batch.visitors;
+                    progress(Progress {
+                        tenant: &t.tenant.slug,
+                        done,
+                        // The due set only shrinks after the count (the cutoff is
+                        // fixed): never past the end all the same.
+                        total: total.max(done),
+                    });
+                };
+                let target = Target {
+                    tenant: &t.tenant,
+                    environment: d.environment,
+                    cutoff,
+                };
+                let purged = purge(db, &target, opts, &mut on_batch).await;
+                tr.purged = purged.purged;
+                tr.error = purged.error.map(|e| e.message);
+                if !tr.purged.is_empty() {
+                    summary.push((d.environment, days, cutoff, tr.purged));
+                }
+                if let Some(e) = &tr.error {
+                    tracing::warn!(tenant = %t.tenant.slug, environment = d.environment.as_str(),
+                        error = %e, "retention stopped early");
+                }
             }
-            if let Some(e) = &tr.error {
-                tracing::warn!(tenant = %d.tenant.slug, error = %e, "retention stopped early");
-            }
+            report.total.add(&tr.purged);
+            report.tenants.push(tr);
         }
-        report.total.add(&tr.purged);
-        report.tenants.push(tr);
+        if summary.is_empty() {
+            continue;
+        }
+        let mut sum = Purged::default();
+        for (_, _, _, p) in &summary {
+            sum.add(p);
+        }
+        tracing::info!(
+            tenant = %t.tenant.slug,
+            conversations = sum.conversations,
+            messages = sum.messages,
+            visitors = sum.visitors,
+            topics = sum.topics,
+            "retention purged"
+        );
+        if let Err(e) = summarize(db, caller, &t.tenant.id, &sum, &summary).await
+            && let Some(tr) = report
+                .tenants
+                .iter_mut()
+                .rev()
+                .find(|tr| tr.tenant == t.tenant.slug)
+        {
+            tr.error.get_or_insert(e.message);
+        }
     }
     Ok(report)
 }
 
-/// A tenant's retention, cutoff and what is due now (all of it for a dry run, else
-/// the conversations and visitors a progress bar counts).
-async fn work_out(db: &Db, tenant: Tenant, now: i64, full: bool) -> Result<Due> {
+/// A tenant's environments (production first, then those it created) with their
+/// retention, cutoff and what is due now (all of it for a dry run, else the
+/// conversations and visitors a progress bar counts).
+async fn work_out(db: &Db, tenant: Tenant, now: i64, full: bool) -> Result<TenantDue> {
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
-    let plan = crate::plans::for_tenant(&mut conn, &tenant.id).await?;
-    let days = effective_days(plan.limits.retention_days, tenant.settings.retention_days);
-    let cutoff = days.map(|d| now - i64::from(d) * DAY_MS);
-    let (counts, topics) = match cutoff {
-        Some(cutoff) => (
-            repo::retention::count_due(&mut conn, &tenant.id, cutoff, full).await,
-            repo::telegram::get(&mut conn, &tenant.id)
-                .await?
-                .is_some_and(|c| c.delete_topics_on_retention),
-        ),
-        None => (Ok(Default::default()), false),
-    };
-    Ok(Due {
+    let plan = crate::plans::for_tenant(&mut conn, &tenant.id)
+        .await?
+        .limits
+        .retention_days;
+    let mut settings = vec![(Environment::Production, tenant.settings.retention_days)];
+    for row in repo::environments::list(&mut conn, &tenant.id).await? {
+        let environment = Environment::from_stored(&row.environment);
+        match serde_json::from_str::<tenancy::TenantSettings>(&row.settings) {
+            Ok(s) => settings.push((environment, s.retention_days)),
+            // Unreadable settings: the environment keeps everything.
+            Err(e) => tracing::warn!(tenant = %tenant.slug, environment = environment.as_str(),
+                error = %e, "retention skips an environment"),
+        }
+    }
+    let mut envs = Vec::with_capacity(settings.len());
+    for (environment, setting) in settings {
+        let days = effective_days(plan, setting);
+        let cutoff = days.map(|d| now - i64::from(d) * DAY_MS);
+        let counts = match cutoff {
+            Some(cutoff) => {
+                repo::retention::count_due(
+                    &mut conn,
+                    &tenant.id,
+                    environment.as_str(),
+                    cutoff,
+                    full,
+                )
+                .await
+            }
+            None => Ok(Default::default()),
+        };
+        envs.push(Due {
+            environment,
+            days,
+            cutoff,
+            counts,
+        });
+    }
+    let topics = repo::telegram::get(&mut conn, &tenant.id)
+        .await?
+        .is_some_and(|c| c.delete_topics_on_retention);
+    Ok(TenantDue {
         tenant,
-        days,
-        cutoff,
-        counts,
+        envs,
         topics,
     })
 }
 
-/// What one tenant's purge deleted, and the error that stopped it early, if any.
-struct TenantPurge {
+/// What a purge works on: one environment of a tenant, up to a cutoff.
+struct Target<'a> {
+    tenant: &'a Tenant,
+    environment: Environment,
+    cutoff: i64,
+}
+
+/// What one purge deleted, and the error that stopped it early, if any.
+struct Outcome {
     purged: Purged,
     error: Option<Error>,
 }
 
-/// Delete the tenant's due conversations, then its unused visitors, a batch per
+/// Delete the due conversations of the target, then its unused visitors, a batch per
 /// transaction, until nothing is due (or `opts.stop`).
-async fn purge_tenant(
+async fn purge(
     db: &Db,
-    tenant: &Tenant,
-    cutoff: i64,
+    target: &Target<'_>,
     opts: &Options,
     on_batch: &mut impl FnMut(&Purged),
-) -> TenantPurge {
+) -> Outcome {
     let mut purged = Purged::default();
     let mut phase = Phase::Conversations;
     loop {
@@ -376,15 +446,13 @@ async fn purge_tenant(
         }
         let started = std::time::Instant::now();
         let batch = match phase {
-            Phase::Conversations => {
-                conversations_batch(db, &tenant.id, cutoff, &opts.batches).await
-            }
-            Phase::Visitors => visitors_batch(db, &tenant.id, cutoff, &opts.batches).await,
+            Phase::Conversations => conversations_batch(db, target, &opts.batches).await,
+            Phase::Visitors => visitors_batch(db, target, &opts.batches).await,
         };
         let batch = match batch {
             Ok(b) => b,
             Err(e) => {
-                return TenantPurge {
+                return Outcome {
                     purged,
                     error: Some(e),
                 };
@@ -400,16 +468,21 @@ async fn purge_tenant(
             }
         };
         tracing::debug!(
-            tenant = %tenant.slug,
+            tenant = %target.tenant.slug,
+            environment = target.environment.as_str(),
             ms = started.elapsed().as_millis() as u64,
             conversations = batch.conversations,
             messages = batch.messages,
             visitors = batch.visitors,
             "retention batch"
         );
-        count_metrics(&tenant.slug, &batch);
+        count_metrics(&target.tenant.slug, &batch);
         purged.add(&batch);
         on_batch(&batch);
+        // SQLite: the batch's pages leave the log here, not in a chat write's commit.
+        if let Err(e) = checkpoint(db).await {
+            tracing::debug!(error = %e, "retention checkpoint");
+        }
         if !opts.batches.pause.is_zero() {
             // At least as long as the batch took: retention holds the database (and on
             // SQLite the write lock) at most about half the time.
@@ -423,10 +496,15 @@ async fn purge_tenant(
             tokio::task::yield_now().await;
         }
     }
-    TenantPurge {
+    Outcome {
         purged,
         error: None,
     }
+}
+
+async fn checkpoint(db: &Db) -> Result<()> {
+    let mut pc = db.conn().await?;
+    repo::retention::checkpoint(&mut pc.as_conn()).await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,17 +533,24 @@ fn count_metrics(slug: &str, batch: &Purged) {
 /// messages. `None` when nothing is due.
 async fn conversations_batch(
     db: &Db,
-    tenant_id: &TenantId,
-    cutoff: i64,
+    target: &Target<'_>,
     batches: &Batches,
 ) -> Result<Option<Purged>> {
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let now = now_ms();
+    let tenant_id = &target.tenant.id;
+    let environment = target.environment.as_str();
+    let cutoff = target.cutoff;
     transaction!(&mut conn, |tx| {
-        let due =
-            repo::retention::lock_due_conversations(tx, tenant_id, cutoff, batches.conversations)
-                .await?;
+        let due = repo::retention::lock_due_conversations(
+            tx,
+            tenant_id,
+            environment,
+            cutoff,
+            batches.conversations,
+        )
+        .await?;
         let Some(first) = due.first() else {
             return Ok(None);
         };
@@ -494,40 +579,46 @@ async fn conversations_batch(
         let ids: Vec<String> = due.iter().take(take).map(|c| c.id.clone()).collect();
         purged.outbox += repo::retention::delete_outbox(tx, tenant_id, &ids).await? as u64;
         purged.messages += repo::retention::delete_messages(tx, tenant_id, &ids).await? as u64;
-        let deleted = repo::retention::delete_conversations(tx, tenant_id, &ids, cutoff).await?;
+        let deleted =
+            repo::retention::delete_conversations(tx, tenant_id, environment, &ids, cutoff).await?;
         purged.conversations += deleted.len() as u64;
-        purged.topics += queue_topic_deletions(tx, tenant_id, &deleted, now).await?;
+        purged.topics += queue_topic_deletions(tx, target, &deleted, now).await?;
         Ok(Some(purged))
     })
 }
 
 /// Queue `deleteForumTopic` for the topics of deleted conversations when the tenant
-/// opted in (read in the deleting transaction, with the group the topics are in); the
-/// number queued.
+/// opted in (read in the deleting transaction), in the group the environment's topics
+/// are in (staging's own group, or the tenant's); the number queued. The tenant
+/// group's default topic is never deleted.
 async fn queue_topic_deletions(
     tx: &mut Conn<'_>,
-    tenant_id: &TenantId,
+    target: &Target<'_>,
     deleted: &[(String, Option<i64>)],
     now: i64,
 ) -> Result<u64> {
     if deleted.iter().all(|(_, topic)| topic.is_none()) {
         return Ok(0);
     }
+    let tenant_id = &target.tenant.id;
     let Some(cfg) = repo::telegram::get(tx, tenant_id)
         .await?
         .filter(|c| c.delete_topics_on_retention)
     else {
         return Ok(0);
     };
-    let lane = outbox::telegram_lane(tenant_id, cfg.group_chat_id);
+    let group =
+        crate::telegram::group_for(tx, tenant_id, target.environment, cfg.group_chat_id).await?;
+    let default_topic = cfg.default_topic_id.filter(|_| group == cfg.group_chat_id);
+    let lane = outbox::telegram_lane(tenant_id, group);
     let mut queued = 0;
     for (conversation_id, topic) in deleted {
         let Some(topic_id) = *topic else { continue };
-        if cfg.default_topic_id == Some(topic_id) {
+        if default_topic == Some(topic_id) {
             continue;
         }
         let job = Job::DeleteTopic {
-            chat_id: cfg.group_chat_id,
+            chat_id: group,
             topic_id,
         };
         let key = format!("retention_delete_topic_{conversation_id}");
@@ -540,24 +631,28 @@ async fn queue_topic_deletions(
 
 /// One transaction of unused visitors: up to `batches.conversations` of them, with
 /// their device tokens. `None` when none is due.
-async fn visitors_batch(
-    db: &Db,
-    tenant_id: &TenantId,
-    cutoff: i64,
-    batches: &Batches,
-) -> Result<Option<Purged>> {
+async fn visitors_batch(db: &Db, target: &Target<'_>, batches: &Batches) -> Result<Option<Purged>> {
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
+    let tenant_id = &target.tenant.id;
+    let environment = target.environment.as_str();
+    let cutoff = target.cutoff;
     transaction!(&mut conn, |tx| {
-        let ids =
-            repo::retention::lock_unused_visitors(tx, tenant_id, cutoff, batches.conversations)
-                .await?;
+        let ids = repo::retention::lock_unused_visitors(
+            tx,
+            tenant_id,
+            environment,
+            cutoff,
+            batches.conversations,
+        )
+        .await?;
         if ids.is_empty() {
             return Ok(None);
         }
         let visitor_tokens =
             repo::retention::delete_visitor_tokens(tx, tenant_id, &ids).await? as u64;
-        let visitors = repo::retention::delete_visitors(tx, tenant_id, &ids, cutoff).await? as u64;
+        let visitors = repo::retention::delete_visitors(tx, tenant_id, environment, &ids, cutoff)
+            .await? as u64;
         Ok(Some(Purged {
             visitors,
             visitor_tokens,
@@ -567,27 +662,38 @@ async fn visitors_batch(
 }
 
 /// The run's one `retention.purged` entry for the tenant (its own transaction: the
-/// batches were each theirs).
+/// batches were each theirs): the counts, and per environment its retention, cutoff
+/// and counts.
 async fn summarize(
     db: &Db,
     caller: &Caller,
     tenant_id: &TenantId,
-    days: u32,
-    cutoff: i64,
-    purged: &Purged,
+    sum: &Purged,
+    by_environment: &[(Environment, u32, i64, Purged)],
 ) -> Result<()> {
+    let counts = |p: &Purged| {
+        serde_json::json!({
+            "conversations": p.conversations,
+            "messages": p.messages,
+            "outbox": p.outbox,
+            "visitors": p.visitors,
+            "visitor_tokens": p.visitor_tokens,
+            "topics": p.topics,
+        })
+    };
+    let mut changes = counts(sum);
+    let environments: serde_json::Map<String, serde_json::Value> = by_environment
+        .iter()
+        .map(|(env, days, cutoff, p)| {
+            let mut v = counts(p);
+            v["retention_days"] = (*days).into();
+            v["cutoff"] = rfc3339(*cutoff).into();
+            (env.as_str().to_string(), v)
+        })
+        .collect();
+    changes["environments"] = serde_json::Value::Object(environments);
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
-    let changes = serde_json::json!({
-        "retention_days": days,
-        "cutoff": rfc3339(cutoff),
-        "conversations": purged.conversations,
-        "messages": purged.messages,
-        "outbox": purged.outbox,
-        "visitors": purged.visitors,
-        "visitor_tokens": purged.visitor_tokens,
-        "topics": purged.topics,
-    });
     transaction!(&mut conn, |tx| {
         audit::record(
             tx,

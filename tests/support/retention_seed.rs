@@ -42,6 +42,8 @@ pub(crate) struct Group<'a> {
     /// Use the visitors of that group (conversation `i` → its visitor `i`) instead of
     /// creating new ones.
     pub visitors_of: Option<&'a str>,
+    /// `production` or `staging`.
+    pub environment: &'a str,
 }
 
 impl<'a> Group<'a> {
@@ -65,6 +67,7 @@ impl<'a> Group<'a> {
             outbox: true,
             topics_from: None,
             visitors_of: None,
+            environment: "production",
         }
     }
 
@@ -115,12 +118,34 @@ pub(crate) async fn count(db: &Db, sql: &str) -> i64 {
     rows.into_iter().next().map_or(0, |r| r.n)
 }
 
-/// `n` visitors of the tenant named `<prefix>_v1…`, last seen `seen_days_ago` days
-/// ago, with `tokens` device tokens each.
+/// `n` production visitors of the tenant named `<prefix>_v1…`, last seen
+/// `seen_days_ago` days ago, with `tokens` device tokens each.
 pub(crate) async fn seed_visitors(
     db: &Db,
     prefix: &str,
     tenant_id: &str,
+    n: usize,
+    seen_days_ago: f64,
+    tokens: usize,
+) {
+    seed_visitors_in(
+        db,
+        prefix,
+        tenant_id,
+        "production",
+        n,
+        seen_days_ago,
+        tokens,
+    )
+    .await;
+}
+
+/// Like [`seed_visitors`], in `environment`.
+pub(crate) async fn seed_visitors_in(
+    db: &Db,
+    prefix: &str,
+    tenant_id: &str,
+    environment: &str,
     n: usize,
     seen_days_ago: f64,
     tokens: usize,
@@ -134,8 +159,9 @@ pub(crate) async fn seed_visitors(
     exec(
         db,
         &format!(
-            "{}INSERT INTO visitors (id, tenant_id, token_hash, created_at, last_seen_at) \
-             SELECT '{prefix}_v' || i, '{tenant_id}', '{prefix}_th' || i, {created}, {seen} FROM n",
+            "{}INSERT INTO visitors (id, tenant_id, token_hash, created_at, last_seen_at, environment) \
+             SELECT '{prefix}_v' || i, '{tenant_id}', '{prefix}_th' || i, {created}, {seen}, \
+             '{environment}' FROM n",
             counter(n)
         ),
     )
@@ -164,7 +190,16 @@ pub(crate) async fn seed(db: &Db, g: &Group<'_>) {
     let visitors = match g.visitors_of {
         Some(other) => other.to_string(),
         None => {
-            seed_visitors(db, p, t, g.conversations, g.seen_days_ago, g.tokens).await;
+            seed_visitors_in(
+                db,
+                p,
+                t,
+                g.environment,
+                g.conversations,
+                g.seen_days_ago,
+                g.tokens,
+            )
+            .await;
             p.to_string()
         }
     };
@@ -183,11 +218,12 @@ pub(crate) async fn seed(db: &Db, g: &Group<'_>) {
         db,
         &format!(
             "{}INSERT INTO conversations (id, tenant_id, visitor_id, status, last_seq, created_at, \
-             updated_at, closed_at, telegram_topic_id, telegram_topic_closed) \
+             updated_at, closed_at, telegram_topic_id, telegram_topic_closed, environment) \
              SELECT '{p}_c' || i, '{t}', '{visitors}_v' || i, '{status}', {m}, {created}, {updated}, \
-             {closed_at}, {topic}, FALSE FROM n",
+             {closed_at}, {topic}, FALSE, '{e}' FROM n",
             counter(g.conversations),
             m = g.messages,
+            e = g.environment,
         ),
     )
     .await;

@@ -273,7 +273,7 @@ impl TelegramDelivery {
                 self.rename_topic(cfg, &bot, conversation_id).await
             }
             Job::DeleteTopic { chat_id, topic_id } => {
-                self.delete_topic(cfg, &bot, chat_id, topic_id).await
+                self.delete_topic(cfg, &bot, *chat_id, *topic_id).await
             }
             Job::SendText { text, topic_id } => {
                 // Texts are split when queued; one queued whole that is too long (an

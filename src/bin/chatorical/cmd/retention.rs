@@ -100,6 +100,7 @@ pub(crate) async fn run(g: &Global, cmd: RetentionCommand) -> anyhow::Result<Exi
 fn print_report(report: &retention::Report) {
     let mut t = output::table(&[
         "tenant",
+        "environment",
         "retention",
         "cutoff",
         "conversations",
@@ -114,6 +115,7 @@ fn print_report(report: &retention::Report) {
         let p = &r.purged;
         t.add_row(vec![
             r.tenant.clone(),
+            r.environment.as_str().to_string(),
             r.retention_days
                 .map_or_else(|| "forever".to_string(), |d| format!("{d} days")),
             output::or_dash(r.cutoff.as_deref()),

@@ -29,21 +29,25 @@ pub struct DueConversation {
     pub telegram_topic_id: Option<i64>,
 }
 
-/// The tenant's closed conversations closed before `cutoff` (epoch ms).
+/// The closed conversations of the tenant's environment closed before `cutoff`
+/// (epoch ms).
 macro_rules! due_conversations {
-    ($tenant:expr, $cutoff:expr) => {
+    ($tenant:expr, $env:expr, $cutoff:expr) => {
         conversations::table
             .filter(conversations::tenant_id.eq($tenant))
+            .filter(conversations::environment.eq($env))
             .filter(conversations::status.eq(ConversationStatus::Closed.as_str()))
             .filter(conversations::closed_at.lt($cutoff))
     };
 }
 
-/// The tenant's visitors last seen before `cutoff` that no conversation refers to.
+/// The visitors of the tenant's environment last seen before `cutoff` that no
+/// conversation refers to.
 macro_rules! unused_visitors {
-    ($tenant:expr, $cutoff:expr) => {
+    ($tenant:expr, $env:expr, $cutoff:expr) => {
         visitors::table
             .filter(visitors::tenant_id.eq($tenant))
+            .filter(visitors::environment.eq($env))
             .filter(visitors::last_seen_at.lt($cutoff))
             .filter(diesel::dsl::not(diesel::dsl::exists(
                 conversations::table.filter(conversations::visitor_id.eq(visitors::id)),
@@ -51,18 +55,19 @@ macro_rules! unused_visitors {
     };
 }
 
-/// Up to `limit` due conversations of the tenant, oldest closed first. Inside a
-/// transaction: on PostgreSQL they stay locked until it ends, and rows another
-/// transaction holds are skipped.
+/// Up to `limit` due conversations of the tenant's `environment`, oldest closed
+/// first. Inside a transaction: on PostgreSQL they stay locked until it ends, and rows
+/// another transaction holds are skipped.
 pub async fn lock_due_conversations(
     conn: &mut Conn<'_>,
     tenant_id: &str,
+    environment: &str,
     cutoff: i64,
     limit: i64,
 ) -> Result<Vec<DueConversation>> {
     macro_rules! pick {
         () => {
-            due_conversations!(tenant_id, cutoff)
+            due_conversations!(tenant_id, environment, cutoff)
                 .order((conversations::closed_at.asc(), conversations::id.asc()))
                 .select((
                     conversations::id,
@@ -148,29 +153,31 @@ pub async fn delete_outbox(
 pub async fn delete_conversations(
     conn: &mut Conn<'_>,
     tenant_id: &str,
+    environment: &str,
     ids: &[String],
     cutoff: i64,
 ) -> Result<Vec<(String, Option<i64>)>> {
     Ok(on_conn!(conn, |c| diesel::delete(
-        due_conversations!(tenant_id, cutoff).filter(conversations::id.eq_any(ids))
+        due_conversations!(tenant_id, environment, cutoff).filter(conversations::id.eq_any(ids))
     )
     .returning((conversations::id, conversations::telegram_topic_id))
     .get_results(c)
     .await)?)
 }
 
-/// Up to `limit` visitors of the tenant last seen before `cutoff` that no
-/// conversation refers to, least recently seen first; locked as
+/// Up to `limit` visitors of the tenant's `environment` last seen before `cutoff` that
+/// no conversation refers to, least recently seen first; locked as
 /// [`lock_due_conversations`] locks.
 pub async fn lock_unused_visitors(
     conn: &mut Conn<'_>,
     tenant_id: &str,
+    environment: &str,
     cutoff: i64,
     limit: i64,
 ) -> Result<Vec<String>> {
     macro_rules! pick {
         () => {
-            unused_visitors!(tenant_id, cutoff)
+            unused_visitors!(tenant_id, environment, cutoff)
                 .order((visitors::last_seen_at.asc(), visitors::id.asc()))
                 .select(visitors::id)
                 .limit(limit)
@@ -208,17 +215,31 @@ pub async fn delete_visitor_tokens(
 pub async fn delete_visitors(
     conn: &mut Conn<'_>,
     tenant_id: &str,
+    environment: &str,
     ids: &[String],
     cutoff: i64,
 ) -> Result<usize> {
     Ok(on_conn!(conn, |c| diesel::delete(
-        unused_visitors!(tenant_id, cutoff).filter(visitors::id.eq_any(ids))
+        unused_visitors!(tenant_id, environment, cutoff).filter(visitors::id.eq_any(ids))
     )
     .execute(c)
     .await)?)
 }
 
-/// What retention would delete for a tenant at `cutoff` (a dry run).
+/// SQLite: copy what the write-ahead log holds back into the database file now
+/// (`PRAGMA wal_checkpoint(PASSIVE)`: no lock that holds up writers), on this
+/// connection, outside any transaction — so that the pages a batch dirtied are not
+/// checkpointed by whichever chat write next pushes the log past SQLite's
+/// auto-checkpoint size, inside its commit. PostgreSQL: nothing.
+pub async fn checkpoint(conn: &mut Conn<'_>) -> Result<()> {
+    if let Conn::Sqlite(c, _) = conn {
+        use diesel_async::SimpleAsyncConnection;
+        c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)").await?;
+    }
+    Ok(())
+}
+
+/// What retention would delete for a tenant's environment at `cutoff` (a dry run).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DueCounts {
     /// Due conversations.
@@ -236,12 +257,13 @@ pub struct DueCounts {
     pub visitor_tokens: i64,
 }
 
-/// Count what retention would delete for the tenant at `cutoff`: everything, or with
-/// `full` false only the conversations and visitors (what a progress bar needs; the
-/// other counts are zero).
+/// Count what retention would delete for the tenant's `environment` at `cutoff`:
+/// everything, or with `full` false only the conversations and visitors (what a
+/// progress bar needs; the other counts are zero).
 pub async fn count_due(
     conn: &mut Conn<'_>,
     tenant_id: &str,
+    environment: &str,
     cutoff: i64,
     full: bool,
 ) -> Result<DueCounts> {
@@ -251,6 +273,7 @@ pub async fn count_due(
         () => {
             visitors::table
                 .filter(visitors::tenant_id.eq(tenant_id))
+                .filter(visitors::environment.eq(environment))
                 .filter(visitors::last_seen_at.lt(cutoff))
                 .filter(diesel::dsl::not(diesel::dsl::exists(
                     conversations::table
@@ -265,7 +288,7 @@ pub async fn count_due(
         };
     }
     Ok(on_conn!(conn, |c| {
-        let conversations: i64 = due_conversations!(tenant_id, cutoff)
+        let conversations: i64 = due_conversations!(tenant_id, environment, cutoff)
             .count()
             .get_result(c)
             .await?;
@@ -276,25 +299,27 @@ pub async fn count_due(
             ..Default::default()
         };
         if full {
-            counts.topics = due_conversations!(tenant_id, cutoff)
+            counts.topics = due_conversations!(tenant_id, environment, cutoff)
                 .filter(conversations::telegram_topic_id.is_not_null())
                 .count()
                 .get_result(c)
                 .await?;
             counts.messages = messages::table
                 .filter(messages::tenant_id.eq(tenant_id))
-                .filter(
-                    messages::conversation_id
-                        .eq_any(due_conversations!(tenant_id, cutoff).select(conversations::id)),
-                )
+                .filter(messages::conversation_id.eq_any(
+                    due_conversations!(tenant_id, environment, cutoff).select(conversations::id),
+                ))
                 .count()
                 .get_result(c)
                 .await?;
             counts.outbox = outbox::table
                 .filter(outbox::tenant_id.eq(tenant_id))
-                .filter(outbox::conversation_id.eq_any(
-                    due_conversations!(tenant_id, cutoff).select(conversations::id.nullable()),
-                ))
+                .filter(
+                    outbox::conversation_id.eq_any(
+                        due_conversations!(tenant_id, environment, cutoff)
+                            .select(conversations::id.nullable()),
+                    ),
+                )
                 .count()
                 .get_result(c)
                 .await?;
