@@ -47,6 +47,7 @@ pub struct Application {
     worker: Option<tokio::task::JoinHandle<()>>,
     dunning: Option<tokio::task::JoinHandle<()>>,
     poller: Option<tokio::task::JoinHandle<()>>,
+    retention: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Connections the `telemetry.metrics_listen` address accepts at once (scrapers only).
@@ -427,6 +428,16 @@ impl Application {
         });
         // Bots of tenants in polling mode are polled where outbox workers run.
         let poller = state.settings.worker.embedded.then(|| spawn_poller(&state));
+        // So is retention (closed conversations, unused visitors, the audit log), hourly.
+        let retention = state.settings.worker.embedded.then(|| {
+            crate::retention::spawn(
+                state.db.clone(),
+                state.wake.clone(),
+                state.settings.retention.clone(),
+                state.settings.audit.retention_days,
+                state.shutdown.clone(),
+            )
+        });
         Ok(Application {
             listener,
             state,
@@ -436,6 +447,7 @@ impl Application {
             worker,
             dunning,
             poller,
+            retention,
         })
     }
 
@@ -532,6 +544,12 @@ impl Application {
             && panics.check_join("telegram poller", &joined)
         {
             crashed.push("telegram poller");
+        }
+        if let Some(retention) = self.retention
+            && let Ok(joined) = tokio::time::timeout(grace, retention).await
+            && panics.check_join("retention job", &joined)
+        {
+            crashed.push("retention job");
         }
         let served = tokio::time::timeout(grace, server).await;
         if let Ok(joined) = &served

@@ -88,6 +88,39 @@ pub struct Settings {
     pub billing: BillingSettings,
     /// The audit log.
     pub audit: AuditSettings,
+    /// Retention of closed conversations and unused visitors.
+    pub retention: RetentionSettings,
+}
+
+/// The largest `retention.batch_size` and `retention.batch_messages`.
+pub const MAX_RETENTION_BATCH: u32 = 10_000;
+
+/// Retention settings: how the worker deletes what tenants' retention no longer keeps
+/// (see [`crate::retention`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Seconds between two runs of the worker's retention (and the audit log's).
+    pub interval_secs: u64,
+    /// Conversations (or visitors) deleted per transaction at most (1–10,000).
+    pub batch_size: u32,
+    /// Messages deleted per transaction at most, a bigger conversation going in parts
+    /// (1–10,000).
+    pub batch_messages: u32,
+    /// Least milliseconds between two transactions, leaving room to other writers; a
+    /// batch that took longer is followed by a pause as long as it took. 0: no pause.
+    pub pause_ms: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            interval_secs: 3600,
+            batch_size: 500,
+            batch_messages: 1000,
+            pause_ms: 5,
+        }
+    }
 }
 
 /// Audit log settings.
@@ -741,6 +774,22 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "Days audit log entries are kept; the worker deletes older ones every hour.",
     ),
     (
+        "retention.interval_secs",
+        "Seconds between the worker's retention runs (closed conversations past their tenant's retention, unused visitors, expired audit entries); the first run is a minute after start, or sooner when this is shorter.",
+    ),
+    (
+        "retention.batch_size",
+        "Conversations (or visitors) retention deletes per transaction at most (1-10000).",
+    ),
+    (
+        "retention.batch_messages",
+        "Messages retention deletes per transaction at most, 1-10000 (a longer conversation is deleted in parts). Short transactions keep chat writes flowing, on SQLite above all.",
+    ),
+    (
+        "retention.pause_ms",
+        "Least milliseconds retention waits between two transactions, leaving room to other writers; after a batch that took longer it waits as long as the batch took (retention holds the database about half the time at most). 0: no pause at all.",
+    ),
+    (
         "billing.stripe.secret_key",
         "Stripe secret API key (sk_live_..., sk_test_... or a restricted rk_... key). Unset: no billing; plans sync writes the database only and billing routes answer 503 billing_not_configured.",
     ),
@@ -1059,6 +1108,31 @@ impl Settings {
         self.validate_billing()?;
         if self.audit.retention_days == 0 {
             return Err(config_error("audit.retention_days", "must be at least 1"));
+        }
+        for (key, value) in [
+            ("retention.interval_secs", self.retention.interval_secs),
+            ("retention.batch_size", u64::from(self.retention.batch_size)),
+            (
+                "retention.batch_messages",
+                u64::from(self.retention.batch_messages),
+            ),
+        ] {
+            if value == 0 {
+                return Err(config_error(key, "must be at least 1"));
+            }
+        }
+        for (key, value) in [
+            ("retention.batch_size", self.retention.batch_size),
+            ("retention.batch_messages", self.retention.batch_messages),
+        ] {
+            if value > MAX_RETENTION_BATCH {
+                return Err(config_error(
+                    key,
+                    format!(
+                        "must be at most {MAX_RETENTION_BATCH} (one transaction, one statement's parameters)"
+                    ),
+                ));
+            }
         }
         Ok(())
     }

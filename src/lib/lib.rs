@@ -23,6 +23,7 @@
 //! - [`quota`]: plan quotas (daily counters in Redis or this process, the open-conversation cap).
 //! - [`i18n`]: widget strings, their built-in defaults, tenants' templates and locale fallback.
 //! - [`telemetry`]: logging setup, and OTLP trace export with the `otlp` cargo feature.
+//! - [`retention`]: deleting closed conversations past their tenant's retention, and unused visitors.
 //! - [`secrets`]: master key rotation: status, re-encryption, retiring old keys.
 //! - [`identity`]: identity verification (HMAC of the host site's user id), the tenant secret.
 //! - [`visitors`]: visitors' personal data (GDPR): export everything about a visitor, erase it.
@@ -59,6 +60,7 @@ pub mod plans;
 pub(crate) mod presence;
 pub mod quota;
 pub mod realtime;
+pub mod retention;
 pub mod secrets;
 pub mod tasks;
 pub mod telegram;

@@ -8,6 +8,9 @@
 //! counts refused widget sessions by tenant slug (only tenants that had a refusal, so
 //! at most one series per tenant and reason; widget keys that match no tenant share
 //! the `(unknown)` label, so strangers cannot add series) and reason (`ip` or `tenant`).
+//! Likewise `chatorical_retention_purged_total{tenant,kind}` counts the rows retention
+//! deleted by tenant slug (only tenants it deleted something for) and kind
+//! (`conversations`, `messages`, `outbox`, `visitors`, `visitor_tokens`).
 
 use std::sync::OnceLock;
 

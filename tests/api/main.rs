@@ -8,6 +8,8 @@ mod fake_telegram;
 mod helpers;
 #[path = "../support/pg.rs"]
 mod pg;
+#[path = "../support/retention_seed.rs"]
+mod retention_seed;
 #[path = "../support/redis.rs"]
 mod test_redis;
 
@@ -29,6 +31,7 @@ mod ops;
 mod plans;
 mod quotas;
 mod renames;
+mod retention;
 mod router;
 mod socket_caps;
 mod telegram;

@@ -7,6 +7,8 @@
 mod fake_telegram;
 #[path = "../support/pg.rs"]
 mod pg;
+#[path = "../support/retention_seed.rs"]
+mod retention_seed;
 #[path = "../support/redis.rs"]
 mod test_redis;
 
@@ -19,5 +21,6 @@ mod pg_restart;
 mod polling;
 mod quotas;
 mod regressions;
+mod retention;
 mod shutdown;
 mod support;

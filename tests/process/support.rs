@@ -269,6 +269,15 @@ impl Install {
         start_server(label, in_shell(&cmd, setup)).await
     }
 
+    /// The installation's database (the default data dir's SQLite file, or its
+    /// PostgreSQL database), for a test that reads or seeds it directly.
+    pub(crate) fn database(&self) -> chatorical::config::DatabaseUrl {
+        match &self.pg {
+            Some(pg) => chatorical::config::DatabaseUrl::Postgres(pg.url.clone()),
+            None => chatorical::config::DatabaseUrl::Sqlite(self.dir.path().join("chatorical.db")),
+        }
+    }
+
     /// The installation's own directory (working dir, master key, default data dir).
     pub(crate) fn dir(&self) -> &Path {
         self.dir.path()

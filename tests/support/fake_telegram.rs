@@ -82,9 +82,13 @@
 //!   administrator with `can_manage_topics` (or the creator); topic names
 //!   must be 1..=128 characters (descriptions for that are approximations);
 //! - `edit/close/reopen/deleteForumTopic`: 400 `Bad Request: message thread
-//!   not found` for unknown or deleted threads; the bot must be an
-//!   administrator and have `can_manage_topics` unless it created the topic,
-//!   else 400 `Bad Request: CHAT_ADMIN_REQUIRED`; closing a closed topic,
+//!   not found` for unknown or deleted threads; for edit/close/reopen the bot
+//!   must be an administrator and have `can_manage_topics` unless it created
+//!   the topic; `deleteForumTopic` (`chat_id`, `message_thread_id`) deletes the
+//!   topic with its messages and, as documented, needs an administrator with
+//!   `can_delete_messages` (on by default for administrators here, see
+//!   [`FakeTelegram::set_can_delete_messages`]); otherwise 400
+//!   `Bad Request: CHAT_ADMIN_REQUIRED`; closing a closed topic,
 //!   reopening an open one or an edit that changes nothing gives 400
 //!   `Bad Request: TOPIC_NOT_MODIFIED`;
 //! - `editForumTopic` (`chat_id`, `message_thread_id`, optional `name` and
@@ -471,8 +475,21 @@ impl FakeTelegram {
             Membership {
                 status,
                 can_manage_topics,
+                can_delete_messages: true,
             },
         );
+    }
+
+    /// Gives or takes a bot's `can_delete_messages` administrator right in a
+    /// chat (administrators set with [`FakeTelegram::set_member`] have it).
+    /// Panics unless the bot's membership was set.
+    pub(crate) fn set_can_delete_messages(&self, bot_id: u64, chat_id: i64, can: bool) {
+        let mut state = self.shared.lock();
+        let member = state
+            .members
+            .get_mut(&(bot_id, chat_id))
+            .unwrap_or_else(|| panic!("fake telegram: no membership of {bot_id} in {chat_id}"));
+        member.can_delete_messages = can;
     }
 
     /// Creates a topic directly (as a human admin would) and returns its
@@ -909,12 +926,15 @@ impl MemberStatus {
 struct Membership {
     status: MemberStatus,
     can_manage_topics: bool,
+    /// Only matters for administrators.
+    can_delete_messages: bool,
 }
 
 impl Membership {
     const LEFT: Self = Self {
         status: MemberStatus::Left,
         can_manage_topics: false,
+        can_delete_messages: false,
     };
 
     fn is_admin(self) -> bool {
@@ -922,6 +942,14 @@ impl Membership {
             self.status,
             MemberStatus::Creator | MemberStatus::Administrator
         )
+    }
+
+    fn deletes_messages(self) -> bool {
+        match self.status {
+            MemberStatus::Creator => true,
+            MemberStatus::Administrator => self.can_delete_messages,
+            _ => false,
+        }
     }
 
     fn manages_topics(self) -> bool {
@@ -1753,8 +1781,13 @@ impl WorldState {
             .ok_or_else(ApiFailure::chat_not_found)?;
         membership.require_present()?;
         let topic = group.live_topic(thread_id)?;
-        let allowed = membership.is_admin()
-            && (membership.manages_topics() || topic.creator_bot_id == req.bot.id);
+        let allowed = match action {
+            TopicAction::Delete => membership.deletes_messages(),
+            _ => {
+                membership.is_admin()
+                    && (membership.manages_topics() || topic.creator_bot_id == req.bot.id)
+            }
+        };
         if !allowed {
             return Err(ApiFailure::bad_request("CHAT_ADMIN_REQUIRED"));
         }
@@ -1890,7 +1923,7 @@ fn chat_member_json(user: Value, membership: Membership) -> Value {
             "can_be_edited": false,
             "is_anonymous": false,
             "can_manage_chat": true,
-            "can_delete_messages": true,
+            "can_delete_messages": membership.can_delete_messages,
             "can_manage_video_chats": true,
             "can_restrict_members": true,
             "can_promote_members": false,

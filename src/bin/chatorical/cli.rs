@@ -86,6 +86,9 @@ pub(crate) enum Command {
     /// Visitors' personal data (GDPR): export everything about a visitor, erase it.
     #[command(subcommand)]
     Visitors(cmd::visitors::VisitorsCommand),
+    /// Retention: delete closed conversations past their tenant's retention, and unused visitors.
+    #[command(subcommand)]
+    Retention(cmd::retention::RetentionCommand),
     /// Check or print configuration.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),

@@ -49,6 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Secrets(c) => cmd::secrets::run(&g, c).await,
         Command::Audit(c) => cmd::audit::run(&g, c).await,
         Command::Visitors(c) => cmd::visitors::run(&g, c).await,
+        Command::Retention(c) => cmd::retention::run(&g, c).await,
         Command::Config(c) => cmd::config::run(&g, c),
         Command::Widget(c) => cmd::widget::run(&g, c).await,
         Command::Man(args) => cmd::man::run(args),

@@ -180,6 +180,8 @@ pub struct TelegramConfigRow {
     pub created_at: i64,
     /// Last changed, epoch ms.
     pub updated_at: i64,
+    /// Retention also deletes a purged conversation's forum topic (opt-in).
+    pub delete_topics_on_retention: bool,
     /// How updates arrive: `webhook` (Telegram calls us) or `polling` (a worker calls
     /// getUpdates), see `telegram::TelegramMode`.
     pub mode: String,

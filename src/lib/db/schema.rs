@@ -99,6 +99,7 @@ diesel::table! {
         enabled -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        delete_topics_on_retention -> Bool,
         mode -> Text,
     }
 }
@@ -184,6 +185,7 @@ diesel::table! {
 
 diesel::joinable!(visitor_tokens -> visitors (visitor_id));
 diesel::allow_tables_to_appear_in_same_query!(visitor_tokens, visitors);
+diesel::allow_tables_to_appear_in_same_query!(visitor_tokens, conversations);
 
 diesel::table! {
     templates (tenant_id, key, locale) {

@@ -30,6 +30,20 @@ pub enum Job {
         /// The conversation whose topic to rename.
         conversation_id: String,
     },
+    /// Delete a forum topic with all its messages (`deleteForumTopic`): queued by
+    /// retention (when the tenant opted in) in the transaction that deletes the topic's
+    /// conversation, so it carries the chat and the topic itself — the conversation
+    /// row is gone by the time it is delivered. It names no conversation
+    /// ([`Job::conversation_id`] is `None`): items found by a conversation are that
+    /// conversation's own work, which retention deletes and erasure cancels, and this
+    /// item must outlive the conversation it was queued for.
+    #[serde(rename = "telegram.delete_topic")]
+    DeleteTopic {
+        /// The forum group the topic is in.
+        chat_id: i64,
+        /// The topic's thread id.
+        topic_id: i64,
+    },
     /// Send an operator's text into the group (into a topic, or the default topic).
     #[serde(rename = "telegram.send_text")]
     SendText {
@@ -73,17 +87,19 @@ impl Job {
             Job::SendMessage(_) => "telegram.send_message",
             Job::CloseTopic { .. } => "telegram.close_topic",
             Job::RenameTopic { .. } => "telegram.rename_topic",
+            Job::DeleteTopic { .. } => "telegram.delete_topic",
             Job::SendText { .. } => "telegram.send_text",
         }
     }
 
-    /// The conversation the job is about (`None` for an operator's text).
+    /// The conversation the job is about (`None` for an operator's text, and for a
+    /// topic deletion, which outlives its conversation: see [`Job::DeleteTopic`]).
     pub fn conversation_id(&self) -> Option<&str> {
         match self {
             Job::SendMessage(m) => Some(&m.conversation_id),
             Job::CloseTopic { conversation_id } => Some(conversation_id),
             Job::RenameTopic { conversation_id } => Some(conversation_id),
-            Job::SendText { .. } => None,
+            Job::DeleteTopic { .. } | Job::SendText { .. } => None,
         }
     }
 
@@ -154,7 +170,17 @@ mod tests {
             rename.payload(),
             serde_json::json!({"conversation_id": "cv_8"})
         );
-        for job in [whole, part, text, close, rename] {
+        let delete = Job::DeleteTopic {
+            chat_id: -100_123,
+            topic_id: 42,
+        };
+        assert_eq!(delete.kind(), "telegram.delete_topic");
+        assert_eq!(
+            delete.payload(),
+            serde_json::json!({"chat_id": -100_123, "topic_id": 42})
+        );
+        assert_eq!(delete.conversation_id(), None);
+        for job in [whole, part, text, close, rename, delete] {
             let back = Job::parse(job.kind(), &job.payload().to_string()).expect("parses");
             assert_eq!(back, job);
         }

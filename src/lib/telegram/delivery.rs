@@ -1,6 +1,7 @@
 //! Delivering outbox items to Telegram: a topic per conversation (created on the
 //! first delivery, re-created when Telegram says it is gone), visitor messages into
-//! it, topics renamed and closed with their conversations.
+//! it, topics renamed and closed with their conversations, and deleted after them
+//! when retention purged them (`Job::DeleteTopic`, for tenants that opted in).
 
 use std::{sync::Arc, time::Duration};
 
@@ -270,6 +271,9 @@ impl TelegramDelivery {
             }
             Job::RenameTopic { conversation_id } => {
                 self.rename_topic(cfg, &bot, conversation_id).await
+            }
+            Job::DeleteTopic { chat_id, topic_id } => {
+                self.delete_topic(cfg, &bot, *chat_id, *topic_id).await
             }
             Job::SendText { text, topic_id } => {
                 // Texts are split when queued; one queued whole that is too long (an
@@ -580,6 +584,42 @@ impl TelegramDelivery {
         )
         .await?;
         Ok(())
+    }
+}
+
+impl TelegramDelivery {
+    /// Delete a purged conversation's topic with its messages (`deleteForumTopic`), in
+    /// the chat the item names (the group the topic was created in), paced by that
+    /// chat's budgets. A topic Telegram says is gone is done already; the tenant's
+    /// default topic (where conversations go when the bot may not create topics) is
+    /// never deleted.
+    async fn delete_topic(
+        &self,
+        cfg: &TelegramConfigRow,
+        bot: &GroupBot<'_>,
+        chat_id: i64,
+        topic_id: i64,
+    ) -> Result<(), Step> {
+        if chat_id == cfg.group_chat_id && cfg.default_topic_id == Some(topic_id) {
+            return Ok(());
+        }
+        let bot = GroupBot {
+            bot: bot.bot.clone(),
+            budgets: &self.budgets,
+            rates: message_rates(
+                &self.settings,
+                &outbox::telegram_lane(&cfg.tenant_id, chat_id),
+            ),
+        };
+        bot.pace().await;
+        match bot
+            .delete_forum_topic(ChatId(chat_id), thread(topic_id))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_thread_gone(&e) => Ok(()),
+            Err(e) => Err(Step::Api(e)),
+        }
     }
 }
 

@@ -43,6 +43,9 @@ pub struct TelegramStatus {
     /// Where long polling stands (mode `polling` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub polling: Option<PollingStatus>,
+    /// Whether retention also deletes a purged conversation's forum topic (with its
+    /// messages) in the group; needs the bot's "Delete messages" admin right.
+    pub delete_topics_on_retention: bool,
 }
 
 /// Where long polling of a tenant's bot stands.
@@ -97,6 +100,7 @@ pub fn status(
         webhook_url: webhook_url(public_url, slug),
         mode: TelegramMode::from_stored(&cfg.mode),
         polling: None,
+        delete_topics_on_retention: cfg.delete_topics_on_retention,
     }
 }
 
@@ -288,7 +292,7 @@ pub async fn connect(
             _ => invalid("bot_token", e.message),
         })?;
     let now = now_ms();
-    let row = TelegramConfigRow {
+    let mut row = TelegramConfigRow {
         tenant_id: tenant.id.to_string(),
         bot_token_enc: bots.key().seal(&tenant.id, FIELD_BOT_TOKEN, bot_token)?,
         webhook_secret_enc: bots.key().seal(&tenant.id, FIELD_WEBHOOK_SECRET, &secret)?,
@@ -301,10 +305,15 @@ pub async fn connect(
         created_at: now,
         updated_at: now,
         mode: mode.as_str().to_string(),
+        delete_topics_on_retention: false,
     };
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let previous = repo::telegram::get(&mut conn, &tenant.id).await?;
+    // A reconnection keeps the tenant's choice (the upsert leaves the column alone).
+    row.delete_topics_on_retention = previous
+        .as_ref()
+        .is_some_and(|p| p.delete_topics_on_retention);
     let tenant_id = tenant.id.clone();
     transaction!(&mut conn, |tx| {
         // A reconnect that switches the mode says so, as `telegram mode` does.
@@ -532,6 +541,51 @@ pub async fn set_enabled(
         status(bots, &cfg, public_url, &tenant.slug),
         poll.as_ref(),
     ))
+}
+
+/// Opt in to (`true`) or out of retention deleting a purged conversation's forum
+/// topic (`telegram:write`; a tenant key only for its own tenant); `not_found` when the
+/// tenant has no connection. Recorded as `settings.updated`
+/// (`telegram.delete_topics_on_retention`) when it changed; setting the value it has
+/// writes nothing. `PATCH /v1/admin/telegram` and `chatorical telegram set`.
+pub async fn set_delete_topics_on_retention(
+    db: &Db,
+    bots: &Bots,
+    caller: &Caller,
+    tenant: &Tenant,
+    public_url: &str,
+    on: bool,
+) -> Result<TelegramStatus> {
+    caller.require(&Scope::new(Resource::Telegram, ScopeAccess::Write))?;
+    caller.check_tenant(tenant)?;
+    let mut pc = db.conn().await?;
+    let mut conn = pc.as_conn();
+    let now = now_ms();
+    let tenant_id = &tenant.id;
+    let cfg = transaction!(&mut conn, |tx| {
+        let before = repo::telegram::get(tx, tenant_id)
+            .await?
+            .ok_or_else(|| Error::not_found("telegram connection"))?;
+        if before.delete_topics_on_retention == on {
+            return Ok(before);
+        }
+        repo::telegram::set_delete_topics_on_retention(tx, tenant_id, on, now).await?;
+        crate::audit::record(
+            tx,
+            caller,
+            Entry::new(Action::SettingsUpdated)
+                .tenant(tenant_id)
+                .target(tenant_id.to_string())
+                .changes(serde_json::json!({
+                    "telegram.delete_topics_on_retention": { "from": !on, "to": on }
+                })),
+        )
+        .await?;
+        repo::telegram::get(tx, tenant_id)
+            .await?
+            .ok_or_else(|| Error::not_found("telegram connection"))
+    })?;
+    Ok(status(bots, &cfg, public_url, &tenant.slug))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub(crate) mod man;
 pub(crate) mod migrate;
 pub(crate) mod outbox;
 pub(crate) mod plans;
+pub(crate) mod retention;
 pub(crate) mod secrets;
 pub(crate) mod serve;
 pub(crate) mod telegram;

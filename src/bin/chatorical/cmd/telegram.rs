@@ -1,4 +1,4 @@
-//! `chatorical telegram setup|status|mode|enable|disable|disconnect`.
+//! `chatorical telegram setup|status|mode|set|enable|disable|disconnect`.
 
 use std::{io::Read, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -53,6 +53,16 @@ pub(crate) enum TelegramCommand {
         /// Tenant slug.
         #[arg(long)]
         tenant: String,
+    },
+    /// Change a tenant's Telegram options.
+    Set {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Whether retention also deletes a purged conversation's forum topic with its
+        /// messages (the bot needs the "Delete messages" admin right).
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        delete_topics_on_retention: bool,
     },
     /// Pause delivery and ignore webhook updates (items wait in the outbox).
     Disable {
@@ -125,6 +135,22 @@ pub(crate) async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<Exit
                 mode::set_mode(&db, &bots, &Caller::Operator, &tenant, &public_url, mode).await?;
             print_status(g, &status)?;
         }
+        TelegramCommand::Set {
+            tenant,
+            delete_topics_on_retention,
+        } => {
+            let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
+            let status = setup::set_delete_topics_on_retention(
+                &db,
+                &bots,
+                &Caller::Operator,
+                &tenant,
+                &public_url,
+                delete_topics_on_retention,
+            )
+            .await?;
+            print_status(g, &status)?;
+        }
         TelegramCommand::Disable { tenant } => {
             switch(g, &db, &bots, &public_url, &tenant, false).await?
         }
@@ -164,6 +190,10 @@ fn print_status(g: &Global, s: &setup::TelegramStatus) -> anyhow::Result<()> {
         s.can_manage_topics.to_string(),
     ]);
     t.add_row(vec!["enabled".to_string(), s.enabled.to_string()]);
+    t.add_row(vec![
+        "delete topics on retention".to_string(),
+        s.delete_topics_on_retention.to_string(),
+    ]);
     t.add_row(vec!["mode".to_string(), s.mode.to_string()]);
     match &s.polling {
         None => t.add_row(vec!["webhook".to_string(), s.webhook_url.clone()]),

@@ -92,6 +92,14 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
         panics.clone(),
     ));
     let polling = tokio::spawn(poller.run(shutdown.clone()));
+    // Retention (closed conversations, unused visitors, the audit log), hourly.
+    let retention = chatorical::retention::spawn(
+        db.clone(),
+        parts.wake.clone(),
+        settings.retention.clone(),
+        settings.audit.retention_days,
+        shutdown.clone(),
+    );
     let mut handles = Vec::new();
     for _ in 0..args.workers.max(1) {
         let worker = Arc::new(telegram_worker(&settings, &parts));
@@ -110,6 +118,7 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
     panics.check_join("usage summarizer", &summarizer.await);
     panics.check_join("dunning job", &dunning.await);
     panics.check_join("telegram poller", &polling.await);
+    panics.check_join("retention job", &retention.await);
     if let Err(e) = usage.summarize().await {
         tracing::warn!(error = %e, "last usage summary failed");
     }

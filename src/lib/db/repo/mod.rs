@@ -10,6 +10,7 @@ pub mod environments;
 pub mod messages;
 pub mod outbox;
 pub mod plans;
+pub mod retention;
 pub mod secrets;
 pub mod telegram;
 pub mod templates;

@@ -82,6 +82,26 @@ pub async fn set_enabled(
     Ok(n == 1)
 }
 
+/// Opt in to or out of deleting purged conversations' topics. Returns whether the
+/// tenant has a connection.
+pub async fn set_delete_topics_on_retention(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    on: bool,
+    now: i64,
+) -> Result<bool> {
+    let n = on_conn!(conn, |c| diesel::update(
+        telegram_configs::table.find(tenant_id)
+    )
+    .set((
+        telegram_configs::delete_topics_on_retention.eq(on),
+        telegram_configs::updated_at.eq(now)
+    ))
+    .execute(c)
+    .await)?;
+    Ok(n == 1)
+}
+
 /// Record an update id of a bot; `false` when it was seen before (a duplicate delivery).
 pub async fn record_update(
     conn: &mut Conn<'_>,

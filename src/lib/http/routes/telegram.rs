@@ -123,12 +123,15 @@ async fn disconnect(
     Ok(Json(Disconnected { disconnected: true }))
 }
 
-/// Body of `PATCH /v1/admin/telegram`.
+/// Body of `PATCH /v1/admin/telegram`: at least one of the fields.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ToggleTelegram {
     /// false pauses delivery (items wait) and acknowledges-and-ignores webhook updates.
     pub enabled: Option<bool>,
+    /// true: retention also deletes a purged conversation's forum topic (with its
+    /// messages) in the group; the bot needs the "Delete messages" admin right.
+    pub delete_topics_on_retention: Option<bool>,
     /// `webhook` (registers the webhook: needs a URL Telegram can reach) or `polling`
     /// (deletes the webhook; a worker long-polls getUpdates).
     pub mode: Option<TelegramMode>,
@@ -147,8 +150,12 @@ async fn toggle(
     Json(req): Json<ToggleTelegram>,
 ) -> ApiResult<Json<TelegramStatus>> {
     admin.require(&Scope::new(crate::domain::Resource::Telegram, Write))?;
-    if req.enabled.is_none() && req.mode.is_none() {
-        return Err(Error::validation("enabled", "give `enabled`, `mode` or both").into());
+    if req.enabled.is_none() && req.mode.is_none() && req.delete_topics_on_retention.is_none() {
+        return Err(Error::validation(
+            "enabled",
+            "give `enabled`, `mode` or `delete_topics_on_retention`",
+        )
+        .into());
     }
     let tenant = admin.tenant(&state, &headers).await?;
     let mut status = None;
@@ -161,6 +168,19 @@ async fn toggle(
                 &tenant,
                 &state.public_url,
                 mode,
+            )
+            .await?,
+        );
+    }
+    if let Some(on) = req.delete_topics_on_retention {
+        status = Some(
+            setup::set_delete_topics_on_retention(
+                &state.db,
+                &state.bots,
+                &admin.caller(),
+                &tenant,
+                &state.public_url,
+                on,
             )
             .await?,
         );
