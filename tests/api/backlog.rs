@@ -8,6 +8,7 @@ use std::{process::Command, time::Duration};
 use chatorical::{
     config::{Secret, WorkerSettings},
     outbox::backlog::Monitor,
+    telegram::typing::TypingOutcome,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -234,7 +235,7 @@ async fn one_notice_per_backlog_episode_in_the_general_topic(b: Backend) {
 
     // Episode 1: a topic, its card and five messages at 3 calls per 2 s.
     for text in burst(0) {
-        let (status, body) = t.app.send(&v, &text, &text).await;
+        let (status, body) = t.app.send(&v, &text.replace(' ', "_"), &text).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     eventually(15, "the notice posted during the backlog", || async {
@@ -275,7 +276,7 @@ async fn one_notice_per_backlog_episode_in_the_general_topic(b: Backend) {
 
     // Episode 2: a new backlog, a new notice (one).
     for text in burst(5) {
-        let (status, body) = t.app.send(&v, &text, &text).await;
+        let (status, body) = t.app.send(&v, &text.replace(' ', "_"), &text).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     eventually(30, "the second backlog drained with its notice", || async {
@@ -390,10 +391,20 @@ async fn every_call_into_the_group_stays_within_its_budget(b: Backend) {
         .await
         .expect("socket");
     next_of(&mut ws, "hello").await;
+    // Past the chat's window (100 ms) of the last message: the group is quiet.
+    tokio::time::sleep(Duration::from_millis(250)).await;
     send_json(&mut ws, json!({"type": "typing"})).await;
-    t.fake
-        .wait_for_calls("sendchataction", 1, Duration::from_secs(10))
-        .await;
+    let typing = app.state.typing.clone();
+    eventually(10, "the typing frame handled", || {
+        let n: u64 = TypingOutcome::ALL.iter().map(|o| typing.count(*o)).sum();
+        async move { n == 1 }
+    })
+    .await;
+    let outcomes: Vec<(&str, u64)> = TypingOutcome::ALL
+        .iter()
+        .map(|o| (o.as_str(), typing.count(*o)))
+        .collect();
+    assert_eq!(typing.count(TypingOutcome::Sent), 1, "{outcomes:?}");
 
     // The mix: two more conversations (topics and cards), messages, a rename, a close,
     // an operator's notice, typing in the middle of it, and the backlog notice it
@@ -405,14 +416,15 @@ async fn every_call_into_the_group_stays_within_its_budget(b: Backend) {
     for round in 0..6 {
         for (n, v) in visitors.iter().enumerate() {
             let text = format!("v{n} message {round}");
-            let (status, body) = app.send(v, &text, &text).await;
+            let (status, body) = app.send(v, &format!("v{n}_{round}"), &text).await;
             assert_eq!(status, StatusCode::CREATED, "{body}");
         }
         if round == 1 {
             let (status, body) = app
                 .json(
                     Method::PATCH,
-                    &format!("/v1/admin/conversations/{}", visitors[1].conversation_id),
+                    // The first conversation's: its topic exists, so this is a call.
+                    &format!("/v1/admin/conversations/{}", visitors[0].conversation_id),
                     Some(&t.tenant.key),
                     Some(json!({"subject": "Order 42"})),
                 )
