@@ -141,8 +141,15 @@ async fn the_backlog_shows_in_the_api_the_cli_and_metrics_to_whom_it_belongs(b: 
     );
     assert_eq!(l["budget_per_min"], 2.0, "the group budget binds");
     assert_eq!(l["drain_secs"], 120.0, "4 items at 2 a minute");
-    assert_eq!(l["notice_posted"], false, "a paused connection gets no notice");
-    assert!(l["oldest_queued_at"].as_str().is_some_and(|a| a.ends_with('Z')));
+    assert_eq!(
+        l["notice_posted"], false,
+        "a paused connection gets no notice"
+    );
+    assert!(
+        l["oldest_queued_at"]
+            .as_str()
+            .is_some_and(|a| a.ends_with('Z'))
+    );
 
     // The platform key: every tenant, or the one named.
     let (_, all) = summary(app, &app.platform_key, "").await;
@@ -201,7 +208,6 @@ async fn the_backlog_shows_in_the_api_the_cli_and_metrics_to_whom_it_belongs(b: 
         .await
         .expect("oldest");
     assert!(shown >= age, "{shown} >= {age}");
-
 }
 
 /// The backlog notices the fake received, in order.
@@ -259,7 +265,9 @@ async fn one_notice_per_backlog_episode_in_the_general_topic(b: Backend) {
     );
     assert_eq!(first[0].thread_id, None, "in the General topic");
     assert!(
-        first[0].text.contains("chatorical telegram add-relay --tenant acme"),
+        first[0]
+            .text
+            .contains("chatorical telegram add-relay --tenant acme"),
         "{}",
         first[0].text
     );
@@ -324,7 +332,11 @@ async fn several_workers_post_the_notice_once(b: Backend) {
     for _ in 0..10 {
         let (x, y) = tokio::join!(a.check(), c.check());
         let (x, y) = (x.expect("check"), y.expect("check"));
-        assert_eq!((x.over, y.over), (1, 1), "both see the lane over the threshold");
+        assert_eq!(
+            (x.over, y.over),
+            (1, 1),
+            "both see the lane over the threshold"
+        );
         posted += x.notices + y.notices;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -348,7 +360,10 @@ async fn several_workers_post_the_notice_once(b: Backend) {
     assert!(posted <= 1, "the app's own monitor may have been first");
     let (_, s) = summary(&t.app, &t.tenant.key, "").await;
     assert_eq!(s["lanes"][0]["notice_posted"], true, "{s}");
-    assert_eq!(s["lanes"][0]["items"], 4, "three messages and the notice: {s}");
+    assert_eq!(
+        s["lanes"][0]["items"], 4,
+        "three messages and the notice: {s}"
+    );
 }
 
 /// The calls into `chat` that post into it, in arrival order.
@@ -445,7 +460,10 @@ async fn every_call_into_the_group_stays_within_its_budget(b: Backend) {
     let (status, body) = app
         .json(
             Method::POST,
-            &format!("/v1/admin/conversations/{}/close", visitors[2].conversation_id),
+            &format!(
+                "/v1/admin/conversations/{}/close",
+                visitors[2].conversation_id
+            ),
             Some(&t.tenant.key),
             None,
         )
@@ -498,7 +516,8 @@ async fn every_call_into_the_group_stays_within_its_budget(b: Backend) {
         assert!(gap >= chat_every, "two calls {gap:?} apart");
     }
     assert!(
-        sent.iter().any(|m| m.text.starts_with(NOTICE) && m.thread_id.is_none()),
+        sent.iter()
+            .any(|m| m.text.starts_with(NOTICE) && m.thread_id.is_none()),
         "the backlog this mix builds is noticed, within the budget too"
     );
     eprintln!(

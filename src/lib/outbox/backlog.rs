@@ -248,8 +248,8 @@ impl Monitor {
     /// threshold, end the episodes of lanes that cleared.
     pub async fn check(&self) -> Result<Checked> {
         let mut out = Checked::default();
-        let warn_ms = i64::try_from(self.settings.backlog_warn_secs.saturating_mul(1000))
-            .unwrap_or(i64::MAX);
+        let warn_ms =
+            i64::try_from(self.settings.backlog_warn_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         if warn_ms == 0 {
             return Ok(out);
         }
@@ -273,8 +273,7 @@ impl Monitor {
                 .iter()
                 .find(|l| l.lane == lane)
                 .is_some_and(|l| age(l) * 4 >= warn_ms);
-            if !waiting && repo::backlog::end_episode(&mut conn, &lane, seen_at, now_ms()).await?
-            {
+            if !waiting && repo::backlog::end_episode(&mut conn, &lane, seen_at, now_ms()).await? {
                 tracing::info!(%lane, "outbox backlog cleared");
                 out.cleared += 1;
             }
@@ -333,8 +332,7 @@ impl Monitor {
         let now = now_ms();
         let queued = crate::transaction!(&mut conn, |tx| {
             let Some(episode) =
-                repo::backlog::start_episode(tx, &lane.lane, &lane.tenant_id, seen_at, now)
-                    .await?
+                repo::backlog::start_episode(tx, &lane.lane, &lane.tenant_id, seen_at, now).await?
             else {
                 return Ok(false);
             };

@@ -104,13 +104,8 @@ pub(crate) async fn run(g: &Global, cmd: OutboxCommand) -> anyhow::Result<ExitCo
                 Some(slug) => Some(tenancy::tenant_by_slug(&db, &slug).await?),
                 None => None,
             };
-            let summary = backlog::summary(
-                &db,
-                &Caller::Operator,
-                &settings.worker,
-                tenant.as_ref(),
-            )
-            .await?;
+            let summary =
+                backlog::summary(&db, &Caller::Operator, &settings.worker, tenant.as_ref()).await?;
             if g.json {
                 output::json(&summary)?;
             } else if summary.lanes.is_empty() {

@@ -3,8 +3,8 @@
 
 pub mod api_keys;
 pub mod audit;
-pub mod billing;
 pub mod backlog;
+pub mod billing;
 pub mod billing_subscriptions;
 pub mod conversations;
 pub mod environments;
