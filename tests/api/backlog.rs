@@ -428,6 +428,11 @@ async fn every_call_into_the_group_stays_within_its_budget(b: Backend) {
     for _ in 0..2 {
         visitors.push(app.visitor(&t.tenant).await);
     }
+    let mut ws1 = app
+        .ws(&visitors[1].ws_token, Some(&t.tenant.origin))
+        .await
+        .expect("socket");
+    next_of(&mut ws1, "hello").await;
     for round in 0..6 {
         for (n, v) in visitors.iter().enumerate() {
             let text = format!("v{n} message {round}");
@@ -454,7 +459,6 @@ async fn every_call_into_the_group_stays_within_its_budget(b: Backend) {
                 )
                 .await;
             assert_eq!(status, StatusCode::CREATED, "{body}");
-            send_json(&mut ws, json!({"type": "typing"})).await;
         }
     }
     let (status, body) = app
@@ -470,6 +474,23 @@ async fn every_call_into_the_group_stays_within_its_budget(b: Backend) {
         .await;
     assert!(status.is_success(), "{status}: {body}");
 
+    // The second visitor types while the group's window is full (20 calls, its topic
+    // among them): the action is dropped, not sent past the budget.
+    eventually(20, "a full group window", || async {
+        posting_calls(&t.fake, t.group).len() >= 20
+    })
+    .await;
+    send_json(&mut ws1, json!({"type": "typing"})).await;
+    eventually(10, "the second typing frame handled", || {
+        let n: u64 = TypingOutcome::ALL.iter().map(|o| typing.count(*o)).sum();
+        async move { n == 2 }
+    })
+    .await;
+    assert_eq!(
+        typing.count(TypingOutcome::OverBudget),
+        1,
+        "typing in a busy group is dropped"
+    );
     eventually(60, "everything delivered", || async {
         let (_, s) = summary(app, &t.tenant.key, "").await;
         s["lanes"] == json!([])
@@ -485,7 +506,11 @@ async fn every_call_into_the_group_stays_within_its_budget(b: Backend) {
     assert_eq!(count("createforumtopic"), 3);
     assert_eq!(count("editforumtopic"), 1, "the rename");
     assert_eq!(count("closeforumtopic"), 1, "the close");
-    assert!(count("sendchataction") >= 1, "typing shown while quiet");
+    assert_eq!(
+        count("sendchataction"),
+        1,
+        "typing shown while quiet, only then"
+    );
     let sent = t.fake.sent_messages(t.group);
     assert!(sent.iter().any(|m| m.text == "operator notice"));
     assert_eq!(
