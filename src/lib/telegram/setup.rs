@@ -46,6 +46,10 @@ pub struct TelegramStatus {
     /// Whether retention also deletes a purged conversation's forum topic (with its
     /// messages) in the group; needs the bot's "Delete messages" admin right.
     pub delete_topics_on_retention: bool,
+    /// Relay bots in the same group, with the open topics each serves (`telegram
+    /// add-relay`, `PUT /v1/admin/telegram/relays`); absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<super::relays::RelayView>,
 }
 
 /// Where long polling of a tenant's bot stands.
@@ -101,6 +105,7 @@ pub fn status(
         mode: TelegramMode::from_stored(&cfg.mode),
         polling: None,
         delete_topics_on_retention: cfg.delete_topics_on_retention,
+        relays: Vec::new(),
     }
 }
 
@@ -481,10 +486,9 @@ pub async fn current_status(
         .await?
         .ok_or_else(|| Error::not_found("telegram connection"))?;
     let poll = repo::telegram::poll_state(&mut conn, &tenant.id).await?;
-    Ok(with_polling(
-        status(bots, &cfg, public_url, &tenant.slug),
-        poll.as_ref(),
-    ))
+    let mut status = with_polling(status(bots, &cfg, public_url, &tenant.slug), poll.as_ref());
+    status.relays = super::relays::views(&mut conn, &tenant.id).await?;
+    Ok(status)
 }
 
 /// Pause (`false`: items wait in the outbox, webhook updates are acknowledged and
