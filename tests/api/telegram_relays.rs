@@ -55,12 +55,13 @@ async fn added(t: &TelegramFixture, bot_id: u64) -> String {
 }
 
 async fn audit(t: &TelegramFixture, action: &str) -> Vec<Value> {
+    let (_, key) = t.app.key(&t.tenant, &["audit:read"]).await;
     let (status, page) = t
         .app
         .json(
             Method::GET,
             &format!("/v1/admin/audit?action={action}&limit=500"),
-            Some(&t.tenant.key),
+            Some(&key),
             None,
         )
         .await;
@@ -219,6 +220,7 @@ async fn three_bots_spread_the_topics_and_triple_the_group_budget(b: Backend) {
         s.worker.budget_time_scale = SCALE;
     })
     .await;
+    t.app.unlimited(&t.tenant).await;
     let limits = Limits::telegram().scaled(SCALE);
     t.fake.set_limits(Some(limits));
     added(&t, 222).await;
