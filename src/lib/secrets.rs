@@ -43,10 +43,7 @@ pub fn field(column: SealedColumn) -> &'static str {
 /// [`repo::secrets::page`]) is bound to.
 pub fn binding(column: SealedColumn, row_key: &str) -> (String, String) {
     let relay = |what: &str| match repo::secrets::parse_relay_row_key(row_key) {
-        Some((tenant, bot)) => (
-            tenant.to_string(),
-            crate::telegram::relay_field(bot, what),
-        ),
+        Some((tenant, bot)) => (tenant.to_string(), crate::telegram::relay_field(bot, what)),
         None => (row_key.to_string(), String::new()),
     };
     match column {

@@ -13,9 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::fake_telegram::{COUNTED_METHODS, Failure, Limits, topic_text_update};
-use crate::helpers::{
-    Backend, TelegramFixture, bot_token, code, eventually, spawn_with_telegram,
-};
+use crate::helpers::{Backend, TelegramFixture, bot_token, code, eventually, spawn_with_telegram};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -80,14 +78,20 @@ async fn a_relay_is_validated_stored_sealed_audited_listed_and_removed(b: Backen
     let (status, body) = add_relay(&t, &unknown).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
-        body["error"]["message"].as_str().unwrap_or("").contains("refused"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("refused"),
         "{body}"
     );
     let outsider = relay_bot(&t, 223, None);
     let (status, body) = add_relay(&t, &outsider).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
-        body["error"]["message"].as_str().unwrap_or("").contains("admin"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("admin"),
         "{body}"
     );
     let member = relay_bot(&t, 224, Some("member"));
@@ -103,7 +107,10 @@ async fn a_relay_is_validated_stored_sealed_audited_listed_and_removed(b: Backen
     let (status, body) = add_relay(&t, &t.token).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
-        body["error"]["message"].as_str().unwrap_or("").contains("main bot"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("main bot"),
         "{body}"
     );
     assert!(audit(&t, "telegram.relay_added").await.is_empty());
@@ -159,7 +166,12 @@ async fn a_relay_is_validated_stored_sealed_audited_listed_and_removed(b: Backen
     // Listed, and in the connection's status.
     let (status, list) = t
         .app
-        .json(Method::GET, "/v1/admin/telegram/relays", Some(&t.tenant.key), None)
+        .json(
+            Method::GET,
+            "/v1/admin/telegram/relays",
+            Some(&t.tenant.key),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list["relays"].as_array().map(Vec::len), Some(1), "{list}");
@@ -169,7 +181,10 @@ async fn a_relay_is_validated_stored_sealed_audited_listed_and_removed(b: Backen
         .app
         .json(Method::GET, "/v1/admin/telegram", Some(&t.tenant.key), None)
         .await;
-    assert_eq!(status_body["relays"][0]["bot_username"], "bot222", "{status_body}");
+    assert_eq!(
+        status_body["relays"][0]["bot_username"], "bot222",
+        "{status_body}"
+    );
     assert_eq!(status_body["relays"][0]["open_topics"], 0);
 
     // Removed: forgotten, its webhook deleted, audited; a second removal is 404.
@@ -184,10 +199,18 @@ async fn a_relay_is_validated_stored_sealed_audited_listed_and_removed(b: Backen
         .await;
     assert_eq!(status, StatusCode::OK, "{removed}");
     assert_eq!(removed["topics_reassigned"], 0);
-    assert!(t.fake.webhook(&token).is_none(), "the relay's webhook is deleted");
+    assert!(
+        t.fake.webhook(&token).is_none(),
+        "the relay's webhook is deleted"
+    );
     let (_, list) = t
         .app
-        .json(Method::GET, "/v1/admin/telegram/relays", Some(&t.tenant.key), None)
+        .json(
+            Method::GET,
+            "/v1/admin/telegram/relays",
+            Some(&t.tenant.key),
+            None,
+        )
         .await;
     assert_eq!(list["relays"], json!([]));
     let entries = audit(&t, "telegram.relay_removed").await;
@@ -272,7 +295,11 @@ async fn three_bots_spread_the_topics_and_triple_the_group_budget(b: Backend) {
             .filter(|m| m.thread_id == Some(topic.thread_id))
             .map(|m| m.bot_id)
             .collect();
-        assert_eq!(bots, BTreeSet::from([topic.creator_bot_id]), "one bot per topic");
+        assert_eq!(
+            bots,
+            BTreeSet::from([topic.creator_bot_id]),
+            "one bot per topic"
+        );
     }
     for n in 0..30 {
         let order: Vec<&str> = sent
@@ -280,7 +307,10 @@ async fn three_bots_spread_the_topics_and_triple_the_group_budget(b: Backend) {
             .filter(|m| m.text.starts_with(&format!("v{n} ")))
             .map(|m| m.text.as_str())
             .collect();
-        assert_eq!(order, vec![format!("v{n} message 0"), format!("v{n} message 1")]);
+        assert_eq!(
+            order,
+            vec![format!("v{n} message 0"), format!("v{n} message 1")]
+        );
     }
 
     // Throughput, on the fake's clock: one bot can make at most 20 calls a group window
@@ -295,8 +325,8 @@ async fn three_bots_spread_the_topics_and_triple_the_group_budget(b: Backend) {
     calls.sort_by_key(|c| c.at);
     assert_eq!(calls.len(), 120);
     let span = calls[calls.len() - 1].at.duration_since(calls[0].at);
-    let per_window = (calls.len() - 1) as f64 * limits.per_group.every.as_secs_f64()
-        / span.as_secs_f64();
+    let per_window =
+        (calls.len() - 1) as f64 * limits.per_group.every.as_secs_f64() / span.as_secs_f64();
     let ratio = per_window / limits.per_group.max as f64;
     println!(
         "3 bots: {} calls in {span:?} = {per_window:.1} per group window ({ratio:.2}× one bot's 20)",
@@ -338,16 +368,39 @@ async fn an_agent_reply_through_a_relay_reaches_the_visitor_once(b: Backend) {
         .expect("thread");
 
     // The agent's answer comes through the relay's webhook (its own secret)…
-    let update = topic_text_update(41, t.group, thread, 9001, 5550001, "Ana", "Through the relay");
+    let update = topic_text_update(
+        41,
+        t.group,
+        thread,
+        9001,
+        5550001,
+        "Ana",
+        "Through the relay",
+    );
     let status = t.fake.deliver_update(&relay, &update).await.expect("post");
     assert_eq!(status, StatusCode::OK);
     // …and the same message again through the main bot's (its own update id).
-    let update = topic_text_update(7, t.group, thread, 9001, 5550001, "Ana", "Through the relay");
-    let status = t.fake.deliver_update(&t.token, &update).await.expect("post");
+    let update = topic_text_update(
+        7,
+        t.group,
+        thread,
+        9001,
+        5550001,
+        "Ana",
+        "Through the relay",
+    );
+    let status = t
+        .fake
+        .deliver_update(&t.token, &update)
+        .await
+        .expect("post");
     assert_eq!(status, StatusCode::OK);
     // A relay's secret on the main bot's update ids is not a way in for strangers.
     let forged = reqwest::Client::new()
-        .post(format!("{}/v1/telegram/webhook/{}", t.app.base, t.tenant.slug))
+        .post(format!(
+            "{}/v1/telegram/webhook/{}",
+            t.app.base, t.tenant.slug
+        ))
         .header("X-Telegram-Bot-Api-Secret-Token", "not-the-secret")
         .json(&update)
         .send()
@@ -401,17 +454,18 @@ async fn an_agent_reply_through_a_relay_reaches_the_visitor_once(b: Backend) {
     assert_eq!(n, 1, "{page}");
 }
 
-async fn removing_a_relay_hands_its_pending_items_to_the_others_in_order_exactly_once(
-    b: Backend,
-) {
+async fn removing_a_relay_hands_its_pending_items_to_the_others_in_order_exactly_once(b: Backend) {
     let t = spawn_with_telegram(b, |_| {}).await;
     added(&t, 222).await;
     added(&t, 333).await;
     // Conversation 1 goes to relay 222 (c0: main bot, c1: 222, c2: 333 — the fewest
     // open topics, the main bot first on a tie). Its first message hangs in Telegram
     // for a while: in flight under the relay when the relay is removed.
-    t.fake
-        .fail_next_text("sendmessage", "c1 m0", Failure::Delay(Duration::from_millis(1500)));
+    t.fake.fail_next_text(
+        "sendmessage",
+        "c1 m0",
+        Failure::Delay(Duration::from_millis(1500)),
+    );
     let mut visitors = Vec::new();
     for _ in 0..3 {
         visitors.push(t.app.visitor(&t.tenant).await);
@@ -471,7 +525,10 @@ async fn removing_a_relay_hands_its_pending_items_to_the_others_in_order_exactly
         let order: Vec<&str> = mine.iter().map(|m| m.text.as_str()).collect();
         let expected: Vec<String> = (0..5).map(|j| format!("c{i} m{j}")).collect();
         assert_eq!(order, expected, "conversation {i} in order");
-        assert!(mine.iter().all(|m| m.thread_id == mine[0].thread_id), "one topic");
+        assert!(
+            mine.iter().all(|m| m.thread_id == mine[0].thread_id),
+            "one topic"
+        );
     }
     // c1's first message went out with the relay; the rest with the remaining bots.
     let c1: Vec<_> = sent.iter().filter(|m| m.text.starts_with("c1 ")).collect();

@@ -4,8 +4,7 @@ use diesel::prelude::*;
 
 use super::schema::{
     api_keys, conversations, messages, outbox, telegram_configs, telegram_polls, telegram_relays,
-    tenants,
-    usage_daily, visitors,
+    tenants, usage_daily, visitors,
 };
 
 /// A tenant row.

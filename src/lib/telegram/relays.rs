@@ -278,16 +278,13 @@ pub async fn remove(
         let remaining = repo::telegram_relays::list(tx, &tenant_id).await?;
         let mut loads = Loads::read(tx, &cfg, &remaining, Some(bot_id)).await?;
         // Every lane of this relay (one per chat it ever served: normally the group).
-        let lanes: Vec<TelegramLane> = repo::telegram_relays::pending_by_lane(
-            tx,
-            &tenant_id,
-            &format!("tg:{tenant_id}:"),
-        )
-        .await?
-        .into_iter()
-        .filter_map(|(lane, _)| TelegramLane::parse(&lane))
-        .filter(|l| l.tenant_id == tenant_id.as_str() && l.relay == Some(bot_id))
-        .collect();
+        let lanes: Vec<TelegramLane> =
+            repo::telegram_relays::pending_by_lane(tx, &tenant_id, &format!("tg:{tenant_id}:"))
+                .await?
+                .into_iter()
+                .filter_map(|(lane, _)| TelegramLane::parse(&lane))
+                .filter(|l| l.tenant_id == tenant_id.as_str() && l.relay == Some(bot_id))
+                .collect();
         let conversations = repo::telegram_relays::conversations_of(tx, &tenant_id, bot_id).await?;
         let mut items_moved = 0;
         for conversation in &conversations {
@@ -311,8 +308,7 @@ pub async fn remove(
         }
         for lane in &lanes {
             let main = telegram_lane(&tenant_id, lane.chat_id);
-            items_moved +=
-                repo::outbox::move_lane(tx, &tenant_id, &lane.key(), &main, now).await?;
+            items_moved += repo::outbox::move_lane(tx, &tenant_id, &lane.key(), &main, now).await?;
         }
         let removed = RelayRemoved {
             bot_id,
@@ -508,7 +504,11 @@ pub async fn validate(
         };
         match bot.get_me().await {
             Ok(me) if i64::try_from(me.id.0).ok() == Some(relay.bot_id) => {
-                out.push(check("bot reachable", true, format!("bot {}", relay.bot_id)));
+                out.push(check(
+                    "bot reachable",
+                    true,
+                    format!("bot {}", relay.bot_id),
+                ));
             }
             Ok(me) => out.push(check(
                 "bot reachable",
@@ -539,7 +539,10 @@ pub async fn validate(
             Ok(info) => {
                 let url = info.url.map(|u| u.to_string());
                 let (ok, detail) = match (&url, polling) {
-                    (None, true) => (true, "no webhook (the main bot's updates are polled)".into()),
+                    (None, true) => (
+                        true,
+                        "no webhook (the main bot's updates are polled)".into(),
+                    ),
                     (Some(u), true) => (false, format!("a webhook is set ({u}) in polling mode")),
                     (Some(u), false) if u == expected_webhook => match info.last_error_message {
                         Some(err) => (false, format!("{u}: Telegram reports: {err}")),
@@ -590,15 +593,13 @@ pub(crate) async fn apply_mode(
     url: Option<reqwest::Url>,
 ) {
     let relays = match db.conn().await {
-        Ok(mut pc) => {
-            match webhook_secrets(&mut pc.as_conn(), bots.key(), tenant_id).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(tenant = %tenant_id, error = %e, "relay bots not switched");
-                    return;
-                }
+        Ok(mut pc) => match webhook_secrets(&mut pc.as_conn(), bots.key(), tenant_id).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(tenant = %tenant_id, error = %e, "relay bots not switched");
+                return;
             }
-        }
+        },
         Err(_) => return,
     };
     for (relay, secret) in relays {

@@ -85,9 +85,11 @@ pub async fn page(
         let rows: Vec<(String, i64, String, String)> = on_conn!(conn, |c| {
             telegram_relays::table
                 .filter(
-                    telegram_relays::tenant_id.gt(after_tenant).or(telegram_relays::tenant_id
-                        .eq(after_tenant)
-                        .and(telegram_relays::bot_id.gt(after_bot))),
+                    telegram_relays::tenant_id
+                        .gt(after_tenant)
+                        .or(telegram_relays::tenant_id
+                            .eq(after_tenant)
+                            .and(telegram_relays::bot_id.gt(after_bot))),
                 )
                 .order((telegram_relays::tenant_id, telegram_relays::bot_id))
                 .limit(limit)

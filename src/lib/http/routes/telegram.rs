@@ -278,8 +278,7 @@ async fn remove_relay(
     Path(bot_id): Path<i64>,
 ) -> ApiResult<Json<RelayRemoved>> {
     let tenant = admin.tenant(&state, &headers).await?;
-    let removed =
-        relays::remove(&state.db, &state.bots, &admin.caller(), &tenant, bot_id).await?;
+    let removed = relays::remove(&state.db, &state.bots, &admin.caller(), &tenant, bot_id).await?;
     state.wake.wake();
     Ok(Json(removed))
 }
