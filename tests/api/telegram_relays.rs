@@ -187,6 +187,42 @@ async fn a_relay_is_validated_stored_sealed_audited_listed_and_removed(b: Backen
     );
     assert_eq!(status_body["relays"][0]["open_topics"], 0);
 
+    // `tenants validate` checks the relay: reachable, admin with Manage Topics, webhook.
+    let tenant = chatorical::tenancy::tenant_by_slug(&t.app.state.db, &t.tenant.slug)
+        .await
+        .expect("tenant");
+    let relay_checks = |checks: Vec<chatorical::telegram::validate::Check>| {
+        checks
+            .into_iter()
+            .filter(|c| c.check.starts_with("relay @bot222"))
+            .map(|c| (c.check, c.ok))
+            .collect::<Vec<_>>()
+    };
+    let validate = || {
+        chatorical::telegram::validate::validate(
+            &t.app.state.db,
+            &t.app.state.bots,
+            &tenant,
+            &t.app.state.public_url,
+            Duration::from_secs(5),
+        )
+    };
+    assert_eq!(
+        relay_checks(validate().await),
+        vec![
+            ("relay @bot222: bot reachable".to_string(), true),
+            ("relay @bot222: group admin".to_string(), true),
+            ("relay @bot222: webhook".to_string(), true),
+        ]
+    );
+    t.fake.set_member(222, t.group, "member", false);
+    let checks = relay_checks(validate().await);
+    assert!(
+        checks.contains(&("relay @bot222: group admin".to_string(), false)),
+        "{checks:?}"
+    );
+    t.fake.set_member(222, t.group, "administrator", true);
+
     // Removed: forgotten, its webhook deleted, audited; a second removal is 404.
     let (status, removed) = t
         .app
