@@ -262,6 +262,22 @@ async fn a_relay_is_validated_stored_sealed_audited_listed_and_removed(b: Backen
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // Relays belong to the group: connecting another group forgets them.
+    added(&t, 222).await;
+    t.fake.add_group(-100_555, "Other", true);
+    t.fake.set_member(111, -100_555, "administrator", true);
+    crate::helpers::connect_telegram(&t.app, &t.tenant, &t.token, -100_555).await;
+    let (_, list) = t
+        .app
+        .json(
+            Method::GET,
+            "/v1/admin/telegram/relays",
+            Some(&t.tenant.key),
+            None,
+        )
+        .await;
+    assert_eq!(list["relays"], json!([]), "{list}");
 }
 
 /// Budget windows (1 s, 1 s, 60 s) run this many times faster here.

@@ -613,3 +613,29 @@ pub(crate) async fn apply_mode(
         }
     }
 }
+
+/// Forget every relay of the tenant and which topics they served, inside the caller's
+/// transaction (the tenant connected another group: the relays are members of the old
+/// one). Their pending items move to the main bot's lanes, in order. Returns how many
+/// relays there were.
+pub(crate) async fn forget_all(tx: &mut Conn<'_>, tenant_id: &TenantId, now: i64) -> Result<usize> {
+    let relays = repo::telegram_relays::list(tx, tenant_id).await?;
+    if relays.is_empty() {
+        return Ok(0);
+    }
+    let lanes =
+        repo::telegram_relays::pending_by_lane(tx, tenant_id, &format!("tg:{tenant_id}:")).await?;
+    for (key, _) in lanes {
+        if let Some(lane) = TelegramLane::parse(&key)
+            .filter(|l| l.tenant_id == tenant_id.as_str() && l.relay.is_some())
+        {
+            let main = telegram_lane(tenant_id, lane.chat_id);
+            repo::outbox::move_lane(tx, tenant_id, &key, &main, now).await?;
+        }
+    }
+    repo::telegram_relays::forget_assignments(tx, tenant_id).await?;
+    for relay in &relays {
+        repo::telegram_relays::delete(tx, tenant_id, relay.bot_id).await?;
+    }
+    Ok(relays.len())
+}

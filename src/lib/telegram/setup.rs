@@ -343,8 +343,11 @@ pub async fn connect(
         let group_changed = previous
             .as_ref()
             .is_some_and(|p| p.group_chat_id != row.group_chat_id);
+        let mut relays_forgotten = 0;
         if group_changed {
             repo::conversations::clear_all_topics(tx, &tenant_id).await?;
+            // Relay bots are members of the old group: forgotten with it.
+            relays_forgotten = super::relays::forget_all(tx, &tenant_id, now).await?;
         }
         repo::telegram::upsert(tx, &row).await?;
         // Every connect registers a new webhook secret, so it always changes something.
@@ -364,6 +367,7 @@ pub async fn connect(
                     "mode": row.mode,
                     "reconnected": previous.is_some(),
                     "group_changed": group_changed,
+                    "relays_forgotten": relays_forgotten,
                 })),
         )
         .await

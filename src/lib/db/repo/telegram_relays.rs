@@ -106,6 +106,15 @@ pub async fn assign(
     Ok(())
 }
 
+/// Forget which bot every conversation's topic of the tenant belongs to.
+pub async fn forget_assignments(conn: &mut Conn<'_>, tenant_id: &str) -> Result<usize> {
+    Ok(on_conn!(conn, |c| diesel::delete(
+        telegram_topic_bots::table.filter(telegram_topic_bots::tenant_id.eq(tenant_id))
+    )
+    .execute(c)
+    .await)?)
+}
+
 /// Open conversations per assigned bot id; `None` counts the open conversations with
 /// a topic that were never assigned (the main bot's, from before relays).
 pub async fn open_loads(conn: &mut Conn<'_>, tenant_id: &str) -> Result<Vec<(Option<i64>, i64)>> {
