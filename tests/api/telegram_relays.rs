@@ -156,6 +156,26 @@ async fn a_relay_is_validated_stored_sealed_audited_listed_and_removed(b: Backen
     );
     assert!(key.open("tn_other", &field, &row.bot_token_enc).is_err());
 
+    // `secrets rotate` sees the relay's two values, bound to the relay (a re-encryption
+    // opens them for their tenant and field: nothing fails).
+    let status = chatorical::secrets::status(&t.app.state.db, key, 100)
+        .await
+        .expect("status");
+    use chatorical::secrets::SealedColumn::{RelayBotToken, RelayWebhookSecret};
+    assert_eq!(status.keys[0].secrets.of(RelayBotToken), 1);
+    assert_eq!(status.keys[0].secrets.of(RelayWebhookSecret), 1);
+    let report = chatorical::secrets::reencrypt(
+        &t.app.state.db,
+        &chatorical::tenancy::Caller::Operator,
+        key,
+        100,
+        &|_| {},
+    )
+    .await
+    .expect("reencrypt");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.already_current, report.total);
+
     // One audit entry, without the token or the secret.
     let entries = audit(&t, "telegram.relay_added").await;
     assert_eq!(entries.len(), 1, "{entries:#?}");
