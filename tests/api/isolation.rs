@@ -290,6 +290,13 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
             None,
         ),
         (
+            "get",
+            "/v1/admin/outbox/summary",
+            "/v1/admin/outbox/summary?tenant=acme".into(),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
             "post",
             "/v1/admin/outbox/{id}/retry",
             format!("/v1/admin/outbox/{b_outbox_id}/retry"),
@@ -548,7 +555,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         probed, documented,
         "every admin route is probed, and only those"
     );
-    assert_eq!(probes.len(), 47);
+    assert_eq!(probes.len(), 48);
 
     for (method, template, url, body, expected) in &probes {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
