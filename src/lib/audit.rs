@@ -149,6 +149,10 @@ pub enum Action {
     TelegramToggled,
     /// How Telegram updates arrive changed (`webhook` / `polling`).
     TelegramModeChanged,
+    /// A relay bot was added to the tenant's group (or re-registered).
+    TelegramRelayAdded,
+    /// A relay bot was removed; its topics went to the remaining bots.
+    TelegramRelayRemoved,
     /// A widget text was set.
     TemplateSet,
     /// A widget text was deleted.
@@ -191,7 +195,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 30] = [
         Action::TenantCreated,
         Action::KeyIssued,
         Action::KeyRevoked,
@@ -201,6 +205,8 @@ impl Action {
         Action::TelegramDisconnected,
         Action::TelegramToggled,
         Action::TelegramModeChanged,
+        Action::TelegramRelayAdded,
+        Action::TelegramRelayRemoved,
         Action::TemplateSet,
         Action::TemplateDeleted,
         Action::PlanUpdated,
@@ -234,6 +240,8 @@ impl Action {
             Action::TelegramDisconnected => "telegram.disconnected",
             Action::TelegramToggled => "telegram.toggled",
             Action::TelegramModeChanged => "telegram.mode_changed",
+            Action::TelegramRelayAdded => "telegram.relay_added",
+            Action::TelegramRelayRemoved => "telegram.relay_removed",
             Action::TemplateSet => "template.set",
             Action::TemplateDeleted => "template.deleted",
             Action::PlanUpdated => "plan.updated",

@@ -1417,7 +1417,7 @@ impl Chat {
             }
         }
         if let (true, Some(id)) = (renamed, &conversation_id)
-            && let Some(lane) = environment_lane(tx, tenant_id, environment).await?
+            && let Some(lane) = environment_lane(tx, tenant_id, environment, id).await?
         {
             let job = outbox::Job::RenameTopic {
                 conversation_id: id.clone(),
@@ -1596,18 +1596,22 @@ pub async fn store_message(
     Ok(Some((row, environment)))
 }
 
-/// The outbox lane of the environment's Telegram group (staging's own group when it has
-/// one, else the tenant's); `None` without a Telegram connection.
+/// The outbox lane for the conversation's topic in the environment's Telegram group
+/// (staging's own group when it has one, else the tenant's): the lane of the bot the
+/// topic belongs to (see `telegram::relays`); `None` without a Telegram connection.
 async fn environment_lane(
     tx: &mut Conn<'_>,
     tenant_id: &TenantId,
     environment: Environment,
+    conversation_id: &str,
 ) -> Result<Option<String>> {
     let Some(cfg) = repo::telegram::get(tx, tenant_id).await? else {
         return Ok(None);
     };
     let group = crate::telegram::group_for(tx, tenant_id, environment, cfg.group_chat_id).await?;
-    Ok(Some(outbox::telegram_lane(tenant_id, group)))
+    Ok(Some(
+        crate::telegram::relays::conversation_lane(tx, &cfg, conversation_id, group).await?,
+    ))
 }
 
 /// The outbox lane of a conversation's Telegram group (see [`environment_lane`]).
@@ -1619,7 +1623,7 @@ async fn conversation_lane(
     let environment = repo::conversations::environment_of(tx, tenant_id, conversation_id)
         .await?
         .map_or(Environment::Production, |e| Environment::from_stored(&e));
-    environment_lane(tx, tenant_id, environment).await
+    environment_lane(tx, tenant_id, environment, conversation_id).await
 }
 
 /// Queue a visitor message for its Telegram topic in the tenant's group `group_chat_id`.
@@ -1630,7 +1634,9 @@ async fn enqueue_for_group(
     now: i64,
 ) -> Result<()> {
     let tenant_id = TenantId::from(row.tenant_id.as_str());
-    let lane = outbox::telegram_lane(&tenant_id, group_chat_id);
+    let lane =
+        crate::telegram::relays::lane_for(tx, &tenant_id, &row.conversation_id, group_chat_id)
+            .await?;
     let ranges = split::split(&row.body);
     let parts = ranges.len();
     // A message too long for one Telegram message goes as ordered parts, one item per

@@ -26,12 +26,30 @@ use crate::error::Result;
 use crate::tenancy::Caller;
 use crate::transaction;
 
-/// The field name a column's values are bound to inside the ciphertext.
+/// The field name a column's values are bound to inside the ciphertext (for a relay's
+/// columns, the name they are counted under: each relay's values are bound to a field
+/// naming the relay, see [`binding`]).
 pub fn field(column: SealedColumn) -> &'static str {
     match column {
         SealedColumn::BotToken => crate::telegram::FIELD_BOT_TOKEN,
         SealedColumn::WebhookSecret => crate::telegram::FIELD_WEBHOOK_SECRET,
         SealedColumn::IdentitySecret => crate::identity::FIELD_SECRET,
+        SealedColumn::RelayBotToken => "telegram.relay.bot_token",
+        SealedColumn::RelayWebhookSecret => "telegram.relay.webhook_secret",
+    }
+}
+
+/// The tenant and the field a value of `column` in the row `row_key` (see
+/// [`repo::secrets::page`]) is bound to.
+pub fn binding(column: SealedColumn, row_key: &str) -> (String, String) {
+    let relay = |what: &str| match repo::secrets::parse_relay_row_key(row_key) {
+        Some((tenant, bot)) => (tenant.to_string(), crate::telegram::relay_field(bot, what)),
+        None => (row_key.to_string(), String::new()),
+    };
+    match column {
+        SealedColumn::RelayBotToken => relay("bot_token"),
+        SealedColumn::RelayWebhookSecret => relay("webhook_secret"),
+        other => (row_key.to_string(), field(other).to_string()),
     }
 }
 
@@ -195,11 +213,12 @@ pub async fn reencrypt(
             after = last.clone();
             // Decrypt and encrypt outside the transaction: it only holds the writes.
             let mut updates = Vec::new();
-            for (tenant_id, stored) in page {
+            for (row_key, stored) in page {
                 report.total += 1;
-                match key.reseal(&tenant_id, field, &stored) {
+                let (tenant_id, bound) = binding(column, &row_key);
+                match key.reseal(&tenant_id, &bound, &stored) {
                     Ok(Resealed::Current) => report.already_current += 1,
-                    Ok(Resealed::New(sealed)) => updates.push((tenant_id, stored, sealed)),
+                    Ok(Resealed::New(sealed)) => updates.push((row_key, stored, sealed)),
                     Err(_) => report.failed.push(Failure {
                         tenant_id,
                         field,

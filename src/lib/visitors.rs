@@ -423,7 +423,8 @@ async fn queue_topic_work(
         let environment = Environment::from_stored(&conv.environment);
         let group =
             crate::telegram::group_for(tx, tenant_id, environment, cfg.group_chat_id).await?;
-        let lane = outbox::telegram_lane(tenant_id, group);
+        // The lane of the bot the topic belongs to, behind the topic's other items.
+        let lane = crate::telegram::relays::conversation_lane(tx, &cfg, &conv.id, group).await?;
         let anonymous = topic_name(
             &ConversationRow {
                 subject: None,

@@ -28,6 +28,7 @@ async fn snapshot(app: &TestApp, key: &str, conversation_id: &str) -> Value {
         "/v1/admin/outbox?reveal=true&limit=500".to_string(),
         "/v1/admin/templates".to_string(),
         "/v1/admin/telegram".to_string(),
+        "/v1/admin/telegram/relays".to_string(),
         "/v1/admin/identity".to_string(),
         "/v1/admin/usage?days=2".to_string(),
         "/v1/admin/environments".to_string(),
@@ -108,6 +109,19 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // B has a relay bot in its group.
+    let relay_token = crate::helpers::bot_token(222);
+    tg.fake.add_bot(&relay_token, 222, "bot222");
+    tg.fake.set_member(222, tg.group, "administrator", true);
+    let (status, relay) = app
+        .json(
+            Method::PUT,
+            "/v1/admin/telegram/relays",
+            Some(&b_key),
+            Some(json!({"bot_token": relay_token})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{relay}");
     // B has a staging environment, with a flag of its own.
     let (status, b_staging) = app
         .json(
@@ -333,6 +347,27 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         ),
         (
             "get",
+            "/v1/admin/telegram/relays",
+            "/v1/admin/telegram/relays".into(),
+            None,
+            None,
+        ),
+        (
+            "put",
+            "/v1/admin/telegram/relays",
+            "/v1/admin/telegram/relays".into(),
+            Some(json!({"bot_token": crate::helpers::bot_token(222)})),
+            None,
+        ),
+        (
+            "delete",
+            "/v1/admin/telegram/relays/{bot_id}",
+            "/v1/admin/telegram/relays/222".into(),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "get",
             "/v1/admin/templates",
             "/v1/admin/templates?key=widget.greeting&locale=de".into(),
             None,
@@ -520,7 +555,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         probed, documented,
         "every admin route is probed, and only those"
     );
-    assert_eq!(probes.len(), 45);
+    assert_eq!(probes.len(), 48);
 
     for (method, template, url, body, expected) in &probes {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");

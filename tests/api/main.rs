@@ -38,6 +38,7 @@ mod socket_caps;
 mod telegram;
 mod telegram_limits;
 mod telegram_polling;
+mod telegram_relays;
 mod telegram_webhook;
 mod templates;
 mod topic_card;

@@ -121,8 +121,8 @@
 //!
 //! Flood limits ([`FakeTelegram::set_limits`], off unless set): with
 //! [`Limits::telegram`] (optionally [`Limits::scaled`] to shorter windows) a
-//! call that would exceed 30 a second per bot, 1 a second per chat or 20 a
-//! minute per group gets 429 `Too Many Requests: retry after N` with
+//! call that would exceed 30 a second per bot, 1 a second per chat (all bots
+//! together) or 20 a minute per group and bot gets 429 `Too Many Requests: retry after N` with
 //! `parameters.retry_after` (seconds until it would fit, at least 1), and
 //! changes nothing. Counted are the calls that post into a chat
 //! ([`COUNTED_METHODS`]); the group window counts messages only, not
@@ -209,7 +209,9 @@ pub(crate) struct Limits {
     pub per_bot: Window,
     /// Counted calls per chat, all bots together.
     pub per_chat: Window,
-    /// Messages per group (counted calls except `sendChatAction`).
+    /// Messages per group and bot (counted calls except `sendChatAction`): the Bot
+    /// FAQ's "your bot will not be able to send more than 20 messages per minute to
+    /// the same group" — each bot in a group has its own 20.
     pub per_group: Window,
     /// Each window is checked this much shorter than it is.
     pub slack: Duration,
@@ -834,7 +836,8 @@ struct WorldState {
 enum FloodKey {
     Bot(u64),
     Chat(i64),
-    Group(i64),
+    /// A group's messages are counted per bot (each bot its own 20 a minute).
+    Group(u64, i64),
 }
 
 #[derive(Clone, Debug)]
@@ -1489,7 +1492,7 @@ impl WorldState {
         if let Some(chat) = chat_id {
             scopes.push((FloodKey::Chat(chat), limits.per_chat));
             if method != "sendchataction" {
-                scopes.push((FloodKey::Group(chat), limits.per_group));
+                scopes.push((FloodKey::Group(bot_id, chat), limits.per_group));
             }
         }
         let now = Instant::now();

@@ -3,8 +3,8 @@
 use diesel::prelude::*;
 
 use super::schema::{
-    api_keys, conversations, messages, outbox, telegram_configs, telegram_polls, tenants,
-    usage_daily, visitors,
+    api_keys, conversations, messages, outbox, telegram_configs, telegram_polls, telegram_relays,
+    tenants, usage_daily, visitors,
 };
 
 /// A tenant row.
@@ -185,6 +185,25 @@ pub struct TelegramConfigRow {
     /// How updates arrive: `webhook` (Telegram calls us) or `polling` (a worker calls
     /// getUpdates), see `telegram::TelegramMode`.
     pub mode: String,
+}
+
+/// A relay bot of a tenant: another bot in its forum group with budgets of its own
+/// (secrets sealed with the master key, bound to the tenant and the relay).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = telegram_relays)]
+pub struct TelegramRelayRow {
+    /// Tenant.
+    pub tenant_id: String,
+    /// The relay bot's user id (from getMe).
+    pub bot_id: i64,
+    /// The relay bot's username.
+    pub bot_username: String,
+    /// Bot token, sealed for (tenant, `telegram.relay.<bot id>.bot_token`).
+    pub bot_token_enc: String,
+    /// Webhook secret, sealed for (tenant, `telegram.relay.<bot id>.webhook_secret`).
+    pub webhook_secret_enc: String,
+    /// Added, epoch ms.
+    pub created_at: i64,
 }
 
 /// Where long polling of a tenant's bot stands (`telegram_polls`).

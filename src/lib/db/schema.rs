@@ -119,6 +119,29 @@ diesel::table! {
 }
 
 diesel::table! {
+    telegram_relays (tenant_id, bot_id) {
+        tenant_id -> Text,
+        bot_id -> BigInt,
+        bot_username -> Text,
+        bot_token_enc -> Text,
+        webhook_secret_enc -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    telegram_topic_bots (conversation_id) {
+        conversation_id -> Text,
+        tenant_id -> Text,
+        bot_id -> BigInt,
+        assigned_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(telegram_topic_bots, conversations);
+diesel::allow_tables_to_appear_in_same_query!(telegram_topic_bots, outbox);
+
+diesel::table! {
     telegram_updates (tenant_id, bot_id, update_id) {
         tenant_id -> Text,
         bot_id -> BigInt,

@@ -121,20 +121,26 @@ fn window(settings: &WorkerSettings, secs: u64) -> Duration {
     Duration::from_secs(secs) / settings.budget_time_scale.max(1)
 }
 
-/// The budgets every call into the lane `tg:<tenant>:<chat>` takes from: the tenant's
-/// bot (`per_bot_per_sec` a second), the chat (`per_chat_per_sec` a second) and the
-/// group (`per_group_per_min` a minute).
+/// The budgets every call into the lane `tg:<tenant>:<chat>[:r<relay>]` takes from: the
+/// lane's bot (`per_bot_per_sec` a second), the chat (`per_chat_per_sec` a second,
+/// shared by all the tenant's bots in it) and the bot's share of the group
+/// (`per_group_per_min` a minute for each bot: Telegram counts a group's messages per
+/// bot, so every relay bot adds a budget of its own).
 pub fn message_rates(settings: &WorkerSettings, lane: &str) -> Vec<(String, Rate)> {
-    let (tenant, chat) = match super::TelegramLane::parse(lane) {
-        Some(l) => (l.tenant_id, l.chat_id.to_string()),
+    let (tenant, chat, bot) = match super::TelegramLane::parse(lane) {
+        Some(l) => (
+            l.tenant_id,
+            l.chat_id.to_string(),
+            l.relay.map_or(String::new(), |r| format!(":r{r}")),
+        ),
         // Not a Telegram lane: its own budgets, keyed by the whole lane.
-        None => (lane.to_string(), String::new()),
+        None => (lane.to_string(), String::new(), String::new()),
     };
     let tenant = tenant.as_str();
     let s = settings;
     vec![
         (
-            bot_key(tenant),
+            format!("{}{bot}", bot_key(tenant)),
             Rate {
                 max: s.per_bot_per_sec,
                 per: window(s, 1),
@@ -148,7 +154,7 @@ pub fn message_rates(settings: &WorkerSettings, lane: &str) -> Vec<(String, Rate
             },
         ),
         (
-            format!("group:{tenant}:{chat}"),
+            format!("group:{tenant}:{chat}{bot}"),
             Rate {
                 max: s.per_group_per_min,
                 per: window(s, 60),
@@ -354,6 +360,23 @@ mod tests {
                 (20, Duration::from_secs(6)),
             ]
         );
+    }
+
+    #[test]
+    fn a_relay_has_its_own_bot_and_group_budgets_and_shares_the_chat() {
+        let s = WorkerSettings::default();
+        let main = message_rates(&s, "tg:t1:-100");
+        let relay = message_rates(&s, "tg:t1:-100:r42");
+        assert_ne!(main[0].0, relay[0].0, "bot");
+        assert_eq!(main[1].0, relay[1].0, "chat");
+        assert_ne!(main[2].0, relay[2].0, "group");
+        let b = Budgets::new();
+        let g = |v: &[(String, Rate)]| vec![(v[2].0.clone(), v[2].1)];
+        for _ in 0..s.per_group_per_min {
+            assert!(b.try_take(&refs(&g(&main))).is_ok());
+        }
+        assert!(b.check(&refs(&g(&main))).is_err(), "main's minute used up");
+        assert!(b.check(&refs(&g(&relay))).is_ok(), "the relay's is its own");
     }
 
     #[tokio::test]

@@ -31,38 +31,52 @@ use crate::error::Result;
 /// The PostgreSQL notification channel workers listen on.
 pub const NOTIFY_CHANNEL: &str = "chatorical_outbox";
 
-/// The lane of a tenant's Telegram group: one chat, one ordered queue.
+/// The lane of a tenant's Telegram group for its main bot: one chat, one ordered queue.
 pub fn telegram_lane(tenant_id: &str, chat_id: i64) -> String {
     TelegramLane {
         tenant_id: tenant_id.to_string(),
         chat_id,
+        relay: None,
     }
     .key()
 }
 
-/// What a lane key stands for: the tenant's Telegram group. Stored as
-/// `tg:<tenant id>:<chat id>`; this type is the only place that writes or reads it.
+/// What a lane key stands for: the tenant's Telegram group, as one of its bots sees it.
+/// Stored as `tg:<tenant id>:<chat id>` for the main bot and
+/// `tg:<tenant id>:<chat id>:r<relay bot id>` for a relay bot; this type is the only
+/// place that writes or reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelegramLane {
     /// The tenant whose group it is.
     pub tenant_id: String,
     /// The group's chat id.
     pub chat_id: i64,
+    /// The relay bot (its Telegram user id) whose lane it is; `None`: the main bot's.
+    pub relay: Option<i64>,
 }
 
 impl TelegramLane {
     /// The stored lane key.
     pub fn key(&self) -> String {
-        format!("tg:{}:{}", self.tenant_id, self.chat_id)
+        match self.relay {
+            None => format!("tg:{}:{}", self.tenant_id, self.chat_id),
+            Some(bot) => format!("tg:{}:{}:r{bot}", self.tenant_id, self.chat_id),
+        }
     }
 
     /// The lane a stored key names; `None` for a key of another shape.
     pub fn parse(key: &str) -> Option<TelegramLane> {
         let rest = key.strip_prefix("tg:")?;
+        let (head, last) = rest.rsplit_once(':')?;
+        let (rest, relay) = match last.strip_prefix('r') {
+            Some(bot) => (head, Some(bot.parse().ok()?)),
+            None => (rest, None),
+        };
         let (tenant_id, chat) = rest.rsplit_once(':')?;
         Some(TelegramLane {
             tenant_id: tenant_id.to_string(),
             chat_id: chat.parse().ok()?,
+            relay,
         })
     }
 }
@@ -241,9 +255,18 @@ mod tests {
         let lane = TelegramLane {
             tenant_id: "tn_01a".into(),
             chat_id: -100_123,
+            relay: None,
         };
         assert_eq!(lane.key(), "tg:tn_01a:-100123");
         assert_eq!(TelegramLane::parse(&lane.key()), Some(lane));
+        let relay = TelegramLane {
+            tenant_id: "tn_01a".into(),
+            chat_id: -100_123,
+            relay: Some(777),
+        };
+        assert_eq!(relay.key(), "tg:tn_01a:-100123:r777");
+        assert_eq!(TelegramLane::parse(&relay.key()), Some(relay));
+        assert_eq!(TelegramLane::parse("tg:tn_01a:-100123:rx"), None);
         assert_eq!(TelegramLane::parse("tg:tn_01a:x"), None);
         assert_eq!(TelegramLane::parse("other:lane"), None);
     }

@@ -16,7 +16,7 @@ use super::{Bots, classify, is_no_topic_rights, is_thread_gone, split, topic::to
 use crate::config::WorkerSettings;
 use crate::db::{
     Db,
-    models::{ConversationRow, OutboxRow, TelegramConfigRow},
+    models::{ConversationRow, OutboxRow, TelegramConfigRow, TelegramRelayRow},
     repo,
 };
 use crate::domain::Environment;
@@ -141,7 +141,12 @@ impl TelegramDelivery {
                 Err(Step::Done(o)) => return o,
                 Err(Step::Api(e)) => return self.outcome_of(&e, item.attempts),
             };
-            match self.run(&cfg, &job).await {
+            let relay = match self.relay_of(item).await {
+                Ok(relay) => relay,
+                Err(Step::Done(o)) => return o,
+                Err(Step::Api(e)) => return self.outcome_of(&e, item.attempts),
+            };
+            match self.run(&cfg, &job, relay.as_ref()).await {
                 Ok(()) => return Outcome::Delivered,
                 Err(Step::Done(o)) => return o,
                 Err(Step::Api(RequestError::MigrateToChatId(to))) if !migrated => {
@@ -250,19 +255,48 @@ impl TelegramDelivery {
         Ok((routed, Some(Environment::Staging)))
     }
 
-    async fn run(&self, cfg: &TelegramConfigRow, job: &Job) -> Result<(), Step> {
-        let bot = self.bots.for_tenant(cfg).map_err(|_| {
+    /// The relay bot whose lane the item is in (`None`: the main bot's lane). An item
+    /// claimed from the lane of a relay removed since then was moved to another bot's
+    /// lane by the removal: it waits briefly and goes with that bot.
+    async fn relay_of(&self, item: &OutboxRow) -> Result<Option<TelegramRelayRow>, Step> {
+        let Some(bot) = outbox::TelegramLane::parse(&item.lane).and_then(|l| l.relay) else {
+            return Ok(None);
+        };
+        let mut pc = self.db.conn().await?;
+        match repo::telegram_relays::get(&mut pc.as_conn(), &item.tenant_id, bot).await? {
+            Some(relay) => Ok(Some(relay)),
+            None => Err(Step::Done(Outcome::Retry {
+                after: Duration::from_millis(200),
+                error: "the relay bot was removed; another bot takes the item".into(),
+                counts: false,
+            })),
+        }
+    }
+
+    async fn run(
+        &self,
+        cfg: &TelegramConfigRow,
+        job: &Job,
+        relay: Option<&TelegramRelayRow>,
+    ) -> Result<(), Step> {
+        let bot = match relay {
+            Some(relay) => self.bots.for_relay(relay),
+            None => self.bots.for_tenant(cfg),
+        }
+        .map_err(|_| {
             Step::Done(Outcome::Dead {
                 error: "the stored bot token cannot be decrypted for this tenant".into(),
             })
         })?;
+        let lane = outbox::TelegramLane {
+            tenant_id: cfg.tenant_id.clone(),
+            chat_id: cfg.group_chat_id,
+            relay: relay.map(|r| r.bot_id),
+        };
         let bot = GroupBot {
             bot,
             budgets: &self.budgets,
-            rates: message_rates(
-                &self.settings,
-                &outbox::telegram_lane(&cfg.tenant_id, cfg.group_chat_id),
-            ),
+            rates: message_rates(&self.settings, &lane.key()),
         };
         match job {
             Job::SendMessage(p) => self.send_visitor_message(cfg, &bot, p).await,

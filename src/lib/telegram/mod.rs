@@ -6,6 +6,7 @@
 pub mod delivery;
 pub mod mode;
 pub mod polling;
+pub mod relays;
 pub mod setup;
 pub(crate) mod split;
 pub mod topic;
@@ -33,6 +34,13 @@ pub use mode::TelegramMode;
 pub const FIELD_BOT_TOKEN: &str = "telegram.bot_token";
 /// Field name of the sealed webhook secret.
 pub const FIELD_WEBHOOK_SECRET: &str = "telegram.webhook_secret";
+
+/// The field a relay bot's sealed secret is bound to (`bot_token` or
+/// `webhook_secret`): the relay's bot id is part of it, so one relay's ciphertext copied
+/// onto another relay does not open.
+pub fn relay_field(bot_id: i64, what: &str) -> String {
+    format!("telegram.relay.{bot_id}.{what}")
+}
 
 /// The forum group an environment's conversations go to: staging's group of its own
 /// when it has one, else the tenant's group `tenant_group` (staging's topics are then
@@ -119,6 +127,25 @@ impl Bots {
             .key
             .open(&cfg.tenant_id, FIELD_BOT_TOKEN, &cfg.bot_token_enc)?;
         Ok(Bot::with_client(token, self.poll_client.clone()).set_api_url(self.api_url.clone()))
+    }
+
+    /// A relay bot of a tenant; the token is decrypted once per stored ciphertext.
+    pub fn for_relay(&self, relay: &crate::db::models::TelegramRelayRow) -> Result<Bot> {
+        let cache_key = format!("{}:r{}", relay.tenant_id, relay.bot_id);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((enc, bot)) = cache.get(&cache_key)
+            && *enc == relay.bot_token_enc
+        {
+            return Ok(bot.clone());
+        }
+        let token = self.key.open(
+            &relay.tenant_id,
+            &relay_field(relay.bot_id, "bot_token"),
+            &relay.bot_token_enc,
+        )?;
+        let bot = self.for_token(&token);
+        cache.insert(cache_key, (relay.bot_token_enc.clone(), bot.clone()));
+        Ok(bot)
     }
 
     /// The tenant's bot; the token is decrypted once per stored ciphertext.

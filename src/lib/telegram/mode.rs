@@ -149,7 +149,10 @@ pub async fn set_mode(
         TelegramMode::Polling => None,
     };
     let bot = bots.for_tenant(&cfg)?;
-    apply(&bot, mode, webhook).await?;
+    apply(&bot, mode, webhook.clone()).await?;
+    // The relays follow (each with its own secret); the main bot brings every agent
+    // message anyway, so a relay Telegram refuses is logged, not fatal.
+    super::relays::apply_mode(db, bots, &tenant.id, mode, webhook.map(|(url, _)| url)).await;
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
     let now = now_ms();

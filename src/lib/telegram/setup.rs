@@ -46,6 +46,10 @@ pub struct TelegramStatus {
     /// Whether retention also deletes a purged conversation's forum topic (with its
     /// messages) in the group; needs the bot's "Delete messages" admin right.
     pub delete_topics_on_retention: bool,
+    /// Relay bots in the same group, with the open topics each serves (`telegram
+    /// add-relay`, `PUT /v1/admin/telegram/relays`); absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<super::relays::RelayView>,
 }
 
 /// Where long polling of a tenant's bot stands.
@@ -101,6 +105,7 @@ pub fn status(
         mode: TelegramMode::from_stored(&cfg.mode),
         polling: None,
         delete_topics_on_retention: cfg.delete_topics_on_retention,
+        relays: Vec::new(),
     }
 }
 
@@ -338,8 +343,11 @@ pub async fn connect(
         let group_changed = previous
             .as_ref()
             .is_some_and(|p| p.group_chat_id != row.group_chat_id);
+        let mut relays_forgotten = 0;
         if group_changed {
             repo::conversations::clear_all_topics(tx, &tenant_id).await?;
+            // Relay bots are members of the old group: forgotten with it.
+            relays_forgotten = super::relays::forget_all(tx, &tenant_id, now).await?;
         }
         repo::telegram::upsert(tx, &row).await?;
         // Every connect registers a new webhook secret, so it always changes something.
@@ -359,6 +367,7 @@ pub async fn connect(
                     "mode": row.mode,
                     "reconnected": previous.is_some(),
                     "group_changed": group_changed,
+                    "relays_forgotten": relays_forgotten,
                 })),
         )
         .await
@@ -481,10 +490,9 @@ pub async fn current_status(
         .await?
         .ok_or_else(|| Error::not_found("telegram connection"))?;
     let poll = repo::telegram::poll_state(&mut conn, &tenant.id).await?;
-    Ok(with_polling(
-        status(bots, &cfg, public_url, &tenant.slug),
-        poll.as_ref(),
-    ))
+    let mut status = with_polling(status(bots, &cfg, public_url, &tenant.slug), poll.as_ref());
+    status.relays = super::relays::views(&mut conn, &tenant.id).await?;
+    Ok(status)
 }
 
 /// Pause (`false`: items wait in the outbox, webhook updates are acknowledged and

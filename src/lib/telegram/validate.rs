@@ -129,6 +129,14 @@ pub async fn validate(
         }
         Err(e) => out.push(check("bot is group admin", false, setup::short(&e))),
     }
+    super::relays::validate(
+        db,
+        bots,
+        &cfg,
+        &setup::webhook_url(public_url, &tenant.slug),
+        &mut out,
+    )
+    .await;
     if super::TelegramMode::from_stored(&cfg.mode) == super::TelegramMode::Polling {
         polling(db, &bot, &cfg, &mut out).await;
         out.push(round_trip(db, &cfg, round_trip_wait).await);

@@ -192,13 +192,28 @@ pub async fn authenticate(
         .open(&tenant.id, FIELD_WEBHOOK_SECRET, &cfg.webhook_secret_enc)
         .map_err(|_| Error::internal("webhook secret cannot be decrypted"))?;
     let presented = secret.ok_or_else(unauthorized)?;
-    if !bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) {
-        return Err(unauthorized());
+    if bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) {
+        return Ok(Authenticated {
+            tenant_id: tenant.id,
+            cfg,
+        });
     }
-    Ok(Authenticated {
-        tenant_id: tenant.id,
-        cfg,
-    })
+    // A relay bot's webhook: the same URL, the relay's own secret. Its updates are read
+    // as that bot's (its update ids, its username for commands).
+    for (relay, expected) in super::relays::webhook_secrets(&mut conn, key, &tenant.id).await? {
+        if bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) {
+            let cfg = TelegramConfigRow {
+                bot_id: relay.bot_id,
+                bot_username: relay.bot_username,
+                ..cfg
+            };
+            return Ok(Authenticated {
+                tenant_id: tenant.id,
+                cfg,
+            });
+        }
+    }
+    Err(unauthorized())
 }
 
 /// A human's text message in a topic of the tenant's forum group.
@@ -350,10 +365,29 @@ async fn handle(
     // one of the day's messages first; given back (dropped) unless it is stored.
     // Staging's take nothing from the plan: which environment the topic's conversation
     // is must be known first (read only when one group holds both environments').
+    // Every bot of the group sees a `/subject@OtherBot`: a command for any of the
+    // tenant's bots (main or relay) is a command, whichever bot brought it.
+    let mut bot_names = vec![cfg.bot_username.clone()];
+    if parsed.agent.as_ref().is_some_and(|a| a.text.contains('@')) {
+        bot_names.extend(
+            repo::telegram_relays::list(&mut conn, &tenant_id)
+                .await?
+                .into_iter()
+                .map(|r| r.bot_username),
+        );
+        if let Some(main) = repo::telegram::get(&mut conn, &tenant_id).await? {
+            bot_names.push(main.bot_username);
+        }
+    }
+    let command = |text: &str| {
+        bot_names
+            .iter()
+            .find_map(|name| subject_command_owned(text, name))
+    };
     let new_message = parsed
         .agent
         .as_ref()
-        .filter(|a| !a.edited && subject_command(&a.text, &cfg.bot_username).is_none());
+        .filter(|a| !a.edited && command(&a.text).is_none());
     let counts = match (new_message, topics_of) {
         (None, _) => false,
         (Some(_), Some(env)) => env.counts_against_quotas(),
@@ -404,7 +438,8 @@ async fn handle(
             return Ok(Some(Effect::Nothing));
         };
         let telegram_id = agent.telegram_message_id;
-        if let Some(subject) = subject_command(&agent.text, &cfg.bot_username) {
+        if let Some(subject) = command(&agent.text) {
+            let subject = subject.as_str();
             // New or edited: the latest subject wins; never an answer to the visitor.
             let change = Rename::Subject {
                 conversation_id: &conv.id,
@@ -463,6 +498,15 @@ async fn handle(
         if conv.status != crate::chat::ConversationStatus::Open.as_str() {
             return Ok(Some(Effect::Nothing));
         }
+        // Every bot in the group sees an agent's message, each with its own update id:
+        // the copy another bot brought first is stored already.
+        let client_msg_id = format!("tg_{telegram_id}");
+        if repo::messages::by_client_msg_id(tx, &tenant_id, &conv.id, &client_msg_id)
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
         if let Some(Err(exceeded)) = &message_quota {
             quota_notice(tx, &tenant_id, &lane, agent.topic, exceeded, now).await?;
             return Ok(Some(Effect::OverQuota));
@@ -475,7 +519,7 @@ async fn handle(
             direction: crate::chat::Direction::Outbound.as_str().into(),
             author: Some(agent.author.clone()),
             body: agent.text.clone(),
-            client_msg_id: Some(format!("tg_{telegram_id}")),
+            client_msg_id: Some(client_msg_id),
             created_at: now,
             edited_at: None,
             telegram_message_id: Some(telegram_id),
@@ -487,7 +531,23 @@ async fn handle(
                 .await?
                 .map_or(Effect::Nothing, Effect::New),
         ))
-    })?;
+    });
+    // Two bots brought the same agent message at the same moment: the other one's
+    // transaction stored it (this one rolled back, its update id unrecorded).
+    let effect = match effect {
+        Err(e)
+            if e.unique_violation().is_some_and(|v| {
+                v.is(
+                    "messages_conversation_id_client_msg_id_key",
+                    "messages",
+                    &["conversation_id", "client_msg_id"],
+                )
+            }) =>
+        {
+            None
+        }
+        other => other?,
+    };
     Ok(match effect {
         None => {
             counters.duplicate.fetch_add(1, Ordering::Relaxed);
@@ -570,6 +630,11 @@ pub fn subject_command<'a>(text: &'a str, bot_username: &str) -> Option<&'a str>
     };
     let ours = bot.is_none_or(|b| b.eq_ignore_ascii_case(bot_username));
     (name.eq_ignore_ascii_case("/subject") && ours).then(|| rest.trim())
+}
+
+/// [`subject_command`] with the subject copied out.
+fn subject_command_owned(text: &str, bot_username: &str) -> Option<String> {
+    subject_command(text, bot_username).map(str::to_string)
 }
 
 /// A human's text message in a topic of the tenant's group.

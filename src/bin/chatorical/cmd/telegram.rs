@@ -1,4 +1,4 @@
-//! `chatorical telegram setup|status|mode|set|enable|disable|disconnect`.
+//! `chatorical telegram setup|status|mode|set|enable|disable|disconnect|add-relay|remove-relay|relays`.
 
 use std::{io::Read, path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use chatorical::{
     app::load_master_key,
-    telegram::{Bots, TelegramMode, mode, setup},
+    telegram::{Bots, TelegramMode, mode, relays, setup},
     tenancy::{self, Caller},
 };
 
@@ -82,6 +82,45 @@ pub(crate) enum TelegramCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// Add a relay bot to the tenant's forum group (another bot, admin of the group with
+    /// Manage Topics): each bot has its own budget of messages a minute, and new
+    /// conversations' topics are spread over the bots.
+    AddRelay {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// File holding the relay bot's token (`-` reads standard input); never pass it as
+        /// an argument.
+        #[arg(long, value_name = "FILE")]
+        bot_token_file: PathBuf,
+    },
+    /// Remove a relay bot: its topics and pending messages go to the remaining bots.
+    RemoveRelay {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The relay bot's user id (see `telegram relays`).
+        #[arg(long, value_name = "ID")]
+        bot_id: i64,
+    },
+    /// List a tenant's relay bots with the open topics each serves.
+    Relays {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+/// The token in `path` (`-`: standard input).
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+    }
 }
 
 /// Run a telegram command.
@@ -98,14 +137,7 @@ pub(crate) async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<Exit
             mode,
         } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
-            let token = if bot_token_file.as_os_str() == "-" {
-                let mut s = String::new();
-                std::io::stdin().read_to_string(&mut s)?;
-                s
-            } else {
-                std::fs::read_to_string(&bot_token_file)
-                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", bot_token_file.display()))?
-            };
+            let token = read_token(&bot_token_file)?;
             let status = setup::connect(
                 &db,
                 &bots,
@@ -156,6 +188,40 @@ pub(crate) async fn run(g: &Global, cmd: TelegramCommand) -> anyhow::Result<Exit
         }
         TelegramCommand::Enable { tenant } => {
             switch(g, &db, &bots, &public_url, &tenant, true).await?
+        }
+        TelegramCommand::AddRelay {
+            tenant,
+            bot_token_file,
+        } => {
+            let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
+            let token = read_token(&bot_token_file)?;
+            let relay = relays::add(
+                &db,
+                &bots,
+                &Caller::Operator,
+                &tenant,
+                &public_url,
+                token.trim(),
+            )
+            .await?;
+            print_relays(g, std::slice::from_ref(&relay))?;
+        }
+        TelegramCommand::RemoveRelay { tenant, bot_id } => {
+            let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
+            let removed = relays::remove(&db, &bots, &Caller::Operator, &tenant, bot_id).await?;
+            if g.json {
+                output::json(&removed)?;
+            } else {
+                println!(
+                    "Relay @{} removed: {} topic(s) and {} pending item(s) moved to the remaining bots",
+                    removed.bot_username, removed.topics_reassigned, removed.items_moved
+                );
+            }
+        }
+        TelegramCommand::Relays { tenant } => {
+            let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
+            let list = relays::list(&db, &Caller::Operator, &tenant).await?;
+            print_relays(g, &list)?;
         }
         TelegramCommand::Disconnect { tenant } => {
             let tenant = tenancy::tenant_by_slug(&db, &tenant).await?;
@@ -222,6 +288,33 @@ fn print_status(g: &Global, s: &setup::TelegramStatus) -> anyhow::Result<()> {
             }
         }
     };
+    for r in &s.relays {
+        t.add_row(vec![
+            "relay".to_string(),
+            format!(
+                "@{} ({}): {} open topic(s), {} pending",
+                r.bot_username, r.bot_id, r.open_topics, r.pending
+            ),
+        ]);
+    }
+    output::print_table(&t);
+    Ok(())
+}
+
+fn print_relays(g: &Global, relays: &[relays::RelayView]) -> anyhow::Result<()> {
+    if g.json {
+        return output::json(&serde_json::json!({ "relays": relays }));
+    }
+    let mut t = output::table(&["bot id", "username", "open topics", "pending", "added"]);
+    for r in relays {
+        t.add_row(vec![
+            r.bot_id.to_string(),
+            format!("@{}", r.bot_username),
+            r.open_topics.to_string(),
+            r.pending.to_string(),
+            r.added_at.clone(),
+        ]);
+    }
     output::print_table(&t);
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod plans;
 pub mod retention;
 pub mod secrets;
 pub mod telegram;
+pub mod telegram_relays;
 pub mod templates;
 pub mod tenants;
 pub mod usage;

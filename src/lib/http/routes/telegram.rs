@@ -22,6 +22,7 @@ use crate::http::{
 use crate::limits::{Limit, rate_limited};
 use crate::telegram::{
     TelegramMode, mode,
+    relays::{self, RelayRemoved, RelayView},
     setup::{self, TelegramStatus},
     webhook,
 };
@@ -30,6 +31,8 @@ use crate::telegram::{
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(connect, status, disconnect, toggle))
+        .routes(routes!(add_relay, list_relays))
+        .routes(routes!(remove_relay))
         .routes(routes!(receive_update))
 }
 
@@ -203,6 +206,81 @@ async fn toggle(
     }
     let status = status.ok_or_else(|| Error::internal("no change applied"))?;
     Ok(Json(status))
+}
+
+/// Body of `PUT /v1/admin/telegram/relays`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AddRelay {
+    /// The relay bot's token from @BotFather (stored encrypted; never shown again). The
+    /// bot must be an admin of the tenant's forum group with Manage Topics.
+    pub bot_token: String,
+}
+
+/// The tenant's relay bots.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RelayList {
+    /// Oldest first.
+    pub relays: Vec<RelayView>,
+}
+
+/// Add a relay bot to the tenant's forum group, or re-register one added before
+/// (`telegram:write`): getMe, its rights in the group (admin with Manage Topics), its
+/// webhook with a secret of its own (or none in `polling` mode). Each bot has its own
+/// budget of messages a minute in the group; new conversations' topics are spread over
+/// the bots. The token is never returned: the bot is named by its id and username.
+#[utoipa::path(put, path = "/v1/admin/telegram/relays", tag = "telegram", security(("api_key" = [])), request_body = AddRelay,
+    responses((status = 200, body = RelayView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn add_relay(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Json(req): Json<AddRelay>,
+) -> ApiResult<Json<RelayView>> {
+    let tenant = admin.tenant(&state, &headers).await?;
+    let relay = relays::add(
+        &state.db,
+        &state.bots,
+        &admin.caller(),
+        &tenant,
+        &state.public_url,
+        &req.bot_token,
+    )
+    .await?;
+    Ok(Json(relay))
+}
+
+/// The tenant's relay bots with the open topics each serves and its pending items
+/// (`telegram:read`).
+#[utoipa::path(get, path = "/v1/admin/telegram/relays", tag = "telegram", security(("api_key" = [])),
+    responses((status = 200, body = RelayList)))]
+async fn list_relays(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+) -> ApiResult<Json<RelayList>> {
+    admin.require(&Scope::new(crate::domain::Resource::Telegram, Read))?;
+    let tenant = admin.tenant(&state, &headers).await?;
+    let relays = relays::list(&state.db, &admin.caller(), &tenant).await?;
+    Ok(Json(RelayList { relays }))
+}
+
+/// Remove a relay bot (`telegram:write`): its topics go to the remaining bots and its
+/// pending items move to their lanes in one transaction, in order; then its webhook is
+/// deleted.
+#[utoipa::path(delete, path = "/v1/admin/telegram/relays/{bot_id}", tag = "telegram", security(("api_key" = [])),
+    params(("bot_id" = i64, Path, description = "The relay bot's user id")),
+    responses((status = 200, body = RelayRemoved), (status = 404, body = ErrorBody)))]
+async fn remove_relay(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(bot_id): Path<i64>,
+) -> ApiResult<Json<RelayRemoved>> {
+    let tenant = admin.tenant(&state, &headers).await?;
+    let removed = relays::remove(&state.db, &state.bots, &admin.caller(), &tenant, bot_id).await?;
+    state.wake.wake();
+    Ok(Json(removed))
 }
 
 /// Accepted update.

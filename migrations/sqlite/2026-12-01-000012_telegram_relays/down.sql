@@ -1,0 +1,2 @@
+DROP TABLE telegram_topic_bots;
+DROP TABLE telegram_relays;
