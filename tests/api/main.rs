@@ -16,6 +16,7 @@ mod test_redis;
 mod audit;
 mod billing_out;
 mod billing_webhook;
+mod coalescing;
 mod connections;
 mod environments;
 mod fuzz_regressions;

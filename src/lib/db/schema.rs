@@ -83,6 +83,7 @@ diesel::table! {
         edited_at -> Nullable<BigInt>,
         telegram_message_id -> Nullable<BigInt>,
         erased_at -> Nullable<BigInt>,
+        reply_to -> Nullable<Text>,
     }
 }
 
@@ -147,6 +148,18 @@ diesel::table! {
         conversation_id -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    outbox_batches (item_id) {
+        item_id -> Text,
+        head_id -> Text,
+        tenant_id -> Text,
+        position -> Integer,
+        created_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(outbox, outbox_batches);
 
 diesel::table! {
     usage_daily (tenant_id, day, metric) {

@@ -156,7 +156,16 @@ impl<D: Deliver> Worker<D> {
         metrics::counter!("chatorical_outbox_attempts_total", "outcome" => label).increment(1);
         match outcome {
             Outcome::Delivered => {
-                repo::outbox::mark_delivered(&mut conn, &item.id, &self.id, now).await?;
+                // One transaction for the head and the followers its Telegram message
+                // carried (a coalesced send, see `telegram::coalesce`), only while this
+                // worker still holds the head.
+                let worker = self.id.as_str();
+                crate::transaction!(&mut conn, |tx| {
+                    if repo::outbox::mark_delivered(tx, &item.id, worker, now).await? {
+                        repo::outbox::deliver_batch(tx, &item.id, now).await?;
+                    }
+                    Ok(())
+                })?;
             }
             Outcome::Retry {
                 after,
@@ -167,7 +176,13 @@ impl<D: Deliver> Worker<D> {
                 if counts && item.attempts >= max {
                     let error = format!("gave up after {} attempts: {error}", item.attempts);
                     tracing::warn!(item = %item.id, %error, "outbox item dead-lettered");
-                    repo::outbox::mark_dead(&mut conn, &item.id, &self.id, &error, now).await?;
+                    let worker = self.id.as_str();
+                    crate::transaction!(&mut conn, |tx| {
+                        if repo::outbox::mark_dead(tx, &item.id, worker, &error, now).await? {
+                            repo::outbox::forget_batch(tx, &item.id).await?;
+                        }
+                        Ok(())
+                    })?;
                 } else {
                     let at = now + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 4);
                     repo::outbox::mark_retry(
@@ -178,7 +193,14 @@ impl<D: Deliver> Worker<D> {
             }
             Outcome::Dead { error } => {
                 tracing::warn!(item = %item.id, %error, "outbox item dead-lettered");
-                repo::outbox::mark_dead(&mut conn, &item.id, &self.id, &error, now).await?;
+                // Followers recorded with it go on their own.
+                let worker = self.id.as_str();
+                crate::transaction!(&mut conn, |tx| {
+                    if repo::outbox::mark_dead(tx, &item.id, worker, &error, now).await? {
+                        repo::outbox::forget_batch(tx, &item.id).await?;
+                    }
+                    Ok(())
+                })?;
             }
         }
         Ok(())
