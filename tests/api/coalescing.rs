@@ -40,8 +40,19 @@ on_both_backends!(
     replies_to_a_combined_message_answer_the_quoted_line_or_the_set,
 );
 
-/// Budget windows and the fake's limits run this many times faster in the load tests.
+/// Budget windows and the fake's limits run this many times faster in the light-load
+/// test and, on SQLite, in the load test.
 const SCALE: u32 = 30;
+
+/// The load test's time scale per backend. 60 visitors write 180 messages a second at
+/// scale 30: on a busy shared PostgreSQL server (this machine's, next to other builds)
+/// the commits alone fall behind that schedule, so PostgreSQL runs at half the pace.
+fn load_scale(b: Backend) -> u32 {
+    match b {
+        Backend::Sqlite => SCALE,
+        Backend::Postgres => SCALE / 2,
+    }
+}
 
 /// The shipped budgets (30/s per bot, 1/s per chat, 20/min per group) in time scaled
 /// `scale` times.
@@ -53,10 +64,10 @@ fn shipped_budgets(s: &mut chatorical::config::Settings, scale: u32) {
     s.worker.budget_time_scale = scale;
 }
 
-/// Telegram's limits in time scaled [`SCALE`] times, with 25 ms of slack: the per-chat
-/// window (33 ms) is checked as 8 ms, the group's (2 s) as 1.975 s.
-fn scaled_limits() -> Limits {
-    let mut limits = Limits::telegram().scaled(SCALE);
+/// Telegram's limits in time scaled `scale` times, with 25 ms of slack: at 30 the
+/// per-chat window (33 ms) is checked as 8 ms, the group's (2 s) as 1.975 s.
+fn scaled_limits(scale: u32) -> Limits {
+    let mut limits = Limits::telegram().scaled(scale);
     limits.slack = Duration::from_millis(25);
     limits
 }
@@ -151,7 +162,9 @@ struct Posted {
 }
 
 /// Every conversation posts `count` messages, one every `every` (wall time), the
-/// conversations spread evenly over the interval. Returns what was posted.
+/// conversations spread evenly over the interval. Four writers post them in time order
+/// (as a few busy server threads would), each message committed before the next of its
+/// writer. Returns what was posted.
 async fn post_load(
     t: &TelegramFixture,
     open: &[Open],
@@ -159,26 +172,36 @@ async fn post_load(
     count: usize,
     started: Instant,
 ) -> Vec<Posted> {
+    const WRITERS: usize = 4;
     let posted = Arc::new(Mutex::new(Vec::new()));
     let tenant = TenantId::from(t.tenant.id.as_str());
     let mut tasks = tokio::task::JoinSet::new();
-    for (c, o) in open.iter().enumerate() {
-        let chat = t.app.state.chat.clone();
-        let (tenant, conversation, visitor) =
-            (tenant.clone(), o.conversation.clone(), o.visitor.clone());
-        let posted = posted.clone();
-        let offset = every.mul_f64(c as f64 / open.len() as f64);
-        tasks.spawn(async move {
+    for w in 0..WRITERS {
+        // (due, conversation, n), in time order.
+        let mut schedule: Vec<(Duration, usize, usize)> = Vec::new();
+        for c in (w..open.len()).step_by(WRITERS) {
+            let offset = every.mul_f64(c as f64 / open.len() as f64);
             for n in 0..count {
-                let due = started + offset + every * u32::try_from(n).expect("small");
-                tokio::time::sleep_until(due.into()).await;
+                schedule.push((offset + every * u32::try_from(n).expect("small"), c, n));
+            }
+        }
+        schedule.sort();
+        let ids: Vec<(ConversationId, VisitorId)> = open
+            .iter()
+            .map(|o| (o.conversation.clone(), o.visitor.clone()))
+            .collect();
+        let (chat, tenant, posted) = (t.app.state.chat.clone(), tenant.clone(), posted.clone());
+        tasks.spawn(async move {
+            for (due, c, n) in schedule {
+                tokio::time::sleep_until((started + due).into()).await;
                 let text = format!("c{c:02} m{n:02}");
+                let (conversation, visitor) = &ids[c];
                 let at = Instant::now();
                 chat.post_message(
                     &tenant,
-                    &conversation,
+                    conversation,
                     Some(Environment::Production),
-                    Sender::Visitor(&visitor),
+                    Sender::Visitor(visitor),
                     &text,
                     Some(&format!("m{n}")),
                 )
@@ -194,7 +217,7 @@ async fn post_load(
         });
     }
     while let Some(r) = tasks.join_next().await {
-        r.expect("poster");
+        r.expect("writer");
     }
     let posted = posted.lock().expect("lock").clone();
     posted
@@ -301,13 +324,14 @@ async fn sixty_busy_conversations_stay_within_one_round(b: Backend) {
     const CONVERSATIONS: usize = 60;
     const MINUTES: usize = 10;
     const EVERY_SECS: u64 = 10;
-    let t = spawn_with_telegram(b, |s| shipped_budgets(s, SCALE)).await;
+    let scale = load_scale(b);
+    let t = spawn_with_telegram(b, |s| shipped_budgets(s, scale)).await;
     t.app.unlimited(&t.tenant).await;
     let open = open_conversations(&t, CONVERSATIONS).await;
-    let limits = scaled_limits();
+    let limits = scaled_limits(scale);
     t.fake.set_limits(Some(limits));
 
-    let every = Duration::from_secs(EVERY_SECS) / SCALE;
+    let every = Duration::from_secs(EVERY_SECS) / scale;
     let count = MINUTES * 60 / usize::try_from(EVERY_SECS).expect("small");
     let started = Instant::now();
     let posted = post_load(&t, &open, every, count, started).await;
@@ -317,7 +341,7 @@ async fn sixty_busy_conversations_stay_within_one_round(b: Backend) {
     // The round: every topic with news needs a message, 20 a minute.
     let round = 60.0 * CONVERSATIONS as f64 / 20.0;
     let bound = 1.2 * round + 10.0;
-    let drain = Duration::from_secs_f64(bound / f64::from(SCALE)) + Duration::from_secs(10);
+    let drain = Duration::from_secs_f64(bound / f64::from(scale)) + Duration::from_secs(10);
     let wanted: Vec<String> = posted.iter().map(|p| p.text.clone()).collect();
     let drained = tokio::time::timeout(drain, async {
         loop {
@@ -332,8 +356,9 @@ async fn sixty_busy_conversations_stay_within_one_round(b: Backend) {
     let (seen, calls) = arrivals(&t);
     let arrived = wanted.iter().filter(|w| seen.contains_key(*w)).count();
     eprintln!(
-        "load ({b:?}): {} messages posted in {posting:.1?} (scale {SCALE}), {arrived} arrived in {calls} sendMessage calls, load average {}",
+        "load ({b:?}): {} messages posted in {posting:.1?} (scale {scale}), {arrived} arrived in {calls} sendMessage calls ({} answered 429), load average {}",
         posted.len(),
+        t.fake.throttled().len(),
         load_average()
     );
     assert!(
@@ -342,7 +367,7 @@ async fn sixty_busy_conversations_stay_within_one_round(b: Backend) {
         posted.len()
     );
 
-    let lags = check_delivery(&t, &open, &posted, started, SCALE);
+    let lags = check_delivery(&t, &open, &posted, started, scale);
     let rows = report(&format!("load {b:?}"), &lags);
     let mut all: Vec<f64> = lags.iter().map(|(_, l)| *l).collect();
     all.sort_by(f64::total_cmp);
@@ -391,7 +416,7 @@ async fn a_light_load_sends_every_message_alone_at_once(b: Backend) {
     const CONVERSATIONS: usize = 10;
     let t = spawn_with_telegram(b, |s| shipped_budgets(s, SCALE)).await;
     let open = open_conversations(&t, CONVERSATIONS).await;
-    t.fake.set_limits(Some(scaled_limits()));
+    t.fake.set_limits(Some(scaled_limits(SCALE)));
     let started = Instant::now();
     let posted = post_load(&t, &open, Duration::from_secs(60) / SCALE, 3, started).await;
     let wanted: Vec<String> = posted.iter().map(|p| p.text.clone()).collect();

@@ -150,11 +150,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    outbox_batches (item_id) {
-        item_id -> Text,
+    outbox_batches (head_id) {
         head_id -> Text,
         tenant_id -> Text,
-        position -> Integer,
+        items -> Text,
         created_at -> BigInt,
     }
 }

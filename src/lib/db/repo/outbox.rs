@@ -386,9 +386,9 @@ pub async fn pending_after(
         .await)?)
 }
 
-/// Record `followers` (in order) as carried by the Telegram message of `head`, if
-/// `worker` still holds the head's lease. Returns whether it did. Run in the caller's
-/// transaction.
+/// Record `followers` (outbox item ids, in order) as carried by the Telegram message of
+/// `head`, if `worker` still holds the head's lease. Returns whether it did. Run in the
+/// caller's transaction.
 pub async fn record_batch(
     conn: &mut Conn<'_>,
     tenant_id: &str,
@@ -408,22 +408,31 @@ pub async fn record_batch(
     if held != 1 {
         return Ok(false);
     }
-    for (i, item_id) in followers.iter().enumerate() {
-        let position = i32::try_from(i + 1).unwrap_or(i32::MAX);
-        on_conn!(conn, |c| diesel::insert_into(outbox_batches::table)
-            .values((
-                outbox_batches::item_id.eq(item_id),
-                outbox_batches::head_id.eq(head_id),
-                outbox_batches::tenant_id.eq(tenant_id),
-                outbox_batches::position.eq(position),
-                outbox_batches::created_at.eq(now),
-            ))
-            .on_conflict(outbox_batches::item_id)
-            .do_nothing()
-            .execute(c)
-            .await)?;
-    }
+    let items = serde_json::Value::from(followers).to_string();
+    on_conn!(conn, |c| diesel::insert_into(outbox_batches::table)
+        .values((
+            outbox_batches::head_id.eq(head_id),
+            outbox_batches::tenant_id.eq(tenant_id),
+            outbox_batches::items.eq(&items),
+            outbox_batches::created_at.eq(now),
+        ))
+        .on_conflict(outbox_batches::head_id)
+        .do_update()
+        .set(outbox_batches::items.eq(&items))
+        .execute(c)
+        .await)?;
     Ok(true)
+}
+
+/// The follower ids recorded for `head` ([`record_batch`]), if a set was recorded.
+async fn batch_items(conn: &mut Conn<'_>, head_id: &str) -> Result<Option<Vec<String>>> {
+    let items: Option<String> = on_conn!(conn, |c| outbox_batches::table
+        .filter(outbox_batches::head_id.eq(head_id))
+        .select(outbox_batches::items)
+        .first(c)
+        .await
+        .optional())?;
+    Ok(items.map(|i| serde_json::from_str(&i).unwrap_or_default()))
 }
 
 /// Whether a set was recorded for `head` ([`record_batch`]), and its followers that are
@@ -433,16 +442,9 @@ pub async fn batch_of(
     tenant_id: &str,
     head_id: &str,
 ) -> Result<(bool, Vec<OutboxRow>)> {
-    let recorded: Vec<(String, i32)> = on_conn!(conn, |c| outbox_batches::table
-        .filter(outbox_batches::tenant_id.eq(tenant_id))
-        .filter(outbox_batches::head_id.eq(head_id))
-        .select((outbox_batches::item_id, outbox_batches::position))
-        .load(c)
-        .await)?;
-    if recorded.is_empty() {
+    let Some(ids) = batch_items(conn, head_id).await? else {
         return Ok((false, Vec::new()));
-    }
-    let ids: Vec<&str> = recorded.iter().map(|(id, _)| id.as_str()).collect();
+    };
     let mut rows: Vec<OutboxRow> = on_conn!(conn, |c| outbox::table
         .filter(outbox::tenant_id.eq(tenant_id))
         .filter(outbox::id.eq_any(&ids))
@@ -450,13 +452,7 @@ pub async fn batch_of(
         .select(OutboxRow::as_select())
         .load(c)
         .await)?;
-    let place = |id: &str| {
-        recorded
-            .iter()
-            .find(|(r, _)| r == id)
-            .map_or(i32::MAX, |(_, p)| *p)
-    };
-    rows.sort_by_key(|r| place(&r.id));
+    rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
     Ok((true, rows))
 }
 
@@ -464,11 +460,11 @@ pub async fn batch_of(
 /// forget the set. Run in the transaction that marks the head delivered. Returns how
 /// many followers it marked.
 pub async fn deliver_batch(conn: &mut Conn<'_>, head_id: &str, now: i64) -> Result<usize> {
-    let theirs = outbox_batches::table
-        .filter(outbox_batches::head_id.eq(head_id))
-        .select(outbox_batches::item_id);
+    let Some(ids) = batch_items(conn, head_id).await? else {
+        return Ok(0);
+    };
     let n = on_conn!(conn, |c| diesel::update(outbox::table)
-        .filter(outbox::id.eq_any(theirs))
+        .filter(outbox::id.eq_any(&ids))
         .filter(outbox::status.eq(Queued.as_str()))
         .set((
             outbox::status.eq(Delivered.as_str()),
