@@ -229,7 +229,9 @@ fn arrivals(t: &TelegramFixture) -> (HashMap<String, Vec<(Instant, Option<i32>, 
     let mut seen: HashMap<String, Vec<(Instant, Option<i32>, usize)>> = HashMap::new();
     for (i, call) in calls.iter().enumerate() {
         for e in entries(call.text().unwrap_or_default()) {
-            seen.entry(e).or_default().push((call.at, call.thread_id(), i));
+            seen.entry(e)
+                .or_default()
+                .push((call.at, call.thread_id(), i));
         }
     }
     (seen, calls.len())
@@ -247,7 +249,13 @@ fn quantile(v: &[f64], q: f64) -> f64 {
 /// Every posted message arrived exactly once, into its conversation's topic, in order
 /// per topic. Returns each message's lag in scaled seconds with the scaled minute it
 /// was posted in.
-fn check_delivery(t: &TelegramFixture, open: &[Open], posted: &[Posted], started: Instant, scale: u32) -> Vec<(usize, f64)> {
+fn check_delivery(
+    t: &TelegramFixture,
+    open: &[Open],
+    posted: &[Posted],
+    started: Instant,
+    scale: u32,
+) -> Vec<(usize, f64)> {
     let (seen, _) = arrivals(t);
     let mut last_call: HashMap<usize, (usize, usize)> = HashMap::new();
     let mut by_arrival: Vec<&Posted> = posted.iter().collect();
@@ -275,7 +283,8 @@ fn check_delivery(t: &TelegramFixture, open: &[Open], posted: &[Posted], started
         }
         last_call.insert(p.conversation, (p.n, call));
         let lag = at.saturating_duration_since(p.at).as_secs_f64() * f64::from(scale);
-        let minute = (p.at.duration_since(started).as_secs_f64() * f64::from(scale) / 60.0) as usize;
+        let minute =
+            (p.at.duration_since(started).as_secs_f64() * f64::from(scale) / 60.0) as usize;
         lags.push((minute, lag));
     }
     lags
@@ -379,7 +388,10 @@ async fn sixty_busy_conversations_stay_within_one_round(b: Backend) {
     // It does not grow: the last minute's lag is no larger than the third's (with one
     // message interval of tolerance for the noise of a shared machine).
     let third = rows.iter().find(|r| r.0 == 2).expect("a third minute");
-    let last = rows.iter().find(|r| r.0 == MINUTES - 1).expect("a last minute");
+    let last = rows
+        .iter()
+        .find(|r| r.0 == MINUTES - 1)
+        .expect("a last minute");
     let tolerance = EVERY_SECS as f64;
     assert!(
         last.3 <= third.3 + tolerance && last.2 <= third.2 + tolerance,
@@ -468,7 +480,10 @@ async fn without_a_backlog_each_message_is_its_own_call(b: Backend) {
 /// a first message opens its topic with its card and uses the budget up for 2 s, so
 /// four messages posted right after it find a backlog (more items than room) when the
 /// budget has room again.
-async fn tight(b: Backend, tweak: impl FnOnce(&mut chatorical::config::Settings)) -> TelegramFixture {
+async fn tight(
+    b: Backend,
+    tweak: impl FnOnce(&mut chatorical::config::Settings),
+) -> TelegramFixture {
     spawn_with_telegram(b, |s| {
         s.worker.per_group_per_min = 3;
         s.worker.budget_time_scale = 30;
@@ -497,13 +512,19 @@ async fn a_lost_answer_resends_the_same_set_once(b: Backend) {
     let v = t.app.visitor(&t.tenant).await;
     t.app.send(&v, "m0", "first").await;
     eventually(10, "the first message sent", || async {
-        t.fake.sent_messages(t.group).iter().any(|m| m.text == "first")
+        t.fake
+            .sent_messages(t.group)
+            .iter()
+            .any(|m| m.text == "first")
     })
     .await;
     // Telegram takes the next message but its answer never comes back in time: as
     // after a crash between Telegram's 200 and our commit.
-    t.fake
-        .fail_next("sendmessage", None, Failure::Delay(Duration::from_millis(1500)));
+    t.fake.fail_next(
+        "sendmessage",
+        None,
+        Failure::Delay(Duration::from_millis(1500)),
+    );
     for (i, text) in ["b1", "b2", "b3", "b4"].iter().enumerate() {
         t.app.send(&v, &format!("b{i}"), text).await;
     }
@@ -559,7 +580,11 @@ async fn a_lost_answer_resends_the_same_set_once(b: Backend) {
         .await
         .expect("list");
     let attempts: Vec<i32> = items.iter().rev().map(|i| i.attempts).collect();
-    assert_eq!(attempts, vec![1, 2, 0, 0, 0, 1], "first, head, followers, b5");
+    assert_eq!(
+        attempts,
+        vec![1, 2, 0, 0, 0, 1],
+        "first, head, followers, b5"
+    );
 }
 
 async fn replies_to_a_combined_message_answer_the_quoted_line_or_the_set(b: Backend) {
@@ -567,7 +592,10 @@ async fn replies_to_a_combined_message_answer_the_quoted_line_or_the_set(b: Back
     let v = t.app.visitor(&t.tenant).await;
     t.app.send(&v, "m0", "first").await;
     eventually(10, "the first message sent", || async {
-        t.fake.sent_messages(t.group).iter().any(|m| m.text == "first")
+        t.fake
+            .sent_messages(t.group)
+            .iter()
+            .any(|m| m.text == "first")
     })
     .await;
     let posted = [
@@ -589,7 +617,11 @@ async fn replies_to_a_combined_message_answer_the_quoted_line_or_the_set(b: Back
     .await;
     let sent = t.fake.sent_messages(t.group);
     let combined = sent.last().expect("sent").clone();
-    assert_eq!(sent.len(), 3, "card, first, one combined message: {sent:#?}");
+    assert_eq!(
+        sent.len(),
+        3,
+        "card, first, one combined message: {sent:#?}"
+    );
     assert_eq!(entries(&combined.text), posted, "{}", combined.text);
     let lines: Vec<&str> = combined.text.lines().collect();
     assert_eq!(lines.len(), 5, "{}", combined.text);
@@ -624,8 +656,19 @@ async fn replies_to_a_combined_message_answer_the_quoted_line_or_the_set(b: Back
     let thread = combined.thread_id.expect("a topic");
     let bot = bot_user_json(t.bot_id, &format!("bot{}", t.bot_id));
     let chat = supergroup_chat_json(t.group, "Support", true);
-    let reply = |update_id: u32, message_id: i32, to: &crate::fake_telegram::SentMessage, text: &str, quote: Option<(&str, u32)>, edited: bool| {
-        let mut m = topic_text_message_json(t.group, thread, message_id, human_user_json(555, "Ana"), text);
+    let reply = |update_id: u32,
+                 message_id: i32,
+                 to: &crate::fake_telegram::SentMessage,
+                 text: &str,
+                 quote: Option<(&str, u32)>,
+                 edited: bool| {
+        let mut m = topic_text_message_json(
+            t.group,
+            thread,
+            message_id,
+            human_user_json(555, "Ana"),
+            text,
+        );
         m["reply_to_message"] = json!({
             "message_id": to.message_id,
             "message_thread_id": thread,
@@ -656,8 +699,24 @@ async fn replies_to_a_combined_message_answer_the_quoted_line_or_the_set(b: Back
     deliver(reply(1, 900, &combined, "Looking into it.", None, false)).await;
     // The second entry starts after the first ("HH:MM:SS where is my order?" + "\n").
     let at = u32::try_from(9 + "where is my order?".len() + 1).expect("small");
-    deliver(reply(2, 901, &combined, "4411 left today.", Some(("it is 4411", at + 9)), false)).await;
-    deliver(reply(3, 902, &combined, "You are welcome.", Some(("thanks", 0)), false)).await;
+    deliver(reply(
+        2,
+        901,
+        &combined,
+        "4411 left today.",
+        Some(("it is 4411", at + 9)),
+        false,
+    ))
+    .await;
+    deliver(reply(
+        3,
+        902,
+        &combined,
+        "You are welcome.",
+        Some(("thanks", 0)),
+        false,
+    ))
+    .await;
     deliver(reply(4, 903, first, "Hello!", None, false)).await;
     deliver(reply(5, 903, first, "Hello there!", None, true)).await;
 
@@ -668,7 +727,11 @@ async fn replies_to_a_combined_message_answer_the_quoted_line_or_the_set(b: Back
         .map(|m| {
             let to = m["reply_to"]
                 .as_array()
-                .map(|a| a.iter().map(|x| x.as_str().unwrap_or_default().to_string()).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|x| x.as_str().unwrap_or_default().to_string())
+                        .collect()
+                })
                 .unwrap_or_default();
             (m["text"].as_str().unwrap_or_default().to_string(), to)
         })

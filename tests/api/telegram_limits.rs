@@ -10,10 +10,10 @@ use chatorical::{config::WorkerSettings, db::repo};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::coalescing::entries;
 use crate::fake_telegram::{
     COUNTED_METHODS, Call, Failure, FakeTelegram, Limits, topic_text_update,
 };
-use crate::coalescing::entries;
 use crate::helpers::{
     Backend, TelegramFixture, code, connect_telegram, eventually, fake_bot_and_group,
     spawn_app_with, spawn_with_telegram,
@@ -144,7 +144,11 @@ async fn production_budgets_never_make_telegram_answer_429(b: Backend) {
     // group window. And the group budget really held the last ten back.
     let calls = counted_into(&t.fake, t.group);
     let messages = sent.len() - 8;
-    assert_eq!(calls.len(), 16 + messages, "8 topics + 8 cards + the messages");
+    assert_eq!(
+        calls.len(),
+        16 + messages,
+        "8 topics + 8 cards + the messages"
+    );
     assert!(calls.len() > 20, "{} calls", calls.len());
     let chat_gap = limits.per_chat.every - limits.slack;
     for pair in calls.windows(2) {

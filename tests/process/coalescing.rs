@@ -71,19 +71,20 @@ async fn body() {
     let stop = tokio_util::sync::CancellationToken::new();
     let mut writers = tokio::task::JoinSet::new();
     for c in 0..CONVERSATIONS {
-        let (api, tenant, posted, stop) = (
-            api.clone(),
-            tenant.clone(),
-            posted.clone(),
-            stop.clone(),
-        );
+        let (api, tenant, posted, stop) =
+            (api.clone(), tenant.clone(), posted.clone(), stop.clone());
         writers.spawn(async move {
             let v = api.visitor(&tenant).await;
             let mut m = 0;
             while !stop.is_cancelled() {
                 let text = format!("batch c{c} m{m:03}");
                 api.send(&v, &format!("m{m}"), &text).await;
-                posted.lock().expect("lock").entry(c).or_default().push(text);
+                posted
+                    .lock()
+                    .expect("lock")
+                    .entry(c)
+                    .or_default()
+                    .push(text);
                 m += 1;
                 tokio::time::sleep(Duration::from_millis(150)).await;
             }
@@ -155,12 +156,20 @@ async fn body() {
     let mut first_order: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     let index: HashMap<&str, (usize, usize)> = posted
         .iter()
-        .flat_map(|(c, texts)| texts.iter().enumerate().map(move |(i, t)| (t.as_str(), (*c, i))))
+        .flat_map(|(c, texts)| {
+            texts
+                .iter()
+                .enumerate()
+                .map(move |(i, t)| (t.as_str(), (*c, i)))
+        })
         .collect();
     let mut threads: HashMap<usize, HashSet<Option<i32>>> = HashMap::new();
     for m in &sent {
         let e = entries(&m.text);
-        let ours: Vec<&String> = e.iter().filter(|t| index.contains_key(t.as_str())).collect();
+        let ours: Vec<&String> = e
+            .iter()
+            .filter(|t| index.contains_key(t.as_str()))
+            .collect();
         if ours.is_empty() {
             continue; // an opening card
         }
@@ -188,7 +197,10 @@ async fn body() {
         started.elapsed()
     );
     assert!(combined > 0, "the backlog was coalesced");
-    assert!(resent <= kills, "{resent} re-sent Telegram messages for {kills} kills");
+    assert!(
+        resent <= kills,
+        "{resent} re-sent Telegram messages for {kills} kills"
+    );
     for (c, order) in &first_order {
         assert_eq!(order.len(), posted[c].len(), "conversation {c}: every text");
         assert!(

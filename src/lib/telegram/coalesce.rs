@@ -104,7 +104,11 @@ pub(crate) fn fitting(messages: &[(i64, &str)]) -> usize {
 /// the entry at `position` when the quoted text is there (Telegram calls the position
 /// approximate), else the one entry whose text holds the quote. `None` when it names
 /// none for sure (the reply then answers the whole set).
-pub(crate) fn quoted_entry(messages: &[(i64, &str)], quote: &str, position: usize) -> Option<usize> {
+pub(crate) fn quoted_entry(
+    messages: &[(i64, &str)],
+    quote: &str,
+    position: usize,
+) -> Option<usize> {
     let quote = quote.trim();
     if quote.is_empty() {
         return None;
@@ -117,7 +121,10 @@ pub(crate) fn quoted_entry(messages: &[(i64, &str)], quote: &str, position: usiz
     {
         return Some(i);
     }
-    let mut holding = entries.iter().enumerate().filter(|(_, e)| e.contains(quote));
+    let mut holding = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.contains(quote));
     match (holding.next(), holding.next()) {
         (Some((i, _)), None) => Some(i),
         _ => None,
@@ -160,7 +167,11 @@ mod tests {
         let (text, _) = render(&short[..fitting(&short)]);
         assert!(utf16_len(&text) <= MAX_MESSAGE_UTF16);
         let huge = "y".repeat(4090);
-        assert_eq!(fitting(&[(T, huge.as_str())]), 0, "one entry over the limit");
+        assert_eq!(
+            fitting(&[(T, huge.as_str())]),
+            0,
+            "one entry over the limit"
+        );
     }
 
     #[test]

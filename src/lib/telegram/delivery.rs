@@ -21,8 +21,8 @@ use crate::db::{
     models::{ConversationRow, MessageRow, OutboxRow, TelegramConfigRow},
     repo,
 };
-use crate::domain::{Environment, now_ms};
 use crate::domain::text::escape_controls;
+use crate::domain::{Environment, now_ms};
 use crate::outbox::{
     self, Job, Outcome,
     budget::{Budgets, Rate, message_rates},
@@ -335,7 +335,9 @@ impl TelegramDelivery {
         if p.part.is_none() {
             let followers = self.followers(item, bot, p, &message).await?;
             if !followers.is_empty() {
-                return self.send_combined(cfg, bot, &conv, message, followers).await;
+                return self
+                    .send_combined(cfg, bot, &conv, message, followers)
+                    .await;
             }
         }
         let texts = match p.part {
@@ -406,9 +408,15 @@ impl TelegramDelivery {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(coalesce::MAX_ENTRIES).unwrap_or(i64::MAX);
-        let after =
-            repo::outbox::pending_after(&mut conn, tenant, &item.lane, &p.conversation_id, &item.id, limit)
-                .await?;
+        let after = repo::outbox::pending_after(
+            &mut conn,
+            tenant,
+            &item.lane,
+            &p.conversation_id,
+            &item.id,
+            limit,
+        )
+        .await?;
         // Whole visitor messages of the conversation, up to the first item of it that
         // is anything else (or not plainly queued): nothing overtakes that item.
         let mut wanted: Vec<(String, String)> = Vec::new();

@@ -659,9 +659,12 @@ fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64, edited: bool) -> O
         .filter(|id| *id != topic)
         .map(|telegram_message_id| ReplyTo {
             telegram_message_id,
-            quote: msg
-                .quote()
-                .map(|q| (q.text.clone(), usize::try_from(q.position).unwrap_or(usize::MAX))),
+            quote: msg.quote().map(|q| {
+                (
+                    q.text.clone(),
+                    usize::try_from(q.position).unwrap_or(usize::MAX),
+                )
+            }),
         });
     Some(AgentText {
         topic,

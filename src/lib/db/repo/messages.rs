@@ -69,7 +69,11 @@ pub async fn get(conn: &mut Conn<'_>, tenant_id: &str, id: &str) -> Result<Optio
 }
 
 /// Messages of the tenant by id (any order; ids not found are left out).
-pub async fn by_ids(conn: &mut Conn<'_>, tenant_id: &str, ids: &[String]) -> Result<Vec<MessageRow>> {
+pub async fn by_ids(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    ids: &[String],
+) -> Result<Vec<MessageRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
