@@ -219,14 +219,16 @@ async fn post_load(
     while let Some(r) = tasks.join_next().await {
         r.expect("writer");
     }
-    let posted = posted.lock().expect("lock").clone();
-    posted
+    posted.lock().expect("lock").clone()
 }
 
+/// Per text: `(arrival, thread, call index)` of each call that carried it.
+type Arrivals = HashMap<String, Vec<(Instant, Option<i32>, usize)>>;
+
 /// Where each posted text arrived: `(arrival, thread, call index)` per arrival.
-fn arrivals(t: &TelegramFixture) -> (HashMap<String, Vec<(Instant, Option<i32>, usize)>>, usize) {
+fn arrivals(t: &TelegramFixture) -> (Arrivals, usize) {
     let calls = sends_into(t, t.group);
-    let mut seen: HashMap<String, Vec<(Instant, Option<i32>, usize)>> = HashMap::new();
+    let mut seen: Arrivals = HashMap::new();
     for (i, call) in calls.iter().enumerate() {
         for e in entries(call.text().unwrap_or_default()) {
             seen.entry(e)
