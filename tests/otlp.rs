@@ -1,6 +1,6 @@
-//! Trace export over OTLP/HTTP (`cargo test --features otlp --test otlp`): the real
-//! `chatorical serve` sends its request spans to a fake collector, flushes the last
-//! ones on SIGTERM, and never exports a credential.
+//! Trace export over OTLP/HTTP (`cargo test --test otlp`: the tests build the crate
+//! with the `otlp` feature): the real `chatorical serve` sends its request spans to a
+//! fake collector, flushes the last ones on SIGTERM, and never exports a credential.
 #![cfg(feature = "otlp")]
 
 use std::{

@@ -46,6 +46,7 @@ pub struct Application {
     max_connections: usize,
     worker: Option<tokio::task::JoinHandle<()>>,
     dunning: Option<tokio::task::JoinHandle<()>>,
+    backlog: Option<tokio::task::JoinHandle<()>>,
     poller: Option<tokio::task::JoinHandle<()>>,
     retention: Option<tokio::task::JoinHandle<()>>,
 }
@@ -426,6 +427,15 @@ impl Application {
                 state.shutdown.clone(),
             )
         });
+        // So are the outbox's lanes watched for a backlog.
+        let backlog = state.settings.worker.embedded.then(|| {
+            crate::outbox::backlog::Monitor::new(
+                state.db.clone(),
+                state.settings.worker.clone(),
+                state.wake.clone(),
+            )
+            .spawn(state.shutdown.clone())
+        });
         // Bots of tenants in polling mode are polled where outbox workers run.
         let poller = state.settings.worker.embedded.then(|| spawn_poller(&state));
         // So is retention (closed conversations, unused visitors, the audit log), hourly.
@@ -446,6 +456,7 @@ impl Application {
             max_connections,
             worker,
             dunning,
+            backlog,
             poller,
             retention,
         })
@@ -538,6 +549,12 @@ impl Application {
             && panics.check_join("dunning job", &joined)
         {
             crashed.push("dunning job");
+        }
+        if let Some(backlog) = self.backlog
+            && let Ok(joined) = tokio::time::timeout(grace, backlog).await
+            && panics.check_join("backlog monitor", &joined)
+        {
+            crashed.push("backlog monitor");
         }
         if let Some(poller) = self.poller
             && let Ok(joined) = tokio::time::timeout(grace, poller).await

@@ -359,6 +359,11 @@ pub struct WorkerSettings {
     /// means 1 call per 100 ms per chat and 20 per 6 s per group. For tests that check
     /// pacing against a fake Bot API in scaled time; keep 1 against Telegram.
     pub budget_time_scale: u32,
+    /// Seconds the oldest queued item of a lane (one Telegram group) may wait before the
+    /// backlog is warned about: a warning in the log, and one notice in the group's
+    /// General topic suggesting a relay bot, not repeated until the backlog has cleared
+    /// (its oldest item younger than a quarter of this). 0 turns both off.
+    pub backlog_warn_secs: u64,
 }
 
 impl Default for WorkerSettings {
@@ -376,6 +381,7 @@ impl Default for WorkerSettings {
             per_chat_per_sec: 1,
             per_group_per_min: 20,
             budget_time_scale: 1,
+            backlog_warn_secs: 60,
         }
     }
 }
@@ -719,6 +725,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "worker.budget_time_scale",
         "Divides the budgets' windows (1 s, 1 s, 60 s) keeping their counts; for tests in scaled time. Keep 1 against Telegram.",
+    ),
+    (
+        "worker.backlog_warn_secs",
+        "Seconds a Telegram group's oldest queued item may wait before a warning is logged and one notice (suggesting a relay bot) is posted in the group's General topic, not again until the backlog cleared; 0 turns both off.",
     ),
     (
         "redis.url",

@@ -276,6 +276,13 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
             None,
         ),
         (
+            "get",
+            "/v1/admin/outbox/summary",
+            "/v1/admin/outbox/summary?tenant=acme".into(),
+            None,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
             "post",
             "/v1/admin/outbox/{id}/retry",
             format!("/v1/admin/outbox/{b_outbox_id}/retry"),
@@ -513,7 +520,7 @@ async fn cross_tenant_matrix_from_the_router_finds_nothing_and_changes_nothing(b
         probed, documented,
         "every admin route is probed, and only those"
     );
-    assert_eq!(probes.len(), 44);
+    assert_eq!(probes.len(), 45);
 
     for (method, template, url, body, expected) in &probes {
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");

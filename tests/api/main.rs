@@ -14,6 +14,7 @@ mod retention_seed;
 mod test_redis;
 
 mod audit;
+mod backlog;
 mod billing_out;
 mod billing_webhook;
 mod coalescing;

@@ -8,12 +8,21 @@
 //! ```
 //!
 //! The server is `TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`,
-//! trust auth). Every [`PgDatabase`] is a database of its own, dropped `WITH (FORCE)`
-//! when the guard is dropped (also when the test panics).
+//! trust auth). Every [`PgDatabase`] is a database of its own, named after the test
+//! process (`<prefix>_p<pid>_<uuid>`) and dropped `WITH (FORCE)` after the guard is
+//! dropped (also when the test panics).
+//!
+//! Dropping a database makes PostgreSQL take a checkpoint (about a second on this box),
+//! so the guard does not wait for it: a thread of the process drops the databases one
+//! after another while the tests go on. What a process could not drop before it exited
+//! (the test harness exits without waiting) is dropped by the next test process: its
+//! first database sweeps those of processes that no longer run.
 //!
 //! Creating and dropping run on a thread of their own with a runtime of their own, so
 //! the guard works the same in plain `#[test]`s, inside a test's runtime and in `Drop`.
 #![allow(dead_code)]
+
+use std::sync::{Mutex, OnceLock, mpsc};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
@@ -46,7 +55,73 @@ fn admin_execute(sql: String) -> Result<(), String> {
     .unwrap_or_else(|_| Err("the database thread panicked".into()))
 }
 
-/// A database of its own on the test server, dropped with the guard.
+/// The queue of databases to drop, served by one thread of this process (started, and
+/// fed the leftovers of test processes that are gone, with the first database created).
+fn dropper() -> &'static Mutex<mpsc::Sender<String>> {
+    static DROPPER: OnceLock<Mutex<mpsc::Sender<String>>> = OnceLock::new();
+    DROPPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for name in leftovers() {
+                drop_now(&name);
+            }
+            for name in rx {
+                drop_now(&name);
+            }
+        });
+        Mutex::new(tx)
+    })
+}
+
+/// Drop `name`, waiting for it (best effort: a database left behind fails nothing).
+fn drop_now(name: &str) {
+    if let Err(e) = admin_execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")) {
+        eprintln!("warning: test database {name} not dropped: {e}");
+    }
+}
+
+/// Test databases of processes that no longer run.
+fn leftovers() -> Vec<String> {
+    let rows = std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            #[derive(diesel::QueryableByName)]
+            struct Name {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                datname: String,
+            }
+            let mut conn = AsyncPgConnection::establish(&admin_url()).await.ok()?;
+            diesel::sql_query(
+                "SELECT datname FROM pg_database WHERE datname ~ '^chatorical_[a-z]+_p[0-9]+_[0-9a-f]{32}$'",
+            )
+            .load::<Name>(&mut conn)
+            .await
+            .ok()
+        })
+    })
+    .join()
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    rows.into_iter()
+        .map(|r| r.datname)
+        .filter(|name| {
+            let pid = name
+                .rsplit('_')
+                .nth(1)
+                .and_then(|p| p.strip_prefix('p'))
+                .and_then(|p| p.parse::<u32>().ok());
+            pid.is_some_and(|pid| {
+                pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            })
+        })
+        .collect()
+}
+
+/// A database of its own on the test server, dropped after the guard.
 pub(crate) struct PgDatabase {
     name: String,
     /// URL of the database itself.
@@ -60,7 +135,13 @@ impl PgDatabase {
         let (base, _) = admin
             .rsplit_once('/')
             .expect("TEST_PG_URL ends with /DATABASE");
-        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let name = format!(
+            "{prefix}_p{}_{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        // Starts the dropper (and its sweep of leftovers) with the first database.
+        let _ = dropper();
         admin_execute(format!("CREATE DATABASE {name}"))
             .unwrap_or_else(|e| panic!("create a test database: {e}"));
         let url = format!("{base}/{name}");
@@ -83,12 +164,13 @@ impl PgDatabase {
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        // Best effort: a database left behind must not fail the test that used it.
-        if let Err(e) = admin_execute(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )) {
-            eprintln!("warning: test database {} not dropped: {e}", self.name);
+        // Queued, not awaited: see the module's documentation.
+        let queued = dropper()
+            .lock()
+            .map(|tx| tx.send(self.name.clone()).is_ok())
+            .unwrap_or(false);
+        if !queued {
+            drop_now(&self.name);
         }
     }
 }

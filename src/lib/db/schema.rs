@@ -328,3 +328,14 @@ diesel::table! {
 
 diesel::joinable!(tenant_environments -> tenants (tenant_id));
 diesel::allow_tables_to_appear_in_same_query!(tenant_environments, tenants);
+
+diesel::table! {
+    outbox_backlog (lane) {
+        lane -> Text,
+        tenant_id -> Text,
+        warned_at -> Nullable<BigInt>,
+        cleared_at -> Nullable<BigInt>,
+        episodes -> Integer,
+        updated_at -> BigInt,
+    }
+}

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub sockets_open: AtomicI64,
     /// Connections: open, rejected over the caps, timed out, accept errors.
     pub connections: Arc<server::ConnStats>,
+    /// The outbox backlog series shown so far (a cleared lane shows 0).
+    pub backlog: crate::outbox::backlog::BacklogSeries,
 }
 
 /// Everything a handler needs.

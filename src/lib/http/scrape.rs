@@ -116,4 +116,10 @@ async fn refresh_gauges(state: &AppState) {
             .map_or(0.0, |at| ((now_ms() - at).max(0) as f64) / 1000.0);
         metrics::gauge!("chatorical_outbox_oldest_pending_seconds").set(oldest);
     }
+    // The backlog per tenant and lane: one grouped query over the pending items.
+    if let Ok((_, lanes)) =
+        crate::outbox::backlog::snapshot(&state.db, &state.settings.worker, None).await
+    {
+        crate::outbox::backlog::publish_gauges(&state.metrics.backlog, &lanes);
+    }
 }

@@ -10,9 +10,13 @@
 //!
 //! One [`Budgets`] is shared by everything in a process that calls the Bot API on a
 //! schedule it chooses: the Telegram delivery charges it right before every call that
-//! posts into a group (a message, a topic created, closed or reopened — so a first
-//! message that opens a topic with its card costs three), and the socket code charges
-//! it for every typing action ([`typing_rates`]). The outbox worker only looks
+//! posts into a group (a message, an opening card, a topic created, renamed, closed,
+//! reopened or deleted, an operator's, quota, dunning or backlog notice — every one a
+//! `Job` of the outbox — so a first message that opens a topic with its card costs
+//! three), and the socket code charges it for every typing action ([`typing_rates`]:
+//! the group's budget too, within half of it). Nothing else in the code posts into a
+//! group: the other Bot API calls (getMe, getChat, getChatMember, setWebhook,
+//! deleteWebhook, getWebhookInfo, getUpdates) post nothing. The outbox worker only looks
 //! ([`Budgets::check`]) so that it does not claim a lane that could not go yet.
 //! Budgets are not shared between processes: each `serve` node and each `chatorical
 //! worker` process keeps its own, so N processes may together reach N times a budget
@@ -173,15 +177,22 @@ pub fn message_rates(settings: &WorkerSettings, lane: &str) -> Vec<(String, Rate
 }
 
 /// The budgets one typing action in the tenant's group `chat` takes from: the same
-/// per-bot and per-chat budgets as its messages, and a typing share of the chat — one
-/// action per two of the chat's windows' worth of calls (half the per-chat rate) — so
-/// that typing can never use the whole chat budget and messages always keep the other
-/// half. Not the per-minute group budget: Telegram's 20 a minute counts messages, and
-/// a typing visitor must not hold up everyone's messages for a minute.
+/// per-bot, per-chat and per-group budgets as its messages (a `sendChatAction` posts
+/// into the group, so the group's budget counts it), each with a share that typing may
+/// not exceed, so that typing never holds up a message:
+///
+/// - the chat: one action per two of the chat's windows' worth of calls (half the
+///   per-chat rate; the key `typing:<tenant>:<chat>`), so messages keep the other half;
+/// - the group: an action fits only while fewer than half the group's budget was used
+///   in its window (`max` half of `per_group_per_min`, at least 1, on the group's own
+///   key). A lane with a backlog uses its whole budget, so its typing is dropped; a
+///   quiet group shows typing, and charges it.
 pub fn typing_rates(settings: &WorkerSettings, tenant: &str, chat: i64) -> Vec<(String, Rate)> {
     let lane = super::telegram_lane(tenant, chat);
     let mut rates = message_rates(settings, &lane);
-    rates.truncate(2);
+    if let Some((_, group)) = rates.get_mut(2) {
+        group.max = (group.max / 2).max(1);
+    }
     rates.push((
         format!("typing:{tenant}:{chat}"),
         Rate {
@@ -216,9 +227,10 @@ mod tests {
         let typing = typing_rates(&s, "t1", -100);
         assert_eq!(msg[0].0, typing[0].0);
         assert_eq!(msg[1].0, typing[1].0);
-        assert!(typing.iter().all(|(k, _)| !k.starts_with("group:")));
+        assert_eq!(msg[2].0, typing[2].0, "the group's own budget");
+        assert_eq!(typing[2].1.max, 10, "at most half of it");
         assert_eq!(
-            typing[2].1,
+            typing[3].1,
             Rate {
                 max: 1,
                 per: Duration::from_secs(1)
@@ -240,6 +252,29 @@ mod tests {
             b.try_take(&refs(&msg)).is_err(),
             "chat budget (2 a second) used up by typing + message"
         );
+    }
+
+    #[test]
+    fn typing_counts_in_the_group_budget_and_only_uses_its_first_half() {
+        let s = WorkerSettings {
+            per_bot_per_sec: 1_000,
+            per_chat_per_sec: 1_000,
+            per_group_per_min: 4,
+            ..WorkerSettings::default()
+        };
+        let msg = message_rates(&s, &crate::outbox::telegram_lane("t1", -100));
+        let typing = typing_rates(&s, "t1", -100);
+        let b = Budgets::new();
+        // A typing action is charged to the group: messages then have 3 of 4 left.
+        assert!(b.try_take(&refs(&typing)).is_ok());
+        assert!(b.try_take(&refs(&msg)).is_ok());
+        // Two of four used: typing no longer fits (whatever its own share says)...
+        let group_only = [(typing[2].0.as_str(), typing[2].1)];
+        assert!(b.try_take(&group_only).is_err(), "typing stops at half");
+        // ...while messages use the rest, and then nothing fits.
+        assert!(b.try_take(&refs(&msg)).is_ok());
+        assert!(b.try_take(&refs(&msg)).is_ok());
+        assert!(b.try_take(&refs(&msg)).is_err(), "4 of 4 used");
     }
 
     #[test]

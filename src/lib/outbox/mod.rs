@@ -7,6 +7,7 @@
 //! can run side by side: claiming is a conditional update that only one wins.
 
 pub mod admin;
+pub mod backlog;
 pub mod budget;
 pub mod job;
 pub mod worker;

@@ -4,9 +4,11 @@
 //! - per conversation: at most one action per [`TYPING_EVERY`], however many sockets
 //!   the visitor has open. With Redis the mark is a `SET NX PX` key, so it holds across
 //!   nodes; without Redis (or while Redis does not answer) it is kept in this process.
-//! - by the process's Telegram budgets ([`typing_rates`]): the bot's and the chat's
-//!   budgets that the outbox worker's messages take from, plus a typing share of the
-//!   chat. An action that does not fit is dropped, not delayed: a late "typing…" is
+//! - by the process's Telegram budgets ([`typing_rates`]): the bot's, the chat's and
+//!   the group's budgets that the outbox worker's messages take from (an action is
+//!   charged to them like a message), within a typing share of the chat and only while
+//!   the group has used less than half its budget — so a group with a backlog shows no
+//!   typing. An action that does not fit is dropped, not delayed: a late "typing…" is
 //!   worth nothing.
 //! - by the tenant's plan: while it does not include Telegram, nothing is shown there
 //!   (as the delivery holds the tenant's queued items).

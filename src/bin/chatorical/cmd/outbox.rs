@@ -1,4 +1,4 @@
-//! `chatorical outbox list|retry`.
+//! `chatorical outbox list|retry|status`.
 
 use std::process::ExitCode;
 
@@ -8,6 +8,7 @@ use chatorical::{
     outbox::{
         OutboxStatus,
         admin::{self, ItemFilter},
+        backlog,
     },
     tenancy::{self, Caller},
 };
@@ -41,11 +42,19 @@ pub(crate) enum OutboxCommand {
         /// The item id (ob_…).
         id: String,
     },
+    /// The backlog per tenant and lane (Telegram group): items waiting, how long the
+    /// oldest has waited, and the estimated drain time at the lane's budget (items ÷
+    /// calls a minute its budgets allow; a lower bound).
+    Status {
+        /// Only this tenant (slug); every tenant when absent.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 /// Run an outbox command.
 pub(crate) async fn run(g: &Global, cmd: OutboxCommand) -> anyhow::Result<ExitCode> {
-    let (_, db) = super::open(g).await?;
+    let (settings, db) = super::open(g).await?;
     match cmd {
         OutboxCommand::List {
             tenant,
@@ -85,6 +94,43 @@ pub(crate) async fn run(g: &Global, cmd: OutboxCommand) -> anyhow::Result<ExitCo
                         i.next_attempt_at.clone(),
                         or_dash(i.last_error.as_deref()),
                         i.payload.to_string(),
+                    ]);
+                }
+                output::print_table(&t);
+            }
+        }
+        OutboxCommand::Status { tenant } => {
+            let tenant = match tenant {
+                Some(slug) => Some(tenancy::tenant_by_slug(&db, &slug).await?),
+                None => None,
+            };
+            let summary =
+                backlog::summary(&db, &Caller::Operator, &settings.worker, tenant.as_ref()).await?;
+            if g.json {
+                output::json(&summary)?;
+            } else if summary.lanes.is_empty() {
+                println!("no backlog: nothing waits to be delivered");
+            } else {
+                let mut t = output::table(&[
+                    "tenant",
+                    "lane",
+                    "items",
+                    "in flight",
+                    "oldest waited",
+                    "budget/min",
+                    "drains in",
+                    "notice",
+                ]);
+                for l in &summary.lanes {
+                    t.add_row(vec![
+                        output::safe(&l.tenant),
+                        l.lane.clone(),
+                        l.items.to_string(),
+                        l.in_flight.to_string(),
+                        format!("{:.1} s", l.oldest_age_secs),
+                        format!("{:.0}", l.budget_per_min),
+                        format!("~{:.0} s", l.drain_secs),
+                        if l.notice_posted { "posted" } else { "-" }.to_string(),
                     ]);
                 }
                 output::print_table(&t);

@@ -69,6 +69,13 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
         chatorical::billing::dunning::RUN_EVERY,
         shutdown.clone(),
     );
+    // Lanes whose oldest item waits too long: a warning, and one notice per backlog.
+    let backlog = chatorical::outbox::backlog::Monitor::new(
+        db.clone(),
+        settings.worker.clone(),
+        parts.wake.clone(),
+    )
+    .spawn(shutdown.clone());
     // One long poll per process for the bots of tenants in polling mode (a lease in
     // the database keeps it to one poller per bot across processes).
     let handler = standalone_update_handler(
@@ -117,6 +124,7 @@ async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> 
     }
     panics.check_join("usage summarizer", &summarizer.await);
     panics.check_join("dunning job", &dunning.await);
+    panics.check_join("backlog monitor", &backlog.await);
     panics.check_join("telegram poller", &polling.await);
     panics.check_join("retention job", &retention.await);
     if let Err(e) = usage.summarize().await {

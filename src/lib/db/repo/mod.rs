@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod backlog;
 pub mod billing;
 pub mod billing_subscriptions;
 pub mod conversations;

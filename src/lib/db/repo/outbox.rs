@@ -486,3 +486,71 @@ pub async fn forget_batch(conn: &mut Conn<'_>, head_id: &str) -> Result<usize> {
     .execute(c)
     .await)?)
 }
+
+/// The pending items (queued or in flight) of one lane, from [`pending_by_lane`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLane {
+    /// The lane's tenant.
+    pub tenant_id: String,
+    /// The lane key.
+    pub lane: String,
+    /// Items queued or in flight.
+    pub items: i64,
+    /// Of those, in flight.
+    pub in_flight: i64,
+    /// When the oldest of them was created, epoch ms.
+    pub oldest_at: i64,
+}
+
+/// Every lane with pending items (of one tenant, or all), with their count and the
+/// creation time of the oldest: one grouped query over the pending rows (the status
+/// list a literal, as in [`lane_heads`], so the partial index `outbox_pending` serves).
+pub async fn pending_by_lane(
+    conn: &mut Conn<'_>,
+    tenant_id: Option<&str>,
+) -> Result<Vec<PendingLane>> {
+    use diesel::dsl::{count_star, sql};
+    use diesel::sql_types::{BigInt, Bool};
+    type Row = (String, String, i64, i64, Option<i64>);
+    let pending = || sql::<Bool>("status IN ('queued', 'in_flight')");
+    let in_flight = || sql::<BigInt>("SUM(CASE WHEN status = 'in_flight' THEN 1 ELSE 0 END)");
+    let rows: Vec<Row> = match tenant_id {
+        Some(t) => on_conn!(conn, |c| outbox::table
+            .filter(pending())
+            .filter(outbox::tenant_id.eq(t))
+            .group_by((outbox::tenant_id, outbox::lane))
+            .select((
+                outbox::tenant_id,
+                outbox::lane,
+                count_star(),
+                in_flight(),
+                min(outbox::created_at),
+            ))
+            .order(outbox::lane)
+            .load::<Row>(c)
+            .await)?,
+        None => on_conn!(conn, |c| outbox::table
+            .filter(pending())
+            .group_by((outbox::tenant_id, outbox::lane))
+            .select((
+                outbox::tenant_id,
+                outbox::lane,
+                count_star(),
+                in_flight(),
+                min(outbox::created_at),
+            ))
+            .order(outbox::lane)
+            .load::<Row>(c)
+            .await)?,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(tenant_id, lane, items, in_flight, oldest)| PendingLane {
+            tenant_id,
+            lane,
+            items,
+            in_flight,
+            oldest_at: oldest.unwrap_or_default(),
+        })
+        .collect())
+}

@@ -130,3 +130,15 @@ pub async fn set_widget_key(
         .await)?;
     Ok(n == 1)
 }
+
+/// The slugs of the tenants with these ids, as `(id, slug)`.
+pub async fn slugs(conn: &mut Conn<'_>, ids: &[String]) -> Result<Vec<(String, String)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_conn!(conn, |c| tenants::table
+        .filter(tenants::id.eq_any(ids))
+        .select((tenants::id, tenants::slug))
+        .load(c)
+        .await)?)
+}

@@ -20,6 +20,7 @@ use crate::http::{
 use crate::outbox::{
     OutboxItemView, OutboxStatus,
     admin::{self, ItemFilter},
+    backlog::BacklogSummary,
 };
 
 /// Outbox routes.
@@ -27,6 +28,51 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, enqueue))
         .routes(routes!(retry))
+        .routes(routes!(summary))
+}
+
+/// Whose backlog to show.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct SummaryFilter {
+    /// Tenant slug. A platform key without it sees every tenant (or the one its
+    /// `Chatorical-Tenant` header names); a tenant key sees its own lanes (naming
+    /// another tenant is 404).
+    pub tenant: Option<String>,
+}
+
+/// The backlog per tenant and lane (`outbox:read`): items waiting, the age of the
+/// oldest, and the estimated drain time at the lane's budget (items ÷ calls a minute
+/// the lane's budgets allow; a lower bound).
+#[utoipa::path(get, path = "/v1/admin/outbox/summary", tag = "outbox", security(("api_key" = [])), params(SummaryFilter),
+    responses((status = 200, body = BacklogSummary), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn summary(
+    State(state): State<AppState>,
+    admin: Admin,
+    headers: HeaderMap,
+    Query(f): Query<SummaryFilter>,
+) -> ApiResult<Json<BacklogSummary>> {
+    admin.require(&Scope::new(crate::domain::Resource::Outbox, Read))?;
+    // The platform header only for platform keys (a tenant key is always itself).
+    let header = || {
+        headers
+            .get("chatorical-tenant")
+            .and_then(|v| v.to_str().ok())
+            .filter(|_| admin.0.tenant_id.is_none())
+            .map(str::to_string)
+    };
+    let named = f.tenant.or_else(header);
+    let tenant = match named {
+        Some(slug) => Some(crate::tenancy::tenant_by_slug(&state.db, &slug).await?),
+        None => None,
+    };
+    let out = crate::outbox::backlog::summary(
+        &state.db,
+        &admin.caller(),
+        &state.settings.worker,
+        tenant.as_ref(),
+    )
+    .await?;
+    Ok(Json(out))
 }
 
 /// Outbox filter.
