@@ -148,6 +148,11 @@ pub struct MessageView {
     /// seq, direction, author and times stay). Absent otherwise.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub erased: bool,
+    /// The ids of the visitor messages an agent's message answers (an agent's reply
+    /// in Telegram: the quoted line's message, else every message the replied-to
+    /// Telegram message carried). Absent when it answers nothing in particular.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reply_to: Vec<String>,
 }
 
 impl From<MessageRow> for MessageView {
@@ -163,6 +168,11 @@ impl From<MessageRow> for MessageView {
             created_at: rfc3339(r.created_at),
             edited_at: r.edited_at.map(rfc3339),
             erased: r.erased_at.is_some(),
+            reply_to: r
+                .reply_to
+                .as_deref()
+                .and_then(|ids| serde_json::from_str(ids).ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -1047,6 +1057,7 @@ impl Chat {
             edited_at: None,
             telegram_message_id: None,
             erased_at: None,
+            reply_to: None,
         };
         // One transaction, one connection: the first statement takes the next seq of
         // the open conversation, checks tenant and visitor and reads the Telegram

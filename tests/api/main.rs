@@ -17,6 +17,7 @@ mod audit;
 mod backlog;
 mod billing_out;
 mod billing_webhook;
+mod coalescing;
 mod connections;
 mod environments;
 mod fuzz_regressions;

@@ -14,6 +14,7 @@ mod test_redis;
 
 mod abuse;
 mod cluster;
+mod coalescing;
 mod crash;
 mod logs;
 mod metrics;

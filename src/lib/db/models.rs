@@ -152,6 +152,9 @@ pub struct MessageRow {
     pub telegram_message_id: Option<i64>,
     /// When its text was erased with its visitor (the body is then empty), epoch ms.
     pub erased_at: Option<i64>,
+    /// The visitor messages an agent's message answers (a Telegram reply): a JSON
+    /// array of message ids; `None` when it answers nothing in particular.
+    pub reply_to: Option<String>,
 }
 
 /// A tenant's Telegram connection (secrets sealed with the master key).

@@ -83,6 +83,7 @@ diesel::table! {
         edited_at -> Nullable<BigInt>,
         telegram_message_id -> Nullable<BigInt>,
         erased_at -> Nullable<BigInt>,
+        reply_to -> Nullable<Text>,
     }
 }
 
@@ -170,6 +171,17 @@ diesel::table! {
         conversation_id -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    outbox_batches (head_id) {
+        head_id -> Text,
+        tenant_id -> Text,
+        items -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(outbox, outbox_batches);
 
 diesel::table! {
     usage_daily (tenant_id, day, metric) {

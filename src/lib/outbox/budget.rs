@@ -107,6 +107,25 @@ impl Budgets {
         self.wait(wants, true)
     }
 
+    /// How many calls the longest window among `wants` (a lane's group budget, the
+    /// minute) has room for right now, charging nothing. The coalescing delivery
+    /// compares it with the lane's pending items: more items than room is a backlog.
+    pub fn room(&self, wants: &[(&str, Rate)]) -> usize {
+        let Some((key, rate)) = wants.iter().max_by_key(|(_, r)| r.per) else {
+            return usize::MAX;
+        };
+        let now = Instant::now();
+        let mut map = self.charged.lock().unwrap_or_else(|p| p.into_inner());
+        let used = match map.get_mut(*key) {
+            Some(log) => {
+                wait_in(log, *rate, now);
+                log.len()
+            }
+            None => 0,
+        };
+        rate.max().saturating_sub(used)
+    }
+
     /// Charge one call to every `(key, rate)`, waiting until all have room.
     pub async fn take(&self, wants: &[(&str, Rate)]) {
         while let Err(wait) = self.try_take(wants) {
@@ -377,6 +396,27 @@ mod tests {
         }
         assert!(b.check(&refs(&g(&main))).is_err(), "main's minute used up");
         assert!(b.check(&refs(&g(&relay))).is_ok(), "the relay's is its own");
+    }
+
+    #[test]
+    fn room_counts_what_the_longest_window_still_takes() {
+        let b = Budgets::new();
+        let second = Rate {
+            max: 1,
+            per: Duration::from_secs(1),
+        };
+        let minute = Rate {
+            max: 3,
+            per: Duration::from_secs(60),
+        };
+        let wants = [("chat", second), ("group", minute)];
+        assert_eq!(b.room(&wants), 3);
+        assert!(b.try_take(&wants).is_ok());
+        assert_eq!(b.room(&wants), 2, "the chat's second is not the measure");
+        assert!(b.try_take(&[("group", minute)]).is_ok());
+        assert!(b.try_take(&[("group", minute)]).is_ok());
+        assert_eq!(b.room(&wants), 0);
+        assert_eq!(b.room(&[]), usize::MAX);
     }
 
     #[tokio::test]

@@ -15,6 +15,15 @@ use crate::db::{Db, models::OutboxRow, repo};
 use crate::domain::{new_id, now_ms};
 use crate::error::Result;
 
+/// After a wake-up whose claim found nothing, the next wake-up claims no sooner than
+/// this after it. Enqueueing into a lane this worker is delivering (or one waiting for
+/// its budget) wakes it for nothing; under a burst — a lane with a backlog takes one
+/// message a second while visitors write ten — every commit would cost every worker a
+/// claim and a due-time query that find nothing, and those crowd out the deliveries.
+/// A delivery that ends, a due time or a first wake-up after anything else still
+/// claims at once.
+const WAKE_GAP: Duration = Duration::from_millis(10);
+
 /// Something that can deliver an outbox item.
 pub trait Deliver: Send + Sync + 'static {
     /// Attempt one delivery.
@@ -156,7 +165,16 @@ impl<D: Deliver> Worker<D> {
         metrics::counter!("chatorical_outbox_attempts_total", "outcome" => label).increment(1);
         match outcome {
             Outcome::Delivered => {
-                repo::outbox::mark_delivered(&mut conn, &item.id, &self.id, now).await?;
+                // One transaction for the head and the followers its Telegram message
+                // carried (a coalesced send, see `telegram::coalesce`), only while this
+                // worker still holds the head.
+                let worker = self.id.as_str();
+                crate::transaction!(&mut conn, |tx| {
+                    if repo::outbox::mark_delivered(tx, &item.id, worker, now).await? {
+                        repo::outbox::deliver_batch(tx, &item.id, now).await?;
+                    }
+                    Ok(())
+                })?;
             }
             Outcome::Retry {
                 after,
@@ -167,7 +185,13 @@ impl<D: Deliver> Worker<D> {
                 if counts && item.attempts >= max {
                     let error = format!("gave up after {} attempts: {error}", item.attempts);
                     tracing::warn!(item = %item.id, %error, "outbox item dead-lettered");
-                    repo::outbox::mark_dead(&mut conn, &item.id, &self.id, &error, now).await?;
+                    let worker = self.id.as_str();
+                    crate::transaction!(&mut conn, |tx| {
+                        if repo::outbox::mark_dead(tx, &item.id, worker, &error, now).await? {
+                            repo::outbox::forget_batch(tx, &item.id).await?;
+                        }
+                        Ok(())
+                    })?;
                 } else {
                     let at = now + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 4);
                     repo::outbox::mark_retry(
@@ -178,7 +202,14 @@ impl<D: Deliver> Worker<D> {
             }
             Outcome::Dead { error } => {
                 tracing::warn!(item = %item.id, %error, "outbox item dead-lettered");
-                repo::outbox::mark_dead(&mut conn, &item.id, &self.id, &error, now).await?;
+                // Followers recorded with it go on their own.
+                let worker = self.id.as_str();
+                crate::transaction!(&mut conn, |tx| {
+                    if repo::outbox::mark_dead(tx, &item.id, worker, &error, now).await? {
+                        repo::outbox::forget_batch(tx, &item.id).await?;
+                    }
+                    Ok(())
+                })?;
             }
         }
         Ok(())
@@ -197,6 +228,9 @@ impl<D: Deliver> Worker<D> {
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
         tracing::info!(worker = %self.id, "outbox worker started");
         let mut last_prune: Option<std::time::Instant> = None;
+        // Whether this claim follows a wake-up (when it finds nothing, the next wake-up
+        // waits out `WAKE_GAP`).
+        let mut woken = false;
         while !shutdown.is_cancelled() {
             while tasks.try_join_next().is_some() {}
             if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
@@ -215,6 +249,8 @@ impl<D: Deliver> Worker<D> {
                 }
             };
             let got_any = !claimed.is_empty();
+            let idle_wake_at = (woken && !got_any).then(std::time::Instant::now);
+            woken = false;
             for item in claimed {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
@@ -255,11 +291,21 @@ impl<D: Deliver> Worker<D> {
                 let ms = u64::try_from((due - now_ms()).max(1)).unwrap_or(1);
                 wait = wait.min(Duration::from_millis(ms));
             }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                _ = shutdown.cancelled() => {}
+            woken = tokio::select! {
+                _ = self.wake.notified() => true,
+                _ = tokio::time::sleep(wait) => false,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => false,
+                _ = shutdown.cancelled() => false,
+            };
+            if woken && let Some(at) = idle_wake_at {
+                let rest = WAKE_GAP.saturating_sub(at.elapsed());
+                if !rest.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(rest) => {}
+                        Some(_) = tasks.join_next(), if !tasks.is_empty() => woken = false,
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
             }
         }
         // Let deliveries in flight finish, within the lease; then give back leases.

@@ -12,15 +12,17 @@ use teloxide::{
     types::{ChatId, MessageId, ThreadId},
 };
 
-use super::{Bots, classify, is_no_topic_rights, is_thread_gone, split, topic::topic_name};
+use super::{
+    Bots, classify, coalesce, is_no_topic_rights, is_thread_gone, split, topic::topic_name,
+};
 use crate::config::WorkerSettings;
 use crate::db::{
     Db,
-    models::{ConversationRow, OutboxRow, TelegramConfigRow, TelegramRelayRow},
+    models::{ConversationRow, MessageRow, OutboxRow, TelegramConfigRow, TelegramRelayRow},
     repo,
 };
-use crate::domain::Environment;
 use crate::domain::text::escape_controls;
+use crate::domain::{Environment, now_ms};
 use crate::outbox::{
     self, Job, Outcome,
     budget::{Budgets, Rate, message_rates},
@@ -59,11 +61,23 @@ impl std::ops::Deref for GroupBot<'_> {
 }
 
 impl GroupBot<'_> {
+    fn wants(&self) -> Vec<(&str, Rate)> {
+        self.rates.iter().map(|(k, r)| (k.as_str(), *r)).collect()
+    }
+
     async fn pace(&self) {
-        let wants: Vec<(&str, Rate)> = self.rates.iter().map(|(k, r)| (k.as_str(), *r)).collect();
-        self.budgets.take(&wants).await;
+        self.budgets.take(&self.wants()).await;
+    }
+
+    /// Calls the group budget has room for right now (see [`Budgets::room`]).
+    fn room(&self) -> usize {
+        self.budgets.room(&self.wants())
     }
 }
+
+/// A lane whose group budget has room for this many calls or more right now is not
+/// counted (it has no backlog whatever it holds).
+const ROOM_WITHOUT_BACKLOG: usize = 1000;
 
 /// A failed step: either a Bot API error or an outcome decided already.
 enum Step {
@@ -146,7 +160,7 @@ impl TelegramDelivery {
                 Err(Step::Done(o)) => return o,
                 Err(Step::Api(e)) => return self.outcome_of(&e, item.attempts),
             };
-            match self.run(&cfg, &job, relay.as_ref()).await {
+            match self.run(item, &cfg, &job, relay.as_ref()).await {
                 Ok(()) => return Outcome::Delivered,
                 Err(Step::Done(o)) => return o,
                 Err(Step::Api(RequestError::MigrateToChatId(to))) if !migrated => {
@@ -275,6 +289,7 @@ impl TelegramDelivery {
 
     async fn run(
         &self,
+        item: &OutboxRow,
         cfg: &TelegramConfigRow,
         job: &Job,
         relay: Option<&TelegramRelayRow>,
@@ -299,7 +314,7 @@ impl TelegramDelivery {
             rates: message_rates(&self.settings, &lane.key()),
         };
         match job {
-            Job::SendMessage(p) => self.send_visitor_message(cfg, &bot, p).await,
+            Job::SendMessage(p) => self.send_visitor_message(item, cfg, &bot, p).await,
             Job::CloseTopic { conversation_id } => {
                 self.close_topic(cfg, &bot, conversation_id).await
             }
@@ -327,6 +342,7 @@ impl TelegramDelivery {
 
     async fn send_visitor_message(
         &self,
+        item: &OutboxRow,
         cfg: &TelegramConfigRow,
         bot: &GroupBot<'_>,
         p: &MessageJob,
@@ -351,6 +367,14 @@ impl TelegramDelivery {
             .await?
             .ok_or_else(gone)?;
         drop(pc);
+        if p.part.is_none() {
+            let followers = self.followers(item, bot, p, &message).await?;
+            if !followers.is_empty() {
+                return self
+                    .send_combined(cfg, bot, &conv, message, followers)
+                    .await;
+            }
+        }
         let texts = match p.part {
             Some(part) => {
                 let text = message
@@ -370,24 +394,148 @@ impl TelegramDelivery {
         // The first part's Telegram message stands for the message.
         let first = p.part.is_none_or(|part| part.part == 1);
         let mut topic = self.ensure_topic(cfg, bot, &conv).await?;
+        let carried = std::slice::from_ref(&message.id);
         for (i, text) in texts.into_iter().enumerate() {
+            let record: &[String] = if first && i == 0 { carried } else { &[] };
             topic = self
-                .send_into_topic(
-                    cfg,
-                    bot,
-                    &conv,
-                    topic,
-                    text,
-                    (first && i == 0).then_some(&message.id),
-                )
+                .send_into_topic(cfg, bot, &conv, topic, text, record)
                 .await?;
         }
         Ok(())
     }
 
+    /// The messages to send with the head `item` in one Telegram message (see
+    /// [`coalesce`]): the set recorded for it by an earlier attempt (those still
+    /// queued), else — when the lane has a backlog — the conversation's next whole
+    /// visitor messages in the lane that fit, recorded under the head's lease before
+    /// anything is sent. Empty: the head goes alone.
+    async fn followers(
+        &self,
+        item: &OutboxRow,
+        bot: &GroupBot<'_>,
+        p: &MessageJob,
+        head: &MessageRow,
+    ) -> Result<Vec<MessageRow>, Step> {
+        let tenant = item.tenant_id.as_str();
+        let mut pc = self.db.conn().await?;
+        let mut conn = pc.as_conn();
+        let (recorded, queued) = repo::outbox::batch_of(&mut conn, tenant, &item.id).await?;
+        if recorded {
+            let ids: Vec<String> = queued
+                .iter()
+                .filter_map(|row| match Job::parse(&row.kind, &row.payload) {
+                    Ok(Job::SendMessage(m)) => Some(m.message_id.to_string()),
+                    _ => None,
+                })
+                .collect();
+            let mut messages = repo::messages::by_ids(&mut conn, tenant, &ids).await?;
+            messages.retain(|m| m.erased_at.is_none());
+            let order = |m: &MessageRow| ids.iter().position(|id| *id == m.id);
+            messages.sort_by_key(order);
+            return Ok(messages);
+        }
+        let room = bot.room();
+        if room >= ROOM_WITHOUT_BACKLOG {
+            return Ok(Vec::new());
+        }
+        let cap = i64::try_from(room + 1).unwrap_or(i64::MAX);
+        if repo::outbox::count_pending_in_lane(&mut conn, &item.lane, cap).await? <= room {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(coalesce::MAX_ENTRIES).unwrap_or(i64::MAX);
+        let after = repo::outbox::pending_after(
+            &mut conn,
+            tenant,
+            &item.lane,
+            &p.conversation_id,
+            &item.id,
+            limit,
+        )
+        .await?;
+        // Whole visitor messages of the conversation, up to the first item of it that
+        // is anything else (or not plainly queued): nothing overtakes that item.
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        for row in &after {
+            if row.status != crate::outbox::OutboxStatus::Queued.as_str() {
+                break;
+            }
+            match Job::parse(&row.kind, &row.payload) {
+                Ok(Job::SendMessage(m)) if m.part.is_none() => {
+                    wanted.push((row.id.clone(), m.message_id.to_string()));
+                }
+                _ => break,
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = wanted.iter().map(|(_, m)| m.clone()).collect();
+        let found = repo::messages::by_ids(&mut conn, tenant, &ids).await?;
+        // In lane order, up to the first that is gone or erased (it dead-letters or is
+        // cancelled on its own).
+        let mut followers = Vec::new();
+        for (item_id, message_id) in wanted {
+            match found.iter().find(|m| m.id == message_id) {
+                Some(m) if m.erased_at.is_none() => followers.push((item_id, m.clone())),
+                _ => break,
+            }
+        }
+        let entries: Vec<(i64, &str)> = std::iter::once(head)
+            .chain(followers.iter().map(|(_, m)| m))
+            .map(|m| (m.created_at, m.body.as_str()))
+            .collect();
+        let fit = coalesce::fitting(&entries);
+        if fit <= 1 {
+            return Ok(Vec::new());
+        }
+        followers.truncate(fit - 1);
+        let item_ids: Vec<String> = followers.iter().map(|(id, _)| id.clone()).collect();
+        let worker = item.leased_by.clone().unwrap_or_default();
+        let now = now_ms();
+        let head_id = item.id.as_str();
+        let held = crate::transaction!(&mut conn, |tx| {
+            repo::outbox::record_batch(tx, tenant, head_id, &worker, &item_ids, now).await
+        })?;
+        if !held {
+            // Another worker delivers the head now (this one's lease ran out).
+            return Err(Step::Done(Outcome::Retry {
+                after: Duration::from_secs(1),
+                error: "lost the lease before sending".into(),
+                counts: false,
+            }));
+        }
+        Ok(followers.into_iter().map(|(_, m)| m).collect())
+    }
+
+    /// Send the head's message and its followers as one Telegram message of entries;
+    /// every message of the set records its Telegram id.
+    async fn send_combined(
+        &self,
+        cfg: &TelegramConfigRow,
+        bot: &GroupBot<'_>,
+        conv: &ConversationRow,
+        head: MessageRow,
+        followers: Vec<MessageRow>,
+    ) -> Result<(), Step> {
+        let set: Vec<MessageRow> = std::iter::once(head).chain(followers).collect();
+        let entries: Vec<(i64, &str)> = set
+            .iter()
+            .map(|m| (m.created_at, m.body.as_str()))
+            .collect();
+        let (text, _) = coalesce::render(&entries);
+        let ids: Vec<String> = set.iter().map(|m| m.id.clone()).collect();
+        let topic = self.ensure_topic(cfg, bot, conv).await?;
+        self.send_into_topic(cfg, bot, conv, topic, text, &ids)
+            .await?;
+        metrics::counter!("chatorical_outbox_coalesced_sends_total").increment(1);
+        metrics::counter!("chatorical_outbox_coalesced_messages_total")
+            .increment(u64::try_from(set.len()).unwrap_or(u64::MAX));
+        Ok(())
+    }
+
     /// Send `text` into the conversation's topic (re-created once if Telegram says it
-    /// is gone); record the Telegram message id on `record` if given. Returns the topic
-    /// it went into.
+    /// is gone); record the Telegram message id on the messages `record` names. Returns
+    /// the topic it went into.
     async fn send_into_topic(
         &self,
         cfg: &TelegramConfigRow,
@@ -395,7 +543,7 @@ impl TelegramDelivery {
         conv: &ConversationRow,
         mut topic: Option<i64>,
         text: String,
-        record: Option<&String>,
+        record: &[String],
     ) -> Result<Option<i64>, Step> {
         let gone = || {
             Step::Done(Outcome::Dead {
@@ -411,12 +559,12 @@ impl TelegramDelivery {
             bot.pace().await;
             match req.await {
                 Ok(sent) => {
-                    if let Some(message_id) = record {
+                    if !record.is_empty() {
                         let mut pc = self.db.conn().await?;
                         repo::messages::set_telegram_id(
                             &mut pc.as_conn(),
                             &cfg.tenant_id,
-                            message_id,
+                            record,
                             i64::from(sent.id.0),
                         )
                         .await?;

@@ -3,6 +3,7 @@
 //! implementation) and the webhook — or, without a public URL, the long poll
 //! (`polling`) — that brings agents' answers back.
 
+pub(crate) mod coalesce;
 pub mod delivery;
 pub mod mode;
 pub mod polling;

@@ -231,6 +231,19 @@ pub struct AgentText {
     pub user_id: i64,
     /// An `edited_message` rather than a new one.
     pub edited: bool,
+    /// The message of the topic it replies to, if it is an explicit reply (not the
+    /// topic's opening service message, which every topic message "replies" to).
+    pub reply_to: Option<ReplyTo>,
+}
+
+/// What an agent's message replies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// The Telegram message id replied to.
+    pub telegram_message_id: i64,
+    /// The part of it the agent quoted (Telegram's `quote`): its text and its position
+    /// in UTF-16 units (approximate, says the Bot API).
+    pub quote: Option<(String, usize)>,
 }
 
 /// A webhook body read against the tenant's connection, before any database work.
@@ -511,6 +524,10 @@ async fn handle(
             quota_notice(tx, &tenant_id, &lane, agent.topic, exceeded, now).await?;
             return Ok(Some(Effect::OverQuota));
         }
+        let reply_to = match &agent.reply_to {
+            Some(r) => replied_messages(tx, &tenant_id, &conv.id, r).await?,
+            None => None,
+        };
         let row = MessageRow {
             id: new_id("msg"),
             tenant_id: tenant_id.to_string(),
@@ -524,6 +541,7 @@ async fn handle(
             edited_at: None,
             telegram_message_id: Some(telegram_id),
             erased_at: None,
+            reply_to,
         };
         // Closed between the check and the insert: acknowledged, not stored.
         Ok(Some(
@@ -582,6 +600,44 @@ async fn handle(
             Handled::Ignored
         }
     })
+}
+
+/// The visitor messages of the conversation an agent's reply answers, as stored in
+/// `messages.reply_to` (a JSON array of ids): those the replied-to Telegram message
+/// carried — one, or a combined message's set (see `telegram::coalesce`), narrowed to
+/// the line the agent quoted when the quote names one. `None` when it carried none of
+/// them (a reply to the opening card, or to another agent).
+async fn replied_messages(
+    tx: &mut crate::db::Conn<'_>,
+    tenant_id: &TenantId,
+    conversation_id: &str,
+    reply: &ReplyTo,
+) -> Result<Option<String>> {
+    let set = repo::messages::inbound_by_telegram_id(
+        tx,
+        tenant_id,
+        conversation_id,
+        reply.telegram_message_id,
+    )
+    .await?;
+    if set.is_empty() {
+        return Ok(None);
+    }
+    let quoted = match &reply.quote {
+        Some((text, position)) if set.len() > 1 => {
+            let entries: Vec<(i64, &str)> = set
+                .iter()
+                .map(|m| (m.created_at, m.body.as_str()))
+                .collect();
+            super::coalesce::quoted_entry(&entries, text, *position)
+        }
+        _ => None,
+    };
+    let ids: Vec<&str> = match quoted {
+        Some(i) => vec![set[i].id.as_str()],
+        None => set.iter().map(|m| m.id.as_str()).collect(),
+    };
+    Ok(Some(serde_json::Value::from(ids).to_string()))
 }
 
 /// Tell the agents in the topic that the plan's `exceeded` quota is used up: what was
@@ -662,6 +718,19 @@ fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64, edited: bool) -> O
         return None;
     }
     let topic = msg.thread_id.map(|t| i64::from(t.0.0))?;
+    let reply_to = msg
+        .reply_to_message()
+        .map(|r| i64::from(r.id.0))
+        .filter(|id| *id != topic)
+        .map(|telegram_message_id| ReplyTo {
+            telegram_message_id,
+            quote: msg.quote().map(|q| {
+                (
+                    q.text.clone(),
+                    usize::try_from(q.position).unwrap_or(usize::MAX),
+                )
+            }),
+        });
     Some(AgentText {
         topic,
         telegram_message_id: i64::from(msg.id.0),
@@ -669,6 +738,7 @@ fn agent_text(msg: &Message, group_chat_id: i64, bot_id: i64, edited: bool) -> O
         author: from.full_name().replace('\0', ""),
         user_id: i64::try_from(from.id.0).unwrap_or(i64::MAX),
         edited,
+        reply_to,
     })
 }
 

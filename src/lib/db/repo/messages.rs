@@ -68,23 +68,61 @@ pub async fn get(conn: &mut Conn<'_>, tenant_id: &str, id: &str) -> Result<Optio
         .optional())?)
 }
 
-/// Remember which Telegram message carries ours.
+/// Messages of the tenant by id (any order; ids not found are left out).
+pub async fn by_ids(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    ids: &[String],
+) -> Result<Vec<MessageRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(on_conn!(conn, |c| messages::table
+        .filter(messages::tenant_id.eq(tenant_id))
+        .filter(messages::id.eq_any(ids))
+        .select(MessageRow::as_select())
+        .load(c)
+        .await)?)
+}
+
+/// Remember which Telegram message carries ours (several: a combined message).
 pub async fn set_telegram_id(
     conn: &mut Conn<'_>,
     tenant_id: &str,
-    id: &str,
+    ids: &[String],
     telegram_message_id: i64,
 ) -> Result<()> {
     on_conn!(conn, |c| diesel::update(messages::table)
         .filter(messages::tenant_id.eq(tenant_id))
-        .filter(messages::id.eq(id))
+        .filter(messages::id.eq_any(ids))
         .set(messages::telegram_message_id.eq(telegram_message_id))
         .execute(c)
         .await)?;
     Ok(())
 }
 
-/// Change the text of the message a Telegram message carries; the updated row. An
+/// The visitor messages of the conversation a Telegram message carried (one, or the
+/// set of a combined message), in seq order.
+pub async fn inbound_by_telegram_id(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    conversation_id: &str,
+    telegram_message_id: i64,
+) -> Result<Vec<MessageRow>> {
+    Ok(on_conn!(conn, |c| messages::table
+        .filter(messages::tenant_id.eq(tenant_id))
+        .filter(messages::conversation_id.eq(conversation_id))
+        .filter(messages::telegram_message_id.eq(telegram_message_id))
+        .filter(messages::direction.eq("inbound"))
+        .order(messages::seq.asc())
+        .select(MessageRow::as_select())
+        .load(c)
+        .await)?)
+}
+
+/// Change the text of the agent's message a Telegram message carries (an agent's
+/// edit); the updated row. Only agents' messages: a visitor message's Telegram message
+/// is the bot's, which agents cannot edit (and a combined one carries several). An
 /// erased message keeps its erased text (`None`).
 pub async fn edit_by_telegram_id(
     conn: &mut Conn<'_>,
@@ -98,6 +136,7 @@ pub async fn edit_by_telegram_id(
         .filter(messages::tenant_id.eq(tenant_id))
         .filter(messages::conversation_id.eq(conversation_id))
         .filter(messages::telegram_message_id.eq(telegram_message_id))
+        .filter(messages::direction.eq("outbound"))
         .filter(messages::erased_at.is_null())
         .set((messages::body.eq(body), messages::edited_at.eq(now)))
         .returning(MessageRow::as_returning())

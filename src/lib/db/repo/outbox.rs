@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use crate::db::{
     Conn,
     models::OutboxRow,
-    schema::{conversations, outbox},
+    schema::{conversations, outbox, outbox_batches},
 };
 use crate::error::Result;
 use crate::on_conn;
@@ -341,6 +341,150 @@ pub async fn cancel_for_visitor(
         ))
         .execute(c)
         .await)?)
+}
+
+/// `status IN ('queued', 'in_flight')` as a literal, so that both planners can use
+/// the partial index `outbox_pending (lane, id)` (a bound list would hide it).
+fn pending() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql::<diesel::sql_types::Bool>("outbox.status IN ('queued', 'in_flight')")
+}
+
+/// How many items of `lane` are pending (queued or in flight), counting no further
+/// than `cap` (an index range of at most `cap` entries).
+pub async fn count_pending_in_lane(conn: &mut Conn<'_>, lane: &str, cap: i64) -> Result<usize> {
+    let ids: Vec<String> = on_conn!(conn, |c| outbox::table
+        .filter(outbox::lane.eq(lane))
+        .filter(pending())
+        .order(outbox::id.asc())
+        .select(outbox::id)
+        .limit(cap.max(0))
+        .load(c)
+        .await)?;
+    Ok(ids.len())
+}
+
+/// The pending items of the tenant's `conversation` after `head` in `lane`, in lane
+/// order, at most `limit`: the candidates to go with the head in one Telegram message.
+pub async fn pending_after(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    lane: &str,
+    conversation_id: &str,
+    head_id: &str,
+    limit: i64,
+) -> Result<Vec<OutboxRow>> {
+    Ok(on_conn!(conn, |c| outbox::table
+        .filter(outbox::lane.eq(lane))
+        .filter(pending())
+        .filter(outbox::id.gt(head_id))
+        .filter(outbox::tenant_id.eq(tenant_id))
+        .filter(outbox::conversation_id.eq(conversation_id))
+        .order(outbox::id.asc())
+        .select(OutboxRow::as_select())
+        .limit(limit.max(0))
+        .load(c)
+        .await)?)
+}
+
+/// Record `followers` (outbox item ids, in order) as carried by the Telegram message of
+/// `head`, if `worker` still holds the head's lease. Returns whether it did. Run in the
+/// caller's transaction.
+pub async fn record_batch(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    head_id: &str,
+    worker: &str,
+    followers: &[String],
+    now: i64,
+) -> Result<bool> {
+    let held = on_conn!(conn, |c| diesel::update(outbox::table)
+        .filter(outbox::tenant_id.eq(tenant_id))
+        .filter(outbox::id.eq(head_id))
+        .filter(outbox::leased_by.eq(worker))
+        .filter(outbox::status.eq(InFlight.as_str()))
+        .set(outbox::updated_at.eq(now))
+        .execute(c)
+        .await)?;
+    if held != 1 {
+        return Ok(false);
+    }
+    let items = serde_json::Value::from(followers).to_string();
+    on_conn!(conn, |c| diesel::insert_into(outbox_batches::table)
+        .values((
+            outbox_batches::head_id.eq(head_id),
+            outbox_batches::tenant_id.eq(tenant_id),
+            outbox_batches::items.eq(&items),
+            outbox_batches::created_at.eq(now),
+        ))
+        .on_conflict(outbox_batches::head_id)
+        .do_update()
+        .set(outbox_batches::items.eq(&items))
+        .execute(c)
+        .await)?;
+    Ok(true)
+}
+
+/// The follower ids recorded for `head` ([`record_batch`]), if a set was recorded.
+async fn batch_items(conn: &mut Conn<'_>, head_id: &str) -> Result<Option<Vec<String>>> {
+    let items: Option<String> = on_conn!(conn, |c| outbox_batches::table
+        .filter(outbox_batches::head_id.eq(head_id))
+        .select(outbox_batches::items)
+        .first(c)
+        .await
+        .optional())?;
+    Ok(items.map(|i| serde_json::from_str(&i).unwrap_or_default()))
+}
+
+/// Whether a set was recorded for `head` ([`record_batch`]), and its followers that are
+/// still queued, in their order in the message.
+pub async fn batch_of(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    head_id: &str,
+) -> Result<(bool, Vec<OutboxRow>)> {
+    let Some(ids) = batch_items(conn, head_id).await? else {
+        return Ok((false, Vec::new()));
+    };
+    let mut rows: Vec<OutboxRow> = on_conn!(conn, |c| outbox::table
+        .filter(outbox::tenant_id.eq(tenant_id))
+        .filter(outbox::id.eq_any(&ids))
+        .filter(outbox::status.eq(Queued.as_str()))
+        .select(OutboxRow::as_select())
+        .load(c)
+        .await)?;
+    rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
+    Ok((true, rows))
+}
+
+/// The head is delivered: mark its followers that are still queued delivered too and
+/// forget the set. Run in the transaction that marks the head delivered. Returns how
+/// many followers it marked.
+pub async fn deliver_batch(conn: &mut Conn<'_>, head_id: &str, now: i64) -> Result<usize> {
+    let Some(ids) = batch_items(conn, head_id).await? else {
+        return Ok(0);
+    };
+    let n = on_conn!(conn, |c| diesel::update(outbox::table)
+        .filter(outbox::id.eq_any(&ids))
+        .filter(outbox::status.eq(Queued.as_str()))
+        .set((
+            outbox::status.eq(Delivered.as_str()),
+            outbox::delivered_at.eq(now),
+            outbox::last_error.eq(None::<String>),
+            outbox::updated_at.eq(now),
+        ))
+        .execute(c)
+        .await)?;
+    forget_batch(conn, head_id).await?;
+    Ok(n)
+}
+
+/// Forget the set recorded for `head` (a dead head: its followers go on their own).
+pub async fn forget_batch(conn: &mut Conn<'_>, head_id: &str) -> Result<usize> {
+    Ok(on_conn!(conn, |c| diesel::delete(
+        outbox_batches::table.filter(outbox_batches::head_id.eq(head_id))
+    )
+    .execute(c)
+    .await)?)
 }
 
 /// The pending items (queued or in flight) of one lane, from [`pending_by_lane`].

@@ -1,0 +1,2 @@
+ALTER TABLE messages DROP COLUMN reply_to;
+DROP TABLE outbox_batches;
