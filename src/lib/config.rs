@@ -364,6 +364,10 @@ pub struct WorkerSettings {
     /// General topic suggesting a relay bot, not repeated until the backlog has cleared
     /// (its oldest item younger than a quarter of this). 0 turns both off.
     pub backlog_warn_secs: u64,
+    /// Send a conversation's waiting visitor messages as one Telegram message when its
+    /// lane has a backlog (see `telegram::coalesce`). Off: one Telegram message per
+    /// message, whatever the backlog (the lag then grows with it).
+    pub coalesce: bool,
 }
 
 impl Default for WorkerSettings {
@@ -382,6 +386,7 @@ impl Default for WorkerSettings {
             per_group_per_min: 20,
             budget_time_scale: 1,
             backlog_warn_secs: 60,
+            coalesce: true,
         }
     }
 }
@@ -729,6 +734,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "worker.backlog_warn_secs",
         "Seconds a Telegram group's oldest queued item may wait before a warning is logged and one notice (suggesting a relay bot) is posted in the group's General topic, not again until the backlog cleared; 0 turns both off.",
+    ),
+    (
+        "worker.coalesce",
+        "When a Telegram group's lane has a backlog, send a conversation's waiting visitor messages as one message (`HH:MM:SS text` lines); false: one Telegram message per message, and the lag grows with the backlog.",
     ),
     (
         "redis.url",

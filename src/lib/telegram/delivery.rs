@@ -435,7 +435,7 @@ impl TelegramDelivery {
             return Ok(messages);
         }
         let room = bot.room();
-        if room >= ROOM_WITHOUT_BACKLOG {
+        if !self.settings.coalesce || room >= ROOM_WITHOUT_BACKLOG {
             return Ok(Vec::new());
         }
         let cap = i64::try_from(room + 1).unwrap_or(i64::MAX);
