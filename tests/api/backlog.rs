@@ -386,11 +386,7 @@ async fn every_call_into_the_group_stays_within_its_budget(b: Backend) {
         // Every message its own call, so the group's window fills (combined messages
         // are tested in coalescing.rs).
         s.worker.coalesce = false;
-        let shipped = WorkerSettings::default();
-        s.worker.per_bot_per_sec = shipped.per_bot_per_sec;
-        s.worker.per_chat_per_sec = shipped.per_chat_per_sec;
-        s.worker.per_group_per_min = shipped.per_group_per_min;
-        s.worker.budget_time_scale = SCALE;
+        crate::helpers::shipped_budgets(s, SCALE);
         s.worker.backlog_warn_secs = 1;
     })
     .await;

@@ -20,7 +20,6 @@ use std::{
 
 use chatorical::{
     chat::Sender,
-    config::WorkerSettings,
     db::repo,
     domain::{ConversationId, Environment, TenantId, VisitorId},
 };
@@ -56,16 +55,6 @@ const SCALE: u32 = 30;
 /// scaled minute instead of 60).
 fn load_scale(bots: usize) -> u32 {
     if bots > 1 { SCALE / 3 } else { SCALE / 2 }
-}
-
-/// The shipped budgets (30/s per bot, 1/s per chat, 20/min per group) in time scaled
-/// `scale` times.
-fn shipped_budgets(s: &mut chatorical::config::Settings, scale: u32) {
-    let shipped = WorkerSettings::default();
-    s.worker.per_bot_per_sec = shipped.per_bot_per_sec;
-    s.worker.per_chat_per_sec = shipped.per_chat_per_sec;
-    s.worker.per_group_per_min = shipped.per_group_per_min;
-    s.worker.budget_time_scale = scale;
 }
 
 /// Telegram's limits in time scaled `scale` times, with 25 ms of slack: at 30 the
@@ -367,7 +356,7 @@ async fn busy_conversations(b: Backend, bots: usize) {
     const EVERY_SECS: u64 = 10;
     let _turn = ONE_LOAD_AT_A_TIME.lock().await;
     let scale = load_scale(bots);
-    let t = spawn_with_telegram(b, |s| shipped_budgets(s, scale)).await;
+    let t = spawn_with_telegram(b, |s| crate::helpers::shipped_budgets(s, scale)).await;
     t.app.unlimited(&t.tenant).await;
     let mut bot_ids = Vec::new();
     if bots > 1 {
@@ -489,7 +478,7 @@ async fn a_light_load_sends_every_message_alone_at_once(b: Backend) {
     // 10 conversations, one message a minute each, for 3 minutes: 10 a minute, half
     // the group's budget. No backlog: each message its own call, no gathering delay.
     const CONVERSATIONS: usize = 10;
-    let t = spawn_with_telegram(b, |s| shipped_budgets(s, SCALE)).await;
+    let t = spawn_with_telegram(b, |s| crate::helpers::shipped_budgets(s, SCALE)).await;
     let open = open_conversations(&t, CONVERSATIONS, &[]).await;
     t.fake.set_limits(Some(scaled_limits(SCALE)));
     let started = Instant::now();

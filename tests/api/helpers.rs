@@ -444,6 +444,16 @@ pub(crate) struct TelegramFixture {
     pub group: i64,
 }
 
+/// The shipped Telegram budgets (30/s per bot, 1/s per chat, 20/min per group) in time
+/// scaled `scale` times, instead of the raised budgets the other tests run with.
+pub(crate) fn shipped_budgets(s: &mut chatorical::config::Settings, scale: u32) {
+    let shipped = chatorical::config::WorkerSettings::default();
+    s.worker.per_bot_per_sec = shipped.per_bot_per_sec;
+    s.worker.per_chat_per_sec = shipped.per_chat_per_sec;
+    s.worker.per_group_per_min = shipped.per_group_per_min;
+    s.worker.budget_time_scale = scale;
+}
+
 /// Bot token of the n-th fake bot.
 pub(crate) fn bot_token(n: u64) -> String {
     format!("{n}:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA{n}")

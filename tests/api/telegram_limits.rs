@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use chatorical::{config::WorkerSettings, db::repo};
+use chatorical::db::repo;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -71,11 +71,7 @@ async fn production_budgets_never_make_telegram_answer_429(b: Backend) {
     // The budgets as shipped (30/s per bot, 1/s per chat, 20/min per group), in windows
     // ten times shorter, against a fake enforcing Telegram's limits in the same time.
     let t = spawn_with_telegram(b, |s| {
-        let shipped = WorkerSettings::default();
-        s.worker.per_bot_per_sec = shipped.per_bot_per_sec;
-        s.worker.per_chat_per_sec = shipped.per_chat_per_sec;
-        s.worker.per_group_per_min = shipped.per_group_per_min;
-        s.worker.budget_time_scale = SCALE;
+        crate::helpers::shipped_budgets(s, SCALE);
     })
     .await;
     let limits = Limits::telegram().scaled(SCALE);

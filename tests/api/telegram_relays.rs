@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use chatorical::config::WorkerSettings;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -311,11 +310,7 @@ async fn three_bots_spread_the_topics_and_triple_the_group_budget(b: Backend) {
     let t = spawn_with_telegram(b, |s| {
         // One call per message: what is measured is the calls three bots may make.
         s.worker.coalesce = false;
-        let shipped = WorkerSettings::default();
-        s.worker.per_bot_per_sec = shipped.per_bot_per_sec;
-        s.worker.per_chat_per_sec = shipped.per_chat_per_sec;
-        s.worker.per_group_per_min = shipped.per_group_per_min;
-        s.worker.budget_time_scale = SCALE;
+        crate::helpers::shipped_budgets(s, SCALE);
     })
     .await;
     t.app.unlimited(&t.tenant).await;
