@@ -26,6 +26,8 @@ use crate::tenancy::{Caller, Tenant};
 use crate::transaction;
 use crate::usage::{Metric, Usage};
 
+pub mod writer;
+
 /// Longest message text, in characters.
 pub const MAX_TEXT_CHARS: usize = 8000;
 
@@ -347,6 +349,8 @@ pub struct Chat {
     wake: Wakeup,
     usage: Usage,
     quotas: Arc<Quotas>,
+    /// The group-commit writers of new messages, started at the first post.
+    writers: Arc<std::sync::OnceLock<writer::Writers>>,
 }
 
 /// A visitor authenticated by their token.
@@ -461,7 +465,27 @@ impl Chat {
             ws_ttl_ms: i64::try_from(ws_ttl_secs)
                 .unwrap_or(300)
                 .saturating_mul(1000),
+            writers: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    /// The group-commit writers (started on the current runtime at the first call).
+    fn writers(&self) -> &writer::Writers {
+        self.writers
+            .get_or_init(|| writer::Writers::start(&self.db))
+    }
+
+    /// What this process's message writers did so far (zeros before the first post).
+    pub fn write_stats(&self) -> writer::WriteStats {
+        self.writers.get().map(|w| w.stats()).unwrap_or_default()
+    }
+
+    /// Store `messages` as one batch of the message writer, in one transaction, or
+    /// each alone when anything in the batch fails; one answer per message, as
+    /// [`store_message`] gives it. Only storing: nothing is counted or published (the
+    /// writer's own batches are how posts get here; this is for tests and tools).
+    pub async fn store_batch(&self, messages: &[writer::NewMessage]) -> Vec<writer::Stored> {
+        self.writers().store_batch(messages).await
     }
 
     /// Count usage with `usage` (by default counts go straight to the database).
@@ -1025,10 +1049,11 @@ impl Chat {
         result
     }
 
-    /// [`Chat::post_message`] after the checks, on the connection `pc` they used.
+    /// [`Chat::post_message`] after the checks (`pc` is the connection they used; it
+    /// goes back to the pool before the write).
     async fn store_posted(
         &self,
-        mut pc: crate::db::PooledConn,
+        pc: crate::db::PooledConn,
         tenant_id: &TenantId,
         conversation_id: &ConversationId,
         sender: Sender<'_>,
@@ -1042,7 +1067,7 @@ impl Chat {
         };
         let direction = sender.direction();
         let client_msg_id = client_msg_id.map_or_else(|| new_id("srv"), str::to_string);
-        let mut conn = pc.as_conn();
+        drop(pc);
         let now = now_ms();
         let row = MessageRow {
             id: new_id("msg"),
@@ -1059,24 +1084,22 @@ impl Chat {
             erased_at: None,
             reply_to: None,
         };
-        // One transaction, one connection: the first statement takes the next seq of
-        // the open conversation, checks tenant and visitor and reads the Telegram
-        // group; then the insert (a duplicate client_msg_id fails on the unique index
-        // and rolls the seq back) and the outbox item. Everything unusual (not found,
-        // closed, a retry) is sorted out afterwards, off the common path.
-        let stored = transaction!(&mut conn, |tx| store_message(
-            tx,
-            row,
-            visitor_id.map(VisitorId::as_str),
-            now
-        )
-        .await);
+        // Through the group-commit writer (see `writer`): with the other messages
+        // waiting, in one transaction that takes the next seq of the open conversation
+        // (checking tenant and visitor), inserts the row (a duplicate client_msg_id
+        // fails on the unique index and the message is stored again alone, where that
+        // rolls its seq back) and queues the outbox item; answered after the commit.
+        // Everything unusual (not found, closed, a retry) is sorted out afterwards, off
+        // the common path.
+        let stored = self
+            .writers()
+            .store(row, visitor_id.map(VisitorId::as_str), now)
+            .await;
         let (row, environment) = match stored {
             Ok(Some(stored)) => stored,
             // Not open, or not theirs: another visitor's (or tenant's) conversation is
             // not found; a retry of a stored message returns it even once closed.
             Ok(None) => {
-                drop(pc);
                 self.conversation(tenant_id, visitor_id, conversation_id)
                     .await?;
                 let mut pc = self.db.conn().await?;
@@ -1104,8 +1127,9 @@ impl Chat {
                     )
                 }) =>
             {
+                let mut pc = self.db.conn().await?;
                 return repo::messages::by_client_msg_id(
-                    &mut conn,
+                    &mut pc.as_conn(),
                     tenant_id,
                     conversation_id,
                     &client_msg_id,

@@ -21,6 +21,7 @@ mod coalescing;
 mod connections;
 mod environments;
 mod fuzz_regressions;
+mod group_commit;
 mod hardening;
 mod identity;
 mod isolation;

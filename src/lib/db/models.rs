@@ -125,8 +125,10 @@ pub struct ConversationRow {
 }
 
 /// A message row.
+// `None` is bound as NULL, not rendered as DEFAULT: one statement shape, so
+// PostgreSQL prepares the insert once per connection instead of on every row.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = messages)]
+#[diesel(table_name = messages, treat_none_as_default_value = false)]
 pub struct MessageRow {
     /// Opaque id (`msg_…`).
     pub id: String,
@@ -234,8 +236,10 @@ pub struct TelegramPollRow {
 }
 
 /// A durable outbox item.
+// `None` is bound as NULL, not rendered as DEFAULT: one statement shape, so
+// PostgreSQL prepares the insert once per connection instead of on every row.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = outbox)]
+#[diesel(table_name = outbox, treat_none_as_default_value = false)]
 pub struct OutboxRow {
     /// Opaque, time-ordered id (`ob_…`): order within a lane.
     pub id: String,

@@ -181,24 +181,33 @@ pub async fn next_seq_for_message(
         .find(tenant_id)
         .select(telegram_configs::group_chat_id)
         .single_value();
-    Ok(on_conn!(conn, |c| {
-        let mut q = diesel::update(conversations::table)
-            .filter(conversations::tenant_id.eq(tenant_id))
-            .filter(conversations::id.eq(id))
-            .filter(conversations::status.eq(ConversationStatus::Open.as_str()))
-            .into_boxed();
-        if let Some(v) = visitor_id {
-            q = q.filter(conversations::visitor_id.eq(v));
-        }
-        q.set((
-            conversations::last_seq.eq(conversations::last_seq + 1),
-            conversations::updated_at.eq(now),
-        ))
-        .returning((conversations::last_seq, group, conversations::environment))
+    // Two fixed statements (with and without the visitor), not one boxed query:
+    // PostgreSQL then prepares each once per connection.
+    let open = conversations::table
+        .filter(conversations::tenant_id.eq(tenant_id))
+        .filter(conversations::id.eq(id))
+        .filter(conversations::status.eq(ConversationStatus::Open.as_str()));
+    let set = (
+        conversations::last_seq.eq(conversations::last_seq + 1),
+        conversations::updated_at.eq(now),
+    );
+    let returned = (conversations::last_seq, group, conversations::environment);
+    Ok(match visitor_id {
+        Some(v) => on_conn!(conn, |c| diesel::update(
+            open.filter(conversations::visitor_id.eq(v))
+        )
+        .set(set)
+        .returning(returned)
         .get_result::<(i64, Option<i64>, String)>(c)
         .await
-        .optional()
-    })?)
+        .optional())?,
+        None => on_conn!(conn, |c| diesel::update(open)
+            .set(set)
+            .returning(returned)
+            .get_result::<(i64, Option<i64>, String)>(c)
+            .await
+            .optional())?,
+    })
 }
 
 /// Record the conversation's forum topic, created with `name`, unless one is already
