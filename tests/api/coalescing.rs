@@ -34,8 +34,6 @@ use crate::helpers::{Backend, TelegramFixture, eventually, spawn_with_telegram};
 use crate::on_both_backends;
 
 on_both_backends!(
-    sixty_busy_conversations_stay_within_one_round,
-    sixty_busy_conversations_with_three_bots_stay_within_one_round,
     a_light_load_sends_every_message_alone_at_once,
     without_a_backlog_each_message_is_its_own_call,
     a_lost_answer_resends_the_same_set_once,
@@ -337,24 +335,22 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-async fn sixty_busy_conversations_stay_within_one_round(b: Backend) {
-    busy_conversations(b, 1).await;
+/// The load, one run after another (their lags are measured against the
+/// clock: they do not share the machine's two cores with each other), as one test so
+/// that no test thread sits waiting for its turn: one bot, then three, on each backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_busy_conversations_stay_within_one_round_with_one_and_three_bots() {
+    for b in [Backend::Sqlite, Backend::Postgres] {
+        busy_conversations(b, 1).await;
+        busy_conversations(b, 3).await;
+    }
 }
-
-async fn sixty_busy_conversations_with_three_bots_stay_within_one_round(b: Backend) {
-    busy_conversations(b, 3).await;
-}
-
-/// Held by a load test while it runs: the four (two per backend) take turns rather
-/// than share the machine's two cores (their lags are measured against the clock).
-static ONE_LOAD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The load with the tenant's bot and `bots - 1` relay bots.
 async fn busy_conversations(b: Backend, bots: usize) {
     const CONVERSATIONS: usize = 60;
     const MINUTES: usize = 10;
     const EVERY_SECS: u64 = 10;
-    let _turn = ONE_LOAD_AT_A_TIME.lock().await;
     let scale = load_scale(bots);
     let t = spawn_with_telegram(b, |s| crate::helpers::shipped_budgets(s, scale)).await;
     t.app.unlimited(&t.tenant).await;

@@ -10,7 +10,7 @@ use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, TenantFixture, VisitorFixture, code, spawn_app_with};
+use crate::helpers::{Backend, TenantFixture, TestApp, VisitorFixture, code, spawn_app_with};
 
 crate::on_both_backends!(
     concurrent_posts_share_transactions_and_keep_dense_seqs,
@@ -54,7 +54,9 @@ async fn concurrent_posts_share_transactions_and_keep_dense_seqs(b: Backend) {
     let posts = vs.iter().enumerate().flat_map(|(i, v)| {
         let app = &app;
         (0..16).map(move |k| async move {
-            let (status, m) = app.send(v, &format!("c{i}m{k}"), &format!("v{i} line {k}")).await;
+            let (status, m) = app
+                .send(v, &format!("c{i}m{k}"), &format!("v{i} line {k}"))
+                .await;
             assert_eq!(status, StatusCode::CREATED, "{m}");
             m
         })
@@ -74,7 +76,11 @@ async fn concurrent_posts_share_transactions_and_keep_dense_seqs(b: Backend) {
     for (i, v) in vs.iter().enumerate() {
         let h = history(&app, v).await;
         let seqs: Vec<i64> = h.iter().map(|m| m["seq"].as_i64().expect("seq")).collect();
-        assert_eq!(seqs, (1..=16).collect::<Vec<_>>(), "dense, from 1: {seqs:?}");
+        assert_eq!(
+            seqs,
+            (1..=16).collect::<Vec<_>>(),
+            "dense, from 1: {seqs:?}"
+        );
         let ids: HashSet<&str> = h
             .iter()
             .map(|m| m["client_msg_id"].as_str().expect("client_msg_id"))
@@ -119,7 +125,10 @@ async fn the_same_message_sent_twice_at_once_is_stored_once(b: Backend) {
             *status == StatusCode::CREATED || *status == StatusCode::OK,
             "{status}: {m}"
         );
-        let cid = m["client_msg_id"].as_str().expect("client_msg_id").to_string();
+        let cid = m["client_msg_id"]
+            .as_str()
+            .expect("client_msg_id")
+            .to_string();
         if *status == StatusCode::CREATED {
             *created.entry(cid.clone()).or_default() += 1;
         }
@@ -212,7 +221,9 @@ async fn one_failing_message_in_a_batch_fails_only_itself(b: Backend) {
         _ => None,
     };
     assert_eq!(seq(&results[0]), Some(2), "{:?}", results[0]);
-    let dup = results[1].as_ref().expect_err("a stored client_msg_id fails");
+    let dup = results[1]
+        .as_ref()
+        .expect_err("a stored client_msg_id fails");
     assert!(dup.unique_violation().is_some(), "{dup:?}");
     assert!(matches!(results[2], Ok(None)), "{:?}", results[2]);
     assert!(matches!(results[3], Ok(None)), "{:?}", results[3]);
@@ -233,7 +244,10 @@ async fn one_failing_message_in_a_batch_fails_only_itself(b: Backend) {
         })
         .collect();
     assert_eq!(got, vec![(1, "first"), (2, "second"), (3, "third")]);
-    assert!(history(&app, &other).await.is_empty(), "nothing in another's conversation");
+    assert!(
+        history(&app, &other).await.is_empty(),
+        "nothing in another's conversation"
+    );
 
     // A batch with nothing wrong is one transaction: all or nothing, seqs in order.
     let batch = [
@@ -294,7 +308,10 @@ async fn a_daily_quota_holds_under_concurrent_posts(b: Backend) {
         .collect();
     assert_eq!(created, 25, "exactly the plan's messages are stored");
     assert_eq!(refused.len(), 15);
-    assert!(refused.iter().all(|b| code(b) == "quota_exceeded"), "{refused:?}");
+    assert!(
+        refused.iter().all(|b| code(b) == "quota_exceeded"),
+        "{refused:?}"
+    );
     let mut stored = 0;
     for v in &vs {
         let h = history(&app, v).await;

@@ -169,7 +169,10 @@ async fn write(db: &Db, counters: &Counters, batch: Vec<Pending>) {
             )
         })
         .unzip();
-    for (answer, stored) in answers.into_iter().zip(store_batch(db, counters, &messages).await) {
+    for (answer, stored) in answers
+        .into_iter()
+        .zip(store_batch(db, counters, &messages).await)
+    {
         let _ = answer.send(stored);
     }
 }
