@@ -6,10 +6,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
-use tokio::{
-    sync::{Semaphore, mpsc, oneshot},
-    task::JoinSet,
-};
+use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::{Outcome, Wakeup};
@@ -39,13 +36,6 @@ pub trait Deliver: Send + Sync + 'static {
         let _ = lane;
         None
     }
-}
-
-/// A delivery's outcome on its way to the recorder, and who waits for it.
-struct Finished {
-    item: OutboxRow,
-    outcome: Outcome,
-    done: oneshot::Sender<Result<()>>,
 }
 
 /// One worker; run several (threads or processes) side by side.
@@ -162,51 +152,6 @@ impl<D: Deliver> Worker<D> {
         }
     }
 
-    /// Record the outcomes of finished deliveries: every `Delivered` in one transaction
-    /// (with synchronous commits, one commit instead of one per delivery), the rest —
-    /// and all of them one by one if that transaction fails — each on its own.
-    async fn finish_all(&self, finished: Vec<Finished>) {
-        let (delivered, other): (Vec<Finished>, Vec<Finished>) = finished
-            .into_iter()
-            .partition(|f| matches!(f.outcome, Outcome::Delivered));
-        let mut alone = other;
-        if delivered.len() > 1 {
-            let worker = self.id.as_str();
-            let now = now_ms();
-            let together = async {
-                let mut pc = self.db.conn().await?;
-                let mut conn = pc.as_conn();
-                crate::transaction!(&mut conn, |tx| {
-                    for f in &delivered {
-                        if repo::outbox::mark_delivered(tx, &f.item.id, worker, now).await? {
-                            repo::outbox::deliver_batch(tx, &f.item.id, now).await?;
-                        }
-                    }
-                    Ok(())
-                })
-            };
-            match together.await {
-                Ok(()) => {
-                    metrics::counter!("chatorical_outbox_attempts_total", "outcome" => "delivered")
-                        .increment(delivered.len() as u64);
-                    for f in delivered {
-                        let _ = f.done.send(Ok(()));
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "recording deliveries together failed; one by one");
-                    alone.extend(delivered);
-                }
-            }
-        } else {
-            alone.extend(delivered);
-        }
-        for f in alone {
-            let r = self.finish(&f.item, f.outcome).await;
-            let _ = f.done.send(r);
-        }
-    }
-
     async fn finish(&self, item: &OutboxRow, outcome: Outcome) -> Result<()> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
@@ -280,18 +225,6 @@ impl<D: Deliver> Worker<D> {
         }
         let permits = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut tasks: JoinSet<()> = JoinSet::new();
-        // Deliveries hand their outcomes to one recorder, which records whatever has
-        // finished together (see `finish_all`); it ends when the last delivery has.
-        let (finished, mut to_record) = mpsc::unbounded_channel::<Finished>();
-        let recorder = {
-            let me = self.clone();
-            tokio::spawn(async move {
-                let mut batch = Vec::new();
-                while to_record.recv_many(&mut batch, 256).await > 0 {
-                    me.finish_all(std::mem::take(&mut batch)).await;
-                }
-            })
-        };
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
         tracing::info!(worker = %self.id, "outbox worker started");
         let mut last_prune: Option<std::time::Instant> = None;
@@ -328,29 +261,17 @@ impl<D: Deliver> Worker<D> {
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(item.id.clone());
                 let watch = me.panics.clone();
-                let finished = finished.clone();
                 tasks.spawn(watch.watch("outbox delivery", async move {
-                    // Keep the lease alive while the delivery runs (slow Bot API calls),
-                    // and until its outcome is recorded.
+                    // Keep the lease alive while the delivery runs (slow Bot API calls).
                     let outcome = tokio::select! {
                         o = me.delivery.deliver(&item) => o,
                         never = me.keep_leased(&item.id) => match never {},
                     };
-                    let (done, recorded) = oneshot::channel();
-                    let id = item.id.clone();
-                    let result = if finished.send(Finished { item, outcome, done }).is_ok() {
-                        tokio::select! {
-                            r = recorded => r.unwrap_or_else(|_| Err(crate::error::Error::internal("the outcome recorder stopped"))),
-                            never = me.keep_leased(&id) => match never {},
-                        }
-                    } else {
-                        Err(crate::error::Error::internal("the outcome recorder stopped"))
-                    };
-                    if let Err(e) = result {
+                    if let Err(e) = me.finish(&item, outcome).await {
                         // The lease runs out and another attempt follows.
-                        tracing::warn!(item = %id, error = %e, "could not record outbox outcome");
+                        tracing::warn!(item = %item.id, error = %e, "could not record outbox outcome");
                     }
-                    me.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                    me.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&item.id);
                     drop(permit);
                 }));
             }
@@ -392,9 +313,6 @@ impl<D: Deliver> Worker<D> {
         let _ =
             tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
         tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-        drop(finished);
-        let _ = recorder.await;
         if let Ok(mut pc) = self.db.conn().await {
             match repo::outbox::release_all(&mut pc.as_conn(), &self.id, now_ms()).await {
                 Ok(n) if n > 0 => {
