@@ -937,8 +937,11 @@ impl StoredResult {
     }
 }
 
+/// `tag` makes this run's `client_msg_id`s its own (a repeated id is answered with the
+/// stored message, not stored again).
 async fn stored_run(
     srv: &Proc,
+    tag: &str,
     visitors: &[Visitor],
     concurrency: usize,
     seconds: u64,
@@ -952,10 +955,11 @@ async fn stored_run(
     let start = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|c| {
-            let (http, base, vis) = (
+            let (http, base, vis, tag) = (
                 http.clone(),
                 base.clone(),
                 visitors[c % visitors.len()].clone(),
+                tag.to_string(),
             );
             let (buckets, other, stop) = (buckets.clone(), other.clone(), stop.clone());
             tokio::spawn(async move {
@@ -967,7 +971,7 @@ async fn stored_run(
                         &http,
                         &base,
                         &vis,
-                        &format!("s{c}x{i}"),
+                        &format!("s{tag}c{c}x{i}"),
                         "stored message",
                     )
                     .await;
@@ -1162,12 +1166,16 @@ async fn ceiling_phase(args: &Args, rows: &mut Vec<Row>) -> Option<Ceiling> {
     };
     let line = |v: &ceiling::Variant| {
         format!(
-            "{:.0} tps = {:.0} msg/s; transaction p50 {} / p99 {}; {} failed; {}",
+            "{:.0} tps = {:.0} msg/s; transaction p50 {} / p99 {}; {} failed{}; {}",
             v.tps(),
             v.msg_per_sec(),
             ms(v.latency.value_at_quantile(0.5)),
             ms(v.latency.value_at_quantile(0.99)),
             v.errors,
+            v.first_error
+                .as_ref()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default(),
             v.cpu
         )
     };
@@ -1215,15 +1223,7 @@ async fn ceiling_phase(args: &Args, rows: &mut Vec<Row>) -> Option<Ceiling> {
             "-",
             format!("{:.0} tps = {:.0} msg/s", v.tps(), v.msg_per_sec()),
             "-",
-            format!(
-                "transaction p50 {} / p99 {}; {} failed; {}; {}{}",
-                ms(v.latency.value_at_quantile(0.5)),
-                ms(v.latency.value_at_quantile(0.99)),
-                v.errors,
-                v.cpu,
-                c.settings,
-                busy_note(&gate)
-            ),
+            format!("{}; {}{}", line(v), c.settings, busy_note(&gate)),
         ));
     }
     Some(c)
@@ -1571,7 +1571,7 @@ async fn run(args: Args) -> Result<()> {
                 ceiling = Some(ceiling_phase(&args, &mut rows).await);
             }
             let ceiling = ceiling.as_ref().and_then(|c| c.as_ref());
-            for &concurrency in &args.concurrency {
+            for (run_no, &concurrency) in args.concurrency.iter().enumerate() {
                 let concurrency = concurrency.max(1);
                 let hz = healthz_throughput(&srv.base(), concurrency, 2.0).await;
                 eprintln!(
@@ -1580,7 +1580,8 @@ async fn run(args: Args) -> Result<()> {
                 );
                 let gate = common::quiet_gate(args.wait_quiet, args.quiet_below).await;
                 let visitors = &env.visitors[..concurrency.min(env.visitors.len())];
-                let r = stored_run(srv, visitors, concurrency, args.seconds).await;
+                let tag = format!("r{run_no}");
+                let r = stored_run(srv, &tag, visitors, concurrency, args.seconds).await;
                 let rate = r.rate();
                 let min = r.per_sec.iter().copied().min().unwrap_or(0);
                 let of_ceiling = ceiling

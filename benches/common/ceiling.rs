@@ -52,8 +52,10 @@ pub(crate) struct Variant {
     pub tx: u64,
     /// Messages stored by them.
     pub messages: u64,
-    /// Transactions that failed (rolled back; e.g. deadlocks between batches).
+    /// Transactions that failed (rolled back).
     pub errors: u64,
+    /// The first failure's message.
+    pub first_error: Option<String>,
     pub secs: f64,
     /// Per committed transaction, `BEGIN` to `COMMIT` answered.
     pub latency: Histogram<u64>,
@@ -259,10 +261,17 @@ async fn prepare(client: Client) -> Result<Conn> {
              VALUES ($1, $2, $3, $4, 'inbound', NULL, $5, $6, $7, NULL)"
         ))
         .await?;
+    // The rows are locked in id order whatever the plan (`FOR UPDATE` under `ORDER BY`
+    // locks as the sorted rows come out), so concurrent batches wait for each other
+    // instead of deadlocking.
     let update_many = client
         .prepare(&format!(
-            "UPDATE {CONVERSATIONS} AS c SET last_seq = c.last_seq + u.n
+            "WITH locked AS MATERIALIZED (
+                 SELECT id FROM {CONVERSATIONS} WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+             )
+             UPDATE {CONVERSATIONS} AS c SET last_seq = c.last_seq + u.n
              FROM unnest($1::text[], $2::bigint[]) AS u(id, n)
+             JOIN locked AS l ON l.id = u.id
              WHERE c.id = u.id
              RETURNING c.id, c.last_seq"
         ))
@@ -294,10 +303,9 @@ async fn run(kind: Kind, conns: &[Arc<Conn>], shared: &Arc<Shared>, secs: u64) -
     let deadline = start + Duration::from_secs(secs);
     let tasks: Vec<_> = conns
         .iter()
-        .enumerate()
-        .map(|(i, conn)| {
+        .map(|conn| {
             let (conn, shared) = (conn.clone(), shared.clone());
-            tokio::spawn(async move { client_loop(i, kind, &conn, &shared, deadline).await })
+            tokio::spawn(async move { client_loop(kind, &conn, &shared, deadline).await })
         })
         .collect();
     let mut v = Variant {
@@ -305,6 +313,7 @@ async fn run(kind: Kind, conns: &[Arc<Conn>], shared: &Arc<Shared>, secs: u64) -
         tx: 0,
         messages: 0,
         errors: 0,
+        first_error: None,
         secs: 0.0,
         latency: histogram(),
         cpu: String::new(),
@@ -314,6 +323,9 @@ async fn run(kind: Kind, conns: &[Arc<Conn>], shared: &Arc<Shared>, secs: u64) -
             v.tx += r.tx;
             v.messages += r.messages;
             v.errors += r.errors;
+            if v.first_error.is_none() {
+                v.first_error = r.first_error;
+            }
             let _ = v.latency.add(&r.latency);
         }
     }
@@ -326,41 +338,37 @@ struct LoopResult {
     tx: u64,
     messages: u64,
     errors: u64,
+    first_error: Option<String>,
     latency: Histogram<u64>,
 }
 
-async fn client_loop(
-    client_no: usize,
-    kind: Kind,
-    conn: &Conn,
-    shared: &Shared,
-    deadline: Instant,
-) -> LoopResult {
+async fn client_loop(kind: Kind, conn: &Conn, shared: &Shared, deadline: Instant) -> LoopResult {
     let mut rng = StdRng::from_os_rng();
     let mut r = LoopResult {
         tx: 0,
         messages: 0,
         errors: 0,
+        first_error: None,
         latency: histogram(),
     };
-    let mut i = 0u64;
     while Instant::now() < deadline && !conn.client.is_closed() {
         let t = Instant::now();
         let outcome = match kind {
-            Kind::MessageShaped => message_shaped(conn, shared, &mut rng, client_no, i).await,
-            Kind::SingleInsert => single_insert(conn, shared, &mut rng, client_no, i).await,
-            Kind::Batch => batch(conn, shared, &mut rng, client_no, i).await,
+            Kind::MessageShaped => message_shaped(conn, shared, &mut rng).await,
+            Kind::SingleInsert => single_insert(conn, shared, &mut rng).await,
+            Kind::Batch => batch(conn, shared, &mut rng).await,
         };
         match outcome {
             Ok(n) => {
                 record(&mut r.latency, t.elapsed());
                 r.tx += 1;
                 r.messages += n;
-                i += n;
             }
-            Err(_) => {
+            Err(e) => {
                 r.errors += 1;
-                i += 1;
+                if r.first_error.is_none() {
+                    r.first_error = Some(format!("{e:#}"));
+                }
                 let _ = conn.client.batch_execute("ROLLBACK").await;
             }
         }
@@ -375,13 +383,7 @@ fn now_ms() -> i64 {
 }
 
 /// `BEGIN; UPDATE … RETURNING last_seq; INSERT …; COMMIT` on a random conversation.
-async fn message_shaped(
-    conn: &Conn,
-    shared: &Shared,
-    rng: &mut StdRng,
-    client_no: usize,
-    i: u64,
-) -> Result<u64> {
+async fn message_shaped(conn: &Conn, shared: &Shared, rng: &mut StdRng) -> Result<u64> {
     let (conv, tenant) = &shared.conversations[rng.random_range(0..shared.conversations.len())];
     conn.client.batch_execute("BEGIN").await?;
     let seq: i64 = conn
@@ -398,7 +400,7 @@ async fn message_shaped(
                 conv,
                 &seq,
                 &"stored message",
-                &format!("m{client_no}x{i}"),
+                &uuid::Uuid::now_v7().to_string(),
                 &now_ms(),
             ],
         )
@@ -408,13 +410,7 @@ async fn message_shaped(
 }
 
 /// One `INSERT` in its own transaction.
-async fn single_insert(
-    conn: &Conn,
-    shared: &Shared,
-    rng: &mut StdRng,
-    client_no: usize,
-    i: u64,
-) -> Result<u64> {
+async fn single_insert(conn: &Conn, shared: &Shared, rng: &mut StdRng) -> Result<u64> {
     let (conv, tenant) = &shared.conversations[rng.random_range(0..shared.conversations.len())];
     let seq = shared.free_seq.fetch_add(1, Ordering::Relaxed);
     conn.client
@@ -426,7 +422,7 @@ async fn single_insert(
                 conv,
                 &seq,
                 &"stored message",
-                &format!("i{client_no}x{i}"),
+                &uuid::Uuid::now_v7().to_string(),
                 &now_ms(),
             ],
         )
@@ -437,15 +433,8 @@ async fn single_insert(
 /// `BEGIN; UPDATE … FROM unnest … RETURNING; INSERT … SELECT … FROM unnest; COMMIT`:
 /// `shared.batch` messages on random conversations (a conversation drawn twice gets
 /// consecutive seqs).
-async fn batch(
-    conn: &Conn,
-    shared: &Shared,
-    rng: &mut StdRng,
-    client_no: usize,
-    i: u64,
-) -> Result<u64> {
-    // Conversation index → messages in this batch (sorted: every batch takes its row
-    // locks in the same order).
+async fn batch(conn: &Conn, shared: &Shared, rng: &mut StdRng) -> Result<u64> {
+    // Conversation index → messages in this batch.
     let mut per_conv: BTreeMap<usize, i64> = BTreeMap::new();
     for _ in 0..shared.batch {
         *per_conv
@@ -489,7 +478,7 @@ async fn batch(
             m_conv.push(conv.clone());
             m_seq.push(s);
             m_body.push("stored message".to_string());
-            m_client.push(format!("b{client_no}x{}", i + k));
+            m_client.push(uuid::Uuid::now_v7().to_string());
             m_at.push(now);
             k += 1;
         }
