@@ -922,7 +922,7 @@ impl StoredResult {
         self.total as f64 / self.secs
     }
 
-    /// `server CPU 0.46 ms per stored message (postgres 0.31)`.
+    /// `server CPU 0.460 ms per stored message (all postgres processes 0.310 ms)`.
     fn cpu_per_message(&self, backend: Backend) -> String {
         let per = |ms: u64| ms as f64 / self.total.max(1) as f64;
         format!(
