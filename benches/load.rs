@@ -5,18 +5,32 @@
 //! ulimit -n 1048576                  # as high as allowed; the bench caps N to fit
 //! cargo bench --bench load           # defaults: about a minute
 //! cargo bench --bench load -- --help
+//! # stored msg/s at 50 and 200 visitors next to this box's PostgreSQL ceiling:
+//! cargo bench --bench load -- --only ceiling,stored --backends postgres,sqlite --concurrency 50,200
 //! # 100k idle sockets (needs a hard fd limit above ~101k for this shell, and ~3 GB RAM):
 //! ulimit -n 1048576 && cargo bench --bench load -- --only idle --sockets 100000
 //! ```
 //!
-//! Phases (`--only idle,latency,stored,cross,slow`):
+//! Phases (`--only idle,latency,ceiling,stored,cross,slow`):
 //! - idle: N widget sockets (source addresses spread over 127.0.0.x), each waits for
 //!   `hello`; the server's VmRSS before and after gives KiB per socket.
 //! - latency: V visitors, each with a sender (socket `send`, then HTTP POST) and a
 //!   second socket on the same conversation; latency = send → the second socket gets
 //!   the `message` frame. Open loop at `--rate` msg/s for `--seconds`.
-//! - stored: closed-loop HTTP POSTs from `--concurrency` visitors for `--seconds`;
-//!   201s per second, on each backend.
+//! - ceiling: this box's PostgreSQL ceiling, measured by the bench (common/ceiling.rs):
+//!   in a fresh database, scratch tables shaped like `conversations` (`--ceiling-conversations`
+//!   rows) and `messages` (its columns and unique indexes), then from
+//!   `--ceiling-connections` plain connections, each for `--seconds`, the way pgbench runs
+//!   a script (closed loop, one statement per round trip, random conversation): the
+//!   message-shaped transaction `BEGIN; UPDATE … SET last_seq = last_seq + 1 … RETURNING;
+//!   INSERT; COMMIT`, one INSERT per transaction, and `--ceiling-batch` messages per
+//!   transaction (one `UPDATE … FROM unnest`, one multi-row INSERT) from one connection and
+//!   from all. Also runs by itself right before the first stored run when PostgreSQL is
+//!   among `--backends` (unless `--no-ceiling`).
+//! - stored: closed-loop HTTP POSTs from V visitors for `--seconds`, for each V of
+//!   `--concurrency` (a list), on each backend: msg/s (201s per second), POST→201
+//!   latency, server CPU ms per stored message, and msg/s as a percentage of the
+//!   ceiling's message-shaped tps when the ceiling was measured in the same run.
 //! - cross: two servers on one PostgreSQL + Redis; sender on node A, receivers on node
 //!   B (and, as a control, on node A).
 //! - slow: the latency run plus a busy conversation, without and with one extra socket
@@ -58,8 +72,9 @@ use tokio_tungstenite::{
 use tokio_util::sync::CancellationToken;
 
 use common::{
-    Backend, CpuWatch, Deployment, PgDatabase, Proc, Row, Tenant, Visitor, histogram, ms, record,
-    summary, verdict,
+    Backend, CpuWatch, Deployment, PgDatabase, Proc, Row, Tenant, Visitor,
+    ceiling::{self, Ceiling},
+    histogram, ms, record, summary, verdict,
 };
 
 /// Load benchmark for chatorical (see the file header for the phases).
@@ -81,12 +96,27 @@ struct Args {
     /// Tenants the visitors are spread over.
     #[arg(long, default_value_t = 10)]
     tenants: usize,
-    /// Concurrent visitors in the sustained stored-messages run (closed loop).
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Phases to run.
+    /// Concurrent visitors of the sustained stored-messages runs (closed loop), one run
+    /// per value: `50,200`.
+    #[arg(long, value_delimiter = ',', default_value = "50,200")]
+    concurrency: Vec<usize>,
+    /// Phases to run (`ceiling` also runs before the first `stored` when PostgreSQL is
+    /// among the backends).
     #[arg(long, default_value = "idle,latency,stored,cross,slow")]
     only: String,
+    /// Ceiling phase: PostgreSQL connections of the message-shaped, single-INSERT and
+    /// many-connection batch runs.
+    #[arg(long, default_value_t = 16)]
+    ceiling_connections: usize,
+    /// Ceiling phase: rows of the scratch conversations table.
+    #[arg(long, default_value_t = 200)]
+    ceiling_conversations: usize,
+    /// Ceiling phase: messages per transaction of the batch runs.
+    #[arg(long, default_value_t = 64)]
+    ceiling_batch: usize,
+    /// Do not run the ceiling before the stored runs (unless `--only` names it).
+    #[arg(long)]
+    no_ceiling: bool,
     /// Backends for latency and stored (idle and slow use the first, cross PostgreSQL).
     #[arg(long, default_value = "sqlite,postgres")]
     backends: String,
@@ -880,11 +910,38 @@ struct StoredResult {
     other: u64,
     post: Histogram<u64>,
     cpu: String,
+    /// CPU ms of the server process during the run.
+    server_ms: u64,
+    /// CPU ms of every `postgres` process during the run.
+    postgres_ms: u64,
     secs: f64,
 }
 
+impl StoredResult {
+    fn rate(&self) -> f64 {
+        self.total as f64 / self.secs
+    }
+
+    /// `server CPU 0.460 ms per stored message (all postgres processes 0.310 ms)`.
+    fn cpu_per_message(&self, backend: Backend) -> String {
+        let per = |ms: u64| ms as f64 / self.total.max(1) as f64;
+        format!(
+            "server CPU {:.3} ms per stored message{}",
+            per(self.server_ms),
+            if backend == Backend::Postgres {
+                format!(" (all postgres processes {:.3} ms)", per(self.postgres_ms))
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// `tag` makes this run's `client_msg_id`s its own (a repeated id is answered with the
+/// stored message, not stored again).
 async fn stored_run(
     srv: &Proc,
+    tag: &str,
     visitors: &[Visitor],
     concurrency: usize,
     seconds: u64,
@@ -898,10 +955,11 @@ async fn stored_run(
     let start = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|c| {
-            let (http, base, vis) = (
+            let (http, base, vis, tag) = (
                 http.clone(),
                 base.clone(),
                 visitors[c % visitors.len()].clone(),
+                tag.to_string(),
             );
             let (buckets, other, stop) = (buckets.clone(), other.clone(), stop.clone());
             tokio::spawn(async move {
@@ -913,7 +971,7 @@ async fn stored_run(
                         &http,
                         &base,
                         &vis,
-                        &format!("s{c}x{i}"),
+                        &format!("s{tag}c{c}x{i}"),
                         "stored message",
                     )
                     .await;
@@ -938,6 +996,7 @@ async fn stored_run(
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let cpu = watch.report();
+    let (server_ms, postgres_ms) = (watch.procs_ms(), watch.postgres_ms());
     let mut post = histogram();
     for t in tasks {
         if let Ok(h) = t.await {
@@ -951,6 +1010,8 @@ async fn stored_run(
         other: other.load(Ordering::Relaxed),
         post,
         cpu,
+        server_ms,
+        postgres_ms,
         secs: seconds as f64,
     }
 }
@@ -1029,7 +1090,9 @@ async fn start_env(args: &Args, backend: Backend, nodes: usize, redis: bool) -> 
         &http,
         &base,
         &tenants,
-        args.visitors.max(args.idle_visitors).max(args.concurrency),
+        args.visitors
+            .max(args.idle_visitors)
+            .max(args.concurrency.iter().copied().max().unwrap_or(0)),
         32,
     )
     .await?;
@@ -1068,6 +1131,104 @@ fn ratio(a: u64, b: u64) -> String {
     }
 }
 
+/// The ceiling phase on a fresh database of its own: printed, added to `rows`, and
+/// returned (`None` when it could not be measured; the reason is printed).
+async fn ceiling_phase(args: &Args, rows: &mut Vec<Row>) -> Option<Ceiling> {
+    eprintln!("load: this box's PostgreSQL ceiling");
+    let gate = common::quiet_gate(args.wait_quiet, args.quiet_below).await;
+    let plan = ceiling::Plan {
+        connections: args.ceiling_connections,
+        conversations: args.ceiling_conversations,
+        batch: args.ceiling_batch,
+        seconds: args.seconds,
+    };
+    let measured = match PgDatabase::create(&common::pg_admin_url()).await {
+        Ok(db) => {
+            let r = ceiling::measure(&db.url, plan).await;
+            db.drop_now().await;
+            r
+        }
+        Err(e) => Err(e),
+    };
+    let c = match measured {
+        Ok(c) => c,
+        Err(e) => {
+            println!("\nceiling: not measured: {e:#}");
+            rows.push(Row::new(
+                "PostgreSQL ceiling: message-shaped transaction",
+                "-",
+                "not measured",
+                "-",
+                format!("{e:#}"),
+            ));
+            return None;
+        }
+    };
+    let line = |v: &ceiling::Variant| {
+        format!(
+            "{:.0} tps = {:.0} msg/s; transaction p50 {} / p99 {}; {} failed{}; {}",
+            v.tps(),
+            v.msg_per_sec(),
+            ms(v.latency.value_at_quantile(0.5)),
+            ms(v.latency.value_at_quantile(0.99)),
+            v.errors,
+            v.first_error
+                .as_ref()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default(),
+            v.cpu
+        )
+    };
+    println!(
+        "\nceiling ({}; scratch tables in a fresh database, {} conversations, {} s per run{}):",
+        c.settings,
+        plan.conversations,
+        plan.seconds,
+        busy_note(&gate)
+    );
+    let variants = [
+        (
+            format!(
+                "message-shaped transaction (BEGIN; UPDATE … RETURNING last_seq; INSERT; COMMIT), {} connections",
+                c.message_shaped.connections
+            ),
+            &c.message_shaped,
+        ),
+        (
+            format!(
+                "one INSERT per transaction, {} connections",
+                c.single_insert.connections
+            ),
+            &c.single_insert,
+        ),
+        (
+            format!(
+                "{} messages per transaction (UPDATE … FROM unnest; INSERT … SELECT … FROM unnest), 1 connection",
+                plan.batch
+            ),
+            &c.batch_one,
+        ),
+        (
+            format!(
+                "{} messages per transaction, {} connections",
+                plan.batch, c.batch_many.connections
+            ),
+            &c.batch_many,
+        ),
+    ];
+    for (name, v) in &variants {
+        println!("  {name}: {}", line(v));
+        rows.push(Row::new(
+            format!("PostgreSQL ceiling: {name}"),
+            "-",
+            format!("{:.0} tps = {:.0} msg/s", v.tps(), v.msg_per_sec()),
+            "-",
+            format!("{}; {}{}", line(v), c.settings, busy_note(&gate)),
+        ));
+    }
+    Some(c)
+}
+
 struct Floors {
     tcp: Histogram<u64>,
     ws_ping: Histogram<u64>,
@@ -1089,7 +1250,7 @@ async fn run(args: Args) -> Result<()> {
         common::loadavg()
     );
     println!(
-        "args: sockets={} rate={} msg/s seconds={} visitors={} tenants={} concurrency={} only={} backends={} (open-files limit {own})",
+        "args: sockets={} rate={} msg/s seconds={} visitors={} tenants={} concurrency={:?} only={} backends={} (open-files limit {own})",
         args.sockets,
         args.rate,
         args.seconds,
@@ -1111,6 +1272,11 @@ async fn run(args: Args) -> Result<()> {
     if has("slow") && !backends.contains(&slow_backend) {
         backends.push(slow_backend);
     }
+    // The ceiling: run once, right before the first stored run when PostgreSQL is among
+    // the backends, or by itself when `--only` names it. `Some(None)`: tried and failed.
+    let want_ceiling =
+        has("ceiling") || (!args.no_ceiling && requested.contains(&Backend::Postgres));
+    let mut ceiling: Option<Option<Ceiling>> = None;
     for (bi, &backend) in backends.iter().enumerate() {
         let first = bi == 0;
         let slow_here = has("slow") && backend == slow_backend;
@@ -1401,45 +1567,79 @@ async fn run(args: Args) -> Result<()> {
         }
 
         if listed && has("stored") {
-            let hz = healthz_throughput(&srv.base(), args.concurrency, 2.0).await;
-            eprintln!("load: stored messages on {}", backend.name());
-            let gate = common::quiet_gate(args.wait_quiet, args.quiet_below).await;
-            let visitors = &env.visitors[..args.concurrency.min(env.visitors.len())];
-            let r = stored_run(srv, visitors, args.concurrency, args.seconds).await;
-            let rate = r.total as f64 / r.secs;
-            let min = r.per_sec.iter().copied().min().unwrap_or(0);
-            println!(
-                "\nstored ({}, {} concurrent visitors, closed loop): {:.0} msg/s (per second: {:?}; {} non-201); POST→201 {}; {}; healthz at the same concurrency {:.0} req/s",
-                backend.name(),
-                args.concurrency,
-                rate,
-                r.per_sec,
-                r.other,
-                summary(&r.post),
-                r.cpu,
-                hz
-            );
-            rows.push(Row::new(
-                format!("sustained stored messages/s ({})", backend.name()),
-                "≥ 5,000/s",
-                format!("{rate:.0}/s (slowest second {min})"),
-                format!(
-                    "GET /healthz at {} concurrent: {hz:.0} req/s → {:.2}",
-                    args.concurrency,
-                    rate / hz.max(1.0)
-                ),
-                format!(
-                    "{}; {} visitors × closed-loop POST, {} s; POST→201 p50 {} / p99 {}; {}",
-                    verdict(rate, 5000.0, false),
-                    args.concurrency,
-                    args.seconds,
+            if want_ceiling && ceiling.is_none() {
+                ceiling = Some(ceiling_phase(&args, &mut rows).await);
+            }
+            let ceiling = ceiling.as_ref().and_then(|c| c.as_ref());
+            for (run_no, &concurrency) in args.concurrency.iter().enumerate() {
+                let concurrency = concurrency.max(1);
+                let hz = healthz_throughput(&srv.base(), concurrency, 2.0).await;
+                eprintln!(
+                    "load: stored messages on {}, {concurrency} visitors",
+                    backend.name()
+                );
+                let gate = common::quiet_gate(args.wait_quiet, args.quiet_below).await;
+                let visitors = &env.visitors[..concurrency.min(env.visitors.len())];
+                let tag = format!("r{run_no}");
+                let r = stored_run(srv, &tag, visitors, concurrency, args.seconds).await;
+                let rate = r.rate();
+                let min = r.per_sec.iter().copied().min().unwrap_or(0);
+                let of_ceiling = ceiling
+                    .map(|c| {
+                        format!(
+                            " = {:.1} % of this box's ceiling ({})",
+                            c.percent(rate),
+                            c.reference()
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "\nstored ({}, {concurrency} concurrent visitors, closed loop): {rate:.0} msg/s{of_ceiling}; POST→201 p50 {} / p99 {}; {}; per second: {:?}; {} non-201; POST→201 {}; {}; healthz at the same concurrency {hz:.0} req/s{}",
+                    backend.name(),
                     ms(r.post.value_at_quantile(0.5)),
                     ms(r.post.value_at_quantile(0.99)),
-                    r.cpu
-                ) + &busy_note(&gate),
-            ));
+                    r.cpu_per_message(backend),
+                    r.per_sec,
+                    r.other,
+                    summary(&r.post),
+                    r.cpu,
+                    busy_note(&gate)
+                );
+                rows.push(Row::new(
+                    format!(
+                        "sustained stored messages/s ({}, {concurrency} visitors)",
+                        backend.name()
+                    ),
+                    "≥ 5,000/s",
+                    format!("{rate:.0}/s (slowest second {min})"),
+                    match ceiling {
+                        Some(c) => format!(
+                            "{:.1} % of the PostgreSQL ceiling ({}); GET /healthz at {concurrency} concurrent: {hz:.0} req/s",
+                            c.percent(rate),
+                            c.reference()
+                        ),
+                        None => format!(
+                            "GET /healthz at {concurrency} concurrent: {hz:.0} req/s → {:.2}",
+                            rate / hz.max(1.0)
+                        ),
+                    },
+                    format!(
+                        "{}; {concurrency} visitors × closed-loop POST, {} s; POST→201 p50 {} / p99 {}; {}; {}",
+                        verdict(rate, 5000.0, false),
+                        args.seconds,
+                        ms(r.post.value_at_quantile(0.5)),
+                        ms(r.post.value_at_quantile(0.99)),
+                        r.cpu_per_message(backend),
+                        r.cpu
+                    ) + &busy_note(&gate),
+                ));
+            }
         }
         env.teardown(&args.redis_url).await;
+    }
+
+    if has("ceiling") && ceiling.is_none() {
+        ceiling_phase(&args, &mut rows).await;
     }
 
     if has("cross") {

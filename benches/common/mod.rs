@@ -2,10 +2,12 @@
 //! starting the release binary as real server processes configured only by
 //! environment variables, seeding through the CLI and the HTTP API, fresh
 //! PostgreSQL databases, fd limits, process CPU/RSS readings, histograms and
-//! the markdown table.
+//! the markdown table; [`ceiling`] measures this box's PostgreSQL ceiling.
 //!
 //! Included with `mod common;` from each bench; not every bench uses every item.
 #![allow(dead_code)]
+
+pub(crate) mod ceiling;
 
 use std::{
     collections::VecDeque,
@@ -624,6 +626,20 @@ impl CpuWatch {
             redis: cpu_ms_by_name("redis-server"),
             me: cpu_ms(std::process::id()).unwrap_or(0),
         }
+    }
+
+    /// CPU ms the watched processes used since [`CpuWatch::start`], together.
+    pub(crate) fn procs_ms(&self) -> u64 {
+        self.pids
+            .iter()
+            .map(|(_, pid, before)| cpu_ms(*pid).unwrap_or(*before).saturating_sub(*before))
+            .sum()
+    }
+
+    /// CPU ms of every `postgres` process since [`CpuWatch::start`] (other users'
+    /// databases on the same server included).
+    pub(crate) fn postgres_ms(&self) -> u64 {
+        cpu_ms_by_name("postgres").saturating_sub(self.pg)
     }
 
     /// e.g. `server 1.31, postgres 0.42, bench client 0.20 cores`.
