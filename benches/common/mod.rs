@@ -26,6 +26,15 @@ use serde_json::{Value, json};
 /// The release binary under test.
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_chatorical");
 
+/// The binary the bench runs: `BENCH_BIN` when set (to compare two builds with the same
+/// bench, e.g. `BENCH_BIN=/tmp/before/target/release/chatorical`), else [`BIN`].
+pub(crate) fn bin() -> String {
+    std::env::var("BENCH_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| BIN.to_string())
+}
+
 /// Origin every bench tenant allows (sockets send it).
 pub(crate) const ORIGIN: &str = "http://bench.local";
 
@@ -253,7 +262,7 @@ impl Deployment {
     /// `chatorical keys issue --platform …` through the CLI; returns the key.
     pub(crate) async fn platform_key(&self) -> Result<String> {
         let mut cmd = self.command(
-            BIN,
+            &bin(),
             &[
                 "keys",
                 "issue",
@@ -318,7 +327,8 @@ impl Deployment {
         let script = format!(
             "ulimit -n 1048576 2>/dev/null || ulimit -n \"$(ulimit -Hn)\" 2>/dev/null; exec {wrap} \"$0\" \"$@\""
         );
-        let mut all = vec!["-c", script.as_str(), BIN];
+        let bin = bin();
+        let mut all = vec!["-c", script.as_str(), bin.as_str()];
         all.extend_from_slice(args);
         let mut cmd = self.command("sh", &all);
         cmd.stdin(Stdio::null())
