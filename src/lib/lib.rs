@@ -46,6 +46,7 @@ pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod doctor;
 pub mod domain;
 pub mod environments;
 pub mod error;

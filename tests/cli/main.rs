@@ -15,6 +15,7 @@ mod support;
 mod audit;
 mod billing;
 mod config;
+mod doctor;
 mod drift;
 mod environments;
 mod keys;

@@ -16,6 +16,7 @@ mod abuse;
 mod cluster;
 mod coalescing;
 mod crash;
+mod dashboards;
 mod logs;
 mod metrics;
 mod pg_restart;

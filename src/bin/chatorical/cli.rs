@@ -92,6 +92,9 @@ pub(crate) enum Command {
     /// Check or print configuration.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
+    /// Check what an operator checks first: configuration, database and migrations,
+    /// Redis, the master key and the secrets it opens, the public URL, Telegram webhooks.
+    Doctor(cmd::doctor::DoctorArgs),
     /// Release the widget script: versioned asset and an embed snippet with SRI.
     #[command(subcommand)]
     Widget(cmd::widget::WidgetCommand),

@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Visitors(c) => cmd::visitors::run(&g, c).await,
         Command::Retention(c) => cmd::retention::run(&g, c).await,
         Command::Config(c) => cmd::config::run(&g, c),
+        Command::Doctor(args) => cmd::doctor::run(&g, args).await,
         Command::Widget(c) => cmd::widget::run(&g, c).await,
         Command::Man(args) => cmd::man::run(args),
     }

@@ -1,5 +1,8 @@
 //! `/metrics`: the scrape handler (gauges refreshed from the database and this
 //! process first) and the middleware that counts requests by route.
+//!
+//! `config/prometheus/chatorical.rules.yml` (alerts) and `config/grafana/chatorical.json`
+//! (dashboard) query these names; `tests/process/dashboards.rs` checks each one is here.
 
 use std::time::Instant;
 
@@ -62,6 +65,38 @@ pub(crate) async fn render(State(state): State<AppState>, headers: HeaderMap) ->
 }
 
 async fn refresh_gauges(state: &AppState) {
+    // What /readyz answers, as gauges: alerts see a node that cannot serve even when
+    // nothing probes /readyz.
+    let db_up = matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping()).await,
+        Ok(Ok(()))
+    );
+    metrics::gauge!("chatorical_dependency_up", "dependency" => "database")
+        .set(f64::from(u8::from(db_up)));
+    let mut ready = db_up;
+    if let Some(cluster) = &state.cluster {
+        let redis_up = cluster.ping().await;
+        metrics::gauge!("chatorical_dependency_up", "dependency" => "redis")
+            .set(f64::from(u8::from(redis_up)));
+        ready &= redis_up;
+    }
+    metrics::gauge!("chatorical_ready").set(f64::from(u8::from(ready)));
+    // Whether rate limits let calls through while Redis is unreachable (the alert on a
+    // Redis outage says which).
+    let fail_open = state.cluster.is_some() && state.settings.redis.limits_fail_open;
+    metrics::gauge!("chatorical_rate_limit_fail_open").set(f64::from(u8::from(fail_open)));
+    // Counters without labels start at zero, so rate() and the dashboard read 0, not
+    // "no data", before the first event.
+    for name in [
+        "chatorical_panics_total",
+        "chatorical_outbox_coalesced_sends_total",
+        "chatorical_outbox_coalesced_messages_total",
+        "chatorical_message_write_batches_total",
+        "chatorical_message_write_batched_total",
+        "chatorical_message_write_batch_retries_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
     metrics::gauge!("chatorical_sockets_open").set(
         state
             .metrics

@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod billing;
 pub(crate) mod config;
+pub(crate) mod doctor;
 pub(crate) mod environments;
 pub(crate) mod flags;
 pub(crate) mod keys;

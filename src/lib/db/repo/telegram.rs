@@ -348,3 +348,14 @@ pub async fn record_poll(
     };
     Ok(())
 }
+
+/// Every tenant's Telegram connection with the tenant's slug, by slug.
+pub async fn all_with_slugs(conn: &mut Conn<'_>) -> Result<Vec<(String, TelegramConfigRow)>> {
+    use crate::db::schema::tenants;
+    Ok(on_conn!(conn, |c| telegram_configs::table
+        .inner_join(tenants::table.on(tenants::id.eq(telegram_configs::tenant_id)))
+        .order(tenants::slug.asc())
+        .select((tenants::slug, TelegramConfigRow::as_select()))
+        .load(c)
+        .await)?)
+}
