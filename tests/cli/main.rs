@@ -13,12 +13,14 @@ mod pg;
 mod support;
 
 mod audit;
+mod backup;
 mod billing;
 mod config;
 mod drift;
 mod environments;
 mod keys;
 mod migrate;
+mod package;
 mod plans;
 mod plans_stripe;
 mod secrets;
