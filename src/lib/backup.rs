@@ -175,8 +175,18 @@ pub fn restore(settings: &Settings, from: &Path) -> Result<Restore> {
     let _ = std::fs::remove_file(&tmp);
     create_empty_private(&tmp)?;
     let prepared = (|| {
-        let mut source = open(from)?;
-        check_integrity(&mut source, from)?;
+        let unusable = |e: Error| {
+            Error::validation(
+                "from",
+                format!(
+                    "{} is not a usable SQLite database: {}",
+                    from.display(),
+                    e.message
+                ),
+            )
+        };
+        let mut source = open(from).map_err(unusable)?;
+        check_integrity(&mut source, from).map_err(unusable)?;
         vacuum_into(&mut source, &tmp)?;
         drop(source);
         let mut copy = open(&tmp)?;
@@ -205,7 +215,8 @@ pub fn restore(settings: &Settings, from: &Path) -> Result<Restore> {
             return Err(e);
         }
     };
-    std::fs::rename(&tmp, &database).map_err(|e| io_error("rename the restored file to", &database, e))?;
+    std::fs::rename(&tmp, &database)
+        .map_err(|e| io_error("rename the restored file to", &database, e))?;
     sync_dir(&dir)?;
     Ok(Restore {
         bytes: file_len(&database)?,

@@ -105,13 +105,11 @@ fn completions_refuse_an_unknown_shell() {
 fn packaged_config(example: &str) -> String {
     let mut lines: Vec<&str> = example.split('\n').collect();
     lines[1] = "# Installed by the Debian package as /etc/chatorical/chatorical.toml (a conffile: edit it, upgrades keep your changes).";
-    lines
-        .join("\n")
-        .replacen(
-            "data_dir = \"chatorical-data\"",
-            "data_dir = \"/var/lib/chatorical\"",
-            1,
-        )
+    lines.join("\n").replacen(
+        "data_dir = \"chatorical-data\"",
+        "data_dir = \"/var/lib/chatorical\"",
+        1,
+    )
 }
 
 /// The Debian package's `/etc/chatorical/chatorical.env`: the example with every
@@ -134,9 +132,8 @@ fn packaged_env(example: &str) -> String {
 #[test]
 fn the_packaged_configuration_follows_the_examples() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let read = |p: &str| {
-        std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("read {p}: {e}"))
-    };
+    let read =
+        |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("read {p}: {e}"));
     let example = read("config/chatorical.example.toml");
     assert!(example.contains("\ndata_dir = \"chatorical-data\"\n"));
     assert!(

@@ -16,9 +16,7 @@ fn have(program: &str, args: &[&str]) -> bool {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
@@ -51,7 +49,9 @@ fn the_debian_package_holds_everything_and_lintian_finds_no_errors() {
         return;
     }
     if !have("lintian", &["--version"]) {
-        eprintln!("SKIPPED the_debian_package…: lintian is not installed (apt-get install lintian)");
+        eprintln!(
+            "SKIPPED the_debian_package…: lintian is not installed (apt-get install lintian)"
+        );
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -63,7 +63,10 @@ fn the_debian_package_holds_everything_and_lintian_finds_no_errors() {
         .env("CARGO_TARGET_DIR", target_dir())
         .current_dir(root));
     let deb = PathBuf::from(printed.trim());
-    let name = deb.file_name().and_then(|n| n.to_str()).expect("a file name");
+    let name = deb
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a file name");
     assert!(
         name.starts_with(&format!("chatorical_{}-", env!("CARGO_PKG_VERSION")))
             && name.ends_with(".deb"),
@@ -89,11 +92,17 @@ fn the_debian_package_holds_everything_and_lintian_finds_no_errors() {
         "/usr/share/fish/vendor_completions.d/chatorical.fish",
         "/usr/share/doc/chatorical/copyright",
     ] {
-        assert!(entry(path).is_some(), "{path} is in the package:\n{listing}");
+        assert!(
+            entry(path).is_some(),
+            "{path} is in the package:\n{listing}"
+        );
     }
     let man_pages = std::fs::read_dir(root.join("man")).expect("man/").count();
     assert_eq!(
-        listing.lines().filter(|l| l.contains("/usr/share/man/man1/chatorical")).count(),
+        listing
+            .lines()
+            .filter(|l| l.contains("/usr/share/man/man1/chatorical"))
+            .count(),
         man_pages,
         "every page of man/ is packaged"
     );
@@ -104,7 +113,10 @@ fn the_debian_package_holds_everything_and_lintian_finds_no_errors() {
     for unit in ["chatorical.service", "chatorical-worker.service"] {
         let found = entry(&format!("/lib/systemd/system/{unit}"))
             .or_else(|| entry(&format!("/usr/lib/systemd/system/{unit}")));
-        assert!(found.is_some(), "{unit} in the systemd unit dir:\n{listing}");
+        assert!(
+            found.is_some(),
+            "{unit} in the systemd unit dir:\n{listing}"
+        );
     }
     for conf in ["chatorical.toml", "chatorical.env"] {
         let line = entry(&format!("/etc/chatorical/{conf}"))
@@ -118,7 +130,8 @@ fn the_debian_package_holds_everything_and_lintian_finds_no_errors() {
         .arg("-e")
         .arg(&deb)
         .arg(&control_dir));
-    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let read =
+        |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let conffiles = read(&control_dir.join("conffiles"));
     assert_eq!(
         {
@@ -126,16 +139,26 @@ fn the_debian_package_holds_everything_and_lintian_finds_no_errors() {
             c.sort_unstable();
             c
         },
-        ["/etc/chatorical/chatorical.env", "/etc/chatorical/chatorical.toml"],
+        [
+            "/etc/chatorical/chatorical.env",
+            "/etc/chatorical/chatorical.toml"
+        ],
         "conffiles"
     );
     let control = read(&control_dir.join("control"));
     assert!(
-        control.lines().any(|l| l.starts_with("Depends:") && l.contains("adduser")),
+        control
+            .lines()
+            .any(|l| l.starts_with("Depends:") && l.contains("adduser")),
         "Depends on adduser (the postinst uses it):\n{control}"
     );
     let postinst = read(&control_dir.join("postinst"));
-    for needle in ["adduser --system", "/var/lib/chatorical", "chgrp chatorical", "chmod 0640"] {
+    for needle in [
+        "adduser --system",
+        "/var/lib/chatorical",
+        "chgrp chatorical",
+        "chmod 0640",
+    ] {
         assert!(postinst.contains(needle), "postinst: {needle}");
     }
     for script in ["postinst", "prerm", "postrm"] {
@@ -166,7 +189,10 @@ fn the_debian_package_holds_everything_and_lintian_finds_no_errors() {
             tree.join(program.trim_start_matches('/')).is_file(),
             "{unit}: {program} is the packaged binary"
         );
-        assert!(text.contains("\nUser=chatorical\n"), "{unit} runs as chatorical");
+        assert!(
+            text.contains("\nUser=chatorical\n"),
+            "{unit} runs as chatorical"
+        );
         assert!(
             text.contains("EnvironmentFile=-/etc/chatorical/chatorical.env"),
             "{unit} reads the packaged env file"
@@ -196,5 +222,9 @@ fn the_debian_package_holds_everything_and_lintian_finds_no_errors() {
     let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("E:")).collect();
     assert!(errors.is_empty(), "lintian errors:\n{report}");
     let warnings: Vec<&str> = report.lines().filter(|l| l.starts_with("W:")).collect();
-    eprintln!("lintian: {} warning(s)\n{}", warnings.len(), warnings.join("\n"));
+    eprintln!(
+        "lintian: {} warning(s)\n{}",
+        warnings.len(),
+        warnings.join("\n")
+    );
 }

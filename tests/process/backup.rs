@@ -152,7 +152,10 @@ async fn backup_and_restore() {
         before.len(),
         all.len()
     );
-    assert!(before.len() >= WRITERS, "every writer was answered before the backup");
+    assert!(
+        before.len() >= WRITERS,
+        "every writer was answered before the backup"
+    );
     assert!(during > 0, "messages were stored while the backup ran");
 
     let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
@@ -176,7 +179,10 @@ async fn backup_and_restore() {
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&out).expect("stat").permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "the backup holds every conversation: owner only");
+        assert_eq!(
+            mode, 0o600,
+            "the backup holds every conversation: owner only"
+        );
     }
     let (check, in_backup) = inspect(&out);
     assert_eq!(check, "ok");
@@ -209,15 +215,16 @@ async fn backup_and_restore() {
     );
     assert_eq!(file_names(install.dir()), files, "no file added or removed");
     // Still the live database, with every message.
-    let (status, _) = server
-        .api
-        .json(Method::GET, "/readyz", None, None)
-        .await;
+    let (status, _) = server.api.json(Method::GET, "/readyz", None, None).await;
     assert_eq!(status, StatusCode::OK);
 
     server.proc.terminate();
     assert!(
-        server.proc.wait_exit(Duration::from_secs(30)).await.is_some(),
+        server
+            .proc
+            .wait_exit(Duration::from_secs(30))
+            .await
+            .is_some(),
         "serve stops on SIGTERM"
     );
     let (_, live) = inspect(&database);
@@ -231,7 +238,11 @@ async fn backup_and_restore() {
         })
         .await;
     let (code, _, stderr) = run(&install, &["restore", "--from", &out_s]).await;
-    assert_eq!(code, Some(1), "restore refused while a worker runs: {stderr}");
+    assert_eq!(
+        code,
+        Some(1),
+        "restore refused while a worker runs: {stderr}"
+    );
     worker.terminate();
     assert!(worker.wait_exit(Duration::from_secs(30)).await.is_some());
 
@@ -240,7 +251,11 @@ async fn backup_and_restore() {
     assert_eq!(code, Some(0), "restore: {stdout}{stderr}");
     let r: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(r["messages"].as_u64(), Some(in_backup.len() as u64), "{r}");
-    assert_eq!(r["replaced"]["messages"].as_u64(), Some(live.len() as u64), "{r}");
+    assert_eq!(
+        r["replaced"]["messages"].as_u64(),
+        Some(live.len() as u64),
+        "{r}"
+    );
     let kept = r["replaced"]["kept_as"].as_str().expect("kept_as");
     let (kept_check, kept_ids) = inspect(Path::new(kept));
     assert_eq!((kept_check.as_str(), kept_ids.len()), ("ok", live.len()));
@@ -257,9 +272,6 @@ async fn backup_and_restore() {
 
     // And serve runs on it.
     let server = install.serve(&[]).await;
-    let (status, body) = server
-        .api
-        .json(Method::GET, "/readyz", None, None)
-        .await;
+    let (status, body) = server.api.json(Method::GET, "/readyz", None, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }

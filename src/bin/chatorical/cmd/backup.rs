@@ -58,7 +58,8 @@ pub(crate) async fn run_backup(g: &Global, args: BackupArgs) -> anyhow::Result<E
     let Some(settings) = embedded(g)? else {
         return Ok(ExitCode::from(NOT_EMBEDDED));
     };
-    let report = tokio::task::spawn_blocking(move || backup::backup(&settings, &args.out)).await??;
+    let report =
+        tokio::task::spawn_blocking(move || backup::backup(&settings, &args.out)).await??;
     if g.json {
         output::json(&WithNote {
             report: &report,
