@@ -31,6 +31,7 @@
 //! - [`assets`]: the embedded widget script and demo page.
 //! - [`widget_release`]: the versioned widget asset and its embed snippet with SRI.
 //! - [`files`]: the private data directory (0700) and SQLite files (0600).
+//! - [`backup`]: backups of the embedded SQLite database (`VACUUM INTO`), restore, the data lock.
 //!
 //! A message from the widget: `http::routes::widget` (or `http::ws`) →
 //! [`chat::Chat::post_message`] stores it with the next `seq` in one transaction →
@@ -40,6 +41,7 @@
 pub mod app;
 pub(crate) mod assets;
 pub mod audit;
+pub mod backup;
 pub mod billing;
 pub mod chat;
 pub mod cluster;

@@ -58,3 +58,94 @@ fn committed_example_config_matches_the_cli() {
          generated:\n{generated}"
     );
 }
+
+#[test]
+fn committed_shell_completions_match_the_cli() {
+    let cli = Cli::unmigrated(Backend::Sqlite);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+    let committed = read_dir(&dir);
+    let expected = [
+        ("bash", "chatorical.bash"),
+        ("zsh", "_chatorical"),
+        ("fish", "chatorical.fish"),
+    ];
+    assert_eq!(
+        committed.keys().map(String::as_str).collect::<Vec<_>>(),
+        {
+            let mut names: Vec<&str> = expected.iter().map(|(_, f)| *f).collect();
+            names.sort_unstable();
+            names
+        },
+        "completions/ holds exactly the three generated files"
+    );
+    for (shell, file) in expected {
+        let generated = cli.ok(&["completions", shell]);
+        assert!(
+            generated.contains("backup") && generated.contains("restore"),
+            "{shell} completions name the commands"
+        );
+        assert!(
+            committed[file] == generated,
+            "completions/{file} drifted from the CLI: run \
+             `cargo run -- completions {shell} > completions/{file}`"
+        );
+    }
+}
+
+#[test]
+fn completions_refuse_an_unknown_shell() {
+    let cli = Cli::unmigrated(Backend::Sqlite);
+    let run = cli.run(&["completions", "tcsh"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("tcsh"), "{}", run.stderr);
+}
+
+/// The Debian package's `/etc/chatorical/chatorical.toml`: the generated example with
+/// the data dir the units use and a header saying what the file is.
+fn packaged_config(example: &str) -> String {
+    let mut lines: Vec<&str> = example.split('\n').collect();
+    lines[1] = "# Installed by the Debian package as /etc/chatorical/chatorical.toml (a conffile: edit it, upgrades keep your changes).";
+    lines.join("\n").replacen(
+        "data_dir = \"chatorical-data\"",
+        "data_dir = \"/var/lib/chatorical\"",
+        1,
+    )
+}
+
+/// The Debian package's `/etc/chatorical/chatorical.env`: the example with every
+/// setting commented out (the embedded default until the operator sets them).
+fn packaged_env(example: &str) -> String {
+    let mut out = vec![
+        "# /etc/chatorical/chatorical.env: secrets and per-host overrides, read by the systemd units (0640, root:chatorical).".to_string(),
+        "# Installed with every setting commented out: the embedded SQLite default in /var/lib/chatorical.".to_string(),
+    ];
+    for line in example.split('\n').skip(1) {
+        if line.starts_with("CHATORICAL_") {
+            out.push(format!("# {line}"));
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    out.join("\n")
+}
+
+#[test]
+fn the_packaged_configuration_follows_the_examples() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read =
+        |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("read {p}: {e}"));
+    let example = read("config/chatorical.example.toml");
+    assert!(example.contains("\ndata_dir = \"chatorical-data\"\n"));
+    assert!(
+        read("debian/chatorical.toml") == packaged_config(&example),
+        "debian/chatorical.toml drifted from config/chatorical.example.toml: it is the example \
+         with line 2 and data_dir replaced (see packaged_config in tests/cli/drift.rs)"
+    );
+    let env_example = read("config/chatorical.env.example");
+    assert!(env_example.contains("\nCHATORICAL_"));
+    assert!(
+        read("debian/chatorical.env") == packaged_env(&env_example),
+        "debian/chatorical.env drifted from config/chatorical.env.example: it is the example \
+         with every setting commented out (see packaged_env in tests/cli/drift.rs)"
+    );
+}

@@ -13,6 +13,7 @@ mod pg;
 mod support;
 
 mod audit;
+mod backup;
 mod billing;
 mod config;
 mod doctor;
@@ -20,6 +21,7 @@ mod drift;
 mod environments;
 mod keys;
 mod migrate;
+mod package;
 mod plans;
 mod plans_stripe;
 mod secrets;

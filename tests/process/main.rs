@@ -13,6 +13,7 @@ mod retention_seed;
 mod test_redis;
 
 mod abuse;
+mod backup;
 mod cluster;
 mod coalescing;
 mod crash;

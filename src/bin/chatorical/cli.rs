@@ -89,6 +89,12 @@ pub(crate) enum Command {
     /// Retention: delete closed conversations past their tenant's retention, and unused visitors.
     #[command(subcommand)]
     Retention(cmd::retention::RetentionCommand),
+    /// Copy the embedded SQLite database to a file while `serve` keeps running, and check the copy.
+    Backup(cmd::backup::BackupArgs),
+    /// Replace the embedded SQLite database with a backup (refused while `serve` or a `worker` runs).
+    Restore(cmd::backup::RestoreArgs),
+    /// Print shell completions (bash, zsh, fish) on stdout.
+    Completions(cmd::completions::CompletionsArgs),
     /// Check or print configuration.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),

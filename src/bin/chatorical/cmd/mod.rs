@@ -1,7 +1,9 @@
 //! One file per command: its arguments and how it runs.
 
 pub(crate) mod audit;
+pub(crate) mod backup;
 pub(crate) mod billing;
+pub(crate) mod completions;
 pub(crate) mod config;
 pub(crate) mod doctor;
 pub(crate) mod environments;
@@ -49,7 +51,7 @@ pub(crate) async fn open(g: &Global) -> anyhow::Result<(Settings, chatorical::db
 }
 
 /// Operator commands log warnings only, unless asked for more.
-fn quiet_filter(configured: &str) -> String {
+pub(crate) fn quiet_filter(configured: &str) -> String {
     if configured == "info" {
         "warn".into()
     } else {

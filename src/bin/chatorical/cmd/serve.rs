@@ -34,6 +34,8 @@ pub(crate) async fn run(g: &Global, args: ServeArgs) -> anyhow::Result<ExitCode>
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    // On SQLite: held until exit, so that `restore` refuses while this runs.
+    let _data_lock = chatorical::backup::DataLock::hold_shared(&settings)?;
     let app = Application::build(settings).await?;
     let stop = super::shutdown_signal();
     super::reload_master_key_on_sighup(app.state().master_key.clone());

@@ -41,6 +41,8 @@ pub(crate) async fn run(g: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode
 }
 
 async fn work(settings: Settings, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    // On SQLite: held until exit, so that `restore` refuses while this runs.
+    let _data_lock = chatorical::backup::DataLock::hold_shared(&settings)?;
     let db = chatorical::app::open_database(&settings).await?;
     let key = Arc::new(load_master_key(&settings)?);
     let shutdown = CancellationToken::new();
