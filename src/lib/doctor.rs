@@ -149,6 +149,11 @@ pub async fn run(settings: &Settings, source: Option<&Path>) -> Report {
     }
 
     let db = database(settings, &mut checks).await;
+    // Secrets and webhooks read tables a pending migration may not have created yet.
+    let migrated = checks
+        .iter()
+        .any(|c| c.name == "migrations" && c.outcome == Outcome::Ok);
+    let db = db.filter(|_| migrated);
     checks.push(redis(settings).await);
     let key = master_key(settings, db.as_ref(), &mut checks).await;
     checks.push(public_url(settings).await);
@@ -156,7 +161,7 @@ pub async fn run(settings: &Settings, source: Option<&Path>) -> Report {
         (Some(db), Some(key)) => telegram_webhooks(settings, db, key, &mut checks).await,
         _ => checks.push(Check::skipped(
             "telegram_webhook",
-            "needs the database and the master key",
+            "needs the database (migrated) and the master key",
         )),
     }
     Report::new(checks)
@@ -303,7 +308,7 @@ async fn master_key(
                 "master_key",
                 format!("{shown} does not exist; whether secrets need it takes the database"),
             ));
-            checks.push(Check::skipped("secrets", "needs the database"));
+            checks.push(Check::skipped("secrets", "needs the database, migrated"));
             return None;
         }
         Err(_) => {
@@ -372,7 +377,7 @@ async fn master_key(
         ));
     }
     match db {
-        None => checks.push(Check::skipped("secrets", "needs the database")),
+        None => checks.push(Check::skipped("secrets", "needs the database, migrated")),
         Some(db) => checks.push(match crate::secrets::status(db, &key, 500).await {
             Ok(status) if status.unreadable.total == 0 => Check::ok(
                 "secrets",
