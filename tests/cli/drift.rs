@@ -101,15 +101,24 @@ fn completions_refuse_an_unknown_shell() {
 }
 
 /// The Debian package's `/etc/chatorical/chatorical.toml`: the generated example with
-/// the data dir the units use and a header saying what the file is.
+/// the data dir the units use, the master key in it on every backend (the service user
+/// creates it there on first start; it cannot write /etc/chatorical), and a header
+/// saying what the file is.
 fn packaged_config(example: &str) -> String {
     let mut lines: Vec<&str> = example.split('\n').collect();
     lines[1] = "# Installed by the Debian package as /etc/chatorical/chatorical.toml (a conffile: edit it, upgrades keep your changes).";
-    lines.join("\n").replacen(
-        "data_dir = \"chatorical-data\"",
-        "data_dir = \"/var/lib/chatorical\"",
-        1,
-    )
+    lines
+        .join("\n")
+        .replacen(
+            "data_dir = \"chatorical-data\"",
+            "data_dir = \"/var/lib/chatorical\"",
+            1,
+        )
+        .replacen(
+            "# master_key_file = \"/etc/chatorical/master.key\"",
+            "master_key_file = \"/var/lib/chatorical/master.key\"",
+            1,
+        )
 }
 
 /// The Debian package's `/etc/chatorical/chatorical.env`: the example with every
@@ -136,10 +145,11 @@ fn the_packaged_configuration_follows_the_examples() {
         |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("read {p}: {e}"));
     let example = read("config/chatorical.example.toml");
     assert!(example.contains("\ndata_dir = \"chatorical-data\"\n"));
+    assert!(example.contains("\n# master_key_file = \"/etc/chatorical/master.key\"\n"));
     assert!(
         read("debian/chatorical.toml") == packaged_config(&example),
         "debian/chatorical.toml drifted from config/chatorical.example.toml: it is the example \
-         with line 2 and data_dir replaced (see packaged_config in tests/cli/drift.rs)"
+         with line 2, data_dir and master_key_file replaced (see packaged_config in tests/cli/drift.rs)"
     );
     let env_example = read("config/chatorical.env.example");
     assert!(env_example.contains("\nCHATORICAL_"));
