@@ -10,7 +10,7 @@ use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::{Outcome, Wakeup};
-use crate::config::{DatabaseUrl, WorkerSettings};
+use crate::config::WorkerSettings;
 use crate::db::{Db, models::OutboxRow, repo};
 use crate::domain::{new_id, now_ms};
 use crate::error::Result;
@@ -52,18 +52,11 @@ pub struct Worker<D: Deliver> {
 }
 
 impl<D: Deliver> Worker<D> {
-    /// A worker over `db` delivering with `delivery`, woken by `wake`.
-    pub fn new(
-        db: Db,
-        settings: WorkerSettings,
-        delivery: Arc<D>,
-        wake: Wakeup,
-        database: &DatabaseUrl,
-    ) -> Self {
-        let listen_url = match database {
-            DatabaseUrl::Postgres(u) => Some(u.clone()),
-            DatabaseUrl::Sqlite(_) => None,
-        };
+    /// A worker over `db` delivering with `delivery`, woken by `wake`; on PostgreSQL also
+    /// by NOTIFY on [`Db::listen_url`] (when there is none, every
+    /// `settings.poll_interval_ms`).
+    pub fn new(db: Db, settings: WorkerSettings, delivery: Arc<D>, wake: Wakeup) -> Self {
+        let listen_url = db.listen_url();
         Worker {
             id: new_id("wk"),
             db,
