@@ -19,6 +19,7 @@ mod crash;
 mod logs;
 mod metrics;
 mod pg_restart;
+mod pgbouncer;
 mod polling;
 mod quotas;
 mod regressions;

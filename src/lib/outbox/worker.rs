@@ -219,7 +219,14 @@ impl<D: Deliver> Worker<D> {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
-        tracing::info!(worker = %self.id, "outbox worker started");
+        // Without a URL to LISTEN on (PostgreSQL through a transaction pooler and no
+        // `database.listen_url`) only this process's wake-ups and the poll remain.
+        let wakeups = match (&self.listen_url, self.db.backend()) {
+            (Some(_), _) => "notify",
+            (None, crate::db::Backend::Postgres) => "poll",
+            (None, crate::db::Backend::Sqlite) => "in-process",
+        };
+        tracing::info!(worker = %self.id, wakeups, poll_ms = poll.as_millis() as u64, "outbox worker started");
         let mut last_prune: Option<std::time::Instant> = None;
         // Whether this claim follows a wake-up (when it finds nothing, the next wake-up
         // waits out `WAKE_GAP`).
