@@ -1590,6 +1590,74 @@ mod tests {
     }
 
     #[test]
+    fn transaction_pooling_and_listen_url_from_env() {
+        let loaded = Settings::load_from(
+            None,
+            &env(&[
+                ("CHATORICAL_DATABASE__URL", "postgres://app:hunter2@127.0.0.1:6432/x"),
+                ("CHATORICAL_DATABASE__TRANSACTION_POOLING", "true"),
+                (
+                    "CHATORICAL_DATABASE__LISTEN_URL",
+                    "postgres://app:hunter3@127.0.0.1:5432/x",
+                ),
+            ]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        let options = loaded.settings.database_options().expect("options");
+        assert!(options.transaction_pooling);
+        assert_eq!(
+            options.listen_url.as_deref(),
+            Some("postgres://app:hunter3@127.0.0.1:5432/x")
+        );
+        // Neither URL is shown: not in Debug, not in `config check`'s TOML.
+        for shown in [
+            format!("{:?}", loaded.settings),
+            format!("{options:?}"),
+            loaded.settings.to_redacted_toml(),
+        ] {
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("hunter3"),
+                "{shown}"
+            );
+        }
+        // Off by default.
+        let options = Settings::default().database_options().expect("default");
+        assert!(!options.transaction_pooling && options.listen_url.is_none());
+    }
+
+    #[test]
+    fn transaction_pooling_and_listen_url_need_postgres() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("CHATORICAL_DATABASE__TRANSACTION_POOLING", "true")],
+                "database.transaction_pooling",
+            ),
+            (
+                &[(
+                    "CHATORICAL_DATABASE__LISTEN_URL",
+                    "postgres://app:hunter2@db/x",
+                )],
+                "database.listen_url",
+            ),
+            (
+                &[
+                    ("CHATORICAL_DATABASE__URL", "postgres://app@db/x"),
+                    ("CHATORICAL_DATABASE__LISTEN_URL", "mysql://app:hunter2@db/x"),
+                ],
+                "database.listen_url",
+            ),
+        ];
+        for (vars, key) in cases {
+            let err = Settings::load_from(None, &env(vars), &Overrides::default())
+                .expect_err("invalid");
+            assert_eq!(err.code, ErrorCode::InvalidConfig);
+            assert!(err.message.contains(key), "{key}: {}", err.message);
+            assert!(!err.message.contains("hunter2"), "{}", err.message);
+        }
+    }
+
+    #[test]
     fn trusted_proxies_parse_from_env_and_name_the_bad_entry() {
         let loaded = Settings::load_from(
             None,
