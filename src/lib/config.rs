@@ -1594,7 +1594,10 @@ mod tests {
         let loaded = Settings::load_from(
             None,
             &env(&[
-                ("CHATORICAL_DATABASE__URL", "postgres://app:hunter2@127.0.0.1:6432/x"),
+                (
+                    "CHATORICAL_DATABASE__URL",
+                    "postgres://app:hunter2@127.0.0.1:6432/x",
+                ),
                 ("CHATORICAL_DATABASE__TRANSACTION_POOLING", "true"),
                 (
                     "CHATORICAL_DATABASE__LISTEN_URL",
@@ -1643,14 +1646,17 @@ mod tests {
             (
                 &[
                     ("CHATORICAL_DATABASE__URL", "postgres://app@db/x"),
-                    ("CHATORICAL_DATABASE__LISTEN_URL", "mysql://app:hunter2@db/x"),
+                    (
+                        "CHATORICAL_DATABASE__LISTEN_URL",
+                        "mysql://app:hunter2@db/x",
+                    ),
                 ],
                 "database.listen_url",
             ),
         ];
         for (vars, key) in cases {
-            let err = Settings::load_from(None, &env(vars), &Overrides::default())
-                .expect_err("invalid");
+            let err =
+                Settings::load_from(None, &env(vars), &Overrides::default()).expect_err("invalid");
             assert_eq!(err.code, ErrorCode::InvalidConfig);
             assert!(err.message.contains(key), "{key}: {}", err.message);
             assert!(!err.message.contains("hunter2"), "{}", err.message);

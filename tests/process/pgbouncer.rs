@@ -76,8 +76,7 @@ impl Bouncer {
             use std::os::unix::fs::PermissionsExt;
             for p in [dir.path(), ini.as_path(), userlist.as_path()] {
                 let mode = if p.is_dir() { 0o755 } else { 0o644 };
-                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-                    .expect("chmod");
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
             }
             cmd.args(["-u", "postgres"]);
         }
@@ -173,7 +172,11 @@ async fn body(listen: bool) {
     let chatorical::config::DatabaseUrl::Postgres(direct) = install.database() else {
         panic!("a PostgreSQL installation");
     };
-    let db_name = direct.rsplit('/').next().expect("database name").to_string();
+    let db_name = direct
+        .rsplit('/')
+        .next()
+        .expect("database name")
+        .to_string();
     let bouncer = Bouncer::start(&bin, &direct).await;
     let pooled = bouncer.url_for(&direct);
     let mut install = install
@@ -225,17 +228,19 @@ async fn body(listen: bool) {
 
     // Each history holds exactly its own messages, seq 1..=PER_VISITOR: read 3 times
     // over, every visitor's at once.
-    let reads = (0..3).flat_map(|_| visitors.iter().enumerate()).map(|(i, v)| async move {
-        let (status, history) = api
-            .json(
-                Method::GET,
-                &format!("/v1/conversations/{}/messages?since=0", v.conversation_id),
-                Some(&v.token),
-                None,
-            )
-            .await;
-        (i, status, history)
-    });
+    let reads = (0..3)
+        .flat_map(|_| visitors.iter().enumerate())
+        .map(|(i, v)| async move {
+            let (status, history) = api
+                .json(
+                    Method::GET,
+                    &format!("/v1/conversations/{}/messages?since=0", v.conversation_id),
+                    Some(&v.token),
+                    None,
+                )
+                .await;
+            (i, status, history)
+        });
     for (i, status, history) in futures_util::future::join_all(reads).await {
         assert!(status.is_success(), "history: {status} {history}");
         let items = history["messages"]
@@ -269,9 +274,11 @@ async fn body(listen: bool) {
             .collect();
         wanted.iter().all(|t| sent.contains(t))
     };
-    eventually(Duration::from_secs(30), "every message reaches Telegram", || {
-        delivered(&all)
-    })
+    eventually(
+        Duration::from_secs(30),
+        "every message reaches Telegram",
+        || delivered(&all),
+    )
     .await;
     api.outbox_drained(&tenant, Duration::from_secs(10)).await;
     let topics: std::collections::HashSet<Option<i32>> = fake
@@ -304,10 +311,7 @@ async fn body(listen: bool) {
         "{connected} backends on the database, at most {most} expected"
     );
 
-    for (label, log) in [
-        ("serve", server.proc.stderr()),
-        ("worker", worker.stderr()),
-    ] {
+    for (label, log) in [("serve", server.proc.stderr()), ("worker", worker.stderr())] {
         assert!(
             !log.contains("prepared statement"),
             "{label} logged a prepared statement error:\n{log}"
