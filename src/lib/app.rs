@@ -167,15 +167,11 @@ pub fn telegram_worker(settings: &Settings, parts: &WorkerParts) -> Worker<Teleg
         // The same budgets as typing actions in this process.
         .with_budgets(parts.budgets.clone()),
     );
-    let url = settings
-        .database_url()
-        .unwrap_or(DatabaseUrl::Sqlite(Default::default()));
     Worker::new(
         parts.db.clone(),
         settings.worker.clone(),
         delivery,
         parts.wake.clone(),
-        &url,
     )
     .with_panics(parts.panics.clone())
 }
@@ -261,10 +257,11 @@ fn spawn_poller(state: &AppState) -> tokio::task::JoinHandle<()> {
 /// PostgreSQL with pending migrations and `auto_migrate = false` is an error.
 pub async fn open_database(settings: &Settings) -> Result<Db> {
     let url = settings.database_url()?;
-    let db = Db::connect(
+    let db = Db::connect_with(
         &url,
         settings.database.max_connections,
         settings.database.busy_timeout_ms,
+        settings.database_options()?,
     )
     .await?;
     let migrate = matches!(url, DatabaseUrl::Sqlite(_)) || settings.database.auto_migrate;

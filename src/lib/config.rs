@@ -460,6 +460,17 @@ pub struct DatabaseSettings {
     pub auto_migrate: bool,
     /// Milliseconds SQLite waits for a lock before failing.
     pub busy_timeout_ms: u64,
+    /// `url` goes through a pooler in transaction pooling mode (PgBouncer
+    /// `pool_mode = transaction`): no cached prepared statements, every statement
+    /// outside a transaction runs in one of its own (so its prepare and execute stay on
+    /// one server connection), no session state. PostgreSQL only.
+    pub transaction_pooling: bool,
+    /// A direct PostgreSQL URL (not through a transaction pooler) for the outbox
+    /// worker's LISTEN and for migrations; unset means `url`. With
+    /// `transaction_pooling` and no `listen_url` the worker polls every
+    /// `worker.poll_interval_ms` and migrations run in one transaction through the pooler.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_url: Option<Secret>,
 }
 
 /// WebSocket settings.
@@ -530,6 +541,8 @@ impl Default for DatabaseSettings {
             max_connections: 16,
             auto_migrate: false,
             busy_timeout_ms: 5000,
+            transaction_pooling: false,
+            listen_url: None,
         }
     }
 }
@@ -623,6 +636,14 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "database.busy_timeout_ms",
         "Milliseconds SQLite waits for a lock before failing.",
+    ),
+    (
+        "database.transaction_pooling",
+        "url goes through PgBouncer (or another pooler) with pool_mode = transaction: no cached prepared statements, each statement outside a transaction runs in its own, no session state (see listen_url).",
+    ),
+    (
+        "database.listen_url",
+        "A direct PostgreSQL URL (bypassing a transaction pooler) for the worker's LISTEN and for migrations; unset means url. With transaction_pooling and no listen_url the worker polls every worker.poll_interval_ms and migrations run in one transaction through the pooler.",
     ),
     ("ws.token_ttl_secs", "Lifetime of a ws_token, in seconds."),
     ("ws.ping_interval_secs", "Seconds between server pings."),
@@ -838,6 +859,10 @@ const OPTIONAL_KEYS: &[(&str, &str)] = &[
         "database.url",
         "\"postgres://postgres@127.0.0.1:5432/chatorical\"",
     ),
+    (
+        "database.listen_url",
+        "\"postgres://postgres@127.0.0.1:5432/chatorical\"",
+    ),
     ("secrets.master_key_file", "\"/etc/chatorical/master.key\""),
     ("redis.url", "\"redis://127.0.0.1:6379/0\""),
     ("telemetry.otlp_endpoint", "\"http://127.0.0.1:4318\""),
@@ -1004,7 +1029,7 @@ impl Settings {
     /// Check values that parse but make no sense.
     pub fn validate(&self) -> Result<()> {
         self.listen_addr()?;
-        self.database_url()?;
+        self.database_options()?;
         if let Some(url) = &self.server.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -1270,6 +1295,44 @@ impl Settings {
         }
     }
 
+    /// How to reach PostgreSQL beyond `database.url`: transaction pooling and the
+    /// direct URL for LISTEN and migrations. Errors (naming the key, never the URL)
+    /// when `transaction_pooling` or `listen_url` is set without a `postgres://` url,
+    /// or `listen_url` is not a `postgres://` URL.
+    pub fn database_options(&self) -> Result<crate::db::PgOptions> {
+        let url = self.database_url()?;
+        let db = &self.database;
+        let is_pg = matches!(url, DatabaseUrl::Postgres(_));
+        if db.transaction_pooling && !is_pg {
+            return Err(config_error(
+                "database.transaction_pooling",
+                "needs a postgres:// database.url",
+            ));
+        }
+        let listen_url = match &db.listen_url {
+            None => None,
+            Some(_) if !is_pg => {
+                return Err(config_error(
+                    "database.listen_url",
+                    "needs a postgres:// database.url",
+                ));
+            }
+            Some(u) => match DatabaseUrl::parse(u.expose()) {
+                Ok(DatabaseUrl::Postgres(direct)) => Some(direct),
+                _ => {
+                    return Err(config_error(
+                        "database.listen_url",
+                        "must be a postgres:// URL",
+                    ));
+                }
+            },
+        };
+        Ok(crate::db::PgOptions {
+            transaction_pooling: db.transaction_pooling,
+            listen_url,
+        })
+    }
+
     /// The master key file: configured, or the default for this deployment kind.
     pub fn master_key_path(&self) -> PathBuf {
         match &self.secrets.master_key_file {
@@ -1524,6 +1587,80 @@ mod tests {
         s.database.url = Some(Secret::new("postgres://user:hunter2@db/x"));
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!s.to_redacted_toml().contains("hunter2"));
+    }
+
+    #[test]
+    fn transaction_pooling_and_listen_url_from_env() {
+        let loaded = Settings::load_from(
+            None,
+            &env(&[
+                (
+                    "CHATORICAL_DATABASE__URL",
+                    "postgres://app:hunter2@127.0.0.1:6432/x",
+                ),
+                ("CHATORICAL_DATABASE__TRANSACTION_POOLING", "true"),
+                (
+                    "CHATORICAL_DATABASE__LISTEN_URL",
+                    "postgres://app:hunter3@127.0.0.1:5432/x",
+                ),
+            ]),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        let options = loaded.settings.database_options().expect("options");
+        assert!(options.transaction_pooling);
+        assert_eq!(
+            options.listen_url.as_deref(),
+            Some("postgres://app:hunter3@127.0.0.1:5432/x")
+        );
+        // Neither URL is shown: not in Debug, not in `config check`'s TOML.
+        for shown in [
+            format!("{:?}", loaded.settings),
+            format!("{options:?}"),
+            loaded.settings.to_redacted_toml(),
+        ] {
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("hunter3"),
+                "{shown}"
+            );
+        }
+        // Off by default.
+        let options = Settings::default().database_options().expect("default");
+        assert!(!options.transaction_pooling && options.listen_url.is_none());
+    }
+
+    #[test]
+    fn transaction_pooling_and_listen_url_need_postgres() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("CHATORICAL_DATABASE__TRANSACTION_POOLING", "true")],
+                "database.transaction_pooling",
+            ),
+            (
+                &[(
+                    "CHATORICAL_DATABASE__LISTEN_URL",
+                    "postgres://app:hunter2@db/x",
+                )],
+                "database.listen_url",
+            ),
+            (
+                &[
+                    ("CHATORICAL_DATABASE__URL", "postgres://app@db/x"),
+                    (
+                        "CHATORICAL_DATABASE__LISTEN_URL",
+                        "mysql://app:hunter2@db/x",
+                    ),
+                ],
+                "database.listen_url",
+            ),
+        ];
+        for (vars, key) in cases {
+            let err =
+                Settings::load_from(None, &env(vars), &Overrides::default()).expect_err("invalid");
+            assert_eq!(err.code, ErrorCode::InvalidConfig);
+            assert!(err.message.contains(key), "{key}: {}", err.message);
+            assert!(!err.message.contains("hunter2"), "{}", err.message);
+        }
     }
 
     #[test]

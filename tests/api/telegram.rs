@@ -327,14 +327,12 @@ async fn two_workers_and_a_hundred_conversations_make_a_hundred_topics(b: Backen
         state.bots.clone(),
         state.settings.worker.clone(),
     ));
-    let url = state.settings.database_url().expect("url");
     let second = Arc::new(
         Worker::new(
             state.db.clone(),
             state.settings.worker.clone(),
             delivery,
             Wakeup::default(),
-            &url,
         )
         .with_panics(state.panics.clone()),
     );

@@ -175,7 +175,7 @@ struct Count {
 async fn pg_hits(app: &TestApp, needles: &[String]) -> Vec<String> {
     use diesel_async::RunQueryDsl;
     let mut pc = app.state.db.conn().await.expect("conn");
-    let chatorical::db::PooledConn::Pg(conn) = &mut pc else {
+    let chatorical::db::PooledConn::Pg(conn, _) = &mut pc else {
         panic!("a PostgreSQL connection");
     };
     let columns: Vec<Column> = diesel::sql_query(

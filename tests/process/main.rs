@@ -21,6 +21,7 @@ mod dashboards;
 mod logs;
 mod metrics;
 mod pg_restart;
+mod pgbouncer;
 mod polling;
 mod quotas;
 mod regressions;

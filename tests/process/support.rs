@@ -42,6 +42,8 @@ pub(crate) struct Install {
     telegram_api: String,
     /// Settings every command of this installation gets (after the defaults below).
     env: Vec<(String, String)>,
+    /// `--database-url` instead of the database's own URL (a pooler in front of it).
+    database_url: Option<String>,
 }
 
 impl Install {
@@ -56,6 +58,7 @@ impl Install {
             pg,
             telegram_api: telegram_api.to_string(),
             env: Vec::new(),
+            database_url: None,
         }
     }
 
@@ -63,6 +66,13 @@ impl Install {
     /// were in the shared configuration file of every node).
     pub(crate) fn with_env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Give every command `--database-url URL` (e.g. a pooler in front of the
+    /// installation's PostgreSQL database) instead of the database's own URL.
+    pub(crate) fn with_database_url(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_string());
         self
     }
 
@@ -111,7 +121,8 @@ impl Install {
             .arg("--data-dir")
             .arg(data_dir);
         if let Some(pg) = &self.pg {
-            cmd.args(["--database-url", &pg.url]);
+            let url = self.database_url.as_deref().unwrap_or(&pg.url);
+            cmd.args(["--database-url", url]);
         }
         for (k, v) in env {
             cmd.env(k, v);
@@ -362,7 +373,7 @@ fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> Jo
 }
 
 impl Proc {
-    fn spawn(label: &str, mut cmd: Command) -> Self {
+    pub(crate) fn spawn(label: &str, mut cmd: Command) -> Self {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

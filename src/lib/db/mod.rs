@@ -187,6 +187,30 @@ pub async fn sqlite_finish<T>(conn: &mut SqliteConn, result: Result<T>) -> Resul
     }
 }
 
+/// Open a PostgreSQL connection through a transaction pooler: diesel-async's own set-up
+/// (`SET TIME ZONE`, `SET CLIENT_ENCODING`, each a prepared statement in two rounds) runs
+/// inside a transaction, so that it stays on one server connection, and the statement
+/// cache is off (see [`Pooling`]). PgBouncer keeps both settings for the client and
+/// applies them to whichever server connection it lends it.
+async fn connect_through_pooler(url: String) -> diesel::ConnectionResult<AsyncPgConnection> {
+    use diesel::ConnectionError;
+    let bad = |e: tokio_postgres::Error| ConnectionError::BadConnection(e.to_string());
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .map_err(bad)?;
+    // Ends when the client is dropped (or the server goes away).
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client.batch_execute("BEGIN").await.map_err(bad)?;
+    let mut conn = AsyncPgConnection::try_from(client).await?;
+    conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+    conn.batch_execute("COMMIT")
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
@@ -216,13 +240,113 @@ pub type SqliteWriteLock = Arc<tokio::sync::Mutex<()>>;
 pub struct Db {
     pools: Pools,
     url: Arc<DatabaseUrl>,
+    options: Arc<PgOptions>,
     checkouts: Arc<AtomicU64>,
+}
+
+/// How PostgreSQL is reached beyond `database.url` (see
+/// [`Settings::database_options`](crate::config::Settings::database_options)).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PgOptions {
+    /// `database.url` goes through a pooler in transaction pooling mode (PgBouncer
+    /// `pool_mode = transaction`): see [`Pooling`].
+    pub transaction_pooling: bool,
+    /// A direct URL for LISTEN and migrations (`database.listen_url`).
+    pub listen_url: Option<String>,
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password.
+        f.debug_struct("PgOptions")
+            .field("transaction_pooling", &self.transaction_pooling)
+            .field("listen_url", &self.listen_url.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Whether a PostgreSQL connection reaches the server through a transaction pooler.
+///
+/// Such a pooler (PgBouncer 1.18 with `pool_mode = transaction`) hands the server
+/// connection back to its pool whenever the server reports no open transaction, that is
+/// after every protocol round (`Sync`) outside a transaction. diesel-async prepares every
+/// statement under a name in one round (Parse/Describe/Sync) and runs it in the next
+/// (Bind/Execute/Sync), even with its statement cache disabled: outside a transaction the
+/// two rounds may land on different server connections ("prepared statement does not
+/// exist"). With [`Pooling::Transaction`] the statement cache is off (a statement is
+/// closed right after it ran, inside its transaction) and a statement outside a
+/// transaction runs in a short one of its own ([`on_conn!`](crate::on_conn)), which keeps
+/// both rounds and the close on one server connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// A direct connection (or a session pooler): statements as they come.
+    Direct,
+    /// Through a transaction pooler: see above.
+    Transaction,
+}
+
+/// Whether `conn` must open a transaction around a statement: through a transaction
+/// pooler and not already in one.
+#[doc(hidden)]
+pub fn pg_needs_pin(pooling: Pooling, conn: &mut AsyncPgConnection) -> bool {
+    use diesel_async::TransactionManager;
+    if pooling == Pooling::Direct {
+        return false;
+    }
+    type Manager = diesel_async::AnsiTransactionManager;
+    !matches!(
+        Manager::transaction_manager_status_mut(conn).transaction_depth(),
+        Ok(Some(_))
+    )
+}
+
+/// The outcome of a statement run in a transaction of its own (see
+/// [`on_conn!`](crate::on_conn)): the statement's own result, or the transaction's
+/// failure (`BEGIN`, `COMMIT`).
+#[doc(hidden)]
+pub enum Pinned<R> {
+    /// The statement's result was an error: rolled back, returned as it is.
+    Body(R),
+    /// `BEGIN`, `COMMIT` or `ROLLBACK` failed.
+    Db(diesel::result::Error),
+}
+
+impl<R> From<diesel::result::Error> for Pinned<R> {
+    fn from(e: diesel::result::Error) -> Self {
+        Pinned::Db(e)
+    }
+}
+
+/// A statement's result that [`on_conn!`](crate::on_conn) can run in a transaction of
+/// its own: any `Result` whose error a database error converts into.
+#[doc(hidden)]
+pub trait PinnedResult: Sized {
+    /// `Ok` commits, `Err` rolls back and is returned as it is.
+    fn into_pinned(self) -> std::result::Result<Self, Pinned<Self>>;
+    /// The statement's result, or the transaction's error as one.
+    fn from_pinned(outcome: std::result::Result<Self, Pinned<Self>>) -> Self;
+}
+
+impl<T, E: From<diesel::result::Error>> PinnedResult for std::result::Result<T, E> {
+    fn into_pinned(self) -> std::result::Result<Self, Pinned<Self>> {
+        match self {
+            Ok(v) => Ok(Ok(v)),
+            Err(e) => Err(Pinned::Body(Err(e))),
+        }
+    }
+
+    fn from_pinned(outcome: std::result::Result<Self, Pinned<Self>>) -> Self {
+        match outcome {
+            Ok(r) | Err(Pinned::Body(r)) => r,
+            Err(Pinned::Db(e)) => Err(e.into()),
+        }
+    }
 }
 
 /// A borrowed connection of either backend; repository functions take `&mut Conn`.
 pub enum Conn<'a> {
-    /// PostgreSQL.
-    Pg(&'a mut AsyncPgConnection),
+    /// PostgreSQL, and whether it goes through a transaction pooler.
+    Pg(&'a mut AsyncPgConnection, Pooling),
     /// SQLite, with the pool's write lock (`None` inside a transaction, which holds it).
     Sqlite(&'a mut SqliteConn, Option<&'a SqliteWriteLock>),
 }
@@ -231,8 +355,8 @@ pub enum Conn<'a> {
 // Lives on the stack of one request; boxing would cost an allocation per checkout.
 #[allow(clippy::large_enum_variant)]
 pub enum PooledConn {
-    /// PostgreSQL.
-    Pg(Object<AsyncPgConnection>),
+    /// PostgreSQL, and whether it goes through a transaction pooler.
+    Pg(Object<AsyncPgConnection>, Pooling),
     /// SQLite, and the pool's write lock.
     Sqlite(Object<SqliteConn>, SqliteWriteLock),
 }
@@ -241,21 +365,34 @@ impl PooledConn {
     /// Borrow as a [`Conn`] for repository calls.
     pub fn as_conn(&mut self) -> Conn<'_> {
         match self {
-            PooledConn::Pg(c) => Conn::Pg(c),
+            PooledConn::Pg(c, pooling) => Conn::Pg(c, *pooling),
             PooledConn::Sqlite(c, lock) => Conn::Sqlite(c, Some(lock)),
         }
     }
 }
 
 /// Run `body` with `$c` bound to the concrete connection of whichever backend `$conn`
-/// is. The body is compiled once per backend: write the query once.
+/// is. The body is compiled once per backend (twice on PostgreSQL): write the query once.
+/// It evaluates to a `Result` (whose error a database error converts into): through a
+/// transaction pooler ([`Pooling::Transaction`]) and outside a transaction the body runs
+/// in a transaction of its own (an `Err` rolls it back).
 #[macro_export]
 macro_rules! on_conn {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
-            $crate::db::Conn::Pg(inner) => {
-                let $c = &mut **inner;
-                $body
+            $crate::db::Conn::Pg(inner, pooling) => {
+                let pooling = *pooling;
+                let pg: &mut diesel_async::AsyncPgConnection = &mut **inner;
+                if $crate::db::pg_needs_pin(pooling, pg) {
+                    use diesel_async::AsyncConnection as _;
+                    let outcome = pg
+                        .transaction(async |$c| $crate::db::PinnedResult::into_pinned($body))
+                        .await;
+                    $crate::db::PinnedResult::from_pinned(outcome)
+                } else {
+                    let $c = pg;
+                    $body
+                }
             }
             $crate::db::Conn::Sqlite(inner, _) => {
                 let $c = &mut **inner;
@@ -279,10 +416,11 @@ macro_rules! transaction {
     ($conn:expr, |$c:ident| $body:expr) => {{
         use diesel_async::AsyncConnection as _;
         match $conn {
-            $crate::db::Conn::Pg(inner) => {
+            $crate::db::Conn::Pg(inner, pooling) => {
+                let pooling = *pooling;
                 inner
                     .transaction::<_, $crate::error::Error, _>(async |tx| {
-                        let mut wrapped = $crate::db::Conn::Pg(tx);
+                        let mut wrapped = $crate::db::Conn::Pg(tx, pooling);
                         let $c = &mut wrapped;
                         $body
                     })
@@ -341,6 +479,17 @@ impl Db {
         max_connections: usize,
         busy_timeout_ms: u64,
     ) -> Result<Self> {
+        Self::connect_with(url, max_connections, busy_timeout_ms, PgOptions::default()).await
+    }
+
+    /// Open a pool for `url` with PostgreSQL `options` (transaction pooling, the direct
+    /// URL for LISTEN and migrations).
+    pub async fn connect_with(
+        url: &DatabaseUrl,
+        max_connections: usize,
+        busy_timeout_ms: u64,
+        options: PgOptions,
+    ) -> Result<Self> {
         let pools = match url {
             DatabaseUrl::Postgres(u) => {
                 let mut config = ManagerConfig::<AsyncPgConnection>::default();
@@ -348,6 +497,10 @@ impl Db {
                 // closed is noticed by the driver (`is_closed`) and replaced; one that
                 // fails mid-use fails that request only.
                 config.recycling_method = RecyclingMethod::Fast;
+                if options.transaction_pooling {
+                    config.custom_setup =
+                        Box::new(|url| connect_through_pooler(url.to_string()).boxed());
+                }
                 let mgr = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
                     u.clone(),
                     config,
@@ -400,8 +553,31 @@ impl Db {
         Ok(Db {
             pools,
             url: Arc::new(url.clone()),
+            options: Arc::new(options),
             checkouts: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Whether PostgreSQL is reached through a transaction pooler.
+    pub fn pooling(&self) -> Pooling {
+        if self.options.transaction_pooling {
+            Pooling::Transaction
+        } else {
+            Pooling::Direct
+        }
+    }
+
+    /// The PostgreSQL URL to LISTEN on: `database.listen_url`, else `database.url`
+    /// unless that goes through a transaction pooler (then `None`: poll). `None` on SQLite.
+    pub fn listen_url(&self) -> Option<String> {
+        match self.url.as_ref() {
+            DatabaseUrl::Sqlite(_) => None,
+            DatabaseUrl::Postgres(url) => match &self.options.listen_url {
+                Some(direct) => Some(direct.clone()),
+                None if self.options.transaction_pooling => None,
+                None => Some(url.clone()),
+            },
+        }
     }
 
     /// The backend in use.
@@ -416,7 +592,7 @@ impl Db {
     pub async fn conn(&self) -> Result<PooledConn> {
         self.checkouts.fetch_add(1, Ordering::Relaxed);
         Ok(match &self.pools {
-            Pools::Pg(p) => PooledConn::Pg(p.get().await?),
+            Pools::Pg(p) => PooledConn::Pg(p.get().await?, self.pooling()),
             Pools::Sqlite(p, lock) => PooledConn::Sqlite(p.get().await?, lock.clone()),
         })
     }
@@ -493,17 +669,39 @@ impl Db {
             }};
         }
         let result = match self.url.as_ref() {
-            DatabaseUrl::Postgres(url) => {
-                let mut conn = AsyncPgConnection::establish(url).await?;
-                diesel::sql_query("SELECT pg_advisory_lock(727274)")
-                    .execute(&mut conn)
-                    .await?;
-                let (result, mut conn) = harness!(conn, PG_MIGRATIONS);
-                diesel::sql_query("SELECT pg_advisory_unlock(727274)")
-                    .execute(&mut conn)
-                    .await?;
-                result
-            }
+            DatabaseUrl::Postgres(url) => match &self.options.listen_url {
+                // Through a transaction pooler: one transaction (savepoints for each
+                // migration) under a transaction-level lock, on one server connection.
+                None if self.options.transaction_pooling => {
+                    use diesel_async::TransactionManager;
+                    type Manager = diesel_async::AnsiTransactionManager;
+                    let mut conn = connect_through_pooler(url.clone()).await?;
+                    Manager::begin_transaction(&mut conn).await?;
+                    diesel::sql_query("SELECT pg_advisory_xact_lock(727274)")
+                        .execute(&mut conn)
+                        .await?;
+                    let (result, mut conn) = harness!(conn, PG_MIGRATIONS);
+                    if result.is_ok() {
+                        Manager::commit_transaction(&mut conn).await?;
+                    } else {
+                        Manager::rollback_transaction(&mut conn).await?;
+                    }
+                    result
+                }
+                // A session of its own: a session-level lock.
+                direct => {
+                    let url = direct.as_ref().unwrap_or(url);
+                    let mut conn = AsyncPgConnection::establish(url).await?;
+                    diesel::sql_query("SELECT pg_advisory_lock(727274)")
+                        .execute(&mut conn)
+                        .await?;
+                    let (result, mut conn) = harness!(conn, PG_MIGRATIONS);
+                    diesel::sql_query("SELECT pg_advisory_unlock(727274)")
+                        .execute(&mut conn)
+                        .await?;
+                    result
+                }
+            },
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = SqliteConn::establish(&path.display().to_string()).await?;
                 conn.batch_execute(&sqlite_pragmas(5000)).await?;

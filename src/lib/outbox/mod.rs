@@ -130,7 +130,7 @@ pub async fn enqueue(
         conversation_id: job.conversation_id().map(str::to_string),
     };
     let inserted = repo::outbox::enqueue(conn, &row).await?;
-    if inserted && let Conn::Pg(c) = conn {
+    if inserted && let Conn::Pg(c, _) = conn {
         // Delivered to listeners when the transaction commits.
         diesel::sql_query(format!("NOTIFY {NOTIFY_CHANNEL}"))
             .execute(&mut **c)

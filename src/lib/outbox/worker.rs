@@ -10,7 +10,7 @@ use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::{Outcome, Wakeup};
-use crate::config::{DatabaseUrl, WorkerSettings};
+use crate::config::WorkerSettings;
 use crate::db::{Db, models::OutboxRow, repo};
 use crate::domain::{new_id, now_ms};
 use crate::error::Result;
@@ -52,18 +52,11 @@ pub struct Worker<D: Deliver> {
 }
 
 impl<D: Deliver> Worker<D> {
-    /// A worker over `db` delivering with `delivery`, woken by `wake`.
-    pub fn new(
-        db: Db,
-        settings: WorkerSettings,
-        delivery: Arc<D>,
-        wake: Wakeup,
-        database: &DatabaseUrl,
-    ) -> Self {
-        let listen_url = match database {
-            DatabaseUrl::Postgres(u) => Some(u.clone()),
-            DatabaseUrl::Sqlite(_) => None,
-        };
+    /// A worker over `db` delivering with `delivery`, woken by `wake`; on PostgreSQL also
+    /// by NOTIFY on [`Db::listen_url`] (when there is none, every
+    /// `settings.poll_interval_ms`).
+    pub fn new(db: Db, settings: WorkerSettings, delivery: Arc<D>, wake: Wakeup) -> Self {
+        let listen_url = db.listen_url();
         Worker {
             id: new_id("wk"),
             db,
@@ -226,7 +219,14 @@ impl<D: Deliver> Worker<D> {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
-        tracing::info!(worker = %self.id, "outbox worker started");
+        // Without a URL to LISTEN on (PostgreSQL through a transaction pooler and no
+        // `database.listen_url`) only this process's wake-ups and the poll remain.
+        let wakeups = match (&self.listen_url, self.db.backend()) {
+            (Some(_), _) => "notify",
+            (None, crate::db::Backend::Postgres) => "poll",
+            (None, crate::db::Backend::Sqlite) => "in-process",
+        };
+        tracing::info!(worker = %self.id, wakeups, poll_ms = poll.as_millis() as u64, "outbox worker started");
         let mut last_prune: Option<std::time::Instant> = None;
         // Whether this claim follows a wake-up (when it finds nothing, the next wake-up
         // waits out `WAKE_GAP`).

@@ -23,10 +23,11 @@ pub(crate) async fn run(g: &Global, args: MigrateArgs) -> anyhow::Result<ExitCod
     let loaded = super::load(g, None)?;
     let settings = loaded.settings;
     chatorical::telemetry::init(settings.log.format, "warn");
-    let db = Db::connect(
+    let db = Db::connect_with(
         &settings.database_url()?,
         2,
         settings.database.busy_timeout_ms,
+        settings.database_options()?,
     )
     .await?;
     let pending = db.pending_migrations().await?;

@@ -78,7 +78,7 @@ pub async fn lock_due_conversations(
         };
     }
     Ok(match conn {
-        Conn::Pg(c) => {
+        Conn::Pg(c, _) => {
             pick!()
                 .for_update()
                 .skip_locked()
@@ -184,7 +184,7 @@ pub async fn lock_unused_visitors(
         };
     }
     Ok(match conn {
-        Conn::Pg(c) => {
+        Conn::Pg(c, _) => {
             pick!()
                 .for_update()
                 .skip_locked()

@@ -102,7 +102,7 @@ pub async fn identity_secret(conn: &mut Conn<'_>, tenant_id: &str) -> Result<Opt
 /// PostgreSQL a row lock (`FOR UPDATE`); on SQLite nothing is needed (write
 /// transactions already run one at a time, see [`crate::transaction!`]).
 pub async fn lock(conn: &mut Conn<'_>, tenant_id: &str) -> Result<()> {
-    if let Conn::Pg(c) = conn {
+    if let Conn::Pg(c, _) = conn {
         tenants::table
             .filter(tenants::id.eq(tenant_id))
             .select(tenants::id)
