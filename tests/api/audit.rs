@@ -1303,10 +1303,8 @@ async fn sql(app: &TestApp, statement: &str) -> Result<usize, String> {
     use diesel_async::RunQueryDsl;
     let mut pc = app.state.db.conn().await.expect("connection");
     let mut conn = pc.as_conn();
-    chatorical::on_conn!(&mut conn, |c| diesel::sql_query(statement)
-        .execute(c)
-        .await
-        .map_err(|e| e.to_string()))
+    chatorical::on_conn!(&mut conn, |c| diesel::sql_query(statement).execute(c).await)
+        .map_err(|e| e.to_string())
 }
 
 async fn audit_log_refuses_changes_and_purges_only_what_expired(b: Backend) {
