@@ -353,6 +353,28 @@ pub struct Chat {
     writers: Arc<std::sync::OnceLock<writer::Writers>>,
 }
 
+/// The tenant's plan's limit on messages a day (`None`: unlimited), as read at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessagesPerDay(pub Option<u32>);
+
+impl MessagesPerDay {
+    fn from_stored(limit: Option<i32>) -> Result<Self> {
+        limit
+            .map(|n| u32::try_from(n).map_err(|_| Error::internal("a plan has a negative limit")))
+            .transpose()
+            .map(MessagesPerDay)
+    }
+}
+
+/// What the caller of [`Chat::post_message_known`] already knows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known {
+    /// The conversation's environment (a visitor's is theirs); `None` reads it.
+    pub environment: Option<Environment>,
+    /// The plan's limit, read just before (with the visitor's token); `None` reads it.
+    pub messages_per_day: Option<MessagesPerDay>,
+}
+
 /// A visitor authenticated by their token.
 #[derive(Debug, Clone)]
 pub struct Visitor {
@@ -733,18 +755,20 @@ impl Chat {
 
     /// The visitor a bearer token belongs to, whether it is a verified user, and the
     /// visitor's tenant as the visitor's environment sees it (its origins and settings)
-    /// — read together (one statement for most production tokens).
+    /// and its plan's limit on messages a day — read together (one statement for most
+    /// production tokens).
     pub async fn authenticate_visitor_with_tenant(
         &self,
         token: &str,
-    ) -> Result<(Visitor, bool, Tenant)> {
+    ) -> Result<(Visitor, bool, Tenant, MessagesPerDay)> {
         let token = VisitorToken::parse(token)
             .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
-        let (v, tenant) = repo::visitors::by_token_hash_any_with_tenant(&mut conn, &token.hash())
-            .await?
-            .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
+        let (v, tenant, messages_per_day) =
+            repo::visitors::by_token_hash_any_with_tenant(&mut conn, &token.hash())
+                .await?
+                .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
         let verified = v.external_user_id.is_some();
         let environment = Environment::from_stored(&v.environment);
         let tenant = crate::tenancy::in_environment(&mut conn, tenant, environment)
@@ -761,6 +785,7 @@ impl Chat {
             },
             verified,
             tenant,
+            MessagesPerDay::from_stored(messages_per_day)?,
         ))
     }
 
@@ -985,6 +1010,33 @@ impl Chat {
         text: &str,
         client_msg_id: Option<&str>,
     ) -> Result<(MessageView, bool)> {
+        let known = Known {
+            environment,
+            messages_per_day: None,
+        };
+        self.post_message_known(
+            tenant_id,
+            conversation_id,
+            known,
+            sender,
+            text,
+            client_msg_id,
+        )
+        .await
+    }
+
+    /// [`Chat::post_message`] with what the caller read just before (the plan's limit
+    /// read with the visitor's token saves reading it again).
+    pub async fn post_message_known(
+        &self,
+        tenant_id: &TenantId,
+        conversation_id: &ConversationId,
+        known: Known,
+        sender: Sender<'_>,
+        text: &str,
+        client_msg_id: Option<&str>,
+    ) -> Result<(MessageView, bool)> {
+        let environment = known.environment;
         check_text(text)?;
         if let Some(id) = client_msg_id {
             check_client_msg_id(id)?;
@@ -1007,10 +1059,15 @@ impl Chat {
         }
         let taken = {
             let mut conn = pc.as_conn();
-            let limit = crate::plans::for_tenant(&mut conn, tenant_id)
-                .await?
-                .limits
-                .messages_per_day;
+            let limit = match known.messages_per_day {
+                Some(MessagesPerDay(limit)) => limit,
+                None => {
+                    crate::plans::for_tenant(&mut conn, tenant_id)
+                        .await?
+                        .limits
+                        .messages_per_day
+                }
+            };
             self.quotas
                 .take(&mut conn, tenant_id, Quota::MessagesPerDay, limit)
                 .await?
@@ -1629,6 +1686,89 @@ pub async fn store_message(
         enqueue_for_group(tx, &row, group, now).await?;
     }
     Ok(Some((row, environment)))
+}
+
+/// [`store_message`] for many messages in the caller's transaction, in order, with the
+/// same answers it gives each alone: the seqs of all of them in one statement (see
+/// `repo::conversations::next_seqs_for_messages`; a conversation's messages take its
+/// next seqs in the order given), the rows in one multi-row INSERT, then the outbox
+/// items of the inbound ones. A batch in which one conversation is written by
+/// different visitors (or by a visitor and an agent) goes message by message. A
+/// duplicate `client_msg_id` fails the INSERT (and the caller's transaction), as alone.
+pub async fn store_messages(
+    tx: &mut Conn<'_>,
+    batch: &[writer::NewMessage],
+) -> Result<Vec<Option<(MessageRow, Environment)>>> {
+    let keys: Vec<(&str, &str, Option<&str>)> = batch
+        .iter()
+        .map(|m| {
+            (
+                m.row.tenant_id.as_str(),
+                m.row.conversation_id.as_str(),
+                m.visitor_id.as_deref(),
+            )
+        })
+        .collect();
+    let consistent = keys.iter().enumerate().all(|(i, k)| {
+        keys[..i]
+            .iter()
+            .all(|o| (o.0, o.1) != (k.0, k.1) || o.2 == k.2)
+    });
+    if !consistent {
+        let mut out = Vec::with_capacity(batch.len());
+        for m in batch {
+            out.push(store_message(tx, m.row.clone(), m.visitor_id.as_deref(), m.now).await?);
+        }
+        return Ok(out);
+    }
+    let now = batch.iter().map(|m| m.now).max().unwrap_or_else(now_ms);
+    let mut taken = repo::conversations::next_seqs_for_messages(tx, &keys, now).await?;
+    // Each conversation's first seq of this batch: its last one minus its messages here.
+    for t in &mut taken {
+        let n = keys
+            .iter()
+            .filter(|k| (k.0, k.1) == (t.tenant_id.as_str(), t.id.as_str()))
+            .count();
+        t.last_seq -= n as i64;
+    }
+    let mut out = Vec::with_capacity(batch.len());
+    let mut rows = Vec::with_capacity(batch.len());
+    for m in batch {
+        let Some(t) = taken
+            .iter_mut()
+            .find(|t| t.tenant_id == m.row.tenant_id && t.id == m.row.conversation_id)
+        else {
+            out.push(None);
+            continue;
+        };
+        t.last_seq += 1;
+        let row = MessageRow {
+            seq: t.last_seq,
+            ..m.row.clone()
+        };
+        rows.push(row.clone());
+        out.push(Some((
+            row,
+            t.group_chat_id,
+            Environment::from_stored(&t.environment),
+        )));
+    }
+    repo::messages::insert_many(tx, &rows).await?;
+    let mut answers = Vec::with_capacity(out.len());
+    for (stored, m) in out.into_iter().zip(batch) {
+        let Some((row, group, environment)) = stored else {
+            answers.push(None);
+            continue;
+        };
+        if Direction::from_stored(&row.direction) == Direction::Inbound
+            && let Some(group) = group
+        {
+            let group = crate::telegram::group_for(tx, &row.tenant_id, environment, group).await?;
+            enqueue_for_group(tx, &row, group, m.now).await?;
+        }
+        answers.push(Some((row, environment)));
+    }
+    Ok(answers)
 }
 
 /// The outbox lane for the conversation's topic in the environment's Telegram group

@@ -260,6 +260,45 @@ async fn one_failing_message_in_a_batch_fails_only_itself(b: Backend) {
     let seqs: Vec<Option<i64>> = results.iter().map(seq).collect();
     assert_eq!(seqs, vec![Some(4), Some(1), Some(5)]);
 
+    // A closed conversation and someone else's, without anything failing: answered
+    // `None` inside the one transaction (no retry), the others stored in order.
+    let batch = [
+        msg(&a, "sixth", Some(&a_visitor)),
+        msg(&closed, "late again", None),
+        msg(&other, "intruder again", Some(&a_visitor)),
+        msg(&a, "seventh", Some(&a_visitor)),
+        msg(&other, "theirs too", None),
+    ];
+    let results = app.state.chat.store_batch(&batch).await;
+    assert_eq!(app.state.chat.write_stats().retries, now_stats.retries);
+    let seqs: Vec<Option<i64>> = results.iter().map(seq).collect();
+    assert_eq!(seqs, vec![Some(6), None, None, Some(7), Some(2)]);
+
+    // One conversation written by its visitor and by an agent in one batch: stored
+    // one after the other in the same transaction, seqs in batch order.
+    let batch = [
+        msg(&a, "eighth", Some(&a_visitor)),
+        msg(&a, "agent's", None),
+        msg(&a, "ninth", Some(&a_visitor)),
+    ];
+    let results = app.state.chat.store_batch(&batch).await;
+    assert_eq!(app.state.chat.write_stats().retries, now_stats.retries);
+    let seqs: Vec<Option<i64>> = results.iter().map(seq).collect();
+    assert_eq!(seqs, vec![Some(8), Some(9), Some(10)]);
+    let h = history(&app, &a).await;
+    let tail: Vec<&str> = h[7..]
+        .iter()
+        .map(|m| m["client_msg_id"].as_str().expect("client_msg_id"))
+        .collect();
+    assert_eq!(tail, vec!["eighth", "agent's", "ninth"]);
+    assert!(
+        !history(&app, &other)
+            .await
+            .iter()
+            .any(|m| m["client_msg_id"] == "intruder again"),
+        "nothing of a's in another's conversation"
+    );
+
     // Over HTTP the retry is answered with the stored message (200), the closed
     // conversation with 409.
     let (status, m) = app.send(&a, "first", "first").await;

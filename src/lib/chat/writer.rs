@@ -209,15 +209,7 @@ type Row = Option<(MessageRow, Environment)>;
 async fn write_together(db: &Db, batch: &[NewMessage]) -> Result<Vec<Row>> {
     let mut pc = db.conn().await?;
     let mut conn = pc.as_conn();
-    transaction!(&mut conn, |tx| {
-        let mut out = Vec::with_capacity(batch.len());
-        for m in batch {
-            out.push(
-                super::store_message(tx, m.row.clone(), m.visitor_id.as_deref(), m.now).await?,
-            );
-        }
-        Ok(out)
-    })
+    transaction!(&mut conn, |tx| super::store_messages(tx, batch).await)
 }
 
 async fn write_alone(db: &Db, m: &NewMessage) -> Stored {

@@ -162,8 +162,10 @@ impl FromRequestParts<AppState> for VisitorAuth {
         let token = bearer(&parts.headers)
             .ok_or_else(|| Error::unauthorized("missing Authorization: Bearer <visitor token>"))?;
         // The visitor and their tenant in one read (not a second one for the tenant).
-        let (visitor, verified, tenant) =
+        let (visitor, verified, tenant, messages_per_day) =
             state.chat.authenticate_visitor_with_tenant(token).await?;
+        // For the message route (read in the same statement; see `Chat::post_message_known`).
+        parts.extensions.insert(messages_per_day);
         tracing::Span::current().record("tenant", visitor.tenant_id.as_str());
         if let Some(o) = origin(&parts.headers) {
             check_origin(&tenant, o)?;

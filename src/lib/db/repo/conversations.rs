@@ -430,3 +430,115 @@ pub async fn clear_labels_of_visitor(
         .execute(c)
         .await)?)
 }
+
+/// One conversation of [`next_seqs_for_messages`]'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenSeqs {
+    /// The conversation's tenant.
+    pub tenant_id: String,
+    /// The conversation.
+    pub id: String,
+    /// Its last seq after the update: the messages took the seqs up to this one.
+    pub last_seq: i64,
+    /// The tenant's Telegram group, if it has one.
+    pub group_chat_id: Option<i64>,
+    /// The conversation's environment (as stored).
+    pub environment: String,
+}
+
+#[derive(QueryableByName)]
+struct TakenSeqsRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    tenant_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    last_seq: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    group_chat_id: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    environment: String,
+}
+
+/// [`next_seq_for_message`] for many messages at once, inside the caller's
+/// transaction: each `(tenant, conversation, visitor)` takes as many seqs as it appears
+/// in `messages`. A conversation appears with one visitor (or `None`) only — the
+/// caller checks. Answers the open conversations that matched (theirs, when a visitor
+/// is given), in no particular order; a conversation that is not there, not open or
+/// not the visitor's is missing from the answer and took nothing.
+///
+/// PostgreSQL: ONE statement (`UPDATE … FROM unnest(…)`, fixed text, prepared once per
+/// connection) whatever the number of messages. SQLite: one [`next_seq_for_message`]
+/// per message (in-process calls; the batch's transaction is what saves there).
+pub async fn next_seqs_for_messages(
+    conn: &mut Conn<'_>,
+    messages: &[(&str, &str, Option<&str>)],
+    now: i64,
+) -> Result<Vec<TakenSeqs>> {
+    match conn {
+        Conn::Pg(pg, _) => {
+            use diesel::sql_types::{Array, BigInt, Nullable, Text};
+            const SQL: &str = "UPDATE conversations AS c \
+                 SET last_seq = c.last_seq + x.n, updated_at = $4 \
+                 FROM (SELECT t.tenant_id, t.id, t.visitor_id, count(*) AS n \
+                       FROM unnest($1::text[], $2::text[], $3::text[]) AS t(tenant_id, id, visitor_id) \
+                       GROUP BY t.tenant_id, t.id, t.visitor_id) AS x \
+                 WHERE c.tenant_id = x.tenant_id AND c.id = x.id AND c.status = $5 \
+                   AND (x.visitor_id IS NULL OR c.visitor_id = x.visitor_id) \
+                 RETURNING c.tenant_id, c.id, c.last_seq, c.environment, \
+                   (SELECT g.group_chat_id FROM telegram_configs g \
+                    WHERE g.tenant_id = c.tenant_id) AS group_chat_id";
+            let tenants: Vec<&str> = messages.iter().map(|m| m.0).collect();
+            let ids: Vec<&str> = messages.iter().map(|m| m.1).collect();
+            let visitors: Vec<Option<&str>> = messages.iter().map(|m| m.2).collect();
+            let pg: &mut diesel_async::AsyncPgConnection = pg;
+            let rows = diesel::sql_query(SQL)
+                .bind::<Array<Text>, _>(tenants)
+                .bind::<Array<Text>, _>(ids)
+                .bind::<Array<Nullable<Text>>, _>(visitors)
+                .bind::<BigInt, _>(now)
+                .bind::<Text, _>(ConversationStatus::Open.as_str())
+                .load::<TakenSeqsRow>(pg)
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| TakenSeqs {
+                    tenant_id: r.tenant_id,
+                    id: r.id,
+                    last_seq: r.last_seq,
+                    group_chat_id: r.group_chat_id,
+                    environment: r.environment,
+                })
+                .collect())
+        }
+        Conn::Sqlite(..) => {
+            let mut out: Vec<TakenSeqs> = Vec::new();
+            for &(tenant_id, id, visitor_id) in messages {
+                if let Some(seen) = out
+                    .iter_mut()
+                    .find(|t| t.tenant_id == tenant_id && t.id == id)
+                {
+                    // Taken once already: the same statement again, for the next seq.
+                    if let Some((seq, _, _)) =
+                        next_seq_for_message(conn, tenant_id, id, visitor_id, now).await?
+                    {
+                        seen.last_seq = seq;
+                    }
+                    continue;
+                }
+                if let Some((seq, group, environment)) =
+                    next_seq_for_message(conn, tenant_id, id, visitor_id, now).await?
+                {
+                    out.push(TakenSeqs {
+                        tenant_id: tenant_id.to_string(),
+                        id: id.to_string(),
+                        last_seq: seq,
+                        group_chat_id: group,
+                        environment,
+                    });
+                }
+            }
+            Ok(out)
+        }
+    }
+}

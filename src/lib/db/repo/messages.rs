@@ -21,6 +21,33 @@ pub async fn insert(conn: &mut Conn<'_>, row: &MessageRow) -> Result<()> {
     Ok(())
 }
 
+/// Insert `rows` (on PostgreSQL in one statement; nothing when there are none).
+pub async fn insert_many(conn: &mut Conn<'_>, rows: &[MessageRow]) -> Result<()> {
+    match rows {
+        [] => Ok(()),
+        [row] => insert(conn, row).await,
+        rows => match conn {
+            // One multi-row INSERT.
+            Conn::Pg(pg, _) => {
+                let pg: &mut diesel_async::AsyncPgConnection = pg;
+                diesel::insert_into(messages::table)
+                    .values(rows)
+                    .execute(pg)
+                    .await?;
+                Ok(())
+            }
+            // diesel has no multi-row INSERT for SQLite here; the statements run
+            // in-process, in the caller's transaction.
+            Conn::Sqlite(..) => {
+                for row in rows {
+                    insert(conn, row).await?;
+                }
+                Ok(())
+            }
+        },
+    }
+}
+
 /// The message a client already sent with this `client_msg_id`.
 pub async fn by_client_msg_id(
     conn: &mut Conn<'_>,

@@ -6,7 +6,7 @@ use diesel_async::RunQueryDsl;
 use crate::db::{
     Conn,
     models::{TenantRow, VisitorRow},
-    schema::{tenants, visitor_tokens, visitors},
+    schema::{plans, tenants, visitor_tokens, visitors},
 };
 use crate::error::Result;
 use crate::on_conn;
@@ -76,17 +76,22 @@ pub async fn by_token_hash_any(
         .optional())?)
 }
 
-/// Like [`by_token_hash_any`], with the visitor's tenant: one joined statement for a
-/// visitor's first token (every authenticated widget request), two for a device token.
+/// Like [`by_token_hash_any`], with the visitor's tenant and its plan's limit on
+/// messages a day (`None`: unlimited): one joined statement for a visitor's first token
+/// (every authenticated widget request), four for a device token.
 pub async fn by_token_hash_any_with_tenant(
     conn: &mut Conn<'_>,
     token_hash: &str,
-) -> Result<Option<(VisitorRow, TenantRow)>> {
+) -> Result<Option<(VisitorRow, TenantRow, Option<i32>)>> {
     let first = on_conn!(conn, |c| visitors::table
-        .inner_join(tenants::table)
+        .inner_join(tenants::table.inner_join(plans::table))
         .filter(visitors::token_hash.eq(token_hash))
         .filter(visitors::erased_at.is_null())
-        .select((VisitorRow::as_select(), TenantRow::as_select()))
+        .select((
+            VisitorRow::as_select(),
+            TenantRow::as_select(),
+            plans::messages_per_day,
+        ))
         .first(c)
         .await
         .optional())?;
@@ -104,9 +109,13 @@ pub async fn by_token_hash_any_with_tenant(
     else {
         return Ok(None);
     };
-    Ok(super::tenants::by_id(conn, &visitor.tenant_id)
+    let Some(tenant) = super::tenants::by_id(conn, &visitor.tenant_id).await? else {
+        return Ok(None);
+    };
+    let limit = super::plans::of_tenant(conn, &visitor.tenant_id)
         .await?
-        .map(|tenant| (visitor, tenant)))
+        .and_then(|p| p.messages_per_day);
+    Ok(Some((visitor, tenant, limit)))
 }
 
 /// Find a visitor of `tenant_id` by id.

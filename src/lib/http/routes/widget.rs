@@ -9,7 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::chat::{
-    History, MessageView, OpenedConversation, Sender, Session, SessionStart, VisitorIdentity,
+    History, Known, MessageView, MessagesPerDay, OpenedConversation, Sender, Session, SessionStart,
+    VisitorIdentity,
 };
 use crate::domain::ConversationId;
 use crate::http::{
@@ -169,6 +170,7 @@ pub(crate) struct SendRequest {
 async fn send_message(
     State(state): State<AppState>,
     VisitorAuth(visitor): VisitorAuth,
+    plan: Option<axum::Extension<MessagesPerDay>>,
     Path(id): Path<ConversationId>,
     Json(req): Json<SendRequest>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
@@ -181,10 +183,13 @@ async fn send_message(
     }
     let (msg, created) = state
         .chat
-        .post_message(
+        .post_message_known(
             &visitor.tenant_id,
             &id,
-            Some(visitor.environment),
+            Known {
+                environment: Some(visitor.environment),
+                messages_per_day: plan.map(|axum::Extension(limit)| limit),
+            },
             Sender::Visitor(&visitor.id),
             &req.text,
             Some(&req.client_msg_id),
