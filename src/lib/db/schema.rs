@@ -258,6 +258,7 @@ diesel::table! {
 diesel::joinable!(tenants -> plans (plan_code));
 diesel::allow_tables_to_appear_in_same_query!(plans, tenants);
 diesel::allow_tables_to_appear_in_same_query!(plans, visitors);
+diesel::allow_tables_to_appear_in_same_query!(plans, telegram_configs);
 
 diesel::table! {
     billing_customers (tenant_id) {

@@ -207,7 +207,9 @@ impl TelegramDelivery {
     async fn config(&self, item: &OutboxRow) -> Result<TelegramConfigRow, Step> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
-        let Some(cfg) = repo::telegram::get(&mut conn, &item.tenant_id).await? else {
+        let Some((cfg, plan_has_telegram)) =
+            repo::telegram::get_with_plan_channel(&mut conn, &item.tenant_id).await?
+        else {
             return Err(Step::Done(Outcome::Dead {
                 error: "Telegram is not connected for this tenant".into(),
             }));
@@ -221,11 +223,7 @@ impl TelegramDelivery {
         }
         // A plan without Telegram holds the tenant's items (nothing is lost); they go
         // out within seconds of a plan that includes it.
-        if !crate::plans::for_tenant(&mut conn, &item.tenant_id)
-            .await?
-            .channels
-            .telegram
-        {
+        if !plan_has_telegram {
             return Err(Step::Done(Outcome::Retry {
                 after: PLAN_HOLD,
                 error: "the tenant's plan does not include Telegram".into(),

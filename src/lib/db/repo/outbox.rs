@@ -42,21 +42,28 @@ struct LaneHead {
 /// 1`). The cost is two index seeks per lane, whatever the backlog — a `GROUP BY lane`
 /// over the pending rows (the previous query) read every one of them, after every
 /// delivery. The status list is a literal (not a bind parameter) so that both
-/// planners can prove the partial index's predicate. Same text on both backends.
+/// planners can prove the partial index's predicate. On SQLite the index is named
+/// (`INDEXED BY`): without statistics its planner preferred `outbox_due (status, …)` for
+/// the `status IN (…)` terms and sorted every pending row for each lane — 69 ms for
+/// 10,000 queued items over 50 lanes, against 0.15 ms on the partial index.
 pub async fn lane_heads(conn: &mut Conn<'_>, limit: i64) -> Result<Vec<(String, Option<String>)>> {
+    let o = match conn {
+        Conn::Sqlite(..) => "outbox o INDEXED BY outbox_pending",
+        Conn::Pg(..) => "outbox o",
+    };
     let sql = format!(
         "WITH RECURSIVE lanes(lane) AS ( \
-           SELECT (SELECT o.lane FROM outbox o \
+           SELECT (SELECT o.lane FROM {o} \
                    WHERE o.status IN ('queued', 'in_flight') \
                    ORDER BY o.lane LIMIT 1) \
            UNION ALL \
-           SELECT (SELECT o.lane FROM outbox o \
+           SELECT (SELECT o.lane FROM {o} \
                    WHERE o.status IN ('queued', 'in_flight') AND o.lane > l.lane \
                    ORDER BY o.lane LIMIT 1) \
            FROM lanes l WHERE l.lane IS NOT NULL \
          ) \
          SELECT l.lane AS lane, \
-                (SELECT o.id FROM outbox o \
+                (SELECT o.id FROM {o} \
                  WHERE o.status IN ('queued', 'in_flight') AND o.lane = l.lane \
                  ORDER BY o.id LIMIT 1) AS head \
          FROM lanes l WHERE l.lane IS NOT NULL \

@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use crate::db::{
     Conn,
     models::{TelegramConfigRow, TelegramPollRow},
-    schema::{telegram_configs, telegram_polls, telegram_updates},
+    schema::{plans, telegram_configs, telegram_polls, telegram_updates, tenants},
 };
 use crate::error::Result;
 use crate::on_conn;
@@ -51,6 +51,26 @@ pub async fn get(conn: &mut Conn<'_>, tenant_id: &str) -> Result<Option<Telegram
         .first(c)
         .await
         .optional())?)
+}
+
+/// The tenant's Telegram connection and whether its plan includes Telegram, in one
+/// statement (each outbox delivery reads both).
+pub async fn get_with_plan_channel(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+) -> Result<Option<(TelegramConfigRow, bool)>> {
+    let channel = tenants::table
+        .inner_join(plans::table)
+        .filter(tenants::id.eq(tenant_id))
+        .select(plans::channel_telegram)
+        .single_value();
+    let row = on_conn!(conn, |c| telegram_configs::table
+        .find(tenant_id)
+        .select((TelegramConfigRow::as_select(), channel))
+        .first::<(TelegramConfigRow, Option<bool>)>(c)
+        .await
+        .optional())?;
+    Ok(row.map(|(cfg, channel)| (cfg, channel.unwrap_or(false))))
 }
 
 /// Remove the tenant's Telegram connection. Returns whether there was one.
