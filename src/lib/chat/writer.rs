@@ -1,9 +1,11 @@
 //! Group commit for new messages. Every message posted through [`super::Chat::post_message`]
 //! (widget HTTP, widget socket, admin API) goes to a writer task that takes whatever
 //! is waiting — up to [`MAX_BATCH`] messages, with no added wait when only one is —
-//! stores each with [`super::store_message`] (its conversation's next seq, the row,
-//! its outbox items) in ONE transaction, commits once and only then answers every
-//! waiting request: acknowledged still means committed.
+//! stores them with [`super::store_messages`] (every conversation's next seqs in one
+//! statement on PostgreSQL, the rows in one multi-row INSERT, then the outbox items) in
+//! ONE transaction, commits once and only then answers every waiting request:
+//! acknowledged still means committed. Messages stored alone (the fallback below) go
+//! through [`super::store_message`].
 //!
 //! One message's failure fails only that message. A message whose conversation is not
 //! open (or not the visitor's) changes nothing in the batch and is answered `None`, as
