@@ -358,11 +358,8 @@ pub struct Chat {
 pub struct MessagesPerDay(pub Option<u32>);
 
 impl MessagesPerDay {
-    fn from_stored(limit: Option<i32>) -> Result<Self> {
-        limit
-            .map(|n| u32::try_from(n).map_err(|_| Error::internal("a plan has a negative limit")))
-            .transpose()
-            .map(MessagesPerDay)
+    fn from_stored(plan: &str, limit: Option<i32>) -> Result<Self> {
+        crate::plans::stored_limit(plan, limit).map(MessagesPerDay)
     }
 }
 
@@ -769,6 +766,7 @@ impl Chat {
             repo::visitors::by_token_hash_any_with_tenant(&mut conn, &token.hash())
                 .await?
                 .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
+        let messages_per_day = MessagesPerDay::from_stored(&tenant.plan_code, messages_per_day)?;
         let verified = v.external_user_id.is_some();
         let environment = Environment::from_stored(&v.environment);
         let tenant = crate::tenancy::in_environment(&mut conn, tenant, environment)
@@ -785,7 +783,7 @@ impl Chat {
             },
             verified,
             tenant,
-            MessagesPerDay::from_stored(messages_per_day)?,
+            messages_per_day,
         ))
     }
 
@@ -1731,35 +1729,38 @@ pub async fn store_messages(
             .count();
         t.last_seq -= n as i64;
     }
-    let mut out = Vec::with_capacity(batch.len());
+    // Per message: where it goes (`None`: not stored); the rows, in the same order.
+    let mut placed = Vec::with_capacity(batch.len());
     let mut rows = Vec::with_capacity(batch.len());
     for m in batch {
         let Some(t) = taken
             .iter_mut()
             .find(|t| t.tenant_id == m.row.tenant_id && t.id == m.row.conversation_id)
         else {
-            out.push(None);
+            placed.push(None);
             continue;
         };
         t.last_seq += 1;
-        let row = MessageRow {
+        rows.push(MessageRow {
             seq: t.last_seq,
             ..m.row.clone()
-        };
-        rows.push(row.clone());
-        out.push(Some((
-            row,
+        });
+        placed.push(Some((
             t.group_chat_id,
             Environment::from_stored(&t.environment),
         )));
     }
     repo::messages::insert_many(tx, &rows).await?;
-    let mut answers = Vec::with_capacity(out.len());
-    for (stored, m) in out.into_iter().zip(batch) {
-        let Some((row, group, environment)) = stored else {
+    let mut rows = rows.into_iter();
+    let mut answers = Vec::with_capacity(batch.len());
+    for (place, m) in placed.into_iter().zip(batch) {
+        let Some((group, environment)) = place else {
             answers.push(None);
             continue;
         };
+        let row = rows
+            .next()
+            .ok_or_else(|| Error::internal("a batch lost one of its rows"))?;
         if Direction::from_stored(&row.direction) == Direction::Inbound
             && let Some(group) = group
         {

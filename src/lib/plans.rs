@@ -428,13 +428,7 @@ impl Plan {
     /// Parse a stored row.
     pub fn from_row(row: PlanRow) -> Result<Self> {
         let code = row.code;
-        let limit = |v: Option<i32>| -> Result<Option<u32>> {
-            v.map(|n| {
-                u32::try_from(n)
-                    .map_err(|_| Error::internal(format!("plan {code} has a negative limit")))
-            })
-            .transpose()
-        };
+        let limit = |v: Option<i32>| stored_limit(&code, v);
         let limits = Limits {
             conversation_starts_per_day: limit(row.conversation_starts_per_day)?,
             topic_renames_per_day: limit(row.topic_renames_per_day)?,
@@ -824,6 +818,15 @@ pub async fn for_tenant(conn: &mut Conn<'_>, tenant_id: &str) -> Result<Plan> {
         .await?
         .ok_or_else(|| Error::not_found("tenant"))
         .and_then(Plan::from_row)
+}
+
+/// A limit as stored (`NULL`: unlimited); a negative one is an internal error naming
+/// the plan `code`.
+pub(crate) fn stored_limit(code: &str, v: Option<i32>) -> Result<Option<u32>> {
+    v.map(|n| {
+        u32::try_from(n).map_err(|_| Error::internal(format!("plan {code} has a negative limit")))
+    })
+    .transpose()
 }
 
 #[cfg(test)]

@@ -165,6 +165,21 @@ fn row(t: &TenantFixture, conversation_id: &str, client_msg_id: &str, text: &str
     }
 }
 
+/// Store `batch` as one batch and answer its seqs (`None`: not stored), checking it did
+/// not fall back to one transaction per message.
+async fn seqs_without_retry(app: &TestApp, batch: &[NewMessage]) -> Vec<Option<i64>> {
+    let retries = app.state.chat.write_stats().retries;
+    let results = app.state.chat.store_batch(batch).await;
+    assert_eq!(app.state.chat.write_stats().retries, retries, "{results:?}");
+    results
+        .iter()
+        .map(|r| match r {
+            Ok(Some((row, _))) => Some(row.seq),
+            _ => None,
+        })
+        .collect()
+}
+
 async fn visitor_id(app: &TestApp, t: &TenantFixture, v: &VisitorFixture) -> String {
     let (status, c) = app
         .json(
@@ -255,9 +270,7 @@ async fn one_failing_message_in_a_batch_fails_only_itself(b: Backend) {
         msg(&other, "theirs", None),
         msg(&a, "fifth", Some(&a_visitor)),
     ];
-    let results = app.state.chat.store_batch(&batch).await;
-    assert_eq!(app.state.chat.write_stats().retries, now_stats.retries);
-    let seqs: Vec<Option<i64>> = results.iter().map(seq).collect();
+    let seqs = seqs_without_retry(&app, &batch).await;
     assert_eq!(seqs, vec![Some(4), Some(1), Some(5)]);
 
     // A closed conversation and someone else's, without anything failing: answered
@@ -269,9 +282,7 @@ async fn one_failing_message_in_a_batch_fails_only_itself(b: Backend) {
         msg(&a, "seventh", Some(&a_visitor)),
         msg(&other, "theirs too", None),
     ];
-    let results = app.state.chat.store_batch(&batch).await;
-    assert_eq!(app.state.chat.write_stats().retries, now_stats.retries);
-    let seqs: Vec<Option<i64>> = results.iter().map(seq).collect();
+    let seqs = seqs_without_retry(&app, &batch).await;
     assert_eq!(seqs, vec![Some(6), None, None, Some(7), Some(2)]);
 
     // One conversation written by its visitor and by an agent in one batch: stored
@@ -281,9 +292,7 @@ async fn one_failing_message_in_a_batch_fails_only_itself(b: Backend) {
         msg(&a, "agent's", None),
         msg(&a, "ninth", Some(&a_visitor)),
     ];
-    let results = app.state.chat.store_batch(&batch).await;
-    assert_eq!(app.state.chat.write_stats().retries, now_stats.retries);
-    let seqs: Vec<Option<i64>> = results.iter().map(seq).collect();
+    let seqs = seqs_without_retry(&app, &batch).await;
     assert_eq!(seqs, vec![Some(8), Some(9), Some(10)]);
     let h = history(&app, &a).await;
     let tail: Vec<&str> = h[7..]

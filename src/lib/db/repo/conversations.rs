@@ -514,28 +514,23 @@ pub async fn next_seqs_for_messages(
         Conn::Sqlite(..) => {
             let mut out: Vec<TakenSeqs> = Vec::new();
             for &(tenant_id, id, visitor_id) in messages {
-                if let Some(seen) = out
+                let Some((seq, group, environment)) =
+                    next_seq_for_message(conn, tenant_id, id, visitor_id, now).await?
+                else {
+                    continue;
+                };
+                match out
                     .iter_mut()
                     .find(|t| t.tenant_id == tenant_id && t.id == id)
                 {
-                    // Taken once already: the same statement again, for the next seq.
-                    if let Some((seq, _, _)) =
-                        next_seq_for_message(conn, tenant_id, id, visitor_id, now).await?
-                    {
-                        seen.last_seq = seq;
-                    }
-                    continue;
-                }
-                if let Some((seq, group, environment)) =
-                    next_seq_for_message(conn, tenant_id, id, visitor_id, now).await?
-                {
-                    out.push(TakenSeqs {
+                    Some(seen) => seen.last_seq = seq,
+                    None => out.push(TakenSeqs {
                         tenant_id: tenant_id.to_string(),
                         id: id.to_string(),
                         last_seq: seq,
                         group_chat_id: group,
                         environment,
-                    });
+                    }),
                 }
             }
             Ok(out)

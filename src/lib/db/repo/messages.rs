@@ -21,7 +21,8 @@ pub async fn insert(conn: &mut Conn<'_>, row: &MessageRow) -> Result<()> {
     Ok(())
 }
 
-/// Insert `rows` (on PostgreSQL in one statement; nothing when there are none).
+/// Insert `rows` in the caller's transaction (on PostgreSQL in one statement; nothing
+/// when there are none).
 pub async fn insert_many(conn: &mut Conn<'_>, rows: &[MessageRow]) -> Result<()> {
     match rows {
         [] => Ok(()),
