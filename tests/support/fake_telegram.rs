@@ -1172,46 +1172,71 @@ async fn handle_method(
             .map_or(Value::Null, |p| Value::Object(p.clone())),
         at,
     };
-    let (params, delay) = {
-        let mut state = shared.lock();
-        state.calls.push(call.clone());
-        if !state.bots.contains_key(token) {
-            return ApiFailure::unauthorized().into_response();
+    let (params, delay) = match record_and_answer(&shared, token, &method, parsed, call.clone()) {
+        Recorded::Answered(response) => return response,
+        Recorded::Poll(params, delay) => {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            return get_updates(&shared, token, &params).await;
         }
-        let params = match parsed {
-            Ok(params) => params,
-            Err(failure) => return failure.into_response(),
-        };
-        let chat_id = params.get("chat_id").and_then(int_value);
-        let text = params.get("text").and_then(Value::as_str);
-        let delay = match state.take_failure(&method, chat_id, text) {
-            Some(Failure::Delay(delay)) => Some(delay),
-            Some(failure) => match ApiFailure::scripted(&failure) {
-                Some(api_failure) => return api_failure.into_response(),
-                None => None,
-            },
-            None => None,
-        };
-        (params, delay)
-    };
-    if method == "getupdates" {
-        if let Some(delay) = delay {
-            tokio::time::sleep(delay).await;
-        }
-        return get_updates(&shared, token, &params).await;
-    }
-    let Some(delay) = delay else {
-        return answer(&shared, token, &method, &params, call);
+        Recorded::Delayed(params, delay) => (params, delay),
     };
     // The call takes effect after the delay even if the client gave up waiting (as
     // a slow Telegram does: the answer is lost, the message is sent).
     let token = token.to_owned();
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
-        answer(&shared, &token, &method, &params, call)
+        answer(&shared, shared.lock(), &token, &method, &params, call)
     })
     .await
     .unwrap_or_else(|_| ApiFailure::new(500, "Internal Server Error").into_response())
+}
+
+/// What [`record_and_answer`] left to do.
+enum Recorded {
+    Answered(Response),
+    /// `getUpdates`, after an optional scripted delay.
+    Poll(Map<String, Value>, Option<Duration>),
+    /// A call scripted to take effect after a delay.
+    Delayed(Map<String, Value>, Duration),
+}
+
+/// Record the call; answer it under the same lock unless it waits. A test that has
+/// seen the call then also sees what it did (a renamed topic, a sent message).
+fn record_and_answer(
+    shared: &Shared,
+    token: &str,
+    method: &str,
+    parsed: Result<Map<String, Value>, ApiFailure>,
+    call: Call,
+) -> Recorded {
+    let mut state = shared.lock();
+    state.calls.push(call.clone());
+    if !state.bots.contains_key(token) {
+        return Recorded::Answered(ApiFailure::unauthorized().into_response());
+    }
+    let params = match parsed {
+        Ok(params) => params,
+        Err(failure) => return Recorded::Answered(failure.into_response()),
+    };
+    let chat_id = params.get("chat_id").and_then(int_value);
+    let text = params.get("text").and_then(Value::as_str);
+    let delay = match state.take_failure(method, chat_id, text) {
+        Some(Failure::Delay(delay)) => Some(delay),
+        Some(failure) => match ApiFailure::scripted(&failure) {
+            Some(api_failure) => return Recorded::Answered(api_failure.into_response()),
+            None => None,
+        },
+        None => None,
+    };
+    if method == "getupdates" {
+        return Recorded::Poll(params, delay);
+    }
+    if let Some(delay) = delay {
+        return Recorded::Delayed(params, delay);
+    }
+    Recorded::Answered(answer(shared, state, token, method, &params, call))
 }
 
 /// Counts a getUpdates request as held while it lives (also when its client goes away
@@ -1373,12 +1398,12 @@ async fn get_updates(shared: &Shared, token: &str, params: &Map<String, Value>) 
 /// Checks migration and flood limits for an authenticated call, then runs it.
 fn answer(
     shared: &Shared,
+    mut state: MutexGuard<'_, WorldState>,
     token: &str,
     method: &str,
     params: &Map<String, Value>,
     call: Call,
 ) -> Response {
-    let mut state = shared.lock();
     // The bot may have been removed while we slept.
     let Some(bot) = state.bots.get(token).cloned() else {
         return ApiFailure::unauthorized().into_response();
