@@ -2,7 +2,8 @@
 //!
 //! The token (signed, short-lived) names tenant, visitor and conversation; the
 //! `Origin` must be exactly one of the tenant's allowed origins. Buffers are small
-//! (2 KiB read) so idle sockets cost little; messages over the limit close with 1009.
+//! (see [`READ_BUFFER_BYTES`]) so idle sockets cost little; messages over the limit
+//! close with 1009.
 //! Outgoing frames wait in the hub's bounded per-socket queue: a reader that stops
 //! reading is dropped instead of slowing anyone else.
 
@@ -38,6 +39,11 @@ use crate::realtime::{
 };
 use crate::telegram::typing::TYPING_EVERY;
 use crate::tenancy;
+
+/// The socket's read buffer, allocated (and zero-filled) for every socket, idle or
+/// not. Client frames are small JSON; a larger one (up to `max_message_bytes`) is read
+/// in steps of this size while the buffer grows.
+const READ_BUFFER_BYTES: usize = 512;
 
 /// Close codes used by the server.
 pub mod close_code {
@@ -111,19 +117,20 @@ pub async fn ws_upgrade(
     let ws = &state.settings.ws;
     let max = ws.max_message_bytes;
     Ok(upgrade
-        // Allocated (and zero-filled) for every socket, idle or not: 2 KiB, not 4. A larger
-        // frame (up to `max_message_bytes`) is read in 2 KiB steps and the buffer grows.
-        .read_buffer_size(2 * 1024)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(4 * 1024)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            let panics = state.panics.clone();
-            panics.watch(
-                "widget socket",
-                SocketSession::new(state, visitor, claims, last_seq, slot).run(socket),
-            )
+        // The session is boxed before the upgrade: the callback then captures one
+        // pointer, not the session's fields, which would otherwise keep their room in
+        // the socket's task next to the running session for as long as it is open.
+        .on_upgrade({
+            let session = Box::new(SocketSession::new(state, visitor, claims, last_seq, slot));
+            move |socket| {
+                let panics = session.state.panics.clone();
+                panics.watch("widget socket", session.run(socket))
+            }
         }))
 }
 
@@ -171,9 +178,8 @@ struct SocketSession {
     /// When this socket's visitor typing was last passed on (a cheap first filter;
     /// the conversation's throttle and the Telegram budgets follow).
     typing_at: Option<Instant>,
-    /// This socket's place in the per-visitor and per-address caps (boxed: kept small
-    /// in every idle socket).
-    slot: Box<SocketSlot>,
+    /// This socket's place in the per-visitor and per-address caps.
+    slot: SocketSlot,
 }
 
 enum Flow {
@@ -206,7 +212,7 @@ impl SocketSession {
             bucket: Bucket::new(),
             agents_online: None,
             typing_at: None,
-            slot: Box::new(slot),
+            slot,
         }
     }
 
@@ -299,7 +305,10 @@ impl SocketSession {
     /// uses them in place (an `async fn` moves its arguments into locals, and the
     /// state machine then keeps room for both copies).
     #[allow(clippy::manual_async_fn)]
-    fn run(mut self, mut socket: WebSocket) -> impl Future<Output = ()> + Send + 'static {
+    fn run(
+        mut self: Box<Self>,
+        mut socket: WebSocket,
+    ) -> impl Future<Output = ()> + Send + 'static {
         async move {
             let (ping_every, idle) = {
                 let ws = &self.state.settings.ws;
@@ -593,6 +602,6 @@ mod tests {
     #[test]
     fn idle_socket_future_is_small() {
         let size = future_size(&SocketSession::run);
-        assert!(size <= 1536, "SocketSession::run future is {size} bytes");
+        assert!(size <= 1024, "SocketSession::run future is {size} bytes");
     }
 }

@@ -4,20 +4,20 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
 };
 
-use tokio::sync::mpsc::{self, error::TrySendError};
-
 use futures_util::future::BoxFuture;
 
-use super::{Delivery, Hub, HubEvent, Subscription, VisitorCloser};
+use super::{
+    Delivery, Hub, HubEvent, Subscription, VisitorCloser,
+    queue::{QueueSender, SendError, queue},
+};
 
 struct Subscriber {
     id: u64,
-    tx: mpsc::Sender<Delivery>,
-    lagged: Arc<AtomicBool>,
+    tx: QueueSender,
 }
 
 #[derive(Default)]
@@ -46,14 +46,11 @@ impl LocalHub {
             return;
         };
         let before = subs.len();
+        // A subscriber too slow to keep up (its queue marks it lagged) or gone is
+        // dropped: its socket task sees the end of its queue and closes.
         subs.retain(|s| match s.tx.try_send(delivery.clone()) {
             Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                // Too slow: drop the sender so the socket task sees the end and closes.
-                s.lagged.store(true, Ordering::Relaxed);
-                false
-            }
-            Err(TrySendError::Closed(_)) => false,
+            Err(SendError::Full | SendError::Closed) => false,
         });
         let removed = before - subs.len();
         if removed > 0 {
@@ -132,27 +129,22 @@ impl Hub for LocalHub {
     }
 
     fn subscribe(&self, conversation_id: &str, capacity: usize) -> Subscription {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (tx, rx) = queue(capacity);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let lagged = Arc::new(AtomicBool::new(false));
         self.inner
             .topics
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(conversation_id.to_string())
             .or_default()
-            .push(Subscriber {
-                id,
-                tx,
-                lagged: lagged.clone(),
-            });
+            .push(Subscriber { id, tx });
         self.inner.count.fetch_add(1, Ordering::Relaxed);
         let guard = Guard {
             inner: self.inner.clone(),
             topic: conversation_id.to_string(),
             id,
         };
-        Subscription::new(rx, lagged, Box::new(guard))
+        Subscription::new(rx, Box::new(guard))
     }
 
     fn subscriber_count(&self) -> usize {
@@ -225,7 +217,7 @@ mod tests {
             a.rx.recv().await.expect("a"),
             Delivery::Event(HubEvent::other(Arc::from("x")))
         );
-        assert!(b.rx.try_recv().is_err());
+        assert!(b.rx.try_recv().is_none());
         hub.resync_all();
         assert_eq!(a.rx.recv().await.expect("a"), Delivery::Resync);
         assert_eq!(b.rx.recv().await.expect("b"), Delivery::Resync);

@@ -8,23 +8,21 @@
 
 mod frames;
 mod local;
+mod queue;
 mod redis_hub;
 pub mod sockets;
 mod token;
 
 pub use frames::{ClientFrame, InvalidFrame, ServerFrame};
 pub use local::LocalHub;
+pub use queue::QueueReceiver;
 pub use redis_hub::{RedisHub, announce_visitor_closed};
 pub use sockets::{SocketCaps, SocketSlot};
 pub use token::{WsClaims, WsTokenSigner};
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
-};
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
 
 /// One event for a conversation: a serialized frame, and for new messages their seq.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,26 +75,17 @@ pub trait Hub: Send + Sync + 'static {
 /// A live subscription; dropping it unsubscribes.
 pub struct Subscription {
     /// Deliveries for this subscriber.
-    pub rx: mpsc::Receiver<Delivery>,
-    lagged: Arc<AtomicBool>,
+    pub rx: QueueReceiver,
     _guard: Box<dyn Send + Sync>,
 }
 
 impl Subscription {
-    pub(crate) fn new(
-        rx: mpsc::Receiver<Delivery>,
-        lagged: Arc<AtomicBool>,
-        guard: Box<dyn Send + Sync>,
-    ) -> Self {
-        Subscription {
-            rx,
-            lagged,
-            _guard: guard,
-        }
+    pub(crate) fn new(rx: QueueReceiver, guard: Box<dyn Send + Sync>) -> Self {
+        Subscription { rx, _guard: guard }
     }
 
     /// True once the hub dropped this subscriber for not keeping up.
     pub fn lagged(&self) -> bool {
-        self.lagged.load(Ordering::Relaxed)
+        self.rx.lagged()
     }
 }
