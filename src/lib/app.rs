@@ -22,6 +22,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::http::{
     self, AppState, Metrics, OriginCache,
     server::{self, ConnLimits},
+    ws::SocketContext,
 };
 use crate::limits::Limiter;
 use crate::outbox::{Wakeup, budget::Budgets, worker::Worker};
@@ -381,6 +382,27 @@ impl Application {
                 open.close_visitor(visitor_id);
             }));
         let billing = crate::billing::Billing::from_settings(&settings.billing.stripe)?;
+        let limiter = Arc::new(Limiter::new(&settings, cluster.clone()));
+        let presence = Arc::new(Presence::new(
+            cluster.clone(),
+            Duration::from_secs(settings.presence.window_secs),
+        ));
+        let settings = Arc::new(settings);
+        let shutdown = CancellationToken::new();
+        let metrics = Arc::new(Metrics::default());
+        let socket = Arc::new(SocketContext {
+            chat: chat.clone(),
+            db: db.clone(),
+            bots: bots.clone(),
+            limiter: limiter.clone(),
+            presence: presence.clone(),
+            quotas: quotas.clone(),
+            typing: typing.clone(),
+            settings: settings.clone(),
+            shutdown: shutdown.clone(),
+            metrics: metrics.clone(),
+            panics: panics.clone(),
+        });
         let state = AppState {
             db,
             chat,
@@ -389,24 +411,22 @@ impl Application {
             wake,
             webhook: Arc::new(WebhookCounters::default()),
             cluster: cluster.clone(),
-            limiter: Arc::new(Limiter::new(&settings, cluster.clone())),
+            limiter,
             sockets,
             budgets,
             typing,
-            presence: Arc::new(Presence::new(
-                cluster.clone(),
-                Duration::from_secs(settings.presence.window_secs),
-            )),
+            presence,
             usage,
             quotas,
             billing,
-            settings: Arc::new(settings),
-            shutdown: CancellationToken::new(),
+            settings,
+            shutdown,
             origins: OriginCache::default(),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             public_url,
             demo_widget_key: Arc::new(RwLock::new(None)),
             panics,
+            socket,
         };
         if state.settings.demo.enabled && state.settings.is_embedded() {
             let key = ensure_demo_tenant(&state, addr).await?;

@@ -95,6 +95,9 @@ pub struct AppState {
     pub demo_widget_key: Arc<RwLock<Option<String>>>,
     /// Panics caught in handlers and spawned tasks (logged; must stay 0).
     pub panics: crate::tasks::Panics,
+    /// The part of this state open sockets use, shared by all of them (made of the
+    /// same values as the fields above).
+    pub socket: Arc<ws::SocketContext>,
 }
 
 /// A short-lived cache of the union of all tenants' allowed origins.

@@ -126,12 +126,45 @@ pub async fn ws_upgrade(
         // pointer, not the session's fields, which would otherwise keep their room in
         // the socket's task next to the running session for as long as it is open.
         .on_upgrade({
-            let session = Box::new(SocketSession::new(state, visitor, claims, last_seq, slot));
+            let session = Box::new(SocketSession::new(
+                state.socket.clone(),
+                visitor,
+                claims,
+                last_seq,
+                slot,
+            ));
             move |socket| {
-                let panics = session.state.panics.clone();
+                let panics = session.ctx.panics.clone();
                 panics.watch("widget socket", session.run(socket))
             }
         }))
+}
+
+/// What an open socket uses of the server: built once with the [`AppState`] and
+/// shared, so each socket holds one pointer instead of its own copy of the state.
+pub struct SocketContext {
+    /// Chat use cases (with the hub).
+    pub chat: crate::chat::Chat,
+    /// The database.
+    pub db: crate::db::Db,
+    /// Telegram bots per tenant (typing actions).
+    pub bots: Arc<crate::telegram::Bots>,
+    /// Rate limits (visitor messages).
+    pub limiter: Arc<crate::limits::Limiter>,
+    /// Whether agents are online, per tenant.
+    pub presence: Arc<crate::presence::Presence>,
+    /// Plan quotas (their clock dates a `limit` frame's retry).
+    pub quotas: Arc<crate::quota::Quotas>,
+    /// Visitors' typing on its way to Telegram.
+    pub typing: Arc<crate::telegram::typing::Typing>,
+    /// Effective settings.
+    pub settings: Arc<crate::config::Settings>,
+    /// Cancelled when the server shuts down.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Counters (open sockets).
+    pub metrics: Arc<crate::http::Metrics>,
+    /// Panics caught in sockets and the tasks they spawn.
+    pub panics: crate::tasks::Panics,
 }
 
 /// Per-socket flood control: a token bucket of client frames.
@@ -167,7 +200,7 @@ impl Bucket {
 }
 
 struct SocketSession {
-    state: AppState,
+    ctx: Arc<SocketContext>,
     visitor: Visitor,
     conversation_id: Option<ConversationId>,
     last_seq: i64,
@@ -196,7 +229,7 @@ async fn next_delivery(sub: &mut Option<Subscription>) -> Option<Delivery> {
 
 impl SocketSession {
     fn new(
-        state: AppState,
+        ctx: Arc<SocketContext>,
         visitor: Visitor,
         claims: WsClaims,
         last_seq: i64,
@@ -204,7 +237,7 @@ impl SocketSession {
     ) -> Self {
         let conversation_id = (!claims.c.is_empty()).then(|| ConversationId::from(claims.c));
         SocketSession {
-            state,
+            ctx,
             visitor,
             conversation_id,
             last_seq,
@@ -219,17 +252,17 @@ impl SocketSession {
     fn subscribe(&mut self) {
         if let Some(c) = &self.conversation_id {
             self.sub = Some(
-                self.state
+                self.ctx
                     .chat
                     .hub()
-                    .subscribe(c, self.state.settings.ws.send_queue),
+                    .subscribe(c, self.ctx.settings.ws.send_queue),
             );
         }
     }
 
     /// Send a `presence` frame when the agents' presence changed since the last one.
     async fn refresh_presence(&mut self, socket: &mut WebSocket) -> Result<(), ()> {
-        let online = self.state.presence.online(&self.visitor.tenant_id).await;
+        let online = self.ctx.presence.online(&self.visitor.tenant_id).await;
         if self.agents_online == Some(online) {
             return Ok(());
         }
@@ -273,7 +306,7 @@ impl SocketSession {
         };
         loop {
             let page = self
-                .state
+                .ctx
                 .chat
                 .history(
                     &self.visitor.tenant_id,
@@ -311,7 +344,7 @@ impl SocketSession {
     ) -> impl Future<Output = ()> + Send + 'static {
         async move {
             let (ping_every, idle) = {
-                let ws = &self.state.settings.ws;
+                let ws = &self.ctx.settings.ws;
                 (
                     Duration::from_secs(ws.ping_interval_secs.max(1)),
                     Duration::from_secs(ws.idle_timeout_secs),
@@ -319,7 +352,7 @@ impl SocketSession {
             };
             // Cancelled on shutdown, or when this visitor opens a socket too many and
             // this one is the oldest.
-            let close = self.state.shutdown.child_token();
+            let close = self.ctx.shutdown.child_token();
             self.slot.join_visitor(&self.visitor.id, close.clone());
             self.subscribe();
             // Read the position after subscribing, so nothing falls in between.
@@ -327,7 +360,7 @@ impl SocketSession {
             // are boxed: an idle socket's task keeps only the select loop resident, not
             // the largest future any branch could hold.
             if let Some(conv) = self.conversation_id.clone()
-                && let Ok(c) = Box::pin(self.state.chat.conversation(
+                && let Ok(c) = Box::pin(self.ctx.chat.conversation(
                     &self.visitor.tenant_id,
                     Some(&self.visitor.id),
                     &conv,
@@ -336,7 +369,7 @@ impl SocketSession {
             {
                 self.last_seq = c.last_seq;
             }
-            self.state
+            self.ctx
                 .metrics
                 .sockets_open
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -359,7 +392,7 @@ impl SocketSession {
             }
             while outcome.is_none() {
                 tokio::select! {
-                    _ = close.cancelled() => outcome = Some(Some(if self.state.shutdown.is_cancelled() {
+                    _ = close.cancelled() => outcome = Some(Some(if self.ctx.shutdown.is_cancelled() {
                         (close_code::GOING_AWAY, "server shutting down")
                     } else if self.slot.closed_for_erasure() {
                         (close_code::POLICY, "the visitor's data was erased")
@@ -423,7 +456,7 @@ impl SocketSession {
                 ))
                 .await;
             }
-            self.state
+            self.ctx
                 .metrics
                 .sockets_open
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -446,13 +479,12 @@ impl SocketSession {
             return;
         }
         self.typing_at = Some(now);
-        let state = self.state.clone();
+        let ctx = self.ctx.clone();
         let visitor = self.visitor.clone();
-        let panics = state.panics.clone();
+        let panics = ctx.panics.clone();
         panics.spawn("typing action", async move {
-            state
-                .typing
-                .visitor_typing(&state.chat, &state.db, &state.bots, &visitor, &conv)
+            ctx.typing
+                .visitor_typing(&ctx.chat, &ctx.db, &ctx.bots, &visitor, &conv)
                 .await;
         });
     }
@@ -489,7 +521,7 @@ impl SocketSession {
             } => {
                 // The visitor's message budget is shared with HTTP sends (and nodes).
                 let limit = Limit::MessagesPerVisitor;
-                if let Err(wait) = self.state.limiter.check(limit, &self.visitor.id).await {
+                if let Err(wait) = self.ctx.limiter.check(limit, &self.visitor.id).await {
                     let frame = ServerFrame::Limit {
                         code: "rate_limited".into(),
                         retry_after: retry_after_secs(wait),
@@ -498,7 +530,7 @@ impl SocketSession {
                     };
                     return reply(socket, frame).await;
                 }
-                let chat = self.state.chat.clone();
+                let chat = self.ctx.chat.clone();
                 if self.conversation_id.is_none() {
                     match chat.open_conversation(&self.visitor).await {
                         Ok((conv, _)) => {
@@ -506,7 +538,7 @@ impl SocketSession {
                             self.subscribe();
                         }
                         Err(e) => {
-                            let now = self.state.quotas.clock().now();
+                            let now = self.ctx.quotas.clock().now();
                             return reply(socket, error_frame(&e, Some(client_msg_id), now)).await;
                         }
                     }
@@ -536,7 +568,7 @@ impl SocketSession {
                         .await
                     }
                     Err(e) => {
-                        let now = self.state.quotas.clock().now();
+                        let now = self.ctx.quotas.clock().now();
                         reply(socket, error_frame(&e, Some(client_msg_id), now)).await
                     }
                 }
