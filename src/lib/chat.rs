@@ -762,19 +762,25 @@ impl Chat {
             .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
-        let (v, tenant, messages_per_day) =
-            repo::visitors::by_token_hash_any_with_tenant(&mut conn, &token.hash())
-                .await?
-                .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
-        let messages_per_day = MessagesPerDay::from_stored(&tenant.plan_code, messages_per_day)?;
+        // Every widget request and socket starts here: index lookups, run inline.
+        let (v, tenant, messages_per_day, environment) = crate::db::sqlite_inline_reads(async {
+            let (v, tenant, messages_per_day) =
+                repo::visitors::by_token_hash_any_with_tenant(&mut conn, &token.hash())
+                    .await?
+                    .ok_or_else(|| Error::unauthorized("invalid visitor token"))?;
+            let messages_per_day =
+                MessagesPerDay::from_stored(&tenant.plan_code, messages_per_day)?;
+            let environment = Environment::from_stored(&v.environment);
+            let tenant = crate::tenancy::in_environment(&mut conn, tenant, environment)
+                .await
+                .map_err(|e| match e.code {
+                    ErrorCode::NotFound => Error::unauthorized("invalid visitor token"),
+                    _ => e,
+                })?;
+            Ok::<_, Error>((v, tenant, messages_per_day, environment))
+        })
+        .await?;
         let verified = v.external_user_id.is_some();
-        let environment = Environment::from_stored(&v.environment);
-        let tenant = crate::tenancy::in_environment(&mut conn, tenant, environment)
-            .await
-            .map_err(|e| match e.code {
-                ErrorCode::NotFound => Error::unauthorized("invalid visitor token"),
-                _ => e,
-            })?;
         Ok((
             Visitor {
                 id: v.id.into(),

@@ -8,7 +8,10 @@ use std::{
 };
 
 use chatorical::{
-    outbox::{Wakeup, worker::Worker},
+    outbox::{
+        Wakeup,
+        worker::{CHAIN, Worker},
+    },
     telegram::{
         delivery::TelegramDelivery,
         typing::{TYPING_EVERY, TypingOutcome},
@@ -29,6 +32,7 @@ on_both_backends!(
     setup_validates_the_bot_and_registers_the_webhook,
     visitor_message_opens_a_topic_and_agent_reply_reaches_the_socket,
     two_workers_and_a_hundred_conversations_make_a_hundred_topics,
+    a_lane_backlog_goes_out_in_order_taking_turns_with_other_lanes,
     retry_after_pauses_only_that_chat_and_keeps_order,
     forbidden_is_dead_lettered_and_can_be_retried,
     server_error_is_retried_then_delivered,
@@ -315,6 +319,92 @@ async fn visitor_message_opens_a_topic_and_agent_reply_reaches_the_socket(b: Bac
         .await;
     assert_eq!(sent[2].thread_id(), Some(thread));
     assert_eq!(t.fake.calls_of("createforumtopic").len(), 1);
+}
+
+/// A delivery goes on with its lane's next item (in the transaction that records it),
+/// up to 16 in a row; then the permit goes back and the next claim starts after that
+/// lane: with one permit and two lanes of 40, runs of 16 in turn, each lane in order.
+async fn a_lane_backlog_goes_out_in_order_taking_turns_with_other_lanes(b: Backend) {
+    let t = spawn_with_telegram(b, |s| {
+        s.worker.embedded = false;
+        s.worker.coalesce = false;
+        s.worker.per_bot_per_sec = 100_000;
+        s.worker.per_chat_per_sec = 100_000;
+        s.worker.per_group_per_min = 1_000_000;
+    })
+    .await;
+    t.app.unlimited(&t.tenant).await;
+    let other = t.app.tenant("globex").await;
+    t.app.unlimited(&other).await;
+    let token = fake_bot_and_group(&t.fake, 222, -100222);
+    connect_telegram(&t.app, &other, &token, -100222).await;
+    let (va, vb) = (t.app.visitor(&t.tenant).await, t.app.visitor(&other).await);
+    for i in 0..40 {
+        for (v, lane) in [(&va, "a"), (&vb, "b")] {
+            let (status, body) = t
+                .app
+                .send(v, &format!("{lane}{i}"), &format!("{lane}{i}"))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+    }
+    let state = &t.app.state;
+    let mut settings = state.settings.worker.clone();
+    settings.concurrency = 1;
+    let delivery = Arc::new(TelegramDelivery::new(
+        state.db.clone(),
+        state.bots.clone(),
+        settings.clone(),
+    ));
+    let worker = Arc::new(Worker::new(
+        state.db.clone(),
+        settings,
+        delivery,
+        Wakeup::default(),
+    ));
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(worker.run(stop.clone()));
+    // Two opening cards and 80 messages.
+    t.fake
+        .wait_for_calls("sendmessage", 82, Duration::from_secs(60))
+        .await;
+    stop.cancel();
+    handle.await.expect("the worker stops without panicking");
+
+    let sent: Vec<(i64, String)> = t
+        .fake
+        .calls_of("sendmessage")
+        .iter()
+        .filter_map(|c| {
+            let text = c.text()?;
+            let digits = text.get(1..).filter(|d| !d.is_empty())?;
+            let numbered = digits.bytes().all(|b| b.is_ascii_digit());
+            numbered.then(|| (c.chat_id().unwrap_or_default(), text.to_string()))
+        })
+        .collect();
+    for (group, lane) in [(-100111, "a"), (-100222, "b")] {
+        let texts: Vec<&str> = sent
+            .iter()
+            .filter(|(chat, _)| *chat == group)
+            .map(|(_, text)| text.as_str())
+            .collect();
+        let expected: Vec<String> = (0..40).map(|i| format!("{lane}{i}")).collect();
+        assert_eq!(texts, expected, "lane {lane}: each message once, in order");
+    }
+    // Runs of consecutive sends into one group.
+    let mut runs: Vec<usize> = Vec::new();
+    for (i, (chat, _)) in sent.iter().enumerate() {
+        match runs.last_mut() {
+            Some(n) if i > 0 && sent[i - 1].0 == *chat => *n += 1,
+            _ => runs.push(1),
+        }
+    }
+    assert_eq!(
+        runs.iter().max(),
+        Some(&CHAIN),
+        "a delivery goes on with its lane for up to 16 items: {runs:?}"
+    );
+    assert!(runs.len() >= 5, "the lanes take turns: {runs:?}");
 }
 
 async fn two_workers_and_a_hundred_conversations_make_a_hundred_topics(b: Backend) {

@@ -37,15 +37,27 @@ use crate::error::{Error, ErrorCode, Result};
 /// The SQLite connection type used through diesel-async.
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, SqliteRuntime>;
 
+/// Where this thread runs SQLite statements right now.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SqliteMode {
+    /// One hop to tokio's blocking pool per statement.
+    Hop,
+    /// Inline, on an async worker thread: short reads ([`sqlite_inline_reads`]). A write
+    /// transaction begun here still leaves the async workers ([`sqlite_write_section`]).
+    Reads,
+    /// Inline, on a thread that has left the async workers ([`sqlite_write_section`]).
+    Section,
+}
+
 thread_local! {
-    /// Set while this thread runs a SQLite write transaction (see [`sqlite_write_section`]).
-    static SQLITE_INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static SQLITE_MODE: std::cell::Cell<SqliteMode> = const { std::cell::Cell::new(SqliteMode::Hop) };
 }
 
 /// Where diesel-async runs the blocking SQLite calls: normally on tokio's blocking pool,
 /// one thread hop per statement (as diesel-async's own `Tokio` runtime does); inside
 /// [`sqlite_write_section`] inline on the current thread, which has left the async
-/// workers for the whole transaction.
+/// workers for the whole transaction; inside [`sqlite_inline_reads`] inline on the async
+/// worker itself.
 pub enum SqliteRuntime {
     /// The runtime the connection was opened in.
     Handle(tokio::runtime::Handle),
@@ -64,7 +76,7 @@ impl diesel_async::sync_connection_wrapper::SpawnBlocking for SqliteRuntime {
     where
         R: Send + 'static,
     {
-        if SQLITE_INLINE.get() {
+        if SQLITE_MODE.get() != SqliteMode::Hop {
             return std::future::ready(Ok(task())).boxed();
         }
         let handle = match self {
@@ -130,12 +142,60 @@ impl<R> Drop for FinishOnDrop<R> {
     }
 }
 
-/// Resets [`SQLITE_INLINE`] when the section ends, even by a panic.
-struct InlineSection;
+/// Puts back the thread's [`SqliteMode`] when a section or a poll ends, even by a panic.
+struct RestoreMode(SqliteMode);
 
-impl Drop for InlineSection {
+impl RestoreMode {
+    /// Switch this thread to `mode` until the returned guard drops.
+    fn set(mode: SqliteMode) -> Self {
+        RestoreMode(SQLITE_MODE.replace(mode))
+    }
+}
+
+impl Drop for RestoreMode {
     fn drop(&mut self) {
-        SQLITE_INLINE.set(false);
+        SQLITE_MODE.set(self.0);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled with this thread's [`SqliteMode`] switched from `from` to `to`
+    /// (see [`sqlite_inline_reads`]).
+    pub struct InlineReads<F> {
+        #[pin]
+        fut: F,
+        from: SqliteMode,
+        to: SqliteMode,
+    }
+}
+
+impl<F: Future> Future for InlineReads<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        // Set for this poll only: the task may move to another thread between polls.
+        let this = self.project();
+        let _mode = (SQLITE_MODE.get() == *this.from).then(|| RestoreMode::set(*this.to));
+        this.fut.poll(cx)
+    }
+}
+
+/// Run `fut`'s SQLite statements inline on the async worker that polls it, instead of a
+/// hop to tokio's blocking pool and back for each (two thread wake-ups per statement:
+/// most of the CPU a short indexed read costs). For short reads only — a point lookup,
+/// a few rows by index: a statement that can take long (a scan, a statement that waits
+/// on SQLite's write lock or syncs a commit) would stall every task on that worker.
+/// Writes inside [`transaction!`](crate::transaction) are fine: the transaction leaves
+/// the async workers as it always does ([`sqlite_write_section`]). PostgreSQL
+/// statements are unaffected.
+pub fn sqlite_inline_reads<F: Future>(fut: F) -> InlineReads<F> {
+    InlineReads {
+        fut,
+        from: SqliteMode::Hop,
+        to: SqliteMode::Reads,
     }
 }
 
@@ -148,12 +208,20 @@ impl Drop for InlineSection {
 pub async fn sqlite_write_section<F: Future>(fut: F) -> F::Output {
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if !multi_thread || SQLITE_INLINE.get() {
+    if SQLITE_MODE.get() == SqliteMode::Section {
         return fut.await;
     }
+    if !multi_thread {
+        // Not inline on the only thread, even inside `sqlite_inline_reads`.
+        let hop = InlineReads {
+            fut,
+            from: SqliteMode::Reads,
+            to: SqliteMode::Hop,
+        };
+        return hop.await;
+    }
     tokio::task::block_in_place(|| {
-        SQLITE_INLINE.set(true);
-        let _section = InlineSection;
+        let _section = RestoreMode::set(SqliteMode::Section);
         tokio::runtime::Handle::current().block_on(fut)
     })
 }

@@ -139,11 +139,23 @@ pub async fn enqueue(
     Ok(inserted)
 }
 
+/// The Telegram message that carries stored messages (one, or the set of a combined
+/// message): recorded on them in the transaction that marks the item delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carried {
+    /// The messages' tenant.
+    pub tenant_id: String,
+    /// The stored messages.
+    pub message_ids: Vec<String>,
+    /// Telegram's id of the message that carries them.
+    pub telegram_message_id: i64,
+}
+
 /// How a delivery attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Done.
-    Delivered,
+    /// Done; what the sent Telegram message carries, if it carries stored messages.
+    Delivered(Option<Carried>),
     /// Try again after `after`. `counts` is false for waits that are not failures
     /// (a 429's retry_after), which never dead-letter an item.
     Retry {

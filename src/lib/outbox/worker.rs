@@ -1,6 +1,7 @@
-//! The worker loop: claim due lane heads under a lease, deliver them concurrently,
-//! record the outcome; wake on enqueue (in-process signal or PostgreSQL NOTIFY) with
-//! a fallback poll. On shutdown it stops claiming, lets deliveries finish and gives
+//! The worker loop: claim due lane heads under a lease (lanes take turns), deliver
+//! them concurrently, record the outcome — a delivery that ends well leases its lane's
+//! next item in the same transaction and goes on with it; wake on enqueue (in-process
+//! signal or PostgreSQL NOTIFY) with a fallback poll. On shutdown it stops claiming, lets deliveries finish and gives
 //! back any lease it still holds.
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -23,6 +24,51 @@ use crate::error::Result;
 /// A delivery that ends, a due time or a first wake-up after anything else still
 /// claims at once.
 const WAKE_GAP: Duration = Duration::from_millis(10);
+
+/// A delivery that ends well leases its lane's next item in the same transaction and
+/// goes on with it (no claim round of its own: a lane scan and a commit fewer per
+/// item), up to this many items in a row; then the permit goes back to the claim loop,
+/// so lanes with a backlog take turns with the others.
+pub const CHAIN: usize = 16;
+
+/// The item a delivery task holds, in the worker's in-flight set (never claimed again
+/// by this worker while there); taken out when the task ends, even by a panic.
+struct Held {
+    set: InFlight,
+    id: String,
+}
+
+/// The ids of the items a worker's delivery tasks hold.
+type InFlight = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+
+impl Held {
+    fn new(set: &InFlight, id: String) -> Self {
+        set.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone());
+        Held {
+            set: set.clone(),
+            id,
+        }
+    }
+
+    /// Hold `id` instead (the lane's next item, leased by the finishing transaction).
+    fn replace(&mut self, id: String) {
+        let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.id);
+        set.insert(id.clone());
+        self.id = id;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
 
 /// Something that can deliver an outbox item.
 pub trait Deliver: Send + Sync + 'static {
@@ -48,7 +94,9 @@ pub struct Worker<D: Deliver> {
     panics: crate::tasks::Panics,
     listen_url: Option<String>,
     /// Items this worker is delivering right now (never re-claimed by itself).
-    in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
+    in_flight: InFlight,
+    /// The lane of the last item the claim loop leased (the next scan starts after it).
+    last_lane: std::sync::Mutex<Option<String>>,
 }
 
 impl<D: Deliver> Worker<D> {
@@ -65,7 +113,8 @@ impl<D: Deliver> Worker<D> {
             wake,
             panics: crate::tasks::Panics::default(),
             listen_url,
-            in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
+            in_flight: InFlight::default(),
+            last_lane: std::sync::Mutex::new(None),
         }
     }
 
@@ -89,9 +138,25 @@ impl<D: Deliver> Worker<D> {
         }
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
-        let heads = repo::outbox::lane_heads(&mut conn, 512).await?;
+        // Index seeks per lane: inline (the claim below is a write and hops as usual).
+        let mut heads =
+            crate::db::sqlite_inline_reads(repo::outbox::lane_heads(&mut conn, 512)).await?;
+        // Lanes take turns when there are more than permits: the scan starts after the
+        // lane claimed last.
+        let last = self
+            .last_lane
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(last) = last {
+            // Bytewise (PostgreSQL's collation need not sort lanes so).
+            heads.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let after = heads.partition_point(|(lane, _)| *lane <= last);
+            heads.rotate_left(after);
+        }
         let now = now_ms();
         let mut ids = Vec::new();
+        let mut last_claimed = None;
         let mut budget_wait: Option<Duration> = None;
         let mine: std::collections::HashSet<String> = self
             .in_flight
@@ -109,11 +174,17 @@ impl<D: Deliver> Worker<D> {
             // A lane whose budgets are used up waits unclaimed (holding no lease and no
             // permit); the delivery charges the budgets for each call it makes.
             match self.delivery.budget_wait(&lane) {
-                None => ids.push(id),
+                None => {
+                    ids.push(id);
+                    last_claimed = Some(lane);
+                }
                 Some(wait) => budget_wait = Some(budget_wait.map_or(wait, |w| w.min(wait))),
             }
         }
-        let lease_until = now + i64::try_from(self.settings.lease_secs).unwrap_or(30) * 1000;
+        if last_claimed.is_some() {
+            *self.last_lane.lock().unwrap_or_else(|p| p.into_inner()) = last_claimed;
+        }
+        let lease_until = now + self.lease_ms();
         let claimed = repo::outbox::claim(&mut conn, &ids, &self.id, now, lease_until).await?;
         Ok((claimed, budget_wait))
     }
@@ -130,7 +201,7 @@ impl<D: Deliver> Worker<D> {
 
     /// Extend the item's lease every third of the lease time; never returns.
     async fn keep_leased(&self, id: &str) -> std::convert::Infallible {
-        let lease_ms = i64::try_from(self.settings.lease_secs).unwrap_or(30) * 1000;
+        let lease_ms = self.lease_ms();
         let every = Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1000).max(100));
         loop {
             tokio::time::sleep(every).await;
@@ -145,29 +216,61 @@ impl<D: Deliver> Worker<D> {
         }
     }
 
-    async fn finish(&self, item: &OutboxRow, outcome: Outcome) -> Result<()> {
+    /// Record `outcome`. With `chain`, a delivered item's lane's next item is leased in
+    /// the same transaction when it is due, and returned.
+    async fn finish(
+        &self,
+        item: &OutboxRow,
+        outcome: Outcome,
+        chain: bool,
+    ) -> Result<Option<OutboxRow>> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
         let now = now_ms();
         let label = match &outcome {
-            Outcome::Delivered => "delivered",
+            Outcome::Delivered(_) => "delivered",
             Outcome::Retry { counts: false, .. } => "throttled",
             Outcome::Retry { .. } => "retry",
             Outcome::Dead { .. } => "dead",
         };
         metrics::counter!("chatorical_outbox_attempts_total", "outcome" => label).increment(1);
         match outcome {
-            Outcome::Delivered => {
-                // One transaction for the head and the followers its Telegram message
-                // carried (a coalesced send, see `telegram::coalesce`), only while this
-                // worker still holds the head.
+            Outcome::Delivered(carried) => {
+                // One transaction: the Telegram id on the messages it carried, the
+                // head and the followers sent with it (a coalesced send, see
+                // `telegram::coalesce`) only while this worker still holds the head,
+                // and with `chain` the lease on the lane's next item.
                 let worker = self.id.as_str();
-                crate::transaction!(&mut conn, |tx| {
-                    if repo::outbox::mark_delivered(tx, &item.id, worker, now).await? {
-                        repo::outbox::deliver_batch(tx, &item.id, now).await?;
+                let lease_ms = self.lease_ms();
+                let next = crate::transaction!(&mut conn, |tx| {
+                    // What was sent is recorded whoever holds the lease now.
+                    if let Some(c) = &carried {
+                        repo::messages::set_telegram_id(
+                            tx,
+                            &c.tenant_id,
+                            &c.message_ids,
+                            c.telegram_message_id,
+                        )
+                        .await?;
                     }
-                    Ok(())
+                    if !repo::outbox::mark_delivered(tx, &item.id, worker, now).await? {
+                        return Ok(None);
+                    }
+                    repo::outbox::deliver_batch(tx, &item.id, now).await?;
+                    if !chain {
+                        return Ok(None);
+                    }
+                    let Some(head) = repo::outbox::lane_head(tx, &item.lane).await? else {
+                        return Ok(None);
+                    };
+                    let ids = [head];
+                    // (Timed after the write lock was taken.)
+                    let now = now_ms();
+                    let lease_until = now + lease_ms;
+                    let claimed = repo::outbox::claim(tx, &ids, worker, now, lease_until).await?;
+                    Ok(claimed.into_iter().next())
                 })?;
+                return Ok(next);
             }
             Outcome::Retry {
                 after,
@@ -205,7 +308,12 @@ impl<D: Deliver> Worker<D> {
                 })?;
             }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// The lease time in milliseconds.
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.settings.lease_secs).unwrap_or(30) * 1000
     }
 
     /// Run until `shutdown` is cancelled.
@@ -256,22 +364,36 @@ impl<D: Deliver> Worker<D> {
                     break;
                 };
                 let me = self.clone();
-                me.in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(item.id.clone());
                 let watch = me.panics.clone();
+                let shutdown = shutdown.clone();
+                let mut held = Held::new(&me.in_flight, item.id.clone());
                 tasks.spawn(watch.watch("outbox delivery", async move {
-                    // Keep the lease alive while the delivery runs (slow Bot API calls).
-                    let outcome = tokio::select! {
-                        o = me.delivery.deliver(&item) => o,
-                        never = me.keep_leased(&item.id) => match never {},
-                    };
-                    if let Err(e) = me.finish(&item, outcome).await {
-                        // The lease runs out and another attempt follows.
-                        tracing::warn!(item = %item.id, error = %e, "could not record outbox outcome");
+                    let mut item = item;
+                    let mut delivered = 0;
+                    loop {
+                        // Keep the lease alive while the delivery runs (slow Bot API calls).
+                        let outcome = tokio::select! {
+                            o = me.delivery.deliver(&item) => o,
+                            never = me.keep_leased(&item.id) => match never {},
+                        };
+                        delivered += 1;
+                        // The lane's next item, when its budgets let it go now.
+                        let chain = delivered < CHAIN
+                            && !shutdown.is_cancelled()
+                            && me.delivery.budget_wait(&item.lane).is_none();
+                        let next = me.finish(&item, outcome, chain).await.unwrap_or_else(|e| {
+                            // The lease runs out and another attempt follows.
+                            tracing::warn!(item = %item.id, error = %e, "could not record outbox outcome");
+                            None
+                        });
+                        // Stopping: a lease just taken is given back with the others.
+                        let Some(next) = next.filter(|_| !shutdown.is_cancelled()) else {
+                            break;
+                        };
+                        held.replace(next.id.clone());
+                        item = next;
                     }
-                    me.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&item.id);
+                    drop(held);
                     drop(permit);
                 }));
             }
@@ -286,7 +408,8 @@ impl<D: Deliver> Worker<D> {
             // (`join_next` below wakes the loop), so the next due time is not needed.
             if permits.available_permits() > 0
                 && let Ok(mut pc) = self.db.conn().await
-                && let Ok(Some(due)) = repo::outbox::next_due(&mut pc.as_conn()).await
+                && let Ok(Some(due)) =
+                    crate::db::sqlite_inline_reads(repo::outbox::next_due(&mut pc.as_conn())).await
             {
                 let ms = u64::try_from((due - now_ms()).max(1)).unwrap_or(1);
                 wait = wait.min(Duration::from_millis(ms));
@@ -313,6 +436,9 @@ impl<D: Deliver> Worker<D> {
         let _ =
             tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
         tasks.abort_all();
+        // An aborted delivery may be inside a transaction that cannot stop halfway
+        // (it may lease its lane's next item): wait for it, then give back every lease.
+        while tasks.join_next().await.is_some() {}
         if let Ok(mut pc) = self.db.conn().await {
             match repo::outbox::release_all(&mut pc.as_conn(), &self.id, now_ms()).await {
                 Ok(n) if n > 0 => {

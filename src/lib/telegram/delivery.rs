@@ -24,7 +24,7 @@ use crate::db::{
 use crate::domain::text::escape_controls;
 use crate::domain::{Environment, now_ms};
 use crate::outbox::{
-    self, Job, Outcome,
+    self, Carried, Job, Outcome,
     budget::{Budgets, Rate, message_rates},
     job::MessageJob,
     worker::Deliver,
@@ -161,7 +161,7 @@ impl TelegramDelivery {
                 Err(Step::Api(e)) => return self.outcome_of(&e, item.attempts),
             };
             match self.run(item, &cfg, &job, relay.as_ref()).await {
-                Ok(()) => return Outcome::Delivered,
+                Ok(carried) => return Outcome::Delivered(carried),
                 Err(Step::Done(o)) => return o,
                 Err(Step::Api(RequestError::MigrateToChatId(to))) if !migrated => {
                     migrated = true;
@@ -207,8 +207,10 @@ impl TelegramDelivery {
     async fn config(&self, item: &OutboxRow) -> Result<TelegramConfigRow, Step> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
-        let Some((cfg, plan_has_telegram)) =
-            repo::telegram::get_with_plan_channel(&mut conn, &item.tenant_id).await?
+        let Some((cfg, plan_has_telegram)) = crate::db::sqlite_inline_reads(
+            repo::telegram::get_with_plan_channel(&mut conn, &item.tenant_id),
+        )
+        .await?
         else {
             return Err(Step::Done(Outcome::Dead {
                 error: "Telegram is not connected for this tenant".into(),
@@ -250,11 +252,11 @@ impl TelegramDelivery {
             return Ok((cfg, None));
         }
         let mut pc = self.db.conn().await?;
-        let own = repo::environments::telegram_group(
+        let own = crate::db::sqlite_inline_reads(repo::environments::telegram_group(
             &mut pc.as_conn(),
             &cfg.tenant_id,
             Environment::Staging.as_str(),
-        )
+        ))
         .await?;
         if own != Some(lane.chat_id) {
             return Ok((cfg, None));
@@ -275,7 +277,9 @@ impl TelegramDelivery {
             return Ok(None);
         };
         let mut pc = self.db.conn().await?;
-        match repo::telegram_relays::get(&mut pc.as_conn(), &item.tenant_id, bot).await? {
+        let mut conn = pc.as_conn();
+        let relay = repo::telegram_relays::get(&mut conn, &item.tenant_id, bot);
+        match crate::db::sqlite_inline_reads(relay).await? {
             Some(relay) => Ok(Some(relay)),
             None => Err(Step::Done(Outcome::Retry {
                 after: Duration::from_millis(200),
@@ -291,7 +295,7 @@ impl TelegramDelivery {
         cfg: &TelegramConfigRow,
         job: &Job,
         relay: Option<&TelegramRelayRow>,
-    ) -> Result<(), Step> {
+    ) -> Result<Option<Carried>, Step> {
         let bot = match relay {
             Some(relay) => self.bots.for_relay(relay),
             None => self.bots.for_tenant(cfg),
@@ -314,13 +318,16 @@ impl TelegramDelivery {
         match job {
             Job::SendMessage(p) => self.send_visitor_message(item, cfg, &bot, p).await,
             Job::CloseTopic { conversation_id } => {
-                self.close_topic(cfg, &bot, conversation_id).await
+                self.close_topic(cfg, &bot, conversation_id).await?;
+                Ok(None)
             }
             Job::RenameTopic { conversation_id } => {
-                self.rename_topic(cfg, &bot, conversation_id).await
+                self.rename_topic(cfg, &bot, conversation_id).await?;
+                Ok(None)
             }
             Job::DeleteTopic { chat_id, topic_id } => {
-                self.delete_topic(cfg, &bot, *chat_id, *topic_id).await
+                self.delete_topic(cfg, &bot, *chat_id, *topic_id).await?;
+                Ok(None)
             }
             Job::SendText { text, topic_id } => {
                 // Texts are split when queued; one queued whole that is too long (an
@@ -333,7 +340,7 @@ impl TelegramDelivery {
                     bot.pace().await;
                     req.await.map_err(Step::Api)?;
                 }
-                Ok(())
+                Ok(None)
             }
         }
     }
@@ -344,7 +351,7 @@ impl TelegramDelivery {
         cfg: &TelegramConfigRow,
         bot: &GroupBot<'_>,
         p: &MessageJob,
-    ) -> Result<(), Step> {
+    ) -> Result<Option<Carried>, Step> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
         let gone = || {
@@ -352,21 +359,26 @@ impl TelegramDelivery {
                 error: "the message or conversation no longer exists".into(),
             })
         };
-        let message = repo::messages::get(&mut conn, &cfg.tenant_id, &p.message_id)
-            .await?
-            .ok_or_else(gone)?;
+        let (message, conv) = crate::db::sqlite_inline_reads(async {
+            let message = repo::messages::get(&mut conn, &cfg.tenant_id, &p.message_id).await?;
+            let conv =
+                repo::conversations::get(&mut conn, &cfg.tenant_id, &p.conversation_id).await?;
+            Ok::<_, crate::error::Error>((message, conv))
+        })
+        .await?;
+        let message = message.ok_or_else(gone)?;
         if message.erased_at.is_some() {
             // Erased with its visitor (the item is cancelled too): never sent.
             return Err(Step::Done(Outcome::Dead {
                 error: "the message was erased".into(),
             }));
         }
-        let conv = repo::conversations::get(&mut conn, &cfg.tenant_id, &p.conversation_id)
-            .await?
-            .ok_or_else(gone)?;
+        let conv = conv.ok_or_else(gone)?;
         drop(pc);
         if p.part.is_none() {
-            let followers = self.followers(item, bot, p, &message).await?;
+            // Index reads (and a short transaction that leaves the async workers).
+            let followers =
+                crate::db::sqlite_inline_reads(self.followers(item, bot, p, &message)).await?;
             if !followers.is_empty() {
                 return self
                     .send_combined(cfg, bot, &conv, message, followers)
@@ -392,14 +404,19 @@ impl TelegramDelivery {
         // The first part's Telegram message stands for the message.
         let first = p.part.is_none_or(|part| part.part == 1);
         let mut topic = self.ensure_topic(cfg, bot, &conv).await?;
-        let carried = std::slice::from_ref(&message.id);
+        let mut carried = None;
         for (i, text) in texts.into_iter().enumerate() {
-            let record: &[String] = if first && i == 0 { carried } else { &[] };
-            topic = self
-                .send_into_topic(cfg, bot, &conv, topic, text, record)
-                .await?;
+            let sent;
+            (topic, sent) = self.send_into_topic(cfg, bot, &conv, topic, text).await?;
+            if first && i == 0 {
+                carried = Some(Carried {
+                    tenant_id: cfg.tenant_id.clone(),
+                    message_ids: vec![message.id.clone()],
+                    telegram_message_id: sent,
+                });
+            }
         }
-        Ok(())
+        Ok(carried)
     }
 
     /// The messages to send with the head `item` in one Telegram message (see
@@ -505,8 +522,8 @@ impl TelegramDelivery {
         Ok(followers.into_iter().map(|(_, m)| m).collect())
     }
 
-    /// Send the head's message and its followers as one Telegram message of entries;
-    /// every message of the set records its Telegram id.
+    /// Send the head's message and its followers as one Telegram message of entries,
+    /// which carries every message of the set.
     async fn send_combined(
         &self,
         cfg: &TelegramConfigRow,
@@ -514,26 +531,29 @@ impl TelegramDelivery {
         conv: &ConversationRow,
         head: MessageRow,
         followers: Vec<MessageRow>,
-    ) -> Result<(), Step> {
+    ) -> Result<Option<Carried>, Step> {
         let set: Vec<MessageRow> = std::iter::once(head).chain(followers).collect();
         let entries: Vec<(i64, &str)> = set
             .iter()
             .map(|m| (m.created_at, m.body.as_str()))
             .collect();
         let (text, _) = coalesce::render(&entries);
-        let ids: Vec<String> = set.iter().map(|m| m.id.clone()).collect();
+        let message_ids: Vec<String> = set.iter().map(|m| m.id.clone()).collect();
         let topic = self.ensure_topic(cfg, bot, conv).await?;
-        self.send_into_topic(cfg, bot, conv, topic, text, &ids)
-            .await?;
+        let (_, sent) = self.send_into_topic(cfg, bot, conv, topic, text).await?;
         metrics::counter!("chatorical_outbox_coalesced_sends_total").increment(1);
         metrics::counter!("chatorical_outbox_coalesced_messages_total")
             .increment(u64::try_from(set.len()).unwrap_or(u64::MAX));
-        Ok(())
+        Ok(Some(Carried {
+            tenant_id: cfg.tenant_id.clone(),
+            message_ids,
+            telegram_message_id: sent,
+        }))
     }
 
     /// Send `text` into the conversation's topic (re-created once if Telegram says it
-    /// is gone); record the Telegram message id on the messages `record` names. Returns
-    /// the topic it went into.
+    /// is gone). Returns the topic it went into and the sent message's id (recorded
+    /// on the messages it carries when the item is marked delivered).
     async fn send_into_topic(
         &self,
         cfg: &TelegramConfigRow,
@@ -541,8 +561,7 @@ impl TelegramDelivery {
         conv: &ConversationRow,
         mut topic: Option<i64>,
         text: String,
-        record: &[String],
-    ) -> Result<Option<i64>, Step> {
+    ) -> Result<(Option<i64>, i64), Step> {
         let gone = || {
             Step::Done(Outcome::Dead {
                 error: "the message or conversation no longer exists".into(),
@@ -556,19 +575,7 @@ impl TelegramDelivery {
             }
             bot.pace().await;
             match req.await {
-                Ok(sent) => {
-                    if !record.is_empty() {
-                        let mut pc = self.db.conn().await?;
-                        repo::messages::set_telegram_id(
-                            &mut pc.as_conn(),
-                            &cfg.tenant_id,
-                            record,
-                            i64::from(sent.id.0),
-                        )
-                        .await?;
-                    }
-                    return Ok(topic);
-                }
+                Ok(sent) => return Ok((topic, i64::from(sent.id.0))),
                 Err(e) if is_thread_gone(&e) && !recreated && topic.is_some() => {
                     // The topic was deleted in Telegram: forget it and open a new one.
                     let old = topic.unwrap_or_default();

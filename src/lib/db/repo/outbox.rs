@@ -76,6 +76,18 @@ pub async fn lane_heads(conn: &mut Conn<'_>, limit: i64) -> Result<Vec<(String, 
     Ok(rows.into_iter().map(|r| (r.lane, r.head)).collect())
 }
 
+/// The oldest pending item id of `lane` (one seek on `outbox_pending`).
+pub async fn lane_head(conn: &mut Conn<'_>, lane: &str) -> Result<Option<String>> {
+    Ok(on_conn!(conn, |c| outbox::table
+        .filter(outbox::lane.eq(lane))
+        .filter(pending())
+        .order(outbox::id.asc())
+        .select(outbox::id)
+        .first(c)
+        .await
+        .optional())?)
+}
+
 /// Lease the given items if they are due (queued and past `next_attempt_at`, or in
 /// flight with an expired lease). The conditional update is atomic per row, so
 /// concurrent workers never lease the same item twice.
