@@ -779,3 +779,27 @@ impl Db {
         result.map_err(|e| Error::new(ErrorCode::Internal, format!("migration failed: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::{Connection, RunQueryDsl, SqliteConnection};
+
+    #[derive(diesel::QueryableByName)]
+    struct Used {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        used: i32,
+    }
+
+    /// The bundled SQLite is built with `SQLITE_ENABLE_QPSG` (`.cargo/config.toml`):
+    /// otherwise every cached statement with a bound `LIMIT` is planned again on every
+    /// execution.
+    #[test]
+    fn bundled_sqlite_keeps_its_plans() {
+        let mut conn = SqliteConnection::establish(":memory:").expect("an in-memory database");
+        let row: Used =
+            diesel::sql_query("SELECT sqlite_compileoption_used('ENABLE_QPSG') AS used")
+                .get_result(&mut conn)
+                .expect("compile options");
+        assert_eq!(row.used, 1, "SQLite was built without SQLITE_ENABLE_QPSG");
+    }
+}
