@@ -160,8 +160,8 @@ impl Drop for RestoreMode {
 
 pin_project_lite::pin_project! {
     /// A future polled with this thread's [`SqliteMode`] switched from `from` to `to`
-    /// (see [`sqlite_inline_reads`]).
-    pub struct InlineReads<F> {
+    /// ([`sqlite_inline_reads`]; a write transaction on a current-thread runtime).
+    pub struct SqliteModeFor<F> {
         #[pin]
         fut: F,
         from: SqliteMode,
@@ -169,7 +169,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F: Future> Future for InlineReads<F> {
+impl<F: Future> Future for SqliteModeFor<F> {
     type Output = F::Output;
 
     fn poll(
@@ -191,8 +191,8 @@ impl<F: Future> Future for InlineReads<F> {
 /// Writes inside [`transaction!`](crate::transaction) are fine: the transaction leaves
 /// the async workers as it always does ([`sqlite_write_section`]). PostgreSQL
 /// statements are unaffected.
-pub fn sqlite_inline_reads<F: Future>(fut: F) -> InlineReads<F> {
-    InlineReads {
+pub fn sqlite_inline_reads<F: Future>(fut: F) -> SqliteModeFor<F> {
+    SqliteModeFor {
         fut,
         from: SqliteMode::Hop,
         to: SqliteMode::Reads,
@@ -213,7 +213,7 @@ pub async fn sqlite_write_section<F: Future>(fut: F) -> F::Output {
     }
     if !multi_thread {
         // Not inline on the only thread, even inside `sqlite_inline_reads`.
-        let hop = InlineReads {
+        let hop = SqliteModeFor {
             fut,
             from: SqliteMode::Reads,
             to: SqliteMode::Hop,

@@ -140,11 +140,10 @@ pub async fn enqueue(
 }
 
 /// The Telegram message that carries stored messages (one, or the set of a combined
-/// message): recorded on them in the transaction that marks the item delivered.
+/// message) of the item's tenant: recorded on them in the transaction that marks the
+/// item delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Carried {
-    /// The messages' tenant.
-    pub tenant_id: String,
     /// The stored messages.
     pub message_ids: Vec<String>,
     /// Telegram's id of the message that carries them.

@@ -1,8 +1,8 @@
 //! The worker loop: claim due lane heads under a lease (lanes take turns), deliver
 //! them concurrently, record the outcome — a delivery that ends well leases its lane's
 //! next item in the same transaction and goes on with it; wake on enqueue (in-process
-//! signal or PostgreSQL NOTIFY) with a fallback poll. On shutdown it stops claiming, lets deliveries finish and gives
-//! back any lease it still holds.
+//! signal or PostgreSQL NOTIFY) with a fallback poll. On shutdown it stops claiming,
+//! lets deliveries finish and gives back any lease it still holds.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -247,7 +247,7 @@ impl<D: Deliver> Worker<D> {
                     if let Some(c) = &carried {
                         repo::messages::set_telegram_id(
                             tx,
-                            &c.tenant_id,
+                            &item.tenant_id,
                             &c.message_ids,
                             c.telegram_message_id,
                         )

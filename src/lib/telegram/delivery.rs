@@ -410,7 +410,6 @@ impl TelegramDelivery {
             (topic, sent) = self.send_into_topic(cfg, bot, &conv, topic, text).await?;
             if first && i == 0 {
                 carried = Some(Carried {
-                    tenant_id: cfg.tenant_id.clone(),
                     message_ids: vec![message.id.clone()],
                     telegram_message_id: sent,
                 });
@@ -545,7 +544,6 @@ impl TelegramDelivery {
         metrics::counter!("chatorical_outbox_coalesced_messages_total")
             .increment(u64::try_from(set.len()).unwrap_or(u64::MAX));
         Ok(Some(Carried {
-            tenant_id: cfg.tenant_id.clone(),
             message_ids,
             telegram_message_id: sent,
         }))
