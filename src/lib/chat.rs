@@ -1759,6 +1759,9 @@ pub async fn store_messages(
     repo::messages::insert_many(tx, &rows).await?;
     let mut rows = rows.into_iter();
     let mut answers = Vec::with_capacity(batch.len());
+    // The outbox items of all of them, in their order, in one INSERT.
+    let mut lanes = crate::telegram::relays::Lanes::default();
+    let mut items = Vec::new();
     for (place, m) in placed.into_iter().zip(batch) {
         let Some((group, environment)) = place else {
             answers.push(None);
@@ -1771,10 +1774,19 @@ pub async fn store_messages(
             && let Some(group) = group
         {
             let group = crate::telegram::group_for(tx, &row.tenant_id, environment, group).await?;
-            enqueue_for_group(tx, &row, group, m.now).await?;
+            let tenant_id = TenantId::from(row.tenant_id.as_str());
+            let lane = lanes
+                .lane(tx, &tenant_id, &row.conversation_id, group)
+                .await?;
+            items.extend(
+                outbox_items(&row, &lane, m.now)
+                    .into_iter()
+                    .map(|i| (tenant_id.clone(), i)),
+            );
         }
         answers.push(Some((row, environment)));
     }
+    outbox::enqueue_many(tx, &items).await?;
     Ok(answers)
 }
 
@@ -1819,32 +1831,49 @@ async fn enqueue_for_group(
     let lane =
         crate::telegram::relays::lane_for(tx, &tenant_id, &row.conversation_id, group_chat_id)
             .await?;
+    let items: Vec<_> = outbox_items(row, &lane, now)
+        .into_iter()
+        .map(|i| (tenant_id.clone(), i))
+        .collect();
+    outbox::enqueue_many(tx, &items).await?;
+    Ok(())
+}
+
+/// The outbox items that carry a visitor message to its Telegram topic on `lane`.
+/// A message too long for one Telegram message goes as ordered parts, one item per
+/// part (`…_part_<i>`): the lane delivers them in order, each part is retried on its
+/// own, and a part that went out is never sent again.
+fn outbox_items(row: &MessageRow, lane: &str, now: i64) -> Vec<outbox::NewItem> {
     let ranges = split::split(&row.body);
     let parts = ranges.len();
-    // A message too long for one Telegram message goes as ordered parts, one item per
-    // part (`…_part_<i>`): the lane delivers them in order, each part is retried on
-    // its own, and a part that went out is never sent again.
-    for (i, range) in ranges.into_iter().enumerate() {
-        let (part, key) = if parts == 1 {
-            (None, format!("conv_msg_out_{}", row.id))
-        } else {
-            let part = outbox::job::Part {
-                part: i + 1,
-                parts,
-                start: range.start,
-                end: range.end,
+    ranges
+        .into_iter()
+        .enumerate()
+        .map(|(i, range)| {
+            let (part, key) = if parts == 1 {
+                (None, format!("conv_msg_out_{}", row.id))
+            } else {
+                let part = outbox::job::Part {
+                    part: i + 1,
+                    parts,
+                    start: range.start,
+                    end: range.end,
+                };
+                (
+                    Some(part),
+                    format!("conv_msg_out_{}_part_{}", row.id, i + 1),
+                )
             };
-            (
-                Some(part),
-                format!("conv_msg_out_{}_part_{}", row.id, i + 1),
-            )
-        };
-        let job = outbox::Job::SendMessage(outbox::job::MessageJob {
-            conversation_id: row.conversation_id.as_str().into(),
-            message_id: row.id.as_str().into(),
-            part,
-        });
-        outbox::enqueue(tx, &tenant_id, &job, &key, &lane, now).await?;
-    }
-    Ok(())
+            outbox::NewItem {
+                job: outbox::Job::SendMessage(outbox::job::MessageJob {
+                    conversation_id: row.conversation_id.as_str().into(),
+                    message_id: row.id.as_str().into(),
+                    part,
+                }),
+                idempotency_key: key,
+                lane: lane.to_string(),
+                now,
+            }
+        })
+        .collect()
 }

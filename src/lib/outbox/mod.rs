@@ -111,7 +111,36 @@ pub async fn enqueue(
     lane: &str,
     now: i64,
 ) -> Result<bool> {
-    let row = OutboxRow {
+    let row = outbox_row(tenant_id, job, idempotency_key, lane, now);
+    let inserted = repo::outbox::enqueue(conn, &row).await?;
+    if inserted {
+        notify(conn).await?;
+    }
+    Ok(inserted)
+}
+
+/// One item for [`enqueue_many`]: what [`enqueue`] takes besides the tenant.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    /// The work.
+    pub job: Job,
+    /// Unique per tenant; an item whose key is taken is not added again.
+    pub idempotency_key: String,
+    /// The ordered queue it joins.
+    pub lane: String,
+    /// When (ms): queued at and first due at.
+    pub now: i64,
+}
+
+/// The queued row of an item.
+fn outbox_row(
+    tenant_id: &TenantId,
+    job: &Job,
+    idempotency_key: &str,
+    lane: &str,
+    now: i64,
+) -> OutboxRow {
+    OutboxRow {
         id: new_id("ob"),
         tenant_id: tenant_id.to_string(),
         kind: job.kind().to_string(),
@@ -128,15 +157,34 @@ pub async fn enqueue(
         updated_at: now,
         delivered_at: None,
         conversation_id: job.conversation_id().map(str::to_string),
-    };
-    let inserted = repo::outbox::enqueue(conn, &row).await?;
-    if inserted && let Conn::Pg(c, _) = conn {
-        // Delivered to listeners when the transaction commits.
+    }
+}
+
+/// [`enqueue`] for many items of their tenants in the caller's transaction, in the
+/// order given (their ids sort in that order, so a lane delivers them so): one INSERT
+/// for all of them on PostgreSQL and one notification to the workers. Returns how
+/// many were added (an item whose key is taken is skipped, as alone).
+pub async fn enqueue_many(conn: &mut Conn<'_>, items: &[(TenantId, NewItem)]) -> Result<usize> {
+    let rows: Vec<OutboxRow> = items
+        .iter()
+        .map(|(t, i)| outbox_row(t, &i.job, &i.idempotency_key, &i.lane, i.now))
+        .collect();
+    let added = repo::outbox::enqueue_many(conn, &rows).await?;
+    if added > 0 {
+        notify(conn).await?;
+    }
+    Ok(added)
+}
+
+/// Tell PostgreSQL's listening workers there is work (delivered when the caller's
+/// transaction commits; nothing on SQLite, whose workers share this process's wakeup).
+async fn notify(conn: &mut Conn<'_>) -> Result<()> {
+    if let Conn::Pg(c, _) = conn {
         diesel::sql_query(format!("NOTIFY {NOTIFY_CHANNEL}"))
             .execute(&mut **c)
             .await?;
     }
-    Ok(inserted)
+    Ok(())
 }
 
 /// The Telegram message that carries stored messages (one, or the set of a combined

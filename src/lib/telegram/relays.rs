@@ -461,12 +461,39 @@ pub async fn lane_for(
     conversation_id: &str,
     group: i64,
 ) -> Result<String> {
-    if repo::telegram_relays::list(tx, tenant_id).await?.is_empty() {
-        return Ok(telegram_lane(tenant_id, group));
-    }
-    match repo::telegram::get(tx, tenant_id).await? {
-        Some(cfg) => conversation_lane(tx, &cfg, conversation_id, group).await,
-        None => Ok(telegram_lane(tenant_id, group)),
+    Lanes::default()
+        .lane(tx, tenant_id, conversation_id, group)
+        .await
+}
+
+/// [`lane_for`] for many messages in one transaction: whether a tenant has relays is
+/// read once per tenant (a batch of one tenant's messages without relays reads it once).
+#[derive(Debug, Default)]
+pub struct Lanes {
+    /// Tenants read to have no relay.
+    without_relays: Vec<TenantId>,
+}
+
+impl Lanes {
+    /// The lane of `conversation_id`'s topic in `group` (see [`lane_for`]).
+    pub async fn lane(
+        &mut self,
+        tx: &mut Conn<'_>,
+        tenant_id: &TenantId,
+        conversation_id: &str,
+        group: i64,
+    ) -> Result<String> {
+        if self.without_relays.contains(tenant_id) {
+            return Ok(telegram_lane(tenant_id, group));
+        }
+        if repo::telegram_relays::list(tx, tenant_id).await?.is_empty() {
+            self.without_relays.push(tenant_id.clone());
+            return Ok(telegram_lane(tenant_id, group));
+        }
+        match repo::telegram::get(tx, tenant_id).await? {
+            Some(cfg) => conversation_lane(tx, &cfg, conversation_id, group).await,
+            None => Ok(telegram_lane(tenant_id, group)),
+        }
     }
 }
 

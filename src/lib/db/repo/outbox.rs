@@ -25,6 +25,38 @@ pub async fn enqueue(conn: &mut Conn<'_>, row: &OutboxRow) -> Result<bool> {
     Ok(n == 1)
 }
 
+/// Rows one multi-row INSERT of [`enqueue_many`] takes on PostgreSQL (16 binds each,
+/// well under its 65,535).
+const ENQUEUE_CHUNK: usize = 512;
+
+/// [`enqueue`] for many rows in the caller's transaction: on PostgreSQL one multi-row
+/// INSERT per [`ENQUEUE_CHUNK`] rows (a row whose idempotency key is taken is skipped,
+/// as alone); on SQLite one statement per row, in-process. Returns how many were added.
+pub async fn enqueue_many(conn: &mut Conn<'_>, rows: &[OutboxRow]) -> Result<usize> {
+    match conn {
+        Conn::Pg(pg, _) if rows.len() > 1 => {
+            let pg: &mut diesel_async::AsyncPgConnection = pg;
+            let mut added = 0;
+            for chunk in rows.chunks(ENQUEUE_CHUNK) {
+                added += diesel::insert_into(outbox::table)
+                    .values(chunk)
+                    .on_conflict((outbox::tenant_id, outbox::idempotency_key))
+                    .do_nothing()
+                    .execute(pg)
+                    .await?;
+            }
+            Ok(added)
+        }
+        _ => {
+            let mut added = 0;
+            for row in rows {
+                added += usize::from(enqueue(conn, row).await?);
+            }
+            Ok(added)
+        }
+    }
+}
+
 /// One row of [`lane_heads`].
 #[derive(QueryableByName)]
 struct LaneHead {
