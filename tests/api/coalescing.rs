@@ -682,12 +682,23 @@ async fn replies_to_a_combined_message_answer_the_quoted_line_or_the_set(b: Back
         .iter()
         .map(|m| m["id"].as_str().expect("id").to_string())
         .collect();
-    let mut pc = t.app.state.db.conn().await.expect("conn");
-    let rows = repo::messages::since(&mut pc.as_conn(), &t.tenant.id, &v.conversation_id, 0, 10)
-        .await
-        .expect("rows");
-    drop(pc);
-    let tg: Vec<Option<i64>> = rows.iter().map(|r| r.telegram_message_id).collect();
+    // The fake has the message before the worker's transaction that records its id
+    // commits: wait for the ids, then compare.
+    let telegram_ids = || async {
+        let mut pc = t.app.state.db.conn().await.expect("conn");
+        let rows =
+            repo::messages::since(&mut pc.as_conn(), &t.tenant.id, &v.conversation_id, 0, 10)
+                .await
+                .expect("rows");
+        rows.iter()
+            .map(|r| r.telegram_message_id)
+            .collect::<Vec<Option<i64>>>()
+    };
+    eventually(10, "the Telegram ids recorded", || async {
+        telegram_ids().await.iter().all(Option::is_some)
+    })
+    .await;
+    let tg = telegram_ids().await;
     let c = i64::from(combined.message_id);
     assert_eq!(
         tg,
