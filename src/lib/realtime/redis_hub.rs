@@ -164,29 +164,40 @@ impl Hub for RedisHub {
     }
 }
 
+/// Events one pipeline of the publisher carries at most.
+const PUBLISH_BATCH: usize = 256;
+
 async fn publisher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<(String, HubEvent)>) {
     let mut conn = inner.cluster.conn();
-    while let Some((conversation_id, event)) = rx.recv().await {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    // Whatever is waiting goes in one pipeline, in order (one round trip for the events
+    // of a group commit, not one each); nothing waits for more to come.
+    while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
         let recently_failed = inner
             .last_publish_failure
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some_and(|t| t.elapsed() < Duration::from_millis(500));
         if recently_failed {
-            // Redis is down: this node's sockets still get it; others resync later.
-            inner.local.publish(&conversation_id, event);
+            // Redis is down: this node's sockets still get them; others resync later.
+            for (conversation_id, event) in batch.drain(..) {
+                inner.local.publish(&conversation_id, event);
+            }
             continue;
         }
-        let payload = serde_json::to_string(&Envelope {
-            s: event.seq,
-            f: event.frame.to_string(),
-        })
-        .unwrap_or_default();
-        let sent = redis::cmd("PUBLISH")
-            .arg(channel(&inner.cluster, &conversation_id))
-            .arg(payload)
-            .query_async::<i64>(&mut conn)
-            .await;
+        let mut pipe = redis::pipe();
+        for (conversation_id, event) in &batch {
+            let payload = serde_json::to_string(&Envelope {
+                s: event.seq,
+                f: event.frame.to_string(),
+            })
+            .unwrap_or_default();
+            pipe.cmd("PUBLISH")
+                .arg(channel(&inner.cluster, conversation_id))
+                .arg(payload)
+                .ignore();
+        }
+        let sent = pipe.query_async::<()>(&mut conn).await;
         if sent.is_err() {
             *inner
                 .last_publish_failure
@@ -196,8 +207,13 @@ async fn publisher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<(String, H
             tracing::warn!(
                 "redis publish failed; delivering on this node only until Redis is back"
             );
-            inner.local.publish(&conversation_id, event);
+            // Some may have gone out before the failure: a socket that gets one twice
+            // drops the second by its seq.
+            for (conversation_id, event) in batch.drain(..) {
+                inner.local.publish(&conversation_id, event);
+            }
         }
+        batch.clear();
     }
 }
 
