@@ -17,6 +17,7 @@ crate::on_both_backends!(
     the_same_message_sent_twice_at_once_is_stored_once,
     one_failing_message_in_a_batch_fails_only_itself,
     a_daily_quota_holds_under_concurrent_posts,
+    conversations_list_most_recently_active_first_within_and_across_seconds,
 );
 
 async fn spawn(b: Backend) -> TestApp {
@@ -368,4 +369,54 @@ async fn a_daily_quota_holds_under_concurrent_posts(b: Backend) {
         stored += h.len();
     }
     assert_eq!(stored, 25);
+}
+
+/// The ids of the tenant's conversations as the admin API lists them.
+async fn listed(app: &TestApp, t: &TenantFixture) -> Vec<String> {
+    let (status, l) = app
+        .json(Method::GET, "/v1/admin/conversations", Some(&t.key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{l}");
+    l["conversations"]
+        .as_array()
+        .expect("conversations")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+/// The recency index keys on the second of `updated_at` (so a conversation's messages
+/// within one second leave it unchanged); the listing's order is still exact: by the
+/// second, then the millisecond, then the id.
+async fn conversations_list_most_recently_active_first_within_and_across_seconds(b: Backend) {
+    let app = spawn(b).await;
+    let t = app.tenant("acme").await;
+    let vs = visitors(&app, &t, 4).await;
+    let id = |i: usize| vs[i].conversation_id.clone();
+    // updated_at (ms): 1 and 3 share a second and a millisecond; 0 is earlier in that
+    // second; 2 is in the next second, at its very start.
+    let at = [10_000_500_i64, 10_000_999, 10_001_000, 10_000_999];
+    {
+        use diesel_async::RunQueryDsl;
+        let mut pc = app.state.db.conn().await.expect("conn");
+        let mut conn = pc.as_conn();
+        for (i, ms) in at.iter().enumerate() {
+            let sql = format!(
+                "UPDATE conversations SET updated_at = {ms} WHERE id = '{}'",
+                id(i)
+            );
+            chatorical::on_conn!(&mut conn, |c| diesel::sql_query(&sql).execute(c).await)
+                .expect("set updated_at");
+        }
+    }
+    let (hi, lo) = if id(1) > id(3) { (1, 3) } else { (3, 1) };
+    assert_eq!(listed(&app, &t).await, vec![id(2), id(hi), id(lo), id(0)]);
+
+    // A message moves its conversation to the top; then another's, above it.
+    let (status, body) = app.send(&vs[0], "r1", "news").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(listed(&app, &t).await[0], id(0));
+    let (status, body) = app.send(&vs[lo], "r2", "more news").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(listed(&app, &t).await, vec![id(lo), id(0), id(2), id(hi)]);
 }

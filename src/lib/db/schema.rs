@@ -66,6 +66,7 @@ diesel::table! {
         subject -> Nullable<Text>,
         telegram_topic_name -> Nullable<Text>,
         environment -> Text,
+        updated_second -> BigInt,
     }
 }
 

@@ -101,7 +101,8 @@ pub async fn environment_of(
 }
 
 /// The tenant's conversations (of one environment, when given), most recently active
-/// first.
+/// first: in the order of the index on the second of `updated_at` (generated from it;
+/// see the `conversations_recency` migration), ties within a second by `updated_at`.
 pub async fn list(
     conn: &mut Conn<'_>,
     tenant_id: &str,
@@ -113,7 +114,11 @@ pub async fn list(
         let mut q = conversations::table
             .filter(conversations::tenant_id.eq(tenant_id))
             .select(ConversationRow::as_select())
-            .order((conversations::updated_at.desc(), conversations::id.desc()))
+            .order((
+                conversations::updated_second.desc(),
+                conversations::updated_at.desc(),
+                conversations::id.desc(),
+            ))
             .limit(limit)
             .into_boxed();
         if let Some(s) = status {
