@@ -36,8 +36,12 @@ use crate::transaction;
 /// Most messages one transaction takes.
 pub const MAX_BATCH: usize = 256;
 
-/// Writers on PostgreSQL.
-pub const PG_WRITERS: usize = 4;
+/// Writers on PostgreSQL. Fewer writers make bigger batches (fewer statements and
+/// commits per message: PostgreSQL's CPU per stored message 0.24 ms with four, 0.17 with
+/// two) but a message more often waits for its writer's commit (send → other socket
+/// at 1,000 msg/s, p50 2.5 ms with four, 2.8–3.2 with two, 3.8–4.0 with one); two is
+/// where throughput at 50 visitors passes 4,600 msg/s (docs/PERFORMANCE.md, stop 29).
+pub const PG_WRITERS: usize = 2;
 
 /// Requests waiting for one writer before senders wait.
 const QUEUE: usize = 4 * MAX_BATCH;
