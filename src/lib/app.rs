@@ -20,7 +20,7 @@ use crate::db::Db;
 use crate::domain::random_base62;
 use crate::error::{Error, ErrorCode, Result};
 use crate::http::{
-    self, AppState, Metrics, OriginCache,
+    self, AppState, AppStateInner, Metrics, OriginCache,
     server::{self, ConnLimits},
     ws::SocketContext,
 };
@@ -403,7 +403,7 @@ impl Application {
             metrics: metrics.clone(),
             panics: panics.clone(),
         });
-        let state = AppState {
+        let state = AppState::new(AppStateInner {
             db,
             chat,
             master_key: bots.key().clone(),
@@ -427,7 +427,7 @@ impl Application {
             demo_widget_key: Arc::new(RwLock::new(None)),
             panics,
             socket,
-        };
+        });
         if state.settings.demo.enabled && state.settings.is_embedded() {
             let key = ensure_demo_tenant(&state, addr).await?;
             if let Ok(mut slot) = state.demo_widget_key.write() {

@@ -48,9 +48,29 @@ pub struct Metrics {
     pub backlog: crate::outbox::backlog::BacklogSeries,
 }
 
-/// Everything a handler needs.
+/// Everything a handler needs: one shared [`AppStateInner`], so the clone every request
+/// and extractor makes is one reference count, not two dozen (fields read through
+/// `Deref`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    /// Share `inner` as the state of the router and its tasks.
+    pub fn new(inner: AppStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+pub struct AppStateInner {
     /// The database.
     pub db: Db,
     /// Chat use cases (with the hub).
