@@ -13,7 +13,8 @@
 //!
 //! Phases (`--only idle,latency,ceiling,stored,cross,slow`):
 //! - idle: N widget sockets (source addresses spread over 127.0.0.x), each waits for
-//!   `hello`; the server's VmRSS before and after gives KiB per socket.
+//!   `hello`; the server's VmRSS before and after gives KiB per socket (before: read
+//!   after a burst of 300 bare connections and `--settle-secs`, like after).
 //! - latency: V visitors, each with a sender (socket `send`, then HTTP POST) and a
 //!   second socket on the same conversation; latency = send → the second socket gets
 //!   the `message` frame. Open loop at `--rate` msg/s for `--seconds`.
@@ -355,6 +356,9 @@ struct IdleResult {
     cap_note: Option<String>,
 }
 
+/// Bare connections opened and closed before the idle phase reads its baseline.
+const IDLE_WARMUP_CONNECTIONS: usize = 300;
+
 async fn idle_phase(args: &Args, srv: &Proc, visitors: &[Visitor]) -> Result<IdleResult> {
     let own = common::raise_own_nofile();
     let server_limit = srv.nofile().unwrap_or(1024);
@@ -371,7 +375,13 @@ async fn idle_phase(args: &Args, srv: &Proc, visitors: &[Visitor]) -> Result<Idl
         cap_note = Some(msg);
         n = cap;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A burst of bare connections first (opened and closed at once): a server that
+    // returns freed heap pages after bursts (heap.rs) has then done so before the
+    // baseline is read, so the baseline is as trimmed as the reading with the sockets.
+    for _ in 0..IDLE_WARMUP_CONNECTIONS {
+        drop(TcpStream::connect(("127.0.0.1", srv.port)).await?);
+    }
+    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
     let rss_before = srv.rss_kib().unwrap_or(0);
     let client_before = common::rss_kib(std::process::id()).unwrap_or(0);
     eprintln!("load: idle: opening {n} sockets (server RSS before {rss_before} KiB)");

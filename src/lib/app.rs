@@ -538,6 +538,11 @@ impl Application {
                 cancel.clone(),
             ));
         }
+        // Handshakes' freed pages back to the system after bursts of sockets.
+        panics.spawn(
+            "heap trimmer",
+            crate::heap::trim_after_bursts(state.metrics.connections.clone(), cancel.clone()),
+        );
         let router = http::router(state);
         let stop = cancel.clone();
         tokio::spawn(async move {

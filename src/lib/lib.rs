@@ -53,6 +53,7 @@ pub mod domain;
 pub mod environments;
 pub mod error;
 pub(crate) mod files;
+pub(crate) mod heap;
 pub mod http;
 pub mod i18n;
 pub mod identity;

@@ -158,3 +158,53 @@ async fn counters_move_by_exactly_what_happened() {
             .all(|k| !k.contains(&tenant.id) && !k.contains(&v.conversation_id))
     );
 }
+
+/// Scrape until `name` reaches `at_least` (panics after 15 s with what it last read).
+async fn scrape_until(api: &Api, name: &str, at_least: f64) -> BTreeMap<String, f64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let page = scrape(api).await;
+        let value = sample(&page, name, &[]);
+        if value >= at_least {
+            return page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} stayed at {value}, expected at least {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The server gives its heap's free pages back to the system (glibc): once when it
+/// starts serving, then once after a burst of connections is over — and not again
+/// while nothing new arrives.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heap_is_trimmed_at_start_and_after_a_burst_of_connections() {
+    let fake = FakeTelegram::start_local().await;
+    let install = Install::new(Backend::Sqlite, &fake.api_url()).await;
+    let server = install.serve(&[]).await;
+    let api = &server.api;
+    let page = scrape_until(api, "chatorical_heap_trims_total", 1.0).await;
+    assert_eq!(sample(&page, "chatorical_heap_trims_total", &[]), 1.0);
+    let accepted_before = sample(&page, "chatorical_connections_accepted_total", &[]);
+
+    // A burst: 300 connections, each closed at once.
+    for _ in 0..300 {
+        let conn = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .expect("connect");
+        drop(conn);
+    }
+    let page = scrape_until(api, "chatorical_heap_trims_total", 2.0).await;
+    assert_eq!(sample(&page, "chatorical_heap_trims_total", &[]), 2.0);
+    assert!(
+        sample(&page, "chatorical_connections_accepted_total", &[]) >= accepted_before + 300.0,
+        "every connection of the burst was counted"
+    );
+    // Quiet afterwards: no further trim.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let page = scrape(api).await;
+    assert_eq!(sample(&page, "chatorical_heap_trims_total", &[]), 2.0);
+}

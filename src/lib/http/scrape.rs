@@ -89,6 +89,7 @@ async fn refresh_gauges(state: &AppState) {
     // "no data", before the first event.
     for name in [
         "chatorical_panics_total",
+        "chatorical_heap_trims_total",
         "chatorical_outbox_coalesced_sends_total",
         "chatorical_outbox_coalesced_messages_total",
         "chatorical_message_write_batches_total",
@@ -104,6 +105,7 @@ async fn refresh_gauges(state: &AppState) {
             .load(std::sync::atomic::Ordering::Relaxed) as f64,
     );
     let c = state.metrics.connections.snapshot();
+    metrics::counter!("chatorical_connections_accepted_total").absolute(c.accepted);
     metrics::gauge!("chatorical_connections_open").set(c.open as f64);
     metrics::gauge!("chatorical_connections_limit").set(c.limit as f64);
     for (reason, n) in [

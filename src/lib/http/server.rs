@@ -45,6 +45,7 @@ use crate::domain::Cidr;
 /// Connection counters of one process (both listeners).
 #[derive(Debug, Default)]
 pub struct ConnStats {
+    accepted: AtomicU64,
     open: AtomicU64,
     limit: AtomicU64,
     rejected_max: AtomicU64,
@@ -58,6 +59,8 @@ pub struct ConnStats {
 /// A copy of [`ConnStats`] at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnSnapshot {
+    /// Connections accepted under the caps since the process started.
+    pub accepted: u64,
     /// Connections open now (HTTP and WebSocket).
     pub open: u64,
     /// The effective process-wide cap of the main listener.
@@ -83,6 +86,7 @@ impl ConnStats {
     pub fn snapshot(&self) -> ConnSnapshot {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         ConnSnapshot {
+            accepted: get(&self.accepted),
             open: get(&self.open),
             limit: get(&self.limit),
             rejected_max: get(&self.rejected_max),
@@ -200,6 +204,7 @@ impl ConnLimits {
         counts.open += 1;
         drop(counts);
         self.stats.open.fetch_add(1, Ordering::Relaxed);
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         Ok(Slot {
             limits: self.clone(),
             key,
