@@ -4,16 +4,16 @@
 //! memory back by itself only from the top of a heap. A burst of widget sockets leaves
 //! such pages behind: each handshake allocates its request's buffers, headers and
 //! routing state, and frees them once the socket is upgraded, between the few hundred
-//! bytes every idle socket keeps. On the embedded default the freed part is about as
-//! large as the kept part (docs/PERFORMANCE.md, "Idle socket"). `malloc_trim(0)` walks
-//! the heaps and returns every whole free page.
+//! bytes every idle socket keeps: 4–6 MB after an opening burst of thousands of sockets
+//! (docs/PERFORMANCE.md, "The heap returned after bursts"). `malloc_trim(0)` walks the
+//! heaps and returns every whole free page.
 //!
 //! It runs once when the server starts serving, and after that when at least
 //! [`BURST`] connections have been accepted since it last ran and the accept loop has
 //! then been quiet for a tick — so never in the middle of a busy stretch, where the
 //! pages would be taken again at once and the walk would hold the heaps' locks while
 //! requests wait. Under steady new connections it runs at most every [`MAX_WAIT`].
-//! Elsewhere than glibc on Linux it does nothing.
+//! Elsewhere than glibc on Linux it does not run at all.
 
 use std::{
     sync::Arc,
@@ -45,24 +45,22 @@ pub(crate) fn due(
     new >= BURST && (accepted == accepted_last_tick || since_trim >= MAX_WAIT)
 }
 
-/// Return the free pages of every heap to the system; `false` where nothing can.
-fn trim() -> bool {
+/// Whether this build's allocator can give free pages back on request (glibc).
+const SUPPORTED: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
+
+/// Return the free pages of every heap to the system.
+fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: malloc_trim takes no pointers and is safe to call from any thread at
-        // any time; the allocator locks each heap while it walks it.
-        unsafe { libc::malloc_trim(0) };
-        true
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        false
+    // SAFETY: malloc_trim takes no pointers and is safe to call from any thread at any
+    // time; the allocator locks each heap while it walks it.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
 async fn trim_now() {
     let started = Instant::now();
-    if let Ok(true) = tokio::task::spawn_blocking(trim).await {
+    if tokio::task::spawn_blocking(trim).await.is_ok() {
         metrics::counter!("chatorical_heap_trims_total").increment(1);
         tracing::debug!(
             took_us = started.elapsed().as_micros() as u64,
@@ -72,7 +70,11 @@ async fn trim_now() {
 }
 
 /// Trim once now, then after each burst of connections counted in `stats`, until `stop`.
+/// Returns at once where the allocator cannot trim.
 pub(crate) async fn trim_after_bursts(stats: Arc<ConnStats>, stop: CancellationToken) {
+    if !SUPPORTED {
+        return;
+    }
     trim_now().await;
     let mut at_trim = (stats.snapshot().accepted, Instant::now());
     let mut last_tick = at_trim.0;
