@@ -32,8 +32,11 @@
 //!   `--concurrency` (a list), on each backend: msg/s (201s per second), POST→201
 //!   latency, server CPU ms per stored message, and msg/s as a percentage of the
 //!   ceiling's message-shaped tps when the ceiling was measured in the same run.
-//! - cross: two servers on one PostgreSQL + Redis; sender on node A, receivers on node
-//!   B (and, as a control, on node A).
+//! - cross: this box's commit floor first (one message-shaped transaction at a time from
+//!   one connection: no message is acknowledged faster), then one node without Redis as
+//!   the reference, then two servers on one PostgreSQL + Redis; sender on node A,
+//!   receivers on node B (and, as a control, on node A). Socket sends are also timed to
+//!   their `ack` (the write and everything before it).
 //! - slow: the latency run plus a busy conversation, without and with one extra socket
 //!   on it that never reads.
 //!
@@ -491,6 +494,8 @@ struct LatencyResult {
     per_node: Vec<Histogram<u64>>,
     all: Histogram<u64>,
     http: Histogram<u64>,
+    /// Socket sends: `send` → the sender's `ack` (the write and everything before it).
+    ack: Histogram<u64>,
     sched_lag: Histogram<u64>,
     sent: u64,
     received: u64,
@@ -572,13 +577,15 @@ async fn receiver(
 }
 
 /// Owns a sender socket: writes `send` frames for the indices it is given, drains
-/// everything the server sends back (acks, its own messages).
+/// everything the server sends back (its own messages) and times each `ack` from its
+/// `send`.
 async fn socket_sender(
     mut ws: Ws,
     mut rx: mpsc::UnboundedReceiver<u64>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
-) {
+) -> Histogram<u64> {
+    let mut acks = histogram();
     let mut open = true;
     loop {
         tokio::select! {
@@ -598,10 +605,16 @@ async fn socket_sender(
             },
             m = ws.next() => match m {
                 Some(Ok(Message::Text(t))) => {
-                    if let Ok(f) = serde_json::from_str::<Frame>(t.as_str())
-                        && (f.kind == "error" || f.kind == "limit")
-                    {
+                    let Ok(f) = serde_json::from_str::<Frame>(t.as_str()) else { continue };
+                    if f.kind == "error" || f.kind == "limit" {
                         shared.rejected.fetch_add(1, Ordering::Relaxed);
+                    } else if f.kind == "ack"
+                        && let Some(lat) = f
+                            .message
+                            .and_then(|m| m.client_msg_id)
+                            .and_then(|id| shared.latency(&id))
+                    {
+                        record(&mut acks, lat);
                     }
                 }
                 Some(Ok(_)) => {}
@@ -610,6 +623,7 @@ async fn socket_sender(
         }
     }
     let _ = ws.close(None).await;
+    acks
 }
 
 async fn latency_run(plan: LatencyPlan<'_>) -> Result<LatencyResult> {
@@ -849,8 +863,11 @@ async fn latency_run(plan: LatencyPlan<'_>) -> Result<LatencyResult> {
             receivers_closed += usize::from(closed);
         }
     }
+    let mut ack = histogram();
     for s in senders {
-        let _ = s.await;
+        if let Ok(h) = s.await {
+            let _ = ack.add(&h);
+        }
     }
     if receivers_closed > 0 {
         eprintln!("load: warning: {receivers_closed} receiving sockets were closed by the server");
@@ -864,6 +881,7 @@ async fn latency_run(plan: LatencyPlan<'_>) -> Result<LatencyResult> {
         per_node,
         all,
         http,
+        ack,
         sched_lag,
         sent: expected,
         received: shared.received.load(Ordering::Relaxed),
@@ -1408,7 +1426,7 @@ async fn run(args: Args) -> Result<()> {
                     if via == Via::Http {
                         format!("; POST→201 {}", summary(&r.http))
                     } else {
-                        String::new()
+                        format!("; send → ack {}", summary(&r.ack))
                     }
                 );
                 let p50 = r.all.value_at_quantile(0.5);
@@ -1662,6 +1680,36 @@ async fn run(args: Args) -> Result<()> {
                 format!("Redis at {} is not answering", args.redis_url),
             ));
         } else {
+            // What one commit costs on this box right now: nothing is acknowledged (or
+            // delivered) faster than that.
+            eprintln!("load: commit floor: one message-shaped transaction at a time");
+            let floor = match PgDatabase::create(&common::pg_admin_url()).await {
+                Ok(db) => {
+                    let r = ceiling::commit_floor(&db.url, args.seconds.min(3)).await;
+                    db.drop_now().await;
+                    r
+                }
+                Err(e) => Err(e),
+            };
+            let floor_note = match &floor {
+                Ok((settings, v)) => {
+                    println!(
+                        "\ncommit floor ({settings}; message-shaped transaction from one connection, closed loop): {} transactions, {}; {}",
+                        v.tx,
+                        summary(&v.latency),
+                        v.cpu
+                    );
+                    format!(
+                        "; commit floor (one message-shaped transaction at a time) p50 {} / p99 {}",
+                        ms(v.latency.value_at_quantile(0.5)),
+                        ms(v.latency.value_at_quantile(0.99))
+                    )
+                }
+                Err(e) => {
+                    println!("\ncommit floor: not measured: {e:#}");
+                    String::new()
+                }
+            };
             // The single-node reference right before, under the same machine conditions.
             eprintln!("load: cross-node reference: one node on PostgreSQL, no Redis");
             let env = start_env(&args, Backend::Postgres, 1, false).await?;
@@ -1682,9 +1730,10 @@ async fn run(args: Args) -> Result<()> {
             .await?;
             env.teardown(&args.redis_url).await;
             println!(
-                "\ncross-node reference (PostgreSQL, one node, no Redis, {} msg/s): {}; {}",
+                "\ncross-node reference (PostgreSQL, one node, no Redis, {} msg/s): {}; send → ack {}; {}",
                 args.rate,
                 summary(&reference.all),
+                summary(&reference.ack),
                 reference.cpu
             );
             single_p50.retain(|(b, _)| *b != Backend::Postgres);
@@ -1711,10 +1760,11 @@ async fn run(args: Args) -> Result<()> {
             let cross = &r.per_node[0];
             let same = &r.per_node[1];
             println!(
-                "\ncross-node (PostgreSQL + Redis, {} msg/s, sender on A): receiver on B {}; receiver on A (via Redis too) {}; received {}/{}; {}",
+                "\ncross-node (PostgreSQL + Redis, {} msg/s, sender on A): receiver on B {}; receiver on A (via Redis too) {}; send → ack {}; received {}/{}; {}",
                 args.rate,
                 summary(cross),
                 summary(same),
+                summary(&r.ack),
                 r.received,
                 r.sent,
                 r.cpu
@@ -1748,12 +1798,13 @@ async fn run(args: Args) -> Result<()> {
                 measured,
                 baseline,
                 format!(
-                    "{verdict_s}{}{}; cross-node p99 {}; same node through Redis p50 {} / p99 {}; {}{}{}",
+                    "{verdict_s}{}{}; cross-node p99 {}; same node through Redis p50 {} / p99 {}; send → ack p50 {}{floor_note}; {}{}{}",
                     saturation(&reference),
                     saturation(&r),
                     ms(cross.value_at_quantile(0.99)),
                     ms(same.value_at_quantile(0.5)),
                     ms(same.value_at_quantile(0.99)),
+                    ms(r.ack.value_at_quantile(0.5)),
                     r.cpu,
                     busy_note(&reference.busy_note),
                     busy_note(&r.busy_note)

@@ -9,7 +9,9 @@
 //! - one `INSERT` per transaction (autocommit);
 //! - a batch: `BATCH` messages in one transaction (`UPDATE … FROM unnest(…)` taking every
 //!   conversation's seqs at once, one multi-row `INSERT … SELECT … FROM unnest(…)`), from
-//!   one connection and from all of them: what committing many messages at once reaches.
+//!   one connection and from all of them: what committing many messages at once reaches;
+//! - the commit floor ([`commit_floor`]): the message-shaped transaction from one
+//!   connection, for its latency: no stored message is acknowledged faster on this box.
 
 use std::{
     collections::BTreeMap,
@@ -130,6 +132,62 @@ pub(crate) async fn measure(url: &str, plan: Plan) -> Result<Ceiling> {
     if plan.connections == 0 || plan.conversations == 0 || plan.batch == 0 {
         bail!("the ceiling needs at least one connection, conversation and message per batch");
     }
+    let (admin, settings, conversations) = scratch(url, plan.conversations).await?;
+
+    let mut conns = Vec::with_capacity(plan.connections);
+    for _ in 0..plan.connections {
+        conns.push(Arc::new(prepare(connect(url).await?).await?));
+    }
+    let shared = Arc::new(Shared {
+        conversations,
+        free_seq: AtomicI64::new(1_000_000_000),
+        batch: plan.batch,
+    });
+    let secs = plan.seconds.max(1);
+    let message_shaped = run(Kind::MessageShaped, &conns, &shared, secs).await;
+    let single_insert = run(Kind::SingleInsert, &conns, &shared, secs).await;
+    let batch_one = run(Kind::Batch, &conns[..1], &shared, secs).await;
+    let batch_many = run(Kind::Batch, &conns, &shared, secs).await;
+    drop(conns);
+    drop_scratch(&admin).await;
+    Ok(Ceiling {
+        settings,
+        plan,
+        message_shaped,
+        single_insert,
+        batch_one,
+        batch_many,
+    })
+}
+
+/// The latency floor of one stored message on this box: the message-shaped transaction
+/// from ONE connection in a closed loop for `secs` (nothing else waits on the commit,
+/// so each transaction pays its own WAL flush). A one-node server cannot answer a
+/// message faster than this; the returned variant's `latency` is the distribution.
+pub(crate) async fn commit_floor(url: &str, secs: u64) -> Result<(String, Variant)> {
+    let (admin, settings, conversations) = scratch(url, 100).await?;
+    let conn = Arc::new(prepare(connect(url).await?).await?);
+    let shared = Arc::new(Shared {
+        conversations,
+        free_seq: AtomicI64::new(1_000_000_000),
+        batch: 1,
+    });
+    let v = run(Kind::MessageShaped, &[conn], &shared, secs.max(1)).await;
+    drop_scratch(&admin).await;
+    Ok((settings, v))
+}
+
+async fn drop_scratch(admin: &Client) {
+    let _ = admin
+        .batch_execute(&format!(
+            "DROP TABLE {MESSAGES}; DROP TABLE {CONVERSATIONS}"
+        ))
+        .await;
+}
+
+/// The scratch tables with `n` conversations: the admin connection, the server's
+/// settings and the conversations (id, tenant).
+async fn scratch(url: &str, n: usize) -> Result<(Client, String, Vec<(String, String)>)> {
     let admin = connect(url).await?;
     let settings = settings(&admin).await?;
     admin
@@ -161,7 +219,7 @@ pub(crate) async fn measure(url: &str, plan: Plan) -> Result<Ceiling> {
         ))
         .await
         .context("create the scratch tables")?;
-    let conversations: Vec<(String, String)> = (0..plan.conversations)
+    let conversations: Vec<(String, String)> = (0..n)
         .map(|i| {
             (
                 uuid::Uuid::now_v7().to_string(),
@@ -183,35 +241,7 @@ pub(crate) async fn measure(url: &str, plan: Plan) -> Result<Ceiling> {
     admin
         .batch_execute(&format!("ANALYZE {CONVERSATIONS}; ANALYZE {MESSAGES}"))
         .await?;
-
-    let mut conns = Vec::with_capacity(plan.connections);
-    for _ in 0..plan.connections {
-        conns.push(Arc::new(prepare(connect(url).await?).await?));
-    }
-    let shared = Arc::new(Shared {
-        conversations,
-        free_seq: AtomicI64::new(1_000_000_000),
-        batch: plan.batch,
-    });
-    let secs = plan.seconds.max(1);
-    let message_shaped = run(Kind::MessageShaped, &conns, &shared, secs).await;
-    let single_insert = run(Kind::SingleInsert, &conns, &shared, secs).await;
-    let batch_one = run(Kind::Batch, &conns[..1], &shared, secs).await;
-    let batch_many = run(Kind::Batch, &conns, &shared, secs).await;
-    drop(conns);
-    let _ = admin
-        .batch_execute(&format!(
-            "DROP TABLE {MESSAGES}; DROP TABLE {CONVERSATIONS}"
-        ))
-        .await;
-    Ok(Ceiling {
-        settings,
-        plan,
-        message_shaped,
-        single_insert,
-        batch_one,
-        batch_many,
-    })
+    Ok((admin, settings, conversations))
 }
 
 /// A connection whose connection task runs on the runtime.

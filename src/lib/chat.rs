@@ -1029,6 +1029,14 @@ impl Chat {
         .await
     }
 
+    /// The tenant's plan's limit on messages a day, read now (for
+    /// [`Chat::post_message_known`] when the caller reads it alongside other work).
+    pub async fn messages_per_day(&self, tenant_id: &TenantId) -> Result<MessagesPerDay> {
+        let mut pc = self.db.conn().await?;
+        let plan = crate::plans::for_tenant(&mut pc.as_conn(), tenant_id).await?;
+        Ok(MessagesPerDay(plan.limits.messages_per_day))
+    }
+
     /// [`Chat::post_message`] with what the caller read just before (the plan's limit
     /// read with the visitor's token saves reading it again).
     pub async fn post_message_known(
@@ -1693,10 +1701,10 @@ pub async fn store_message(
 }
 
 /// [`store_message`] for many messages in the caller's transaction, in order, with the
-/// same answers it gives each alone: the seqs of all of them in one statement (see
-/// `repo::conversations::next_seqs_for_messages`; a conversation's messages take its
-/// next seqs in the order given), the rows in one multi-row INSERT, then the outbox
-/// items of the inbound ones. A batch in which one conversation is written by
+/// same answers it gives each alone: the seqs and the rows of all of them in one
+/// statement on PostgreSQL (see `repo::messages::insert_taking_seqs`; a conversation's
+/// messages take its next seqs in the order given), then the outbox items of the
+/// inbound ones in one INSERT. A batch in which one conversation is written by
 /// different visitors (or by a visitor and an agent) goes message by message. A
 /// duplicate `client_msg_id` fails the INSERT (and the caller's transaction), as alone.
 pub async fn store_messages(
@@ -1726,52 +1734,27 @@ pub async fn store_messages(
         return Ok(out);
     }
     let now = batch.iter().map(|m| m.now).max().unwrap_or_else(now_ms);
-    let mut taken = repo::conversations::next_seqs_for_messages(tx, &keys, now).await?;
-    // Each conversation's first seq of this batch: its last one minus its messages here.
-    for t in &mut taken {
-        let n = keys
-            .iter()
-            .filter(|k| (k.0, k.1) == (t.tenant_id.as_str(), t.id.as_str()))
-            .count();
-        t.last_seq -= n as i64;
-    }
-    // Per message: where it goes (`None`: not stored); the rows, in the same order.
-    let mut placed = Vec::with_capacity(batch.len());
-    let mut rows = Vec::with_capacity(batch.len());
-    for m in batch {
-        let Some(t) = taken
-            .iter_mut()
-            .find(|t| t.tenant_id == m.row.tenant_id && t.id == m.row.conversation_id)
-        else {
-            placed.push(None);
-            continue;
-        };
-        t.last_seq += 1;
-        rows.push(MessageRow {
-            seq: t.last_seq,
-            ..m.row.clone()
-        });
-        placed.push(Some((
-            t.group_chat_id,
-            Environment::from_stored(&t.environment),
-        )));
-    }
-    repo::messages::insert_many(tx, &rows).await?;
-    let mut rows = rows.into_iter();
+    let rows: Vec<(&MessageRow, Option<&str>)> = batch
+        .iter()
+        .map(|m| (&m.row, m.visitor_id.as_deref()))
+        .collect();
+    let placed = repo::messages::insert_taking_seqs(tx, &rows, now).await?;
     let mut answers = Vec::with_capacity(batch.len());
     // The outbox items of all of them, in their order, in one INSERT.
     let mut lanes = crate::telegram::relays::Lanes::default();
     let mut items = Vec::new();
     for (place, m) in placed.into_iter().zip(batch) {
-        let Some((group, environment)) = place else {
+        let Some(place) = place else {
             answers.push(None);
             continue;
         };
-        let row = rows
-            .next()
-            .ok_or_else(|| Error::internal("a batch lost one of its rows"))?;
+        let environment = Environment::from_stored(&place.environment);
+        let row = MessageRow {
+            seq: place.seq,
+            ..m.row.clone()
+        };
         if Direction::from_stored(&row.direction) == Direction::Inbound
-            && let Some(group) = group
+            && let Some(group) = place.group_chat_id
         {
             let group = crate::telegram::group_for(tx, &row.tenant_id, environment, group).await?;
             let tenant_id = TenantId::from(row.tenant_id.as_str());

@@ -309,6 +309,36 @@ async fn one_failing_message_in_a_batch_fails_only_itself(b: Backend) {
         "nothing of a's in another's conversation"
     );
 
+    // A lone message takes the same one-transaction path, with the answers it gets
+    // alone and nothing stored again one by one: a closed conversation `None`, a
+    // stored client_msg_id its unique violation, a new one the next seq.
+    let retries = app.state.chat.write_stats().retries;
+    let r = app
+        .state
+        .chat
+        .store_batch(&[msg(&closed, "alone", None)])
+        .await;
+    assert!(matches!(r[..], [Ok(None)]), "{r:?}");
+    let r = app
+        .state
+        .chat
+        .store_batch(&[msg(&a, "first", Some(&a_visitor))])
+        .await;
+    let dup = r[0]
+        .as_ref()
+        .expect_err("a stored client_msg_id fails alone too");
+    assert!(dup.unique_violation().is_some(), "{dup:?}");
+    let r = app
+        .state
+        .chat
+        .store_batch(&[msg(&a, "tenth", Some(&a_visitor))])
+        .await;
+    assert!(
+        matches!(&r[..], [Ok(Some((row, _)))] if row.seq == 11),
+        "{r:?}"
+    );
+    assert_eq!(app.state.chat.write_stats().retries, retries);
+
     // Over HTTP the retry is answered with the stored message (200), the closed
     // conversation with 409.
     let (status, m) = app.send(&a, "first", "first").await;

@@ -1,11 +1,11 @@
 //! Group commit for new messages. Every message posted through [`super::Chat::post_message`]
 //! (widget HTTP, widget socket, admin API) goes to a writer task that takes whatever
 //! is waiting — up to [`MAX_BATCH`] messages, with no added wait when only one is —
-//! stores them with [`super::store_messages`] (every conversation's next seqs in one
-//! statement on PostgreSQL, the rows in one multi-row INSERT, then the outbox items) in
-//! ONE transaction, commits once and only then answers every waiting request:
-//! acknowledged still means committed. Messages stored alone (the fallback below) go
-//! through [`super::store_message`].
+//! stores them with [`super::store_messages`] (on PostgreSQL every conversation's next
+//! seqs and all the rows in ONE statement, then the outbox items) in ONE transaction,
+//! commits once and only then answers every waiting request: acknowledged still means
+//! committed. A lone message takes the same path. Messages stored again one by one
+//! (the fallback below) go through [`super::store_message`].
 //!
 //! One message's failure fails only that message. A message whose conversation is not
 //! open (or not the visitor's) changes nothing in the batch and is answered `None`, as
@@ -193,14 +193,14 @@ async fn store_batch(db: &Db, counters: &Counters, messages: &[NewMessage]) -> V
         .fetch_add(messages.len() as u64, Ordering::Relaxed);
     metrics::counter!("chatorical_message_write_batches_total").increment(1);
     metrics::counter!("chatorical_message_write_batched_total").increment(messages.len() as u64);
-    if messages.len() > 1 {
-        match write_together(db, messages).await {
-            Ok(rows) => return rows.into_iter().map(Ok).collect(),
-            Err(e) => {
-                tracing::debug!(error = %e, size = messages.len(), "a message batch failed; storing its messages one by one");
-                counters.retries.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("chatorical_message_write_batch_retries_total").increment(1);
-            }
+    match write_together(db, messages).await {
+        Ok(rows) => return rows.into_iter().map(Ok).collect(),
+        // Alone, it failed as it would have alone.
+        Err(e) if messages.len() == 1 => return vec![Err(e)],
+        Err(e) => {
+            tracing::debug!(error = %e, size = messages.len(), "a message batch failed; storing its messages one by one");
+            counters.retries.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("chatorical_message_write_batch_retries_total").increment(1);
         }
     }
     let mut out = Vec::with_capacity(messages.len());

@@ -23,7 +23,7 @@ use axum::{
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::chat::{Sender, Visitor};
+use crate::chat::{Known, Sender, Visitor};
 use crate::domain::{ConversationId, now_ms};
 use crate::error::{Error, ErrorCode};
 use crate::http::{
@@ -520,8 +520,22 @@ impl SocketSession {
                 text,
             } => {
                 // The visitor's message budget is shared with HTTP sends (and nodes).
+                // The plan's daily limit (for the quota) is read meanwhile: with Redis
+                // the two round trips overlap instead of adding up.
+                let chat = self.ctx.chat.clone();
+                let environment = self.visitor.environment;
                 let limit = Limit::MessagesPerVisitor;
-                if let Err(wait) = self.ctx.limiter.check(limit, &self.visitor.id).await {
+                let (allowed, messages_per_day) =
+                    tokio::join!(self.ctx.limiter.check(limit, &self.visitor.id), async {
+                        if environment.counts_against_quotas() {
+                            chat.messages_per_day(&self.visitor.tenant_id)
+                                .await
+                                .map(Some)
+                        } else {
+                            Ok(None)
+                        }
+                    });
+                if let Err(wait) = allowed {
                     let frame = ServerFrame::Limit {
                         code: "rate_limited".into(),
                         retry_after: retry_after_secs(wait),
@@ -530,7 +544,13 @@ impl SocketSession {
                     };
                     return reply(socket, frame).await;
                 }
-                let chat = self.ctx.chat.clone();
+                let messages_per_day = match messages_per_day {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let now = self.ctx.quotas.clock().now();
+                        return reply(socket, error_frame(&e, Some(client_msg_id), now)).await;
+                    }
+                };
                 if self.conversation_id.is_none() {
                     match chat.open_conversation(&self.visitor).await {
                         Ok((conv, _)) => {
@@ -547,10 +567,13 @@ impl SocketSession {
                     return Flow::Continue;
                 };
                 let result = chat
-                    .post_message(
+                    .post_message_known(
                         &self.visitor.tenant_id,
                         &conv,
-                        Some(self.visitor.environment),
+                        Known {
+                            environment: Some(environment),
+                            messages_per_day,
+                        },
                         Sender::Visitor(&self.visitor.id),
                         &text,
                         Some(&client_msg_id),

@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
+use crate::chat::ConversationStatus;
 use crate::db::{
     Conn,
     models::MessageRow,
@@ -21,31 +22,227 @@ pub async fn insert(conn: &mut Conn<'_>, row: &MessageRow) -> Result<()> {
     Ok(())
 }
 
-/// Insert `rows` in the caller's transaction (on PostgreSQL in one statement; nothing
-/// when there are none).
-pub async fn insert_many(conn: &mut Conn<'_>, rows: &[MessageRow]) -> Result<()> {
-    match rows {
-        [] => Ok(()),
-        [row] => insert(conn, row).await,
-        rows => match conn {
-            // One multi-row INSERT.
-            Conn::Pg(pg, _) => {
-                let pg: &mut diesel_async::AsyncPgConnection = pg;
-                diesel::insert_into(messages::table)
-                    .values(rows)
-                    .execute(pg)
-                    .await?;
-                Ok(())
+/// Where [`insert_taking_seqs`] stored a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The seq it took.
+    pub seq: i64,
+    /// The tenant's Telegram group, if it has one.
+    pub group_chat_id: Option<i64>,
+    /// Its conversation's environment (as stored).
+    pub environment: String,
+}
+
+#[derive(QueryableByName)]
+struct PlacedRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    group_chat_id: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    environment: String,
+}
+
+/// Seqs and rows of a batch of new messages in ONE statement: each conversation's
+/// messages are numbered from its `last_seq` in the order given, the conversations are
+/// updated (`last_seq`, `updated_at`), the rows inserted, and every stored message's
+/// seq answered with its conversation's environment and the tenant's Telegram group.
+/// The update takes the row lock of each conversation until the caller commits.
+///
+/// A query type of its own rather than `sql_query`, which diesel never prepares (it
+/// would be parsed and planned on every call): its text is fixed, so it is prepared
+/// once per connection. `walk_ast` numbers the binds in the order pushed, so each
+/// array appears once in the text, in that order.
+struct InsertTakingSeqs<'a> {
+    ids: Vec<&'a str>,
+    tenants: Vec<&'a str>,
+    conversations: Vec<&'a str>,
+    visitors: Vec<Option<&'a str>>,
+    directions: Vec<&'a str>,
+    authors: Vec<Option<&'a str>>,
+    bodies: Vec<&'a str>,
+    client_msg_ids: Vec<Option<&'a str>>,
+    created: Vec<i64>,
+    edited: Vec<Option<i64>>,
+    telegram_ids: Vec<Option<i64>>,
+    erased: Vec<Option<i64>>,
+    reply_to: Vec<Option<&'a str>>,
+    now: i64,
+    open: &'static str,
+}
+
+impl<'a> InsertTakingSeqs<'a> {
+    fn new(rows: &[(&'a MessageRow, Option<&'a str>)], now: i64) -> Self {
+        fn col<'a, T>(
+            rows: &[(&'a MessageRow, Option<&'a str>)],
+            f: impl Fn(&'a MessageRow) -> T,
+        ) -> Vec<T> {
+            rows.iter().map(|(r, _)| f(r)).collect()
+        }
+        InsertTakingSeqs {
+            ids: col(rows, |r| r.id.as_str()),
+            tenants: col(rows, |r| r.tenant_id.as_str()),
+            conversations: col(rows, |r| r.conversation_id.as_str()),
+            visitors: rows.iter().map(|(_, v)| *v).collect(),
+            directions: col(rows, |r| r.direction.as_str()),
+            authors: col(rows, |r| r.author.as_deref()),
+            bodies: col(rows, |r| r.body.as_str()),
+            client_msg_ids: col(rows, |r| r.client_msg_id.as_deref()),
+            created: col(rows, |r| r.created_at),
+            edited: col(rows, |r| r.edited_at),
+            telegram_ids: col(rows, |r| r.telegram_message_id),
+            erased: col(rows, |r| r.erased_at),
+            reply_to: col(rows, |r| r.reply_to.as_deref()),
+            now,
+            open: ConversationStatus::Open.as_str(),
+        }
+    }
+}
+
+impl diesel::query_builder::QueryId for InsertTakingSeqs<'_> {
+    type QueryId = InsertTakingSeqs<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for InsertTakingSeqs<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertTakingSeqs<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Nullable, Text};
+        out.push_sql("WITH m AS MATERIALIZED (SELECT u.*, row_number() OVER (PARTITION BY u.tenant_id, u.conversation_id ORDER BY u.ord) AS k FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(&self.ids)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.tenants)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.conversations)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.visitors)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.directions)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.authors)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.bodies)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.client_msg_ids)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.created)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.edited)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.telegram_ids)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.erased)?;
+        out.push_sql("::bigint[], ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.reply_to)?;
+        out.push_sql(
+            "::text[]) WITH ORDINALITY AS u(id, tenant_id, conversation_id, visitor_id, direction, \
+             author, body, client_msg_id, created_at, edited_at, telegram_message_id, erased_at, \
+             reply_to, ord)), \
+             x AS (SELECT tenant_id, conversation_id, visitor_id, count(*) AS n FROM m \
+                   GROUP BY tenant_id, conversation_id, visitor_id), \
+             taken AS (UPDATE conversations AS c SET last_seq = c.last_seq + x.n, updated_at = ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(
+            " FROM x WHERE c.tenant_id = x.tenant_id AND c.id = x.conversation_id AND c.status = ",
+        );
+        out.push_bind_param::<Text, _>(&self.open)?;
+        out.push_sql(
+            " AND (x.visitor_id IS NULL OR c.visitor_id = x.visitor_id) \
+             RETURNING c.tenant_id, c.id, c.last_seq - x.n AS first_seq, c.environment, \
+               (SELECT g.group_chat_id FROM telegram_configs g WHERE g.tenant_id = c.tenant_id) \
+               AS group_chat_id), \
+             ins AS (INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, author, \
+                       body, client_msg_id, created_at, edited_at, telegram_message_id, erased_at, \
+                       reply_to) \
+               SELECT m.id, m.tenant_id, m.conversation_id, t.first_seq + m.k, m.direction, \
+                      m.author, m.body, m.client_msg_id, m.created_at, m.edited_at, \
+                      m.telegram_message_id, m.erased_at, m.reply_to \
+               FROM m JOIN taken AS t ON t.tenant_id = m.tenant_id AND t.id = m.conversation_id \
+               ORDER BY m.ord \
+               RETURNING id, tenant_id, conversation_id, seq) \
+             SELECT i.id, i.seq, t.group_chat_id, t.environment \
+             FROM ins AS i JOIN taken AS t ON t.tenant_id = i.tenant_id AND t.id = i.conversation_id",
+        );
+        Ok(())
+    }
+}
+
+/// Store new messages in the caller's transaction, each taking the next seq of its
+/// open conversation (checking tenant and, with a visitor, that it is the visitor's),
+/// in the order given: a conversation's messages here get consecutive seqs. `rows`'
+/// seqs are ignored. Answers per row where it went, `None` when its conversation is
+/// not open, not the tenant's or not the visitor's (nothing stored, no seq taken). A
+/// conversation appears with one visitor (or `None`) only — the caller checks. A
+/// duplicate `client_msg_id` fails on its unique index (and the transaction), as a
+/// single insert does.
+///
+/// PostgreSQL: ONE statement whatever the number of messages (`InsertTakingSeqs`,
+/// prepared once per connection). SQLite: per message [`super::conversations::next_seq_for_message`]
+/// and [`insert`] (in-process calls; the batch's transaction is what saves there).
+pub async fn insert_taking_seqs<'a>(
+    conn: &mut Conn<'_>,
+    rows: &[(&'a MessageRow, Option<&'a str>)],
+    now: i64,
+) -> Result<Vec<Option<Placed>>> {
+    match conn {
+        Conn::Pg(pg, _) => {
+            let pg: &mut diesel_async::AsyncPgConnection = pg;
+            let placed = InsertTakingSeqs::new(rows, now)
+                .load::<PlacedRow>(pg)
+                .await?;
+            let mut placed: std::collections::HashMap<String, Placed> = placed
+                .into_iter()
+                .map(|p| {
+                    (
+                        p.id,
+                        Placed {
+                            seq: p.seq,
+                            group_chat_id: p.group_chat_id,
+                            environment: p.environment,
+                        },
+                    )
+                })
+                .collect();
+            Ok(rows.iter().map(|(r, _)| placed.remove(&r.id)).collect())
+        }
+        Conn::Sqlite(..) => {
+            let mut out = Vec::with_capacity(rows.len());
+            for (row, visitor_id) in rows {
+                let Some((seq, group_chat_id, environment)) =
+                    super::conversations::next_seq_for_message(
+                        conn,
+                        &row.tenant_id,
+                        &row.conversation_id,
+                        *visitor_id,
+                        now,
+                    )
+                    .await?
+                else {
+                    out.push(None);
+                    continue;
+                };
+                let stored = MessageRow {
+                    seq,
+                    ..(*row).clone()
+                };
+                insert(conn, &stored).await?;
+                out.push(Some(Placed {
+                    seq,
+                    group_chat_id,
+                    environment,
+                }));
             }
-            // diesel has no multi-row INSERT for SQLite here; the statements run
-            // in-process, in the caller's transaction.
-            Conn::Sqlite(..) => {
-                for row in rows {
-                    insert(conn, row).await?;
-                }
-                Ok(())
-            }
-        },
+            Ok(out)
+        }
     }
 }
 
