@@ -1711,20 +1711,14 @@ pub async fn store_messages(
     tx: &mut Conn<'_>,
     batch: &[writer::NewMessage],
 ) -> Result<Vec<Option<(MessageRow, Environment)>>> {
-    let keys: Vec<(&str, &str, Option<&str>)> = batch
+    let rows: Vec<(&MessageRow, Option<&str>)> = batch
         .iter()
-        .map(|m| {
-            (
-                m.row.tenant_id.as_str(),
-                m.row.conversation_id.as_str(),
-                m.visitor_id.as_deref(),
-            )
-        })
+        .map(|m| (&m.row, m.visitor_id.as_deref()))
         .collect();
-    let consistent = keys.iter().enumerate().all(|(i, k)| {
-        keys[..i]
-            .iter()
-            .all(|o| (o.0, o.1) != (k.0, k.1) || o.2 == k.2)
+    let consistent = rows.iter().enumerate().all(|(i, (r, v))| {
+        rows[..i].iter().all(|(o, ov)| {
+            (&o.tenant_id, &o.conversation_id) != (&r.tenant_id, &r.conversation_id) || ov == v
+        })
     });
     if !consistent {
         let mut out = Vec::with_capacity(batch.len());
@@ -1734,10 +1728,6 @@ pub async fn store_messages(
         return Ok(out);
     }
     let now = batch.iter().map(|m| m.now).max().unwrap_or_else(now_ms);
-    let rows: Vec<(&MessageRow, Option<&str>)> = batch
-        .iter()
-        .map(|m| (&m.row, m.visitor_id.as_deref()))
-        .collect();
     let placed = repo::messages::insert_taking_seqs(tx, &rows, now).await?;
     let mut answers = Vec::with_capacity(batch.len());
     // The outbox items of all of them, in their order, in one INSERT.

@@ -110,6 +110,21 @@ impl diesel::query_builder::Query for InsertTakingSeqs<'_> {
     type SqlType = diesel::sql_types::Untyped;
 }
 
+/// The next bind of `out`, then `sql` (its cast and separator).
+fn arg<'b, T, U>(
+    out: &mut diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    value: &'b U,
+    sql: &str,
+) -> QueryResult<()>
+where
+    diesel::pg::Pg: diesel::sql_types::HasSqlType<T>,
+    U: diesel::serialize::ToSql<T, diesel::pg::Pg> + ?Sized,
+{
+    out.push_bind_param::<T, U>(value)?;
+    out.push_sql(sql);
+    Ok(())
+}
+
 impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertTakingSeqs<'_> {
     fn walk_ast<'b>(
         &'b self,
@@ -117,30 +132,18 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertTakingSeqs<'
     ) -> QueryResult<()> {
         use diesel::sql_types::{Array, BigInt, Nullable, Text};
         out.push_sql("WITH m AS MATERIALIZED (SELECT u.*, row_number() OVER (PARTITION BY u.tenant_id, u.conversation_id ORDER BY u.ord) AS k FROM unnest(");
-        out.push_bind_param::<Array<Text>, _>(&self.ids)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<Text>, _>(&self.tenants)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<Text>, _>(&self.conversations)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.visitors)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<Text>, _>(&self.directions)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.authors)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<Text>, _>(&self.bodies)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.client_msg_ids)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<BigInt>, _>(&self.created)?;
-        out.push_sql("::bigint[], ");
-        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.edited)?;
-        out.push_sql("::bigint[], ");
-        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.telegram_ids)?;
-        out.push_sql("::bigint[], ");
-        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.erased)?;
-        out.push_sql("::bigint[], ");
+        arg::<Array<Text>, _>(&mut out, &self.ids, "::text[], ")?;
+        arg::<Array<Text>, _>(&mut out, &self.tenants, "::text[], ")?;
+        arg::<Array<Text>, _>(&mut out, &self.conversations, "::text[], ")?;
+        arg::<Array<Nullable<Text>>, _>(&mut out, &self.visitors, "::text[], ")?;
+        arg::<Array<Text>, _>(&mut out, &self.directions, "::text[], ")?;
+        arg::<Array<Nullable<Text>>, _>(&mut out, &self.authors, "::text[], ")?;
+        arg::<Array<Text>, _>(&mut out, &self.bodies, "::text[], ")?;
+        arg::<Array<Nullable<Text>>, _>(&mut out, &self.client_msg_ids, "::text[], ")?;
+        arg::<Array<BigInt>, _>(&mut out, &self.created, "::bigint[], ")?;
+        arg::<Array<Nullable<BigInt>>, _>(&mut out, &self.edited, "::bigint[], ")?;
+        arg::<Array<Nullable<BigInt>>, _>(&mut out, &self.telegram_ids, "::bigint[], ")?;
+        arg::<Array<Nullable<BigInt>>, _>(&mut out, &self.erased, "::bigint[], ")?;
         out.push_bind_param::<Array<Nullable<Text>>, _>(&self.reply_to)?;
         out.push_sql(
             "::text[]) WITH ORDINALITY AS u(id, tenant_id, conversation_id, visitor_id, direction, \
