@@ -66,6 +66,73 @@ struct LaneHead {
     head: Option<String>,
 }
 
+/// The text of [`LaneHeads`] reading `outbox` as `$o` (the limit is its one bind).
+macro_rules! lane_heads_sql {
+    ($o:literal) => {
+        concat!(
+            "WITH RECURSIVE lanes(lane) AS ( \
+               SELECT (SELECT o.lane FROM ",
+            $o,
+            " \
+                       WHERE o.status IN ('queued', 'in_flight') \
+                       ORDER BY o.lane LIMIT 1) \
+               UNION ALL \
+               SELECT (SELECT o.lane FROM ",
+            $o,
+            " \
+                       WHERE o.status IN ('queued', 'in_flight') AND o.lane > l.lane \
+                       ORDER BY o.lane LIMIT 1) \
+               FROM lanes l WHERE l.lane IS NOT NULL \
+             ) \
+             SELECT l.lane AS lane, \
+                    (SELECT o.id FROM ",
+            $o,
+            " \
+                     WHERE o.status IN ('queued', 'in_flight') AND o.lane = l.lane \
+                     ORDER BY o.id LIMIT 1) AS head \
+             FROM lanes l WHERE l.lane IS NOT NULL \
+             LIMIT "
+        )
+    };
+}
+
+/// The query of [`lane_heads`]: a fixed text per backend with the limit bound, so that
+/// each connection prepares it once (diesel never caches a `sql_query`; this one runs
+/// before every claim).
+#[derive(Debug, Clone, Copy)]
+struct LaneHeads {
+    limit: i64,
+}
+
+impl diesel::query_builder::QueryId for LaneHeads {
+    type QueryId = LaneHeads;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for LaneHeads {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for LaneHeads {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql(lane_heads_sql!("outbox o"));
+        out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.limit)
+    }
+}
+
+impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for LaneHeads {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        out.push_sql(lane_heads_sql!("outbox o INDEXED BY outbox_pending"));
+        out.push_bind_param::<diesel::sql_types::BigInt, _>(&self.limit)
+    }
+}
+
 /// The oldest pending item id of each lane (at most `limit` lanes).
 ///
 /// A loose index scan over the partial index `outbox_pending (lane, id)`: the
@@ -79,32 +146,10 @@ struct LaneHead {
 /// the `status IN (…)` terms and sorted every pending row for each lane — 69 ms for
 /// 10,000 queued items over 50 lanes, against 0.15 ms on the partial index.
 pub async fn lane_heads(conn: &mut Conn<'_>, limit: i64) -> Result<Vec<(String, Option<String>)>> {
-    let o = match conn {
-        Conn::Sqlite(..) => "outbox o INDEXED BY outbox_pending",
-        Conn::Pg(..) => "outbox o",
+    let query = LaneHeads {
+        limit: limit.max(0),
     };
-    let sql = format!(
-        "WITH RECURSIVE lanes(lane) AS ( \
-           SELECT (SELECT o.lane FROM {o} \
-                   WHERE o.status IN ('queued', 'in_flight') \
-                   ORDER BY o.lane LIMIT 1) \
-           UNION ALL \
-           SELECT (SELECT o.lane FROM {o} \
-                   WHERE o.status IN ('queued', 'in_flight') AND o.lane > l.lane \
-                   ORDER BY o.lane LIMIT 1) \
-           FROM lanes l WHERE l.lane IS NOT NULL \
-         ) \
-         SELECT l.lane AS lane, \
-                (SELECT o.id FROM {o} \
-                 WHERE o.status IN ('queued', 'in_flight') AND o.lane = l.lane \
-                 ORDER BY o.id LIMIT 1) AS head \
-         FROM lanes l WHERE l.lane IS NOT NULL \
-         LIMIT {}",
-        limit.max(0)
-    );
-    let rows = on_conn!(conn, |c| diesel::sql_query(sql.as_str())
-        .load::<LaneHead>(c)
-        .await)?;
+    let rows = on_conn!(conn, |c| query.load::<LaneHead>(c).await)?;
     Ok(rows.into_iter().map(|r| (r.lane, r.head)).collect())
 }
 
