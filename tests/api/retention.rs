@@ -804,10 +804,10 @@ async fn topics_are_deleted_for_opted_in_tenants_only(backend: Backend) {
         ),
     )
     .await;
-    // The message's and the close's deliveries insert rows that refer to the
-    // conversation (a key-share lock on it on PostgreSQL); a purge skips a conversation
-    // locked by a delivery in flight, to take it on its next run. Here the run starts
-    // once they are done, so it must find the conversation.
+    // The topic's and the close's deliveries update the conversation (topic made,
+    // topic closed), row-locking it until they commit; a purge skips a conversation
+    // locked so (`SKIP LOCKED`), to take it on its next run. Here the run starts once
+    // they are done, so it must find the conversation.
     let settled = format!(
         "SELECT count(*) AS n FROM outbox WHERE conversation_id = '{}' \
          AND status IN ('queued', 'in_flight')",
