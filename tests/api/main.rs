@@ -31,6 +31,7 @@ mod long_messages;
 mod notify;
 mod operations;
 mod ops;
+mod outbox_lease;
 mod plans;
 mod quotas;
 mod renames;

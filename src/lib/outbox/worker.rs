@@ -260,15 +260,10 @@ impl<D: Deliver> Worker<D> {
                     if !chain {
                         return Ok(None);
                     }
-                    let Some(head) = repo::outbox::lane_head(tx, &item.lane).await? else {
-                        return Ok(None);
-                    };
-                    let ids = [head];
                     // (Timed after the write lock was taken.)
                     let now = now_ms();
                     let lease_until = now + lease_ms;
-                    let claimed = repo::outbox::claim(tx, &ids, worker, now, lease_until).await?;
-                    Ok(claimed.into_iter().next())
+                    repo::outbox::claim_lane_head(tx, &item.lane, worker, now, lease_until).await
                 })?;
                 return Ok(next);
             }

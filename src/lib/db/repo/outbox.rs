@@ -153,16 +153,30 @@ pub async fn lane_heads(conn: &mut Conn<'_>, limit: i64) -> Result<Vec<(String, 
     Ok(rows.into_iter().map(|r| (r.lane, r.head)).collect())
 }
 
-/// The oldest pending item id of `lane` (one seek on `outbox_pending`).
-pub async fn lane_head(conn: &mut Conn<'_>, lane: &str) -> Result<Option<String>> {
-    Ok(on_conn!(conn, |c| outbox::table
-        .filter(outbox::lane.eq(lane))
-        .filter(pending())
-        .order(outbox::id.asc())
-        .select(outbox::id)
-        .first(c)
-        .await
-        .optional())?)
+/// An item is due to be leased at `now`: queued and past `next_attempt_at`, or in
+/// flight with an expired lease.
+macro_rules! due {
+    ($now:expr) => {
+        outbox::status
+            .eq(Queued.as_str())
+            .and(outbox::next_attempt_at.le($now))
+            .or(outbox::status
+                .eq(InFlight.as_str())
+                .and(outbox::lease_until.lt($now)))
+    };
+}
+
+/// The columns a lease sets (one more attempt counted).
+macro_rules! lease {
+    ($worker:expr, $now:expr, $until:expr) => {
+        (
+            outbox::status.eq(InFlight.as_str()),
+            outbox::lease_until.eq($until),
+            outbox::leased_by.eq($worker),
+            outbox::attempts.eq(outbox::attempts + 1),
+            outbox::updated_at.eq($now),
+        )
+    };
 }
 
 /// Lease the given items if they are due (queued and past `next_attempt_at`, or in
@@ -180,24 +194,45 @@ pub async fn claim(
     }
     Ok(on_conn!(conn, |c| diesel::update(outbox::table)
         .filter(outbox::id.eq_any(ids))
-        .filter(
-            outbox::status
-                .eq(Queued.as_str())
-                .and(outbox::next_attempt_at.le(now))
-                .or(outbox::status
-                    .eq(InFlight.as_str())
-                    .and(outbox::lease_until.lt(now))),
-        )
-        .set((
-            outbox::status.eq(InFlight.as_str()),
-            outbox::lease_until.eq(lease_until),
-            outbox::leased_by.eq(worker),
-            outbox::attempts.eq(outbox::attempts + 1),
-            outbox::updated_at.eq(now),
-        ))
+        .filter(due!(now))
+        .set(lease!(worker, now, lease_until))
         .returning(OutboxRow::as_returning())
         .get_results(c)
         .await)?)
+}
+
+/// Lease the oldest pending item of `lane` if it is due (as [`claim`] leases it), in
+/// one statement (a seek on `outbox_pending` for the head, then [`claim`]'s conditional
+/// update of it), for the worker's chained delivery: a lane's next item leased in the
+/// transaction that finished the one before. `None` when the lane has nothing pending
+/// or its head is not due.
+pub async fn claim_lane_head(
+    conn: &mut Conn<'_>,
+    lane: &str,
+    worker: &str,
+    now: i64,
+    lease_until: i64,
+) -> Result<Option<OutboxRow>> {
+    // The subquery reads `outbox` under another name (diesel wants the table once per
+    // FROM), so the status literal names that alias, not the updated table.
+    let head = diesel::alias!(outbox as head);
+    let head = head
+        .filter(head.field(outbox::lane).eq(lane))
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "head.status IN ('queued', 'in_flight')",
+        ))
+        .order(head.field(outbox::id).asc())
+        .select(head.field(outbox::id))
+        .limit(1)
+        .single_value();
+    Ok(on_conn!(conn, |c| diesel::update(outbox::table)
+        .filter(outbox::id.nullable().eq(head))
+        .filter(due!(now))
+        .set(lease!(worker, now, lease_until))
+        .returning(OutboxRow::as_returning())
+        .get_result(c)
+        .await
+        .optional())?)
 }
 
 /// Mark a leased item delivered. `false` if this worker no longer holds the lease.
