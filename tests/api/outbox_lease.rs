@@ -1,6 +1,8 @@
 //! The worker's chained claim (`repo::outbox::claim_lane_head`): in the transaction that
 //! finishes an item, the lane's next item is leased only when it is the lane's head and
 //! due — never past a head that is in flight or waiting, never another lane's item.
+//! And recording a delivery (`repo::outbox::finish_delivered`, one statement on
+//! PostgreSQL): all of it only while the worker holds the item, the Telegram id always.
 
 use chatorical::{
     db::{models::OutboxRow, repo},
@@ -10,7 +12,10 @@ use chatorical::{
 use crate::helpers::{Backend, TestApp, spawn_app_with};
 use crate::on_both_backends;
 
-on_both_backends!(a_chained_claim_takes_only_a_due_lane_head);
+on_both_backends!(
+    a_chained_claim_takes_only_a_due_lane_head,
+    finishing_a_delivery_records_it_and_leases_the_lanes_next_item
+);
 
 /// A queued item of `lane`, due at `due`.
 async fn queued(app: &TestApp, tenant_id: &str, id: &str, lane: &str, due: i64) {
@@ -148,4 +153,174 @@ async fn a_chained_claim_takes_only_a_due_lane_head(b: Backend) {
             .expect("chained claim");
         assert!(none.is_none(), "{l}: {none:?}");
     }
+}
+
+/// What a delivery sent: the messages it carried, Telegram's id, whether a set was
+/// recorded.
+fn sent(message_ids: &[String], telegram_message_id: i64, batch: bool) -> repo::outbox::Sent<'_> {
+    repo::outbox::Sent {
+        message_ids,
+        telegram_message_id,
+        batch,
+    }
+}
+
+/// The Telegram id recorded on a message.
+async fn telegram_id(app: &TestApp, tenant_id: &str, message_id: &str) -> Option<i64> {
+    let mut pc = app.state.db.conn().await.expect("connection");
+    repo::messages::get(&mut pc.as_conn(), tenant_id, message_id)
+        .await
+        .expect("read")
+        .expect("the message")
+        .telegram_message_id
+}
+
+async fn finishing_a_delivery_records_it_and_leases_the_lanes_next_item(b: Backend) {
+    let app = spawn_app_with(b, |s| s.worker.embedded = false).await;
+    let tenant = app.tenant("acme").await;
+    let t = tenant.id.as_str();
+    let v = app.visitor(&tenant).await;
+    let mut message_ids = Vec::new();
+    for (i, text) in ["one", "two"].into_iter().enumerate() {
+        let (status, m) = app.send(&v, &format!("c{i}"), text).await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{m}");
+        message_ids.push(m["id"].as_str().expect("id").to_string());
+    }
+    let now = now_ms();
+    let lane = format!("tg:{t}:-1");
+    for (id, due) in [("ob_2a", now), ("ob_2b", now), ("ob_2c", now + 60_000)] {
+        queued(&app, t, id, &lane, due).await;
+    }
+    let mut pc = app.state.db.conn().await.expect("connection");
+    let mut conn = pc.as_conn();
+    let lease = |at: i64| at + 30_000;
+    let one = std::slice::from_ref(&message_ids[0]);
+
+    let first = repo::outbox::claim(&mut conn, &["ob_2a".into()], "w1", now, lease(now))
+        .await
+        .expect("claim");
+    let a = first.into_iter().next().expect("ob_2a leased");
+
+    // Another worker (whose lease ran out) finishing it: what it sent is recorded on the
+    // message, nothing else changes.
+    let next = repo::outbox::finish_delivered(
+        &mut conn,
+        &a,
+        sent(one, 77, false),
+        "w2",
+        now,
+        Some(lease(now)),
+    )
+    .await
+    .expect("finish");
+    assert!(next.is_none(), "{next:?}");
+    assert_eq!(telegram_id(&app, t, &message_ids[0]).await, Some(77));
+    assert_eq!(
+        state(&app, t, "ob_2a").await,
+        ("in_flight".into(), Some("w1".into()), 1)
+    );
+    assert_eq!(state(&app, t, "ob_2b").await, ("queued".into(), None, 0));
+
+    // The holder finishing it: delivered, the id recorded, the lane's next item leased.
+    let next = repo::outbox::finish_delivered(
+        &mut conn,
+        &a,
+        sent(one, 78, false),
+        "w1",
+        now,
+        Some(lease(now)),
+    )
+    .await
+    .expect("finish")
+    .expect("the lane's next item");
+    assert_eq!(next.id, "ob_2b");
+    assert_eq!(next.status, "in_flight");
+    assert_eq!(next.leased_by.as_deref(), Some("w1"));
+    // For the lease time from when the statement ran (SQLite: once it had the write
+    // lock).
+    let until = next.lease_until.expect("a lease");
+    assert!((lease(now)..=lease(now_ms())).contains(&until), "{until}");
+    assert_eq!(next.attempts, 1);
+    assert_eq!(telegram_id(&app, t, &message_ids[0]).await, Some(78));
+    let (status, _, _) = state(&app, t, "ob_2a").await;
+    assert_eq!(status, "delivered");
+    let row = repo::outbox::get(&mut conn, t, "ob_2a")
+        .await
+        .expect("read")
+        .expect("ob_2a");
+    assert_eq!(row.delivered_at, Some(now));
+    assert_eq!(row.lease_until, None);
+
+    // Finishing that one (carrying nothing): the next head is not due yet, so nothing
+    // is leased.
+    let next = repo::outbox::finish_delivered(
+        &mut conn,
+        &next,
+        sent(&[], 0, false),
+        "w1",
+        now,
+        Some(lease(now)),
+    )
+    .await
+    .expect("finish");
+    assert!(next.is_none(), "{next:?}");
+    assert_eq!(state(&app, t, "ob_2b").await.0, "delivered");
+    assert_eq!(state(&app, t, "ob_2c").await, ("queued".into(), None, 0));
+
+    // Without a chain, nothing after it is leased even when due.
+    let later = now + 60_000;
+    let c = repo::outbox::claim(&mut conn, &["ob_2c".into()], "w1", later, lease(later))
+        .await
+        .expect("claim")
+        .into_iter()
+        .next()
+        .expect("ob_2c leased");
+    queued(&app, t, "ob_2d", &lane, now).await;
+    let next =
+        repo::outbox::finish_delivered(&mut conn, &c, sent(&[], 0, false), "w1", later, None)
+            .await
+            .expect("finish");
+    assert!(next.is_none(), "{next:?}");
+    assert_eq!(state(&app, t, "ob_2c").await.0, "delivered");
+    assert_eq!(state(&app, t, "ob_2d").await, ("queued".into(), None, 0));
+
+    // A head with a recorded set of followers: the followers are delivered with it, the
+    // set is forgotten, and the lane's next item after them is leased.
+    for id in ["ob_3a", "ob_3b", "ob_3c", "ob_3d"] {
+        queued(&app, t, id, "tg:batch:-2", now).await;
+    }
+    let head = repo::outbox::claim(&mut conn, &["ob_3a".into()], "w1", now, lease(now))
+        .await
+        .expect("claim")
+        .into_iter()
+        .next()
+        .expect("ob_3a leased");
+    let followers = ["ob_3b".to_string(), "ob_3c".to_string()];
+    assert!(
+        repo::outbox::record_batch(&mut conn, t, "ob_3a", "w1", &followers, now)
+            .await
+            .expect("record the set")
+    );
+    let next = repo::outbox::finish_delivered(
+        &mut conn,
+        &head,
+        sent(&message_ids, 79, true),
+        "w1",
+        now,
+        Some(lease(now)),
+    )
+    .await
+    .expect("finish")
+    .expect("the item after the set");
+    assert_eq!(next.id, "ob_3d");
+    for id in ["ob_3a", "ob_3b", "ob_3c"] {
+        assert_eq!(state(&app, t, id).await.0, "delivered", "{id}");
+    }
+    for id in &message_ids {
+        assert_eq!(telegram_id(&app, t, id).await, Some(79));
+    }
+    let (recorded, _) = repo::outbox::batch_of(&mut conn, t, "ob_3a")
+        .await
+        .expect("read the set");
+    assert!(!recorded);
 }

@@ -238,7 +238,7 @@ pub struct TelegramPollRow {
 /// A durable outbox item.
 // `None` is bound as NULL, not rendered as DEFAULT: one statement shape, so
 // PostgreSQL prepares the insert once per connection instead of on every row.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = outbox, treat_none_as_default_value = false)]
 pub struct OutboxRow {
     /// Opaque, time-ordered id (`ob_…`): order within a lane.

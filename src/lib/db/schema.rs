@@ -183,6 +183,8 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(outbox, outbox_batches);
+diesel::allow_tables_to_appear_in_same_query!(messages, outbox_batches);
+diesel::allow_tables_to_appear_in_same_query!(conversations, outbox_batches);
 
 diesel::table! {
     usage_daily (tenant_id, day, metric) {

@@ -196,6 +196,10 @@ pub struct Carried {
     pub message_ids: Vec<String>,
     /// Telegram's id of the message that carries them.
     pub telegram_message_id: i64,
+    /// Whether a set of followers was recorded for the delivered item
+    /// (`outbox_batches`): then recording the delivery marks them delivered and
+    /// forgets the set. Without one that step is skipped.
+    pub batch: bool,
 }
 
 /// How a delivery attempt ended.

@@ -236,35 +236,34 @@ impl<D: Deliver> Worker<D> {
         metrics::counter!("chatorical_outbox_attempts_total", "outcome" => label).increment(1);
         match outcome {
             Outcome::Delivered(carried) => {
-                // One transaction: the Telegram id on the messages it carried, the
-                // head and the followers sent with it (a coalesced send, see
-                // `telegram::coalesce`) only while this worker still holds the head,
-                // and with `chain` the lease on the lane's next item.
-                let worker = self.id.as_str();
-                let lease_ms = self.lease_ms();
-                let next = crate::transaction!(&mut conn, |tx| {
-                    // What was sent is recorded whoever holds the lease now.
-                    if let Some(c) = &carried {
-                        repo::messages::set_telegram_id(
-                            tx,
-                            &item.tenant_id,
-                            &c.message_ids,
-                            c.telegram_message_id,
-                        )
-                        .await?;
-                    }
-                    if !repo::outbox::mark_delivered(tx, &item.id, worker, now).await? {
-                        return Ok(None);
-                    }
-                    repo::outbox::deliver_batch(tx, &item.id, now).await?;
-                    if !chain {
-                        return Ok(None);
-                    }
-                    // (Timed after the write lock was taken.)
-                    let now = now_ms();
-                    let lease_until = now + lease_ms;
-                    repo::outbox::claim_lane_head(tx, &item.lane, worker, now, lease_until).await
-                })?;
+                // The Telegram id on the messages it carried, the item (and the
+                // followers sent with it: a coalesced send, see `telegram::coalesce`)
+                // delivered only while this worker still holds it, and with `chain`
+                // the lease on the lane's next item: atomically.
+                let sent = match &carried {
+                    Some(c) => repo::outbox::Sent {
+                        message_ids: &c.message_ids,
+                        telegram_message_id: c.telegram_message_id,
+                        batch: c.batch,
+                    },
+                    // Only a message item can have followers, and it says whether it
+                    // has; for any other item, look.
+                    None => repo::outbox::Sent {
+                        message_ids: &[],
+                        telegram_message_id: 0,
+                        batch: true,
+                    },
+                };
+                let lease_until = chain.then(|| now + self.lease_ms());
+                let next = repo::outbox::finish_delivered(
+                    &mut conn,
+                    item,
+                    sent,
+                    &self.id,
+                    now,
+                    lease_until,
+                )
+                .await?;
                 return Ok(next);
             }
             Outcome::Retry {

@@ -359,26 +359,34 @@ impl TelegramDelivery {
                 error: "the message or conversation no longer exists".into(),
             })
         };
-        let (message, conv) = crate::db::sqlite_inline_reads(async {
-            let message = repo::messages::get(&mut conn, &cfg.tenant_id, &p.message_id).await?;
-            let conv =
-                repo::conversations::get(&mut conn, &cfg.tenant_id, &p.conversation_id).await?;
-            Ok::<_, crate::error::Error>((message, conv))
-        })
-        .await?;
-        let message = message.ok_or_else(gone)?;
+        // The message, its conversation and whether an earlier attempt recorded a set
+        // of followers for this item: one statement.
+        let read = repo::messages::for_delivery(
+            &mut conn,
+            &cfg.tenant_id,
+            &p.message_id,
+            &p.conversation_id,
+            &item.id,
+        );
+        let (message, conv, recorded) = crate::db::sqlite_inline_reads(read)
+            .await?
+            .ok_or_else(gone)?;
         if message.erased_at.is_some() {
             // Erased with its visitor (the item is cancelled too): never sent.
             return Err(Step::Done(Outcome::Dead {
                 error: "the message was erased".into(),
             }));
         }
-        let conv = conv.ok_or_else(gone)?;
         drop(pc);
+        // Whether a set of followers is recorded for this item (then marking it
+        // delivered marks them too).
+        let mut batch = recorded;
         if p.part.is_none() {
             // Index reads (and a short transaction that leaves the async workers).
-            let followers =
-                crate::db::sqlite_inline_reads(self.followers(item, bot, p, &message)).await?;
+            let (followers, recorded) =
+                crate::db::sqlite_inline_reads(self.followers(item, bot, p, &message, recorded))
+                    .await?;
+            batch = recorded;
             if !followers.is_empty() {
                 return self
                     .send_combined(cfg, bot, &conv, message, followers)
@@ -412,6 +420,7 @@ impl TelegramDelivery {
                 carried = Some(Carried {
                     message_ids: vec![message.id.clone()],
                     telegram_message_id: sent,
+                    batch,
                 });
             }
         }
@@ -422,39 +431,44 @@ impl TelegramDelivery {
     /// [`coalesce`]): the set recorded for it by an earlier attempt (those still
     /// queued), else — when the lane has a backlog — the conversation's next whole
     /// visitor messages in the lane that fit, recorded under the head's lease before
-    /// anything is sent. Empty: the head goes alone.
+    /// anything is sent. Empty: the head goes alone. `recorded`: whether the delivery's
+    /// first read found a recorded set. Also returns whether a set is recorded for the
+    /// head now.
     async fn followers(
         &self,
         item: &OutboxRow,
         bot: &GroupBot<'_>,
         p: &MessageJob,
         head: &MessageRow,
-    ) -> Result<Vec<MessageRow>, Step> {
+        recorded: bool,
+    ) -> Result<(Vec<MessageRow>, bool), Step> {
         let tenant = item.tenant_id.as_str();
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
-        let (recorded, queued) = repo::outbox::batch_of(&mut conn, tenant, &item.id).await?;
         if recorded {
-            let ids: Vec<String> = queued
-                .iter()
-                .filter_map(|row| match Job::parse(&row.kind, &row.payload) {
-                    Ok(Job::SendMessage(m)) => Some(m.message_id.to_string()),
-                    _ => None,
-                })
-                .collect();
-            let mut messages = repo::messages::by_ids(&mut conn, tenant, &ids).await?;
-            messages.retain(|m| m.erased_at.is_none());
-            let order = |m: &MessageRow| ids.iter().position(|id| *id == m.id);
-            messages.sort_by_key(order);
-            return Ok(messages);
+            let (recorded, queued) = repo::outbox::batch_of(&mut conn, tenant, &item.id).await?;
+            if recorded {
+                let ids: Vec<String> = queued
+                    .iter()
+                    .filter_map(|row| match Job::parse(&row.kind, &row.payload) {
+                        Ok(Job::SendMessage(m)) => Some(m.message_id.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                let mut messages = repo::messages::by_ids(&mut conn, tenant, &ids).await?;
+                messages.retain(|m| m.erased_at.is_none());
+                let order = |m: &MessageRow| ids.iter().position(|id| *id == m.id);
+                messages.sort_by_key(order);
+                return Ok((messages, true));
+            }
         }
         let room = bot.room();
         if !self.settings.coalesce || room >= ROOM_WITHOUT_BACKLOG {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         let cap = i64::try_from(room + 1).unwrap_or(i64::MAX);
         if repo::outbox::count_pending_in_lane(&mut conn, &item.lane, cap).await? <= room {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         let limit = i64::try_from(coalesce::MAX_ENTRIES).unwrap_or(i64::MAX);
         let after = repo::outbox::pending_after(
@@ -481,7 +495,7 @@ impl TelegramDelivery {
             }
         }
         if wanted.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         let ids: Vec<String> = wanted.iter().map(|(_, m)| m.clone()).collect();
         let found = repo::messages::by_ids(&mut conn, tenant, &ids).await?;
@@ -500,7 +514,7 @@ impl TelegramDelivery {
             .collect();
         let fit = coalesce::fitting(&entries);
         if fit <= 1 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         followers.truncate(fit - 1);
         let item_ids: Vec<String> = followers.iter().map(|(id, _)| id.clone()).collect();
@@ -518,7 +532,7 @@ impl TelegramDelivery {
                 counts: false,
             }));
         }
-        Ok(followers.into_iter().map(|(_, m)| m).collect())
+        Ok((followers.into_iter().map(|(_, m)| m).collect(), true))
     }
 
     /// Send the head's message and its followers as one Telegram message of entries,
@@ -546,6 +560,7 @@ impl TelegramDelivery {
         Ok(Some(Carried {
             message_ids,
             telegram_message_id: sent,
+            batch: true,
         }))
     }
 

@@ -235,6 +235,157 @@ pub async fn claim_lane_head(
         .optional())?)
 }
 
+/// What a delivery that ended well sent, for [`finish_delivered`].
+#[derive(Debug, Clone, Copy)]
+pub struct Sent<'a> {
+    /// The stored messages the Telegram message carries (empty: none).
+    pub message_ids: &'a [String],
+    /// Telegram's id of that message.
+    pub telegram_message_id: i64,
+    /// Whether a set of followers is recorded for the item (`outbox_batches`).
+    pub batch: bool,
+}
+
+/// Record that `item` (leased by `worker`) was delivered, atomically: Telegram's id on
+/// the messages it carried (whoever holds the lease now), the item delivered while
+/// `worker` still holds it (with the followers of its recorded set: [`deliver_batch`]),
+/// and with `chain` (the new lease's end) the lane's next item leased as
+/// [`claim_lane_head`] leases it. Returns that next item.
+///
+/// On PostgreSQL an item without a recorded set (nearly every one) is ONE statement
+/// ([`FinishDelivered`]: no transaction of its own, where the same steps took `BEGIN`,
+/// three statements and `COMMIT`); otherwise, and on SQLite, a transaction of those
+/// steps.
+pub async fn finish_delivered(
+    conn: &mut Conn<'_>,
+    item: &OutboxRow,
+    sent: Sent<'_>,
+    worker: &str,
+    now: i64,
+    chain: Option<i64>,
+) -> Result<Option<OutboxRow>> {
+    if let Conn::Pg(pg, pooling) = conn
+        && !sent.batch
+    {
+        let query = FinishDelivered {
+            tenant_id: &item.tenant_id,
+            message_ids: sent.message_ids,
+            telegram_message_id: sent.telegram_message_id,
+            id: &item.id,
+            worker,
+            now,
+            lane: &item.lane,
+            lease_until: chain.unwrap_or(now),
+            chain: chain.is_some(),
+        };
+        let pg: &mut diesel_async::AsyncPgConnection = pg;
+        let next = if crate::db::pg_needs_pin(*pooling, pg) {
+            use diesel_async::AsyncConnection as _;
+            pg.transaction(async |c| query.load::<OutboxRow>(c).await)
+                .await?
+        } else {
+            query.load::<OutboxRow>(pg).await?
+        };
+        return Ok(next.into_iter().next());
+    }
+    crate::transaction!(conn, |tx| {
+        if !sent.message_ids.is_empty() {
+            super::messages::set_telegram_id(
+                tx,
+                &item.tenant_id,
+                sent.message_ids,
+                sent.telegram_message_id,
+            )
+            .await?;
+        }
+        if !mark_delivered(tx, &item.id, worker, now).await? {
+            return Ok(None);
+        }
+        if sent.batch {
+            deliver_batch(tx, &item.id, now).await?;
+        }
+        let Some(lease_until) = chain else {
+            return Ok(None);
+        };
+        // Timed after the write lock was taken (SQLite waits for it in `BEGIN`).
+        let later = crate::domain::now_ms().max(now);
+        let lease_until = lease_until + (later - now);
+        claim_lane_head(tx, &item.lane, worker, later, lease_until).await
+    })
+}
+
+/// [`finish_delivered`] on PostgreSQL, one statement with a fixed text (prepared once
+/// per connection): two data-modifying `WITH` parts — the Telegram id on the carried
+/// messages, the item marked delivered if `worker` holds it — and the lease of the
+/// lane's next item when due, only if the item was marked. All three see the snapshot
+/// from before the statement, where the item is still in flight: the head's seek
+/// passes over it by id (what [`claim_lane_head`] finds after [`mark_delivered`]).
+#[derive(Debug, Clone, Copy)]
+struct FinishDelivered<'a> {
+    tenant_id: &'a str,
+    message_ids: &'a [String],
+    telegram_message_id: i64,
+    id: &'a str,
+    worker: &'a str,
+    now: i64,
+    lane: &'a str,
+    lease_until: i64,
+    chain: bool,
+}
+
+impl diesel::query_builder::QueryId for FinishDelivered<'_> {
+    type QueryId = FinishDelivered<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for FinishDelivered<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for FinishDelivered<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Bool, Text};
+        out.push_sql("WITH carried AS (UPDATE messages SET telegram_message_id = ");
+        out.push_bind_param::<BigInt, _>(&self.telegram_message_id)?;
+        out.push_sql(" WHERE tenant_id = ");
+        out.push_bind_param::<Text, _>(&self.tenant_id)?;
+        out.push_sql(" AND id = ANY(");
+        out.push_bind_param::<Array<Text>, _>(&self.message_ids)?;
+        out.push_sql(")), done AS (UPDATE outbox SET status = 'delivered', delivered_at = ");
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(", lease_until = NULL, last_error = NULL, updated_at = ");
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<Text, _>(&self.id)?;
+        out.push_sql(" AND leased_by = ");
+        out.push_bind_param::<Text, _>(&self.worker)?;
+        out.push_sql(
+            " AND status = 'in_flight' RETURNING id) \
+             UPDATE outbox SET status = 'in_flight', lease_until = ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.lease_until)?;
+        out.push_sql(", leased_by = ");
+        out.push_bind_param::<Text, _>(&self.worker)?;
+        out.push_sql(", attempts = attempts + 1, updated_at = ");
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(" WHERE ");
+        out.push_bind_param::<Bool, _>(&self.chain)?;
+        out.push_sql(" AND EXISTS (SELECT 1 FROM done) AND id = (SELECT head.id FROM outbox head WHERE head.lane = ");
+        out.push_bind_param::<Text, _>(&self.lane)?;
+        out.push_sql(" AND head.status IN ('queued', 'in_flight') AND head.id <> ");
+        out.push_bind_param::<Text, _>(&self.id)?;
+        out.push_sql(" ORDER BY head.id LIMIT 1) AND ((status = 'queued' AND next_attempt_at <= ");
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(") OR (status = 'in_flight' AND lease_until < ");
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(")) RETURNING outbox.*");
+        Ok(())
+    }
+}
+
 /// Mark a leased item delivered. `false` if this worker no longer holds the lease.
 pub async fn mark_delivered(conn: &mut Conn<'_>, id: &str, worker: &str, now: i64) -> Result<bool> {
     let n = on_conn!(conn, |c| diesel::update(outbox::table)
