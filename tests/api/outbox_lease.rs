@@ -3,9 +3,14 @@
 //! due — never past a head that is in flight or waiting, never another lane's item.
 //! And recording a delivery (`repo::outbox::finish_delivered`, one statement on
 //! PostgreSQL): all of it only while the worker holds the item, the Telegram id always.
+//! And what a delivery of a visitor's message reads (`repo::telegram::get_for_message`,
+//! one statement): the connection, and the message only in its own conversation.
 
 use chatorical::{
-    db::{models::OutboxRow, repo},
+    db::{
+        models::{OutboxRow, TelegramConfigRow},
+        repo,
+    },
     domain::now_ms,
 };
 
@@ -14,7 +19,8 @@ use crate::on_both_backends;
 
 on_both_backends!(
     a_chained_claim_takes_only_a_due_lane_head,
-    finishing_a_delivery_records_it_and_leases_the_lanes_next_item
+    finishing_a_delivery_records_it_and_leases_the_lanes_next_item,
+    a_delivery_reads_the_connection_and_the_message_together
 );
 
 /// A queued item of `lane`, due at `due`.
@@ -323,4 +329,107 @@ async fn finishing_a_delivery_records_it_and_leases_the_lanes_next_item(b: Backe
         .await
         .expect("read the set");
     assert!(!recorded);
+}
+
+async fn a_delivery_reads_the_connection_and_the_message_together(b: Backend) {
+    let app = spawn_app_with(b, |s| s.worker.embedded = false).await;
+    let tenant = app.tenant("acme").await;
+    let other = app.tenant("globex").await;
+    let t = tenant.id.as_str();
+    let v = app.visitor(&tenant).await;
+    let w = app.visitor(&other).await;
+    let (status, m) = app.send(&v, "c1", "hello").await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{m}");
+    let mine = m["id"].as_str().expect("id").to_string();
+    let (status, m) = app.send(&w, "c1", "theirs").await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{m}");
+    let theirs = m["id"].as_str().expect("id").to_string();
+    let conv = v.conversation_id.as_str();
+    let mut pc = app.state.db.conn().await.expect("connection");
+    let mut conn = pc.as_conn();
+
+    // Without a connection there is nothing to read.
+    let none = repo::telegram::get_for_message(&mut conn, t, &mine, conv, "ob_5a")
+        .await
+        .expect("read");
+    assert!(none.is_none());
+
+    let now = now_ms();
+    let cfg = TelegramConfigRow {
+        tenant_id: t.into(),
+        bot_token_enc: "sealed-token".into(),
+        webhook_secret_enc: "sealed-secret".into(),
+        bot_id: 42,
+        bot_username: "acme_bot".into(),
+        group_chat_id: -1005,
+        default_topic_id: None,
+        can_manage_topics: true,
+        enabled: true,
+        created_at: now,
+        updated_at: now,
+        delete_topics_on_retention: false,
+        mode: "webhook".into(),
+    };
+    repo::telegram::upsert(&mut conn, &cfg)
+        .await
+        .expect("connect");
+    let (_, channel) = repo::telegram::get_with_plan_channel(&mut conn, t)
+        .await
+        .expect("read")
+        .expect("the connection");
+
+    // The connection, the plan's channel, the message with its conversation.
+    let (got, got_channel, message_read) =
+        repo::telegram::get_for_message(&mut conn, t, &mine, conv, "ob_5a")
+            .await
+            .expect("read")
+            .expect("the connection");
+    assert_eq!((got.tenant_id.as_str(), got.group_chat_id), (t, -1005));
+    assert_eq!(got_channel, channel);
+    let (message, conversation, recorded) = message_read.expect("the message");
+    assert_eq!(message.id, mine);
+    assert_eq!(message.body, "hello");
+    assert_eq!(conversation.id, conv);
+    assert!(!recorded);
+
+    // A message of another conversation, another tenant's or none at all: the
+    // connection alone.
+    for (message, conversation) in [
+        (mine.as_str(), w.conversation_id.as_str()),
+        (mine.as_str(), "cv_missing"),
+        (theirs.as_str(), w.conversation_id.as_str()),
+        ("msg_missing", conv),
+    ] {
+        let (got, _, message_read) =
+            repo::telegram::get_for_message(&mut conn, t, message, conversation, "ob_5a")
+                .await
+                .expect("read")
+                .expect("the connection");
+        assert_eq!(got.tenant_id, t);
+        assert!(message_read.is_none(), "{message} in {conversation}");
+    }
+
+    // A set of followers recorded for the head is seen.
+    for id in ["ob_5a", "ob_5b"] {
+        queued(&app, t, id, "tg:read:-3", now).await;
+    }
+    let leased = repo::outbox::claim(&mut conn, &["ob_5a".into()], "w1", now, now + 30_000)
+        .await
+        .expect("claim");
+    assert_eq!(leased.len(), 1);
+    assert!(
+        repo::outbox::record_batch(&mut conn, t, "ob_5a", "w1", &["ob_5b".into()], now)
+            .await
+            .expect("record the set")
+    );
+    let (_, _, message_read) = repo::telegram::get_for_message(&mut conn, t, &mine, conv, "ob_5a")
+        .await
+        .expect("read")
+        .expect("the connection");
+    assert!(message_read.expect("the message").2, "the recorded set");
+    let (_, _, message_read) = repo::telegram::get_for_message(&mut conn, t, &mine, conv, "ob_5b")
+        .await
+        .expect("read")
+        .expect("the connection");
+    assert!(!message_read.expect("the message").2);
 }

@@ -185,6 +185,7 @@ diesel::table! {
 diesel::allow_tables_to_appear_in_same_query!(outbox, outbox_batches);
 diesel::allow_tables_to_appear_in_same_query!(messages, outbox_batches);
 diesel::allow_tables_to_appear_in_same_query!(conversations, outbox_batches);
+diesel::allow_tables_to_appear_in_same_query!(telegram_configs, outbox_batches);
 
 diesel::table! {
     usage_daily (tenant_id, day, metric) {
@@ -262,6 +263,9 @@ diesel::joinable!(tenants -> plans (plan_code));
 diesel::allow_tables_to_appear_in_same_query!(plans, tenants);
 diesel::allow_tables_to_appear_in_same_query!(plans, visitors);
 diesel::allow_tables_to_appear_in_same_query!(plans, telegram_configs);
+diesel::allow_tables_to_appear_in_same_query!(plans, messages);
+diesel::allow_tables_to_appear_in_same_query!(plans, conversations);
+diesel::allow_tables_to_appear_in_same_query!(plans, outbox_batches);
 
 diesel::table! {
     billing_customers (tenant_id) {

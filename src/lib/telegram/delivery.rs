@@ -35,6 +35,11 @@ use crate::usage::{Metric, Usage};
 /// include Telegram.
 const PLAN_HOLD: Duration = Duration::from_secs(5);
 
+/// What the delivery of a visitor's message reads with the tenant's connection: the
+/// message, its conversation and whether an earlier attempt recorded a set of
+/// followers for the item (`None`: the message or its conversation no longer exists).
+type MessageRead = Option<(MessageRow, ConversationRow, bool)>;
+
 /// Delivers outbox items with each tenant's bot.
 pub struct TelegramDelivery {
     db: Db,
@@ -145,8 +150,8 @@ impl TelegramDelivery {
         };
         let mut migrated = false;
         loop {
-            let cfg = match self.config(item).await {
-                Ok(cfg) => cfg,
+            let (cfg, read) = match self.config(item, &job).await {
+                Ok(read) => read,
                 Err(Step::Done(o)) => return o,
                 Err(Step::Api(e)) => return self.outcome_of(&e, item.attempts),
             };
@@ -160,7 +165,7 @@ impl TelegramDelivery {
                 Err(Step::Done(o)) => return o,
                 Err(Step::Api(e)) => return self.outcome_of(&e, item.attempts),
             };
-            match self.run(item, &cfg, &job, relay.as_ref()).await {
+            match self.run(item, &cfg, &job, relay.as_ref(), read).await {
                 Ok(carried) => return Outcome::Delivered(carried),
                 Err(Step::Done(o)) => return o,
                 Err(Step::Api(RequestError::MigrateToChatId(to))) if !migrated => {
@@ -203,15 +208,33 @@ impl TelegramDelivery {
         }
     }
 
-    /// The tenant's Telegram connection, if it is on.
-    async fn config(&self, item: &OutboxRow) -> Result<TelegramConfigRow, Step> {
+    /// The tenant's Telegram connection, if it is on; for a visitor's message, read
+    /// in the same statement, what its delivery needs (`Some`; see [`MessageRead`]).
+    async fn config(
+        &self,
+        item: &OutboxRow,
+        job: &Job,
+    ) -> Result<(TelegramConfigRow, Option<MessageRead>), Step> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
-        let Some((cfg, plan_has_telegram)) = crate::db::sqlite_inline_reads(
-            repo::telegram::get_with_plan_channel(&mut conn, &item.tenant_id),
-        )
-        .await?
-        else {
+        let read = match job {
+            Job::SendMessage(p) => crate::db::sqlite_inline_reads(repo::telegram::get_for_message(
+                &mut conn,
+                &item.tenant_id,
+                &p.message_id,
+                &p.conversation_id,
+                &item.id,
+            ))
+            .await?
+            .map(|(cfg, channel, read)| (cfg, channel, Some(read))),
+            _ => crate::db::sqlite_inline_reads(repo::telegram::get_with_plan_channel(
+                &mut conn,
+                &item.tenant_id,
+            ))
+            .await?
+            .map(|(cfg, channel)| (cfg, channel, None)),
+        };
+        let Some((cfg, plan_has_telegram, read)) = read else {
             return Err(Step::Done(Outcome::Dead {
                 error: "Telegram is not connected for this tenant".into(),
             }));
@@ -232,7 +255,7 @@ impl TelegramDelivery {
                 counts: false,
             }));
         }
-        Ok(cfg)
+        Ok((cfg, read))
     }
 
     /// Where the item goes: its lane's group — the tenant's, or an environment's group
@@ -295,6 +318,7 @@ impl TelegramDelivery {
         cfg: &TelegramConfigRow,
         job: &Job,
         relay: Option<&TelegramRelayRow>,
+        read: Option<MessageRead>,
     ) -> Result<Option<Carried>, Step> {
         let bot = match relay {
             Some(relay) => self.bots.for_relay(relay),
@@ -316,7 +340,10 @@ impl TelegramDelivery {
             rates: message_rates(&self.settings, &lane.key()),
         };
         match job {
-            Job::SendMessage(p) => self.send_visitor_message(item, cfg, &bot, p).await,
+            Job::SendMessage(p) => {
+                self.send_visitor_message(item, cfg, &bot, p, read.flatten())
+                    .await
+            }
             Job::CloseTopic { conversation_id } => {
                 self.close_topic(cfg, &bot, conversation_id).await?;
                 Ok(None)
@@ -351,33 +378,19 @@ impl TelegramDelivery {
         cfg: &TelegramConfigRow,
         bot: &GroupBot<'_>,
         p: &MessageJob,
+        read: MessageRead,
     ) -> Result<Option<Carried>, Step> {
-        let mut pc = self.db.conn().await?;
-        let mut conn = pc.as_conn();
-        let gone = || {
+        let (message, conv, recorded) = read.ok_or_else(|| {
             Step::Done(Outcome::Dead {
                 error: "the message or conversation no longer exists".into(),
             })
-        };
-        // The message, its conversation and whether an earlier attempt recorded a set
-        // of followers for this item: one statement.
-        let read = repo::messages::for_delivery(
-            &mut conn,
-            &cfg.tenant_id,
-            &p.message_id,
-            &p.conversation_id,
-            &item.id,
-        );
-        let (message, conv, recorded) = crate::db::sqlite_inline_reads(read)
-            .await?
-            .ok_or_else(gone)?;
+        })?;
         if message.erased_at.is_some() {
             // Erased with its visitor (the item is cancelled too): never sent.
             return Err(Step::Done(Outcome::Dead {
                 error: "the message was erased".into(),
             }));
         }
-        drop(pc);
         // Whether a set of followers is recorded for this item (then marking it
         // delivered marks them too).
         let mut batch = recorded;

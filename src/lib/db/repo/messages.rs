@@ -6,8 +6,8 @@ use diesel_async::RunQueryDsl;
 use crate::chat::ConversationStatus;
 use crate::db::{
     Conn,
-    models::{ConversationRow, MessageRow},
-    schema::{conversations, messages, outbox_batches},
+    models::MessageRow,
+    schema::{conversations, messages},
 };
 use crate::error::Result;
 use crate::on_conn;
@@ -291,34 +291,6 @@ pub async fn get(conn: &mut Conn<'_>, tenant_id: &str, id: &str) -> Result<Optio
         .filter(messages::tenant_id.eq(tenant_id))
         .filter(messages::id.eq(id))
         .select(MessageRow::as_select())
-        .first(c)
-        .await
-        .optional())?)
-}
-
-/// What an outbox delivery of a visitor's message reads, in one statement: the
-/// tenant's message, its conversation (`conversation_id`; a message of another one is
-/// not found) and whether a set of followers was recorded for the delivering outbox
-/// item `head_id` by an earlier attempt (`outbox_batches`). `None`: the message or its
-/// conversation no longer exists.
-pub async fn for_delivery(
-    conn: &mut Conn<'_>,
-    tenant_id: &str,
-    message_id: &str,
-    conversation_id: &str,
-    head_id: &str,
-) -> Result<Option<(MessageRow, ConversationRow, bool)>> {
-    Ok(on_conn!(conn, |c| messages::table
-        .inner_join(conversations::table)
-        .filter(messages::tenant_id.eq(tenant_id))
-        .filter(messages::id.eq(message_id))
-        .filter(conversations::tenant_id.eq(tenant_id))
-        .filter(conversations::id.eq(conversation_id))
-        .select((
-            MessageRow::as_select(),
-            ConversationRow::as_select(),
-            diesel::dsl::exists(outbox_batches::table.filter(outbox_batches::head_id.eq(head_id))),
-        ))
         .first(c)
         .await
         .optional())?)

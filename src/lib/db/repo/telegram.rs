@@ -6,8 +6,11 @@ use diesel_async::RunQueryDsl;
 
 use crate::db::{
     Conn,
-    models::{TelegramConfigRow, TelegramPollRow},
-    schema::{plans, telegram_configs, telegram_polls, telegram_updates, tenants},
+    models::{ConversationRow, MessageRow, TelegramConfigRow, TelegramPollRow},
+    schema::{
+        conversations, messages, outbox_batches, plans, telegram_configs, telegram_polls,
+        telegram_updates, tenants,
+    },
 };
 use crate::error::Result;
 use crate::on_conn;
@@ -71,6 +74,68 @@ pub async fn get_with_plan_channel(
         .await
         .optional())?;
     Ok(row.map(|(cfg, channel)| (cfg, channel.unwrap_or(false))))
+}
+
+/// What the outbox delivery of a visitor's message reads, in one statement: the
+/// tenant's Telegram connection and whether its plan includes Telegram (as
+/// [`get_with_plan_channel`]), and — `None` when either no longer exists — the
+/// tenant's message `message_id`, its conversation `conversation_id` (a message of
+/// another one is not found) and whether a set of followers was recorded for the
+/// delivering outbox item `head_id` by an earlier attempt.
+#[allow(clippy::type_complexity)]
+pub async fn get_for_message(
+    conn: &mut Conn<'_>,
+    tenant_id: &str,
+    message_id: &str,
+    conversation_id: &str,
+    head_id: &str,
+) -> Result<
+    Option<(
+        TelegramConfigRow,
+        bool,
+        Option<(MessageRow, ConversationRow, bool)>,
+    )>,
+> {
+    let channel = tenants::table
+        .inner_join(plans::table)
+        .filter(tenants::id.eq(tenant_id))
+        .select(plans::channel_telegram)
+        .single_value();
+    // A join's `ON` clause owns its binds (the pooled path wants them `'static`).
+    let (message_id, conversation_id) = (message_id.to_owned(), conversation_id.to_owned());
+    let row = on_conn!(conn, |c| telegram_configs::table
+        .left_join(
+            messages::table.on(messages::tenant_id
+                .eq(telegram_configs::tenant_id)
+                .and(messages::id.eq(message_id.clone()))),
+        )
+        .left_join(
+            conversations::table.on(conversations::tenant_id
+                .eq(telegram_configs::tenant_id)
+                .and(conversations::id.eq(messages::conversation_id))
+                .and(conversations::id.eq(conversation_id.clone()))),
+        )
+        .filter(telegram_configs::tenant_id.eq(tenant_id))
+        .select((
+            TelegramConfigRow::as_select(),
+            channel,
+            Option::<MessageRow>::as_select(),
+            Option::<ConversationRow>::as_select(),
+            diesel::dsl::exists(outbox_batches::table.filter(outbox_batches::head_id.eq(head_id))),
+        ))
+        .first::<(
+            TelegramConfigRow,
+            Option<bool>,
+            Option<MessageRow>,
+            Option<ConversationRow>,
+            bool,
+        )>(c)
+        .await
+        .optional())?;
+    Ok(row.map(|(cfg, channel, message, conv, recorded)| {
+        let read = message.zip(conv).map(|(m, c)| (m, c, recorded));
+        (cfg, channel.unwrap_or(false), read)
+    }))
 }
 
 /// Remove the tenant's Telegram connection. Returns whether there was one.
