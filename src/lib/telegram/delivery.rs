@@ -151,7 +151,7 @@ impl TelegramDelivery {
         let mut migrated = false;
         loop {
             let (cfg, read) = match self.config(item, &job).await {
-                Ok(read) => read,
+                Ok(target) => target,
                 Err(Step::Done(o)) => return o,
                 Err(Step::Api(e)) => return self.outcome_of(&e, item.attempts),
             };
@@ -209,24 +209,26 @@ impl TelegramDelivery {
     }
 
     /// The tenant's Telegram connection, if it is on; for a visitor's message, read
-    /// in the same statement, what its delivery needs (`Some`; see [`MessageRead`]).
+    /// in the same statement, what its delivery needs (see [`MessageRead`]; `None`
+    /// for other jobs).
     async fn config(
         &self,
         item: &OutboxRow,
         job: &Job,
-    ) -> Result<(TelegramConfigRow, Option<MessageRead>), Step> {
+    ) -> Result<(TelegramConfigRow, MessageRead), Step> {
         let mut pc = self.db.conn().await?;
         let mut conn = pc.as_conn();
         let read = match job {
-            Job::SendMessage(p) => crate::db::sqlite_inline_reads(repo::telegram::get_for_message(
-                &mut conn,
-                &item.tenant_id,
-                &p.message_id,
-                &p.conversation_id,
-                &item.id,
-            ))
-            .await?
-            .map(|(cfg, channel, read)| (cfg, channel, Some(read))),
+            Job::SendMessage(p) => {
+                crate::db::sqlite_inline_reads(repo::telegram::get_for_message(
+                    &mut conn,
+                    &item.tenant_id,
+                    &p.message_id,
+                    &p.conversation_id,
+                    &item.id,
+                ))
+                .await?
+            }
             _ => crate::db::sqlite_inline_reads(repo::telegram::get_with_plan_channel(
                 &mut conn,
                 &item.tenant_id,
@@ -318,7 +320,7 @@ impl TelegramDelivery {
         cfg: &TelegramConfigRow,
         job: &Job,
         relay: Option<&TelegramRelayRow>,
-        read: Option<MessageRead>,
+        read: MessageRead,
     ) -> Result<Option<Carried>, Step> {
         let bot = match relay {
             Some(relay) => self.bots.for_relay(relay),
@@ -340,10 +342,7 @@ impl TelegramDelivery {
             rates: message_rates(&self.settings, &lane.key()),
         };
         match job {
-            Job::SendMessage(p) => {
-                self.send_visitor_message(item, cfg, &bot, p, read.flatten())
-                    .await
-            }
+            Job::SendMessage(p) => self.send_visitor_message(item, cfg, &bot, p, read).await,
             Job::CloseTopic { conversation_id } => {
                 self.close_topic(cfg, &bot, conversation_id).await?;
                 Ok(None)

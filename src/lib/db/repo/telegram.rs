@@ -56,17 +56,25 @@ pub async fn get(conn: &mut Conn<'_>, tenant_id: &str) -> Result<Option<Telegram
         .optional())?)
 }
 
+/// Whether the plan of tenant `$tenant_id` includes Telegram, as a scalar subquery
+/// (`NULL` without a plan) for the reads below.
+macro_rules! plan_channel {
+    ($tenant_id:expr) => {
+        tenants::table
+            .inner_join(plans::table)
+            .filter(tenants::id.eq($tenant_id))
+            .select(plans::channel_telegram)
+            .single_value()
+    };
+}
+
 /// The tenant's Telegram connection and whether its plan includes Telegram, in one
 /// statement (each outbox delivery reads both).
 pub async fn get_with_plan_channel(
     conn: &mut Conn<'_>,
     tenant_id: &str,
 ) -> Result<Option<(TelegramConfigRow, bool)>> {
-    let channel = tenants::table
-        .inner_join(plans::table)
-        .filter(tenants::id.eq(tenant_id))
-        .select(plans::channel_telegram)
-        .single_value();
+    let channel = plan_channel!(tenant_id);
     let row = on_conn!(conn, |c| telegram_configs::table
         .find(tenant_id)
         .select((TelegramConfigRow::as_select(), channel))
@@ -96,11 +104,7 @@ pub async fn get_for_message(
         Option<(MessageRow, ConversationRow, bool)>,
     )>,
 > {
-    let channel = tenants::table
-        .inner_join(plans::table)
-        .filter(tenants::id.eq(tenant_id))
-        .select(plans::channel_telegram)
-        .single_value();
+    let channel = plan_channel!(tenant_id);
     // A join's `ON` clause owns its binds (the pooled path wants them `'static`).
     let (message_id, conversation_id) = (message_id.to_owned(), conversation_id.to_owned());
     let row = on_conn!(conn, |c| telegram_configs::table
