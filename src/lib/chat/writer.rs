@@ -14,19 +14,22 @@
 //! whole batch back and stores its messages again one transaction each, exactly as
 //! without a writer, so every message gets the answer it would have got alone.
 //!
-//! PostgreSQL gets [`PG_WRITERS`] writers, a conversation always on the same one (its
-//! messages keep their order and never wait on another writer's row lock): while one
-//! commits, the next batch is being written. SQLite gets one: SQLite has one writer
-//! anyway, and the batch takes the process's write lock once instead of once per
+//! PostgreSQL gets [`PG_WRITERS`] writers sharing one queue: a writer that is free takes
+//! everything waiting, so a message waits only while every writer is busy (while one
+//! commits, the next batch is being written). A conversation with messages in a
+//! writer's batch is that writer's until the batch is answered — its later messages stay
+//! queued, in order, for the next batch — so a conversation's messages keep their order
+//! and never wait on another writer's row lock. SQLite gets one writer: SQLite has one
+//! writer anyway, and the batch takes the process's write lock once instead of once per
 //! message.
 
-use std::hash::{Hash, Hasher};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{
-    Arc,
+    Arc, Mutex, MutexGuard,
     atomic::{AtomicU64, Ordering},
 };
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::db::{Backend, Db, models::MessageRow};
 use crate::domain::Environment;
@@ -38,12 +41,12 @@ pub const MAX_BATCH: usize = 256;
 
 /// Writers on PostgreSQL. Fewer writers make bigger batches (fewer statements and
 /// commits per message: PostgreSQL's CPU per stored message 0.24 ms with four, 0.17 with
-/// two) but a message more often waits for its writer's commit (send → other socket
-/// at 1,000 msg/s, p50 2.5 ms with four, 2.8–3.2 with two, 3.8–4.0 with one); two is
-/// where throughput at 50 visitors passes 4,600 msg/s (docs/PERFORMANCE.md, stop 29).
+/// two) but a message more often waits for a writer's commit; two is where throughput
+/// at 50 visitors passes 4,600 msg/s (docs/PERFORMANCE.md, stop 29). Since stop 36 they
+/// share one queue, so a message waits only while both are busy.
 pub const PG_WRITERS: usize = 2;
 
-/// Requests waiting for one writer before senders wait.
+/// Messages waiting (not yet taken by a writer), per writer, before senders wait.
 const QUEUE: usize = 4 * MAX_BATCH;
 
 /// What [`super::store_message`] answers for one message.
@@ -54,13 +57,72 @@ struct Pending {
     visitor_id: Option<String>,
     now: i64,
     done: oneshot::Sender<Stored>,
+    /// Its place in the queue, free again once a writer takes it.
+    _room: OwnedSemaphorePermit,
 }
 
 /// The writer tasks of one process (see the module's documentation).
 pub struct Writers {
     db: Db,
-    shards: Vec<mpsc::Sender<Pending>>,
+    shared: Arc<Shared>,
     counters: Arc<Counters>,
+}
+
+/// What the writers of one process share.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// A writer may have something to take (a message came, or the writers stop).
+    work: Notify,
+    /// Places in the queue: a sender waits for one while all are taken.
+    room: Arc<Semaphore>,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Messages no writer has taken yet, in the order they came.
+    waiting: VecDeque<Pending>,
+    /// The conversations in a batch being written, each with its writer.
+    writing: HashMap<String, usize>,
+    /// The writers stop (their [`Writers`] was dropped).
+    stopped: bool,
+}
+
+impl Queue {
+    /// What writer `me` takes now: in order, up to [`MAX_BATCH`] messages of
+    /// conversations no other writer is writing. The rest stay in order; the
+    /// conversations taken are `me`'s until [`Queue::release`].
+    fn take(&mut self, me: usize) -> Vec<Pending> {
+        let mut batch = Vec::new();
+        let mut left = Vec::new();
+        while batch.len() < MAX_BATCH
+            && let Some(p) = self.waiting.pop_front()
+        {
+            let writer = self
+                .writing
+                .entry(p.row.conversation_id.clone())
+                .or_insert(me);
+            if *writer == me {
+                batch.push(p);
+            } else {
+                left.push(p);
+            }
+        }
+        for p in left.into_iter().rev() {
+            self.waiting.push_front(p);
+        }
+        batch
+    }
+
+    /// Writer `me` answered its batch: its conversations are free again.
+    fn release(&mut self, me: usize) {
+        self.writing.retain(|_, writer| *writer != me);
+    }
 }
 
 #[derive(Default)]
@@ -90,16 +152,17 @@ impl Writers {
             Backend::Sqlite => 1,
         };
         let counters = Arc::new(Counters::default());
-        let shards = (0..n)
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(run(db.clone(), counters.clone(), rx));
-                tx
-            })
-            .collect();
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            work: Notify::new(),
+            room: Arc::new(Semaphore::new(n * QUEUE)),
+        });
+        for me in 0..n {
+            tokio::spawn(run(db.clone(), shared.clone(), counters.clone(), me));
+        }
         Writers {
             db: db.clone(),
-            shards,
+            shared,
             counters,
         }
     }
@@ -120,20 +183,44 @@ impl Writers {
 
     /// Store `row` (its seq is taken in the write) and wait for the commit.
     pub async fn store(&self, row: MessageRow, visitor_id: Option<&str>, now: i64) -> Stored {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        row.conversation_id.hash(&mut h);
-        let shard = &self.shards[(h.finish() % self.shards.len() as u64) as usize];
-        let (done, answer) = oneshot::channel();
-        let pending = Pending {
-            row,
-            visitor_id: visitor_id.map(str::to_string),
-            now,
-            done,
-        };
-        if shard.send(pending).await.is_err() {
+        let Ok(room) = self.shared.room.clone().acquire_owned().await else {
             return Err(stopped());
+        };
+        let (done, answer) = oneshot::channel();
+        let wake = {
+            let mut queue = self.shared.queue();
+            if queue.stopped {
+                return Err(stopped());
+            }
+            // A conversation being written waits for its writer, which takes it next.
+            let wake = !queue.writing.contains_key(&row.conversation_id);
+            queue.waiting.push_back(Pending {
+                row,
+                visitor_id: visitor_id.map(str::to_string),
+                now,
+                done,
+                _room: room,
+            });
+            wake
+        };
+        if wake {
+            self.shared.work.notify_one();
         }
         answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        // What is still waiting is answered "stopped" (its sender is dropped).
+        let waiting = {
+            let mut queue = self.shared.queue();
+            queue.stopped = true;
+            std::mem::take(&mut queue.waiting)
+        };
+        drop(waiting);
+        self.shared.room.close();
+        self.shared.work.notify_waiters();
     }
 }
 
@@ -141,11 +228,30 @@ fn stopped() -> crate::error::Error {
     crate::error::Error::internal("the message writer stopped")
 }
 
-async fn run(db: Db, counters: Arc<Counters>, mut rx: mpsc::Receiver<Pending>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        write(&db, &counters, std::mem::take(&mut batch)).await;
-        batch.reserve(MAX_BATCH);
+/// Writer `me`: take what it may, write it, answer, free its conversations; wait when
+/// there is nothing to take.
+async fn run(db: Db, shared: Arc<Shared>, counters: Arc<Counters>, me: usize) {
+    loop {
+        let batch = {
+            // Listening before looking: a message queued after the look wakes us.
+            let work = shared.work.notified();
+            tokio::pin!(work);
+            work.as_mut().enable();
+            let batch = {
+                let mut queue = shared.queue();
+                if queue.stopped {
+                    return;
+                }
+                queue.take(me)
+            };
+            if batch.is_empty() {
+                work.await;
+                continue;
+            }
+            batch
+        };
+        write(&db, &counters, batch).await;
+        shared.queue().release(me);
     }
 }
 
@@ -228,4 +334,103 @@ async fn write_alone(db: &Db, m: &NewMessage) -> Stored {
         m.now
     )
     .await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(room: &Arc<Semaphore>, conversation: &str, body: &str) -> Pending {
+        let (done, _) = oneshot::channel();
+        Pending {
+            row: MessageRow {
+                id: format!("msg_{body}"),
+                tenant_id: "ten_a".into(),
+                conversation_id: conversation.into(),
+                seq: 0,
+                direction: "inbound".into(),
+                author: None,
+                body: body.into(),
+                client_msg_id: None,
+                created_at: 0,
+                edited_at: None,
+                telegram_message_id: None,
+                erased_at: None,
+                reply_to: None,
+            },
+            visitor_id: None,
+            now: 0,
+            done,
+            _room: room.clone().try_acquire_owned().expect("room"),
+        }
+    }
+
+    fn bodies(batch: &[Pending]) -> Vec<&str> {
+        batch.iter().map(|p| p.row.body.as_str()).collect()
+    }
+
+    fn queued(q: &Queue) -> Vec<&str> {
+        q.waiting.iter().map(|p| p.row.body.as_str()).collect()
+    }
+
+    #[test]
+    fn a_free_writer_takes_everything_waiting_in_order() {
+        let room = Arc::new(Semaphore::new(1000));
+        let mut q = Queue::default();
+        for (c, b) in [("c1", "a"), ("c2", "b"), ("c1", "c")] {
+            q.waiting.push_back(pending(&room, c, b));
+        }
+        let batch = q.take(0);
+        assert_eq!(bodies(&batch), ["a", "b", "c"]);
+        assert!(q.waiting.is_empty());
+        assert_eq!(q.writing.get("c1"), Some(&0));
+        assert_eq!(q.writing.get("c2"), Some(&0));
+        q.release(0);
+        assert!(q.writing.is_empty());
+    }
+
+    #[test]
+    fn a_conversation_being_written_waits_for_its_writer_in_order() {
+        let room = Arc::new(Semaphore::new(1000));
+        let mut q = Queue::default();
+        q.waiting.push_back(pending(&room, "c1", "a1"));
+        assert_eq!(bodies(&q.take(0)), ["a1"]);
+        // Writer 0 is writing c1; more arrive for c1 and c2.
+        for (c, b) in [("c1", "a2"), ("c2", "b1"), ("c1", "a3"), ("c2", "b2")] {
+            q.waiting.push_back(pending(&room, c, b));
+        }
+        // Writer 1 takes only c2's, and c1's stay queued in their order.
+        assert_eq!(bodies(&q.take(1)), ["b1", "b2"]);
+        assert_eq!(queued(&q), ["a2", "a3"]);
+        // While writer 1 writes c2, nothing is left for it...
+        assert!(q.take(1).is_empty());
+        // ...and writer 0, once answered, takes c1's next messages itself.
+        q.release(0);
+        assert_eq!(q.writing.get("c2"), Some(&1), "c2 is still writer 1's");
+        assert_eq!(bodies(&q.take(0)), ["a2", "a3"]);
+        q.waiting.push_back(pending(&room, "c2", "b3"));
+        assert!(q.take(0).is_empty(), "c2 stays writer 1's until it answers");
+        q.release(1);
+        assert_eq!(bodies(&q.take(1)), ["b3"]);
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_batch_and_the_rest_stays_in_order() {
+        let room = Arc::new(Semaphore::new(1000));
+        let mut q = Queue::default();
+        for i in 0..MAX_BATCH + 3 {
+            let c = if i % 2 == 0 { "c1" } else { "c2" };
+            q.waiting.push_back(pending(&room, c, &i.to_string()));
+        }
+        let batch = q.take(0);
+        assert_eq!(batch.len(), MAX_BATCH);
+        assert_eq!(batch[0].row.body, "0");
+        assert_eq!(batch[MAX_BATCH - 1].row.body, (MAX_BATCH - 1).to_string());
+        let rest: Vec<String> = (MAX_BATCH..MAX_BATCH + 3).map(|i| i.to_string()).collect();
+        assert_eq!(queued(&q), rest);
+        // The conversations of the full batch are not another writer's to take.
+        assert!(q.take(1).is_empty());
+        q.release(0);
+        assert_eq!(q.take(1).len(), 3);
+    }
 }
