@@ -364,12 +364,22 @@ impl MessagesPerDay {
 }
 
 /// What the caller of [`Chat::post_message_known`] already knows.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Default)]
 pub struct Known {
     /// The conversation's environment (a visitor's is theirs); `None` reads it.
     pub environment: Option<Environment>,
     /// The plan's limit, read just before (with the visitor's token); `None` reads it.
     pub messages_per_day: Option<MessagesPerDay>,
+    /// The day's quota, taken while the plan was read (see [`Chat::take_message_ahead`]).
+    pub ahead: Option<TakenAhead>,
+}
+
+/// One of the tenant's messages of the day taken against the limit a caller expected
+/// (see [`Chat::take_message_ahead`]). Dropped unused, it is given back.
+#[derive(Debug)]
+pub struct TakenAhead {
+    limit: MessagesPerDay,
+    taken: Result<std::result::Result<crate::quota::Taken, crate::quota::Exceeded>>,
 }
 
 /// A visitor authenticated by their token.
@@ -1016,7 +1026,7 @@ impl Chat {
     ) -> Result<(MessageView, bool)> {
         let known = Known {
             environment,
-            messages_per_day: None,
+            ..Known::default()
         };
         self.post_message_known(
             tenant_id,
@@ -1037,6 +1047,35 @@ impl Chat {
         Ok(MessagesPerDay(plan.limits.messages_per_day))
     }
 
+    /// Take one of the tenant's messages of the day against `expected`, the plan's limit as
+    /// the caller last read it (a socket's previous send), so that the take overlaps the
+    /// plan's read instead of following it. [`Chat::post_message_known`] keeps it only
+    /// when the plan, read meanwhile, still has that limit (else it gives it back and
+    /// takes against the limit read): a message is always measured against the plan as
+    /// it is now, and a limit change takes effect at once.
+    pub async fn take_message_ahead(
+        &self,
+        tenant_id: &TenantId,
+        expected: MessagesPerDay,
+    ) -> TakenAhead {
+        let taken = async {
+            let mut pc = self.db.conn().await?;
+            self.quotas
+                .take(
+                    &mut pc.as_conn(),
+                    tenant_id,
+                    Quota::MessagesPerDay,
+                    expected.0,
+                )
+                .await
+        }
+        .await;
+        TakenAhead {
+            limit: expected,
+            taken,
+        }
+    }
+
     /// [`Chat::post_message`] with what the caller read just before (the plan's limit
     /// read with the visitor's token saves reading it again).
     pub async fn post_message_known(
@@ -1048,7 +1087,11 @@ impl Chat {
         text: &str,
         client_msg_id: Option<&str>,
     ) -> Result<(MessageView, bool)> {
-        let environment = known.environment;
+        let Known {
+            environment,
+            messages_per_day,
+            ahead,
+        } = known;
         check_text(text)?;
         if let Some(id) = client_msg_id {
             check_client_msg_id(id)?;
@@ -1071,7 +1114,7 @@ impl Chat {
         }
         let taken = {
             let mut conn = pc.as_conn();
-            let limit = match known.messages_per_day {
+            let limit = match messages_per_day {
                 Some(MessagesPerDay(limit)) => limit,
                 None => {
                     crate::plans::for_tenant(&mut conn, tenant_id)
@@ -1080,9 +1123,23 @@ impl Chat {
                         .messages_per_day
                 }
             };
-            self.quotas
-                .take(&mut conn, tenant_id, Quota::MessagesPerDay, limit)
-                .await?
+            match ahead {
+                // Taken against the limit the plan has now: as good as taken now.
+                Some(ahead) if ahead.limit == MessagesPerDay(limit) => ahead.taken?,
+                ahead => {
+                    // Taken against a limit the plan no longer has: back before taking again.
+                    if let Some(TakenAhead {
+                        taken: Ok(Ok(taken)),
+                        ..
+                    }) = ahead
+                    {
+                        self.quotas.give_back(taken).await;
+                    }
+                    self.quotas
+                        .take(&mut conn, tenant_id, Quota::MessagesPerDay, limit)
+                        .await?
+                }
+            }
         };
         let taken = match taken {
             Ok(taken) => taken,

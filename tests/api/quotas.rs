@@ -31,6 +31,8 @@ on_both_backends!(
     a_new_utc_day_admits_again,
     a_new_utc_day_admits_again_with_redis,
     downgrades_lower_and_upgrades_lift_at_once,
+    a_socket_measures_each_send_against_the_plan_as_it_is_now,
+    a_socket_measures_each_send_against_the_plan_as_it_is_now_with_redis,
     a_stretch_without_a_limit_still_counts_the_day,
     a_stretch_without_a_limit_still_counts_the_day_with_redis,
     conversation_starts_are_limited_and_an_open_conversation_is_not_charged_again,
@@ -427,6 +429,98 @@ async fn downgrades_lower_and_upgrades_lift_at_once(b: Backend) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(history(&app, &v).await.1, 5);
     assert_eq!(used_today(&app, &t, Quota::MessagesPerDay).await, 5);
+}
+
+/// A socket takes each send's quota while it reads the plan, against the limit its
+/// previous send read: a plan changed between two sends still decides the next one, a
+/// send refused for the rate takes nothing, and the counter stays exact.
+async fn a_socket_measures_each_send_against_the_plan_as_it_is_now(b: Backend) {
+    let app = spawn_app_with(b, |s| s.limits.messages_per_visitor_per_min = 6).await;
+    socket_sends_follow_the_plan(&app).await;
+}
+
+/// The same with the counters in Redis.
+async fn a_socket_measures_each_send_against_the_plan_as_it_is_now_with_redis(b: Backend) {
+    let prefix = format!("chatorical_test_{}", uuid::Uuid::new_v4().simple());
+    let app = spawn_app_with(b, |s: &mut Settings| {
+        s.redis.url = Some(Secret::new(crate::test_redis::url()));
+        s.redis.key_prefix = prefix;
+        s.limits.messages_per_visitor_per_min = 6;
+    })
+    .await;
+    socket_sends_follow_the_plan(&app).await;
+    assert_eq!(
+        app.state.quotas.redis_errors(),
+        0,
+        "every take reached Redis"
+    );
+}
+
+async fn socket_sends_follow_the_plan(app: &TestApp) {
+    let t = app.tenant("acme").await;
+    put_plan(app, "tight", plan("Tight", json!({"messages_per_day": 2}))).await;
+    on_plan(app, &t, "roomy", json!({"messages_per_day": 10})).await;
+    let v = app.visitor(&t).await;
+    let mut ws = app.ws(&v.ws_token, Some(&t.origin)).await.expect("socket");
+    next_of(&mut ws, "hello").await;
+    let mut send = async |id: &str| {
+        send_json(
+            &mut ws,
+            json!({"type": "send", "client_msg_id": id, "text": id}),
+        )
+        .await;
+        loop {
+            let frame = crate::helpers::next_json(&mut ws).await;
+            if ["ack", "limit", "error"].contains(&frame["type"].as_str().unwrap_or_default()) {
+                assert_eq!(frame["client_msg_id"], id, "{frame}");
+                return frame;
+            }
+        }
+    };
+    // Three under the roomy plan: from the second on, each was taken while the plan was
+    // read, against the limit of 10 the send before read.
+    for id in ["s1", "s2", "s3"] {
+        let frame = send(id).await;
+        assert_eq!(frame["type"], "ack", "{frame}");
+    }
+    assert_eq!(used_today(app, &t, Quota::MessagesPerDay).await, 3);
+
+    // Down between two sends: the next is measured against 2, not the 10 it expected.
+    set_plan(app, &t, "tight").await;
+    let frame = send("s4").await;
+    assert_eq!(frame["type"], "limit", "{frame}");
+    assert_eq!(frame["code"], "quota_exceeded", "{frame}");
+    assert_eq!(
+        frame["details"]["limit"], 2,
+        "the plan as it is now: {frame}"
+    );
+    assert_eq!(frame["details"]["used"], 3, "{frame}");
+    // The same limit again (taken ahead against 2 this time): refused the same way.
+    let frame = send("s5").await;
+    assert_eq!(frame["code"], "quota_exceeded", "{frame}");
+    assert_eq!(used_today(app, &t, Quota::MessagesPerDay).await, 3);
+
+    // Up again: the very next send is in, though it was taken ahead against 2.
+    set_plan(app, &t, "roomy").await;
+    let frame = send("s6").await;
+    assert_eq!(frame["type"], "ack", "{frame}");
+    assert_eq!(frame["message"]["seq"], 4, "{frame}");
+    assert_eq!(used_today(app, &t, Quota::MessagesPerDay).await, 4);
+
+    // Over the visitor's rate (6 a minute, 6 sent so far): refused for the rate, and
+    // what it took ahead comes back.
+    let frame = send("s7").await;
+    assert_eq!(frame["type"], "limit", "{frame}");
+    assert_eq!(frame["code"], "rate_limited", "{frame}");
+    eventually(
+        5,
+        "the quota taken ahead of a rate-limited send is given back",
+        || async { used_today(app, &t, Quota::MessagesPerDay).await == 4 },
+    )
+    .await;
+    let (texts, last_seq) = history(app, &v).await;
+    assert_eq!(texts, ["s1", "s2", "s3", "s6"]);
+    assert_eq!(last_seq, 4);
 }
 
 /// Messages sent while the tenant's plan has no limit are the day's messages all the

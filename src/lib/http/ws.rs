@@ -23,7 +23,7 @@ use axum::{
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::chat::{Known, Sender, Visitor};
+use crate::chat::{Known, MessagesPerDay, Sender, Visitor};
 use crate::domain::{ConversationId, now_ms};
 use crate::error::{Error, ErrorCode};
 use crate::http::{
@@ -213,6 +213,10 @@ struct SocketSession {
     typing_at: Option<Instant>,
     /// This socket's place in the per-visitor and per-address caps.
     slot: SocketSlot,
+    /// The plan's daily message limit as this socket's last send read it: the next send
+    /// takes its quota against it while the plan is read again (see
+    /// [`Chat::take_message_ahead`](crate::chat::Chat::take_message_ahead)).
+    messages_per_day: Option<MessagesPerDay>,
 }
 
 enum Flow {
@@ -246,6 +250,7 @@ impl SocketSession {
             agents_online: None,
             typing_at: None,
             slot,
+            messages_per_day: None,
         }
     }
 
@@ -520,21 +525,36 @@ impl SocketSession {
                 text,
             } => {
                 // The visitor's message budget is shared with HTTP sends (and nodes).
-                // The plan's daily limit (for the quota) is read meanwhile: with Redis
-                // the two round trips overlap instead of adding up.
+                // The plan's daily limit (for the quota) is read meanwhile, and from the
+                // second send on the day's quota is taken meanwhile too, against the
+                // limit the last send read (kept only if the plan still has it): with
+                // Redis the round trips overlap instead of adding up.
                 let chat = self.ctx.chat.clone();
                 let environment = self.visitor.environment;
                 let limit = Limit::MessagesPerVisitor;
-                let (allowed, messages_per_day) =
-                    tokio::join!(self.ctx.limiter.check(limit, &self.visitor.id), async {
-                        if environment.counts_against_quotas() {
-                            chat.messages_per_day(&self.visitor.tenant_id)
-                                .await
-                                .map(Some)
+                let counts = environment.counts_against_quotas();
+                let expected = self.messages_per_day.filter(|_| counts);
+                let tenant_id = &self.visitor.tenant_id;
+                let (allowed, messages_per_day, ahead) = tokio::join!(
+                    self.ctx.limiter.check(limit, &self.visitor.id),
+                    async {
+                        if counts {
+                            chat.messages_per_day(tenant_id).await.map(Some)
                         } else {
                             Ok(None)
                         }
-                    });
+                    },
+                    async {
+                        match expected {
+                            Some(e) => Some(chat.take_message_ahead(tenant_id, e).await),
+                            None => None,
+                        }
+                    }
+                );
+                if let Ok(Some(m)) = &messages_per_day {
+                    self.messages_per_day = Some(*m);
+                }
+                // Refused here, a quota taken ahead is given back (dropped).
                 if let Err(wait) = allowed {
                     let frame = ServerFrame::Limit {
                         code: "rate_limited".into(),
@@ -573,6 +593,7 @@ impl SocketSession {
                         Known {
                             environment: Some(environment),
                             messages_per_day,
+                            ahead,
                         },
                         Sender::Visitor(&self.visitor.id),
                         &text,

@@ -189,6 +189,7 @@ async fn send_message(
             Known {
                 environment: Some(visitor.environment),
                 messages_per_day: plan.map(|axum::Extension(limit)| limit),
+                ahead: None,
             },
             Sender::Visitor(&visitor.id),
             &req.text,
