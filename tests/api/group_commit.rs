@@ -337,7 +337,35 @@ async fn one_failing_message_in_a_batch_fails_only_itself(b: Backend) {
         matches!(&r[..], [Ok(Some((row, _)))] if row.seq == 11),
         "{r:?}"
     );
+    // Alone too (its own statement on PostgreSQL): another visitor's conversation and
+    // another tenant's are `None` and take no seq; an agent's message (no visitor) the
+    // next seq.
+    let r = app
+        .state
+        .chat
+        .store_batch(&[msg(&other, "intruder alone", Some(&a_visitor))])
+        .await;
+    assert!(matches!(r[..], [Ok(None)]), "{r:?}");
+    let stranger = app.tenant("stranger").await;
+    let mut foreign = msg(&a, "foreign", None);
+    foreign.row.tenant_id = stranger.id.clone();
+    let r = app.state.chat.store_batch(&[foreign]).await;
+    assert!(matches!(r[..], [Ok(None)]), "{r:?}");
+    let r = app
+        .state
+        .chat
+        .store_batch(&[msg(&a, "agent alone", None)])
+        .await;
+    assert!(
+        matches!(&r[..], [Ok(Some((row, _)))] if row.seq == 12),
+        "{r:?}"
+    );
     assert_eq!(app.state.chat.write_stats().retries, retries);
+    assert_eq!(
+        history(&app, &other).await.len(),
+        2,
+        "nothing of a's in another's conversation"
+    );
 
     // Over HTTP the retry is answered with the stored message (200), the closed
     // conversation with 409.

@@ -179,6 +179,73 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertTakingSeqs<'
     }
 }
 
+/// [`InsertTakingSeqs`] for one message, with plain binds instead of arrays: the
+/// conversation is found by its primary key (the batch's join is planned for any
+/// number of rows and, on a small or freshly analyzed table, scans the open
+/// conversations instead), and nothing is sorted, numbered or grouped. A lone message
+/// is the usual batch below saturation. Same answers: no row when the conversation is
+/// not open, not the tenant's or not the visitor's.
+struct InsertOneTakingSeq<'a> {
+    row: &'a MessageRow,
+    visitor: Option<&'a str>,
+    now: i64,
+    open: &'static str,
+}
+
+impl diesel::query_builder::QueryId for InsertOneTakingSeq<'_> {
+    type QueryId = InsertOneTakingSeq<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for InsertOneTakingSeq<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertOneTakingSeq<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Nullable, Text};
+        let r = self.row;
+        out.push_sql(
+            "WITH taken AS (UPDATE conversations AS c SET last_seq = c.last_seq + 1, updated_at = ",
+        );
+        arg::<BigInt, _>(&mut out, &self.now, " WHERE c.id = ")?;
+        arg::<Text, _>(&mut out, &r.conversation_id, " AND c.tenant_id = ")?;
+        arg::<Text, _>(&mut out, &r.tenant_id, " AND c.status = ")?;
+        arg::<Text, _>(&mut out, self.open, " AND c.visitor_id = COALESCE(")?;
+        arg::<Nullable<Text>, _>(
+            &mut out,
+            &self.visitor,
+            "::text, c.visitor_id) \
+             RETURNING c.tenant_id, c.id, c.last_seq, c.environment, \
+               (SELECT g.group_chat_id FROM telegram_configs g WHERE g.tenant_id = c.tenant_id) \
+               AS group_chat_id), \
+             ins AS (INSERT INTO messages (id, tenant_id, conversation_id, seq, direction, author, \
+                       body, client_msg_id, created_at, edited_at, telegram_message_id, erased_at, \
+                       reply_to) \
+               SELECT ",
+        )?;
+        arg::<Text, _>(&mut out, &r.id, ", t.tenant_id, t.id, t.last_seq, ")?;
+        arg::<Text, _>(&mut out, &r.direction, ", ")?;
+        arg::<Nullable<Text>, _>(&mut out, &r.author, ", ")?;
+        arg::<Text, _>(&mut out, &r.body, ", ")?;
+        arg::<Nullable<Text>, _>(&mut out, &r.client_msg_id, ", ")?;
+        arg::<BigInt, _>(&mut out, &r.created_at, ", ")?;
+        arg::<Nullable<BigInt>, _>(&mut out, &r.edited_at, ", ")?;
+        arg::<Nullable<BigInt>, _>(&mut out, &r.telegram_message_id, ", ")?;
+        arg::<Nullable<BigInt>, _>(&mut out, &r.erased_at, ", ")?;
+        arg::<Nullable<Text>, _>(
+            &mut out,
+            &r.reply_to,
+            " FROM taken AS t RETURNING id, seq) \
+             SELECT i.id, i.seq, t.group_chat_id, t.environment FROM ins AS i, taken AS t",
+        )?;
+        Ok(())
+    }
+}
+
 /// Store new messages in the caller's transaction, each taking the next seq of its
 /// open conversation (checking tenant and, with a visitor, that it is the visitor's),
 /// in the order given: a conversation's messages here get consecutive seqs. `rows`'
@@ -189,7 +256,8 @@ impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertTakingSeqs<'
 /// single insert does.
 ///
 /// PostgreSQL: ONE statement whatever the number of messages (`InsertTakingSeqs`,
-/// prepared once per connection). SQLite: per message [`super::conversations::next_seq_for_message`]
+/// prepared once per connection; `InsertOneTakingSeq` for a lone message). SQLite: per
+/// message [`super::conversations::next_seq_for_message`]
 /// and [`insert`] (in-process calls; the batch's transaction is what saves there).
 pub async fn insert_taking_seqs<'a>(
     conn: &mut Conn<'_>,
@@ -199,9 +267,23 @@ pub async fn insert_taking_seqs<'a>(
     match conn {
         Conn::Pg(pg, _) => {
             let pg: &mut diesel_async::AsyncPgConnection = pg;
-            let placed = InsertTakingSeqs::new(rows, now)
-                .load::<PlacedRow>(pg)
-                .await?;
+            let placed = match rows {
+                [(row, visitor)] => {
+                    InsertOneTakingSeq {
+                        row,
+                        visitor: *visitor,
+                        now,
+                        open: ConversationStatus::Open.as_str(),
+                    }
+                    .load::<PlacedRow>(pg)
+                    .await?
+                }
+                _ => {
+                    InsertTakingSeqs::new(rows, now)
+                        .load::<PlacedRow>(pg)
+                        .await?
+                }
+            };
             let mut placed: std::collections::HashMap<String, Placed> = placed
                 .into_iter()
                 .map(|p| {
